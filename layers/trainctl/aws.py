@@ -1,0 +1,115 @@
+"""One client factory: the standard AWS environment (profile, region, AWS_ENDPOINT_URL) and adaptive retries."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from trainctl.errors import AwsAccessError
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_ssm import SSMClient
+
+# Adaptive mode adds client-side rate limiting to standard retries: EC2 throttles per account and action.
+RETRY_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 10},
+    max_pool_connections=32,
+    # moto's server cannot read gzip request bodies; trainctl sends no large payloads anyway.
+    disable_request_compression=True,
+)
+
+# Operation-name prefixes that only read; everything else counts as a write.
+READ_PREFIXES = ("Describe", "List", "Get", "Query", "Scan", "BatchGet", "Search", "Lookup")
+
+
+def is_read(operation: str) -> bool:
+    return operation.startswith(READ_PREFIXES)
+
+
+class ApiCalls:
+    """Counts every API call made through a factory, by service and operation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_operation: Counter[str] = Counter()
+
+    def record(self, model: Any, **_: Any) -> None:
+        name = f"{model.service_model.service_name}:{model.name}"
+        with self._lock:
+            self.by_operation[name] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_operation.values())
+
+    def writes(self) -> dict[str, int]:
+        return {op: n for op, n in self.by_operation.items() if not is_read(op.split(":", 1)[1])}
+
+
+class ClientFactory:
+    """Builds and caches one client per (service, region); clients are shared by threads, building is not."""
+
+    def __init__(self, session: boto3.Session | None = None, *, config: Config = RETRY_CONFIG) -> None:
+        self._session = session or boto3.Session()
+        self._config = config
+        self._clients: dict[tuple[str, str | None], Any] = {}
+        self._lock = threading.Lock()
+        self.calls = ApiCalls()
+        self._session.events.register("before-call", self.calls.record)
+
+    @property
+    def default_region(self) -> str | None:
+        return self._session.region_name
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        key = (service, region)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._session.client(
+                    service,  # type: ignore[call-overload]
+                    region_name=region or self._session.region_name,
+                    config=self._config,
+                )
+            return self._clients[key]
+
+    def ec2(self, region: str) -> EC2Client:
+        client: EC2Client = self.client("ec2", region)
+        return client
+
+    def ssm(self, region: str) -> SSMClient:
+        client: SSMClient = self.client("ssm", region)
+        return client
+
+    def cloudwatch(self, region: str) -> CloudWatchClient:
+        client: CloudWatchClient = self.client("cloudwatch", region)
+        return client
+
+    def dynamodb(self, region: str | None = None) -> DynamoDBClient:
+        client: DynamoDBClient = self.client("dynamodb", region)
+        return client
+
+    def sns(self, region: str | None = None) -> SNSClient:
+        client: SNSClient = self.client("sns", region)
+        return client
+
+    def cloudformation(self, region: str | None = None) -> CloudFormationClient:
+        client: CloudFormationClient = self.client("cloudformation", region)
+        return client
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def access_error(operation: str, exc: ClientError) -> AwsAccessError:
+    return AwsAccessError(operation, error_code(exc), str(exc.response.get("Error", {}).get("Message", "")))

@@ -1,0 +1,144 @@
+"""The cleanup sweep as one call: read every region, observe, decide, act (unless dry-run), record, notify."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from trainctl.actions import RemainingTime, SweepExecutor
+from trainctl.aws import ClientFactory
+from trainctl.clock import Clock, format_instant
+from trainctl.inventory import Ec2Inventory, RegionInventory
+from trainctl.ledger import Ledger
+from trainctl.notify import Notifier, changed, sweep_message
+from trainctl.settings import SweepSettings
+from trainctl.sweep import (
+    Decision,
+    Observations,
+    SweepPlan,
+    TrainingCheck,
+    in_scope,
+    instances_to_check,
+    plan_sweep,
+)
+from trainctl.training import SsmTrainingCheck
+from trainctl.utilisation import read_utilisation
+
+DRY_RUN_TRAINING_NOTE = "not checked: a dry-run sends no SSM command, and unknown protects"
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    sweep_id: str
+    dry_run: bool
+    at: datetime
+    regions: tuple[str, ...]
+    plan: SweepPlan
+    decisions: tuple[Decision, ...]
+    recorded: bool
+    notified: bool
+    notes: tuple[str, ...] = field(default=())
+
+    def summary(self) -> dict[str, object]:
+        return replace(self.plan, decisions=self.decisions).summary()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "sweep_id": self.sweep_id,
+            "dry_run": self.dry_run,
+            "at": format_instant(self.at),
+            "regions": list(self.regions),
+            "summary": self.summary(),
+            "recorded": self.recorded,
+            "notified": self.notified,
+            "notes": list(self.notes),
+            "warnings": list(self.plan.warnings),
+            "decisions": [d.to_json() for d in self.decisions],
+        }
+
+
+def read_inventories(factory: ClientFactory, regions: tuple[str, ...]) -> list[RegionInventory]:
+    with ThreadPoolExecutor(max_workers=max(1, len(regions))) as pool:
+        return list(pool.map(lambda region: Ec2Inventory(factory.ec2(region), region).read(), regions))
+
+
+def observe(
+    factory: ClientFactory,
+    inventories: list[RegionInventory],
+    settings: SweepSettings,
+    now: datetime,
+) -> Observations:
+    utilisation = {}
+    for inventory in inventories:
+        watched = [
+            i.resource_id
+            for i in inventory.instances
+            if i.state == "running" and in_scope(i, settings) and now - i.launch_time >= settings.idle_window
+        ]
+        if watched:
+            utilisation.update(
+                read_utilisation(factory.cloudwatch(inventory.region), watched, settings.idle_window, now)
+            )
+    observations = Observations(utilisation=utilisation)
+    if settings.dry_run:
+        return replace(observations, training_unchecked_reason=DRY_RUN_TRAINING_NOTE)
+    training: dict[str, TrainingCheck] = {}
+    by_region: dict[str, list[str]] = {}
+    for instance in instances_to_check(inventories, observations, settings, now):
+        by_region.setdefault(instance.region, []).append(instance.resource_id)
+    for region, instance_ids in by_region.items():
+        checker = SsmTrainingCheck(
+            factory.ssm(region),
+            document=settings.training_document,
+            pid_file=settings.training_pid_file,
+            process_patterns=settings.training_process_patterns,
+            timeout=settings.training_check_timeout,
+        )
+        training.update(checker.check(instance_ids))
+    return replace(observations, training=training)
+
+
+def run_sweep(
+    factory: ClientFactory,
+    settings: SweepSettings,
+    clock: Clock,
+    *,
+    ledger: Ledger | None,
+    notifier: Notifier | None,
+    remaining_ms: RemainingTime = None,
+) -> SweepResult:
+    """Dry-run stops before the first write: no tag, no ledger item, no message, no SSM command."""
+    now = clock()
+    sweep_id = uuid.uuid4().hex[:12]
+    inventories = read_inventories(factory, settings.regions)
+    observations = observe(factory, inventories, settings, now)
+    plan = plan_sweep(inventories, observations, settings, now)
+    notes: list[str] = []
+    if settings.dry_run:
+        decisions = tuple(replace(d, outcome="dry-run") for d in plan.decisions)
+        notes.append("dry-run: nothing was changed and nothing was recorded")
+        return SweepResult(sweep_id, True, now, settings.regions, plan, decisions, False, False, tuple(notes))
+
+    executor = SweepExecutor(
+        factory,
+        concurrency=settings.action_concurrency,
+        remaining_ms=remaining_ms,
+        deadline_margin_ms=int(settings.deadline_margin.total_seconds() * 1000),
+    )
+    decisions = tuple(executor.execute(plan.decisions))
+    result = SweepResult(sweep_id, False, now, settings.regions, plan, decisions, False, False)
+    recorded = notified = False
+    if ledger is not None:
+        ledger.record(sweep_id, now, result.summary(), decisions)
+        recorded = True
+    else:
+        notes.append("no ledger: decisions were not recorded")
+    if notifier is not None and changed(decisions):
+        subject, message = sweep_message(plan, decisions, dry_run=False)
+        notifier.publish(subject, message)
+        notified = True
+    if any(d.outcome == "deferred" for d in decisions):
+        notes.append("stopped before the deadline; the next sweep resumes with what is left")
+    return replace(result, recorded=recorded, notified=notified, notes=tuple(notes))

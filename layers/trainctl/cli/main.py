@@ -1,0 +1,188 @@
+"""The `trainctl` command line: the same domain code as the Lambdas, against any AWS endpoint."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import types
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from trainctl import stack_resources
+from trainctl.aws import ClientFactory
+from trainctl.cleanup import SweepResult, run_sweep
+from trainctl.clock import fixed_clock, parse_instant, system_clock
+from trainctl.errors import TrainctlError
+from trainctl.ledger import DynamoDbLedger
+from trainctl.notify import SnsNotifier
+from trainctl.settings import SweepSettings
+
+app = typer.Typer(
+    help="trainctl: a guardrail for ML training on AWS. Dry-run unless you say --enforce.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Wide enough for the decision tables when output goes to a pipe or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True)
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def sweep_once(
+    factory: ClientFactory, settings: SweepSettings, at: datetime | None, environ: dict[str, str]
+) -> SweepResult:
+    resources = None
+    if not settings.dry_run:
+        # Only enforcement needs the ledger, topic and document; a dry-run makes no write call at all.
+        resources = stack_resources.resolve(factory, environ, settings.regions)
+        if resources is None:
+            raise TrainctlError(
+                f"stack {stack_resources.STACK_NAME} is not deployed here: --enforce needs its ledger. "
+                "Run without --enforce for a read-only preview."
+            )
+        settings = settings.model_copy(
+            update={"ledger_table": resources.ledger_table, "topic_arn": resources.topic_arn,
+                    "training_document": resources.training_document}
+        )
+    clock = fixed_clock(at) if at else system_clock
+    return run_sweep(
+        factory,
+        settings,
+        clock,
+        ledger=DynamoDbLedger(factory.dynamodb(), settings.ledger_table) if resources else None,
+        notifier=SnsNotifier(factory.sns(), resources.topic_arn) if resources else None,
+    )
+
+
+@app.command()
+def sweep(
+    region: Annotated[list[str] | None, typer.Option("--region", help="Region to sweep; repeat for more.")] = None,
+    enforce: Annotated[bool, typer.Option(help="Act: mark, unmark, delete, stop, terminate.")] = False,
+    at: Annotated[str | None, typer.Option(help="Preview the sweep at a future ISO-8601 instant.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Find forgotten instances, volumes and snapshots; dry-run unless --enforce."""
+    if at and enforce:
+        raise fail("--at previews a moment and cannot be combined with --enforce", EXIT_USAGE)
+    try:
+        instant = parse_instant(at) if at else None
+    except ValueError as exc:
+        raise fail(f"--at {at!r} is not an ISO-8601 instant: {exc}", EXIT_USAGE) from exc
+    environ = dict(os.environ)
+    try:
+        settings = SweepSettings.from_env(environ, regions=tuple(region) if region else None, dry_run=not enforce)
+        if not region and "TRAINCTL_REGIONS" not in environ and ClientFactory().default_region:
+            settings = settings.model_copy(update={"regions": (ClientFactory().default_region,)})
+        result = sweep_once(ClientFactory(), settings, instant, environ)
+    except TrainctlError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        from trainctl.cli.render import print_sweep
+
+        print_sweep(console, result, "trainctl sweep")
+    if any(d.outcome == "failed" for d in result.decisions):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@dataclass
+class LocalContext:
+    """What a Lambda context offers the handlers, for running them locally."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:trainctl-local"
+    aws_request_id: str = "local-invoke"
+    timeout: timedelta = timedelta(minutes=15)
+
+    def __post_init__(self) -> None:
+        self._deadline = datetime.now().timestamp() + self.timeout.total_seconds()
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - datetime.now().timestamp()) * 1000)
+
+
+def load_handler(function: str) -> types.ModuleType:
+    path = FUNCTIONS_DIR / function / "handler.py"
+    if not function.isidentifier() or not path.is_file():
+        known = sorted(p.name for p in FUNCTIONS_DIR.iterdir() if (p / "handler.py").is_file())
+        raise TrainctlError(f"no function {function!r}; known: {', '.join(known)}")
+    spec = importlib.util.spec_from_file_location(f"trainctl_functions.{function}.handler", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def invoke_handler(function: str, event: Any) -> Any:
+    """Run a handler in-process with the stack's resources wired in (or as a read-only preview)."""
+    factory = ClientFactory()
+    regions = SweepSettings.from_env(os.environ).regions
+    resources = stack_resources.resolve(factory, os.environ, regions)
+    if resources is None:
+        os.environ["TRAINCTL_DRY_RUN"] = "true"
+        err_console.print(
+            f"[yellow]stack {stack_resources.STACK_NAME} is not deployed here: read-only preview, nothing recorded[/]"
+        )
+    else:
+        os.environ.setdefault("TRAINCTL_LEDGER_TABLE", resources.ledger_table)
+        os.environ.setdefault("TRAINCTL_TOPIC_ARN", resources.topic_arn)
+        os.environ.setdefault("TRAINCTL_TRAINING_DOCUMENT", resources.training_document)
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "trainctl")
+    module = load_handler(function)
+    return module.lambda_handler(event, LocalContext(function_name=f"trainctl-{function}"))
+
+
+@app.command()
+def invoke(
+    function: Annotated[str, typer.Argument(help="Function folder name, e.g. cleanup_sweep.")],
+    event: Annotated[Path, typer.Option("--event", help="Event JSON file, e.g. events/cleanup_sweep/scheduled.json.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the handler's result as JSON.")] = False,
+) -> None:
+    """Run a Lambda handler locally: the same code as deployed."""
+    try:
+        payload = json.loads(event.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise fail(f"cannot read event {event}: {exc}", EXIT_USAGE) from exc
+    try:
+        result = invoke_handler(function, payload)
+    except (TrainctlError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    text = json.dumps(result, indent=2, default=str)
+    typer.echo(text if as_json else text)
+
+
+@app.command()
+def sandbox(
+    as_json: Annotated[bool, typer.Option("--json", help="Print each sweep as JSON instead of tables.")] = False,
+) -> None:
+    """The whole guardrail on a local AWS emulator: seed a training fleet, sweep it dry-run, then enforced."""
+    from trainctl.cli.sandbox_run import run_sandbox
+
+    sys.exit(run_sandbox(console, as_json=as_json))
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

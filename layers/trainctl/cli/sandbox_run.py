@@ -1,0 +1,100 @@
+"""`trainctl sandbox`: the cleanup sweep's whole story on a local moto server, start to finish."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import timedelta
+
+from rich.console import Console
+from rich.panel import Panel
+
+from trainctl import stack_resources
+from trainctl.aws import ClientFactory
+from trainctl.cleanup import SweepResult, run_sweep
+from trainctl.clock import fixed_clock, format_instant, system_clock
+from trainctl.cli.render import print_sweep
+from trainctl.ledger import DynamoDbLedger
+from trainctl.notify import SnsNotifier
+from trainctl.sandbox import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
+from trainctl.settings import SweepSettings
+
+# Sandbox settings differ from the defaults only where the demo needs it, and say so.
+SANDBOX_SETTINGS = {"TRAINCTL_SNAPSHOT_RETENTION": "7d", "TRAINCTL_TRAINING_CHECK_TIMEOUT": "5s"}
+
+
+def run_sandbox(console: Console, *, as_json: bool = False) -> int:
+    started = time.monotonic()
+    with moto_server() as endpoint:
+        factory = ClientFactory()
+        environ = {**os.environ, **SANDBOX_SETTINGS, "TRAINCTL_REGIONS": ",".join(SANDBOX_REGIONS)}
+        base = SweepSettings.from_env(environ)
+        resources = stack_resources.ensure_on_emulator(factory, base.regions)
+        base = base.model_copy(
+            update={
+                "ledger_table": resources.ledger_table,
+                "topic_arn": resources.topic_arn,
+                "training_document": resources.training_document,
+            }
+        )
+        t0 = system_clock() + SANDBOX_CLOCK_OFFSET
+        fleet = seed_training_fleet(factory, base.regions, t0)
+        console.print(
+            Panel.fit(
+                f"moto server on {endpoint}; regions {', '.join(base.regions)}\n"
+                f"seeded {len(fleet.ids)} named resources (GPU instances on demand and spot, volumes attached, "
+                "unattached and persistent, snapshots incl. one behind an AMI, some out of scope)\n"
+                f"the sandbox clock runs {SANDBOX_CLOCK_OFFSET.days} days ahead of the fleet's creation; "
+                f"grace period {base.grace_period}, min age {base.min_age}, blast radius "
+                f"{base.max_actions} actions / {base.max_action_share:.0%} of the fleet\n"
+                f"sandbox-only settings: {SANDBOX_SETTINGS}",
+                title="trainctl sandbox",
+            )
+        )
+
+        def sweep(title: str, *, dry_run: bool, at_offset_hours: float = 0) -> SweepResult:
+            settings = base.model_copy(update={"dry_run": dry_run})
+            at = t0 + timedelta(hours=at_offset_hours)
+            result = run_sweep(
+                factory,
+                settings,
+                fixed_clock(at),
+                ledger=None if dry_run else DynamoDbLedger(factory.dynamodb(), settings.ledger_table),
+                notifier=None if dry_run else SnsNotifier(factory.sns(), resources.topic_arn),
+            )
+            if as_json:
+                console.print_json(json.dumps(result.to_json()))
+            else:
+                print_sweep(console, result, f"{title} at {format_instant(at)}")
+                console.print()
+            return result
+
+        sweep("1. dry-run: what would happen (nothing is written)", dry_run=True)
+        sweep("2. enforced: candidates are marked with trainctl:cleanup-after", dry_run=False)
+        # Meanwhile someone puts a marked scratch volume back to use: the next sweep must unmark it.
+        ec2 = factory.ec2(base.regions[0])
+        ec2.attach_volume(VolumeId=fleet["scratch-2"], InstanceId=fleet["forgotten-notebook"], Device="/dev/sdh")
+        console.print(f"[dim]meanwhile: {fleet['scratch-2']} is attached to {fleet['forgotten-notebook']}[/]\n")
+        after_grace = (base.grace_period + timedelta(minutes=1)).total_seconds() / 3600
+        sweep("3. enforced after the grace period: act, within the blast radius", dry_run=False, at_offset_hours=after_grace)
+        last = sweep("4. the next sweep continues where the cap stopped", dry_run=False, at_offset_hours=after_grace + 1)
+
+        persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
+        ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
+        console.print(
+            Panel.fit(
+                "\n".join(
+                    [
+                        f"persistent volumes still there: {', '.join(v['VolumeId'] for v in persistent)}",
+                        f"ledger items recorded: {ledger_items}",
+                        f"API calls made: {factory.calls.total} "
+                        f"({sum(factory.calls.writes().values())} writes)",
+                        f"elapsed: {time.monotonic() - started:.1f}s",
+                    ]
+                ),
+                title="sandbox done",
+            )
+        )
+        failed = [d for d in last.decisions if d.outcome == "failed"]
+        return 1 if failed or len(persistent) != 2 else 0

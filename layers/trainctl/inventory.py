@@ -1,0 +1,257 @@
+"""What exists: EC2 instances, EBS volumes, own snapshots and own AMIs, read in pages per region."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from trainctl import tags
+from trainctl.clock import ensure_utc
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+ResourceType = Literal["instance", "volume", "snapshot"]
+
+# EC2 writes the stop time into the transition reason, e.g. "User initiated (2026-11-20 10:00:00 GMT)".
+_TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockDevice:
+    volume_id: str
+    device_name: str
+    delete_on_termination: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    resource_id: str
+    region: str
+    state: str
+    instance_type: str
+    launch_time: datetime
+    availability_zone: str
+    lifecycle: str = "on-demand"
+    stopped_since: datetime | None = None
+    block_devices: tuple[BlockDevice, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    resource_type: ResourceType = "instance"
+
+    @property
+    def created(self) -> datetime:
+        return self.launch_time
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    instance_id: str
+    delete_on_termination: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    resource_id: str
+    region: str
+    state: str
+    size_gib: int
+    volume_type: str
+    create_time: datetime
+    availability_zone: str
+    attachments: tuple[Attachment, ...] = ()
+    snapshot_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    resource_type: ResourceType = "volume"
+
+    @property
+    def created(self) -> datetime:
+        return self.create_time
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    resource_id: str
+    region: str
+    state: str
+    start_time: datetime
+    volume_id: str | None
+    volume_size_gib: int
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    resource_type: ResourceType = "snapshot"
+
+    @property
+    def created(self) -> datetime:
+        return self.start_time
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    image_id: str
+    region: str
+    state: str
+    snapshot_ids: frozenset[str]
+
+
+Resource = Instance | Volume | Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class RegionInventory:
+    region: str
+    instances: tuple[Instance, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    snapshots: tuple[Snapshot, ...] = ()
+    images: tuple[Image, ...] = ()
+
+    def resources(self) -> Iterator[Resource]:
+        yield from self.instances
+        yield from self.volumes
+        yield from self.snapshots
+
+    @property
+    def size(self) -> int:
+        return len(self.instances) + len(self.volumes) + len(self.snapshots)
+
+
+# Instances in these states can still cost money or hold data; terminated ones are history.
+LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def _stopped_since(reason: str | None) -> datetime | None:
+    if not reason:
+        return None
+    match = _TRANSITION_TIME.search(reason)
+    if match is None:
+        return None
+    return ensure_utc(datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
+
+
+def instance_from_api(region: str, raw: dict[str, Any]) -> Instance:
+    devices = tuple(
+        BlockDevice(
+            volume_id=str(mapping["Ebs"]["VolumeId"]),
+            device_name=str(mapping.get("DeviceName", "")),
+            delete_on_termination=bool(mapping["Ebs"].get("DeleteOnTermination", False)),
+        )
+        for mapping in raw.get("BlockDeviceMappings", [])
+        if "Ebs" in mapping and "VolumeId" in mapping["Ebs"]
+    )
+    state = str(raw["State"]["Name"])
+    return Instance(
+        resource_id=str(raw["InstanceId"]),
+        region=region,
+        state=state,
+        instance_type=str(raw.get("InstanceType", "unknown")),
+        launch_time=ensure_utc(raw["LaunchTime"]),
+        availability_zone=str(raw.get("Placement", {}).get("AvailabilityZone", "")),
+        lifecycle=str(raw.get("InstanceLifecycle", "on-demand")),
+        stopped_since=_stopped_since(raw.get("StateTransitionReason")) if state == "stopped" else None,
+        block_devices=devices,
+        tags=tags.tag_map(raw.get("Tags")),
+    )
+
+
+def volume_from_api(region: str, raw: dict[str, Any]) -> Volume:
+    return Volume(
+        resource_id=str(raw["VolumeId"]),
+        region=region,
+        state=str(raw["State"]),
+        size_gib=int(raw.get("Size", 0)),
+        volume_type=str(raw.get("VolumeType", "gp3")),
+        create_time=ensure_utc(raw["CreateTime"]),
+        availability_zone=str(raw.get("AvailabilityZone", "")),
+        attachments=tuple(
+            Attachment(
+                instance_id=str(item["InstanceId"]),
+                delete_on_termination=bool(item.get("DeleteOnTermination", False)),
+            )
+            for item in raw.get("Attachments", [])
+            if item.get("State") in (None, "attaching", "attached", "busy")
+        ),
+        snapshot_id=str(raw["SnapshotId"]) if raw.get("SnapshotId") else None,
+        tags=tags.tag_map(raw.get("Tags")),
+    )
+
+
+def snapshot_from_api(region: str, raw: dict[str, Any]) -> Snapshot:
+    return Snapshot(
+        resource_id=str(raw["SnapshotId"]),
+        region=region,
+        state=str(raw.get("State", "completed")),
+        start_time=ensure_utc(raw["StartTime"]),
+        volume_id=str(raw["VolumeId"]) if raw.get("VolumeId") else None,
+        volume_size_gib=int(raw.get("VolumeSize", 0)),
+        description=str(raw.get("Description", "")),
+        tags=tags.tag_map(raw.get("Tags")),
+    )
+
+
+def image_from_api(region: str, raw: dict[str, Any]) -> Image:
+    return Image(
+        image_id=str(raw["ImageId"]),
+        region=region,
+        state=str(raw.get("State", "available")),
+        snapshot_ids=frozenset(
+            str(mapping["Ebs"]["SnapshotId"])
+            for mapping in raw.get("BlockDeviceMappings", [])
+            if "Ebs" in mapping and mapping["Ebs"].get("SnapshotId")
+        ),
+    )
+
+
+class Ec2Inventory:
+    """Reads one region through paginators and server-side filters; never one call per resource."""
+
+    def __init__(self, ec2: EC2Client, region: str) -> None:
+        self._ec2 = ec2
+        self._region = region
+
+    def instances(self) -> Iterator[Instance]:
+        pages = self._ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "instance-state-name", "Values": list(LIVE_INSTANCE_STATES)}],
+            PaginationConfig={"PageSize": 1000},
+        )
+        for page in pages:
+            for reservation in page.get("Reservations", []):
+                for raw in reservation.get("Instances", []):
+                    yield instance_from_api(self._region, dict(raw))
+
+    def volumes(self) -> Iterator[Volume]:
+        pages = self._ec2.get_paginator("describe_volumes").paginate(PaginationConfig={"PageSize": 500})
+        for page in pages:
+            for raw in page.get("Volumes", []):
+                yield volume_from_api(self._region, dict(raw))
+
+    def snapshots(self) -> Iterator[Snapshot]:
+        pages = self._ec2.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], PaginationConfig={"PageSize": 1000}
+        )
+        for page in pages:
+            for raw in page.get("Snapshots", []):
+                yield snapshot_from_api(self._region, dict(raw))
+
+    def images(self) -> Iterator[Image]:
+        # Disabled and deprecated AMIs still need their snapshots: restoring them depends on it.
+        pages = self._ec2.get_paginator("describe_images").paginate(
+            Owners=["self"], IncludeDeprecated=True, IncludeDisabled=True
+        )
+        for page in pages:
+            for raw in page.get("Images", []):
+                yield image_from_api(self._region, dict(raw))
+
+    def read(self) -> RegionInventory:
+        return RegionInventory(
+            region=self._region,
+            instances=tuple(self.instances()),
+            volumes=tuple(self.volumes()),
+            snapshots=tuple(self.snapshots()),
+            images=tuple(self.images()),
+        )
+
+
+def by_id(resources: Iterable[Resource]) -> dict[str, Resource]:
+    return {resource.resource_id: resource for resource in resources}

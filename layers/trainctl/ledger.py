@@ -1,0 +1,93 @@
+"""The ledger: every decision and outcome of every enforced sweep, in DynamoDB (or memory, for tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from trainctl.aws import access_error
+from trainctl.clock import format_instant
+from trainctl.sweep import Decision
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+RETENTION = timedelta(days=180)
+_BATCH = 25
+
+
+class Ledger(Protocol):
+    def record(
+        self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
+    ) -> None: ...
+
+
+def ledger_items(
+    sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
+) -> list[dict[str, Any]]:
+    stamp = format_instant(at)
+    expires = str(int((at + RETENTION).timestamp()))
+    items: list[dict[str, Any]] = [
+        {
+            "pk": {"S": "sweep"},
+            "sk": {"S": f"{stamp}#{sweep_id}"},
+            "summary": {"S": _json(summary)},
+            "expires_at": {"N": expires},
+        }
+    ]
+    for decision in decisions:
+        items.append(
+            {
+                "pk": {"S": f"resource#{decision.resource_id}"},
+                "sk": {"S": f"{stamp}#{sweep_id}"},
+                "sweep_id": {"S": sweep_id},
+                "resource_type": {"S": decision.resource_type},
+                "region": {"S": decision.region},
+                "action": {"S": decision.action},
+                "outcome": {"S": decision.outcome},
+                "decision": {"S": _json(decision.to_json())},
+                "expires_at": {"N": expires},
+            }
+        )
+    return items
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class DynamoDbLedger:
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
+        self._dynamodb = dynamodb
+        self._table = table_name
+
+    def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
+        items = ledger_items(sweep_id, at, summary, decisions)
+        try:
+            for start in range(0, len(items), _BATCH):
+                requests: dict[str, Any] = {
+                    self._table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH]]
+                }
+                # Unprocessed items come back under throttling; botocore's retries cover the call, not these.
+                for _ in range(8):
+                    response = self._dynamodb.batch_write_item(RequestItems=requests)
+                    requests = dict(response.get("UnprocessedItems") or {})
+                    if not requests:
+                        break
+                else:
+                    raise RuntimeError(f"ledger write left {len(requests[self._table])} items unprocessed")
+        except ClientError as exc:
+            raise access_error("BatchWriteItem", exc) from exc
+
+
+class InMemoryLedger:
+    def __init__(self) -> None:
+        self.sweeps: list[tuple[str, datetime, dict[str, object], list[Decision]]] = []
+
+    def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
+        self.sweeps.append((sweep_id, at, summary, list(decisions)))

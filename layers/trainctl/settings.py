@@ -1,0 +1,134 @@
+"""Typed, frozen settings, loaded once from TRAINCTL_* variables (the CLI and the Lambdas share them)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainctl import tags
+from trainctl.durations import InvalidDuration, parse_duration
+from trainctl.errors import SettingsError
+
+ENV_PREFIX = "TRAINCTL_"
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/ ]{1,64}$")
+_PID_FILE = re.compile(r"^/[A-Za-z0-9_.\-/]{1,255}$")
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except InvalidDuration as exc:
+            raise ValueError(str(exc)) from exc
+    return value
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class SweepSettings(BaseModel):
+    """Everything the cleanup sweep needs to decide; each field is one TRAINCTL_ variable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    regions: tuple[str, ...] = Field(default=("us-east-1",), min_length=1)
+    dry_run: bool = True
+    scope_tag: str = tags.MANAGED
+    min_age: timedelta = timedelta(minutes=5)
+    grace_period: timedelta = timedelta(hours=24)
+    stopped_max_age: timedelta = timedelta(days=7)
+    snapshot_retention: timedelta = timedelta(days=30)
+    prewarm_worker_max_age: timedelta = timedelta(hours=6)
+    idle_action: Literal["stop", "terminate"] = "stop"
+    idle_window: timedelta = timedelta(hours=2)
+    idle_cpu_percent: float = Field(default=5.0, ge=0, le=100)
+    idle_gpu_percent: float = Field(default=5.0, ge=0, le=100)
+    idle_network_bytes_per_second: float = Field(default=20_000.0, ge=0)
+    max_actions: int = Field(default=50, ge=0)
+    max_action_share: float = Field(default=0.25, ge=0, le=1)
+    action_concurrency: int = Field(default=8, ge=1, le=64)
+    training_document: str = "trainctl-training-check"
+    training_pid_file: str = "/var/run/trainctl/training.pid"
+    training_process_patterns: tuple[str, ...] = ("torchrun", "deepspeed", "accelerate launch", "train.py")
+    training_check_timeout: timedelta = timedelta(seconds=60)
+    ledger_table: str = "trainctl-ledger"
+    topic_arn: str | None = None
+    deadline_margin: timedelta = timedelta(seconds=30)
+
+    _durations = field_validator(
+        "min_age",
+        "grace_period",
+        "stopped_max_age",
+        "snapshot_retention",
+        "prewarm_worker_max_age",
+        "idle_window",
+        "training_check_timeout",
+        "deadline_margin",
+        mode="before",
+    )(_duration)
+    _lists = field_validator("regions", "training_process_patterns", mode="before")(_csv)
+
+    @field_validator("regions")
+    @classmethod
+    def _known_region_shape(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for region in value:
+            if not _REGION.match(region):
+                raise ValueError(f"{region!r} is not a region name such as us-east-1")
+        return value
+
+    @field_validator("training_process_patterns")
+    @classmethod
+    def _plain_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # They reach the instance as an SSM parameter; the document's allowedPattern repeats this check.
+        for pattern in value:
+            if not _PATTERN.match(pattern):
+                raise ValueError(f"{pattern!r} may hold only letters, digits, space and _ . - /")
+        return value
+
+    @field_validator("training_pid_file")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not _PID_FILE.match(value):
+            raise ValueError(f"{value!r} must be an absolute path of letters, digits and _ . - /")
+        return value
+
+    @field_validator("idle_window", "grace_period", "stopped_max_age", "snapshot_retention")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> SweepSettings:
+        """Read TRAINCTL_<FIELD> variables; an invalid one raises SettingsError naming it."""
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in environ and environ[key] != "":
+                values[name] = environ[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
+
+
+def describe_validation_error(exc: ValidationError, *, prefix: str) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        problems.append(f"{prefix}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
+    return "invalid setting: " + "; ".join(problems)
+
+
+def env_names() -> list[str]:
+    return [ENV_PREFIX + name.upper() for name in SweepSettings.model_fields]

@@ -1,0 +1,52 @@
+"""The tag vocabulary: the only language shared by trainctl and the people it serves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+MANAGED = "trainctl:managed"
+PERSISTENT = "trainctl:persistent"
+OWNER = "trainctl:owner"
+CREATED_BY = "trainctl:created-by"
+CREATED_AT = "trainctl:created-at"
+TTL = "trainctl:ttl"
+CLEANUP_AFTER = "trainctl:cleanup-after"
+ROLE = "trainctl:role"
+PREWARMED_FROM = "trainctl:prewarmed-from"
+PREWARMED_AT = "trainctl:prewarmed-at"
+
+PREWARM_WORKER_ROLE = "prewarm-worker"
+
+# AWS Backup stamps the snapshots it owns with this tag.
+BACKUP_SOURCE = "aws:backup:source-resource"
+
+_EXPLICIT_FALSE = frozenset({"false", "no", "0"})
+_EXPLICIT_TRUE = frozenset({"true", "yes", "1"})
+
+
+def protects(value: str | None) -> bool:
+    """A protection tag protects unless it says false outright (fail-safe)."""
+    if value is None:
+        return False
+    return value.strip().lower() not in _EXPLICIT_FALSE
+
+
+def opts_in(value: str | None) -> bool:
+    """A scope tag brings a resource into scope only when it says true outright.
+
+    The opposite default of `protects`: an ambiguous scope value keeps automation away.
+    """
+    if value is None:
+        return False
+    return value.strip().lower() in _EXPLICIT_TRUE
+
+
+def tag_map(raw: object) -> dict[str, str]:
+    """Turn EC2's [{'Key': .., 'Value': ..}] into a dict, tolerating a missing list."""
+    if not isinstance(raw, list):
+        return {}
+    out: dict[str, str] = {}
+    for item in raw:
+        if isinstance(item, Mapping) and "Key" in item:
+            out[str(item["Key"])] = str(item.get("Value", ""))
+    return out
