@@ -1,0 +1,84 @@
+"""Deploy settings from cdk.json context, typed and validated before anything is synthesised."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainctl.durations import format_duration
+from trainctl.errors import SettingsError
+from trainctl.settings import ENV_PREFIX, SweepSettings, describe_validation_error
+
+CONTEXT_KEY = "trainctl"
+# Set by the stack itself from the resources it creates; not deploy settings.
+STACK_OWNED = frozenset({"ledger_table", "topic_arn", "training_document"})
+_SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
+
+
+class DeployOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sweep_schedule: str = "rate(1 hour)"
+    log_retention_days: int = Field(default=90, ge=1)
+    notification_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+    @field_validator("sweep_schedule")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        if not _SCHEDULE.match(value):
+            raise ValueError("must be rate(N minutes|hours|days) or cron(...)")
+        return value
+
+
+class DeployConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    options: DeployOptions
+    sweep: SweepSettings
+    # Only what the user set: the Lambda environment repeats it so the handler reads the same values.
+    sweep_overrides: dict[str, Any]
+
+    def function_environment(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for name in self.sweep_overrides:
+            value = getattr(self.sweep, name)
+            if isinstance(value, timedelta):
+                text = format_duration(value)
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[ENV_PREFIX + name.upper()] = text
+        env[ENV_PREFIX + "DRY_RUN"] = "true" if self.sweep.dry_run else "false"
+        env[ENV_PREFIX + "REGIONS"] = ",".join(self.sweep.regions)
+        return env
+
+
+def load_config(context: Mapping[str, Any] | None, *, default_region: str | None) -> DeployConfig:
+    """Split the context into deploy options and sweep settings; any bad key fails synth, named."""
+    raw = dict(context or {})
+    option_names = set(DeployOptions.model_fields)
+    options_raw = {k: v for k, v in raw.items() if k in option_names}
+    sweep_raw = {k: v for k, v in raw.items() if k not in option_names}
+    for key in sweep_raw:
+        if key in STACK_OWNED or key not in SweepSettings.model_fields:
+            allowed = sorted(option_names | (set(SweepSettings.model_fields) - STACK_OWNED))
+            raise SettingsError(f"cdk.json context {CONTEXT_KEY}.{key}: unknown setting; known: {', '.join(allowed)}")
+    if "regions" not in sweep_raw and default_region:
+        sweep_raw["regions"] = [default_region]
+    sweep_values = {k: ",".join(v) if isinstance(v, list) else v for k, v in sweep_raw.items()}
+    try:
+        options = DeployOptions.model_validate(options_raw)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.")) from exc
+    try:
+        sweep = SweepSettings.model_validate(sweep_values)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.")) from exc
+    return DeployConfig(options=options, sweep=sweep, sweep_overrides=sweep_values)

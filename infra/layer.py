@@ -1,0 +1,87 @@
+"""The domain library as a Lambda layer, bundled locally (no Docker): python/trainctl plus its runtime deps."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER_SOURCE = ROOT / "layers"
+CACHE = ROOT / ".cache" / "layer-deps"
+# The Lambda runtime brings boto3; the layer brings what it lacks, pinned as in pyproject.toml.
+LAYER_REQUIREMENTS = ("pydantic==2.13.4", "aws-lambda-powertools==3.37.0")
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+PYTHON_VERSION = "3.14"
+PLATFORM = "manylinux2014_x86_64"
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+
+
+def _source_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((LAYER_SOURCE / "trainctl").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(LAYER_SOURCE)).encode())
+            digest.update(path.read_bytes())
+    digest.update("|".join((*LAYER_REQUIREMENTS, PYTHON_VERSION, PLATFORM)).encode())
+    return digest.hexdigest()
+
+
+def _dependencies() -> Path:
+    """pip-install the runtime deps for Lambda's platform once; later synths copy the cached tree."""
+    key = hashlib.sha256("|".join((*LAYER_REQUIREMENTS, PYTHON_VERSION, PLATFORM)).encode()).hexdigest()[:16]
+    target = CACHE / key
+    if not (target / ".complete").exists():
+        staging = CACHE / f"{key}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        subprocess.run(
+            [
+                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                "--target", str(staging), "--platform", PLATFORM, "--python-version", PYTHON_VERSION,
+                "--implementation", "cp", "--only-binary=:all:", *LAYER_REQUIREMENTS,
+            ],
+            check=True,
+        )
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        (target / ".complete").touch()
+    return target
+
+
+@jsii.implements(cdk.ILocalBundling)
+class LocalLayerBundling:
+    def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_: Any) -> bool:
+        python_dir = Path(output_dir) / "python"
+        shutil.copytree(_dependencies(), python_dir, ignore=shutil.ignore_patterns(".complete", "bin"),
+                        dirs_exist_ok=True)
+        shutil.copytree(LAYER_SOURCE / "trainctl", python_dir / "trainctl", ignore=_IGNORE, dirs_exist_ok=True)
+        return True
+
+
+class DomainLayer(Construct):
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Layer",
+            description="trainctl domain library with pydantic and Powertools",
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[lambda_.Architecture.X86_64],
+            code=lambda_.Code.from_asset(
+                str(LAYER_SOURCE),
+                asset_hash_type=cdk.AssetHashType.CUSTOM,
+                asset_hash=_source_digest(),
+                bundling=cdk.BundlingOptions(
+                    image=RUNTIME.bundling_image,
+                    local=LocalLayerBundling(),
+                ),
+            ),
+        )

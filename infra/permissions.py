@@ -1,0 +1,83 @@
+"""IAM for the sweep: reads where EC2 has no resource-level permissions, and every write scoped by tag."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import aws_iam as iam
+
+from trainctl import tags
+
+IN_SCOPE_VALUES = ["true", "yes", "1"]  # mirrors trainctl.tags.opts_in
+EXPLICIT_FALSE = ["false", "no", "0"]  # mirrors trainctl.tags.protects
+DESTRUCTIVE_EC2_ACTIONS = ["ec2:TerminateInstances", "ec2:StopInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot"]
+
+
+def ec2_arns(regions: Sequence[str], account: str, *kinds: str) -> list[str]:
+    arns = []
+    for region in regions:
+        for kind in kinds:
+            # Snapshot ARNs carry no account.
+            owner = "" if kind == "snapshot" else account
+            arns.append(f"arn:aws:ec2:{region}:{owner}:{kind}/*")
+    return arns
+
+
+def in_scope_condition(scope_tag: str, key_prefix: str = "aws:ResourceTag") -> dict[str, dict[str, list[str]]]:
+    return {"StringEqualsIgnoreCase": {f"{key_prefix}/{scope_tag}": IN_SCOPE_VALUES}}
+
+
+def sweep_statements(
+    *, regions: Sequence[str], account: str, scope_tag: str, training_document_arns: Sequence[str]
+) -> list[iam.PolicyStatement]:
+    resources = ec2_arns(regions, account, "instance", "volume", "snapshot")
+    return [
+        iam.PolicyStatement(
+            sid="ReadInventoryAndMetrics",
+            actions=[
+                "ec2:DescribeInstances",
+                "ec2:DescribeVolumes",
+                "ec2:DescribeSnapshots",
+                "ec2:DescribeImages",
+                "cloudwatch:GetMetricData",
+                "ssm:GetCommandInvocation",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="MarkInScopeOnly",
+            actions=["ec2:CreateTags", "ec2:DeleteTags"],
+            resources=resources,
+            conditions={
+                **in_scope_condition(scope_tag),
+                "ForAllValues:StringEquals": {"aws:TagKeys": [tags.CLEANUP_AFTER]},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="ActOnInScopeOnly",
+            actions=[*DESTRUCTIVE_EC2_ACTIONS, "ec2:ModifyInstanceAttribute"],
+            resources=resources,
+            conditions=in_scope_condition(scope_tag),
+        ),
+        iam.PolicyStatement(
+            sid="NeverDestroyPersistent",
+            effect=iam.Effect.DENY,
+            actions=DESTRUCTIVE_EC2_ACTIONS,
+            resources=resources,
+            conditions={
+                "Null": {f"aws:ResourceTag/{tags.PERSISTENT}": "false"},
+                "StringNotEqualsIgnoreCase": {f"aws:ResourceTag/{tags.PERSISTENT}": EXPLICIT_FALSE},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="TrainingCheckDocument",
+            actions=["ssm:SendCommand"],
+            resources=list(training_document_arns),
+        ),
+        iam.PolicyStatement(
+            sid="TrainingCheckInScopeInstances",
+            actions=["ssm:SendCommand"],
+            resources=ec2_arns(regions, account, "instance"),
+            conditions=in_scope_condition(scope_tag, key_prefix="ssm:resourceTag"),
+        ),
+    ]

@@ -1,0 +1,202 @@
+"""The trainctl stack: shared stateful resources, one construct per capability, grants, outputs, cdk-nag."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.cleanup_sweep import CleanupSweep
+from infra.config import DeployConfig
+from infra.layer import DomainLayer
+from infra.permissions import sweep_statements
+from trainctl import documents, stack_resources
+
+
+def acknowledge(scope: Construct, rule: str, reason: str) -> None:
+    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+
+
+class TrainctlStack(cdk.Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        sweep_settings = config.sweep
+
+        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="trainctl topic and queue encryption")
+        self.ledger = dynamodb.Table(
+            self,
+            "Ledger",
+            table_name=stack_resources.LEDGER_TABLE,
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute="expires_at",
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.topic = sns.Topic(
+            self,
+            "SweepTopic",
+            topic_name=stack_resources.SWEEP_TOPIC,
+            display_name="trainctl sweep",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        if config.options.notification_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.options.notification_email))
+        self.failures = sqs.Queue(
+            self,
+            "Failures",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        self.training_document = ssm.CfnDocument(
+            self,
+            "TrainingCheckDocument",
+            name=stack_resources.TRAINING_DOCUMENT,
+            document_type="Command",
+            document_format="JSON",
+            content=documents.load(documents.TRAINING_CHECK),
+            update_method="NewVersion",
+        )
+        layer = DomainLayer(self, "Domain").layer
+
+        environment = {
+            **config.function_environment(),
+            "TRAINCTL_LEDGER_TABLE": self.ledger.table_name,
+            "TRAINCTL_TOPIC_ARN": self.topic.topic_arn,
+            "TRAINCTL_TRAINING_DOCUMENT": stack_resources.TRAINING_DOCUMENT,
+        }
+        self.cleanup = CleanupSweep(
+            self,
+            "CleanupSweep",
+            layer=layer,
+            environment=environment,
+            schedule_expression=config.options.sweep_schedule,
+            failures=self.failures,
+            log_retention=_retention(config.options.log_retention_days),
+        )
+
+        # Grants: the ledger and topic are written only here, EC2 only under the scope tag.
+        function = self.cleanup.function
+        self.ledger.grant(function, "dynamodb:BatchWriteItem", "dynamodb:PutItem")
+        self.key.grant(function, "kms:Decrypt", "kms:GenerateDataKey")
+        self.topic.grant_publish(function)
+        document_arns = [
+            f"arn:aws:ssm:{region}:{self.account}:document/{stack_resources.TRAINING_DOCUMENT}"
+            for region in sweep_settings.regions
+        ]
+        for statement in sweep_statements(
+            regions=sweep_settings.regions,
+            account=self.account,
+            scope_tag=sweep_settings.scope_tag,
+            training_document_arns=document_arns,
+        ):
+            function.add_to_role_policy(statement)
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="SchedulerAndLambdaDeliverFailures",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                principals=[iam.ServicePrincipal("scheduler.amazonaws.com"), iam.ServicePrincipal("lambda.amazonaws.com")],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+
+        cdk.CfnOutput(self, stack_resources.OUTPUT_LEDGER_TABLE, value=self.ledger.table_name)
+        cdk.CfnOutput(self, stack_resources.OUTPUT_TOPIC_ARN, value=self.topic.topic_arn)
+        cdk.CfnOutput(self, stack_resources.OUTPUT_TRAINING_DOCUMENT, value=stack_resources.TRAINING_DOCUMENT)
+        cdk.CfnOutput(self, "DryRun", value=json.dumps(sweep_settings.dry_run))
+
+        self._acknowledge_findings(sweep_settings.regions)
+
+    def _acknowledge_findings(self, regions: tuple[str, ...]) -> None:
+        """Every cdk-nag finding left standing, each with the reason it is acceptable."""
+        function = self.cleanup.function
+        role = self.cleanup.role
+        log_group_id = self.resolve(self.get_logical_id(self.cleanup.log_group.node.default_child))
+        for region in regions:
+            for kind, owner in (("instance", self.account), ("volume", self.account), ("snapshot", "")):
+                acknowledge(
+                    role,
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{owner}:{kind}/*]",
+                    f"The sweep acts on any {kind} but only under the scope-tag condition, and a Deny "
+                    "protects anything tagged trainctl:persistent.",
+                )
+        acknowledge(
+            role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "EC2 Describe*, CloudWatch GetMetricData, SSM GetCommandInvocation and X-Ray PutTraceSegments "
+            "support no resource-level permissions; all of them only read or trace.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{log_group_id}.Arn>:log-stream:*]",
+            "Log streams are created at run time inside the function's own log group.",
+        )
+        for kms_action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+            acknowledge(
+                role,
+                f"AwsSolutions::AwsSolutions-IAM5[Action::{kms_action}]",
+                "CDK's grant to send to the KMS-encrypted failure queue; limited to trainctl's own key.",
+            )
+        acknowledge(
+            function,
+            "Serverless::Serverless-LambdaDLQ",
+            "Failures go to the on-failure destination, which carries the error; a DLQ as well would deliver "
+            "each failure twice to the same queue.",
+        )
+        acknowledge(
+            self,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::<CleanupSweepFunction4B74E15C.Arn>:*]",
+            "The scheduler role CDK makes may invoke any version of this one function, nothing else.",
+        )
+        acknowledge(
+            self.failures,
+            "Serverless::Serverless-SQSRedrivePolicy",
+            "This queue is itself the dead-letter queue of the schedule and the function; it has no consumer "
+            "that could fail.",
+        )
+        acknowledge(
+            self.failures,
+            "AwsSolutions::AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the schedule and the function.",
+        )
+
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The shortest CloudWatch retention that keeps logs at least `days` days."""
+    for limit in sorted(_RETENTION):
+        if limit >= days:
+            return _RETENTION[limit]
+    return _RETENTION[731]
