@@ -35,13 +35,19 @@ def _managed(owner: str, **extra: str) -> dict[str, str]:
     return {tags.MANAGED: "true", tags.OWNER: owner, **extra}
 
 
+# Usage is published from two hours before the first sweep until after the last one the sandbox runs.
+USAGE_SPAN = (timedelta(hours=-2), timedelta(hours=27))
+
+
 def _put_usage(
     factory: ClientFactory, region: str, instance_id: str, at: datetime, cpu: float, gpu: float | None
 ) -> None:
-    """Two hours of 5-minute datapoints ending at `at`, as EC2 and the CloudWatch agent would publish them."""
+    """5-minute datapoints around `at`, as EC2 and the CloudWatch agent would publish them."""
     cloudwatch = factory.cloudwatch(region)
     dims = [{"Name": "InstanceId", "Value": instance_id}]
-    stamps = [at - timedelta(minutes=minutes) for minutes in range(0, 125, 5)]
+    start, end = USAGE_SPAN
+    steps = int((end - start).total_seconds() // 300)
+    stamps = [at + start + timedelta(minutes=5 * step) for step in range(steps + 1)]
     network = 5_000.0 if cpu < 5 else 50_000_000.0
     data: list[dict[str, Any]] = []
     for stamp in stamps:
@@ -55,7 +61,8 @@ def _put_usage(
             {"MetricName": "nvidia_smi_utilization_gpu", "Dimensions": dims, "Timestamp": s, "Value": gpu}
             for s in stamps
         ]
-        cloudwatch.put_metric_data(Namespace="CWAgent", MetricData=gpu_data)  # type: ignore[arg-type]
+        for start_at in range(0, len(gpu_data), 500):
+            cloudwatch.put_metric_data(Namespace="CWAgent", MetricData=gpu_data[start_at : start_at + 500])  # type: ignore[arg-type]
 
 
 def seed_training_fleet(factory: ClientFactory, regions: tuple[str, ...], sweep_at: datetime) -> SeededFleet:

@@ -1,0 +1,55 @@
+from datetime import timedelta
+
+import pytest
+
+from trainctl.errors import SettingsError
+from trainctl.settings import SweepSettings, env_names
+
+
+def test_defaults_are_safe() -> None:
+    settings = SweepSettings.from_env({})
+    assert settings.dry_run is True
+    assert settings.min_age == timedelta(minutes=5)
+    assert settings.grace_period == timedelta(hours=24)
+
+
+def test_reads_trainctl_variables() -> None:
+    settings = SweepSettings.from_env(
+        {
+            "TRAINCTL_MIN_AGE": "0s",
+            "TRAINCTL_GRACE_PERIOD": "2h",
+            "TRAINCTL_REGIONS": "us-east-1, eu-west-1",
+            "TRAINCTL_DRY_RUN": "false",
+            "TRAINCTL_IDLE_ACTION": "terminate",
+        }
+    )
+    assert settings.min_age == timedelta(0)
+    assert settings.grace_period == timedelta(hours=2)
+    assert settings.regions == ("us-east-1", "eu-west-1")
+    assert settings.dry_run is False
+    assert settings.idle_action == "terminate"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TRAINCTL_GRACE_PERIOD", "soon"),
+        ("TRAINCTL_MIN_AGE", "5 minutes"),
+        ("TRAINCTL_GRACE_PERIOD", "0s"),
+        ("TRAINCTL_REGIONS", "us-east-1;rm -rf /"),
+        ("TRAINCTL_DRY_RUN", "perhaps"),
+        ("TRAINCTL_MAX_ACTION_SHARE", "2"),
+        ("TRAINCTL_IDLE_ACTION", "delete"),
+        ("TRAINCTL_TRAINING_PROCESS_PATTERNS", "train.py;$(reboot)"),
+        ("TRAINCTL_TRAINING_PID_FILE", "relative/path"),
+    ],
+)
+def test_an_invalid_setting_is_a_clear_error_naming_it(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        SweepSettings.from_env({variable: value})
+
+
+def test_every_field_has_a_documented_variable() -> None:
+    readme = (__import__("pathlib").Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name in env_names() if name not in readme]
+    assert missing == []

@@ -1,0 +1,304 @@
+"""The sweep's pure decisions: every candidate rule, every protection, the two phases, the blast radius."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.unit.builders import LONG_AGO, NOW, image, instance, inventory, snapshot, volume
+from trainctl.clock import format_instant
+from trainctl.inventory import BlockDevice
+from trainctl.settings import SweepSettings
+from trainctl.sweep import (
+    Decision,
+    Observations,
+    Training,
+    TrainingCheck,
+    Utilisation,
+    apply_blast_radius,
+    instances_to_check,
+    plan_sweep,
+)
+
+SETTINGS = SweepSettings(max_actions=1000, max_action_share=1.0)
+IDLE = Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=0.0)
+BUSY = Utilisation(cpu_percent=90.0, network_bytes_per_second=5e7, gpu_percent=95.0)
+MARK_PASSED = format_instant(NOW - timedelta(minutes=1))
+MARK_PENDING = format_instant(NOW + timedelta(hours=3))
+
+
+def decide_one(resource: object, observations: Observations | None = None, *, settings: SweepSettings = SETTINGS,
+               images: tuple = (), now=NOW) -> Decision | None:
+    plan = plan_sweep([inventory(resource, images=images)], observations or Observations(), settings, now)
+    decisions = [d for d in plan.decisions if d.resource_id == resource.resource_id]  # type: ignore[attr-defined]
+    return decisions[0] if decisions else None
+
+
+def idle_and_checked(instance_id: str, status: Training = Training.IDLE) -> Observations:
+    return Observations(utilisation={instance_id: IDLE}, training={instance_id: TrainingCheck(status)})
+
+
+# Candidate rules ---------------------------------------------------------------------------------
+
+
+def test_unattached_volume_is_marked_with_the_grace_period() -> None:
+    decision = decide_one(volume())
+    assert decision is not None
+    assert decision.action == "mark"
+    assert decision.reasons == ("unattached",)
+    assert decision.cleanup_after == NOW + SETTINGS.grace_period
+
+
+def test_attached_volume_without_other_reason_is_not_a_candidate() -> None:
+    assert decide_one(volume(attached_to="i-1", state="in-use")) is None
+
+
+def test_stopped_instance_becomes_a_candidate_only_after_the_threshold() -> None:
+    recent = instance(state="stopped", stopped_since=NOW - timedelta(days=6))
+    old = instance(state="stopped", stopped_since=NOW - timedelta(days=8))
+    assert decide_one(recent) is None
+    decision = decide_one(old)
+    assert decision is not None and decision.reasons == ("stopped-too-long",) and decision.action == "mark"
+
+
+def test_stopped_instance_is_terminated_after_the_grace_period() -> None:
+    decision = decide_one(instance(state="stopped", stopped_since=LONG_AGO, cleanup_after=MARK_PASSED))
+    assert decision is not None and decision.action == "terminate"
+
+
+@pytest.mark.parametrize(
+    ("usage", "is_candidate"),
+    [
+        (IDLE, True),
+        (BUSY, False),
+        (Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=None), True),
+        (Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=50.0), False),
+        (Utilisation(cpu_percent=1.0, network_bytes_per_second=1e6, gpu_percent=0.0), False),
+        (Utilisation(cpu_percent=None, network_bytes_per_second=100.0), False),
+        (Utilisation(cpu_percent=1.0, network_bytes_per_second=None), False),
+    ],
+)
+def test_idle_needs_low_cpu_network_and_gpu_and_evidence_for_each(usage: Utilisation, is_candidate: bool) -> None:
+    observations = Observations(utilisation={"i-1": usage}, training={"i-1": TrainingCheck(Training.IDLE)})
+    decision = decide_one(instance(), observations)
+    assert (decision is not None and "idle" in decision.reasons) is is_candidate
+
+
+def test_instance_up_for_less_than_the_idle_window_is_not_idle() -> None:
+    fresh = instance(launched=NOW - timedelta(minutes=30))
+    assert decide_one(fresh, idle_and_checked("i-1")) is None
+
+
+def test_idle_instance_is_stopped_by_default_and_terminated_when_configured() -> None:
+    marked = instance(cleanup_after=MARK_PASSED)
+    assert decide_one(marked, idle_and_checked("i-1")).action == "stop"  # type: ignore[union-attr]
+    terminating = SETTINGS.model_copy(update={"idle_action": "terminate"})
+    assert decide_one(marked, idle_and_checked("i-1"), settings=terminating).action == "terminate"  # type: ignore[union-attr]
+
+
+def test_snapshot_past_retention_is_a_candidate() -> None:
+    assert decide_one(snapshot(started=NOW - timedelta(days=29))) is None
+    decision = decide_one(snapshot(started=NOW - timedelta(days=31)))
+    assert decision is not None and decision.reasons == ("snapshot-retention",)
+
+
+def test_expired_ttl_is_a_candidate_and_counts_from_the_newest_creation_signal() -> None:
+    created = NOW - timedelta(hours=10)
+    attached = volume(attached_to="i-9", created=created, ttl="8h")
+    decision = decide_one(attached)
+    assert decision is not None and "ttl-expired" in decision.reasons
+    restamped = volume(attached_to="i-9", created=created, ttl="8h", created_at=format_instant(NOW - timedelta(hours=1)))
+    assert decide_one(restamped) is None
+
+
+def test_unreadable_ttl_is_a_warning_not_a_reason() -> None:
+    plan = plan_sweep([inventory(volume(attached_to="i-9", ttl="forever"))], Observations(), SETTINGS, NOW)
+    assert plan.decisions == ()
+    assert any("forever" in warning for warning in plan.warnings)
+
+
+def test_leftover_prewarm_worker_is_terminated_without_a_training_check() -> None:
+    worker = instance(role="prewarm-worker", launched=NOW - timedelta(hours=7), cleanup_after=MARK_PASSED)
+    decision = decide_one(worker)
+    assert decision is not None
+    assert decision.action == "terminate" and "prewarm-leftover" in decision.reasons
+    young_worker = instance(role="prewarm-worker", launched=NOW - timedelta(hours=1))
+    assert decide_one(young_worker) is None
+
+
+# Protections ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["true", "yes", "1", "", "keep-forever"])
+def test_persistent_tag_protects_with_any_value_but_false(value: str) -> None:
+    decision = decide_one(volume(persistent=value, cleanup_after=MARK_PASSED))
+    assert decision is not None and decision.action != "delete" and "persistent" in decision.protections
+
+
+def test_persistent_false_does_not_protect() -> None:
+    decision = decide_one(volume(persistent="false", cleanup_after=MARK_PASSED))
+    assert decision is not None and decision.action == "delete"
+
+
+def test_min_age_protects_and_takes_the_newest_creation_signal() -> None:
+    young = volume(created=NOW - timedelta(minutes=2))
+    assert decide_one(young).protections == ("min-age",)  # type: ignore[union-attr]
+    stamped = volume(created=LONG_AGO, created_at=format_instant(NOW - timedelta(minutes=1)))
+    assert decide_one(stamped).protections == ("min-age",)  # type: ignore[union-attr]
+    no_min_age = SETTINGS.model_copy(update={"min_age": timedelta(0)})
+    assert decide_one(young, settings=no_min_age).action == "mark"  # type: ignore[union-attr]
+
+
+def test_attached_protects_a_volume_with_an_expired_ttl() -> None:
+    decision = decide_one(volume(attached_to="i-9", ttl="1h", cleanup_after=MARK_PASSED))
+    assert decision is not None and "attached" in decision.protections and not decision.destructive
+
+
+@pytest.mark.parametrize(
+    ("training", "protected"),
+    [(Training.ACTIVE, True), (Training.UNKNOWN, True), (None, True), (Training.IDLE, False)],
+)
+def test_training_active_or_unknown_protects_a_running_instance(training: Training | None, protected: bool) -> None:
+    checks = {"i-1": TrainingCheck(training)} if training else {}
+    observations = Observations(utilisation={"i-1": IDLE}, training=checks)
+    decision = decide_one(instance(cleanup_after=MARK_PASSED), observations)
+    assert decision is not None
+    assert ("training-active" in decision.protections) is protected
+    assert decision.destructive is not protected
+
+
+def test_training_check_does_not_apply_to_a_stopped_instance() -> None:
+    decision = decide_one(instance(state="stopped", stopped_since=LONG_AGO, cleanup_after=MARK_PASSED))
+    assert decision is not None and decision.protections == ()
+
+
+def test_ami_backed_snapshot_is_protected_even_when_the_ami_is_disabled() -> None:
+    decision = decide_one(snapshot("snap-ami", cleanup_after=MARK_PASSED), images=(image("snap-ami"),))
+    assert decision is not None and "ami-backed" in decision.protections and not decision.destructive
+
+
+@pytest.mark.parametrize(
+    "backup",
+    [
+        {"backup_source": "arn:aws:ec2:us-east-1::volume/vol-1"},
+        {"dlm": "policy-123"},
+        {"description": "This snapshot is created by the AWS Backup service for backup plan x"},
+    ],
+)
+def test_backup_managed_snapshot_is_protected(backup: dict[str, str]) -> None:
+    decision = decide_one(snapshot(cleanup_after=MARK_PASSED, **backup))
+    assert decision is not None and "backup-managed" in decision.protections and not decision.destructive
+
+
+@pytest.mark.parametrize("scope_value", [None, "false", "maybe", ""])
+def test_out_of_scope_is_reported_and_never_written(scope_value: str | None) -> None:
+    resource = volume(cleanup_after=MARK_PASSED)
+    resource.tags.pop("trainctl:managed")
+    if scope_value is not None:
+        resource.tags["trainctl:managed"] = scope_value
+    decision = decide_one(resource)
+    assert decision is not None
+    assert decision.protections == ("out-of-scope",)
+    assert decision.action == "keep"  # not even an unmark: IAM forbids writing to unmanaged resources
+
+
+def test_scope_tag_is_configurable() -> None:
+    team_scope = SETTINGS.model_copy(update={"scope_tag": "team:ml"})
+    assert decide_one(volume(), settings=team_scope).protections == ("out-of-scope",)  # type: ignore[union-attr]
+    assert decide_one(volume(**{"team:ml": "true"}), settings=team_scope).action == "mark"  # type: ignore[union-attr]
+
+
+# The two phases -----------------------------------------------------------------------------------
+
+
+def test_marked_resource_waits_for_its_grace_period() -> None:
+    decision = decide_one(volume(cleanup_after=MARK_PENDING))
+    assert decision is not None and decision.action == "keep" and "grace period until" in decision.detail
+
+
+def test_marked_resource_is_acted_on_once_the_grace_period_is_over() -> None:
+    decision = decide_one(volume(cleanup_after=MARK_PASSED))
+    assert decision is not None and decision.action == "delete"
+
+
+def test_marked_resource_that_stopped_being_a_candidate_is_unmarked() -> None:
+    decision = decide_one(volume(attached_to="i-1", cleanup_after=MARK_PASSED))
+    assert decision is not None and decision.action == "unmark"
+
+
+def test_marked_resource_that_became_protected_is_unmarked_for_a_fresh_grace_period() -> None:
+    decision = decide_one(volume(persistent="true", cleanup_after=MARK_PASSED))
+    assert decision is not None and decision.action == "unmark" and decision.protections == ("persistent",)
+
+
+def test_unreadable_mark_is_rewritten_not_trusted() -> None:
+    decision = decide_one(volume(cleanup_after="yesterday"))
+    assert decision is not None and decision.action == "mark"
+    assert decision.cleanup_after == NOW + SETTINGS.grace_period
+
+
+def test_marks_are_utc_iso8601() -> None:
+    decision = decide_one(volume())
+    assert decision is not None and decision.to_json()["cleanup_after"] == format_instant(NOW + SETTINGS.grace_period)
+    assert str(decision.to_json()["cleanup_after"]).endswith("Z")
+
+
+# Persistent volumes and instances ---------------------------------------------------------------------
+
+
+def test_terminating_an_instance_keeps_its_persistent_volumes() -> None:
+    devices = (
+        BlockDevice("vol-data", "/dev/sdf", delete_on_termination=True),
+        BlockDevice("vol-root", "/dev/xvda", delete_on_termination=True),
+        BlockDevice("vol-kept", "/dev/sdg", delete_on_termination=False),
+    )
+    stopped = instance(state="stopped", stopped_since=LONG_AGO, devices=devices, cleanup_after=MARK_PASSED)
+    data = volume("vol-data", attached_to=stopped.resource_id, persistent="true")
+    root = volume("vol-root", attached_to=stopped.resource_id)
+    kept = volume("vol-kept", attached_to=stopped.resource_id, persistent="true")
+    plan = plan_sweep([inventory(stopped, data, root, kept)], Observations(), SETTINGS, NOW)
+    decision = next(d for d in plan.decisions if d.resource_id == stopped.resource_id)
+    assert decision.action == "terminate"
+    assert decision.keep_volumes == (("vol-data", "/dev/sdf"),)
+
+
+# Blast radius ------------------------------------------------------------------------------------
+
+
+def test_blast_radius_caps_actions_by_count_longest_marked_first() -> None:
+    volumes = [
+        volume(f"vol-{n}", cleanup_after=format_instant(NOW - timedelta(hours=n))) for n in range(1, 6)
+    ]
+    capped = SETTINGS.model_copy(update={"max_actions": 2})
+    plan = plan_sweep([inventory(*volumes)], Observations(), capped, NOW)
+    acted = sorted(d.resource_id for d in plan.decisions if d.destructive)
+    assert acted == ["vol-4", "vol-5"]
+    held = [d for d in plan.decisions if not d.destructive]
+    assert all(d.protections == ("blast-radius",) and d.action == "keep" for d in held)
+
+
+def test_blast_radius_caps_actions_by_share_of_the_in_scope_fleet() -> None:
+    volumes = [volume(f"vol-{n}", cleanup_after=MARK_PASSED) for n in range(4)]
+    busy = [volume(f"vol-busy-{n}", attached_to="i-1") for n in range(6)]
+    share = SETTINGS.model_copy(update={"max_action_share": 0.2})  # 10 in scope -> 2
+    plan = plan_sweep([inventory(*volumes, *busy)], Observations(), share, NOW)
+    assert sum(d.destructive for d in plan.decisions) == 2
+
+
+def test_blast_radius_never_caps_marks() -> None:
+    decisions = [Decision(f"vol-{n}", "volume", "us-east-1", "mark") for n in range(5)]
+    assert apply_blast_radius(decisions, 0) == decisions
+
+
+# Training checks are asked only where they matter ----------------------------------------------------
+
+
+def test_only_running_candidates_without_other_protection_need_a_training_check() -> None:
+    idle = instance("i-idle")
+    busy = instance("i-busy")
+    persistent = instance("i-persistent", persistent="true")
+    worker = instance("i-worker", role="prewarm-worker", launched=NOW - timedelta(hours=7))
+    observations = Observations(utilisation={i: IDLE for i in ("i-idle", "i-persistent", "i-worker")} | {"i-busy": BUSY})
+    wanted = instances_to_check([inventory(idle, busy, persistent, worker)], observations, SETTINGS, NOW)
+    assert [i.resource_id for i in wanted] == ["i-idle"]
