@@ -61,5 +61,5 @@ def forbid_writes(factory: ClientFactory) -> list[str]:
             attempts.append(model.name)
             raise WriteForbidden(f"write call {model.name} during a dry-run")
 
-    factory._session.events.register("before-call", refuse)
+    factory.register("before-call", refuse)
     return attempts

@@ -67,6 +67,13 @@ class ClientFactory:
         self.calls = ApiCalls()
         self._session.events.register("before-call", self.calls.record)
 
+    def register(self, event_name: str, handler: Any) -> None:
+        """Hook every client, existing and future: clients copy the session's hooks only when built."""
+        with self._lock:
+            self._session.events.register(event_name, handler)
+            for client in self._clients.values():
+                client.meta.events.register(event_name, handler)
+
     @property
     def default_region(self) -> str | None:
         return self._session.region_name

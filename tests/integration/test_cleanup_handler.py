@@ -164,10 +164,14 @@ def test_dry_run_makes_no_write_call_at_all(
     assert volume_exists(factory, account.fleet["scratch-1"])
 
 
-def test_the_write_guard_itself_catches_a_write(factory: ClientFactory) -> None:
+def test_the_write_guard_itself_catches_a_write_on_clients_built_before_and_after(factory: ClientFactory) -> None:
+    existing = factory.ec2("us-east-1")
     forbid_writes(factory)
     with pytest.raises(WriteForbidden):
-        factory.ec2("us-east-1").create_volume(Size=1, AvailabilityZone="us-east-1a")
+        existing.create_volume(Size=1, AvailabilityZone="us-east-1a")
+    with pytest.raises(WriteForbidden):
+        factory.ec2("eu-west-1").create_volume(Size=1, AvailabilityZone="eu-west-1a")
+    existing.describe_volumes()  # reads pass
 
 
 def test_an_event_can_ask_for_a_dry_run_of_an_enforcing_deployment(

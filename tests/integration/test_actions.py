@@ -1,0 +1,112 @@
+"""Acting: failures are reported as failed, the rest continue, persistence comes first, the deadline is kept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+from tests.integration.fleet import instance_state, seed_account, volume_exists
+from trainctl import stack_resources
+from trainctl.aws import ClientFactory
+from trainctl.cleanup import run_sweep
+from trainctl.clock import fixed_clock
+from trainctl.ledger import InMemoryLedger
+from trainctl.notify import InMemoryNotifier
+from trainctl.settings import SweepSettings
+
+SETTINGS = SweepSettings(
+    regions=("us-east-1",),
+    dry_run=False,
+    snapshot_retention=timedelta(days=7),
+    max_action_share=1.0,
+    training_check_timeout=timedelta(seconds=1),
+    training_document=stack_resources.TRAINING_DOCUMENT,
+)
+
+
+def answer(factory: ClientFactory, operation: str, *, status: int, body: dict[str, Any], only: set[str] | None = None):
+    """Short-circuit one EC2 operation with a canned answer, as a failing or lying endpoint would."""
+
+    def handler(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        target = params.get("body", {}).get("VolumeId") or params.get("body", {}).get("InstanceId")
+        if only is not None and target not in only:
+            return None
+        return AWSResponse("https://ec2", status, {}, None), {**body, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    factory.register(f"before-call.ec2.{operation}", handler)
+
+
+def sweep_twice(factory: ClientFactory, t0, **kw: Any):
+    ledger, notifier = InMemoryLedger(), InMemoryNotifier()
+    run_sweep(factory, SETTINGS, fixed_clock(t0), ledger=ledger, notifier=notifier)
+    return run_sweep(factory, SETTINGS, fixed_clock(t0 + timedelta(days=1, minutes=1)), ledger=ledger,
+                     notifier=notifier, **kw), ledger, notifier
+
+
+def outcome(result, resource_id: str) -> tuple[str, str]:
+    decision = next(d for d in result.decisions if d.resource_id == resource_id)
+    return decision.outcome, decision.detail
+
+
+def test_a_failed_action_is_reported_failed_and_the_others_continue(factory: ClientFactory) -> None:
+    account = seed_account(factory)
+    victim = account.fleet["scratch-1"]
+    answer(factory, "DeleteVolume", status=400,
+           body={"Error": {"Code": "VolumeInUse", "Message": "in use"}}, only={victim})
+    result, ledger, notifier = sweep_twice(factory, account.t0)
+    state, detail = outcome(result, victim)
+    assert state == "failed" and "VolumeInUse" in detail
+    assert volume_exists(factory, victim)
+    assert outcome(result, account.fleet["scratch-2"])[0] == "done"
+    assert not volume_exists(factory, account.fleet["scratch-2"])
+    # The failure reaches the ledger and the message.
+    recorded = {d.resource_id: d.outcome for d in ledger.sweeps[-1][3]}
+    assert recorded[victim] == "failed"
+    assert victim in notifier.messages[-1][1]
+
+
+def test_an_action_that_did_not_take_effect_is_reported_failed_after_the_re_read(factory: ClientFactory) -> None:
+    account = seed_account(factory)
+    victim = account.fleet["scratch-1"]
+    # The endpoint says yes but does nothing: only the re-read can tell.
+    answer(factory, "DeleteVolume", status=200, body={}, only={victim})
+    result, _, _ = sweep_twice(factory, account.t0)
+    state, detail = outcome(result, victim)
+    assert state == "failed" and "still available after delete" in detail
+
+
+def test_an_instance_is_kept_when_its_persistent_volume_cannot_be_detached_from_its_fate(
+    factory: ClientFactory,
+) -> None:
+    account = seed_account(factory)
+    answer(factory, "ModifyInstanceAttribute", status=403,
+           body={"Error": {"Code": "UnauthorizedOperation", "Message": "no"}})
+    result, _, _ = sweep_twice(factory, account.t0)
+    state, detail = outcome(result, account.fleet["stopped-experiment"])
+    assert state == "failed" and "instance kept" in detail
+    assert instance_state(factory, account.fleet["stopped-experiment"]) == "stopped"
+    assert volume_exists(factory, account.fleet["experiment-data"])
+
+
+def test_the_sweep_stops_before_the_lambda_deadline_and_the_next_one_resumes(factory: ClientFactory) -> None:
+    account = seed_account(factory)
+    result, _, _ = sweep_twice(factory, account.t0, remaining_ms=lambda: 10_000)
+    deferred = [d for d in result.decisions if d.outcome == "deferred"]
+    assert any(d.destructive for d in deferred)
+    assert not [d for d in result.decisions if d.outcome == "done"]  # nothing started past the margin
+    assert volume_exists(factory, account.fleet["scratch-1"])
+    assert any("next sweep resumes" in note for note in result.notes)
+    resumed = run_sweep(factory, SETTINGS, fixed_clock(account.t0 + timedelta(days=1, minutes=2)),
+                        ledger=InMemoryLedger(), notifier=InMemoryNotifier())
+    assert outcome(resumed, account.fleet["scratch-1"])[0] == "done"
+    assert not volume_exists(factory, account.fleet["scratch-1"])
+
+
+def test_marks_go_out_in_one_call_per_region_and_instant(factory: ClientFactory) -> None:
+    account = seed_account(factory)
+    before = factory.calls.by_operation.copy()
+    run_sweep(factory, SETTINGS, fixed_clock(account.t0), ledger=InMemoryLedger(), notifier=InMemoryNotifier())
+    calls = factory.calls.by_operation - before
+    assert calls["ec2:CreateTags"] == 1
