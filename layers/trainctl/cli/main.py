@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -148,7 +149,13 @@ def invoke_handler(function: str, event: Any) -> Any:
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "trainctl")
     module = load_handler(function)
-    return module.lambda_handler(event, LocalContext(function_name=f"trainctl-{function}"))
+    # Locally, the handler's structured logs and EMF lines go to stderr: stdout carries only the result.
+    from trainctl.observability import logger
+
+    # Assigned, not setStream(): that flushes the previous stream, which may be closed by now.
+    logger.registered_handler.stream = sys.stderr  # type: ignore[attr-defined]
+    with contextlib.redirect_stdout(sys.stderr):
+        return module.lambda_handler(event, LocalContext(function_name=f"trainctl-{function}"))
 
 
 @app.command()
@@ -166,8 +173,10 @@ def invoke(
         result = invoke_handler(function, payload)
     except (TrainctlError, ValueError) as exc:
         raise fail(str(exc)) from exc
-    text = json.dumps(result, indent=2, default=str)
-    typer.echo(text if as_json else text)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        console.print_json(json.dumps(result, default=str))
 
 
 @app.command()

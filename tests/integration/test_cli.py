@@ -1,0 +1,141 @@
+"""The trainctl command line: the contract in ARCHITECTURE.md, against moto in-process and as a server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import forbid_writes
+from tests.integration.fleet import seed_account, volume_exists
+from trainctl import stack_resources
+from trainctl.aws import ClientFactory
+from trainctl.cli import main as cli
+from trainctl.sandbox import moto_server
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+DECISION_KEYS = {"resource_id", "resource_type", "region", "action", "reasons", "protections"}
+
+
+@pytest.fixture
+def cli_factory(factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> ClientFactory:
+    monkeypatch.setattr(cli, "ClientFactory", lambda: factory)
+    return factory
+
+
+def test_sweep_json_prints_the_documented_shape(cli_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINCTL_SNAPSHOT_RETENTION", "7d")
+    account = seed_account(cli_factory)
+    at = account.t0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = runner.invoke(cli.app, ["sweep", "--region", "us-east-1", "--region", "eu-west-1", "--at", at, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {"dry_run", "at", "regions", "summary", "decisions"} <= set(report)
+    assert report["dry_run"] is True and report["at"] == at and report["regions"] == ["us-east-1", "eu-west-1"]
+    assert report["decisions"]
+    for decision in report["decisions"]:
+        assert DECISION_KEYS <= set(decision)
+        assert decision["resource_type"] in {"instance", "volume", "snapshot"}
+        assert decision["action"] in {"keep", "mark", "unmark", "delete", "terminate", "stop"}
+    protections = {p for d in report["decisions"] for p in d["protections"]}
+    assert {"persistent", "min-age", "attached", "training-active", "ami-backed", "backup-managed",
+            "out-of-scope"} <= protections
+
+
+def test_sweep_without_enforce_makes_no_write_call(cli_factory: ClientFactory) -> None:
+    account = seed_account(cli_factory)
+    attempts = forbid_writes(cli_factory)
+    at = account.after_grace().strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = runner.invoke(cli.app, ["sweep", "--region", "us-east-1", "--at", at, "--json"])
+    assert result.exit_code == 0, result.output
+    assert attempts == []
+
+
+def test_at_with_enforce_is_refused_as_wrong_usage(cli_factory: ClientFactory) -> None:
+    result = runner.invoke(cli.app, ["sweep", "--enforce", "--at", "2027-01-01T00:00:00Z"])
+    assert result.exit_code == 2
+    assert "--at" in result.output and "--enforce" in result.output
+
+
+def test_a_bad_instant_is_wrong_usage(cli_factory: ClientFactory) -> None:
+    result = runner.invoke(cli.app, ["sweep", "--at", "next tuesday"])
+    assert result.exit_code == 2 and "ISO-8601" in result.output
+
+
+def test_a_bad_setting_is_a_one_line_error(cli_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINCTL_MIN_AGE", "soon")
+    result = runner.invoke(cli.app, ["sweep"])
+    assert result.exit_code == 1 and "TRAINCTL_MIN_AGE" in result.output
+
+
+def test_enforce_against_an_account_without_the_stack_is_refused_and_writes_nothing(
+    cli_factory: ClientFactory,
+) -> None:
+    seed_account(cli_factory)
+    attempts = forbid_writes(cli_factory)
+    result = runner.invoke(cli.app, ["sweep", "--enforce", "--region", "us-east-1"])
+    assert result.exit_code == 1
+    assert "not deployed" in result.output and "read-only preview" in result.output
+    assert attempts == []
+
+
+def test_invoke_without_the_stack_runs_a_read_only_preview(cli_factory: ClientFactory) -> None:
+    seed_account(cli_factory)
+    attempts = forbid_writes(cli_factory)
+    event = ROOT / "events" / "cleanup_sweep" / "scheduled.json"
+    result = runner.invoke(cli.app, ["invoke", "cleanup_sweep", "--event", str(event), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "nothing recorded" in result.output
+    assert attempts == []
+
+
+def test_invoke_refuses_an_unknown_function_and_an_unreadable_event(cli_factory: ClientFactory) -> None:
+    event = ROOT / "events" / "cleanup_sweep" / "scheduled.json"
+    unknown = runner.invoke(cli.app, ["invoke", "../../etc", "--event", str(event)])
+    assert unknown.exit_code == 1 and "no function" in unknown.output
+    broken = runner.invoke(cli.app, ["invoke", "cleanup_sweep", "--event",
+                                     str(ROOT / "events" / "cleanup_sweep" / "malformed_not_json.json")])
+    assert broken.exit_code == 2 and "cannot read event" in broken.output
+
+
+def test_against_an_emulator_enforce_creates_the_stacks_resources_and_acts() -> None:
+    with moto_server():
+        factory = ClientFactory(boto3.Session(region_name="us-east-1"))
+        account = seed_account(factory)
+        factory.dynamodb().delete_table(TableName=stack_resources.LEDGER_TABLE)  # as on a fresh emulator
+        env = {"TRAINCTL_REGIONS": "us-east-1", "TRAINCTL_MIN_AGE": "0s"}
+        result = runner.invoke(cli.app, ["sweep", "--enforce", "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["dry_run"] is False and report["recorded"] is True
+        assert factory.dynamodb().describe_table(TableName=stack_resources.LEDGER_TABLE)["Table"]["TableName"]
+        marked = [d for d in report["decisions"] if d["action"] == "mark"]
+        assert marked and all(d["outcome"] == "done" for d in marked)
+        assert volume_exists(factory, account.fleet["scratch-1"])
+        invoked = runner.invoke(
+            cli.app, ["invoke", "cleanup_sweep", "--event", str(ROOT / "events/cleanup_sweep/dry_run.json"), "--json"],
+            env=env,
+        )
+        assert invoked.exit_code == 0, invoked.output
+        assert json.loads(invoked.stdout)["dry_run"] is True
+
+
+def test_sandbox_runs_end_to_end_and_exits_zero() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "trainctl.cli.main", "sandbox"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    out = completed.stdout
+    for word in ("mark", "delete", "terminate", "unmark", "blast-radius", "min-age", "persistent",
+                 "training-active", "ami-backed", "backup-managed", "out-of-scope", "attached", "dry-run"):
+        assert word in out
+    assert "persistent volumes still there" in out
