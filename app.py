@@ -17,8 +17,8 @@ from trainctl.errors import SettingsError  # noqa: E402
 from trainctl.stack_resources import STACK_NAME  # noqa: E402
 
 
-def build_app(context: dict[str, object] | None = None) -> cdk.App:
-    app = cdk.App(context=context)
+def build_app(context: dict[str, object] | None = None, outdir: str | None = None) -> cdk.App:
+    app = cdk.App(context=context, outdir=outdir)
     # cdk-nag 3 runs as a validation plugin: synth fails on any finding not acknowledged with a reason.
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(), ServerlessChecks())
     region = os.environ.get("CDK_DEFAULT_REGION")

@@ -39,12 +39,13 @@ class DeployConfig(BaseModel):
 
     options: DeployOptions
     sweep: SweepSettings
-    # Only what the user set: the Lambda environment repeats it so the handler reads the same values.
-    sweep_overrides: dict[str, Any]
 
     def function_environment(self) -> dict[str, str]:
+        """Every sweep setting, spelled out: what is deployed is visible and never drifts with defaults."""
         env: dict[str, str] = {}
-        for name in self.sweep_overrides:
+        for name in SweepSettings.model_fields:
+            if name in STACK_OWNED:
+                continue
             value = getattr(self.sweep, name)
             if isinstance(value, timedelta):
                 text = format_duration(value)
@@ -55,8 +56,6 @@ class DeployConfig(BaseModel):
             else:
                 text = str(value)
             env[ENV_PREFIX + name.upper()] = text
-        env[ENV_PREFIX + "DRY_RUN"] = "true" if self.sweep.dry_run else "false"
-        env[ENV_PREFIX + "REGIONS"] = ",".join(self.sweep.regions)
         return env
 
 
@@ -76,9 +75,9 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     try:
         options = DeployOptions.model_validate(options_raw)
     except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.")) from exc
+        raise SettingsError(describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.", upper=False)) from exc
     try:
         sweep = SweepSettings.model_validate(sweep_values)
     except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.")) from exc
-    return DeployConfig(options=options, sweep=sweep, sweep_overrides=sweep_values)
+        raise SettingsError(describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.", upper=False)) from exc
+    return DeployConfig(options=options, sweep=sweep)

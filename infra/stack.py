@@ -56,8 +56,6 @@ class TrainctlStack(cdk.Stack):
             master_key=self.key,
             enforce_ssl=True,
         )
-        if config.options.notification_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(config.options.notification_email))
         self.failures = sqs.Queue(
             self,
             "Failures",
@@ -66,6 +64,11 @@ class TrainctlStack(cdk.Stack):
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
+        if config.options.notification_email:
+            # Undeliverable notices land in the failure queue rather than vanishing.
+            self.topic.add_subscription(
+                subscriptions.EmailSubscription(config.options.notification_email, dead_letter_queue=self.failures)
+            )
         self.training_document = ssm.CfnDocument(
             self,
             "TrainingCheckDocument",
@@ -111,9 +114,13 @@ class TrainctlStack(cdk.Stack):
             function.add_to_role_policy(statement)
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="SchedulerAndLambdaDeliverFailures",
+                sid="ServicesDeliverFailures",
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                principals=[iam.ServicePrincipal("scheduler.amazonaws.com"), iam.ServicePrincipal("lambda.amazonaws.com")],
+                principals=[
+                    iam.ServicePrincipal("scheduler.amazonaws.com"),
+                    iam.ServicePrincipal("lambda.amazonaws.com"),
+                    iam.ServicePrincipal("sns.amazonaws.com"),
+                ],
                 resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": self.account}},
             )

@@ -122,11 +122,11 @@ class SweepSettings(BaseModel):
             raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
 
 
-def describe_validation_error(exc: ValidationError, *, prefix: str) -> str:
+def describe_validation_error(exc: ValidationError, *, prefix: str, upper: bool = True) -> str:
     problems = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else "?"
-        problems.append(f"{prefix}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
+        problems.append(f"{prefix}{field.upper() if upper else field}: {error['msg']} (got {error.get('input')!r})")
     return "invalid setting: " + "; ".join(problems)
 
 

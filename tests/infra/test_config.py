@@ -1,0 +1,51 @@
+"""Deploy settings from cdk.json: typed, and an invalid one fails synth naming it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.config import load_config
+from trainctl.errors import SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_cdk_json_is_valid_and_dry_run() -> None:
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]["trainctl"]
+    config = load_config(context, default_region="us-east-1")
+    assert config.sweep.dry_run is True
+    assert config.function_environment()["TRAINCTL_DRY_RUN"] == "true"
+    assert config.function_environment()["TRAINCTL_REGIONS"] == "us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [
+        ({"grace_period": "soon"}, "trainctl.grace_period"),
+        ({"grace": "24h"}, "trainctl.grace"),
+        ({"sweep_schedule": "every hour"}, "trainctl.sweep_schedule"),
+        ({"regions": ["us-east-1", "mars-1"]}, "trainctl.regions"),
+        ({"max_action_share": 3}, "trainctl.max_action_share"),
+        ({"ledger_table": "mine"}, "trainctl.ledger_table"),
+        ({"notification_email": "not-an-address"}, "trainctl.notification_email"),
+    ],
+)
+def test_an_invalid_setting_names_itself(context: dict[str, object], named: str) -> None:
+    with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
+        load_config(context, default_region="us-east-1")
+
+
+def test_app_exits_with_the_message_on_a_bad_setting(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"trainctl": {"min_age": "a bit"}}),
+           "CDK_OUTDIR": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1"}
+    completed = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=300, check=False)
+    assert completed.returncode != 0
+    assert "trainctl.min_age" in completed.stderr

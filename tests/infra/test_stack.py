@@ -1,0 +1,197 @@
+"""The synthesized stack: resources, schedule, IAM scoped by tag, cdk-nag clean, cfn-lint clean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from tests.infra.conftest import synth
+from trainctl import stack_resources, tags
+
+pytestmark = pytest.mark.infra
+
+DESTRUCTIVE = {"ec2:TerminateInstances", "ec2:StopInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot",
+               "ec2:ModifyInstanceAttribute", "ec2:CreateTags", "ec2:DeleteTags"}
+
+
+def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Policy":
+            found.extend(resource["Properties"]["PolicyDocument"]["Statement"])
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_function_is_scheduled_with_its_input_and_failure_queue(synthesized) -> None:
+    template = Template.from_json(synthesized[0])
+    template.has_resource_properties(
+        "AWS::Scheduler::Schedule",
+        {
+            "ScheduleExpression": "rate(1 hour)",
+            "Target": Match.object_like(
+                {
+                    "Input": Match.serialized_json({"task": "cleanup_sweep"}),
+                    "DeadLetterConfig": Match.object_like({"Arn": Match.any_value()}),
+                    "RetryPolicy": Match.object_like({"MaximumRetryAttempts": 2}),
+                }
+            ),
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {"MaximumRetryAttempts": 0, "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}}},
+    )
+
+
+def test_function_is_single_flight_traced_layered_and_configured(synthesized) -> None:
+    template = Template.from_json(synthesized[0])
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": "python3.14",
+            "Handler": "handler.lambda_handler",
+            "ReservedConcurrentExecutions": 1,
+            "Timeout": 900,
+            "TracingConfig": {"Mode": "Active"},
+            "Layers": Match.any_value(),
+            "LoggingConfig": Match.object_like({"LogGroup": Match.any_value()}),
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "TRAINCTL_DRY_RUN": "true",
+                        "TRAINCTL_REGIONS": "us-east-1,eu-west-1",
+                        "TRAINCTL_GRACE_PERIOD": "1d",
+                        "TRAINCTL_MIN_AGE": "5m",
+                        "TRAINCTL_LEDGER_TABLE": Match.any_value(),
+                        "TRAINCTL_TOPIC_ARN": Match.any_value(),
+                        "TRAINCTL_TRAINING_DOCUMENT": stack_resources.TRAINING_DOCUMENT,
+                    }
+                )
+            },
+        },
+    )
+    template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 90})
+
+
+def test_stateful_resources_are_named_as_the_cli_expects_encrypted_and_recoverable(synthesized) -> None:
+    template = Template.from_json(synthesized[0])
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": stack_resources.LEDGER_TABLE,
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": Match.object_like({"SSEEnabled": True}),
+            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+        },
+    )
+    template.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Retain"})
+    template.has_resource_properties(
+        "AWS::SNS::Topic", {"TopicName": stack_resources.SWEEP_TOPIC, "KmsMasterKeyId": Match.any_value()}
+    )
+    template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ml@example.com"})
+    template.has_resource_properties("AWS::SSM::Document", {"Name": stack_resources.TRAINING_DOCUMENT,
+                                                            "DocumentType": "Command"})
+    outputs = synthesized[0]["Outputs"]
+    for name in (stack_resources.OUTPUT_LEDGER_TABLE, stack_resources.OUTPUT_TOPIC_ARN,
+                 stack_resources.OUTPUT_TRAINING_DOCUMENT):
+        assert name in outputs
+
+
+def test_every_destructive_permission_is_conditioned_on_the_scope_tag(synthesized) -> None:
+    allowed = [s for s in statements(synthesized[0]) if s["Effect"] == "Allow"]
+    destructive = [s for s in allowed if DESTRUCTIVE & set(as_list(s["Action"]))]
+    assert destructive, "the sweep must be able to act at all"
+    for statement in destructive:
+        condition = statement["Condition"]["StringEqualsIgnoreCase"]
+        assert condition == {f"aws:ResourceTag/{tags.MANAGED}": ["true", "yes", "1"]}
+        assert "*" not in as_list(statement["Resource"])
+    tagging = [s for s in destructive if "ec2:CreateTags" in as_list(s["Action"])]
+    assert tagging[0]["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": [tags.CLEANUP_AFTER]}
+
+
+def test_persistent_resources_are_denied_whatever_else_allows(synthesized) -> None:
+    denies = [s for s in statements(synthesized[0]) if s["Effect"] == "Deny"]
+    assert len(denies) == 1
+    deny = denies[0]
+    assert {"ec2:TerminateInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot", "ec2:StopInstances"} <= set(deny["Action"])
+    assert deny["Condition"]["Null"] == {f"aws:ResourceTag/{tags.PERSISTENT}": "false"}
+    assert deny["Condition"]["StringNotEqualsIgnoreCase"] == {
+        f"aws:ResourceTag/{tags.PERSISTENT}": ["false", "no", "0"]
+    }
+
+
+def test_ssm_commands_only_reach_in_scope_instances_through_the_own_document(synthesized) -> None:
+    send = [s for s in statements(synthesized[0]) if "ssm:SendCommand" in as_list(s["Action"])]
+    documents = [s for s in send if "Condition" not in s]
+    instances = [s for s in send if "Condition" in s]
+    for statement in documents:
+        assert all(r.endswith(f":document/{stack_resources.TRAINING_DOCUMENT}") for r in as_list(statement["Resource"]))
+    assert instances[0]["Condition"]["StringEqualsIgnoreCase"] == {
+        f"ssm:resourceTag/{tags.MANAGED}": ["true", "yes", "1"]
+    }
+
+
+def test_no_managed_policies_and_logs_only_to_the_own_group(synthesized) -> None:
+    for resource in synthesized[0]["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Role":
+            assert "ManagedPolicyArns" not in resource["Properties"]
+
+
+def test_layer_ships_the_domain_package_and_its_runtime_dependencies(synthesized) -> None:
+    _, outdir = synthesized
+    assets = json.loads((Path(outdir) / "Trainctl.assets.json").read_text())["files"].values()
+    layer_dirs = [Path(outdir) / a["source"]["path"] for a in assets
+                  if (Path(outdir) / a["source"]["path"] / "python").is_dir()]
+    assert len(layer_dirs) == 1
+    python_dir = layer_dirs[0] / "python"
+    assert (python_dir / "trainctl" / "sweep.py").is_file()
+    assert (python_dir / "trainctl" / "documents" / "training_check.json").is_file()
+    assert (python_dir / "pydantic").is_dir() and (python_dir / "aws_lambda_powertools").is_dir()
+    assert list(python_dir.glob("pydantic_core/_pydantic_core.cpython-314-x86_64-linux-gnu.so"))
+    assert not list(python_dir.rglob("__pycache__"))
+
+
+def test_cfn_lint_finds_no_error(synthesized) -> None:
+    from cfnlint.api import ManualArgs, lint
+
+    _, outdir = synthesized
+    path = Path(outdir) / "Trainctl.template.json"
+    matches = lint(path.read_text(), config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    errors = [m for m in matches if m.rule.id.startswith("E")]
+    assert errors == [], [str(m) for m in errors]
+
+
+def test_cdk_nag_report_is_clean_and_every_acknowledgment_has_a_reason(synthesized) -> None:
+    _, outdir = synthesized
+    report = json.loads((Path(outdir) / "validation-report.json").read_text())
+    plugins = {plugin["pluginName"]: plugin for plugin in report["pluginReports"]}
+    assert set(plugins) == {"AwsSolutions", "Serverless"}
+    for plugin in plugins.values():
+        assert plugin["conclusion"] == "success" and plugin["violations"] == []
+        for suppressed in plugin.get("suppressedViolations", []):
+            assert len(suppressed["reason"]) > 40, suppressed["ruleName"]
+
+
+def test_an_unacknowledged_wildcard_fails_synth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The nag gate is live: a bug that widens IAM cannot be synthesised unnoticed."""
+    from aws_cdk import aws_iam as iam
+
+    from infra.stack import TrainctlStack
+
+    original = TrainctlStack._acknowledge_findings
+
+    def widen(self: TrainctlStack, regions: tuple[str, ...]) -> None:
+        original(self, regions)
+        self.cleanup.function.add_to_role_policy(iam.PolicyStatement(actions=["ec2:*"], resources=["*"]))
+
+    monkeypatch.setattr(TrainctlStack, "_acknowledge_findings", widen)
+    with pytest.raises(RuntimeError, match=r"ValidationFailed(.|\n)*IAM5\[Action::ec2:\*\]"):
+        synth(tmp_path, {"trainctl": {"dry_run": True}})
