@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers"))
+# The domain package lives in layers/; an editable install finds it too, this keeps a bare checkout working.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "layers"))
 
-from infra.config import CONTEXT_KEY, load_config  # noqa: E402
-from infra.stack import TrainctlStack  # noqa: E402
-from trainctl.errors import SettingsError  # noqa: E402
-from trainctl.stack_resources import STACK_NAME  # noqa: E402
+from infra.config import CONTEXT_KEY, load_config
+from infra.stack import TrainctlStack
+from trainctl.errors import SettingsError
+from trainctl.stack_resources import STACK_NAME
 
 
 def build_app(context: dict[str, object] | None = None, outdir: str | None = None) -> cdk.App:

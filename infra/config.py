@@ -75,9 +75,13 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     try:
         options = DeployOptions.model_validate(options_raw)
     except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.", upper=False)) from exc
+        raise SettingsError(
+            describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.", upper=False)
+        ) from exc
     try:
         sweep = SweepSettings.model_validate(sweep_values)
     except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.", upper=False)) from exc
+        raise SettingsError(
+            describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.", upper=False)
+        ) from exc
     return DeployConfig(options=options, sweep=sweep)

@@ -38,16 +38,32 @@ def _source_digest() -> str:
 def _dependencies() -> Path:
     """pip-install the runtime deps for Lambda's platform once; later synths copy the cached tree."""
     # Bytecode compiled by the build machine's Python would be dead weight for Lambda's: --no-compile.
-    key = hashlib.sha256("|".join((*LAYER_REQUIREMENTS, PYTHON_VERSION, PLATFORM, "no-compile")).encode()).hexdigest()[:16]
+    key = hashlib.sha256("|".join((*LAYER_REQUIREMENTS, PYTHON_VERSION, PLATFORM, "no-compile")).encode()).hexdigest()[
+        :16
+    ]
     target = CACHE / key
     if not (target / ".complete").exists():
         staging = CACHE / f"{key}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         subprocess.run(
             [
-                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                "--target", str(staging), "--platform", PLATFORM, "--python-version", PYTHON_VERSION,
-                "--implementation", "cp", "--only-binary=:all:", "--no-compile", *LAYER_REQUIREMENTS,
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+                str(staging),
+                "--platform",
+                PLATFORM,
+                "--python-version",
+                PYTHON_VERSION,
+                "--implementation",
+                "cp",
+                "--only-binary=:all:",
+                "--no-compile",
+                *LAYER_REQUIREMENTS,
             ],
             check=True,
         )
@@ -61,8 +77,12 @@ def _dependencies() -> Path:
 class LocalLayerBundling:
     def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_: Any) -> bool:
         python_dir = Path(output_dir) / "python"
-        shutil.copytree(_dependencies(), python_dir, ignore=shutil.ignore_patterns(".complete", "bin", "__pycache__"),
-                        dirs_exist_ok=True)
+        shutil.copytree(
+            _dependencies(),
+            python_dir,
+            ignore=shutil.ignore_patterns(".complete", "bin", "__pycache__"),
+            dirs_exist_ok=True,
+        )
         shutil.copytree(LAYER_SOURCE / "trainctl", python_dir / "trainctl", ignore=_IGNORE, dirs_exist_ok=True)
         return True
 

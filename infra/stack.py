@@ -137,7 +137,9 @@ class TrainctlStack(cdk.Stack):
         """Every cdk-nag finding left standing, each with the reason it is acceptable."""
         function = self.cleanup.function
         role = self.cleanup.role
-        log_group_id = self.resolve(self.get_logical_id(self.cleanup.log_group.node.default_child))
+        log_group_resource = self.cleanup.log_group.node.default_child
+        assert isinstance(log_group_resource, cdk.CfnElement)
+        log_group_id = self.resolve(self.get_logical_id(log_group_resource))
         for region in regions:
             for kind, owner in (("instance", self.account), ("volume", self.account), ("snapshot", "")):
                 acknowledge(

@@ -54,8 +54,8 @@ def _put_usage(
         data.append({"MetricName": "CPUUtilization", "Dimensions": dims, "Timestamp": stamp, "Value": cpu})
         data.append({"MetricName": "NetworkIn", "Dimensions": dims, "Timestamp": stamp, "Value": network})
         data.append({"MetricName": "NetworkOut", "Dimensions": dims, "Timestamp": stamp, "Value": network / 10})
-    for start in range(0, len(data), 500):
-        cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=data[start : start + 500])  # type: ignore[arg-type]
+    for offset in range(0, len(data), 500):
+        cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=data[offset : offset + 500])  # type: ignore[arg-type]
     if gpu is not None:
         gpu_data = [
             {"MetricName": "nvidia_smi_utilization_gpu", "Dimensions": dims, "Timestamp": s, "Value": gpu}
@@ -116,9 +116,7 @@ def seed_training_fleet(factory: ClientFactory, regions: tuple[str, ...], sweep_
     ec2.stop_instances(InstanceIds=[old_stopped, kept_stopped, unmanaged_stopped])
     # The stopped experiment's data volume must outlive it.
     described = ec2.describe_instances(InstanceIds=[old_stopped])["Reservations"][0]["Instances"][0]
-    data_volume = next(
-        m["Ebs"]["VolumeId"] for m in described["BlockDeviceMappings"] if m["DeviceName"] == "/dev/sdf"
-    )
+    data_volume = next(m["Ebs"]["VolumeId"] for m in described["BlockDeviceMappings"] if m["DeviceName"] == "/dev/sdf")
     ec2.create_tags(
         Resources=[data_volume],
         Tags=[{"Key": tags.PERSISTENT, "Value": "true"}, {"Key": tags.MANAGED, "Value": "true"}],

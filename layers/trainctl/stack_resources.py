@@ -59,9 +59,7 @@ def ensure_on_emulator(factory: ClientFactory, regions: tuple[str, ...]) -> Stac
         except ClientError as exc:
             if error_code(exc) != "InvalidDocument":
                 raise access_error("DescribeDocument", exc) from exc
-            ssm.create_document(
-                Name=TRAINING_DOCUMENT, Content=content, DocumentType="Command", DocumentFormat="JSON"
-            )
+            ssm.create_document(Name=TRAINING_DOCUMENT, Content=content, DocumentType="Command", DocumentFormat="JSON")
     return StackResources(LEDGER_TABLE, topic_arn, TRAINING_DOCUMENT, origin="emulator")
 
 

@@ -399,4 +399,10 @@ def instances_to_check(
         for d in preview.decisions
         if d.resource_type == "instance" and (d.action == "mark" or d.destructive)
     }
-    return [i for inv in inventories for i in inv.instances if i.resource_id in wanted and not is_prewarm_worker(i)]
+    # A stopped instance runs no training and SSM cannot reach it: only running ones are asked.
+    return [
+        i
+        for inv in inventories
+        for i in inv.instances
+        if i.resource_id in wanted and i.state in ("running", "pending") and not is_prewarm_worker(i)
+    ]

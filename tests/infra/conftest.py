@@ -31,5 +31,7 @@ def synth(outdir: Path, context: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     outdir = tmp_path_factory.mktemp("cdk.out")
-    context = {"trainctl": {"dry_run": True, "regions": ["us-east-1", "eu-west-1"], "notification_email": "ml@example.com"}}
+    context = {
+        "trainctl": {"dry_run": True, "regions": ["us-east-1", "eu-west-1"], "notification_email": "ml@example.com"}
+    }
     return synth(outdir, context), outdir

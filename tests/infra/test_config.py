@@ -43,9 +43,14 @@ def test_app_exits_with_the_message_on_a_bad_setting(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"trainctl": {"min_age": "a bit"}}),
-           "CDK_OUTDIR": str(tmp_path), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1"}
-    completed = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True,
-                               timeout=300, check=False)
+    env = {
+        **os.environ,
+        "CDK_CONTEXT_JSON": json.dumps({"trainctl": {"min_age": "a bit"}}),
+        "CDK_OUTDIR": str(tmp_path),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
+    }
+    completed = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert completed.returncode != 0
     assert "trainctl.min_age" in completed.stderr

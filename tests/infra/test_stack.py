@@ -14,8 +14,15 @@ from trainctl import stack_resources, tags
 
 pytestmark = pytest.mark.infra
 
-DESTRUCTIVE = {"ec2:TerminateInstances", "ec2:StopInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot",
-               "ec2:ModifyInstanceAttribute", "ec2:CreateTags", "ec2:DeleteTags"}
+DESTRUCTIVE = {
+    "ec2:TerminateInstances",
+    "ec2:StopInstances",
+    "ec2:DeleteVolume",
+    "ec2:DeleteSnapshot",
+    "ec2:ModifyInstanceAttribute",
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+}
 
 
 def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -97,11 +104,15 @@ def test_stateful_resources_are_named_as_the_cli_expects_encrypted_and_recoverab
         "AWS::SNS::Topic", {"TopicName": stack_resources.SWEEP_TOPIC, "KmsMasterKeyId": Match.any_value()}
     )
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ml@example.com"})
-    template.has_resource_properties("AWS::SSM::Document", {"Name": stack_resources.TRAINING_DOCUMENT,
-                                                            "DocumentType": "Command"})
+    template.has_resource_properties(
+        "AWS::SSM::Document", {"Name": stack_resources.TRAINING_DOCUMENT, "DocumentType": "Command"}
+    )
     outputs = synthesized[0]["Outputs"]
-    for name in (stack_resources.OUTPUT_LEDGER_TABLE, stack_resources.OUTPUT_TOPIC_ARN,
-                 stack_resources.OUTPUT_TRAINING_DOCUMENT):
+    for name in (
+        stack_resources.OUTPUT_LEDGER_TABLE,
+        stack_resources.OUTPUT_TOPIC_ARN,
+        stack_resources.OUTPUT_TRAINING_DOCUMENT,
+    ):
         assert name in outputs
 
 
@@ -121,7 +132,9 @@ def test_persistent_resources_are_denied_whatever_else_allows(synthesized) -> No
     denies = [s for s in statements(synthesized[0]) if s["Effect"] == "Deny"]
     assert len(denies) == 1
     deny = denies[0]
-    assert {"ec2:TerminateInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot", "ec2:StopInstances"} <= set(deny["Action"])
+    assert {"ec2:TerminateInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot", "ec2:StopInstances"} <= set(
+        deny["Action"]
+    )
     assert deny["Condition"]["Null"] == {f"aws:ResourceTag/{tags.PERSISTENT}": "false"}
     assert deny["Condition"]["StringNotEqualsIgnoreCase"] == {
         f"aws:ResourceTag/{tags.PERSISTENT}": ["false", "no", "0"]
@@ -148,8 +161,9 @@ def test_no_managed_policies_and_logs_only_to_the_own_group(synthesized) -> None
 def test_layer_ships_the_domain_package_and_its_runtime_dependencies(synthesized) -> None:
     _, outdir = synthesized
     assets = json.loads((Path(outdir) / "Trainctl.assets.json").read_text())["files"].values()
-    layer_dirs = [Path(outdir) / a["source"]["path"] for a in assets
-                  if (Path(outdir) / a["source"]["path"] / "python").is_dir()]
+    layer_dirs = [
+        Path(outdir) / a["source"]["path"] for a in assets if (Path(outdir) / a["source"]["path"] / "python").is_dir()
+    ]
     assert len(layer_dirs) == 1
     python_dir = layer_dirs[0] / "python"
     assert (python_dir / "trainctl" / "sweep.py").is_file()

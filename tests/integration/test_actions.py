@@ -41,8 +41,13 @@ def answer(factory: ClientFactory, operation: str, *, status: int, body: dict[st
 def sweep_twice(factory: ClientFactory, t0, **kw: Any):
     ledger, notifier = InMemoryLedger(), InMemoryNotifier()
     run_sweep(factory, SETTINGS, fixed_clock(t0), ledger=ledger, notifier=notifier)
-    return run_sweep(factory, SETTINGS, fixed_clock(t0 + timedelta(days=1, minutes=1)), ledger=ledger,
-                     notifier=notifier, **kw), ledger, notifier
+    return (
+        run_sweep(
+            factory, SETTINGS, fixed_clock(t0 + timedelta(days=1, minutes=1)), ledger=ledger, notifier=notifier, **kw
+        ),
+        ledger,
+        notifier,
+    )
 
 
 def outcome(result, resource_id: str) -> tuple[str, str]:
@@ -53,8 +58,9 @@ def outcome(result, resource_id: str) -> tuple[str, str]:
 def test_a_failed_action_is_reported_failed_and_the_others_continue(factory: ClientFactory) -> None:
     account = seed_account(factory)
     victim = account.fleet["scratch-1"]
-    answer(factory, "DeleteVolume", status=400,
-           body={"Error": {"Code": "VolumeInUse", "Message": "in use"}}, only={victim})
+    answer(
+        factory, "DeleteVolume", status=400, body={"Error": {"Code": "VolumeInUse", "Message": "in use"}}, only={victim}
+    )
     result, ledger, notifier = sweep_twice(factory, account.t0)
     state, detail = outcome(result, victim)
     assert state == "failed" and "VolumeInUse" in detail
@@ -81,8 +87,12 @@ def test_an_instance_is_kept_when_its_persistent_volume_cannot_be_detached_from_
     factory: ClientFactory,
 ) -> None:
     account = seed_account(factory)
-    answer(factory, "ModifyInstanceAttribute", status=403,
-           body={"Error": {"Code": "UnauthorizedOperation", "Message": "no"}})
+    answer(
+        factory,
+        "ModifyInstanceAttribute",
+        status=403,
+        body={"Error": {"Code": "UnauthorizedOperation", "Message": "no"}},
+    )
     result, _, _ = sweep_twice(factory, account.t0)
     state, detail = outcome(result, account.fleet["stopped-experiment"])
     assert state == "failed" and "instance kept" in detail
@@ -98,8 +108,13 @@ def test_the_sweep_stops_before_the_lambda_deadline_and_the_next_one_resumes(fac
     assert not [d for d in result.decisions if d.outcome == "done"]  # nothing started past the margin
     assert volume_exists(factory, account.fleet["scratch-1"])
     assert any("next sweep resumes" in note for note in result.notes)
-    resumed = run_sweep(factory, SETTINGS, fixed_clock(account.t0 + timedelta(days=1, minutes=2)),
-                        ledger=InMemoryLedger(), notifier=InMemoryNotifier())
+    resumed = run_sweep(
+        factory,
+        SETTINGS,
+        fixed_clock(account.t0 + timedelta(days=1, minutes=2)),
+        ledger=InMemoryLedger(),
+        notifier=InMemoryNotifier(),
+    )
     assert outcome(resumed, account.fleet["scratch-1"])[0] == "done"
     assert not volume_exists(factory, account.fleet["scratch-1"])
 

@@ -41,12 +41,19 @@ def test_sweep_json_prints_the_documented_shape(cli_factory: ClientFactory, monk
     assert report["dry_run"] is True and report["at"] == at and report["regions"] == ["us-east-1", "eu-west-1"]
     assert report["decisions"]
     for decision in report["decisions"]:
-        assert DECISION_KEYS <= set(decision)
+        assert set(decision) >= DECISION_KEYS
         assert decision["resource_type"] in {"instance", "volume", "snapshot"}
         assert decision["action"] in {"keep", "mark", "unmark", "delete", "terminate", "stop"}
     protections = {p for d in report["decisions"] for p in d["protections"]}
-    assert {"persistent", "min-age", "attached", "training-active", "ami-backed", "backup-managed",
-            "out-of-scope"} <= protections
+    assert {
+        "persistent",
+        "min-age",
+        "attached",
+        "training-active",
+        "ami-backed",
+        "backup-managed",
+        "out-of-scope",
+    } <= protections
 
 
 def test_sweep_without_enforce_makes_no_write_call(cli_factory: ClientFactory) -> None:
@@ -100,8 +107,10 @@ def test_invoke_refuses_an_unknown_function_and_an_unreadable_event(cli_factory:
     event = ROOT / "events" / "cleanup_sweep" / "scheduled.json"
     unknown = runner.invoke(cli.app, ["invoke", "../../etc", "--event", str(event)])
     assert unknown.exit_code == 1 and "no function" in unknown.output
-    broken = runner.invoke(cli.app, ["invoke", "cleanup_sweep", "--event",
-                                     str(ROOT / "events" / "cleanup_sweep" / "malformed_not_json.json")])
+    broken = runner.invoke(
+        cli.app,
+        ["invoke", "cleanup_sweep", "--event", str(ROOT / "events" / "cleanup_sweep" / "malformed_not_json.json")],
+    )
     assert broken.exit_code == 2 and "cannot read event" in broken.output
 
 
@@ -120,7 +129,8 @@ def test_against_an_emulator_enforce_creates_the_stacks_resources_and_acts() -> 
         assert marked and all(d["outcome"] == "done" for d in marked)
         assert volume_exists(factory, account.fleet["scratch-1"])
         invoked = runner.invoke(
-            cli.app, ["invoke", "cleanup_sweep", "--event", str(ROOT / "events/cleanup_sweep/dry_run.json"), "--json"],
+            cli.app,
+            ["invoke", "cleanup_sweep", "--event", str(ROOT / "events/cleanup_sweep/dry_run.json"), "--json"],
             env=env,
         )
         assert invoked.exit_code == 0, invoked.output
@@ -131,11 +141,29 @@ def test_sandbox_runs_end_to_end_and_exits_zero() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     completed = subprocess.run(
         [sys.executable, "-m", "trainctl.cli.main", "sandbox"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+        check=False,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     out = completed.stdout
-    for word in ("mark", "delete", "terminate", "unmark", "blast-radius", "min-age", "persistent",
-                 "training-active", "ami-backed", "backup-managed", "out-of-scope", "attached", "dry-run"):
+    for word in (
+        "mark",
+        "delete",
+        "terminate",
+        "unmark",
+        "blast-radius",
+        "min-age",
+        "persistent",
+        "training-active",
+        "ami-backed",
+        "backup-managed",
+        "out-of-scope",
+        "attached",
+        "dry-run",
+    ):
         assert word in out
     assert "persistent volumes still there" in out

@@ -8,8 +8,12 @@ def put(factory: ClientFactory, namespace: str, metric: str, instance_id: str, v
     factory.cloudwatch("us-east-1").put_metric_data(
         Namespace=namespace,
         MetricData=[
-            {"MetricName": metric, "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-             "Timestamp": at - timedelta(minutes=m), "Value": value}
+            {
+                "MetricName": metric,
+                "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+                "Timestamp": at - timedelta(minutes=m),
+                "Value": value,
+            }
             for m in (5, 30, 60)
         ],
     )

@@ -56,7 +56,9 @@ def instance(
     )
 
 
-def snapshot(snapshot_id: str = "snap-1", *, started: datetime = LONG_AGO, description: str = "", **tag_values: str) -> Snapshot:
+def snapshot(
+    snapshot_id: str = "snap-1", *, started: datetime = LONG_AGO, description: str = "", **tag_values: str
+) -> Snapshot:
     return Snapshot(
         resource_id=snapshot_id,
         region="us-east-1",

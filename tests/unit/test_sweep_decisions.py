@@ -28,8 +28,14 @@ MARK_PASSED = format_instant(NOW - timedelta(minutes=1))
 MARK_PENDING = format_instant(NOW + timedelta(hours=3))
 
 
-def decide_one(resource: object, observations: Observations | None = None, *, settings: SweepSettings = SETTINGS,
-               images: tuple = (), now=NOW) -> Decision | None:
+def decide_one(
+    resource: object,
+    observations: Observations | None = None,
+    *,
+    settings: SweepSettings = SETTINGS,
+    images: tuple = (),
+    now=NOW,
+) -> Decision | None:
     plan = plan_sweep([inventory(resource, images=images)], observations or Observations(), settings, now)
     decisions = [d for d in plan.decisions if d.resource_id == resource.resource_id]  # type: ignore[attr-defined]
     return decisions[0] if decisions else None
@@ -108,7 +114,9 @@ def test_expired_ttl_is_a_candidate_and_counts_from_the_newest_creation_signal()
     attached = volume(attached_to="i-9", created=created, ttl="8h")
     decision = decide_one(attached)
     assert decision is not None and "ttl-expired" in decision.reasons
-    restamped = volume(attached_to="i-9", created=created, ttl="8h", created_at=format_instant(NOW - timedelta(hours=1)))
+    restamped = volume(
+        attached_to="i-9", created=created, ttl="8h", created_at=format_instant(NOW - timedelta(hours=1))
+    )
     assert decide_one(restamped) is None
 
 
@@ -267,9 +275,7 @@ def test_terminating_an_instance_keeps_its_persistent_volumes() -> None:
 
 
 def test_blast_radius_caps_actions_by_count_longest_marked_first() -> None:
-    volumes = [
-        volume(f"vol-{n}", cleanup_after=format_instant(NOW - timedelta(hours=n))) for n in range(1, 6)
-    ]
+    volumes = [volume(f"vol-{n}", cleanup_after=format_instant(NOW - timedelta(hours=n))) for n in range(1, 6)]
     capped = SETTINGS.model_copy(update={"max_actions": 2})
     plan = plan_sweep([inventory(*volumes)], Observations(), capped, NOW)
     acted = sorted(d.resource_id for d in plan.decisions if d.destructive)
@@ -299,6 +305,9 @@ def test_only_running_candidates_without_other_protection_need_a_training_check(
     busy = instance("i-busy")
     persistent = instance("i-persistent", persistent="true")
     worker = instance("i-worker", role="prewarm-worker", launched=NOW - timedelta(hours=7))
-    observations = Observations(utilisation={i: IDLE for i in ("i-idle", "i-persistent", "i-worker")} | {"i-busy": BUSY})
-    wanted = instances_to_check([inventory(idle, busy, persistent, worker)], observations, SETTINGS, NOW)
+    stopped = instance("i-stopped", state="stopped", stopped_since=LONG_AGO)
+    observations = Observations(
+        utilisation=dict.fromkeys(("i-idle", "i-persistent", "i-worker"), IDLE) | {"i-busy": BUSY}
+    )
+    wanted = instances_to_check([inventory(idle, busy, persistent, worker, stopped)], observations, SETTINGS, NOW)
     assert [i.resource_id for i in wanted] == ["i-idle"]

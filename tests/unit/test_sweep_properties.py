@@ -42,18 +42,31 @@ def fleets(draw: st.DrawFn) -> tuple[list[object], Observations, frozenset[str]]
         age = draw(ages)
         if kind == "volume":
             attached = draw(st.booleans())
-            resource = volume(f"vol-{n}", attached_to="i-x" if attached else None, created=NOW - age,
-                              ttl=draw(st.sampled_from(["", "1h", "bad"])), **values)
+            resource = volume(
+                f"vol-{n}",
+                attached_to="i-x" if attached else None,
+                created=NOW - age,
+                ttl=draw(st.sampled_from(["", "1h", "bad"])),
+                **values,
+            )
         elif kind == "snapshot":
-            resource = snapshot(f"snap-{n}", started=NOW - age,
-                                description=draw(st.sampled_from(["", "This snapshot is created by the AWS Backup service"])),
-                                **values)
+            resource = snapshot(
+                f"snap-{n}",
+                started=NOW - age,
+                description=draw(st.sampled_from(["", "This snapshot is created by the AWS Backup service"])),
+                **values,
+            )
             if draw(st.booleans()):
                 ami_snapshots.add(resource.resource_id)
         else:
             state = draw(st.sampled_from(["running", "stopped"]))
-            resource = instance(f"i-{n}", state=state, launched=NOW - age,
-                                stopped_since=NOW - age if state == "stopped" else None, **values)
+            resource = instance(
+                f"i-{n}",
+                state=state,
+                launched=NOW - age,
+                stopped_since=NOW - age if state == "stopped" else None,
+                **values,
+            )
             if draw(st.booleans()):
                 utilisation[resource.resource_id] = Utilisation(1.0, 10.0, draw(st.sampled_from([None, 0.0, 80.0])))
             status = draw(trainings)

@@ -20,15 +20,25 @@ def test_missing_protection_tag_does_not_protect() -> None:
     assert tags.protects(None) is False
 
 
-@pytest.mark.parametrize(("value", "expected"), [("true", True), ("Yes", True), ("1", True), ("", False),
-                                                 ("maybe", False), ("false", False), (None, False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("Yes", True), ("1", True), ("", False), ("maybe", False), ("false", False), (None, False)],
+)
 def test_scope_tag_opts_in_only_when_explicitly_true(value: str | None, expected: bool) -> None:
     assert tags.opts_in(value) is expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [("0s", timedelta(0)), ("5m", timedelta(minutes=5)),
-                                                ("24h", timedelta(hours=24)), ("3d", timedelta(days=3)),
-                                                ("1w", timedelta(weeks=1)), (" 72H ", timedelta(hours=72))])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0s", timedelta(0)),
+        ("5m", timedelta(minutes=5)),
+        ("24h", timedelta(hours=24)),
+        ("3d", timedelta(days=3)),
+        ("1w", timedelta(weeks=1)),
+        (" 72H ", timedelta(hours=72)),
+    ],
+)
 def test_durations_parse(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
@@ -39,7 +49,9 @@ def test_bad_durations_are_refused_with_the_value(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize(("text", "formatted"), [("5m", "5m"), ("24h", "1d"), ("3d", "3d"), ("7d", "1w"), ("90s", "90s")])
+@pytest.mark.parametrize(
+    ("text", "formatted"), [("5m", "5m"), ("24h", "1d"), ("3d", "3d"), ("7d", "1w"), ("90s", "90s")]
+)
 def test_format_duration_reads_back_as_the_same_duration(text: str, formatted: str) -> None:
     assert format_duration(parse_duration(text)) == formatted
     assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)

@@ -58,8 +58,11 @@ def sweep_once(
                 "Run without --enforce for a read-only preview."
             )
         settings = settings.model_copy(
-            update={"ledger_table": resources.ledger_table, "topic_arn": resources.topic_arn,
-                    "training_document": resources.training_document}
+            update={
+                "ledger_table": resources.ledger_table,
+                "topic_arn": resources.topic_arn,
+                "training_document": resources.training_document,
+            }
         )
     clock = fixed_clock(at) if at else system_clock
     return run_sweep(

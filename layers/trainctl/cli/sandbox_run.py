@@ -13,8 +13,8 @@ from rich.panel import Panel
 from trainctl import stack_resources
 from trainctl.aws import ClientFactory
 from trainctl.cleanup import SweepResult, run_sweep
-from trainctl.clock import fixed_clock, format_instant, system_clock
 from trainctl.cli.render import print_sweep
+from trainctl.clock import fixed_clock, format_instant, system_clock
 from trainctl.ledger import DynamoDbLedger
 from trainctl.notify import SnsNotifier
 from trainctl.sandbox import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
@@ -77,8 +77,14 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
         ec2.attach_volume(VolumeId=fleet["scratch-2"], InstanceId=fleet["forgotten-notebook"], Device="/dev/sdh")
         console.print(f"[dim]meanwhile: {fleet['scratch-2']} is attached to {fleet['forgotten-notebook']}[/]\n")
         after_grace = (base.grace_period + timedelta(minutes=1)).total_seconds() / 3600
-        sweep("3. enforced after the grace period: act, within the blast radius", dry_run=False, at_offset_hours=after_grace)
-        last = sweep("4. the next sweep continues where the cap stopped", dry_run=False, at_offset_hours=after_grace + 1)
+        sweep(
+            "3. enforced after the grace period: act, within the blast radius",
+            dry_run=False,
+            at_offset_hours=after_grace,
+        )
+        last = sweep(
+            "4. the next sweep continues where the cap stopped", dry_run=False, at_offset_hours=after_grace + 1
+        )
 
         persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
         ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
@@ -88,8 +94,7 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
                     [
                         f"persistent volumes still there: {', '.join(v['VolumeId'] for v in persistent)}",
                         f"ledger items recorded: {ledger_items}",
-                        f"API calls made: {factory.calls.total} "
-                        f"({sum(factory.calls.writes().values())} writes)",
+                        f"API calls made: {factory.calls.total} ({sum(factory.calls.writes().values())} writes)",
                         f"elapsed: {time.monotonic() - started:.1f}s",
                     ]
                 ),

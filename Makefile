@@ -1,0 +1,52 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11+, Node 20, make):
+#   make demo   the sandbox: the whole guardrail on a local AWS emulator
+#   make test   lint, types and the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint typecheck unit integration infra synth bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.cli: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[cli]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.cli
+
+demo: $(VENV)/.cli
+	$(BIN)/trainctl sandbox
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider
+
+unit: $(VENV)/.dev
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(VENV)/.dev
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests/integration
+
+infra: $(VENV)/.dev
+	$(BIN)/python -m pytest tests/infra
+
+synth: $(VENV)/.dev
+	CDK_OUTDIR=cdk.out CDK_DEFAULT_REGION=$${CDK_DEFAULT_REGION:-us-east-1} $(BIN)/python app.py
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.sweep_scale
+
+clean:
+	rm -rf $(VENV) cdk.out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis
