@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -14,6 +14,7 @@ from trainctl.errors import SettingsError
 from trainctl.settings import ENV_PREFIX, SweepSettings, describe_validation_error
 
 CONTEXT_KEY = "trainctl"
+M = TypeVar("M", bound=BaseModel)
 # Set by the stack itself from the resources it creates; not deploy settings.
 STACK_OWNED = frozenset({"ledger_table", "topic_arn", "training_document"})
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
@@ -72,16 +73,12 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     if "regions" not in sweep_raw and default_region:
         sweep_raw["regions"] = [default_region]
     sweep_values = {k: ",".join(v) if isinstance(v, list) else v for k, v in sweep_raw.items()}
+    return DeployConfig(options=_validated(DeployOptions, options_raw), sweep=_validated(SweepSettings, sweep_values))
+
+
+def _validated(model: type[M], values: dict[str, Any]) -> M:
     try:
-        options = DeployOptions.model_validate(options_raw)
+        return model.model_validate(values)
     except ValidationError as exc:
-        raise SettingsError(
-            describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.", upper=False)
-        ) from exc
-    try:
-        sweep = SweepSettings.model_validate(sweep_values)
-    except ValidationError as exc:
-        raise SettingsError(
-            describe_validation_error(exc, prefix=f"cdk.json context {CONTEXT_KEY}.", upper=False)
-        ) from exc
-    return DeployConfig(options=options, sweep=sweep)
+        prefix = f"cdk.json context {CONTEXT_KEY}."
+        raise SettingsError(describe_validation_error(exc, prefix=prefix, upper=False)) from exc

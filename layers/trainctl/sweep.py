@@ -326,7 +326,8 @@ def decide(
             base,
             action=action,
             keep_volumes=keep_volumes,
-            detail=f"marked until {format_instant(mark_at)}; grace period over",
+            detail=f"marked until {format_instant(mark_at)}; grace period over"
+            + (f"; keeps persistent {', '.join(v for v, _ in keep_volumes)}" if keep_volumes else ""),
         ),
         warnings,
     )
