@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -11,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainctl.durations import format_duration
 from trainctl.errors import SettingsError
-from trainctl.settings import ENV_PREFIX, SweepSettings, describe_validation_error
+from trainctl.settings import ENV_PREFIX, AgeGuardSettings, SweepSettings, describe_validation_error
 
 CONTEXT_KEY = "trainctl"
 M = TypeVar("M", bound=BaseModel)
 # Set by the stack itself from the resources it creates; not deploy settings.
-STACK_OWNED = frozenset({"ledger_table", "topic_arn", "training_document"})
+STACK_OWNED = frozenset({"ledger_table", "topic_arn", "training_document", "account_id"})
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 
 
@@ -40,40 +41,54 @@ class DeployConfig(BaseModel):
 
     options: DeployOptions
     sweep: SweepSettings
+    age_guard: AgeGuardSettings
 
     def function_environment(self) -> dict[str, str]:
         """Every sweep setting, spelled out: what is deployed is visible and never drifts with defaults."""
-        env: dict[str, str] = {}
-        for name in SweepSettings.model_fields:
-            if name in STACK_OWNED:
-                continue
-            value = getattr(self.sweep, name)
-            if isinstance(value, timedelta):
-                text = format_duration(value)
-            elif isinstance(value, tuple):
-                text = ",".join(value)
-            elif isinstance(value, bool):
-                text = "true" if value else "false"
-            else:
-                text = str(value)
-            env[ENV_PREFIX + name.upper()] = text
-        return env
+        return _environment(self.sweep)
+
+    def age_guard_environment(self) -> dict[str, str]:
+        return _environment(self.age_guard)
+
+
+def _environment(settings: BaseModel) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name in STACK_OWNED or value is None:
+            continue
+        if isinstance(value, timedelta):
+            text = format_duration(value)
+        elif isinstance(value, tuple):
+            text = ",".join(value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, dict):
+            text = json.dumps(value, sort_keys=True)
+        else:
+            text = str(value)
+        env[ENV_PREFIX + name.upper()] = text
+    return env
 
 
 def load_config(context: Mapping[str, Any] | None, *, default_region: str | None) -> DeployConfig:
-    """Split the context into deploy options and sweep settings; any bad key fails synth, named."""
+    """Route each context key to the settings that know it; an unknown or bad key fails synth, named."""
     raw = dict(context or {})
     option_names = set(DeployOptions.model_fields)
-    options_raw = {k: v for k, v in raw.items() if k in option_names}
-    sweep_raw = {k: v for k, v in raw.items() if k not in option_names}
-    for key in sweep_raw:
-        if key in STACK_OWNED or key not in SweepSettings.model_fields:
-            allowed = sorted(option_names | (set(SweepSettings.model_fields) - STACK_OWNED))
+    sweep_names = set(SweepSettings.model_fields) - STACK_OWNED
+    age_names = set(AgeGuardSettings.model_fields) - STACK_OWNED
+    for key in raw:
+        if key not in option_names | sweep_names | age_names:
+            allowed = sorted(option_names | sweep_names | age_names)
             raise SettingsError(f"cdk.json context {CONTEXT_KEY}.{key}: unknown setting; known: {', '.join(allowed)}")
-    if "regions" not in sweep_raw and default_region:
-        sweep_raw["regions"] = [default_region]
-    sweep_values = {k: ",".join(v) if isinstance(v, list) else v for k, v in sweep_raw.items()}
-    return DeployConfig(options=_validated(DeployOptions, options_raw), sweep=_validated(SweepSettings, sweep_values))
+    if "regions" not in raw and default_region:
+        raw["regions"] = [default_region]
+    flat = {k: ",".join(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return DeployConfig(
+        options=_validated(DeployOptions, {k: v for k, v in flat.items() if k in option_names}),
+        sweep=_validated(SweepSettings, {k: v for k, v in flat.items() if k in sweep_names}),
+        age_guard=_validated(AgeGuardSettings, {k: v for k, v in flat.items() if k in age_names}),
+    )
 
 
 def _validated(model: type[M], values: dict[str, Any]) -> M:

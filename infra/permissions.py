@@ -81,3 +81,36 @@ def sweep_statements(
             conditions=in_scope_condition(scope_tag, key_prefix="ssm:resourceTag"),
         ),
     ]
+
+
+STAMP_KEYS = [tags.CREATED_AT, tags.CREATED_BY, tags.OWNER]
+
+
+def age_guard_statements(*, regions: Sequence[str], account: str, scope_tag: str) -> list[iam.PolicyStatement]:
+    stamped = [
+        *ec2_arns(regions, account, "instance", "volume", "snapshot", "spot-instances-request"),
+        *[f"arn:aws:ec2:{region}::image/*" for region in regions],
+    ]
+    return [
+        iam.PolicyStatement(
+            sid="ReadWhatWasCreated",
+            actions=["ec2:DescribeTags", "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests"],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="StampWhoAndWhen",
+            actions=["ec2:CreateTags"],
+            resources=stamped,
+            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": STAMP_KEYS}},
+        ),
+        iam.PolicyStatement(
+            sid="BringIntoScopeOnlyWhereUnset",
+            actions=["ec2:CreateTags"],
+            resources=stamped,
+            conditions={
+                "ForAllValues:StringEquals": {"aws:TagKeys": [*STAMP_KEYS, scope_tag]},
+                # Never overwrite a scope decision a person made.
+                "Null": {f"aws:ResourceTag/{scope_tag}": "true"},
+            },
+        ),
+    ]

@@ -16,10 +16,11 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.age_guard import AgeGuard
 from infra.cleanup_sweep import CleanupSweep
 from infra.config import DeployConfig
 from infra.layer import DomainLayer
-from infra.permissions import sweep_statements
+from infra.permissions import age_guard_statements, sweep_statements
 from trainctl import documents, stack_resources
 
 
@@ -96,6 +97,19 @@ class TrainctlStack(cdk.Stack):
             log_retention=_retention(config.options.log_retention_days),
         )
 
+        self.age_guard = AgeGuard(
+            self,
+            "AgeGuard",
+            layer=layer,
+            environment={**config.age_guard_environment(), "TRAINCTL_ACCOUNT_ID": self.account},
+            failures=self.failures,
+            log_retention=_retention(config.options.log_retention_days),
+        )
+        for statement in age_guard_statements(
+            regions=config.age_guard.regions, account=self.account, scope_tag=config.age_guard.scope_tag
+        ):
+            self.age_guard.function.add_to_role_policy(statement)
+
         # Grants: the ledger and topic are written only here, EC2 only under the scope tag.
         function = self.cleanup.function
         self.ledger.grant(function, "dynamodb:BatchWriteItem", "dynamodb:PutItem")
@@ -135,19 +149,50 @@ class TrainctlStack(cdk.Stack):
 
     def _acknowledge_findings(self, regions: tuple[str, ...]) -> None:
         """Every cdk-nag finding left standing, each with the reason it is acceptable."""
-        function = self.cleanup.function
-        role = self.cleanup.role
-        log_group_resource = self.cleanup.log_group.node.default_child
-        assert isinstance(log_group_resource, cdk.CfnElement)
-        log_group_id = self.resolve(self.get_logical_id(log_group_resource))
+        for capability in (self.cleanup, self.age_guard):
+            self._acknowledge_function_basics(capability.function, capability.role, capability.log_group)
         for region in regions:
             for kind, owner in (("instance", self.account), ("volume", self.account), ("snapshot", "")):
                 acknowledge(
-                    role,
+                    self.cleanup.role,
                     f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{owner}:{kind}/*]",
                     f"The sweep acts on any {kind} but only under the scope-tag condition, and a Deny "
                     "protects anything tagged trainctl:persistent.",
                 )
+            for arn in (
+                *(
+                    f"arn:aws:ec2:{region}:{self.account}:{kind}/*"
+                    for kind in ("instance", "volume", "spot-instances-request")
+                ),
+                f"arn:aws:ec2:{region}::snapshot/*",
+                f"arn:aws:ec2:{region}::image/*",
+            ):
+                acknowledge(
+                    self.age_guard.role,
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                    "Any new resource may need stamping; only the trainctl:created-at, created-by and owner keys "
+                    "may be written, and the scope tag only where none is set.",
+                )
+        sweep_function_id = self.resolve(self.get_logical_id(_cfn(self.cleanup.function)))
+        acknowledge(
+            self,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{sweep_function_id}.Arn>:*]",
+            "The scheduler role CDK makes may invoke any version of this one function, nothing else.",
+        )
+        acknowledge(
+            self.failures,
+            "Serverless::Serverless-SQSRedrivePolicy",
+            "This queue is itself the dead-letter queue of the schedule and the function; it has no consumer "
+            "that could fail.",
+        )
+        acknowledge(
+            self.failures,
+            "AwsSolutions::AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the schedule and the function.",
+        )
+
+    def _acknowledge_function_basics(self, function: Construct, role: Construct, log_group: Construct) -> None:
+        log_group_id = self.resolve(self.get_logical_id(_cfn(log_group)))
         acknowledge(
             role,
             "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
@@ -171,22 +216,12 @@ class TrainctlStack(cdk.Stack):
             "Failures go to the on-failure destination, which carries the error; a DLQ as well would deliver "
             "each failure twice to the same queue.",
         )
-        acknowledge(
-            self,
-            "AwsSolutions::AwsSolutions-IAM5[Resource::<CleanupSweepFunction4B74E15C.Arn>:*]",
-            "The scheduler role CDK makes may invoke any version of this one function, nothing else.",
-        )
-        acknowledge(
-            self.failures,
-            "Serverless::Serverless-SQSRedrivePolicy",
-            "This queue is itself the dead-letter queue of the schedule and the function; it has no consumer "
-            "that could fail.",
-        )
-        acknowledge(
-            self.failures,
-            "AwsSolutions::AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the schedule and the function.",
-        )
+
+
+def _cfn(construct: Construct) -> cdk.CfnElement:
+    resource = construct.node.default_child
+    assert isinstance(resource, cdk.CfnElement)
+    return resource
 
 
 _RETENTION = {

@@ -36,11 +36,11 @@ class InvalidTtl(ValueError):
     """A trainctl:ttl value that does not read as a duration."""
 
 
-def ttl_expiry(resource: Resource) -> datetime | None:
-    """When the resource's trainctl:ttl runs out, or None when it has none."""
+def ttl_expiry(resource: Resource, default_max_age: timedelta | None = None) -> datetime | None:
+    """When the resource's trainctl:ttl (else the class's default maximum age) runs out; None for never."""
     raw = resource.tags.get(tags.TTL)
     if raw is None or raw.strip() == "":
-        return None
+        return born_at(resource) + default_max_age if default_max_age else None
     try:
         lifetime = parse_duration(raw)
     except InvalidDuration as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
@@ -59,3 +60,58 @@ def parse_sweep_trigger(event: object) -> SweepRequest:
         raise InvalidEvent(f"cleanup_sweep refused the event: {exc}") from exc
     except Exception as exc:  # Powertools wraps pydantic's error in its own
         raise InvalidEvent(f"cleanup_sweep refused the event: {exc}") from exc
+
+
+_INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
+
+
+class CloudTrailDetail(BaseModel):
+    """The parts of an "AWS API Call via CloudTrail" detail that age_guard reads; the rest is ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    event_name: str = Field(alias="eventName", pattern=r"^[A-Za-z]{1,64}$")
+    event_source: Literal["ec2.amazonaws.com"] = Field(alias="eventSource")
+    event_time: datetime = Field(alias="eventTime")
+    aws_region: str = Field(alias="awsRegion", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    user_identity: dict[str, Any] = Field(alias="userIdentity")
+    response_elements: dict[str, Any] | None = Field(default=None, alias="responseElements")
+    error_code: str | None = Field(default=None, alias="errorCode")
+    recipient_account_id: str | None = Field(default=None, alias="recipientAccountId")
+
+
+class CloudTrailApiCall(EventBridgeModel):
+    detail_type: Literal["AWS API Call via CloudTrail"] = Field(alias="detail-type")
+    source: Literal["aws.ec2"]
+    detail: CloudTrailDetail
+
+
+class StateChangeDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
+    state: Literal["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
+
+
+class InstanceStateChange(EventBridgeModel):
+    detail_type: Literal["EC2 Instance State-change Notification"] = Field(alias="detail-type")
+    source: Literal["aws.ec2"]
+    detail: StateChangeDetail
+
+
+def parse_age_guard_event(event: object) -> CloudTrailApiCall | InstanceStateChange:
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"age_guard expects a JSON object, got {type(event).__name__}")
+    detail_type = event.get("detail-type")
+    model: type[CloudTrailApiCall] | type[InstanceStateChange]
+    if detail_type == "AWS API Call via CloudTrail":
+        model = CloudTrailApiCall
+    elif detail_type == "EC2 Instance State-change Notification":
+        model = InstanceStateChange
+    else:
+        raise InvalidEvent(f"age_guard does not handle detail-type {str(detail_type)[:80]!r}")
+    try:
+        parsed: CloudTrailApiCall | InstanceStateChange = parse(event=event, model=model)
+        return parsed
+    except Exception as exc:  # Powertools wraps pydantic's error in its own
+        raise InvalidEvent(f"age_guard refused the event: {exc}") from exc

@@ -148,6 +148,19 @@ def seed_training_fleet(factory: ClientFactory, regions: tuple[str, ...], sweep_
             Description=name,
             TagSpecifications=_tag_spec("snapshot", {"Name": name, **tag_values}),  # type: ignore[arg-type]
         )["SnapshotId"]
+    # A checkpoint stamped 7.5 hours before the first sweep with an 8-hour lifetime: warned, then deleted.
+    fleet.ids["expiring-checkpoint"] = ec2.create_snapshot(
+        VolumeId=source,
+        TagSpecifications=_tag_spec(  # type: ignore[arg-type]
+            "snapshot",
+            {
+                "Name": "expiring-checkpoint",
+                **_managed(
+                    "erin", **{tags.TTL: "8h", tags.CREATED_AT: format_instant(sweep_at - timedelta(hours=7.5))}
+                ),
+            },
+        ),
+    )["SnapshotId"]
     image_id = ec2.create_image(InstanceId=busy, Name="llm-train-image")["ImageId"]
     image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
     ami_snapshot = next(m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m)

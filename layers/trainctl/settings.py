@@ -28,6 +28,13 @@ def _duration(value: object) -> object:
     return value
 
 
+def _region_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    for region in value:
+        if not _REGION.match(region):
+            raise ValueError(f"{region!r} is not a region name such as us-east-1")
+    return value
+
+
 def _csv(value: object) -> object:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -47,6 +54,12 @@ class SweepSettings(BaseModel):
     stopped_max_age: timedelta = timedelta(days=7)
     snapshot_retention: timedelta = timedelta(days=30)
     prewarm_worker_max_age: timedelta = timedelta(hours=6)
+    # Expiry (trainctl:ttl or a default maximum age) is announced this long before the action.
+    ttl_warning_lead: timedelta = timedelta(hours=1)
+    # Default maximum age per resource class when no trainctl:ttl is set; off unless configured.
+    max_age_instance: timedelta | None = None
+    max_age_volume: timedelta | None = None
+    max_age_snapshot: timedelta | None = None
     idle_action: Literal["stop", "terminate"] = "stop"
     idle_window: timedelta = timedelta(hours=2)
     idle_cpu_percent: float = Field(default=5.0, ge=0, le=100)
@@ -72,17 +85,15 @@ class SweepSettings(BaseModel):
         "idle_window",
         "training_check_timeout",
         "deadline_margin",
+        "ttl_warning_lead",
+        "max_age_instance",
+        "max_age_volume",
+        "max_age_snapshot",
         mode="before",
     )(_duration)
     _lists = field_validator("regions", "training_process_patterns", mode="before")(_csv)
 
-    @field_validator("regions")
-    @classmethod
-    def _known_region_shape(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for region in value:
-            if not _REGION.match(region):
-                raise ValueError(f"{region!r} is not a region name such as us-east-1")
-        return value
+    _known_region_shape = field_validator("regions")(_region_names)
 
     @field_validator("training_process_patterns")
     @classmethod
@@ -132,3 +143,51 @@ def describe_validation_error(exc: ValidationError, *, prefix: str, upper: bool 
 
 def env_names() -> list[str]:
     return [ENV_PREFIX + name.upper() for name in SweepSettings.model_fields]
+
+
+class AgeGuardSettings(BaseModel):
+    """What age_guard needs: where it may stamp, and the owner and scope rules."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    regions: tuple[str, ...] = Field(default=("us-east-1",), min_length=1)
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+    scope_tag: str = tags.MANAGED
+    # JSON object: principal ARN glob -> owner, e.g. {"arn:aws:iam::*:role/MLTeam*": "ml-team"}.
+    owner_map: dict[str, str] = Field(default_factory=dict)
+    scope_principals: tuple[str, ...] = ()
+    scope_launch_templates: tuple[str, ...] = ()
+    scope_from_tag: str | None = Field(default=None, pattern=r"^[^=]{1,128}=[^=]{0,256}$")
+
+    _lists = field_validator("regions", "scope_principals", "scope_launch_templates", mode="before")(_csv)
+    _known_region_shape = field_validator("regions")(_region_names)
+
+    @field_validator("owner_map", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            import json
+
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object of pattern to owner: {exc}") from exc
+            if not isinstance(value, dict):
+                raise ValueError("must be a JSON object of pattern to owner")
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> AgeGuardSettings:
+        values = {
+            name: environ[ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if environ.get(ENV_PREFIX + name.upper(), "") != ""
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
+
+
+def age_guard_env_names() -> list[str]:
+    return [ENV_PREFIX + name.upper() for name in AgeGuardSettings.model_fields]

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Literal
 
 from trainctl import tags
-from trainctl.age import InvalidTtl, ttl_expiry, younger_than_min_age
+from trainctl.age import InvalidTtl, born_at, ttl_expiry, younger_than_min_age
 from trainctl.clock import format_instant, parse_instant
 from trainctl.inventory import Instance, RegionInventory, Resource, Snapshot, Volume
 from trainctl.settings import SweepSettings
@@ -28,6 +28,8 @@ class Reason(StrEnum):
     IDLE = "idle"
     SNAPSHOT_RETENTION = "snapshot-retention"
     TTL_EXPIRED = "ttl-expired"
+    # Within the warning lead of expiry: the owner is told (a mark), nothing is done yet.
+    TTL_EXPIRING = "ttl-expiring"
     PREWARM_LEFTOVER = "prewarm-leftover"
 
 
@@ -168,17 +170,20 @@ def candidate_reasons(
     reasons: list[str] = []
     warnings: list[str] = []
     try:
-        expiry = ttl_expiry(resource)
+        expiry = lifetime_end(resource, settings)
     except InvalidTtl as exc:
         expiry = None
         warnings.append(str(exc))
     if expiry is not None and now >= expiry:
         reasons.append(Reason.TTL_EXPIRED)
+    elif expiry is not None and now >= expiry - settings.ttl_warning_lead:
+        reasons.append(Reason.TTL_EXPIRING)
     if isinstance(resource, Volume):
         if resource.state == "available" and not resource.attachments:
             reasons.append(Reason.UNATTACHED)
     elif isinstance(resource, Snapshot):
-        if resource.state == "completed" and now - resource.start_time >= settings.snapshot_retention:
+        # Retention counts from the newest creation signal, like every age rule: the safe reading.
+        if resource.state == "completed" and now - born_at(resource) >= settings.snapshot_retention:
             reasons.append(Reason.SNAPSHOT_RETENTION)
     else:
         if is_prewarm_worker(resource) and now - resource.launch_time >= settings.prewarm_worker_max_age:
@@ -190,6 +195,15 @@ def candidate_reasons(
         if is_idle(resource, observations.utilisation.get(resource.resource_id), settings, now):
             reasons.append(Reason.IDLE)
     return reasons, warnings
+
+
+def lifetime_end(resource: Resource, settings: SweepSettings) -> datetime | None:
+    default = {
+        "instance": settings.max_age_instance,
+        "volume": settings.max_age_volume,
+        "snapshot": settings.max_age_snapshot,
+    }[resource.resource_type]
+    return ttl_expiry(resource, default)
 
 
 def intended_action(resource: Resource, reasons: Sequence[str], settings: SweepSettings) -> Action:
@@ -307,8 +321,26 @@ def decide(
             ),
             warnings,
         )
+    if set(reasons) == {Reason.TTL_EXPIRING}:
+        # Only a warning: mark (or move the mark) to the expiry itself, never act on it.
+        expiry = lifetime_end(resource, settings)
+        assert expiry is not None
+        if mark_at is not None and mark_at >= expiry:
+            return replace(base, detail=f"expires at {format_instant(expiry)}; owner warned"), warnings
+        return (
+            replace(
+                base,
+                action="mark",
+                cleanup_after=expiry,
+                detail=f"expires at {format_instant(expiry)}: will {action} then unless trainctl:ttl is extended",
+            ),
+            warnings,
+        )
     if mark_at is None:
         cleanup_after = now + settings.grace_period
+        if set(reasons) <= {Reason.TTL_EXPIRED}:
+            # An explicit lifetime ran out: the owner gets the warning lead, not the whole grace period.
+            cleanup_after = now + settings.ttl_warning_lead
         return (
             replace(
                 base,

@@ -20,15 +20,14 @@ DESTRUCTIVE = {
     "ec2:DeleteVolume",
     "ec2:DeleteSnapshot",
     "ec2:ModifyInstanceAttribute",
-    "ec2:CreateTags",
     "ec2:DeleteTags",
 }
 
 
-def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+def statements(template: dict[str, Any], role_hint: str = "") -> list[dict[str, Any]]:
     found = []
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::IAM::Policy":
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::IAM::Policy" and role_hint in logical_id:
             found.extend(resource["Properties"]["PolicyDocument"]["Statement"])
     return found
 
@@ -124,8 +123,75 @@ def test_every_destructive_permission_is_conditioned_on_the_scope_tag(synthesize
         condition = statement["Condition"]["StringEqualsIgnoreCase"]
         assert condition == {f"aws:ResourceTag/{tags.MANAGED}": ["true", "yes", "1"]}
         assert "*" not in as_list(statement["Resource"])
-    tagging = [s for s in destructive if "ec2:CreateTags" in as_list(s["Action"])]
-    assert tagging[0]["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": [tags.CLEANUP_AFTER]}
+    sweep_tagging = [s for s in statements(synthesized[0], "CleanupSweep") if "ec2:CreateTags" in as_list(s["Action"])]
+    assert len(sweep_tagging) == 1
+    assert sweep_tagging[0]["Condition"]["StringEqualsIgnoreCase"] == {
+        f"aws:ResourceTag/{tags.MANAGED}": ["true", "yes", "1"]
+    }
+    assert sweep_tagging[0]["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": [tags.CLEANUP_AFTER]}
+
+
+def test_age_guard_may_only_stamp_and_never_overwrite_a_scope_decision(synthesized) -> None:
+    tagging = [s for s in statements(synthesized[0], "AgeGuard") if "ec2:CreateTags" in as_list(s["Action"])]
+    stamp_keys = {tags.CREATED_AT, tags.CREATED_BY, tags.OWNER}
+    assert len(tagging) == 2
+    for statement in tagging:
+        keys = set(statement["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"])
+        assert keys <= stamp_keys | {tags.MANAGED}
+        if tags.MANAGED in keys:
+            assert statement["Condition"]["Null"] == {f"aws:ResourceTag/{tags.MANAGED}": "true"}
+    assert not [s for s in statements(synthesized[0], "AgeGuard") if DESTRUCTIVE & set(as_list(s["Action"]))]
+
+
+def test_age_guard_hears_every_creating_call_and_first_starts(synthesized) -> None:
+    template = Template.from_json(synthesized[0])
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.ec2"],
+                "detail-type": ["AWS API Call via CloudTrail"],
+                "detail": {
+                    "eventSource": ["ec2.amazonaws.com"],
+                    "eventName": Match.array_with(
+                        [
+                            "RunInstances",
+                            "CreateVolume",
+                            "CreateSnapshot",
+                            "CreateSnapshots",
+                            "CopySnapshot",
+                            "CreateImage",
+                            "RequestSpotInstances",
+                            "CreateFleet",
+                        ]
+                    ),
+                },
+            },
+            "Targets": [Match.object_like({"DeadLetterConfig": Match.any_value(), "RetryPolicy": Match.any_value()})],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.ec2"],
+                "detail-type": ["EC2 Instance State-change Notification"],
+                "detail": {"state": ["running"]},
+            }
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "handler.lambda_handler",
+            "Code": Match.any_value(),
+            "Environment": {
+                "Variables": Match.object_like(
+                    {"TRAINCTL_ACCOUNT_ID": "123456789012", "TRAINCTL_REGIONS": "us-east-1,eu-west-1"}
+                )
+            },
+        },
+    )
 
 
 def test_persistent_resources_are_denied_whatever_else_allows(synthesized) -> None:

@@ -122,6 +122,8 @@ def test_the_sweep_stops_before_the_lambda_deadline_and_the_next_one_resumes(fac
 def test_marks_go_out_in_one_call_per_region_and_instant(factory: ClientFactory) -> None:
     account = seed_account(factory)
     before = factory.calls.by_operation.copy()
-    run_sweep(factory, SETTINGS, fixed_clock(account.t0), ledger=InMemoryLedger(), notifier=InMemoryNotifier())
+    result = run_sweep(factory, SETTINGS, fixed_clock(account.t0), ledger=InMemoryLedger(), notifier=InMemoryNotifier())
     calls = factory.calls.by_operation - before
-    assert calls["ec2:CreateTags"] == 1
+    marks = [d for d in result.decisions if d.action == "mark"]
+    assert len(marks) > 5
+    assert calls["ec2:CreateTags"] == len({(d.region, d.cleanup_after) for d in marks})

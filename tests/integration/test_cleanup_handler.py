@@ -254,3 +254,52 @@ def test_a_bad_setting_fails_the_invocation_naming_it(
     with pytest.raises(SettingsError, match="TRAINCTL_GRACE_PERIOD"):
         run(handler, load_event("cleanup_sweep", "scheduled"), datetime(2026, 11, 28))
     assert attempts == []
+
+
+def test_ttl_expiry_is_announced_ahead_then_acted_on_and_min_age_still_rules(
+    handler: types.ModuleType, factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resources = stack_resources.ensure_on_emulator(factory, ("us-east-1",))
+    monkeypatch.setenv("TRAINCTL_REGIONS", "us-east-1")
+    monkeypatch.setenv("TRAINCTL_DRY_RUN", "false")
+    monkeypatch.setenv("TRAINCTL_TOPIC_ARN", resources.topic_arn)
+    monkeypatch.setenv("TRAINCTL_MAX_ACTION_SHARE", "1")
+    ec2 = factory.ec2("us-east-1")
+    volume_id = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+
+    def snapshot_with(ttl: str) -> tuple[str, datetime]:
+        snap = ec2.create_snapshot(
+            VolumeId=volume_id,
+            TagSpecifications=[
+                {
+                    "ResourceType": "snapshot",
+                    "Tags": [
+                        {"Key": tags.MANAGED, "Value": "true"},
+                        {"Key": tags.TTL, "Value": ttl},
+                        {"Key": tags.OWNER, "Value": "erin"},
+                    ],
+                }
+            ],
+        )
+        return snap["SnapshotId"], snap["StartTime"]
+
+    eight_hours, created = snapshot_with("8h")
+    one_minute, _ = snapshot_with("1m")
+
+    def decision(result: dict[str, Any], resource_id: str) -> dict[str, Any] | None:
+        return by_id(result).get(resource_id)
+
+    early = run(handler, load_event("cleanup_sweep", "scheduled"), created + timedelta(hours=6))
+    assert decision(early, eight_hours) is None
+    young = decision(run(handler, load_event("cleanup_sweep", "scheduled"), created + timedelta(minutes=2)), one_minute)
+    assert young is not None and young["reasons"] == ["ttl-expired"] and young["protections"] == ["min-age"]
+
+    warned = run(handler, load_event("cleanup_sweep", "scheduled"), created + timedelta(hours=7, minutes=30))
+    warning = decision(warned, eight_hours)
+    assert warning is not None and warning["action"] == "mark" and warning["reasons"] == ["ttl-expiring"]
+    assert warning["cleanup_after"] == (created + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert tags_of(factory, eight_hours)[tags.CLEANUP_AFTER] == warning["cleanup_after"]
+
+    expired = run(handler, load_event("cleanup_sweep", "scheduled"), created + timedelta(hours=8, minutes=1))
+    acted = decision(expired, eight_hours)
+    assert acted is not None and acted["action"] == "delete" and acted["outcome"] == "done"

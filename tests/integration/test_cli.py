@@ -167,3 +167,25 @@ def test_sandbox_runs_end_to_end_and_exits_zero() -> None:
     ):
         assert word in out
     assert "persistent volumes still there" in out
+
+
+def test_force_overrides_the_minimum_age_and_nothing_else(cli_factory: ClientFactory) -> None:
+    ec2 = cli_factory.ec2("us-east-1")
+    managed = [{"Key": "trainctl:managed", "Value": "true"}]
+    young = ec2.create_volume(
+        Size=1, AvailabilityZone="us-east-1a", TagSpecifications=[{"ResourceType": "volume", "Tags": managed}]
+    )["VolumeId"]
+    kept = ec2.create_volume(
+        Size=1,
+        AvailabilityZone="us-east-1a",
+        TagSpecifications=[
+            {"ResourceType": "volume", "Tags": [*managed, {"Key": "trainctl:persistent", "Value": "true"}]}
+        ],
+    )["VolumeId"]
+    plain = json.loads(runner.invoke(cli.app, ["sweep", "--json"]).stdout)
+    forced = json.loads(runner.invoke(cli.app, ["sweep", "--force", "--json"]).stdout)
+    before = {d["resource_id"]: d for d in plain["decisions"]}
+    after = {d["resource_id"]: d for d in forced["decisions"]}
+    assert "min-age" in before[young]["protections"] and before[young]["action"] == "keep"
+    assert after[young]["action"] == "mark" and after[young]["protections"] == []
+    assert "persistent" in after[kept]["protections"] and after[kept]["action"] == "keep"

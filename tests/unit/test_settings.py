@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from trainctl.errors import SettingsError
-from trainctl.settings import SweepSettings, env_names
+from trainctl.settings import SweepSettings, age_guard_env_names, env_names
 
 
 def test_defaults_are_safe() -> None:
@@ -51,5 +51,36 @@ def test_an_invalid_setting_is_a_clear_error_naming_it(variable: str, value: str
 
 def test_every_field_has_a_documented_variable() -> None:
     readme = (__import__("pathlib").Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [name for name in env_names() if name not in readme]
+    missing = [name for name in {*env_names(), *age_guard_env_names()} if name not in readme]
     assert missing == []
+
+
+def test_age_guard_settings_read_owner_map_and_scope_rules() -> None:
+    from trainctl.settings import AgeGuardSettings
+
+    settings = AgeGuardSettings.from_env(
+        {
+            "TRAINCTL_OWNER_MAP": '{"arn:aws:iam::*:role/ML*": "ml-team"}',
+            "TRAINCTL_SCOPE_PRINCIPALS": "arn:aws:iam::*:role/ML*, arn:aws:iam::*:user/ci",
+            "TRAINCTL_SCOPE_FROM_TAG": "team=ml",
+            "TRAINCTL_ACCOUNT_ID": "123456789012",
+        }
+    )
+    assert settings.owner_map == {"arn:aws:iam::*:role/ML*": "ml-team"}
+    assert settings.scope_principals == ("arn:aws:iam::*:role/ML*", "arn:aws:iam::*:user/ci")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TRAINCTL_OWNER_MAP", "{not json"),
+        ("TRAINCTL_OWNER_MAP", "[1, 2]"),
+        ("TRAINCTL_ACCOUNT_ID", "12345"),
+        ("TRAINCTL_SCOPE_FROM_TAG", "no-equals-sign"),
+    ],
+)
+def test_bad_age_guard_settings_name_themselves(variable: str, value: str) -> None:
+    from trainctl.settings import AgeGuardSettings
+
+    with pytest.raises(SettingsError, match=variable):
+        AgeGuardSettings.from_env({variable: value})

@@ -311,3 +311,49 @@ def test_only_running_candidates_without_other_protection_need_a_training_check(
     )
     wanted = instances_to_check([inventory(idle, busy, persistent, worker, stopped)], observations, SETTINGS, NOW)
     assert [i.resource_id for i in wanted] == ["i-idle"]
+
+
+# Time-to-live: a warning ahead, then the same mark/act cycle -------------------------------------------
+
+
+def test_expiring_ttl_is_marked_for_the_expiry_instant_with_the_warning_lead() -> None:
+    created = NOW - timedelta(hours=7, minutes=30)  # 8h ttl: expires in 30 minutes, inside the 1h lead
+    decision = decide_one(snapshot(started=created, ttl="8h"))
+    assert decision is not None
+    assert decision.reasons == ("ttl-expiring",) and decision.action == "mark"
+    assert decision.cleanup_after == created + timedelta(hours=8)
+
+
+def test_an_expiring_ttl_is_never_acted_on_before_the_expiry() -> None:
+    created = NOW - timedelta(hours=7, minutes=30)
+    early_mark = format_instant(NOW - timedelta(minutes=5))  # e.g. left by an earlier, shorter ttl
+    decision = decide_one(volume(created=created, ttl="8h", cleanup_after=early_mark, state="in-use", attached_to=None))
+    assert decision is not None and not decision.destructive
+    assert decision.action == "mark" and decision.cleanup_after == created + timedelta(hours=8)
+
+
+def test_expired_ttl_is_acted_on_after_the_warning_lead_not_the_whole_grace_period() -> None:
+    created = NOW - timedelta(hours=10)
+    marked = decide_one(volume(created=created, ttl="8h", state="in-use"))
+    assert marked is not None and marked.reasons == ("ttl-expired",)
+    assert marked.cleanup_after == NOW + timedelta(hours=1)
+    acted = decide_one(volume(created=created, ttl="8h", state="in-use", cleanup_after=MARK_PASSED))
+    assert acted is not None and acted.action == "delete"
+
+
+def test_extending_the_ttl_unmarks() -> None:
+    decision = decide_one(
+        volume(created=NOW - timedelta(hours=10), ttl="72h", state="in-use", cleanup_after=MARK_PASSED)
+    )
+    assert decision is not None and decision.action == "unmark"
+
+
+def test_default_maximum_age_per_class_is_off_unless_configured() -> None:
+    old_snapshot_in_use = snapshot(started=NOW - timedelta(days=3))
+    assert decide_one(old_snapshot_in_use) is None
+    capped = SETTINGS.model_copy(update={"max_age_snapshot": timedelta(days=2)})
+    decision = decide_one(old_snapshot_in_use, settings=capped)
+    assert decision is not None and decision.reasons == ("ttl-expired",)
+    # An explicit ttl wins over the class default.
+    longer = snapshot(started=NOW - timedelta(days=3), ttl="5d")
+    assert decide_one(longer, settings=capped) is None

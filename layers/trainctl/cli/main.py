@@ -79,6 +79,10 @@ def sweep(
     region: Annotated[list[str] | None, typer.Option("--region", help="Region to sweep; repeat for more.")] = None,
     enforce: Annotated[bool, typer.Option(help="Act: mark, unmark, delete, stop, terminate.")] = False,
     at: Annotated[str | None, typer.Option(help="Preview the sweep at a future ISO-8601 instant.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Ignore the minimum age (never trainctl:persistent or any other protection)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Find forgotten instances, volumes and snapshots; dry-run unless --enforce."""
@@ -91,6 +95,8 @@ def sweep(
     environ = dict(os.environ)
     try:
         settings = SweepSettings.from_env(environ, regions=tuple(region) if region else None, dry_run=not enforce)
+        if force:
+            settings = settings.model_copy(update={"min_age": timedelta(0)})
         if not region and "TRAINCTL_REGIONS" not in environ and ClientFactory().default_region:
             settings = settings.model_copy(update={"regions": (ClientFactory().default_region,)})
         result = sweep_once(ClientFactory(), settings, instant, environ)

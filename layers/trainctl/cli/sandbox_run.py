@@ -5,23 +5,80 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.table import Table
 
-from trainctl import stack_resources
+from trainctl import stack_resources, tags
 from trainctl.aws import ClientFactory
 from trainctl.cleanup import SweepResult, run_sweep
+from trainctl.cli.main import invoke_handler
 from trainctl.cli.render import print_sweep
 from trainctl.clock import fixed_clock, format_instant, system_clock
 from trainctl.ledger import DynamoDbLedger
 from trainctl.notify import SnsNotifier
+from trainctl.observability import logger
 from trainctl.sandbox import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
 from trainctl.settings import SweepSettings
 
 # Sandbox settings differ from the defaults only where the demo needs it, and say so.
-SANDBOX_SETTINGS = {"TRAINCTL_SNAPSHOT_RETENTION": "7d", "TRAINCTL_TRAINING_CHECK_TIMEOUT": "5s"}
+SANDBOX_SETTINGS = {
+    "TRAINCTL_SNAPSHOT_RETENTION": "7d",
+    "TRAINCTL_TRAINING_CHECK_TIMEOUT": "5s",
+    "TRAINCTL_SCOPE_PRINCIPALS": "arn:aws:iam::*:role/MLTeam*",
+}
+EVENTS = Path(__file__).resolve().parents[3] / "events" / "age_guard"
+
+
+def replay_creation(console: Console, factory: ClientFactory, at: datetime) -> dict[str, str]:
+    """Someone creates a volume and launches two instances; age_guard gets the CloudTrail events."""
+    ec2 = factory.ec2(SANDBOX_REGIONS[0])
+    volume_id = ec2.create_volume(Size=250, AvailabilityZone=f"{SANDBOX_REGIONS[0]}a")["VolumeId"]
+    instances = [
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId="ami-0abcdef1234567890", MinCount=2, MaxCount=2, InstanceType="g5.2xlarge")[
+            "Instances"
+        ]
+    ]
+    replays = {
+        "create_volume_iam_user": {"vol-0000000000000000a": volume_id},
+        "run_instances_assumed_role": {"i-0000000000000000a": instances[0], "i-0000000000000000b": instances[1]},
+    }
+    # The report is the tables below; the handler's own JSON logs and EMF lines would drown them.
+    logger.setLevel("WARNING")
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+    for case, ids in replays.items():
+        text = (EVENTS / f"{case}.json").read_text(encoding="utf-8")
+        for placeholder, real in ids.items():
+            text = text.replace(placeholder, real)
+        event = json.loads(text)
+        event["detail"]["eventTime"] = format_instant(at)
+        invoke_handler("age_guard", event)
+    table = Table(title="0. age guard: CloudTrail events replayed, resources stamped", title_justify="left")
+    for column in ("resource", "created-by", "owner", "created-at", "managed"):
+        table.add_column(column, overflow="fold")
+    stamped = [volume_id, *instances]
+    found = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": stamped}])["Tags"]
+    by_resource: dict[str, dict[str, str]] = {r: {} for r in stamped}
+    for tag in found:
+        by_resource[tag["ResourceId"]][tag["Key"]] = tag["Value"]
+    for resource_id, values in by_resource.items():
+        table.add_row(
+            resource_id,
+            values.get(tags.CREATED_BY, "-"),
+            values.get(tags.OWNER, "-"),
+            values.get(tags.CREATED_AT, "-"),
+            values.get(tags.MANAGED, "-"),
+        )
+    console.print(table)
+    console.print(
+        "[dim]alice's role matches TRAINCTL_SCOPE_PRINCIPALS, so her instances are in scope; "
+        "bob's volume is stamped but stays out of scope[/]\n"
+    )
+    return {"stamped-volume": volume_id, "stamped-instance": instances[0]}
 
 
 def run_sandbox(console: Console, *, as_json: bool = False) -> int:
@@ -40,6 +97,8 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
         )
         t0 = system_clock() + SANDBOX_CLOCK_OFFSET
         fleet = seed_training_fleet(factory, base.regions, t0)
+        os.environ.update(SANDBOX_SETTINGS)
+        os.environ["TRAINCTL_REGIONS"] = ",".join(SANDBOX_REGIONS)
         console.print(
             Panel.fit(
                 f"moto server on {endpoint}; regions {', '.join(base.regions)}\n"
@@ -70,6 +129,7 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
                 console.print()
             return result
 
+        fleet.ids.update(replay_creation(console, factory, t0 - timedelta(minutes=2)))
         sweep("1. dry-run: what would happen (nothing is written)", dry_run=True)
         sweep("2. enforced: candidates are marked with trainctl:cleanup-after", dry_run=False)
         # Meanwhile someone puts a marked scratch volume back to use: the next sweep must unmark it.

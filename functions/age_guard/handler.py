@@ -1,0 +1,49 @@
+"""age_guard: stamp who made each EC2 resource and when, from CloudTrail calls and first starts."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from trainctl.age_guard import stamp_api_call, stamp_first_start
+from trainctl.aws import ClientFactory
+from trainctl.events import CloudTrailApiCall, InvalidEvent, parse_age_guard_event
+from trainctl.observability import logger, metrics
+from trainctl.settings import AgeGuardSettings
+
+tracer = Tracer()
+
+
+@cache
+def deployed_settings() -> AgeGuardSettings:
+    return AgeGuardSettings.from_env(os.environ)
+
+
+@cache
+def client_factory() -> ClientFactory:
+    return ClientFactory()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        parsed = parse_age_guard_event(event)
+    except InvalidEvent:
+        logger.exception("refused event")
+        raise
+    settings = deployed_settings()
+    if isinstance(parsed, CloudTrailApiCall):
+        result = stamp_api_call(client_factory(), parsed, settings)
+    else:
+        result = stamp_first_start(client_factory(), parsed, settings)
+    metrics.add_metric(name=f"Stamp_{result.status}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ResourcesStamped", unit=MetricUnit.Count, value=len(result.stamped))
+    logger.info("age guard", extra={"result": result.to_json()})
+    return result.to_json()

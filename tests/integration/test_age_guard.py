@@ -1,0 +1,274 @@
+"""age_guard under moto: every API call and caller kind, never overwriting, idempotent, batched."""
+
+from __future__ import annotations
+
+import json
+import types
+from typing import Any
+
+import pytest
+
+from tests.conftest import EVENTS, forbid_writes
+from tests.integration.fleet import tags_of
+from trainctl import tags
+from trainctl.aws import ClientFactory
+from trainctl.cli.main import LocalContext, load_handler
+from trainctl.events import InvalidEvent
+
+ALICE = "arn:aws:iam::123456789012:role/MLTeamTraining session alice@example.com"
+
+
+@pytest.fixture
+def handler(factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    monkeypatch.setenv("TRAINCTL_REGIONS", "us-east-1,eu-west-1")
+    module = load_handler("age_guard")
+    monkeypatch.setattr(module, "client_factory", lambda: factory)
+    return module
+
+
+def event_for(case: str, **ids: str) -> dict[str, Any]:
+    """The fixture with its placeholder ids replaced by real ones (placeholder=real)."""
+    text = (EVENTS / "age_guard" / f"{case}.json").read_text()
+    for placeholder, real in ids.items():
+        text = text.replace(placeholder, real)
+    event: dict[str, Any] = json.loads(text)
+    return event
+
+
+def run(handler: types.ModuleType, event: Any) -> dict[str, Any]:
+    handler.deployed_settings.cache_clear()
+    result: dict[str, Any] = handler.lambda_handler(event, LocalContext(function_name="trainctl-age_guard"))
+    return result
+
+
+def launch(factory: ClientFactory, count: int = 1, **tag_values: str) -> list[str]:
+    spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tag_values.items()]}]
+    response = factory.ec2("us-east-1").run_instances(
+        ImageId="ami-0abcdef1234567890",
+        MinCount=count,
+        MaxCount=count,
+        InstanceType="g5.xlarge",
+        **({"TagSpecifications": spec} if tag_values else {}),
+    )
+    return [i["InstanceId"] for i in response["Instances"]]
+
+
+def root_volume(factory: ClientFactory, instance_id: str) -> str:
+    instance = factory.ec2("us-east-1").describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return str(instance["BlockDeviceMappings"][0]["Ebs"]["VolumeId"])
+
+
+def test_run_instances_by_an_assumed_role_stamps_instances_and_their_volumes_in_one_call(
+    handler: types.ModuleType, factory: ClientFactory
+) -> None:
+    first, second = launch(factory, 2)
+    before = factory.calls.by_operation["ec2:CreateTags"]
+    result = run(
+        handler,
+        event_for("run_instances_assumed_role", **{"i-0000000000000000a": first, "i-0000000000000000b": second}),
+    )
+    assert result["status"] == "stamped"
+    assert factory.calls.by_operation["ec2:CreateTags"] - before == 1
+    for resource_id in (first, second, root_volume(factory, first), root_volume(factory, second)):
+        stamped = tags_of(factory, resource_id)
+        assert stamped[tags.CREATED_BY] == ALICE
+        assert stamped[tags.OWNER] == "alice@example.com"
+        assert stamped[tags.CREATED_AT] == "2026-11-28T10:00:00Z"
+        assert tags.MANAGED not in stamped  # no scope rule configured
+    assert "ami-0aaaaaaaaaaaaaaaa" not in json.dumps(result)  # the source AMI is not stamped
+
+
+def test_a_big_launch_is_tagged_in_as_few_calls_as_the_limits_allow(
+    handler: types.ModuleType, factory: ClientFactory
+) -> None:
+    ids = launch(factory, 40)
+    event = event_for("run_instances_assumed_role")
+    event["detail"]["responseElements"]["instancesSet"]["items"] = [{"instanceId": i} for i in ids]
+    before = factory.calls.by_operation["ec2:CreateTags"]
+    result = run(handler, event)
+    assert len(result["stamped"]) == 80  # instances and their root volumes
+    assert factory.calls.by_operation["ec2:CreateTags"] - before == 1
+
+
+def test_a_tag_a_person_set_is_never_overwritten(handler: types.ModuleType, factory: ClientFactory) -> None:
+    mine, other = launch(factory, 1, **{tags.OWNER: "carol"})[0], launch(factory)[0]
+    run(handler, event_for("run_instances_assumed_role", **{"i-0000000000000000a": mine, "i-0000000000000000b": other}))
+    assert tags_of(factory, mine)[tags.OWNER] == "carol"
+    assert tags_of(factory, mine)[tags.CREATED_BY] == ALICE
+    assert tags_of(factory, other)[tags.OWNER] == "alice@example.com"
+
+
+def test_a_repeated_event_is_a_no_op(handler: types.ModuleType, factory: ClientFactory) -> None:
+    first, second = launch(factory, 2)
+    event = event_for("run_instances_assumed_role", **{"i-0000000000000000a": first, "i-0000000000000000b": second})
+    run(handler, event)
+    attempts = forbid_writes(factory)
+    again = run(handler, event)
+    assert again["status"] == "unchanged" and attempts == []
+
+
+def test_create_volume_by_an_iam_user(handler: types.ModuleType, factory: ClientFactory) -> None:
+    volume_id = factory.ec2("us-east-1").create_volume(Size=500, AvailabilityZone="us-east-1a")["VolumeId"]
+    run(handler, event_for("create_volume_iam_user", **{"vol-0000000000000000a": volume_id}))
+    stamped = tags_of(factory, volume_id)
+    assert stamped[tags.CREATED_BY] == "arn:aws:iam::123456789012:user/bob"
+    assert stamped[tags.OWNER] == "bob"
+
+
+def test_create_snapshot_by_root(handler: types.ModuleType, factory: ClientFactory) -> None:
+    ec2 = factory.ec2("us-east-1")
+    volume_id = ec2.create_volume(Size=10, AvailabilityZone="us-east-1a")["VolumeId"]
+    snapshot_id = ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    run(
+        handler,
+        event_for(
+            "create_snapshot_root", **{"snap-0000000000000000a": snapshot_id, "vol-0000000000000000a": volume_id}
+        ),
+    )
+    stamped = tags_of(factory, snapshot_id)
+    assert stamped[tags.CREATED_BY] == "arn:aws:iam::123456789012:root" and stamped[tags.OWNER] == "root"
+    assert tags.CREATED_BY not in tags_of(factory, volume_id)  # the source volume was not created by this call
+
+
+def test_create_snapshots_and_copy_snapshot_and_create_image(handler: types.ModuleType, factory: ClientFactory) -> None:
+    ec2 = factory.ec2("us-east-1")
+    volume_id = ec2.create_volume(Size=10, AvailabilityZone="us-east-1a")["VolumeId"]
+    snaps = [ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"] for _ in range(3)]
+    run(
+        handler,
+        event_for(
+            "create_snapshots_assumed_role", **{"snap-0000000000000000b": snaps[0], "snap-0000000000000000c": snaps[1]}
+        ),
+    )
+    assert all(tags_of(factory, s)[tags.CREATED_BY] == ALICE for s in snaps[:2])
+    run(handler, event_for("copy_snapshot_iam_user", **{"snap-0000000000000000d": snaps[2]}))
+    assert tags_of(factory, snaps[2])[tags.OWNER] == "bob"
+    instance_id = launch(factory)[0]
+    image_id = ec2.create_image(InstanceId=instance_id, Name="llm-train-image")["ImageId"]
+    run(
+        handler,
+        event_for(
+            "create_image_assumed_role", **{"ami-0000000000000000a": image_id, "i-0000000000000000a": instance_id}
+        ),
+    )
+    assert tags_of(factory, image_id)[tags.OWNER] == "alice@example.com"
+    assert tags.OWNER not in tags_of(factory, instance_id)  # the source instance is not the image's creation
+
+
+def test_aws_service_callers_are_named_as_services(handler: types.ModuleType, factory: ClientFactory) -> None:
+    fleet_a, fleet_b = launch(factory, 2)
+    run(
+        handler,
+        event_for("create_fleet_aws_service", **{"i-0000000000000000c": fleet_a, "i-0000000000000000d": fleet_b}),
+    )
+    assert tags_of(factory, fleet_a)[tags.CREATED_BY] == "service:autoscaling.amazonaws.com"
+    assert tags_of(factory, fleet_b)[tags.OWNER] == "autoscaling.amazonaws.com"
+    lone = launch(factory)[0]
+    run(handler, event_for("run_instances_aws_service_principal", **{"i-0000000000000000e": lone}))
+    assert tags_of(factory, lone)[tags.CREATED_BY] == "service:ec2fleet.amazonaws.com"
+
+
+def test_spot_requests_are_stamped_and_their_instances_inherit_the_owner_on_first_start(
+    handler: types.ModuleType, factory: ClientFactory
+) -> None:
+    ec2 = factory.ec2("us-east-1")
+    request = ec2.request_spot_instances(
+        InstanceCount=1, LaunchSpecification={"ImageId": "ami-0abcdef1234567890", "InstanceType": "g5.xlarge"}
+    )["SpotInstanceRequests"][0]
+    request_id = request["SpotInstanceRequestId"]
+    run(handler, event_for("request_spot_instances_assumed_role", **{"sir-0000000a": request_id}))
+    assert tags_of(factory, request_id)[tags.CREATED_BY] == ALICE
+    instance_id = ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])["SpotInstanceRequests"][0][
+        "InstanceId"
+    ]
+    result = run(handler, event_for("instance_running", **{"i-0000000000000000a": instance_id}))
+    assert result["status"] == "stamped"
+    assert tags_of(factory, instance_id)[tags.OWNER] == "alice@example.com"
+
+
+def test_first_start_without_a_trail_stamps_the_launch_time_only(
+    handler: types.ModuleType, factory: ClientFactory
+) -> None:
+    instance_id = launch(factory)[0]
+    run(handler, event_for("instance_running", **{"i-0000000000000000a": instance_id}))
+    stamped = tags_of(factory, instance_id)
+    assert stamped[tags.CREATED_AT].endswith("Z") and tags.CREATED_BY not in stamped
+    # The trail arriving later (out of order) adds who, and keeps the launch time already stamped.
+    created_at = stamped[tags.CREATED_AT]
+    run(
+        handler,
+        event_for(
+            "run_instances_assumed_role",
+            **{"i-0000000000000000a": instance_id, "i-0000000000000000b": launch(factory)[0]},
+        ),
+    )
+    assert tags_of(factory, instance_id)[tags.CREATED_BY] == ALICE
+    assert tags_of(factory, instance_id)[tags.CREATED_AT] == created_at
+
+
+def test_scope_rules_and_owner_map(
+    handler: types.ModuleType, factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINCTL_SCOPE_PRINCIPALS", "arn:aws:iam::*:role/MLTeam*")
+    monkeypatch.setenv("TRAINCTL_OWNER_MAP", json.dumps({"arn:aws:iam::*:role/MLTeam*": "ml-platform"}))
+    first, second = launch(factory, 2)
+    run(
+        handler,
+        event_for("run_instances_assumed_role", **{"i-0000000000000000a": first, "i-0000000000000000b": second}),
+    )
+    assert tags_of(factory, first)[tags.MANAGED] == "true"
+    assert tags_of(factory, first)[tags.OWNER] == "ml-platform"
+    volume_id = factory.ec2("us-east-1").create_volume(Size=5, AvailabilityZone="us-east-1a")["VolumeId"]
+    run(handler, event_for("create_volume_iam_user", **{"vol-0000000000000000a": volume_id}))
+    assert tags.MANAGED not in tags_of(factory, volume_id)  # bob is not in the scope rules
+
+
+def test_scope_from_a_tag_set_at_creation(
+    handler: types.ModuleType, factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINCTL_SCOPE_FROM_TAG", "team=ml")
+    tagged, plain = launch(factory, 1, team="ml")[0], launch(factory)[0]
+    run(
+        handler,
+        event_for("run_instances_assumed_role", **{"i-0000000000000000a": tagged, "i-0000000000000000b": plain}),
+    )
+    assert tags_of(factory, tagged)[tags.MANAGED] == "true"
+    assert tags.MANAGED not in tags_of(factory, plain)
+
+
+def test_a_failed_call_is_ignored_and_writes_nothing(handler: types.ModuleType, factory: ClientFactory) -> None:
+    attempts = forbid_writes(factory)
+    result = run(handler, event_for("run_instances_failed"))
+    assert result["status"] == "ignored" and "InsufficientInstanceCapacity" in result["reason"]
+    assert attempts == []
+
+
+def test_an_event_from_another_region_or_account_is_refused_clearly(
+    handler: types.ModuleType, factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = forbid_writes(factory)
+    result = run(handler, event_for("create_volume_other_region"))
+    assert result["status"] == "refused" and "ap-southeast-2" in result["reason"]
+    monkeypatch.setenv("TRAINCTL_ACCOUNT_ID", "999999999999")
+    result = run(handler, event_for("create_volume_iam_user"))
+    assert result["status"] == "refused" and "123456789012" in result["reason"]
+    assert attempts == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        event_for("malformed_instance_id"),
+        event_for("malformed_missing_fields"),
+        {"detail-type": "EC2 Spot Instance Interruption Warning", "source": "aws.ec2", "detail": {}},
+        {"detail-type": "AWS API Call via CloudTrail", "source": "aws.s3", "detail": {}},
+        "RunInstances",
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(
+    handler: types.ModuleType, factory: ClientFactory, event: Any
+) -> None:
+    attempts = forbid_writes(factory)
+    with pytest.raises(InvalidEvent):
+        run(handler, event)
+    assert attempts == []
