@@ -112,7 +112,8 @@ class TrainctlStack(cdk.Stack):
 
         # Grants: the ledger and topic are written only here, EC2 only under the scope tag.
         function = self.cleanup.function
-        self.ledger.grant(function, "dynamodb:BatchWriteItem", "dynamodb:PutItem")
+        # PutItem and DeleteItem also take and free the sweep's lease (conditional writes).
+        self.ledger.grant(function, "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
         self.key.grant(function, "kms:Decrypt", "kms:GenerateDataKey")
         self.topic.grant_publish(function)
         document_arns = [

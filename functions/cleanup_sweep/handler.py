@@ -14,6 +14,7 @@ from trainctl.aws import ClientFactory
 from trainctl.cleanup import SweepResult, run_sweep
 from trainctl.clock import Clock, system_clock
 from trainctl.events import InvalidEvent, parse_sweep_trigger
+from trainctl.lease import DynamoDbLease
 from trainctl.ledger import DynamoDbLedger
 from trainctl.notify import SnsNotifier
 from trainctl.observability import logger, metrics
@@ -72,6 +73,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ledger=None if dry else DynamoDbLedger(factory.dynamodb(), effective.ledger_table),
         notifier=None if dry or not effective.topic_arn else SnsNotifier(factory.sns(), effective.topic_arn),
         remaining_ms=context.get_remaining_time_in_millis,
+        lease=None if dry else DynamoDbLease(factory.dynamodb(), effective.ledger_table),
     )
     emit_metrics(result)
     logger.info("sweep finished", extra={"sweep_id": result.sweep_id, "summary": result.summary()})

@@ -115,6 +115,9 @@ class SweepExecutor:
             else:
                 raise ValueError(f"no executor for {decision.action} on {decision.resource_type}")
         except ClientError as exc:
+            if error_code(exc) in _GONE_CODES:
+                # A retry after a lost response finds the work already done: that is success.
+                return replace(decision, outcome="done", detail=f"{decision.detail}; already gone")
             return replace(decision, outcome="failed", detail=f"{decision.detail}; {error_code(exc)}")
         return replace(decision, outcome="requested")
 

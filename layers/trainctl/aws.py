@@ -67,12 +67,15 @@ class ClientFactory:
         self.calls = ApiCalls()
         self._session.events.register("before-call", self.calls.record)
 
-    def register(self, event_name: str, handler: Any) -> None:
-        """Hook every client, existing and future: clients copy the session's hooks only when built."""
+    def register(self, event_name: str, handler: Any, *, first: bool = False) -> None:
+        """Hook every client, existing and future: clients copy the session's hooks only when built.
+
+        `first` puts the hook ahead of the others: for before-send the first answer is the one sent.
+        """
         with self._lock:
-            self._session.events.register(event_name, handler)
-            for client in self._clients.values():
-                client.meta.events.register(event_name, handler)
+            targets = [self._session.events, *(client.meta.events for client in self._clients.values())]
+            for events in targets:
+                (events.register_first if first else events.register)(event_name, handler)
 
     @property
     def default_region(self) -> str | None:

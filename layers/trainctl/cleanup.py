@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from trainctl.actions import RemainingTime, SweepExecutor
 from trainctl.aws import ClientFactory
 from trainctl.clock import Clock, format_instant
 from trainctl.inventory import Ec2Inventory, RegionInventory
+from trainctl.lease import Lease
 from trainctl.ledger import Ledger
 from trainctl.notify import Notifier, changed, sweep_message
 from trainctl.settings import SweepSettings
@@ -26,6 +27,7 @@ from trainctl.sweep import (
 from trainctl.training import SsmTrainingCheck
 from trainctl.utilisation import read_utilisation
 
+LEASE_DURATION = timedelta(minutes=16)
 DRY_RUN_TRAINING_NOTE = "not checked: a dry-run sends no SSM command, and unknown protects"
 
 
@@ -108,9 +110,35 @@ def run_sweep(
     ledger: Ledger | None,
     notifier: Notifier | None,
     remaining_ms: RemainingTime = None,
+    lease: Lease | None = None,
 ) -> SweepResult:
-    """Dry-run stops before the first write: no tag, no ledger item, no message, no SSM command."""
+    """Dry-run stops before the first write: no tag, no ledger item, no message, no SSM command.
+
+    An enforced sweep with a lease acts only while it holds it; a sweep that finds it taken does nothing.
+    """
     now = clock()
+    if settings.dry_run or lease is None:
+        return _sweep(factory, settings, now, ledger=ledger, notifier=notifier, remaining_ms=remaining_ms)
+    # Held for the Lambda's longest run; a holder that dies frees it when it runs out.
+    if not lease.acquire(now, LEASE_DURATION):
+        plan = SweepPlan(at=now, decisions=(), scanned=0, in_scope=0)
+        note = "another sweep holds the lease: this one did nothing"
+        return SweepResult(uuid.uuid4().hex[:12], False, now, settings.regions, plan, (), False, False, (note,))
+    try:
+        return _sweep(factory, settings, now, ledger=ledger, notifier=notifier, remaining_ms=remaining_ms)
+    finally:
+        lease.release()
+
+
+def _sweep(
+    factory: ClientFactory,
+    settings: SweepSettings,
+    now: datetime,
+    *,
+    ledger: Ledger | None,
+    notifier: Notifier | None,
+    remaining_ms: RemainingTime,
+) -> SweepResult:
     sweep_id = uuid.uuid4().hex[:12]
     inventories = read_inventories(factory, settings.regions)
     observations = observe(factory, inventories, settings, now)

@@ -21,6 +21,7 @@ from trainctl.aws import ClientFactory
 from trainctl.cleanup import SweepResult, run_sweep
 from trainctl.clock import fixed_clock, parse_instant, system_clock
 from trainctl.errors import TrainctlError
+from trainctl.lease import DynamoDbLease
 from trainctl.ledger import DynamoDbLedger
 from trainctl.notify import SnsNotifier
 from trainctl.settings import SweepSettings
@@ -71,6 +72,7 @@ def sweep_once(
         clock,
         ledger=DynamoDbLedger(factory.dynamodb(), settings.ledger_table) if resources else None,
         notifier=SnsNotifier(factory.sns(), resources.topic_arn) if resources else None,
+        lease=DynamoDbLease(factory.dynamodb(), settings.ledger_table) if resources else None,
     )
 
 
