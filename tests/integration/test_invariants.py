@@ -8,6 +8,7 @@ acted on before its grace period; a dry-run made no write call.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,8 @@ from trainctl.settings import SweepSettings
 REGION = "us-east-1"
 ZONE = "us-east-1a"
 TAG_VALUES = st.sampled_from(["true", "false", "no", "0", "", "yes", "maybe", "$(reboot)", "a;rm -rf /", "ü✓", "`id`"])
-TTL_VALUES = st.sampled_from(["1h", "3d", "８h", "forever", "$(reboot)", "0s"])
+FULLWIDTH_EIGHT_HOURS = "\uff18h"  # looks like 8h; durations take ASCII digits only
+TTL_VALUES = st.sampled_from(["1h", "3d", FULLWIDTH_EIGHT_HOURS, "forever", "$(reboot)", "0s"])
 SETTINGS = SweepSettings(
     regions=(REGION,),
     max_actions=6,
@@ -124,10 +126,8 @@ class SweepUnderPeople(RuleBasedStateMachine):
     @rule(volume=volumes, instance=instances, device=st.sampled_from("ghijklmnop"))
     def attach(self, volume: str, instance: str, device: str) -> None:
         if self._volume_state(volume) == "available" and self._instance_state(instance) in ("running", "stopped"):
-            try:
+            with contextlib.suppress(ClientError):  # device name taken: people get that error too
                 self.ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device=f"/dev/sd{device}")
-            except ClientError:
-                pass  # device name taken: people get that error too
 
     @rule(volume=volumes)
     def detach(self, volume: str) -> None:
