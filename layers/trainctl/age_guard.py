@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trainctl import tags
@@ -76,12 +76,20 @@ def stamp_api_call(factory: ClientFactory, event: CloudTrailApiCall, settings: A
     if not ids:
         return StampResult("ignored", f"{detail.event_name}: no created resource in the response")
     stamper = Ec2Stamper(factory.ec2(detail.aws_region))
+    present = stamper.existing(ids)
+    gone = [i for i in ids if i not in present]
+    ids = [i for i in ids if i in present]
+    if not ids:
+        return StampResult("ignored", f"{detail.event_name}: {', '.join(gone)} no longer exist")
     instances = [i for i in ids if i.startswith("i-")]
     if instances:
         # The volumes a launch creates were made by the same caller at the same moment.
         for launched in stamper.launch_details(instances).values():
             ids.extend(v for v in launched["volumes"] if v not in ids)
-    return _stamp(stamper, ids, principal_of(detail.user_identity), detail.event_time, rules_from(settings))
+    result = _stamp(stamper, ids, principal_of(detail.user_identity), detail.event_time, rules_from(settings))
+    if gone:
+        return replace(result, reason=f"{', '.join(gone)} no longer exist")
+    return result
 
 
 def stamp_first_start(factory: ClientFactory, event: InstanceStateChange, settings: AgeGuardSettings) -> StampResult:

@@ -229,6 +229,41 @@ class Ec2Stamper:
             raise access_error("DescribeInstances", exc) from exc
         return details
 
+    def existing(self, resource_ids: Sequence[str]) -> set[str]:
+        """Which of the ids still exist: one filtered describe per kind, never one call per resource."""
+        by_prefix: dict[str, list[str]] = defaultdict(list)
+        for resource_id in resource_ids:
+            by_prefix[resource_id.split("-", 1)[0]].append(resource_id)
+        found: set[str] = set()
+        try:
+            for prefix, ids in by_prefix.items():
+                if prefix == "i":
+                    for page in self._ec2.get_paginator("describe_instances").paginate(
+                        Filters=[{"Name": "instance-id", "Values": ids}]
+                    ):
+                        found.update(i["InstanceId"] for r in page["Reservations"] for i in r["Instances"])
+                elif prefix == "vol":
+                    for volumes in self._ec2.get_paginator("describe_volumes").paginate(
+                        Filters=[{"Name": "volume-id", "Values": ids}]
+                    ):
+                        found.update(v["VolumeId"] for v in volumes["Volumes"])
+                elif prefix == "snap":
+                    for snapshots in self._ec2.get_paginator("describe_snapshots").paginate(
+                        Filters=[{"Name": "snapshot-id", "Values": ids}], OwnerIds=["self"]
+                    ):
+                        found.update(s["SnapshotId"] for s in snapshots["Snapshots"])
+                elif prefix == "ami":
+                    images = self._ec2.describe_images(Filters=[{"Name": "image-id", "Values": ids}], Owners=["self"])
+                    found.update(i["ImageId"] for i in images["Images"])
+                elif prefix == "sir":
+                    requests = self._ec2.describe_spot_instance_requests(
+                        Filters=[{"Name": "spot-instance-request-id", "Values": ids}]
+                    )
+                    found.update(r["SpotInstanceRequestId"] for r in requests["SpotInstanceRequests"])
+        except ClientError as exc:
+            raise access_error("Describe", exc) from exc
+        return found
+
     def spot_request_of(self, instance_id: str) -> str | None:
         """The spot request that launched an instance (some endpoints leave it off the instance)."""
         try:

@@ -272,3 +272,31 @@ def test_bad_input_is_refused_and_changes_nothing(
     with pytest.raises(InvalidEvent):
         run(handler, event)
     assert attempts == []
+
+
+def test_ids_that_do_not_exist_are_reported_and_nothing_is_written(
+    handler: types.ModuleType, factory: ClientFactory
+) -> None:
+    attempts = forbid_writes(factory)
+    result = run(handler, event_for("create_volume_iam_user"))  # its placeholder volume never existed
+    assert result["status"] == "ignored" and "vol-0000000000000000a no longer exist" in result["reason"]
+    gone_instance = run(handler, event_for("instance_running"))
+    assert gone_instance["status"] == "ignored" and "no longer exists" in gone_instance["reason"]
+    assert attempts == []
+
+
+def test_some_gone_some_present_stamps_the_present_and_names_the_gone(
+    handler: types.ModuleType, factory: ClientFactory
+) -> None:
+    (present,) = launch(factory)
+    result = run(handler, event_for("run_instances_assumed_role", **{"i-0000000000000000a": present}))
+    assert present in result["stamped"] and "i-0000000000000000b no longer exist" in result["reason"]
+
+
+def test_an_event_at_the_256_kb_limit_is_handled(handler: types.ModuleType, factory: ClientFactory) -> None:
+    first, second = launch(factory, 2)
+    event = event_for("run_instances_assumed_role", **{"i-0000000000000000a": first, "i-0000000000000000b": second})
+    padding = 256 * 1024 - len(json.dumps(event)) - 64
+    event["detail"]["requestParameters"]["userData"] = "<sensitiveDataRemoved>" + "x" * padding
+    assert 250 * 1024 < len(json.dumps(event).encode()) <= 256 * 1024
+    assert run(handler, event)["status"] == "stamped"
