@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYER_SOURCE = ROOT / "layers"
 CACHE = ROOT / ".cache" / "layer-deps"
 # The Lambda runtime brings boto3; the layer brings what it lacks, pinned as in pyproject.toml.
-LAYER_REQUIREMENTS = ("pydantic==2.13.4", "aws-lambda-powertools==3.37.0")
+LAYER_REQUIREMENTS = ("pydantic==2.13.4", "aws-lambda-powertools[tracer]==3.37.0")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 PYTHON_VERSION = "3.14"
 PLATFORM = "manylinux2014_x86_64"

@@ -275,3 +275,57 @@ def test_an_unacknowledged_wildcard_fails_synth(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(TrainctlStack, "_acknowledge_findings", widen)
     with pytest.raises(RuntimeError, match=r"ValidationFailed(.|\n)*IAM5\[Action::ec2:\*\]"):
         synth(tmp_path, {"trainctl": {"dry_run": True}})
+
+
+# What the Lambda Python runtime ships besides the standard library.
+LAMBDA_RUNTIME = {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six", "jmespath", "awslambdaric"}
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return  # type-only imports never run
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return names
+
+
+def test_every_handler_imports_only_what_the_layer_and_the_runtime_provide(synthesized) -> None:
+    import sys
+
+    _, outdir = synthesized
+    assets = json.loads((Path(outdir) / "Trainctl.assets.json").read_text())["files"].values()
+    layer = next(
+        Path(outdir) / a["source"]["path"] / "python"
+        for a in assets
+        if (Path(outdir) / a["source"]["path"] / "python").is_dir()
+    )
+    provided = {p.name.split("-")[0].removesuffix(".py") for p in layer.iterdir()} | LAMBDA_RUNTIME
+    root = Path(__file__).resolve().parents[2]
+    for handler in sorted((root / "functions").glob("*/handler.py")):
+        seen: set[str] = set()
+        queue = [handler]
+        while queue:
+            module_file = queue.pop()
+            for name in _imports(module_file):
+                top = name.split(".")[0]
+                if top == "trainctl":
+                    target = root / "layers" / Path(*name.split("."))
+                    for candidate in (target.with_suffix(".py"), target / "__init__.py"):
+                        if candidate.is_file() and str(candidate) not in seen:
+                            seen.add(str(candidate))
+                            queue.append(candidate)
+                elif top not in sys.stdlib_module_names and top != "__future__":
+                    assert top in provided, f"{handler.parent.name} needs {top}, which Lambda would not have"
+    # Powertools' Tracer imports the X-Ray SDK when it is built.
+    assert (layer / "aws_xray_sdk").is_dir()
