@@ -46,6 +46,7 @@ synth: $(VENV)/.dev
 	CDK_OUTDIR=cdk.out CDK_DEFAULT_REGION=$${CDK_DEFAULT_REGION:-us-east-1} $(BIN)/python app.py
 
 bench: $(VENV)/.dev
+	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.sweep_scale
 
 clean:

@@ -10,8 +10,18 @@ from trainctl import stack_resources
 from trainctl.aws import ClientFactory
 from trainctl.clock import system_clock
 from trainctl.sandbox import SANDBOX_CLOCK_OFFSET, SeededFleet, seed_training_fleet
+from trainctl.settings import SweepSettings
 
 REGIONS = ("us-east-1", "eu-west-1")
+# An enforcing sweep of the home region that may act on the whole seeded fleet in one go.
+ENFORCING = SweepSettings(
+    regions=("us-east-1",),
+    dry_run=False,
+    snapshot_retention=timedelta(days=7),
+    max_action_share=1.0,
+    training_check_timeout=timedelta(seconds=1),
+    training_document=stack_resources.TRAINING_DOCUMENT,
+)
 
 
 @dataclass

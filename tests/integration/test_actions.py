@@ -7,23 +7,14 @@ from typing import Any
 
 from botocore.awsrequest import AWSResponse
 
-from tests.integration.fleet import instance_state, seed_account, volume_exists
-from trainctl import stack_resources
+from tests.integration.fleet import ENFORCING, instance_state, seed_account, volume_exists
 from trainctl.aws import ClientFactory
 from trainctl.cleanup import run_sweep
 from trainctl.clock import fixed_clock
 from trainctl.ledger import InMemoryLedger
 from trainctl.notify import InMemoryNotifier
-from trainctl.settings import SweepSettings
 
-SETTINGS = SweepSettings(
-    regions=("us-east-1",),
-    dry_run=False,
-    snapshot_retention=timedelta(days=7),
-    max_action_share=1.0,
-    training_check_timeout=timedelta(seconds=1),
-    training_document=stack_resources.TRAINING_DOCUMENT,
-)
+SETTINGS = ENFORCING
 
 
 def answer(factory: ClientFactory, operation: str, *, status: int, body: dict[str, Any], only: set[str] | None = None):

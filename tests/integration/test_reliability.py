@@ -11,7 +11,7 @@ import pytest
 from botocore.config import Config
 
 from tests.integration.faults import Faults
-from tests.integration.fleet import seed_account, volume_exists
+from tests.integration.fleet import ENFORCING, seed_account, volume_exists
 from trainctl import stack_resources
 from trainctl.aws import ClientFactory
 from trainctl.cleanup import run_sweep
@@ -20,16 +20,8 @@ from trainctl.lease import DynamoDbLease
 from trainctl.ledger import DynamoDbLedger, InMemoryLedger
 from trainctl.notify import InMemoryNotifier
 from trainctl.sandbox import moto_server
-from trainctl.settings import SweepSettings
 
-SETTINGS = SweepSettings(
-    regions=("us-east-1",),
-    dry_run=False,
-    snapshot_retention=timedelta(days=7),
-    max_action_share=1.0,
-    training_check_timeout=timedelta(seconds=1),
-    training_document=stack_resources.TRAINING_DOCUMENT,
-)
+SETTINGS = ENFORCING
 # Few attempts and no client-side rate limiter: these tests are about what happens once retries give up.
 QUICK_RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, disable_request_compression=True)
 
