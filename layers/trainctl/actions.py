@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 TAG_BATCH = 500
+INSTANCE_BATCH = 100
 READ_BATCH = 200
 # Remaining milliseconds of the Lambda invocation, or None outside Lambda.
 RemainingTime = Callable[[], int] | None
@@ -54,9 +55,20 @@ class SweepExecutor:
         self._tag_phase(by_id, [d for d in decisions if d.action == "mark"], mark=True)
         self._tag_phase(by_id, [d for d in decisions if d.action == "unmark"], mark=False)
         destructive = [d for d in decisions if d.destructive]
+        storage = [d for d in destructive if d.resource_type != "instance"]
+        instances = [d for d in destructive if d.resource_type == "instance"]
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            for result in pool.map(self._act, destructive):
+            # EBS has no batch delete: one call per volume or snapshot, in parallel.
+            for result in pool.map(self._act, storage):
                 by_id[result.resource_id] = result
+            # Persistent volumes are kept out of their instance's fate first, instance by instance.
+            ready = []
+            for result in pool.map(self._prepare_instance, instances):
+                by_id[result.resource_id] = result
+                if result.outcome == "planned":
+                    ready.append(result)
+        for result in self._act_on_instances(ready):
+            by_id[result.resource_id] = result
         self._verify([by_id[d.resource_id] for d in destructive if by_id[d.resource_id].outcome == "requested"], by_id)
         for decision in decisions:
             if decision.action == "keep" and by_id[decision.resource_id].outcome == "planned":
@@ -90,6 +102,47 @@ class SweepExecutor:
             detail = f"{decision.detail}; {note}" if note else decision.detail
             by_id[resource_id] = replace(decision, outcome=outcome, detail=detail)
 
+    def _prepare_instance(self, decision: Decision) -> Decision:
+        if self._out_of_time():
+            return replace(
+                decision, outcome="deferred", detail=decision.detail + "; stopped before the Lambda deadline"
+            )
+        if decision.action == "terminate" and decision.keep_volumes:
+            ec2 = self._factory.ec2(decision.region)
+            if not self._keep_persistent_volumes(ec2, decision):
+                return replace(
+                    decision,
+                    outcome="failed",
+                    detail=decision.detail + "; could not clear DeleteOnTermination on a persistent volume, "
+                    "instance kept",
+                )
+        return decision
+
+    def _act_on_instances(self, decisions: Sequence[Decision]) -> list[Decision]:
+        """One TerminateInstances/StopInstances call per region, action and batch; if EC2 refuses a
+        batch (one bad instance fails them all), each instance is tried alone so the rest go ahead."""
+        groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+        for decision in decisions:
+            groups[(decision.region, decision.action)].append(decision)
+        results: list[Decision] = []
+        for (region, action), members in groups.items():
+            ec2 = self._factory.ec2(region)
+            call = ec2.terminate_instances if action == "terminate" else ec2.stop_instances
+            for start in range(0, len(members), INSTANCE_BATCH):
+                batch = members[start : start + INSTANCE_BATCH]
+                if self._out_of_time():
+                    results.extend(
+                        replace(d, outcome="deferred", detail=d.detail + "; stopped before the Lambda deadline")
+                        for d in batch
+                    )
+                    continue
+                try:
+                    call(InstanceIds=[d.resource_id for d in batch])
+                    results.extend(replace(d, outcome="requested") for d in batch)
+                except ClientError:
+                    results.extend(self._act(d) for d in batch)
+        return results
+
     def _act(self, decision: Decision) -> Decision:
         if self._out_of_time():
             return replace(
@@ -104,13 +157,7 @@ class SweepExecutor:
             elif decision.action == "stop":
                 ec2.stop_instances(InstanceIds=[decision.resource_id])
             elif decision.action == "terminate":
-                if decision.keep_volumes and not self._keep_persistent_volumes(ec2, decision):
-                    return replace(
-                        decision,
-                        outcome="failed",
-                        detail=decision.detail + "; could not clear DeleteOnTermination on a persistent volume, "
-                        "instance kept",
-                    )
+                # Persistent volumes were already kept out of its fate by _prepare_instance.
                 ec2.terminate_instances(InstanceIds=[decision.resource_id])
             else:
                 raise ValueError(f"no executor for {decision.action} on {decision.resource_type}")
