@@ -17,10 +17,8 @@ import boto3
 
 from trainctl import stack_resources, tags
 from trainctl.aws import ClientFactory
-from trainctl.cleanup import SweepResult, read_inventories, run_sweep
+from trainctl.cleanup import SweepResult, effects_for, read_inventories, run_sweep
 from trainctl.clock import fixed_clock, system_clock
-from trainctl.ledger import DynamoDbLedger
-from trainctl.notify import SnsNotifier
 from trainctl.sandbox import moto_server
 from trainctl.settings import SweepSettings
 from trainctl.sweep import Observations, plan_sweep
@@ -65,13 +63,14 @@ def timed(
     factory: ClientFactory, settings: SweepSettings, at, resources
 ) -> tuple[SweepResult, float, float, Counter[str]]:
     before = factory.calls.by_operation.copy()
+    effects = effects_for(factory, settings)
     wall, cpu = time.perf_counter(), time.process_time()
     result = run_sweep(
         factory,
         settings,
         fixed_clock(at),
-        ledger=None if settings.dry_run else DynamoDbLedger(factory.dynamodb(), resources.ledger_table),
-        notifier=None if settings.dry_run else SnsNotifier(factory.sns(), resources.topic_arn),
+        ledger=effects.ledger,
+        notifier=effects.notifier,
     )
     return result, time.perf_counter() - wall, time.process_time() - cpu, factory.calls.by_operation - before
 

@@ -11,12 +11,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trainctl.aws import ClientFactory
-from trainctl.cleanup import SweepResult, run_sweep
+from trainctl.cleanup import SweepResult, effects_for, run_sweep
 from trainctl.clock import Clock, system_clock
 from trainctl.events import InvalidEvent, parse_sweep_trigger
-from trainctl.lease import DynamoDbLease
-from trainctl.ledger import DynamoDbLedger
-from trainctl.notify import SnsNotifier
 from trainctl.observability import logger, metrics
 from trainctl.settings import SweepSettings
 
@@ -35,16 +32,15 @@ def client_factory() -> ClientFactory:
     return ClientFactory()
 
 
-def emit_metrics(result: SweepResult) -> None:
-    summary = result.summary()
-    metrics.add_metric(name="Scanned", unit=MetricUnit.Count, value=result.plan.scanned)
-    metrics.add_metric(name="Candidates", unit=MetricUnit.Count, value=int(str(summary["candidates"])))
-    for decision in result.decisions:
-        metrics.add_metric(name=f"Action_{decision.action}", unit=MetricUnit.Count, value=1)
-        for protection in decision.protections:
-            metrics.add_metric(name=f"Protection_{protection}", unit=MetricUnit.Count, value=1)
-    failed = sum(1 for d in result.decisions if d.outcome == "failed")
-    metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=failed)
+def emit_metrics(result: SweepResult, summary: dict[str, Any]) -> None:
+    """One value per metric and sweep: EMF takes at most 100 values per metric, a sweep can decide thousands."""
+    metrics.add_metric(name="Scanned", unit=MetricUnit.Count, value=summary["scanned"])
+    metrics.add_metric(name="Candidates", unit=MetricUnit.Count, value=summary["candidates"])
+    for action, count in summary["actions"].items():
+        metrics.add_metric(name=f"Action_{action}", unit=MetricUnit.Count, value=count)
+    for protection, count in summary["protections"].items():
+        metrics.add_metric(name=f"Protection_{protection}", unit=MetricUnit.Count, value=count)
+    metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=summary["outcomes"].get("failed", 0))
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -65,18 +61,19 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise InvalidEvent(f"regions {sorted(unknown)} are not in TRAINCTL_REGIONS {list(settings.regions)}")
     effective = settings.model_copy(update={"dry_run": settings.dry_run or bool(request.dry_run), "regions": regions})
     factory = client_factory()
-    dry = effective.dry_run
+    effects = effects_for(factory, effective)
     result = run_sweep(
         factory,
         effective,
         clock,
-        ledger=None if dry else DynamoDbLedger(factory.dynamodb(), effective.ledger_table),
-        notifier=None if dry or not effective.topic_arn else SnsNotifier(factory.sns(), effective.topic_arn),
+        ledger=effects.ledger,
+        notifier=effects.notifier,
+        lease=effects.lease,
         remaining_ms=context.get_remaining_time_in_millis,
-        lease=None if dry else DynamoDbLease(factory.dynamodb(), effective.ledger_table),
     )
-    emit_metrics(result)
-    logger.info("sweep finished", extra={"sweep_id": result.sweep_id, "summary": result.summary()})
+    summary = result.summary()
+    emit_metrics(result, summary)
+    logger.info("sweep finished", extra={"sweep_id": result.sweep_id, "summary": summary})
     for decision in result.decisions:
         if decision.action != "keep" or decision.outcome == "failed":
             logger.info("decision", extra={"decision": decision.to_json()})

@@ -76,16 +76,17 @@ def stamp_api_call(factory: ClientFactory, event: CloudTrailApiCall, settings: A
     if not ids:
         return StampResult("ignored", f"{detail.event_name}: no created resource in the response")
     stamper = Ec2Stamper(factory.ec2(detail.aws_region))
-    present = stamper.existing(ids)
+    instances = [i for i in ids if i.startswith("i-")]
+    # One describe of the instances serves as their existence check and names their volumes.
+    launched = stamper.launch_details(instances) if instances else {}
+    present = set(launched) | stamper.existing([i for i in ids if not i.startswith("i-")])
     gone = [i for i in ids if i not in present]
     ids = [i for i in ids if i in present]
     if not ids:
         return StampResult("ignored", f"{detail.event_name}: {', '.join(gone)} no longer exist")
-    instances = [i for i in ids if i.startswith("i-")]
-    if instances:
+    for details in launched.values():
         # The volumes a launch creates were made by the same caller at the same moment.
-        for launched in stamper.launch_details(instances).values():
-            ids.extend(v for v in launched["volumes"] if v not in ids)
+        ids.extend(v for v in details["volumes"] if v not in ids)
     result = _stamp(stamper, ids, principal_of(detail.user_identity), detail.event_time, rules_from(settings))
     if gone:
         return replace(result, reason=f"{', '.join(gone)} no longer exist")

@@ -11,9 +11,9 @@ from trainctl.actions import RemainingTime, SweepExecutor
 from trainctl.aws import ClientFactory
 from trainctl.clock import Clock, format_instant
 from trainctl.inventory import Ec2Inventory, RegionInventory
-from trainctl.lease import Lease
-from trainctl.ledger import Ledger
-from trainctl.notify import Notifier, changed, sweep_message
+from trainctl.lease import DynamoDbLease, Lease
+from trainctl.ledger import DynamoDbLedger, Ledger
+from trainctl.notify import Notifier, SnsNotifier, changed, sweep_message
 from trainctl.settings import SweepSettings
 from trainctl.sweep import (
     Decision,
@@ -59,6 +59,25 @@ class SweepResult:
             "warnings": list(self.plan.warnings),
             "decisions": [d.to_json() for d in self.decisions],
         }
+
+
+@dataclass(frozen=True)
+class SweepEffects:
+    """Where an enforced sweep records, tells, and takes its lease; a dry-run has none of them."""
+
+    ledger: Ledger | None = None
+    notifier: Notifier | None = None
+    lease: Lease | None = None
+
+
+def effects_for(factory: ClientFactory, settings: SweepSettings) -> SweepEffects:
+    if settings.dry_run:
+        return SweepEffects()
+    return SweepEffects(
+        ledger=DynamoDbLedger(factory.dynamodb(), settings.ledger_table),
+        notifier=SnsNotifier(factory.sns(), settings.topic_arn) if settings.topic_arn else None,
+        lease=DynamoDbLease(factory.dynamodb(), settings.ledger_table),
+    )
 
 
 def read_inventories(factory: ClientFactory, regions: tuple[str, ...]) -> list[RegionInventory]:

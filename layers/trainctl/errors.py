@@ -18,7 +18,3 @@ class AwsAccessError(TrainctlError):
         super().__init__(f"{operation} failed: {code}: {message}")
         self.operation = operation
         self.code = code
-
-
-class StackNotDeployed(TrainctlError):
-    """The stack's stateful resources are not there: only a read-only preview is possible."""

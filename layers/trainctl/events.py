@@ -7,10 +7,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.exceptions import InvalidModelTypeError
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+# What Powertools' parse raises for an event that does not fit; anything else is a bug and must surface.
+REFUSALS = (ValidationError, InvalidModelTypeError)
 
 
 class InvalidEvent(ValueError):
@@ -44,9 +49,6 @@ class ScheduledEvent(EventBridgeModel):
     detail: dict[str, Any]
 
 
-_SWEEP_TRIGGER: TypeAdapter[SweepRequest | ScheduledEvent] = TypeAdapter(SweepRequest | ScheduledEvent)
-
-
 def parse_sweep_trigger(event: object) -> SweepRequest:
     if not isinstance(event, dict):
         raise InvalidEvent(f"cleanup_sweep expects a JSON object, got {type(event).__name__}")
@@ -56,9 +58,7 @@ def parse_sweep_trigger(event: object) -> SweepRequest:
             return SweepRequest(task="cleanup_sweep")
         parsed: SweepRequest = parse(event=event, model=SweepRequest)
         return parsed
-    except ValidationError as exc:
-        raise InvalidEvent(f"cleanup_sweep refused the event: {exc}") from exc
-    except Exception as exc:  # Powertools wraps pydantic's error in its own
+    except REFUSALS as exc:
         raise InvalidEvent(f"cleanup_sweep refused the event: {exc}") from exc
 
 
@@ -113,5 +113,5 @@ def parse_age_guard_event(event: object) -> CloudTrailApiCall | InstanceStateCha
     try:
         parsed: CloudTrailApiCall | InstanceStateChange = parse(event=event, model=model)
         return parsed
-    except Exception as exc:  # Powertools wraps pydantic's error in its own
+    except REFUSALS as exc:
         raise InvalidEvent(f"age_guard refused the event: {exc}") from exc

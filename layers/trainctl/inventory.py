@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -251,7 +251,3 @@ class Ec2Inventory:
             snapshots=tuple(self.snapshots()),
             images=tuple(self.images()),
         )
-
-
-def by_id(resources: Iterable[Resource]) -> dict[str, Resource]:
-    return {resource.resource_id: resource for resource in resources}

@@ -61,17 +61,3 @@ class DynamoDbLease:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise access_error("DeleteItem", exc) from exc
-
-
-class InMemoryLease:
-    def __init__(self) -> None:
-        self.held = False
-
-    def acquire(self, now: datetime, duration: timedelta) -> bool:
-        if self.held:
-            return False
-        self.held = True
-        return True
-
-    def release(self) -> None:
-        self.held = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,8 +57,6 @@ def ledger_items(
 
 
 def _json(value: object) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True, default=str)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -166,8 +167,6 @@ class AgeGuardSettings(BaseModel):
     @classmethod
     def _json_object(cls, value: object) -> object:
         if isinstance(value, str):
-            import json
-
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:

@@ -230,19 +230,17 @@ class Ec2Stamper:
         return details
 
     def existing(self, resource_ids: Sequence[str]) -> set[str]:
-        """Which of the ids still exist: one filtered describe per kind, never one call per resource."""
+        """Which volumes, snapshots, images and spot requests still exist: one filtered describe per kind.
+
+        Instances are not asked here: `launch_details` describes them once and answers the same question.
+        """
         by_prefix: dict[str, list[str]] = defaultdict(list)
         for resource_id in resource_ids:
             by_prefix[resource_id.split("-", 1)[0]].append(resource_id)
         found: set[str] = set()
         try:
             for prefix, ids in by_prefix.items():
-                if prefix == "i":
-                    for page in self._ec2.get_paginator("describe_instances").paginate(
-                        Filters=[{"Name": "instance-id", "Values": ids}]
-                    ):
-                        found.update(i["InstanceId"] for r in page["Reservations"] for i in r["Instances"])
-                elif prefix == "vol":
+                if prefix == "vol":
                     for volumes in self._ec2.get_paginator("describe_volumes").paginate(
                         Filters=[{"Name": "volume-id", "Values": ids}]
                     ):

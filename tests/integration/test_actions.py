@@ -120,50 +120,31 @@ def test_marks_go_out_in_one_call_per_region_and_instant(factory: ClientFactory)
     assert calls["ec2:CreateTags"] == len({(d.region, d.cleanup_after) for d in marks})
 
 
-def test_instances_are_acted_on_in_one_call_and_a_refused_batch_falls_back_to_each(factory: ClientFactory) -> None:
+def stopped_managed_instances(factory: ClientFactory, count: int) -> list[str]:
     ec2 = factory.ec2("us-east-1")
-    managed = [{"Key": "trainctl:managed", "Value": "true"}]
-    stopped = [
-        i["InstanceId"]
-        for i in ec2.run_instances(
-            ImageId="ami-0abcdef1234567890",
-            MinCount=5,
-            MaxCount=5,
-            InstanceType="g5.xlarge",
-            TagSpecifications=[{"ResourceType": "instance", "Tags": managed}],
-        )["Instances"]
-    ]
-    ec2.stop_instances(InstanceIds=stopped)
-    t0 = datetime.now(UTC) + timedelta(days=8)
-    sweep_twice_settings = SETTINGS.model_copy(update={"stopped_max_age": timedelta(days=7)})
-    run_sweep(factory, sweep_twice_settings, fixed_clock(t0), ledger=InMemoryLedger(), notifier=InMemoryNotifier())
-    before = factory.calls.by_operation["ec2:TerminateInstances"]
-    result = run_sweep(
-        factory,
-        sweep_twice_settings,
-        fixed_clock(t0 + timedelta(days=1, minutes=1)),
-        ledger=InMemoryLedger(),
-        notifier=InMemoryNotifier(),
+    launched = ec2.run_instances(
+        ImageId="ami-0abcdef1234567890",
+        MinCount=count,
+        MaxCount=count,
+        InstanceType="g5.xlarge",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "trainctl:managed", "Value": "true"}]}],
     )
+    ids = [i["InstanceId"] for i in launched["Instances"]]
+    ec2.stop_instances(InstanceIds=ids)
+    return ids
+
+
+def test_instances_are_acted_on_in_one_call_and_a_refused_batch_falls_back_to_each(factory: ClientFactory) -> None:
+    stopped = stopped_managed_instances(factory, 5)
+    before = factory.calls.by_operation["ec2:TerminateInstances"]
+    result, _, _ = sweep_twice(factory, datetime.now(UTC) + timedelta(days=8))
     assert factory.calls.by_operation["ec2:TerminateInstances"] - before == 1
     assert all(instance_state(factory, i) == "terminated" for i in stopped)
     assert {d.outcome for d in result.decisions if d.resource_id in stopped} == {"done"}
 
 
 def test_one_refused_instance_does_not_hold_back_the_batch(factory: ClientFactory) -> None:
-    ec2 = factory.ec2("us-east-1")
-    managed = [{"Key": "trainctl:managed", "Value": "true"}]
-    stopped = [
-        i["InstanceId"]
-        for i in ec2.run_instances(
-            ImageId="ami-0abcdef1234567890",
-            MinCount=3,
-            MaxCount=3,
-            InstanceType="g5.xlarge",
-            TagSpecifications=[{"ResourceType": "instance", "Tags": managed}],
-        )["Instances"]
-    ]
-    ec2.stop_instances(InstanceIds=stopped)
+    stopped = stopped_managed_instances(factory, 3)
     refused = stopped[0]
 
     def refuse(params: dict[str, Any], **_: Any):
@@ -174,15 +155,7 @@ def test_one_refused_instance_does_not_hold_back_the_batch(factory: ClientFactor
         return None
 
     factory.register("before-call.ec2.TerminateInstances", refuse)
-    t0 = datetime.now(UTC) + timedelta(days=8)
-    run_sweep(factory, SETTINGS, fixed_clock(t0), ledger=InMemoryLedger(), notifier=InMemoryNotifier())
-    result = run_sweep(
-        factory,
-        SETTINGS,
-        fixed_clock(t0 + timedelta(days=1, minutes=1)),
-        ledger=InMemoryLedger(),
-        notifier=InMemoryNotifier(),
-    )
+    result, _, _ = sweep_twice(factory, datetime.now(UTC) + timedelta(days=8))
     outcomes = {d.resource_id: d for d in result.decisions if d.resource_id in stopped}
     assert outcomes[refused].outcome == "failed" and "UnauthorizedOperation" in outcomes[refused].detail
     assert instance_state(factory, refused) == "stopped"

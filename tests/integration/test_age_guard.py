@@ -63,12 +63,14 @@ def test_run_instances_by_an_assumed_role_stamps_instances_and_their_volumes_in_
 ) -> None:
     first, second = launch(factory, 2)
     before = factory.calls.by_operation["ec2:CreateTags"]
+    describes = factory.calls.by_operation["ec2:DescribeInstances"]
     result = run(
         handler,
         event_for("run_instances_assumed_role", **{"i-0000000000000000a": first, "i-0000000000000000b": second}),
     )
     assert result["status"] == "stamped"
     assert factory.calls.by_operation["ec2:CreateTags"] - before == 1
+    assert factory.calls.by_operation["ec2:DescribeInstances"] - describes == 1  # existence and volumes at once
     for resource_id in (first, second, root_volume(factory, first), root_volume(factory, second)):
         stamped = tags_of(factory, resource_id)
         assert stamped[tags.CREATED_BY] == ALICE

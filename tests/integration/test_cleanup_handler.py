@@ -303,3 +303,17 @@ def test_ttl_expiry_is_announced_ahead_then_acted_on_and_min_age_still_rules(
     expired = run(handler, load_event("cleanup_sweep", "scheduled"), created + timedelta(hours=8, minutes=1))
     acted = decision(expired, eight_hours)
     assert acted is not None and acted["action"] == "delete" and acted["outcome"] == "done"
+
+
+def test_metrics_carry_one_count_per_action_and_protection(
+    handler: types.ModuleType, factory: ClientFactory, enforcing: SeededAccount, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    result = run(handler, load_event("cleanup_sweep", "scheduled"), enforcing.t0)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert len(emf) == 1
+    summary = result["summary"]
+    for action, count in summary["actions"].items():
+        assert emf[0][f"Action_{action}"] == [count]  # one value, not one entry per decision
+    for protection, count in summary["protections"].items():
+        assert emf[0][f"Protection_{protection}"] == [count]

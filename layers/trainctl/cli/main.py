@@ -18,12 +18,9 @@ from rich.console import Console
 
 from trainctl import stack_resources
 from trainctl.aws import ClientFactory
-from trainctl.cleanup import SweepResult, run_sweep
+from trainctl.cleanup import SweepResult, effects_for, run_sweep
 from trainctl.clock import fixed_clock, parse_instant, system_clock
 from trainctl.errors import TrainctlError
-from trainctl.lease import DynamoDbLease
-from trainctl.ledger import DynamoDbLedger
-from trainctl.notify import SnsNotifier
 from trainctl.settings import SweepSettings
 
 app = typer.Typer(
@@ -66,14 +63,8 @@ def sweep_once(
             }
         )
     clock = fixed_clock(at) if at else system_clock
-    return run_sweep(
-        factory,
-        settings,
-        clock,
-        ledger=DynamoDbLedger(factory.dynamodb(), settings.ledger_table) if resources else None,
-        notifier=SnsNotifier(factory.sns(), resources.topic_arn) if resources else None,
-        lease=DynamoDbLease(factory.dynamodb(), settings.ledger_table) if resources else None,
-    )
+    effects = effects_for(factory, settings)
+    return run_sweep(factory, settings, clock, ledger=effects.ledger, notifier=effects.notifier, lease=effects.lease)
 
 
 @app.command()
@@ -99,9 +90,10 @@ def sweep(
         settings = SweepSettings.from_env(environ, regions=tuple(region) if region else None, dry_run=not enforce)
         if force:
             settings = settings.model_copy(update={"min_age": timedelta(0)})
-        if not region and "TRAINCTL_REGIONS" not in environ and ClientFactory().default_region:
-            settings = settings.model_copy(update={"regions": (ClientFactory().default_region,)})
-        result = sweep_once(ClientFactory(), settings, instant, environ)
+        factory = ClientFactory()
+        if not region and "TRAINCTL_REGIONS" not in environ and factory.default_region:
+            settings = settings.model_copy(update={"regions": (factory.default_region,)})
+        result = sweep_once(factory, settings, instant, environ)
     except TrainctlError as exc:
         raise fail(str(exc)) from exc
     if as_json:

@@ -14,12 +14,10 @@ from rich.table import Table
 
 from trainctl import stack_resources, tags
 from trainctl.aws import ClientFactory
-from trainctl.cleanup import SweepResult, run_sweep
+from trainctl.cleanup import SweepResult, effects_for, run_sweep
 from trainctl.cli.main import invoke_handler
 from trainctl.cli.render import print_sweep
 from trainctl.clock import fixed_clock, format_instant, system_clock
-from trainctl.ledger import DynamoDbLedger
-from trainctl.notify import SnsNotifier
 from trainctl.observability import logger
 from trainctl.sandbox import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
 from trainctl.settings import SweepSettings
@@ -115,12 +113,14 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
         def sweep(title: str, *, dry_run: bool, at_offset_hours: float = 0) -> SweepResult:
             settings = base.model_copy(update={"dry_run": dry_run})
             at = t0 + timedelta(hours=at_offset_hours)
+            effects = effects_for(factory, settings)
             result = run_sweep(
                 factory,
                 settings,
                 fixed_clock(at),
-                ledger=None if dry_run else DynamoDbLedger(factory.dynamodb(), settings.ledger_table),
-                notifier=None if dry_run else SnsNotifier(factory.sns(), resources.topic_arn),
+                ledger=effects.ledger,
+                notifier=effects.notifier,
+                lease=effects.lease,
             )
             if as_json:
                 console.print_json(json.dumps(result.to_json()))
