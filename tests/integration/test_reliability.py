@@ -111,15 +111,17 @@ def test_ssm_unavailable_protects_running_instances(server_quick: ClientFactory)
 
 
 def test_two_sweeps_at_the_same_moment_act_on_no_resource_twice(factory: ClientFactory) -> None:
+    """The overlap is made, not hoped for: sweep A is held inside its lease while sweep B starts.
+
+    (Racing two threads instead would test moto, whose conditional put is not atomic across threads;
+    DynamoDB's is, and that atomicity is what the lease stands on.)
+    """
     account = seed_account(factory)
     sweep(factory, account.t0)
     results = []
-    start = threading.Barrier(2)
+    inside_lease, let_go = threading.Event(), threading.Event()
 
-    def one_sweep() -> None:
-        own = ClientFactory(boto3.Session(region_name="us-east-1"))
-        lease = DynamoDbLease(own.dynamodb(), stack_resources.LEDGER_TABLE)
-        start.wait()
+    def run_one(own: ClientFactory) -> None:
         results.append(
             run_sweep(
                 own,
@@ -127,15 +129,22 @@ def test_two_sweeps_at_the_same_moment_act_on_no_resource_twice(factory: ClientF
                 fixed_clock(account.after_grace()),
                 ledger=DynamoDbLedger(own.dynamodb(), stack_resources.LEDGER_TABLE),
                 notifier=InMemoryNotifier(),
-                lease=lease,
+                lease=DynamoDbLease(own.dynamodb(), stack_resources.LEDGER_TABLE),
             )
         )
 
-    threads = [threading.Thread(target=one_sweep) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def hold(**_: object) -> None:
+        inside_lease.set()
+        let_go.wait(30)
+
+    first = ClientFactory(boto3.Session(region_name="us-east-1"))
+    first.register("before-call.ec2.DescribeVolumes", hold)  # A's first read happens after it took the lease
+    holder = threading.Thread(target=run_one, args=(first,))
+    holder.start()
+    assert inside_lease.wait(30)
+    run_one(ClientFactory(boto3.Session(region_name="us-east-1")))  # B, at the same moment
+    let_go.set()
+    holder.join()
     acted = [r for r in results if r.decisions]
     idle = [r for r in results if not r.decisions]
     assert len(acted) == 1 and len(idle) == 1
