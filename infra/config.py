@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainctl.durations import format_duration
 from trainctl.errors import SettingsError
-from trainctl.settings import ENV_PREFIX, AgeGuardSettings, SweepSettings, describe_validation_error
+from trainctl.settings import ENV_PREFIX, AgeGuardSettings, CostSettings, SweepSettings, describe_validation_error
 
 CONTEXT_KEY = "trainctl"
 M = TypeVar("M", bound=BaseModel)
 # Set by the stack itself from the resources it creates; not deploy settings.
-STACK_OWNED = frozenset({"ledger_table", "topic_arn", "training_document", "account_id"})
+STACK_OWNED = frozenset({"ledger_table", "topic_arn", "training_document", "account_id", "price_table"})
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 
 
@@ -25,10 +25,11 @@ class DeployOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sweep_schedule: str = "rate(1 hour)"
+    cost_schedule: str = "rate(15 minutes)"
     log_retention_days: int = Field(default=90, ge=1)
     notification_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-    @field_validator("sweep_schedule")
+    @field_validator("sweep_schedule", "cost_schedule")
     @classmethod
     def _expression(cls, value: str) -> str:
         if not _SCHEDULE.match(value):
@@ -42,6 +43,7 @@ class DeployConfig(BaseModel):
     options: DeployOptions
     sweep: SweepSettings
     age_guard: AgeGuardSettings
+    cost: CostSettings
 
     def function_environment(self) -> dict[str, str]:
         """Every sweep setting, spelled out: what is deployed is visible and never drifts with defaults."""
@@ -49,6 +51,9 @@ class DeployConfig(BaseModel):
 
     def age_guard_environment(self) -> dict[str, str]:
         return _environment(self.age_guard)
+
+    def cost_environment(self) -> dict[str, str]:
+        return _environment(self.cost)
 
 
 def _environment(settings: BaseModel) -> dict[str, str]:
@@ -64,7 +69,10 @@ def _environment(settings: BaseModel) -> dict[str, str]:
         elif isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, dict):
-            text = json.dumps(value, sort_keys=True)
+            text = json.dumps(
+                {k: v.model_dump(exclude_none=True) if isinstance(v, BaseModel) else v for k, v in value.items()},
+                sort_keys=True,
+            )
         else:
             text = str(value)
         env[ENV_PREFIX + name.upper()] = text
@@ -77,9 +85,11 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     option_names = set(DeployOptions.model_fields)
     sweep_names = set(SweepSettings.model_fields) - STACK_OWNED
     age_names = set(AgeGuardSettings.model_fields) - STACK_OWNED
+    cost_names = set(CostSettings.model_fields) - STACK_OWNED
+    known = option_names | sweep_names | age_names | cost_names
     for key in raw:
-        if key not in option_names | sweep_names | age_names:
-            allowed = sorted(option_names | sweep_names | age_names)
+        if key not in known:
+            allowed = sorted(known)
             raise SettingsError(f"cdk.json context {CONTEXT_KEY}.{key}: unknown setting; known: {', '.join(allowed)}")
     if "regions" not in raw and default_region:
         raw["regions"] = [default_region]
@@ -88,6 +98,7 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
         options=_validated(DeployOptions, {k: v for k, v in flat.items() if k in option_names}),
         sweep=_validated(SweepSettings, {k: v for k, v in flat.items() if k in sweep_names}),
         age_guard=_validated(AgeGuardSettings, {k: v for k, v in flat.items() if k in age_names}),
+        cost=_validated(CostSettings, {k: v for k, v in flat.items() if k in cost_names}),
     )
 
 

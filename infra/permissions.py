@@ -114,3 +114,26 @@ def age_guard_statements(*, regions: Sequence[str], account: str, scope_tag: str
             },
         ),
     ]
+
+
+def cost_statements(*, regions: Sequence[str], pricing_region: str) -> list[iam.PolicyStatement]:
+    """Read-only: the inventory, spot price history and the Price List API, none of which take resource ARNs."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadInventoryAndSpotPrices",
+            actions=[
+                "ec2:DescribeInstances",
+                "ec2:DescribeVolumes",
+                "ec2:DescribeSnapshots",
+                "ec2:DescribeSpotPriceHistory",
+            ],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:RequestedRegion": list(regions)}},
+        ),
+        iam.PolicyStatement(
+            sid="ReadListPrices",
+            actions=["pricing:GetProducts"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:RequestedRegion": [pricing_region]}},
+        ),
+    ]

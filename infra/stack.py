@@ -19,8 +19,9 @@ from constructs import Construct
 from infra.age_guard import AgeGuard
 from infra.cleanup_sweep import CleanupSweep
 from infra.config import DeployConfig
+from infra.cost_alerts import CostAlerts
 from infra.layer import DomainLayer
-from infra.permissions import age_guard_statements, sweep_statements
+from infra.permissions import age_guard_statements, cost_statements, sweep_statements
 from trainctl import documents, stack_resources
 
 
@@ -48,6 +49,22 @@ class TrainctlStack(cdk.Stack):
             ),
             time_to_live_attribute="expires_at",
             removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        # Prices from the Price List API, shared by every run; DynamoDB's TTL retires them.
+        self.prices = dynamodb.Table(
+            self,
+            "Prices",
+            table_name=stack_resources.PRICE_TABLE,
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute="expires_at",
+            # A cache: it refills itself from the Price List API.
+            removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         self.topic = sns.Topic(
             self,
@@ -110,6 +127,33 @@ class TrainctlStack(cdk.Stack):
         ):
             self.age_guard.function.add_to_role_policy(statement)
 
+        cost_settings = config.cost
+        self.cost = CostAlerts(
+            self,
+            "CostAlerts",
+            layer=layer,
+            environment={
+                **config.cost_environment(),
+                "TRAINCTL_LEDGER_TABLE": self.ledger.table_name,
+                "TRAINCTL_TOPIC_ARN": self.topic.topic_arn,
+                "TRAINCTL_PRICE_TABLE": self.prices.table_name,
+            },
+            schedule_expression=config.options.cost_schedule,
+            failures=self.failures,
+            log_retention=_retention(config.options.log_retention_days),
+            topic=self.topic,
+            hourly_threshold_usd=cost_settings.hourly_threshold_usd,
+            daily_threshold_usd=cost_settings.daily_threshold_usd,
+        )
+        cost_function = self.cost.function
+        # History and alert state live in the ledger; the price table is the chain's shared cache.
+        self.ledger.grant(cost_function, "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem")
+        self.prices.grant(cost_function, "dynamodb:BatchGetItem", "dynamodb:PutItem")
+        self.key.grant(cost_function, "kms:Decrypt", "kms:GenerateDataKey")
+        self.topic.grant_publish(cost_function)
+        for statement in cost_statements(regions=cost_settings.regions, pricing_region=cost_settings.pricing_region):
+            cost_function.add_to_role_policy(statement)
+
         # Grants: the ledger and topic are written only here, EC2 only under the scope tag.
         function = self.cleanup.function
         # PutItem and DeleteItem also take and free the sweep's lease (conditional writes).
@@ -135,6 +179,8 @@ class TrainctlStack(cdk.Stack):
                     iam.ServicePrincipal("scheduler.amazonaws.com"),
                     iam.ServicePrincipal("lambda.amazonaws.com"),
                     iam.ServicePrincipal("sns.amazonaws.com"),
+                    # Alarm actions publish to the encrypted topic.
+                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
                 ],
                 resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": self.account}},
@@ -144,13 +190,14 @@ class TrainctlStack(cdk.Stack):
         cdk.CfnOutput(self, stack_resources.OUTPUT_LEDGER_TABLE, value=self.ledger.table_name)
         cdk.CfnOutput(self, stack_resources.OUTPUT_TOPIC_ARN, value=self.topic.topic_arn)
         cdk.CfnOutput(self, stack_resources.OUTPUT_TRAINING_DOCUMENT, value=stack_resources.TRAINING_DOCUMENT)
+        cdk.CfnOutput(self, stack_resources.OUTPUT_PRICE_TABLE, value=self.prices.table_name)
         cdk.CfnOutput(self, "DryRun", value=json.dumps(sweep_settings.dry_run))
 
         self._acknowledge_findings(sweep_settings.regions)
 
     def _acknowledge_findings(self, regions: tuple[str, ...]) -> None:
         """Every cdk-nag finding left standing, each with the reason it is acceptable."""
-        for capability in (self.cleanup, self.age_guard):
+        for capability in (self.cleanup, self.age_guard, self.cost):
             self._acknowledge_function_basics(capability.function, capability.role, capability.log_group)
         for region in regions:
             for kind, owner in (("instance", self.account), ("volume", self.account), ("snapshot", "")):
@@ -174,12 +221,13 @@ class TrainctlStack(cdk.Stack):
                     "Any new resource may need stamping; only the trainctl:created-at, created-by and owner keys "
                     "may be written, and the scope tag only where none is set.",
                 )
-        sweep_function_id = self.resolve(self.get_logical_id(_cfn(self.cleanup.function)))
-        acknowledge(
-            self,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{sweep_function_id}.Arn>:*]",
-            "The scheduler role CDK makes may invoke any version of this one function, nothing else.",
-        )
+        for scheduled in (self.cleanup.function, self.cost.function):
+            function_id = self.resolve(self.get_logical_id(_cfn(scheduled)))
+            acknowledge(
+                self,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+                "The scheduler role CDK makes may invoke any version of this one function, nothing else.",
+            )
         acknowledge(
             self.failures,
             "Serverless::Serverless-SQSRedrivePolicy",

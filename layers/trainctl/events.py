@@ -115,3 +115,40 @@ def parse_age_guard_event(event: object) -> CloudTrailApiCall | InstanceStateCha
         return parsed
     except REFUSALS as exc:
         raise InvalidEvent(f"age_guard refused the event: {exc}") from exc
+
+
+class CostRequest(BaseModel):
+    """What the cost schedule sends; an event may narrow the regions, nothing else."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Literal["cost_alerts"]
+    regions: tuple[str, ...] | None = Field(default=None, min_length=1)
+
+    @field_validator("regions")
+    @classmethod
+    def _region_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for region in value or ():
+            if not _REGION.match(region):
+                raise ValueError(f"{region!r} is not a region name")
+        return value
+
+
+def parse_cost_event(event: object) -> CostRequest | InstanceStateChange:
+    """A scheduled check, or an instance state change to record for accumulated cost."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"cost_alerts expects a JSON object, got {type(event).__name__}")
+    detail_type = event.get("detail-type")
+    try:
+        if detail_type == "EC2 Instance State-change Notification":
+            change: InstanceStateChange = parse(event=event, model=InstanceStateChange)
+            return change
+        if detail_type == "Scheduled Event":
+            parse(event=event, model=ScheduledEvent)
+            return CostRequest(task="cost_alerts")
+        if detail_type is not None:
+            raise InvalidEvent(f"cost_alerts does not handle detail-type {str(detail_type)[:80]!r}")
+        request: CostRequest = parse(event=event, model=CostRequest)
+        return request
+    except REFUSALS as exc:
+        raise InvalidEvent(f"cost_alerts refused the event: {exc}") from exc

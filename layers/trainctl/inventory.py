@@ -65,6 +65,9 @@ class Volume:
     snapshot_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     resource_type: ResourceType = "volume"
+    # Provisioned performance: gp3 pays above 3,000 IOPS and 125 MiB/s, io1/io2 for every IOPS.
+    iops: int | None = None
+    throughput_mibps: int | None = None
 
     @property
     def created(self) -> datetime:
@@ -174,6 +177,8 @@ def volume_from_api(region: str, raw: dict[str, Any]) -> Volume:
         ),
         snapshot_id=str(raw["SnapshotId"]) if raw.get("SnapshotId") else None,
         tags=tags.tag_map(raw.get("Tags")),
+        iops=int(raw["Iops"]) if raw.get("Iops") is not None else None,
+        throughput_mibps=int(raw["Throughput"]) if raw.get("Throughput") is not None else None,
     )
 
 

@@ -9,3 +9,7 @@ NAMESPACE = "trainctl"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+# The cost metrics the stack's CloudWatch alarms watch.
+BURN_RATE_METRIC = "BurnRateHourlyUSD"
+PROJECTION_METRIC = "ProjectedDailyUSD"

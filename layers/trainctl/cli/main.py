@@ -20,8 +20,10 @@ from trainctl import stack_resources
 from trainctl.aws import ClientFactory
 from trainctl.cleanup import SweepResult, effects_for, run_sweep
 from trainctl.clock import fixed_clock, parse_instant, system_clock
+from trainctl.cost_alerts import CostEffects, CostResult, has_price_list_api, price_book_for, run_cost_check
+from trainctl.cost_store import DynamoDbCostStore
 from trainctl.errors import TrainctlError
-from trainctl.settings import SweepSettings
+from trainctl.settings import CostSettings, SweepSettings
 
 app = typer.Typer(
     help="trainctl: a guardrail for ML training on AWS. Dry-run unless you say --enforce.",
@@ -106,6 +108,51 @@ def sweep(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command()
+def cost(
+    region: Annotated[list[str] | None, typer.Option("--region", help="Region to price; repeat for more.")] = None,
+    at: Annotated[str | None, typer.Option(help="Estimate at another ISO-8601 instant (accumulated cost).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Estimate the money burning now: per hour, per day, and per resource since it was made."""
+    try:
+        instant = parse_instant(at) if at else None
+    except ValueError as exc:
+        raise fail(f"--at {at!r} is not an ISO-8601 instant: {exc}", EXIT_USAGE) from exc
+    environ = dict(os.environ)
+    try:
+        settings = CostSettings.from_env(environ, regions=tuple(region) if region else None)
+        factory = ClientFactory()
+        if not region and "TRAINCTL_REGIONS" not in environ and factory.default_region:
+            settings = settings.model_copy(update={"regions": (factory.default_region,)})
+        result = cost_once(factory, settings, instant, environ)
+    except TrainctlError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        from trainctl.cli.render import print_cost
+
+        print_cost(console, result, "trainctl cost")
+
+
+def cost_once(
+    factory: ClientFactory, settings: CostSettings, at: datetime | None, environ: dict[str, str]
+) -> CostResult:
+    """A report: reads the price table and state history where the stack has them, and alerts nobody."""
+    resources = stack_resources.resolve(factory, environ, settings.regions)
+    clock = fixed_clock(at) if at else system_clock
+    if resources is not None:
+        settings = settings.model_copy(
+            update={"ledger_table": resources.ledger_table, "price_table": resources.price_table}
+        )
+    book = price_book_for(
+        factory, settings, clock, use_table=resources is not None, use_api=has_price_list_api(environ)
+    )
+    history = DynamoDbCostStore(factory.dynamodb(), settings.ledger_table) if resources is not None else None
+    return run_cost_check(factory, settings, clock, book, CostEffects(history=history))
+
+
 @dataclass
 class LocalContext:
     """What a Lambda context offers the handlers, for running them locally."""
@@ -149,6 +196,7 @@ def invoke_handler(function: str, event: Any) -> Any:
         os.environ.setdefault("TRAINCTL_LEDGER_TABLE", resources.ledger_table)
         os.environ.setdefault("TRAINCTL_TOPIC_ARN", resources.topic_arn)
         os.environ.setdefault("TRAINCTL_TRAINING_DOCUMENT", resources.training_document)
+        os.environ.setdefault("TRAINCTL_PRICE_TABLE", resources.price_table)
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "trainctl")
     module = load_handler(function)

@@ -1,4 +1,4 @@
-"""Readable terminal output for sweeps (rich tables); --json output never goes through here."""
+"""Readable terminal output for sweeps and cost reports (rich tables); --json output never goes through here."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trainctl.cleanup import SweepResult
+from trainctl.cost_alerts import CostResult
 
 _ACTION_STYLE = {
     "keep": "green",
@@ -47,5 +48,42 @@ def print_sweep(console: Console, result: SweepResult, title: str) -> None:
     )
     for warning in result.plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
+    for note in result.notes:
+        console.print(f"[dim]{note}[/]")
+
+
+def _usd(value: float | None, digits: int = 2) -> str:
+    return "[red]unpriced[/]" if value is None else f"${value:,.{digits}f}"
+
+
+def print_cost(console: Console, result: CostResult, title: str) -> None:
+    summary = result.to_json()
+    table = Table(title=title, title_justify="left")
+    for column in ("resource", "type", "region", "owner", "what", "per hour", "since made", "price source", "flags"):
+        table.add_column(column, overflow="fold")
+    for cost in result.resources:
+        table.add_row(
+            cost.resource_id,
+            cost.resource_type,
+            cost.region,
+            cost.owner,
+            cost.description,
+            _usd(cost.hourly_usd, 4),
+            _usd(cost.accumulated_usd),
+            cost.price_source,
+            ", ".join(cost.flags) or "-",
+        )
+    console.print(table)
+    console.print(
+        f"[bold]burning ${summary['hourly_usd']:,.2f}/hour, ${summary['daily_usd']:,.2f} over the next 24 hours[/] "
+        f"at {summary['at']}"
+        + ("" if summary["complete"] else f"; [red]{len(summary['unpriced'])} unpriced, so the totals are low[/]")
+    )
+    for breach in result.breaches:
+        console.print(f"[red]breach:[/] {breach.headline()}")
+    console.print(
+        f"[dim]price look-ups {summary['pricing']['lookups']}; "
+        f"price file as of {summary['pricing']['price_file_as_of']}[/]"
+    )
     for note in result.notes:
         console.print(f"[dim]{note}[/]")

@@ -1,0 +1,100 @@
+"""cost_alerts: every 15 minutes estimate the money burning now and alert on breaches; record state changes."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from trainctl.aws import ClientFactory
+from trainctl.clock import Clock, ensure_utc, format_instant, system_clock
+from trainctl.cost import Transition
+from trainctl.cost_alerts import CostResult, effects_for, has_price_list_api, price_book_for, run_cost_check
+from trainctl.cost_store import DynamoDbCostStore
+from trainctl.events import InstanceStateChange, InvalidEvent, parse_cost_event
+from trainctl.observability import BURN_RATE_METRIC, PROJECTION_METRIC, logger, metrics
+from trainctl.pricing import PriceBook
+from trainctl.settings import CostSettings
+
+tracer = Tracer()
+clock: Clock = system_clock  # integration tests step this
+
+
+@cache
+def deployed_settings() -> CostSettings:
+    return CostSettings.from_env(os.environ)
+
+
+@cache
+def client_factory() -> ClientFactory:
+    return ClientFactory()
+
+
+@cache
+def price_book() -> PriceBook:
+    """Built once per cold start: an unreadable price file fails here, and the memory cache stays warm."""
+    # Late-bound: tests step the module's clock after the book is built.
+    return price_book_for(
+        client_factory(),
+        deployed_settings(),
+        lambda: clock(),  # noqa: PLW0108
+        use_table=True,
+        use_api=has_price_list_api(os.environ),
+    )
+
+
+def emit_metrics(result: CostResult) -> None:
+    summary = result.to_json()
+    metrics.add_metric(name=BURN_RATE_METRIC, unit=MetricUnit.NoUnit, value=summary["hourly_usd"])
+    metrics.add_metric(name=PROJECTION_METRIC, unit=MetricUnit.NoUnit, value=summary["daily_usd"])
+    metrics.add_metric(name="UnpricedResources", unit=MetricUnit.Count, value=len(summary["unpriced"]))
+    metrics.add_metric(name="CostBreaches", unit=MetricUnit.Count, value=len(result.breaches))
+
+
+def record_state_change(change: InstanceStateChange, settings: CostSettings) -> dict[str, Any]:
+    region = change.region
+    if region not in settings.regions:
+        return {"status": "ignored", "reason": f"region {region} is not in TRAINCTL_REGIONS"}
+    at = ensure_utc(change.time)
+    store = DynamoDbCostStore(client_factory().dynamodb(), settings.ledger_table)
+    store.record(region, change.detail.instance_id, Transition(at, change.detail.state))
+    return {
+        "status": "recorded",
+        "instance_id": change.detail.instance_id,
+        "state": change.detail.state,
+        "at": format_instant(at),
+    }
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        parsed = parse_cost_event(event)
+    except InvalidEvent:
+        logger.exception("refused event")
+        raise
+    settings = deployed_settings()
+    if isinstance(parsed, InstanceStateChange):
+        outcome = record_state_change(parsed, settings)
+        logger.info("state change", extra=outcome)
+        return outcome
+    regions = parsed.regions or settings.regions
+    unknown = set(regions) - set(settings.regions)
+    if unknown:
+        raise InvalidEvent(f"regions {sorted(unknown)} are not in TRAINCTL_REGIONS {list(settings.regions)}")
+    effective = settings.model_copy(update={"regions": regions})
+    factory = client_factory()
+    result = run_cost_check(factory, effective, clock, price_book(), effects_for(factory, effective))
+    emit_metrics(result)
+    summary = result.to_json()
+    logger.info(
+        "cost check",
+        extra={k: summary[k] for k in ("hourly_usd", "daily_usd", "unpriced", "breaches", "alerts", "pricing")},
+    )
+    return summary

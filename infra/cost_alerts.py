@@ -1,0 +1,109 @@
+"""The cost capability: its function, its schedule, the state-change rule and the burn-rate alarms."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as targets
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.function import TrainctlFunction
+from trainctl.observability import BURN_RATE_METRIC, NAMESPACE, PROJECTION_METRIC, SERVICE
+
+RECORDED_STATES = ["running", "stopping", "stopped", "shutting-down", "terminated"]
+
+
+class CostAlerts(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        layer: lambda_.ILayerVersion,
+        environment: dict[str, str],
+        schedule_expression: str,
+        failures: sqs.IQueue,
+        log_retention: logs.RetentionDays,
+        topic: sns.ITopic,
+        hourly_threshold_usd: float,
+        daily_threshold_usd: float,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        handler = TrainctlFunction(
+            self,
+            "Estimate",
+            folder="cost_alerts",
+            description="trainctl cost alerts: the money burning now, from the live inventory",
+            layer=layer,
+            environment=environment,
+            failures=failures,
+            log_retention=log_retention,
+            timeout=cdk.Duration.minutes(5),
+            # Checks run every 15 minutes; a failed one is simply superseded by the next.
+            retry_attempts=0,
+        )
+        self.function, self.role, self.log_group = handler.function, handler.role, handler.log_group
+        self.schedule = scheduler.Schedule(
+            self,
+            "Schedule",
+            description="trainctl cost check",
+            schedule=scheduler.ScheduleExpression.expression(schedule_expression),
+            target=targets.LambdaInvoke(
+                self.function,
+                input=scheduler.ScheduleTargetInput.from_object({"task": "cost_alerts"}),
+                dead_letter_queue=failures,
+                retry_attempts=1,
+                max_event_age=cdk.Duration.minutes(15),
+            ),
+        )
+        # Running intervals give accumulated cost; without them it is a lower bound since the last start.
+        self.state_changes = events.Rule(
+            self,
+            "StateChanges",
+            description="trainctl cost: record instance running intervals",
+            event_pattern=events.EventPattern(
+                source=["aws.ec2"],
+                detail_type=["EC2 Instance State-change Notification"],
+                detail={"state": RECORDED_STATES},
+            ),
+            targets=[
+                events_targets.LambdaFunction(
+                    self.function, dead_letter_queue=failures, retry_attempts=4, max_event_age=cdk.Duration.hours(6)
+                )
+            ],
+        )
+        # Alarms on the published estimate, so the standard alarm routes (SNS, chat, paging) work too.
+        action = cloudwatch_actions.SnsAction(topic)
+        self.alarms = []
+        for alarm_id, metric_name, threshold, what in (
+            ("BurnRateAlarm", BURN_RATE_METRIC, hourly_threshold_usd, "burn rate in USD per hour"),
+            ("ProjectionAlarm", PROJECTION_METRIC, daily_threshold_usd, "24-hour cost projection in USD"),
+        ):
+            alarm = cloudwatch.Alarm(
+                self,
+                alarm_id,
+                alarm_description=f"trainctl: estimated {what} over {threshold:g}",
+                metric=cloudwatch.Metric(
+                    namespace=NAMESPACE,
+                    metric_name=metric_name,
+                    dimensions_map={"service": SERVICE},
+                    statistic="Maximum",
+                    period=cdk.Duration.minutes(15),
+                ),
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                # No estimate is no evidence of spending: a silent function is caught by its failure queue.
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+            self.alarms.append(alarm)
