@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint typecheck unit integration infra synth bench clean
+.PHONY: demo test lint typecheck unit integration infra synth bench prices clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ synth: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.sweep_scale
+
+# Regenerates the shipped price file from the AWS Price List Query API (needs AWS credentials).
+prices: $(VENV)/.cli
+	$(BIN)/python -m trainctl.price_file --region us-east-1 --region us-west-2 --region eu-west-1 \
+		--output layers/trainctl/data/prices.json
 
 clean:
 	rm -rf $(VENV) cdk.out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

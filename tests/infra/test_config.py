@@ -31,6 +31,10 @@ def test_the_shipped_cdk_json_is_valid_and_dry_run() -> None:
         ({"max_action_share": 3}, "trainctl.max_action_share"),
         ({"ledger_table": "mine"}, "trainctl.ledger_table"),
         ({"notification_email": "not-an-address"}, "trainctl.notification_email"),
+        ({"hourly_threshold_usd": 0}, "trainctl.hourly_threshold_usd"),
+        ({"owner_thresholds": {"bob": {"hourly": 5}}}, "trainctl.owner_thresholds"),
+        ({"cost_schedule": "often"}, "trainctl.cost_schedule"),
+        ({"price_table": "mine"}, "trainctl.price_table"),
     ],
 )
 def test_an_invalid_setting_names_itself(context: dict[str, object], named: str) -> None:
@@ -54,3 +58,16 @@ def test_app_exits_with_the_message_on_a_bad_setting(tmp_path: Path) -> None:
     )
     assert completed.returncode != 0
     assert "trainctl.min_age" in completed.stderr
+
+
+def test_cost_settings_reach_the_cost_function_spelled_out() -> None:
+    config = load_config(
+        {"hourly_threshold_usd": 80, "owner_thresholds": {"ml-team": {"daily_usd": 900}}, "regions": ["eu-west-1"]},
+        default_region="us-east-1",
+    )
+    environment = config.cost_environment()
+    assert environment["TRAINCTL_HOURLY_THRESHOLD_USD"] == "80.0"
+    assert environment["TRAINCTL_DAILY_THRESHOLD_USD"] == "100.0"
+    assert environment["TRAINCTL_REGIONS"] == "eu-west-1"
+    assert json.loads(environment["TRAINCTL_OWNER_THRESHOLDS"]) == {"ml-team": {"daily_usd": 900.0}}
+    assert "TRAINCTL_PRICE_TABLE" not in environment  # the stack sets it from the table it creates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import types
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from trainctl.cli.main import LocalContext, load_handler
 from trainctl.clock import fixed_clock, format_instant
 from trainctl.errors import SettingsError
 from trainctl.events import InvalidEvent
-from trainctl.pricing import load_price_file
+from trainctl.pricing import DynamoDbPriceTable, Price, load_price_file
 
 runner = CliRunner()
 
@@ -79,6 +79,30 @@ def test_scheduled_check_prices_the_fleet_from_the_chain(handler: types.ModuleTy
     # p4d.24xlarge is in neither the API (down) nor the file: unpriced, and not counted as $0.
     assert resource(result, account.fleet["llm-pretrain"])["hourly_usd"] is None
     assert account.fleet["llm-pretrain"] in result["unpriced"] and result["complete"] is False
+
+
+def test_a_warm_function_prices_from_memory(
+    handler: types.ModuleType, factory: ClientFactory, account: SeededAccount
+) -> None:
+    cold = run(handler, load_event("cost_alerts", "scheduled"), account.t0)
+    handler.clock = fixed_clock(account.t0 + timedelta(minutes=15))
+    warm = handler.lambda_handler(load_event("cost_alerts", "scheduled"), LocalContext(function_name="x"))
+    assert cold["pricing"]["lookups"].get("memory", 0) == 0
+    # Only what no link could price is looked up again (it may have become priceable), and the spot price
+    # that failed; everything else comes from memory.
+    assert set(warm["pricing"]["lookups"]) == {"memory", "spot-fallback", "unpriced"}
+    assert warm["pricing"]["lookups"]["memory"] == cold["pricing"]["lookups"]["file"]
+
+
+def test_price_table_shares_api_prices_and_ignores_expired_ones(factory: ClientFactory) -> None:
+    stack_resources.ensure_on_emulator(factory, ("us-east-1",))
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    table = DynamoDbPriceTable(factory.dynamodb(), stack_resources.PRICE_TABLE, fixed_clock(now))
+    fresh = Price.flat(1.006, "hour", "price-list-api", "2026-11-28T11:00:00Z")
+    table.put("instance|us-east-1|g5.xlarge", fresh, now + timedelta(days=7))
+    table.put("instance|us-east-1|t3.micro", fresh, now - timedelta(minutes=1))  # TTL not yet swept
+    found = table.get_many(["instance|us-east-1|g5.xlarge", "instance|us-east-1|t3.micro", "instance|x|y"])
+    assert found == {"instance|us-east-1|g5.xlarge": fresh}
 
 
 def test_breaches_reach_the_topic_once_not_on_every_run(

@@ -351,3 +351,34 @@ def test_a_missing_price_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_price_file_round_trips() -> None:
     shipped = load_price_file()
     assert PriceFile.from_json(shipped.to_json()) == shipped
+
+
+def test_price_file_generator_builds_a_loadable_file_and_leaves_out_what_it_cannot_price(tmp_path: Path) -> None:
+    from trainctl.price_file import build_price_file
+
+    keys = [
+        PriceKey("instance", "us-east-1", "g5.xlarge"),
+        PriceKey("instance", "us-east-1", "zz9.mega"),
+        PriceKey("iops", "us-east-1", "io2"),
+        PriceKey("snapshot", "us-east-1", "standard"),
+    ]
+    client = pricing_client()
+    stubber = Stubber(client)
+    for key in keys:
+        stubber.add_response(
+            "get_products",
+            {"PriceList": price_list.records_for(key.kind, key.name), "FormatVersion": "aws_v1"},
+            {"ServiceCode": "AmazonEC2", "Filters": ANY, "FormatVersion": "aws_v1", "MaxResults": 100},
+        )
+    with stubber:
+        generated, missing = build_price_file(
+            PriceListApi(client, limiter=NoWait(), clock=fixed_clock(AT)), keys, "2026-11-28"
+        )
+    assert len(missing) == 1 and "zz9.mega" in missing[0]
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps(generated.to_json()), encoding="utf-8")
+    loaded = load_price_file(str(path))
+    assert loaded.as_of == "2026-11-28"
+    assert loaded.price(keys[0]).cost(1) == 1.006 and loaded.price(keys[0]).origin == "price-file"
+    assert loaded.price(keys[2]).cost(40_000) == pytest.approx(32_000 * 0.065 + 8_000 * 0.0455)
+    assert loaded.price(keys[3]).cost(100) == pytest.approx(5.0)

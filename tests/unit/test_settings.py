@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from trainctl.errors import SettingsError
-from trainctl.settings import SweepSettings, age_guard_env_names, env_names
+from trainctl.settings import SweepSettings, age_guard_env_names, cost_env_names, env_names
 
 
 def test_defaults_are_safe() -> None:
@@ -51,7 +51,7 @@ def test_an_invalid_setting_is_a_clear_error_naming_it(variable: str, value: str
 
 def test_every_field_has_a_documented_variable() -> None:
     readme = (__import__("pathlib").Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [name for name in {*env_names(), *age_guard_env_names()} if name not in readme]
+    missing = [name for name in {*env_names(), *age_guard_env_names(), *cost_env_names()} if name not in readme]
     assert missing == []
 
 

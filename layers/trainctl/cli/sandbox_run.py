@@ -16,11 +16,13 @@ from trainctl import stack_resources, tags
 from trainctl.aws import ClientFactory
 from trainctl.cleanup import SweepResult, effects_for, run_sweep
 from trainctl.cli.main import invoke_handler
-from trainctl.cli.render import print_sweep
+from trainctl.cli.render import print_cost, print_sweep
 from trainctl.clock import fixed_clock, format_instant, system_clock
+from trainctl.cost_alerts import effects_for as cost_effects_for
+from trainctl.cost_alerts import price_book_for, run_cost_check
 from trainctl.observability import logger
 from trainctl.sandbox import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
-from trainctl.settings import SweepSettings
+from trainctl.settings import CostSettings, SweepSettings
 
 # Sandbox settings differ from the defaults only where the demo needs it, and say so.
 SANDBOX_SETTINGS = {
@@ -79,6 +81,53 @@ def replay_creation(console: Console, factory: ClientFactory, at: datetime) -> d
     return {"stamped-volume": volume_id, "stamped-instance": instances[0]}
 
 
+def subscribe_inbox(factory: ClientFactory, topic_arn: str) -> str:
+    """An SQS queue on the topic: what the topic received is what a subscriber would read."""
+    sqs = factory.client("sqs", SANDBOX_REGIONS[0])
+    queue_url: str = sqs.create_queue(QueueName="sandbox-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    factory.sns().subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    return queue_url
+
+
+def inbox_subjects(factory: ClientFactory, queue_url: str) -> list[str]:
+    sqs = factory.client("sqs", SANDBOX_REGIONS[0])
+    subjects = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            subjects.append(str(json.loads(message["Body"]).get("Subject", "")))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return subjects
+
+
+def cost_checks(
+    console: Console, factory: ClientFactory, environ: dict[str, str], topic_arn: str, at: datetime, *, as_json: bool
+) -> bool:
+    """What the fleet burns now; breaches reach the topic once, and a second check 15 minutes later is quiet."""
+    settings = CostSettings.from_env(environ).model_copy(update={"topic_arn": topic_arn})
+    inbox = subscribe_inbox(factory, topic_arn)
+    told: list[list[str]] = []
+    for step, offset in (("a", timedelta(0)), ("b", timedelta(minutes=15))):
+        clock = fixed_clock(at + offset)
+        # The same chain and effects as the cost_alerts handler; moto has no Price List API, so the file answers.
+        book = price_book_for(factory, settings, clock, use_table=True, use_api=False)
+        result = run_cost_check(factory, settings, clock, book, cost_effects_for(factory, settings))
+        if as_json:
+            console.print_json(json.dumps(result.to_json()))
+        elif step == "a":
+            print_cost(console, result, f"0b. cost: the money burning at {format_instant(at)}")
+        told.append(inbox_subjects(factory, inbox))
+        console.print(
+            f"[bold]cost check {step}[/] at {format_instant(at + offset)}: "
+            f"{len(result.breaches)} breaches, {len(told[-1])} message(s) on the topic"
+            + (f", {len(result.suppressed)} not repeated (cooldown)" if result.suppressed else "")
+        )
+        for subject in told[-1]:
+            console.print(f"  [red]sent:[/] {subject}")
+    console.print()
+    return bool(told[0]) and not told[1]
+
+
 def run_sandbox(console: Console, *, as_json: bool = False) -> int:
     started = time.monotonic()
     with moto_server() as endpoint:
@@ -130,6 +179,7 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
             return result
 
         fleet.ids.update(replay_creation(console, factory, t0 - timedelta(minutes=2)))
+        alerted_once = cost_checks(console, factory, environ, resources.topic_arn, t0, as_json=as_json)
         sweep("1. dry-run: what would happen (nothing is written)", dry_run=True)
         sweep("2. enforced: candidates are marked with trainctl:cleanup-after", dry_run=False)
         # Meanwhile someone puts a marked scratch volume back to use: the next sweep must unmark it.
@@ -162,4 +212,4 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
             )
         )
         failed = [d for d in last.decisions if d.outcome == "failed"]
-        return 1 if failed or len(persistent) != 2 else 0
+        return 1 if failed or len(persistent) != 2 or not alerted_once else 0
