@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint typecheck unit integration infra synth bench prices clean
+.PHONY: demo test lint typecheck unit integration infra synth bench prices workflows clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ synth: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.sweep_scale
+
+# Rewrites the state machine definitions shipped for emulators from what the stack synthesises.
+workflows: $(VENV)/.dev
+	CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=us-east-1 $(BIN)/python -m infra.export_workflows
 
 # Regenerates the shipped price file from the AWS Price List Query API (needs AWS credentials).
 prices: $(VENV)/.cli

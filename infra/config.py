@@ -12,12 +12,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trainctl.durations import format_duration
 from trainctl.errors import SettingsError
-from trainctl.settings import ENV_PREFIX, AgeGuardSettings, CostSettings, SweepSettings, describe_validation_error
+from trainctl.settings import (
+    ENV_PREFIX,
+    AgeGuardSettings,
+    CostSettings,
+    SpotSettings,
+    SweepSettings,
+    describe_validation_error,
+)
 
 CONTEXT_KEY = "trainctl"
 M = TypeVar("M", bound=BaseModel)
 # Set by the stack itself from the resources it creates; not deploy settings.
-STACK_OWNED = frozenset({"ledger_table", "topic_arn", "training_document", "account_id", "price_table"})
+STACK_OWNED = frozenset(
+    {
+        "ledger_table",
+        "topic_arn",
+        "training_document",
+        "account_id",
+        "price_table",
+        "spot_document",
+        "recovery_state_machine_arn",
+    }
+)
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 
 
@@ -44,6 +61,7 @@ class DeployConfig(BaseModel):
     sweep: SweepSettings
     age_guard: AgeGuardSettings
     cost: CostSettings
+    spot: SpotSettings
 
     def function_environment(self) -> dict[str, str]:
         """Every sweep setting, spelled out: what is deployed is visible and never drifts with defaults."""
@@ -54,6 +72,9 @@ class DeployConfig(BaseModel):
 
     def cost_environment(self) -> dict[str, str]:
         return _environment(self.cost)
+
+    def spot_environment(self) -> dict[str, str]:
+        return _environment(self.spot)
 
 
 def _environment(settings: BaseModel) -> dict[str, str]:
@@ -86,7 +107,8 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     sweep_names = set(SweepSettings.model_fields) - STACK_OWNED
     age_names = set(AgeGuardSettings.model_fields) - STACK_OWNED
     cost_names = set(CostSettings.model_fields) - STACK_OWNED
-    known = option_names | sweep_names | age_names | cost_names
+    spot_names = set(SpotSettings.model_fields) - STACK_OWNED
+    known = option_names | sweep_names | age_names | cost_names | spot_names
     for key in raw:
         if key not in known:
             allowed = sorted(known)
@@ -99,6 +121,7 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
         sweep=_validated(SweepSettings, {k: v for k, v in flat.items() if k in sweep_names}),
         age_guard=_validated(AgeGuardSettings, {k: v for k, v in flat.items() if k in age_names}),
         cost=_validated(CostSettings, {k: v for k, v in flat.items() if k in cost_names}),
+        spot=_validated(SpotSettings, {k: v for k, v in flat.items() if k in spot_names}),
     )
 
 

@@ -137,3 +137,52 @@ def cost_statements(*, regions: Sequence[str], pricing_region: str) -> list[iam.
             conditions={"StringEquals": {"aws:RequestedRegion": [pricing_region]}},
         ),
     ]
+
+
+def spot_statements(
+    *, regions: Sequence[str], account: str, scope_tag: str, document_arns: Sequence[str], state_machine_arn: str
+) -> list[iam.PolicyStatement]:
+    """Checkpoint, snapshot and keep, only for in-scope instances; start recovery, nothing else."""
+    instances = ec2_arns(regions, account, "instance")
+    return [
+        iam.PolicyStatement(
+            sid="ReadTheInstance",
+            actions=[
+                "ec2:DescribeInstances",
+                "ec2:DescribeVolumes",
+                "ec2:DescribeAvailabilityZones",
+                "ssm:GetCommandInvocation",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="CheckpointDocument",
+            actions=["ssm:SendCommand"],
+            resources=list(document_arns),
+        ),
+        iam.PolicyStatement(
+            sid="CheckpointInScopeInstances",
+            actions=["ssm:SendCommand"],
+            resources=instances,
+            conditions=in_scope_condition(scope_tag, key_prefix="ssm:resourceTag"),
+        ),
+        iam.PolicyStatement(
+            sid="SnapshotAndKeepInScopeInstances",
+            actions=["ec2:CreateSnapshots", "ec2:ModifyInstanceAttribute"],
+            resources=instances,
+            conditions=in_scope_condition(scope_tag),
+        ),
+        iam.PolicyStatement(
+            # CreateSnapshots also authorises on the instance's volumes and the new snapshots.
+            sid="SnapshotTheirVolumes",
+            actions=["ec2:CreateSnapshots"],
+            resources=[*ec2_arns(regions, account, "volume"), *ec2_arns(regions, account, "snapshot")],
+        ),
+        iam.PolicyStatement(
+            sid="TagNewSnapshotsOnly",
+            actions=["ec2:CreateTags"],
+            resources=ec2_arns(regions, account, "snapshot"),
+            conditions={"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}},
+        ),
+        iam.PolicyStatement(sid="StartRecovery", actions=["states:StartExecution"], resources=[state_machine_arn]),
+    ]

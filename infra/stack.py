@@ -21,7 +21,9 @@ from infra.cleanup_sweep import CleanupSweep
 from infra.config import DeployConfig
 from infra.cost_alerts import CostAlerts
 from infra.layer import DomainLayer
-from infra.permissions import age_guard_statements, cost_statements, sweep_statements
+from infra.permissions import age_guard_statements, cost_statements, spot_statements, sweep_statements
+from infra.spot_interruption import SpotInterruption
+from infra.spot_recovery import SpotRecovery
 from trainctl import documents, stack_resources
 
 
@@ -154,6 +156,57 @@ class TrainctlStack(cdk.Stack):
         for statement in cost_statements(regions=cost_settings.regions, pricing_region=cost_settings.pricing_region):
             cost_function.add_to_role_policy(statement)
 
+        spot_settings = config.spot
+        spot_documents = [
+            f"arn:aws:ssm:{region}:{self.account}:document/{stack_resources.SPOT_DOCUMENT}"
+            for region in spot_settings.regions
+        ]
+        self.recovery = SpotRecovery(
+            self,
+            "SpotRecovery",
+            topic=self.topic,
+            log_retention=_retention(config.options.log_retention_days),
+            document_arns=spot_documents,
+            regions=spot_settings.regions,
+            account=self.account,
+        )
+        self.spot = SpotInterruption(
+            self,
+            "SpotInterruption",
+            layer=layer,
+            environment={
+                **config.spot_environment(),
+                "TRAINCTL_LEDGER_TABLE": self.ledger.table_name,
+                "TRAINCTL_TOPIC_ARN": self.topic.topic_arn,
+                "TRAINCTL_SPOT_DOCUMENT": stack_resources.SPOT_DOCUMENT,
+                "TRAINCTL_RECOVERY_STATE_MACHINE_ARN": self.recovery.state_machine.state_machine_arn,
+            },
+            failures=self.failures,
+            log_retention=_retention(config.options.log_retention_days),
+        )
+        spot_function = self.spot.function
+        # The idempotency records (Powertools) and the interruption records share the ledger.
+        self.ledger.grant(
+            spot_function,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+        )
+        self.key.grant(spot_function, "kms:Decrypt", "kms:GenerateDataKey")
+        self.topic.grant_publish(spot_function)
+        self.topic.grant_publish(self.recovery.state_machine)
+        self.key.grant(self.recovery.state_machine, "kms:Decrypt", "kms:GenerateDataKey")
+        for statement in spot_statements(
+            regions=spot_settings.regions,
+            account=self.account,
+            scope_tag=spot_settings.scope_tag,
+            document_arns=spot_documents,
+            state_machine_arn=self.recovery.state_machine.state_machine_arn,
+        ):
+            spot_function.add_to_role_policy(statement)
+
         # Grants: the ledger and topic are written only here, EC2 only under the scope tag.
         function = self.cleanup.function
         # PutItem and DeleteItem also take and free the sweep's lease (conditional writes).
@@ -191,13 +244,16 @@ class TrainctlStack(cdk.Stack):
         cdk.CfnOutput(self, stack_resources.OUTPUT_TOPIC_ARN, value=self.topic.topic_arn)
         cdk.CfnOutput(self, stack_resources.OUTPUT_TRAINING_DOCUMENT, value=stack_resources.TRAINING_DOCUMENT)
         cdk.CfnOutput(self, stack_resources.OUTPUT_PRICE_TABLE, value=self.prices.table_name)
+        cdk.CfnOutput(
+            self, stack_resources.OUTPUT_RECOVERY_STATE_MACHINE, value=self.recovery.state_machine.state_machine_arn
+        )
         cdk.CfnOutput(self, "DryRun", value=json.dumps(sweep_settings.dry_run))
 
         self._acknowledge_findings(sweep_settings.regions)
 
     def _acknowledge_findings(self, regions: tuple[str, ...]) -> None:
         """Every cdk-nag finding left standing, each with the reason it is acceptable."""
-        for capability in (self.cleanup, self.age_guard, self.cost):
+        for capability in (self.cleanup, self.age_guard, self.cost, self.spot):
             self._acknowledge_function_basics(capability.function, capability.role, capability.log_group)
         for region in regions:
             for kind, owner in (("instance", self.account), ("volume", self.account), ("snapshot", "")):
@@ -221,6 +277,41 @@ class TrainctlStack(cdk.Stack):
                     "Any new resource may need stamping; only the trainctl:created-at, created-by and owner keys "
                     "may be written, and the scope tag only where none is set.",
                 )
+        for region in regions:
+            for arn in (
+                f"arn:aws:ec2:{region}:{self.account}:instance/*",
+                f"arn:aws:ec2:{region}:{self.account}:volume/*",
+                f"arn:aws:ec2:{region}::snapshot/*",
+            ):
+                acknowledge(
+                    self.spot.role,
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                    "A spot warning may come for any instance: SendCommand, CreateSnapshots and "
+                    "ModifyInstanceAttribute are conditioned on the instance's scope tag; volumes and new snapshots "
+                    "are reached only through CreateSnapshots of such an instance, and tags only on creation.",
+                )
+            acknowledge(
+                self.recovery.role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{self.account}:instance/*]",
+                "The resume command goes to the instance the workflow just launched, through trainctl's document.",
+            )
+        recovery_role = self.recovery.role
+        acknowledge(
+            recovery_role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "RunInstances and DescribeInstances take no instance ARN before it exists; TerminateInstances and "
+            "ModifyInstanceAttribute are denied on anything not tagged trainctl:recovered-from by this workflow.",
+        )
+        acknowledge(
+            recovery_role,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:iam::{self.account}:role/*]",
+            "The launch template names the instance profile; PassRole is limited to EC2 as the receiving service.",
+        )
+        acknowledge(
+            recovery_role,
+            "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "CDK's grant to publish to the KMS-encrypted topic; limited to trainctl's own key.",
+        )
         for scheduled in (self.cleanup.function, self.cost.function):
             function_id = self.resolve(self.get_logical_id(_cfn(scheduled)))
             acknowledge(

@@ -170,25 +170,7 @@ class SweepExecutor:
 
     @staticmethod
     def _keep_persistent_volumes(ec2: EC2Client, decision: Decision) -> bool:
-        """Clear DeleteOnTermination on every persistent volume, then read it back; all or nothing."""
-        try:
-            ec2.modify_instance_attribute(
-                InstanceId=decision.resource_id,
-                BlockDeviceMappings=[
-                    {"DeviceName": device, "Ebs": {"DeleteOnTermination": False}} for _, device in decision.keep_volumes
-                ],
-            )
-            reservations = ec2.describe_instances(InstanceIds=[decision.resource_id])["Reservations"]
-        except ClientError:
-            return False
-        wanted = {volume_id for volume_id, _ in decision.keep_volumes}
-        for reservation in reservations:
-            for instance in reservation["Instances"]:
-                for mapping in instance.get("BlockDeviceMappings", []):
-                    ebs: Any = mapping.get("Ebs", {})
-                    if ebs.get("VolumeId") in wanted and ebs.get("DeleteOnTermination", True):
-                        return False
-        return True
+        return keep_volumes(ec2, decision.resource_id, decision.keep_volumes)
 
     def _verify(self, requested: Sequence[Decision], by_id: dict[str, Decision]) -> None:
         """Re-read what was acted on: a request that did not take effect is reported as failed."""
@@ -243,3 +225,25 @@ class SweepExecutor:
                     for snapshot in snapshot_page["Snapshots"]:
                         states[snapshot["SnapshotId"]] = snapshot["State"]
         return states
+
+
+def keep_volumes(ec2: EC2Client, instance_id: str, volumes: Sequence[tuple[str, str]]) -> bool:
+    """Clear DeleteOnTermination on each (volume id, device), then read it back; all or nothing."""
+    try:
+        ec2.modify_instance_attribute(
+            InstanceId=instance_id,
+            BlockDeviceMappings=[
+                {"DeviceName": device, "Ebs": {"DeleteOnTermination": False}} for _, device in volumes
+            ],
+        )
+        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    except ClientError:
+        return False
+    wanted = {volume_id for volume_id, _ in volumes}
+    for reservation in reservations:
+        for instance in reservation["Instances"]:
+            for mapping in instance.get("BlockDeviceMappings", []):
+                ebs: Any = mapping.get("Ebs", {})
+                if ebs.get("VolumeId") in wanted and ebs.get("DeleteOnTermination", True):
+                    return False
+    return True

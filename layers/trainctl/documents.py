@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any
 
 TRAINING_CHECK = "training_check"
+SPOT_CHECKPOINT = "spot_checkpoint"
 
 
 def load(name: str) -> dict[str, Any]:

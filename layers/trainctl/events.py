@@ -152,3 +152,49 @@ def parse_cost_event(event: object) -> CostRequest | InstanceStateChange:
         return request
     except REFUSALS as exc:
         raise InvalidEvent(f"cost_alerts refused the event: {exc}") from exc
+
+
+class SpotWarningDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
+    instance_action: Literal["terminate", "stop", "hibernate"] = Field(alias="instance-action")
+
+
+class SpotInterruptionWarning(EventBridgeModel):
+    detail_type: Literal["EC2 Spot Instance Interruption Warning"] = Field(alias="detail-type")
+    source: Literal["aws.ec2"]
+    detail: SpotWarningDetail
+
+
+class RebalanceDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
+
+
+class RebalanceRecommendation(EventBridgeModel):
+    detail_type: Literal["EC2 Instance Rebalance Recommendation"] = Field(alias="detail-type")
+    source: Literal["aws.ec2"]
+    detail: RebalanceDetail
+
+
+SpotEvent = SpotInterruptionWarning | RebalanceRecommendation | InstanceStateChange
+_SPOT_MODELS: dict[str, type[SpotInterruptionWarning] | type[RebalanceRecommendation] | type[InstanceStateChange]] = {
+    "EC2 Spot Instance Interruption Warning": SpotInterruptionWarning,
+    "EC2 Instance Rebalance Recommendation": RebalanceRecommendation,
+    "EC2 Instance State-change Notification": InstanceStateChange,
+}
+
+
+def parse_spot_event(event: object) -> SpotEvent:
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"spot_interruption expects a JSON object, got {type(event).__name__}")
+    model = _SPOT_MODELS.get(str(event.get("detail-type")))
+    if model is None:
+        raise InvalidEvent(f"spot_interruption does not handle detail-type {str(event.get('detail-type'))[:80]!r}")
+    try:
+        parsed: SpotEvent = parse(event=event, model=model)
+        return parsed
+    except REFUSALS as exc:
+        raise InvalidEvent(f"spot_interruption refused the event: {exc}") from exc

@@ -40,6 +40,8 @@ class Instance:
     block_devices: tuple[BlockDevice, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     resource_type: ResourceType = "instance"
+    root_device_name: str = ""
+    state_reason: str = ""  # EC2's StateReason code, e.g. Server.SpotInstanceTermination
 
     @property
     def created(self) -> datetime:
@@ -155,6 +157,8 @@ def instance_from_api(region: str, raw: dict[str, Any]) -> Instance:
         stopped_since=_stopped_since(raw.get("StateTransitionReason")) if state == "stopped" else None,
         block_devices=devices,
         tags=tags.tag_map(raw.get("Tags")),
+        root_device_name=str(raw.get("RootDeviceName", "")),
+        state_reason=str(raw.get("StateReason", {}).get("Code", "")),
     )
 
 

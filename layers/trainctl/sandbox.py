@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -216,7 +218,7 @@ def moto_server() -> Iterator[str]:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per call drowns the report
 
-    saved = {key: os.environ.get(key) for key in [*SANDBOX_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE"]}
+    saved = {key: os.environ.get(key) for key in [*SANDBOX_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE", "MOTO_PORT"]}
     os.environ.update(SANDBOX_ENV)
     os.environ.pop("AWS_PROFILE", None)
     port = free_loopback_port()
@@ -224,6 +226,12 @@ def moto_server() -> Iterator[str]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     os.environ["AWS_ENDPOINT_URL"] = endpoint
+    # moto's Step Functions interpreter runs the definitions, calling back into this server.
+    os.environ["MOTO_PORT"] = str(port)
+    enable = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
+    urllib.request.urlopen(  # noqa: S310 - a loopback URL this function just built
+        urllib.request.Request(f"{endpoint}/moto-api/config", data=enable, method="POST"), timeout=10
+    ).close()
     try:
         yield endpoint
     finally:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainctl import tags
 from trainctl.durations import InvalidDuration, parse_duration
@@ -261,3 +261,82 @@ class CostSettings(BaseModel):
 
 def cost_env_names() -> list[str]:
     return [ENV_PREFIX + name.upper() for name in CostSettings.model_fields]
+
+
+_HOOK = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/=]*)?$")
+
+
+class SpotSettings(BaseModel):
+    """What spot_interruption needs: the checkpoint command, what to save, and recovery."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    regions: tuple[str, ...] = Field(default=("us-east-1",), min_length=1)
+    scope_tag: str = tags.MANAGED
+    spot_document: str = "trainctl-spot-checkpoint"
+    spot_signal: Literal["SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT", "NONE"] = "SIGUSR1"
+    training_pid_file: str = "/var/run/trainctl/training.pid"
+    # The only hook names ever sent; a trainctl:checkpoint-hook tag may choose among them, nothing more.
+    spot_hooks: tuple[str, ...] = ("default",)
+    spot_default_hook: str = "default"
+    spot_resume_hook: str = "default"
+    spot_checkpoint_dir: str = "/opt/trainctl/checkpoints"
+    # Checkpoints are synced to <prefix>/<instance id>/; unset skips the sync.
+    spot_checkpoint_s3_uri: str | None = None
+    # How long to let the checkpoint run before the snapshot starts; capped by the two-minute window.
+    spot_checkpoint_wait: timedelta = timedelta(seconds=30)
+    spot_rebalance_action: Literal["checkpoint", "all"] = "checkpoint"
+    recovery_state_machine_arn: str | None = None
+    recovery_max_attempts: int = Field(default=3, ge=1, le=10)
+    ledger_table: str = "trainctl-ledger"
+    topic_arn: str | None = None
+
+    _durations = field_validator("spot_checkpoint_wait", mode="before")(_duration)
+    _lists = field_validator("regions", "spot_hooks", mode="before")(_csv)
+    _known_region_shape = field_validator("regions")(_region_names)
+
+    @field_validator("spot_hooks")
+    @classmethod
+    def _hook_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for hook in value:
+            if not _HOOK.match(hook):
+                raise ValueError(f"{hook!r} is not a hook name (lowercase letters, digits, _ and -)")
+        return value
+
+    @field_validator("training_pid_file", "spot_checkpoint_dir")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not _PID_FILE.match(value):
+            raise ValueError(f"{value!r} must be an absolute path of letters, digits and _ . - /")
+        return value
+
+    @field_validator("spot_checkpoint_s3_uri")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value is not None and not _S3_URI.match(value):
+            raise ValueError(f"{value!r} is not an s3://bucket/prefix URI")
+        return value
+
+    @model_validator(mode="after")
+    def _hooks_are_configured(self) -> SpotSettings:
+        for name, hook in (("spot_default_hook", self.spot_default_hook), ("spot_resume_hook", self.spot_resume_hook)):
+            if hook not in self.spot_hooks:
+                raise ValueError(f"{name} {hook!r} is not in spot_hooks {list(self.spot_hooks)}")
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SpotSettings:
+        values = {
+            name: environ[ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if environ.get(ENV_PREFIX + name.upper(), "") != ""
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
+
+
+def spot_env_names() -> list[str]:
+    return [ENV_PREFIX + name.upper() for name in SpotSettings.model_fields]

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from trainctl import documents
+from trainctl import documents, workflows
 from trainctl.aws import ClientFactory, access_error, error_code
 
 STACK_NAME = "Trainctl"
@@ -17,11 +17,16 @@ LEDGER_TABLE = "trainctl-ledger"
 SWEEP_TOPIC = "trainctl-sweep"
 TRAINING_DOCUMENT = "trainctl-training-check"
 PRICE_TABLE = "trainctl-prices"
+SPOT_DOCUMENT = "trainctl-spot-checkpoint"
+RECOVERY_STATE_MACHINE = "trainctl-spot-recovery"
+EMULATOR_ACCOUNT = "123456789012"  # moto's default account
+DOCUMENTS = {TRAINING_DOCUMENT: documents.TRAINING_CHECK, SPOT_DOCUMENT: documents.SPOT_CHECKPOINT}
 
 OUTPUT_LEDGER_TABLE = "LedgerTableName"
 OUTPUT_TOPIC_ARN = "SweepTopicArn"
 OUTPUT_TRAINING_DOCUMENT = "TrainingCheckDocumentName"
 OUTPUT_PRICE_TABLE = "PriceTableName"
+OUTPUT_RECOVERY_STATE_MACHINE = "RecoveryStateMachineArn"
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class StackResources:
     training_document: str
     origin: str  # "emulator" or "stack"
     price_table: str = PRICE_TABLE
+    recovery_state_machine: str | None = None
 
 
 def is_emulator(environ: Mapping[str, str]) -> bool:
@@ -42,16 +48,35 @@ def ensure_on_emulator(factory: ClientFactory, regions: tuple[str, ...]) -> Stac
     _ensure_table(factory, LEDGER_TABLE, with_sort_key=True)
     _ensure_table(factory, PRICE_TABLE, with_sort_key=False)
     topic_arn = factory.sns().create_topic(Name=SWEEP_TOPIC)["TopicArn"]  # idempotent by name
-    content = json.dumps(documents.load(documents.TRAINING_CHECK))
     for region in regions:
         ssm = factory.ssm(region)
-        try:
-            ssm.describe_document(Name=TRAINING_DOCUMENT)
-        except ClientError as exc:
-            if error_code(exc) != "InvalidDocument":
-                raise access_error("DescribeDocument", exc) from exc
-            ssm.create_document(Name=TRAINING_DOCUMENT, Content=content, DocumentType="Command", DocumentFormat="JSON")
-    return StackResources(LEDGER_TABLE, topic_arn, TRAINING_DOCUMENT, origin="emulator")
+        for name, document in DOCUMENTS.items():
+            try:
+                ssm.describe_document(Name=name)
+            except ClientError as exc:
+                if error_code(exc) != "InvalidDocument":
+                    raise access_error("DescribeDocument", exc) from exc
+                content = json.dumps(documents.load(document))
+                ssm.create_document(Name=name, Content=content, DocumentType="Command", DocumentFormat="JSON")
+    recovery = _ensure_state_machine(factory, RECOVERY_STATE_MACHINE, workflows.SPOT_RECOVERY)
+    return StackResources(
+        LEDGER_TABLE, topic_arn, TRAINING_DOCUMENT, origin="emulator", recovery_state_machine=recovery
+    )
+
+
+def _ensure_state_machine(factory: ClientFactory, name: str, workflow: str) -> str:
+    """The exact definition the stack synthesises, created once; an emulator takes any role."""
+    sfn = factory.client("stepfunctions")
+    for machine in sfn.list_state_machines().get("stateMachines", []):
+        if machine["name"] == name:
+            return str(machine["stateMachineArn"])
+    created = sfn.create_state_machine(
+        name=name,
+        definition=workflows.load(workflow),
+        roleArn=f"arn:aws:iam::{EMULATOR_ACCOUNT}:role/{name}",
+        type="STANDARD",
+    )
+    return str(created["stateMachineArn"])
 
 
 def _ensure_table(factory: ClientFactory, name: str, *, with_sort_key: bool) -> None:
@@ -88,6 +113,7 @@ def find_deployed(factory: ClientFactory) -> StackResources | None:
             outputs[OUTPUT_TRAINING_DOCUMENT],
             origin="stack",
             price_table=outputs[OUTPUT_PRICE_TABLE],
+            recovery_state_machine=outputs.get(OUTPUT_RECOVERY_STATE_MACHINE),
         )
     except KeyError:
         return None

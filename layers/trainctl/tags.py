@@ -14,6 +14,12 @@ CLEANUP_AFTER = "trainctl:cleanup-after"
 ROLE = "trainctl:role"
 PREWARMED_FROM = "trainctl:prewarmed-from"
 PREWARMED_AT = "trainctl:prewarmed-at"
+# Spot: ask for recovery, choose a checkpoint hook (by name, from the configured set), and mark what was saved.
+RECOVER = "trainctl:recover"
+CHECKPOINT_HOOK = "trainctl:checkpoint-hook"
+SPOT_INSTANCE = "trainctl:spot-instance"
+INTERRUPTION = "trainctl:interruption"
+RECOVERED_FROM = "trainctl:recovered-from"
 
 PREWARM_WORKER_ROLE = "prewarm-worker"
 

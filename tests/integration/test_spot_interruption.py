@@ -1,0 +1,459 @@
+"""Spot interruptions under moto: checkpoint first, snapshots, persistence, once per warning; recovery and refusals.
+
+The recovery workflow is the definition the stack synthesises (tests/infra holds the two equal), run on
+moto's Step Functions interpreter; failures are injected into the workflow's own SDK calls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.conftest import load_event
+from tests.integration.fleet import messages
+from trainctl import stack_resources, tags
+from trainctl.aws import ClientFactory
+from trainctl.cli.main import LocalContext, load_handler
+from trainctl.clock import format_instant
+from trainctl.events import InvalidEvent
+
+REGION = "us-east-1"
+WARNED_AT = datetime(2026, 11, 28, 8, 22, tzinfo=UTC)
+
+
+@dataclass
+class SpotFleet:
+    trainer: str
+    persistent_volume: str
+    scratch_volume: str
+    on_demand: str
+    out_of_scope: str
+    no_template: str
+    queue_url: str
+    topic_arn: str
+    state_machine: str
+
+
+@pytest.fixture
+def factory() -> Iterator[ClientFactory]:
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        yield ClientFactory(boto3.Session(region_name=REGION))
+
+
+def launch(ec2: Any, *, spot: bool, labels: dict[str, str], template: str | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}
+    if template:
+        extra["LaunchTemplate"] = {"LaunchTemplateId": template, "Version": "1"}
+    else:
+        extra.update(ImageId="ami-0abcdef1234567890", InstanceType="g5.xlarge")
+    instance: dict[str, Any] = ec2.run_instances(
+        MinCount=1,
+        MaxCount=1,
+        Placement={"AvailabilityZone": f"{REGION}a"},
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "DeleteOnTermination": True}},
+            {"DeviceName": "/dev/sdg", "Ebs": {"VolumeSize": 50, "DeleteOnTermination": True}},
+        ],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in labels.items()]}],
+        **extra,
+    )["Instances"][0]
+    return instance
+
+
+@pytest.fixture
+def fleet(factory: ClientFactory) -> SpotFleet:
+    resources = stack_resources.ensure_on_emulator(factory, (REGION,))
+    sqs = factory.client("sqs", REGION)
+    queue_url = sqs.create_queue(QueueName="owners")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    factory.sns().subscribe(TopicArn=resources.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    ec2 = factory.ec2(REGION)
+    template = ec2.create_launch_template(
+        LaunchTemplateName="trainer",
+        LaunchTemplateData={"ImageId": "ami-0abcdef1234567890", "InstanceType": "g5.xlarge"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    managed = {tags.MANAGED: "true", tags.OWNER: "carol"}
+    trainer = launch(
+        ec2, spot=True, template=template, labels={**managed, tags.RECOVER: "true", tags.CHECKPOINT_HOOK: "fast"}
+    )
+    volumes = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in trainer["BlockDeviceMappings"]}
+    ec2.create_tags(Resources=[volumes["/dev/sdf"]], Tags=[{"Key": tags.PERSISTENT, "Value": "true"}])
+    assert resources.recovery_state_machine is not None
+    return SpotFleet(
+        trainer=trainer["InstanceId"],
+        persistent_volume=volumes["/dev/sdf"],
+        scratch_volume=volumes["/dev/sdg"],
+        on_demand=launch(ec2, spot=False, labels=managed)["InstanceId"],
+        out_of_scope=launch(ec2, spot=True, labels={tags.OWNER: "dave"})["InstanceId"],
+        no_template=launch(ec2, spot=True, labels={**managed, tags.RECOVER: "true"})["InstanceId"],
+        queue_url=queue_url,
+        topic_arn=resources.topic_arn,
+        state_machine=resources.recovery_state_machine,
+    )
+
+
+@pytest.fixture
+def handler(
+    factory: ClientFactory, fleet: SpotFleet, sent: SentCommands, monkeypatch: pytest.MonkeyPatch
+) -> types.ModuleType:
+    monkeypatch.setenv("TRAINCTL_REGIONS", REGION)
+    monkeypatch.setenv("TRAINCTL_TOPIC_ARN", fleet.topic_arn)
+    monkeypatch.setenv("TRAINCTL_SPOT_HOOKS", "default,fast,resume")
+    monkeypatch.setenv("TRAINCTL_SPOT_RESUME_HOOK", "resume")
+    monkeypatch.setenv("TRAINCTL_SPOT_CHECKPOINT_S3_URI", "s3://team-checkpoints/runs")
+    monkeypatch.setenv("TRAINCTL_RECOVERY_STATE_MACHINE_ARN", fleet.state_machine)
+    module = load_handler("spot_interruption")
+    monkeypatch.setattr(module, "client_factory", lambda: factory)
+    module.clock = lambda: WARNED_AT + timedelta(seconds=5)
+    module.sleep = lambda _: None
+    return module
+
+
+def invoke(handler: types.ModuleType, event: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = handler.lambda_handler(event, LocalContext(function_name="trainctl-spot_interruption"))
+    return result
+
+
+def spot_event(case: str, instance_id: str, **changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = load_event("spot_interruption", case)
+    text = json.dumps(event).replace("i-0000000000000000a", instance_id)
+    event = json.loads(text)
+    event.update(changes)
+    return event
+
+
+class SentCommands:
+    """Every SendCommand as sent, by trainctl and by the workflow (moto's own record lists every instance)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def __call__(self, params: dict[str, Any], **_: Any) -> None:
+        self.sent.append(dict(params))
+
+
+@pytest.fixture
+def sent(factory: ClientFactory) -> Iterator[SentCommands]:
+    recorder = SentCommands()
+    factory.register("provide-client-params.ssm.SendCommand", recorder)
+    boto3._get_default_session().events.register("provide-client-params.ssm.SendCommand", recorder)
+    yield recorder
+    boto3._get_default_session().events.unregister("provide-client-params.ssm.SendCommand", recorder)
+
+
+def spot_snapshots(factory: ClientFactory, instance_id: str) -> list[dict[str, Any]]:
+    found = factory.ec2(REGION).describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": f"tag:{tags.SPOT_INSTANCE}", "Values": [instance_id]}]
+    )["Snapshots"]
+    return list(found)
+
+
+def delete_on_termination(factory: ClientFactory, instance_id: str) -> dict[str, bool]:
+    described = factory.ec2(REGION).describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return {m["Ebs"]["VolumeId"]: m["Ebs"]["DeleteOnTermination"] for m in described["BlockDeviceMappings"]}
+
+
+# ---------------------------------------------------------------------------------------------------- warnings
+
+
+def test_a_warning_checkpoints_then_snapshots_then_keeps_persistent_data(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, sent: SentCommands
+) -> None:
+    event = spot_event("warning", fleet.trainer)
+    result = invoke(handler, event)
+    assert result["status"] == "handled"
+    assert [s["step"] for s in result["steps"]] == [
+        "checkpoint-command",
+        "checkpoint-wait",
+        "snapshot",
+        "keep-persistent",
+        "ledger",
+        "notify",
+    ]
+    assert all(s["outcome"] == "done" for s in result["steps"]), result["steps"]
+
+    assert len(sent.sent) == 1
+    assert sent.sent[0]["DocumentName"] == stack_resources.SPOT_DOCUMENT
+    assert sent.sent[0]["InstanceIds"] == [fleet.trainer]
+    assert sent.sent[0]["Parameters"] == {
+        "Mode": ["checkpoint"],
+        "Signal": ["SIGUSR1"],
+        "PidFile": ["/var/run/trainctl/training.pid"],
+        "Hook": ["fast"],  # chosen by the tag, from the configured set
+        "CheckpointDir": ["/opt/trainctl/checkpoints"],
+        "S3Uri": [f"s3://team-checkpoints/runs/{fleet.trainer}/"],
+    }
+
+    snapshots = spot_snapshots(factory, fleet.trainer)
+    assert {s["VolumeId"] for s in snapshots} == {fleet.persistent_volume, fleet.scratch_volume}
+    for snapshot in snapshots:
+        labels = {t["Key"]: t["Value"] for t in snapshot["Tags"]}
+        assert labels[tags.INTERRUPTION] == event["id"] and labels[tags.MANAGED] == "true"
+        assert labels[tags.OWNER] == "carol"
+
+    kept = delete_on_termination(factory, fleet.trainer)
+    assert kept[fleet.persistent_volume] is False  # persistent: now outlives the instance
+    assert kept[fleet.scratch_volume] is True  # scratch: its snapshot is enough
+    assert result["kept_volumes"] == [fleet.persistent_volume]
+
+    told = messages(factory, fleet.queue_url)
+    assert len(told) == 1
+    assert told[0]["MessageAttributes"]["owner"]["Value"] == "carol"
+    assert "checkpoint-command: done" in told[0]["Message"] and "took" in told[0]["Message"]
+
+
+def test_a_repeated_warning_leads_to_one_set_of_actions(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, sent: SentCommands
+) -> None:
+    event = spot_event("warning", fleet.trainer)
+    first = invoke(handler, event)
+    again = invoke(handler, event)
+    assert again == first
+    assert len(sent.sent) == 1
+    assert len(spot_snapshots(factory, fleet.trainer)) == 2
+    assert len(messages(factory, fleet.queue_url)) == 1
+
+
+def test_a_rebalance_recommendation_only_checkpoints(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, sent: SentCommands
+) -> None:
+    result = invoke(handler, spot_event("rebalance", fleet.trainer))
+    assert result["status"] == "handled" and result["kind"] == "rebalance"
+    assert len(sent.sent) == 1
+    assert spot_snapshots(factory, fleet.trainer) == []
+    assert delete_on_termination(factory, fleet.trainer)[fleet.persistent_volume] is True
+    # The warning that follows is a different event: it does the rest.
+    warned = invoke(handler, spot_event("warning", fleet.trainer))
+    assert warned["status"] == "handled" and len(spot_snapshots(factory, fleet.trainer)) == 2
+
+
+def test_a_hook_a_tag_asks_for_must_be_configured(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, sent: SentCommands
+) -> None:
+    factory.ec2(REGION).create_tags(
+        Resources=[fleet.trainer], Tags=[{"Key": tags.CHECKPOINT_HOOK, "Value": "rm -rf /; curl evil"}]
+    )
+    result = invoke(handler, spot_event("warning", fleet.trainer))
+    assert sent.sent[0]["Parameters"]["Hook"] == ["default"]
+    assert any("is not a configured hook" in note for note in result["notes"])
+
+
+def test_without_ssm_the_data_is_still_saved(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet
+) -> None:
+    from tests.integration.faults import Faults
+
+    faults = Faults(factory)
+    faults.fail("SendCommand", code="InvalidInstanceId", status=400, times=None)
+    result = invoke(handler, spot_event("warning", fleet.trainer))
+    outcomes = {s["step"]: s["outcome"] for s in result["steps"]}
+    assert outcomes["checkpoint-command"] == "failed"
+    assert outcomes["snapshot"] == "done" and outcomes["keep-persistent"] == "done"
+    assert "checkpoint-command failed" in messages(factory, fleet.queue_url)[0]["Subject"]
+
+
+@pytest.mark.parametrize(
+    ("instance", "reason"),
+    [
+        ("missing", "unknown instance"),
+        ("on_demand", "not a spot instance"),
+        ("out_of_scope", "out of scope"),
+        ("gone", "already gone"),
+    ],
+)
+def test_refusals_are_clear_and_do_nothing(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, sent: SentCommands, instance: str, reason: str
+) -> None:
+    if instance == "missing":
+        instance_id = "i-0123456789abcdef0"
+    elif instance == "gone":
+        instance_id = fleet.trainer
+        factory.ec2(REGION).terminate_instances(InstanceIds=[instance_id])
+    else:
+        instance_id = getattr(fleet, instance)
+    before = dict(factory.calls.by_operation)
+    result = invoke(handler, spot_event("warning", instance_id))
+    assert result["status"] == "refused" and reason in result["reason"]
+    writes = {op for op, n in factory.calls.by_operation.items() if n != before.get(op, 0)}
+    # Only the idempotency record and the read of the instance: no command, snapshot, change or message.
+    assert writes <= {"ec2:DescribeInstances", "dynamodb:PutItem", "dynamodb:UpdateItem"}, writes
+    assert sent.sent == [] and messages(factory, fleet.queue_url) == []
+
+
+@pytest.mark.parametrize("case", ["malformed_instance_id", "malformed_action", "malformed_detail_type"])
+def test_malformed_events_are_refused_before_anything(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, case: str
+) -> None:
+    before = factory.calls.total
+    with pytest.raises(InvalidEvent):
+        invoke(handler, load_event("spot_interruption", case))
+    assert factory.calls.total == before
+
+
+# ---------------------------------------------------------------------------------------------------- recovery
+
+
+def wait_for(factory: ClientFactory, execution_arn: str) -> dict[str, Any]:
+    sfn = factory.client("stepfunctions", REGION)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.1)
+    raise AssertionError("the recovery workflow did not finish")
+
+
+def recovered_instances(factory: ClientFactory, instance_id: str) -> list[dict[str, Any]]:
+    reservations = factory.ec2(REGION).describe_instances(
+        Filters=[{"Name": f"tag:{tags.RECOVERED_FROM}", "Values": [instance_id]}]
+    )["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def reclaim(handler: types.ModuleType, factory: ClientFactory, instance_id: str) -> dict[str, Any]:
+    """The warning, then EC2 takes the instance, then its termination event."""
+    invoke(handler, spot_event("warning", instance_id))
+    factory.ec2(REGION).terminate_instances(InstanceIds=[instance_id])
+    ended = spot_event("terminated", instance_id, time=format_instant(WARNED_AT + timedelta(minutes=2)))
+    return invoke(handler, ended)
+
+
+def test_recovery_relaunches_in_another_zone_restores_the_data_and_resumes(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, sent: SentCommands
+) -> None:
+    started = reclaim(handler, factory, fleet.trainer)
+    assert started["status"] == "recovery-started", started
+    finished = wait_for(factory, started["execution_arn"])
+    assert finished["status"] == "SUCCEEDED", finished
+    [new] = recovered_instances(factory, fleet.trainer)
+    assert new["State"]["Name"] == "running"
+    assert new["Placement"]["AvailabilityZone"] != f"{REGION}a"  # the lost zone is skipped
+    restored = {m["DeviceName"]: m["Ebs"] for m in new["BlockDeviceMappings"]}
+    assert {"/dev/sdf", "/dev/sdg"} <= set(restored)
+    assert all(not restored[d]["DeleteOnTermination"] for d in ("/dev/sdf", "/dev/sdg"))
+    snapshots = {s["SnapshotId"] for s in spot_snapshots(factory, fleet.trainer)}
+    volumes = factory.ec2(REGION).describe_volumes(VolumeIds=[restored["/dev/sdf"]["VolumeId"]])["Volumes"]
+    assert volumes[0]["SnapshotId"] in snapshots
+    resumed = [c for c in sent.sent if c["Parameters"].get("Mode") == ["resume"]]
+    assert (
+        resumed and resumed[0]["InstanceIds"] == [new["InstanceId"]] and resumed[0]["Parameters"]["Hook"] == ["resume"]
+    )
+    subjects = [m["Subject"] for m in messages(factory, fleet.queue_url)]
+    assert "trainctl spot: recovered" in subjects
+    # The same termination event again starts nothing new.
+    again = invoke(
+        handler, spot_event("terminated", fleet.trainer, time=format_instant(WARNED_AT + timedelta(minutes=2)))
+    )
+    assert again == started
+    assert len(recovered_instances(factory, fleet.trainer)) == 1
+
+
+class WorkflowFault:
+    """Fail one SDK operation of the workflow itself: its clients come from boto3's default session."""
+
+    def __init__(self, operation: str, code: str = "InjectedFailure") -> None:
+        self.operation = operation
+        self.code = code
+        self.hits = 0
+
+    def __call__(self, model: Any, **_: Any) -> Any:
+        if model.name != self.operation:
+            return None
+        self.hits += 1
+        error = {
+            "Error": {"Code": self.code, "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": "injected"},
+        }
+        return types.SimpleNamespace(status_code=400, headers={}, raw=None), error
+
+
+@pytest.fixture
+def workflow_fault() -> Iterator[Any]:
+    installed: list[WorkflowFault] = []
+    events = boto3._get_default_session().events
+
+    def install(operation: str) -> WorkflowFault:
+        fault = WorkflowFault(operation)
+        events.register_first("before-call", fault)
+        installed.append(fault)
+        return fault
+
+    yield install
+    for fault in installed:
+        events.unregister("before-call", fault)
+
+
+@pytest.mark.parametrize("operation", ["DescribeInstances", "ModifyInstanceAttribute", "SendCommand"])
+def test_every_failure_after_the_launch_is_compensated(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, workflow_fault: Any, operation: str
+) -> None:
+    fault = workflow_fault(operation)
+    started = reclaim(handler, factory, fleet.trainer)
+    finished = wait_for(factory, started["execution_arn"])
+    assert finished["status"] == "FAILED" and finished["error"] == "RecoveryFailed"
+    assert fault.hits >= 1
+    launched = recovered_instances(factory, fleet.trainer)
+    assert launched, "each zone was tried"
+    assert {i["State"]["Name"] for i in launched} == {"terminated"}  # nothing half-built left running
+    # The snapshots, the only copy of the data, are untouched.
+    assert len(spot_snapshots(factory, fleet.trainer)) == 2
+
+
+def test_a_message_that_cannot_be_sent_leaves_the_recovered_instance_running(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, workflow_fault: Any
+) -> None:
+    fault = workflow_fault("Publish")
+    started = reclaim(handler, factory, fleet.trainer)
+    assert wait_for(factory, started["execution_arn"])["status"] == "SUCCEEDED"
+    assert fault.hits == 1
+    assert [i["State"]["Name"] for i in recovered_instances(factory, fleet.trainer)] == ["running"]
+
+
+def test_recovery_gives_up_after_its_attempts_and_tells_the_owner(
+    handler: types.ModuleType,
+    factory: ClientFactory,
+    fleet: SpotFleet,
+    workflow_fault: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRAINCTL_RECOVERY_MAX_ATTEMPTS", "2")
+    handler.deployed_settings.cache_clear()
+    fault = workflow_fault("RunInstances")
+    started = reclaim(handler, factory, fleet.trainer)
+    finished = wait_for(factory, started["execution_arn"])
+    assert finished["status"] == "FAILED"
+    assert fault.hits == 2  # two zones, then it stops
+    assert recovered_instances(factory, fleet.trainer) == []
+    assert "trainctl spot: recovery gave up" in [m["Subject"] for m in messages(factory, fleet.queue_url)]
+
+
+@pytest.mark.parametrize(
+    ("who", "reason"),
+    [("no_template", "without a launch template"), ("on_demand", "not a spot instance")],
+)
+def test_what_cannot_be_recovered_is_said(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, who: str, reason: str
+) -> None:
+    instance_id = getattr(fleet, who)
+    result = reclaim(handler, factory, instance_id)
+    assert reason in result["reason"] and result["execution_arn"] is None
+    assert recovered_instances(factory, instance_id) == []
+
+
+def test_a_termination_nobody_was_warned_of_is_not_recovered(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet
+) -> None:
+    factory.ec2(REGION).terminate_instances(InstanceIds=[fleet.trainer])  # a person did it
+    result = invoke(handler, spot_event("terminated", fleet.trainer))
+    assert result["status"] == "ignored" and "not reclaimed" in result["reason"]
+    assert recovered_instances(factory, fleet.trainer) == []
