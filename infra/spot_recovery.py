@@ -269,6 +269,15 @@ class SpotRecovery(Construct):
         )
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(
+                sid="ResumeOnlyWhatItLaunched",
+                effect=iam.Effect.DENY,
+                actions=["ssm:SendCommand"],
+                resources=[f"arn:aws:ec2:{r}:{account}:instance/*" for r in regions],
+                conditions={"Null": {f"ssm:resourceTag/{tags.RECOVERED_FROM}": "true"}},
+            )
+        )
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
                 sid="TagWhatItLaunches",
                 actions=["ec2:CreateTags"],
                 resources=ec2_all,

@@ -229,9 +229,9 @@ def moto_server() -> Iterator[str]:
     # moto's Step Functions interpreter runs the definitions, calling back into this server.
     os.environ["MOTO_PORT"] = str(port)
     enable = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
-    urllib.request.urlopen(  # noqa: S310 - a loopback URL this function just built
-        urllib.request.Request(f"{endpoint}/moto-api/config", data=enable, method="POST"), timeout=10
-    ).close()
+    # A loopback URL this function just built.
+    request = urllib.request.Request(f"{endpoint}/moto-api/config", data=enable, method="POST")  # noqa: S310
+    urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
     try:
         yield endpoint
     finally:

@@ -39,7 +39,10 @@ def test_every_ssm_document_parameter_is_typed_and_has_an_allowed_pattern(synthe
         assert content["parameters"]
         for name, parameter in content["parameters"].items():
             assert parameter["type"] == "String", name
-            assert parameter["allowedPattern"].startswith("^") and parameter["allowedPattern"].endswith("$"), name
+            if "allowedValues" in parameter:
+                assert parameter["allowedValues"] and parameter["default"] in parameter["allowedValues"], name
+            else:
+                assert parameter["allowedPattern"].startswith("^") and parameter["allowedPattern"].endswith("$"), name
         for step in content["mainSteps"]:
             assert step["inputs"].get("interpolationType") == "ENV_VAR"
             assert "{{" not in "\n".join(step["inputs"]["runCommand"])

@@ -115,8 +115,18 @@ def test_stateful_resources_are_named_as_the_cli_expects_encrypted_and_recoverab
         assert name in outputs
 
 
+def policies_outside(template: dict[str, Any], excluded: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Policy" and excluded not in logical_id
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
 def test_every_destructive_permission_is_conditioned_on_the_scope_tag(synthesized) -> None:
-    allowed = [s for s in statements(synthesized[0]) if s["Effect"] == "Allow"]
+    # The recovery workflow is held by a Deny to what it launched itself: test_recovery_acts_only_on_what_it_launched.
+    allowed = [s for s in policies_outside(synthesized[0], "SpotRecovery") if s["Effect"] == "Allow"]
     destructive = [s for s in allowed if DESTRUCTIVE & set(as_list(s["Action"]))]
     assert destructive, "the sweep must be able to act at all"
     for statement in destructive:
@@ -195,7 +205,7 @@ def test_age_guard_hears_every_creating_call_and_first_starts(synthesized) -> No
 
 
 def test_persistent_resources_are_denied_whatever_else_allows(synthesized) -> None:
-    denies = [s for s in statements(synthesized[0]) if s["Effect"] == "Deny"]
+    denies = [s for s in statements(synthesized[0], "CleanupSweep") if s["Effect"] == "Deny"]
     assert len(denies) == 1
     deny = denies[0]
     assert {"ec2:TerminateInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot", "ec2:StopInstances"} <= set(
@@ -208,14 +218,22 @@ def test_persistent_resources_are_denied_whatever_else_allows(synthesized) -> No
 
 
 def test_ssm_commands_only_reach_in_scope_instances_through_the_own_document(synthesized) -> None:
-    send = [s for s in statements(synthesized[0]) if "ssm:SendCommand" in as_list(s["Action"])]
+    own = (f":document/{stack_resources.TRAINING_DOCUMENT}", f":document/{stack_resources.SPOT_DOCUMENT}")
+    send = [
+        s
+        for s in policies_outside(synthesized[0], "SpotRecovery")
+        if "ssm:SendCommand" in as_list(s["Action"]) and s["Effect"] == "Allow"
+    ]
     documents = [s for s in send if "Condition" not in s]
     instances = [s for s in send if "Condition" in s]
+    assert len(documents) == 2 and len(instances) == 2  # the sweep's training check and the spot checkpoint
     for statement in documents:
-        assert all(r.endswith(f":document/{stack_resources.TRAINING_DOCUMENT}") for r in as_list(statement["Resource"]))
-    assert instances[0]["Condition"]["StringEqualsIgnoreCase"] == {
-        f"ssm:resourceTag/{tags.MANAGED}": ["true", "yes", "1"]
-    }
+        assert all(r.endswith(own) for r in as_list(statement["Resource"]))
+    for statement in instances:
+        assert statement["Condition"]["StringEqualsIgnoreCase"] == {
+            f"ssm:resourceTag/{tags.MANAGED}": ["true", "yes", "1"]
+        }
+        assert all(":instance/" in r for r in as_list(statement["Resource"]))
 
 
 def test_no_managed_policies_and_logs_only_to_the_own_group(synthesized) -> None:

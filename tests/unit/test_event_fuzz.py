@@ -12,12 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import EVENTS
-from trainctl.events import InvalidEvent, parse_age_guard_event, parse_cost_event, parse_sweep_trigger
+from trainctl.events import (
+    InvalidEvent,
+    parse_age_guard_event,
+    parse_cost_event,
+    parse_spot_event,
+    parse_sweep_trigger,
+)
 
 PARSERS: dict[str, Callable[[object], Any]] = {
     "cleanup_sweep": parse_sweep_trigger,
     "age_guard": parse_age_guard_event,
     "cost_alerts": parse_cost_event,
+    "spot_interruption": parse_spot_event,
 }
 FIXTURES = {
     function: [

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from trainctl.errors import SettingsError
-from trainctl.settings import SweepSettings, age_guard_env_names, cost_env_names, env_names
+from trainctl.settings import SweepSettings, age_guard_env_names, cost_env_names, env_names, spot_env_names
 
 
 def test_defaults_are_safe() -> None:
@@ -51,7 +51,11 @@ def test_an_invalid_setting_is_a_clear_error_naming_it(variable: str, value: str
 
 def test_every_field_has_a_documented_variable() -> None:
     readme = (__import__("pathlib").Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [name for name in {*env_names(), *age_guard_env_names(), *cost_env_names()} if name not in readme]
+    missing = [
+        name
+        for name in {*env_names(), *age_guard_env_names(), *cost_env_names(), *spot_env_names()}
+        if name not in readme
+    ]
     assert missing == []
 
 
@@ -84,3 +88,22 @@ def test_bad_age_guard_settings_name_themselves(variable: str, value: str) -> No
 
     with pytest.raises(SettingsError, match=variable):
         AgeGuardSettings.from_env({variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TRAINCTL_SPOT_HOOKS", "default,$(reboot)"),
+        ("TRAINCTL_SPOT_DEFAULT_HOOK", "unlisted"),
+        ("TRAINCTL_SPOT_SIGNAL", "SIGKILL"),
+        ("TRAINCTL_SPOT_CHECKPOINT_S3_URI", "s3://x; rm -rf /"),
+        ("TRAINCTL_SPOT_CHECKPOINT_DIR", "relative/path"),
+        ("TRAINCTL_RECOVERY_MAX_ATTEMPTS", "0"),
+    ],
+)
+def test_spot_settings_refuse_what_could_reach_a_shell(variable: str, value: str) -> None:
+    from trainctl.errors import SettingsError
+    from trainctl.settings import SpotSettings
+
+    with pytest.raises(SettingsError, match="invalid setting"):
+        SpotSettings.from_env({variable: value})

@@ -197,6 +197,8 @@ def invoke_handler(function: str, event: Any) -> Any:
         os.environ.setdefault("TRAINCTL_TOPIC_ARN", resources.topic_arn)
         os.environ.setdefault("TRAINCTL_TRAINING_DOCUMENT", resources.training_document)
         os.environ.setdefault("TRAINCTL_PRICE_TABLE", resources.price_table)
+        if resources.recovery_state_machine:
+            os.environ.setdefault("TRAINCTL_RECOVERY_STATE_MACHINE_ARN", resources.recovery_state_machine)
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "trainctl")
     module = load_handler(function)

@@ -31,6 +31,7 @@ SANDBOX_SETTINGS = {
     "TRAINCTL_SCOPE_PRINCIPALS": "arn:aws:iam::*:role/MLTeam*",
 }
 EVENTS = Path(__file__).resolve().parents[3] / "events" / "age_guard"
+SPOT_EVENTS = EVENTS.parent / "spot_interruption"
 
 
 def replay_creation(console: Console, factory: ClientFactory, at: datetime) -> dict[str, str]:
@@ -128,6 +129,98 @@ def cost_checks(
     return bool(told[0]) and not told[1]
 
 
+def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bool:
+    """A spot instance gets its two-minute warning, is reclaimed, and the recovery workflow relaunches it."""
+    region = SANDBOX_REGIONS[0]
+    ec2 = factory.ec2(region)
+    template = ec2.create_launch_template(
+        LaunchTemplateName="sandbox-finetune",
+        LaunchTemplateData={"ImageId": "ami-0abcdef1234567890", "InstanceType": "g5.xlarge"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    instance = ec2.run_instances(
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+        MinCount=1,
+        MaxCount=1,
+        Placement={"AvailabilityZone": f"{region}a"},
+        InstanceMarketOptions={"MarketType": "spot"},
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 500, "DeleteOnTermination": True}},
+            {"DeviceName": "/dev/sdg", "Ebs": {"VolumeSize": 200, "DeleteOnTermination": True}},
+        ],
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [
+                    {"Key": "Name", "Value": "spot-llm-finetune"},
+                    {"Key": tags.MANAGED, "Value": "true"},
+                    {"Key": tags.OWNER, "Value": "carol"},
+                    {"Key": tags.RECOVER, "Value": "true"},
+                ],
+            }
+        ],
+    )["Instances"][0]
+    instance_id = instance["InstanceId"]
+    data = next(m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"] if m["DeviceName"] == "/dev/sdf")
+    ec2.create_tags(Resources=[data], Tags=[{"Key": tags.PERSISTENT, "Value": "true"}])
+    os.environ.setdefault("TRAINCTL_SPOT_CHECKPOINT_S3_URI", "s3://sandbox-checkpoints/runs")
+
+    def event(case: str) -> dict[str, object]:
+        text = (SPOT_EVENTS / f"{case}.json").read_text(encoding="utf-8").replace("i-0000000000000000a", instance_id)
+        loaded: dict[str, object] = json.loads(text)
+        loaded["time"] = format_instant(system_clock())
+        return loaded
+
+    warned = invoke_handler("spot_interruption", event("warning"))
+    table = Table(
+        title=f"5. spot: the two-minute warning for {instance_id} (carol's fine-tune, in scope, recover=true)",
+        title_justify="left",
+    )
+    for column in ("step", "at (ms after start)", "took (ms)", "outcome", "detail"):
+        table.add_column(column, overflow="fold")
+    for step in warned["steps"]:
+        table.add_row(step["step"], f"{step['at_ms']:.0f}", f"{step['took_ms']:.0f}", step["outcome"], step["detail"])
+    again = invoke_handler("spot_interruption", event("warning"))
+    ec2.terminate_instances(InstanceIds=[instance_id])
+    started = invoke_handler("spot_interruption", event("terminated"))
+    sfn = factory.client("stepfunctions", region)
+    execution = {"status": "NOT STARTED"}
+    if started.get("execution_arn"):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            execution = sfn.describe_execution(executionArn=started["execution_arn"])
+            if execution["status"] != "RUNNING":
+                break
+            time.sleep(0.2)
+    history = (
+        sfn.get_execution_history(executionArn=started["execution_arn"], maxResults=1000)["events"]
+        if started.get("execution_arn")
+        else []
+    )
+    relaunched = [
+        i
+        for r in ec2.describe_instances(Filters=[{"Name": f"tag:{tags.RECOVERED_FROM}", "Values": [instance_id]}])[
+            "Reservations"
+        ]
+        for i in r["Instances"]
+    ]
+    if as_json:
+        console.print_json(json.dumps({"warning": warned, "recovery": started, "status": execution["status"]}))
+    else:
+        console.print(table)
+        console.print(
+            f"snapshots {', '.join(s['snapshot_id'] for s in warned['snapshots'])}; kept {warned['kept_volumes']}; "
+            f"the same warning again: {'nothing new (idempotent)' if again == warned else 'ACTED TWICE'}"
+        )
+        placed = ", ".join(
+            f"{i['InstanceId']} in {i['Placement']['AvailabilityZone']} ({i['State']['Name']})" for i in relaunched
+        )
+        console.print(
+            f"reclaimed; recovery workflow {execution['status']} in {len(history)} history events: "
+            f"relaunched from the launch template as {placed or 'nothing'}, data volumes restored from the snapshots\n"
+        )
+    return warned["status"] == "handled" and again == warned and execution["status"] == "SUCCEEDED"
+
+
 def run_sandbox(console: Console, *, as_json: bool = False) -> int:
     started = time.monotonic()
     with moto_server() as endpoint:
@@ -196,6 +289,7 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
             "4. the next sweep continues where the cap stopped", dry_run=False, at_offset_hours=after_grace + 1
         )
 
+        spot_saved = spot_story(console, factory, as_json=as_json)
         persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
         ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
         console.print(
@@ -212,4 +306,4 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
             )
         )
         failed = [d for d in last.decisions if d.outcome == "failed"]
-        return 1 if failed or len(persistent) != 2 or not alerted_once else 0
+        return 1 if failed or len(persistent) != 2 or not alerted_once or not spot_saved else 0

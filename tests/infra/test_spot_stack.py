@@ -1,0 +1,112 @@
+"""The spot capability in the synthesized stack: rules, the light function, the document, the recovery workflow."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from infra.export_workflows import definitions
+from tests.infra.test_stack import as_list, statements
+from trainctl import stack_resources, tags, workflows
+
+pytestmark = pytest.mark.infra
+
+
+def recovery_definition(template: dict[str, Any]) -> dict[str, Any]:
+    machine = next(r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine")
+    parsed: dict[str, Any] = json.loads(workflows.resolve_definition(machine["Properties"]["DefinitionString"]))
+    return parsed
+
+
+def test_the_shipped_workflow_is_exactly_what_the_stack_synthesises(synthesized) -> None:
+    shipped = json.loads(workflows.load(workflows.SPOT_RECOVERY))
+    synthesised = json.loads(definitions(synthesized[0])[workflows.SPOT_RECOVERY])
+    assert shipped == synthesised, "run `make workflows` and commit the result"
+
+
+def test_warnings_rebalances_and_endings_reach_the_handler(synthesized) -> None:
+    template = Template.from_json(synthesized[0])
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.ec2"],
+                "detail-type": ["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"],
+            }
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.ec2"],
+                "detail-type": ["EC2 Instance State-change Notification"],
+                "detail": {"state": ["stopping", "shutting-down", "terminated"]},
+            }
+        },
+    )
+
+
+def test_handler_is_given_the_document_the_workflow_and_room_to_work(synthesized) -> None:
+    Template.from_json(synthesized[0]).has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "handler.lambda_handler",
+            "MemorySize": 1024,
+            "Timeout": 110,
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "TRAINCTL_SPOT_DOCUMENT": stack_resources.SPOT_DOCUMENT,
+                        "TRAINCTL_RECOVERY_STATE_MACHINE_ARN": {"Ref": Match.string_like_regexp("SpotRecovery")},
+                        "TRAINCTL_SPOT_SIGNAL": "SIGUSR1",
+                        "TRAINCTL_SPOT_HOOKS": "default",
+                    }
+                )
+            },
+        },
+    )
+    Template.from_json(synthesized[0]).has_resource_properties(
+        "AWS::SSM::Document", {"Name": stack_resources.SPOT_DOCUMENT, "DocumentType": "Command"}
+    )
+
+
+def test_spot_handler_acts_only_on_in_scope_instances(synthesized) -> None:
+    granted = [s for s in statements(synthesized[0], "SpotInterruption") if s["Effect"] == "Allow"]
+    on_instances = [s for s in granted if any(":instance/" in r for r in as_list(s["Resource"]))]
+    assert on_instances
+    for statement in on_instances:
+        assert statement["Condition"]["StringEqualsIgnoreCase"], statement
+    actions = {a for s in granted for a in as_list(s["Action"])}
+    assert not {"ec2:TerminateInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot", "ec2:StopInstances"} & actions
+    tagging = next(s for s in granted if "ec2:CreateTags" in as_list(s["Action"]))
+    assert tagging["Condition"] == {"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}}
+    start = next(s for s in granted if "states:StartExecution" in as_list(s["Action"]))
+    assert start["Resource"] == {"Ref": Match.string_like_regexp("SpotRecovery")} or "SpotRecovery" in json.dumps(
+        start["Resource"]
+    )
+
+
+def test_recovery_acts_only_on_what_it_launched(synthesized) -> None:
+    denies = [s for s in statements(synthesized[0], "SpotRecovery") if s["Effect"] == "Deny"]
+    ec2_deny = next(s for s in denies if "ec2:TerminateInstances" in as_list(s["Action"]))
+    assert set(as_list(ec2_deny["Action"])) == {"ec2:TerminateInstances", "ec2:ModifyInstanceAttribute"}
+    assert ec2_deny["Condition"] == {"Null": {f"aws:ResourceTag/{tags.RECOVERED_FROM}": "true"}}
+    ssm_deny = next(s for s in denies if "ssm:SendCommand" in as_list(s["Action"]))
+    assert ssm_deny["Condition"] == {"Null": {f"ssm:resourceTag/{tags.RECOVERED_FROM}": "true"}}
+
+
+def test_every_step_after_the_launch_is_caught_and_every_wait_is_bounded(synthesized) -> None:
+    states = recovery_definition(synthesized[0])["States"]
+    after_launch = ["DescribeLaunched", "KeepRestoredVolumes", "Resume"]
+    for name in after_launch:
+        assert states[name]["Catch"][0]["Next"] == "TerminateHalfBuilt", name
+    assert states["Launch"]["Catch"][0]["Next"] == "NothingLaunched"  # nothing to undo
+    assert states["TerminateHalfBuilt"]["Retry"] and states["TerminateHalfBuilt"]["Next"] == "NextAttempt"
+    # The poll loop ends: a bound on polls, and the whole execution has a timeout.
+    assert states["PollBound"]["Choices"][0]["Next"] == "LaunchTimedOut"
+    assert recovery_definition(synthesized[0]).get("TimeoutSeconds") == 7200
+    assert states["Launch"]["Parameters"]["BlockDeviceMappings.$"] == "$.block_devices"

@@ -1,0 +1,110 @@
+"""Spot decisions, pure: who may be saved, which hook, what to keep, how long the checkpoint may take."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from trainctl import tags
+from trainctl.inventory import BlockDevice, Instance, Volume
+from trainctl.settings import SpotSettings
+from trainctl.spot import (
+    checkpoint_command,
+    checkpoint_wait,
+    data_volumes,
+    recovery_refusal,
+    recovery_zones,
+    refusal,
+    saves_data,
+    volumes_to_keep,
+)
+
+WARNED = datetime(2026, 11, 28, 8, 22, tzinfo=UTC)
+SETTINGS = SpotSettings(
+    spot_hooks=("default", "fast"), spot_checkpoint_s3_uri="s3://ckpt/runs", recovery_state_machine_arn="arn:x"
+)
+
+
+def spot(**kw: Any) -> Instance:
+    values: dict[str, Any] = {
+        "resource_id": "i-0123456789abcdef0",
+        "region": "us-east-1",
+        "state": "running",
+        "instance_type": "g5.xlarge",
+        "launch_time": WARNED - timedelta(hours=3),
+        "availability_zone": "us-east-1a",
+        "lifecycle": "spot",
+        "root_device_name": "/dev/xvda",
+        "block_devices": (
+            BlockDevice("vol-root", "/dev/xvda", True),
+            BlockDevice("vol-data", "/dev/sdf", True),
+            BlockDevice("vol-kept", "/dev/sdg", False),
+        ),
+        "tags": {tags.MANAGED: "true", tags.OWNER: "carol"},
+    }
+    values.update(kw)
+    return Instance(**values)
+
+
+def volume(volume_id: str, **labels: str) -> Volume:
+    return Volume(volume_id, "us-east-1", "in-use", 100, "gp3", WARNED, "us-east-1a", tags=labels)
+
+
+def test_only_live_in_scope_spot_instances_are_saved() -> None:
+    assert refusal(spot(), SETTINGS) is None
+    assert "unknown instance" in str(refusal(None, SETTINGS))
+    assert "not a spot instance" in str(refusal(spot(lifecycle="on-demand"), SETTINGS))
+    assert "already gone" in str(refusal(spot(state="shutting-down"), SETTINGS))
+    assert "out of scope" in str(refusal(spot(tags={tags.MANAGED: "maybe"}), SETTINGS))
+
+
+def test_the_checkpoint_command_carries_only_configured_values() -> None:
+    command = checkpoint_command(spot(tags={tags.MANAGED: "true", tags.CHECKPOINT_HOOK: "fast"}), SETTINGS)
+    assert command.parameters["Hook"] == ["fast"] and command.note == ""
+    assert command.parameters["S3Uri"] == ["s3://ckpt/runs/i-0123456789abcdef0/"]
+    refused = checkpoint_command(spot(tags={tags.MANAGED: "true", tags.CHECKPOINT_HOOK: "`reboot`"}), SETTINGS)
+    assert refused.parameters["Hook"] == ["default"] and "not a configured hook" in refused.note
+    resume = checkpoint_command(spot(), SETTINGS, mode="resume")
+    assert resume.parameters["Mode"] == ["resume"] and resume.parameters["Hook"] == [SETTINGS.spot_resume_hook]
+
+
+def test_the_checkpoint_wait_never_eats_into_the_time_to_save_data() -> None:
+    assert checkpoint_wait("warning", SETTINGS, event_time=WARNED, now=WARNED + timedelta(seconds=2)) == timedelta(
+        seconds=30
+    )
+    # Late: 70 s after the warning only 10 s are left before the 40 s margin.
+    late = checkpoint_wait("warning", SETTINGS, event_time=WARNED, now=WARNED + timedelta(seconds=70))
+    assert late == timedelta(seconds=10)
+    assert checkpoint_wait("warning", SETTINGS, event_time=WARNED, now=WARNED + timedelta(minutes=3)) == timedelta(0)
+
+
+def test_a_rebalance_only_checkpoints_unless_configured() -> None:
+    assert saves_data("warning", SETTINGS) and not saves_data("rebalance", SETTINGS)
+    assert saves_data("rebalance", SETTINGS.model_copy(update={"spot_rebalance_action": "all"}))
+
+
+def test_data_volumes_exclude_the_root_and_only_dying_persistent_volumes_are_kept() -> None:
+    instance = spot()
+    assert data_volumes(instance) == ["vol-data", "vol-kept"]
+    volumes = [
+        volume("vol-root"),
+        volume("vol-data", **{tags.PERSISTENT: "true"}),
+        volume("vol-kept", **{tags.PERSISTENT: "yes"}),
+    ]
+    # vol-kept already survives termination; vol-data would die with the instance.
+    assert volumes_to_keep(instance, volumes) == [("vol-data", "/dev/sdf")]
+
+
+def test_recovery_needs_a_reclaimed_in_scope_spot_instance_that_asked_for_it() -> None:
+    asked = spot(state="terminated", tags={tags.MANAGED: "true", tags.RECOVER: "true"})
+    assert recovery_refusal(asked, SETTINGS, warned=True) is None
+    reclaimed = spot(state="terminated", tags=asked.tags, state_reason="Server.SpotInstanceTermination")
+    assert recovery_refusal(reclaimed, SETTINGS, warned=False) is None
+    assert "not reclaimed" in str(recovery_refusal(asked, SETTINGS, warned=False))
+    assert "trainctl:recover" in str(recovery_refusal(spot(state="terminated"), SETTINGS, warned=True))
+    undeployed = SETTINGS.model_copy(update={"recovery_state_machine_arn": None})
+    assert "not deployed" in str(recovery_refusal(asked, undeployed, warned=True))
+
+
+def test_recovery_skips_the_lost_zone() -> None:
+    assert recovery_zones("us-east-1a", ["us-east-1c", "us-east-1a", "us-east-1b"]) == ["us-east-1b", "us-east-1c"]
