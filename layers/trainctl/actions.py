@@ -6,13 +6,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from trainctl import tags
 from trainctl.aws import ClientFactory, error_code
 from trainctl.clock import format_instant
+from trainctl.persistence import keep_volumes
 from trainctl.sweep import Decision
 
 if TYPE_CHECKING:
@@ -225,25 +226,3 @@ class SweepExecutor:
                     for snapshot in snapshot_page["Snapshots"]:
                         states[snapshot["SnapshotId"]] = snapshot["State"]
         return states
-
-
-def keep_volumes(ec2: EC2Client, instance_id: str, volumes: Sequence[tuple[str, str]]) -> bool:
-    """Clear DeleteOnTermination on each (volume id, device), then read it back; all or nothing."""
-    try:
-        ec2.modify_instance_attribute(
-            InstanceId=instance_id,
-            BlockDeviceMappings=[
-                {"DeviceName": device, "Ebs": {"DeleteOnTermination": False}} for _, device in volumes
-            ],
-        )
-        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    except ClientError:
-        return False
-    wanted = {volume_id for volume_id, _ in volumes}
-    for reservation in reservations:
-        for instance in reservation["Instances"]:
-            for mapping in instance.get("BlockDeviceMappings", []):
-                ebs: Any = mapping.get("Ebs", {})
-                if ebs.get("VolumeId") in wanted and ebs.get("DeleteOnTermination", True):
-                    return False
-    return True

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from trainctl import tags
-from trainctl.actions import keep_volumes
 from trainctl.aws import ClientFactory, access_error, error_code
 from trainctl.clock import Clock, ensure_utc, format_instant
 from trainctl.inventory import Instance, instance_from_api, volume_from_api
+from trainctl.persistence import keep_volumes
 from trainctl.settings import SpotSettings
 from trainctl.spot import (
     EventKind,
