@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trainctl.aws import ClientFactory
 from trainctl.clock import Clock, system_clock
-from trainctl.events import InstanceStateChange, InvalidEvent, RebalanceRecommendation, parse_spot_event
+from trainctl.events import InstanceStateChange, InvalidEvent, RebalanceRecommendation, SpotEvent, parse_spot_event
 from trainctl.observability import logger, metrics
 from trainctl.settings import SpotSettings
 from trainctl.spot_handling import Stopwatch, handle_interruption, start_recovery
@@ -71,8 +71,8 @@ def idempotent_handling() -> Callable[..., dict[str, Any]]:
     return handled
 
 
-def handle(*, event: dict[str, Any], started: float) -> dict[str, Any]:
-    parsed = parse_spot_event(event)
+def handle(*, event: dict[str, Any], parsed: SpotEvent, started: float) -> dict[str, Any]:
+    """`event` keys the idempotency record; `parsed` is the same event, validated once at the edge."""
     settings = deployed_settings()
     region = parsed.region
     if region not in settings.regions:
@@ -108,13 +108,13 @@ def handle(*, event: dict[str, Any], started: float) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.monotonic()
     try:
-        parse_spot_event(event)  # refuse before the idempotency record is written
+        parsed = parse_spot_event(event)  # refused before the idempotency record is written
     except InvalidEvent:
         logger.exception("refused event")
         raise
     # An in-progress record then expires with this invocation, should it die mid-way.
     idempotency_config().register_lambda_context(context)
-    result = idempotent_handling()(event=event, started=started)
+    result = idempotent_handling()(event=event, parsed=parsed, started=started)
     metrics.add_metric(name=f"Spot_{result['status']}", unit=MetricUnit.Count, value=1)
     checkpoint = next((s for s in result.get("steps", []) if s["step"] == "checkpoint-command"), None)
     if checkpoint is not None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import forbid_writes
 from tests.integration.fleet import seed_account, volume_exists
-from trainctl import stack_resources
+from trainctl import stack_resources, tags
 from trainctl.aws import ClientFactory
 from trainctl.cli import main as cli
 from trainctl.sandbox import moto_server
@@ -189,3 +189,42 @@ def test_force_overrides_the_minimum_age_and_nothing_else(cli_factory: ClientFac
     assert "min-age" in before[young]["protections"] and before[young]["action"] == "keep"
     assert after[young]["action"] == "mark" and after[young]["protections"] == []
     assert "persistent" in after[kept]["protections"] and after[kept]["action"] == "keep"
+
+
+def test_invoke_a_spot_warning_against_an_emulator_saves_the_data_exactly_once(tmp_path: Path) -> None:
+    with moto_server():
+        factory = ClientFactory(boto3.Session(region_name="us-east-1"))
+        ec2 = factory.ec2("us-east-1")
+        instance = ec2.run_instances(
+            ImageId="ami-0abcdef1234567890",
+            InstanceType="g5.xlarge",
+            MinCount=1,
+            MaxCount=1,
+            InstanceMarketOptions={"MarketType": "spot"},
+            BlockDeviceMappings=[
+                {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "DeleteOnTermination": True}},
+                {"DeviceName": "/dev/sdg", "Ebs": {"VolumeSize": 20, "DeleteOnTermination": True}},
+            ],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
+        )["Instances"][0]
+        instance_id = instance["InstanceId"]
+        data = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]}
+        ec2.create_tags(Resources=[data["/dev/sdf"]], Tags=[{"Key": tags.PERSISTENT, "Value": "true"}])
+        text = (ROOT / "events/spot_interruption/warning.json").read_text().replace("i-0000000000000000a", instance_id)
+        event = tmp_path / "warning.json"
+        event.write_text(text)
+        env = {"TRAINCTL_REGIONS": "us-east-1", "TRAINCTL_SPOT_CHECKPOINT_WAIT": "0s"}
+        results = []
+        for _ in range(2):
+            invoked = runner.invoke(cli.app, ["invoke", "spot_interruption", "--event", str(event), "--json"], env=env)
+            assert invoked.exit_code == 0, invoked.output
+            results.append(json.loads(invoked.stdout))
+        assert results[0] == results[1] and results[0]["status"] == "handled"
+        assert len(factory.ssm("us-east-1").list_commands()["Commands"]) == 1
+        snapshots = ec2.describe_snapshots(
+            OwnerIds=["self"], Filters=[{"Name": f"tag:{tags.SPOT_INSTANCE}", "Values": [instance_id]}]
+        )["Snapshots"]
+        assert {s["VolumeId"] for s in snapshots} == set(data.values())
+        described = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        kept = {m["Ebs"]["VolumeId"]: m["Ebs"]["DeleteOnTermination"] for m in described["BlockDeviceMappings"]}
+        assert kept[data["/dev/sdf"]] is False and kept[data["/dev/sdg"]] is True
