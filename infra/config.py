@@ -35,6 +35,7 @@ STACK_OWNED = frozenset(
         "recovery_state_machine_arn",
     }
 )
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 
 
@@ -45,6 +46,23 @@ class DeployOptions(BaseModel):
     cost_schedule: str = "rate(15 minutes)"
     log_retention_days: int = Field(default=90, ge=1)
     notification_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    # S3 buckets the pre-warm worker may read; none means it can read nothing.
+    prewarm_buckets: tuple[str, ...] = ()
+
+    @field_validator("prewarm_buckets", mode="before")
+    @classmethod
+    def _bucket_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("prewarm_buckets")
+    @classmethod
+    def _bucket_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for bucket in value:
+            if not _BUCKET.match(bucket):
+                raise ValueError(f"{bucket!r} is not an S3 bucket name")
+        return value
 
     @field_validator("sweep_schedule", "cost_schedule")
     @classmethod

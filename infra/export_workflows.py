@@ -11,18 +11,27 @@ from typing import Any
 from trainctl import stack_resources, workflows
 
 TARGET = Path(__file__).resolve().parents[1] / "layers" / "trainctl" / "workflows"
-NAMES = {stack_resources.RECOVERY_STATE_MACHINE: workflows.SPOT_RECOVERY}
+NAMES = {
+    stack_resources.RECOVERY_STATE_MACHINE: workflows.SPOT_RECOVERY,
+    stack_resources.PREWARM_STATE_MACHINE: workflows.PREWARM,
+}
 
 
 def definitions(template: dict[str, Any]) -> dict[str, str]:
     """File name -> definition text, for every state machine of the template that trainctl ships."""
     found = {}
+    # Task functions are named by the stack: an emulator knows them by the same names.
+    attributes = {
+        f"{logical_id}.Arn": workflows.lambda_arn(resource["Properties"]["FunctionName"])
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function" and "FunctionName" in resource["Properties"]
+    }
     for resource in template["Resources"].values():
         if resource["Type"] != "AWS::StepFunctions::StateMachine":
             continue
         name = resource["Properties"].get("StateMachineName")
         if name in NAMES:
-            text = workflows.resolve_definition(resource["Properties"]["DefinitionString"])
+            text = workflows.resolve_definition(resource["Properties"]["DefinitionString"], attributes)
             found[NAMES[name]] = json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
     return found
 

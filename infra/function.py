@@ -33,6 +33,7 @@ class TrainctlFunction(Construct):
         memory_size: int = 512,
         reserved_concurrency: int | None = None,
         retry_attempts: int = 2,
+        function_name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
@@ -51,6 +52,7 @@ class TrainctlFunction(Construct):
             self,
             "Function",
             description=description,
+            function_name=function_name,
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler="handler.lambda_handler",

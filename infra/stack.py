@@ -22,6 +22,7 @@ from infra.config import DeployConfig
 from infra.cost_alerts import CostAlerts
 from infra.layer import DomainLayer
 from infra.permissions import age_guard_statements, cost_statements, spot_statements, sweep_statements
+from infra.prewarm import Prewarm
 from infra.spot_interruption import SpotInterruption
 from infra.spot_recovery import SpotRecovery
 from trainctl import documents, stack_resources
@@ -207,6 +208,38 @@ class TrainctlStack(cdk.Stack):
         ):
             spot_function.add_to_role_policy(statement)
 
+        self.prewarm = Prewarm(
+            self,
+            "Prewarm",
+            layer=layer,
+            failures=self.failures,
+            log_retention=_retention(config.options.log_retention_days),
+            buckets=config.options.prewarm_buckets,
+            account=self.account,
+            regions=sweep_settings.regions,
+        )
+        planner = self.prewarm.functions[0].function
+        planner.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadWhatThePlanChecks",
+                actions=[
+                    "ec2:DescribeVolumes",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeSnapshots",
+                    "ec2:DescribeAvailabilityZones",
+                ],
+                resources=["*"],
+            )
+        )
+        if config.options.prewarm_buckets:
+            planner.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="SizeTheData",
+                    actions=["s3:ListBucket"],
+                    resources=[f"arn:aws:s3:::{b}" for b in config.options.prewarm_buckets],
+                )
+            )
+
         # Grants: the ledger and topic are written only here, EC2 only under the scope tag.
         function = self.cleanup.function
         # PutItem and DeleteItem also take and free the sweep's lease (conditional writes).
@@ -246,6 +279,9 @@ class TrainctlStack(cdk.Stack):
         cdk.CfnOutput(self, stack_resources.OUTPUT_PRICE_TABLE, value=self.prices.table_name)
         cdk.CfnOutput(
             self, stack_resources.OUTPUT_RECOVERY_STATE_MACHINE, value=self.recovery.state_machine.state_machine_arn
+        )
+        cdk.CfnOutput(
+            self, stack_resources.OUTPUT_PREWARM_STATE_MACHINE, value=self.prewarm.state_machine.state_machine_arn
         )
         cdk.CfnOutput(self, "DryRun", value=json.dumps(sweep_settings.dry_run))
 
@@ -312,6 +348,32 @@ class TrainctlStack(cdk.Stack):
             "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
             "CDK's grant to publish to the KMS-encrypted topic; limited to trainctl's own key.",
         )
+        for handler in self.prewarm.functions:
+            self._acknowledge_function_basics(handler.function, handler.role, handler.log_group)
+            function_id = self.resolve(self.get_logical_id(_cfn(handler.function)))
+            acknowledge(
+                self.prewarm.role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+                "CDK's grant for the workflow to invoke any version of its own two task functions.",
+            )
+        acknowledge(
+            self.prewarm.worker_role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "The SSM agent's channel and message actions take no resource ARNs; the worker reads S3 only from "
+            "the configured buckets.",
+        )
+        acknowledge(
+            self.prewarm.role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "Launch, attach, detach and describe act on a worker and a volume that do not exist at deploy time; "
+            "TerminateInstances is denied on anything not tagged trainctl:role=prewarm-worker.",
+        )
+        for region in regions:
+            acknowledge(
+                self.prewarm.role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{self.account}:instance/*]",
+                "The pre-warm document runs on the worker the workflow launched or the instance the caller named.",
+            )
         for scheduled in (self.cleanup.function, self.cost.function):
             function_id = self.resolve(self.get_logical_id(_cfn(scheduled)))
             acknowledge(

@@ -8,6 +8,7 @@ from typing import Any
 
 TRAINING_CHECK = "training_check"
 SPOT_CHECKPOINT = "spot_checkpoint"
+PREWARM = "prewarm"
 
 
 def load(name: str) -> dict[str, Any]:

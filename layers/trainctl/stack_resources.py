@@ -19,14 +19,23 @@ TRAINING_DOCUMENT = "trainctl-training-check"
 PRICE_TABLE = "trainctl-prices"
 SPOT_DOCUMENT = "trainctl-spot-checkpoint"
 RECOVERY_STATE_MACHINE = "trainctl-spot-recovery"
-EMULATOR_ACCOUNT = "123456789012"  # moto's default account
-DOCUMENTS = {TRAINING_DOCUMENT: documents.TRAINING_CHECK, SPOT_DOCUMENT: documents.SPOT_CHECKPOINT}
+PREWARM_DOCUMENT = "trainctl-prewarm"
+PREWARM_STATE_MACHINE = "trainctl-prewarm"
+PREWARM_PROFILE = "trainctl-prewarm-worker"
+PREWARM_PLAN_FUNCTION = "trainctl-prewarm_plan"
+PREWARM_REPORT_FUNCTION = "trainctl-prewarm_report"
+DOCUMENTS = {
+    TRAINING_DOCUMENT: documents.TRAINING_CHECK,
+    SPOT_DOCUMENT: documents.SPOT_CHECKPOINT,
+    PREWARM_DOCUMENT: documents.PREWARM,
+}
 
 OUTPUT_LEDGER_TABLE = "LedgerTableName"
 OUTPUT_TOPIC_ARN = "SweepTopicArn"
 OUTPUT_TRAINING_DOCUMENT = "TrainingCheckDocumentName"
 OUTPUT_PRICE_TABLE = "PriceTableName"
 OUTPUT_RECOVERY_STATE_MACHINE = "RecoveryStateMachineArn"
+OUTPUT_PREWARM_STATE_MACHINE = "PrewarmStateMachineArn"
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,8 @@ class StackResources:
     origin: str  # "emulator" or "stack"
     price_table: str = PRICE_TABLE
     recovery_state_machine: str | None = None
+    prewarm_state_machine: str | None = None
+    prewarm_instance_profile: str | None = None
 
 
 def is_emulator(environ: Mapping[str, str]) -> bool:
@@ -59,9 +70,33 @@ def ensure_on_emulator(factory: ClientFactory, regions: tuple[str, ...]) -> Stac
                 content = json.dumps(documents.load(document))
                 ssm.create_document(Name=name, Content=content, DocumentType="Command", DocumentFormat="JSON")
     recovery = _ensure_state_machine(factory, RECOVERY_STATE_MACHINE, workflows.SPOT_RECOVERY)
+    prewarm = _ensure_state_machine(factory, PREWARM_STATE_MACHINE, workflows.PREWARM)
     return StackResources(
-        LEDGER_TABLE, topic_arn, TRAINING_DOCUMENT, origin="emulator", recovery_state_machine=recovery
+        LEDGER_TABLE,
+        topic_arn,
+        TRAINING_DOCUMENT,
+        origin="emulator",
+        recovery_state_machine=recovery,
+        prewarm_state_machine=prewarm,
+        prewarm_instance_profile=_ensure_instance_profile(factory, PREWARM_PROFILE),
     )
+
+
+def _ensure_instance_profile(factory: ClientFactory, name: str) -> str:
+    iam = factory.client("iam")
+    try:
+        return str(iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Arn"])
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise access_error("GetInstanceProfile", exc) from exc
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return str(profile["Arn"])
 
 
 def _ensure_state_machine(factory: ClientFactory, name: str, workflow: str) -> str:
@@ -73,7 +108,7 @@ def _ensure_state_machine(factory: ClientFactory, name: str, workflow: str) -> s
     created = sfn.create_state_machine(
         name=name,
         definition=workflows.load(workflow),
-        roleArn=f"arn:aws:iam::{EMULATOR_ACCOUNT}:role/{name}",
+        roleArn=f"arn:aws:iam::{workflows.EMULATOR_ACCOUNT}:role/{name}",
         type="STANDARD",
     )
     return str(created["stateMachineArn"])
@@ -114,6 +149,7 @@ def find_deployed(factory: ClientFactory) -> StackResources | None:
             origin="stack",
             price_table=outputs[OUTPUT_PRICE_TABLE],
             recovery_state_machine=outputs.get(OUTPUT_RECOVERY_STATE_MACHINE),
+            prewarm_state_machine=outputs.get(OUTPUT_PREWARM_STATE_MACHINE),
         )
     except KeyError:
         return None

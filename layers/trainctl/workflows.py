@@ -10,8 +10,16 @@ from importlib import resources
 from typing import Any
 
 SPOT_RECOVERY = "spot_recovery"
+PREWARM = "prewarm"
 # CloudFormation pseudo parameters a definition may carry, as an emulator answers them.
-EMULATOR_PSEUDO = {"AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+EMULATOR_REGION = "us-east-1"
+EMULATOR_ACCOUNT = "123456789012"  # moto's default account
+EMULATOR_PSEUDO = {
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::Region": EMULATOR_REGION,
+    "AWS::AccountId": EMULATOR_ACCOUNT,
+}
 
 
 def load(name: str) -> str:
@@ -20,14 +28,23 @@ def load(name: str) -> str:
     return text
 
 
-def resolve_definition(definition: Any, pseudo: dict[str, str] | None = None) -> str:
-    """A synthesised DefinitionString (a string or an Fn::Join of strings and pseudo-parameter Refs) as text."""
-    values = pseudo or EMULATOR_PSEUDO
+def lambda_arn(function_name: str) -> str:
+    return f"arn:aws:lambda:{EMULATOR_REGION}:{EMULATOR_ACCOUNT}:function:{function_name}"
+
+
+def resolve_definition(definition: Any, attributes: dict[str, str] | None = None) -> str:
+    """A synthesised DefinitionString as text: strings, Fn::Join, pseudo-parameter Refs, and the Fn::GetAtt
+    values given in `attributes` ("LogicalId.Attribute" -> value)."""
+    known = attributes or {}
     if isinstance(definition, str):
         return definition
     if isinstance(definition, dict) and set(definition) == {"Fn::Join"}:
         separator, parts = definition["Fn::Join"]
-        return str(separator).join(resolve_definition(part, values) for part in parts)
-    if isinstance(definition, dict) and set(definition) == {"Ref"} and definition["Ref"] in values:
-        return values[definition["Ref"]]
+        return str(separator).join(resolve_definition(part, known) for part in parts)
+    if isinstance(definition, dict) and set(definition) == {"Ref"} and definition["Ref"] in EMULATOR_PSEUDO:
+        return EMULATOR_PSEUDO[definition["Ref"]]
+    if isinstance(definition, dict) and set(definition) == {"Fn::GetAtt"}:
+        key = ".".join(definition["Fn::GetAtt"])
+        if key in known:
+            return known[key]
     raise ValueError(f"the definition refers to something an emulator cannot resolve: {json.dumps(definition)[:200]}")
