@@ -358,41 +358,6 @@ def test_recovery_relaunches_in_another_zone_restores_the_data_and_resumes(
     assert len(recovered_instances(factory, fleet.trainer)) == 1
 
 
-class WorkflowFault:
-    """Fail one SDK operation of the workflow itself: its clients come from boto3's default session."""
-
-    def __init__(self, operation: str, code: str = "InjectedFailure") -> None:
-        self.operation = operation
-        self.code = code
-        self.hits = 0
-
-    def __call__(self, model: Any, **_: Any) -> Any:
-        if model.name != self.operation:
-            return None
-        self.hits += 1
-        error = {
-            "Error": {"Code": self.code, "Message": "injected"},
-            "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": "injected"},
-        }
-        return types.SimpleNamespace(status_code=400, headers={}, raw=None), error
-
-
-@pytest.fixture
-def workflow_fault() -> Iterator[Any]:
-    installed: list[WorkflowFault] = []
-    events = boto3._get_default_session().events
-
-    def install(operation: str) -> WorkflowFault:
-        fault = WorkflowFault(operation)
-        events.register_first("before-call", fault)
-        installed.append(fault)
-        return fault
-
-    yield install
-    for fault in installed:
-        events.unregister("before-call", fault)
-
-
 @pytest.mark.parametrize("operation", ["DescribeInstances", "ModifyInstanceAttribute", "SendCommand"])
 def test_every_failure_after_the_launch_is_compensated(
     handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, workflow_fault: Any, operation: str

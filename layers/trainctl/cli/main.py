@@ -153,6 +153,56 @@ def cost_once(
     return run_cost_check(factory, settings, clock, book, CostEffects(history=history))
 
 
+@app.command()
+def prewarm(
+    volume_id: Annotated[str, typer.Argument(help="The EBS volume to fill, e.g. vol-0123456789abcdef0.")],
+    s3_uri: Annotated[str, typer.Argument(help="What to copy onto it: s3://bucket/prefix/.")],
+    mount_point: Annotated[str, typer.Option(help="Where the worker mounts it while copying.")] = "/mnt/prewarm",
+    instance_id: Annotated[
+        str | None, typer.Option(help="Use this running instance (in the volume's zone) instead of a worker.")
+    ] = None,
+    snapshot: Annotated[bool, typer.Option(help="Snapshot the volume once it is filled.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final status and output as JSON.")] = False,
+) -> None:
+    """Fill an EBS volume from S3 (and initialise a restored one) with the pre-warm workflow, and follow it."""
+    from trainctl.cli.prewarm_run import follow, start_prewarm
+    from trainctl.prewarm import InvalidRequest, parse_request
+
+    try:
+        request = parse_request(
+            {
+                "volume_id": volume_id,
+                "s3_uri": s3_uri,
+                "mount_point": mount_point,
+                "instance_id": instance_id,
+                "snapshot": snapshot,
+            }
+        )
+    except InvalidRequest as exc:
+        raise fail(str(exc), EXIT_USAGE) from exc
+    try:
+        factory = ClientFactory()
+        resources = stack_resources.resolve(factory, os.environ, (factory.default_region or "us-east-1",))
+        if resources is None or not resources.prewarm_state_machine:
+            raise TrainctlError(f"stack {stack_resources.STACK_NAME} with its pre-warm workflow is not deployed here")
+        execution = start_prewarm(factory, resources.prewarm_state_machine, request)
+        if not as_json:
+            console.print(f"pre-warm of {volume_id} from {s3_uri}: {execution}")
+        result = follow(factory, execution, None if as_json else console)
+    except TrainctlError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        colour = "green" if result["status"] == "SUCCEEDED" else "red"
+        console.print(
+            f"[{colour}]{result['status']}[/] after {result['state_transitions']} state transitions"
+            + (f": {result['error']}: {result['cause']}" if result["error"] else "")
+        )
+    if result["status"] != "SUCCEEDED":
+        raise typer.Exit(EXIT_FAILED)
+
+
 @dataclass
 class LocalContext:
     """What a Lambda context offers the handlers, for running them locally."""
