@@ -52,6 +52,7 @@ class Prewarm(Construct):
         buckets: tuple[str, ...],
         account: str,
         regions: tuple[str, ...],
+        scope_tag: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.document = ssm.CfnDocument(
@@ -107,7 +108,10 @@ class Prewarm(Construct):
             "PlanFunction",
             folder="prewarm_plan",
             description="trainctl pre-warm: validate the request and size the worker",
-            environment={"TRAINCTL_PREWARM_INSTANCE_PROFILE_ARN": self.instance_profile.instance_profile_arn},
+            environment={
+                "TRAINCTL_PREWARM_INSTANCE_PROFILE_ARN": self.instance_profile.instance_profile_arn,
+                "TRAINCTL_SCOPE_TAG": scope_tag,
+            },
             timeout=cdk.Duration.seconds(60),
             function_name=stack_resources.PREWARM_PLAN_FUNCTION,
             **common,  # type: ignore[arg-type]
@@ -376,7 +380,7 @@ class Prewarm(Construct):
                     {
                         "ResourceType": "instance",
                         "Tags": [
-                            {"Key": tags.MANAGED, "Value": "true"},
+                            {"Key": scope_tag, "Value": "true"},
                             {"Key": tags.ROLE, "Value": tags.PREWARM_WORKER_ROLE},
                             {"Key": "Name", "Value": "trainctl pre-warm worker"},
                         ],
@@ -701,6 +705,16 @@ class Prewarm(Construct):
                 actions=["iam:PassRole"],
                 resources=[self.worker_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+            )
+        )
+        # The document runs as root: only on in-scope instances (its own workers are), whatever else allows.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="RunOnlyOnInScopeInstances",
+                effect=iam.Effect.DENY,
+                actions=["ssm:SendCommand"],
+                resources=[f"arn:aws:ec2:{r}:{account}:instance/*" for r in regions],
+                conditions={"StringNotEqualsIgnoreCase": {f"ssm:resourceTag/{scope_tag}": ["true", "yes", "1"]}},
             )
         )
         # It may terminate only its workers, whatever the task statements allow.

@@ -217,6 +217,7 @@ class TrainctlStack(cdk.Stack):
             buckets=config.options.prewarm_buckets,
             account=self.account,
             regions=sweep_settings.regions,
+            scope_tag=sweep_settings.scope_tag,
         )
         planner = self.prewarm.functions[0].function
         planner.add_to_role_policy(

@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from trainctl import tags
 from trainctl.aws import ClientFactory
 from trainctl.observability import logger
 from trainctl.prewarm import InvalidRequest, parse_request, plan
@@ -34,6 +35,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             factory.client("s3", region),
             instance_profile_arn=os.environ["TRAINCTL_PREWARM_INSTANCE_PROFILE_ARN"],
             region=region,
+            scope_tag=os.environ.get("TRAINCTL_SCOPE_TAG", tags.MANAGED),
         )
     except InvalidRequest:
         # The workflow's Catch turns this into a FAILED execution before anything was launched.

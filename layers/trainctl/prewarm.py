@@ -136,7 +136,15 @@ def s3_size(s3: Any, uri: str) -> tuple[int, int]:
     return total, count
 
 
-def plan(request: PrewarmRequest, ec2: EC2Client, s3: Any, *, instance_profile_arn: str, region: str) -> dict[str, Any]:
+def plan(
+    request: PrewarmRequest,
+    ec2: EC2Client,
+    s3: Any,
+    *,
+    instance_profile_arn: str,
+    region: str,
+    scope_tag: str = tags.MANAGED,
+) -> dict[str, Any]:
     """Everything the workflow needs, or InvalidRequest naming the first problem; only reads."""
     try:
         data_bytes, objects = s3_size(s3, request.s3_uri)
@@ -186,6 +194,9 @@ def plan(request: PrewarmRequest, ec2: EC2Client, s3: Any, *, instance_profile_a
             raise InvalidRequest(f"instance {request.instance_id} is in {placed}, the volume in {zone}")
         if instance["State"]["Name"] != "running":
             raise InvalidRequest(f"instance {request.instance_id} is {instance['State']['Name']}, not running")
+        if not tags.opts_in(tags.tag_map(instance.get("Tags")).get(scope_tag)):
+            # The pre-warm document runs as root; trainctl runs commands only where it was let in.
+            raise InvalidRequest(f"instance {request.instance_id} is out of scope: no {scope_tag}=true")
     worker, why = choose_worker(throughput, data_bytes)
     estimate = math.ceil(data_bytes / 2**20 / min(throughput, worker.sustained_mib_per_second)) if data_bytes else 0
     return {

@@ -110,3 +110,58 @@ def test_every_step_after_the_launch_is_caught_and_every_wait_is_bounded(synthes
     assert states["PollBound"]["Choices"][0]["Next"] == "LaunchTimedOut"
     assert recovery_definition(synthesized[0]).get("TimeoutSeconds") == 7200
     assert states["Launch"]["Parameters"]["BlockDeviceMappings.$"] == "$.block_devices"
+
+
+def prewarm_definition(template: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(definitions(template)[workflows.PREWARM]))
+
+
+def test_the_shipped_prewarm_workflow_is_exactly_what_the_stack_synthesises(synthesized) -> None:
+    assert json.loads(workflows.load(workflows.PREWARM)) == prewarm_definition(synthesized[0]), (
+        "run `make workflows` and commit the result"
+    )
+
+
+def test_prewarm_compensates_every_step_after_the_launch_and_bounds_every_wait(synthesized) -> None:
+    definition = prewarm_definition(synthesized[0])
+    states = definition["States"]
+    after_launch = [
+        "CheckWorkerRunning",
+        "Attach",
+        "CheckAttached",
+        "RunPrewarmDocument",
+        "GetCommandInvocation",
+        "Detach",
+        "CheckDetached",
+        "TerminateWorker",
+    ]
+    for name in after_launch:
+        assert [c["Next"] for c in states[name]["Catch"]] == ["CompensateDetach"], name
+    # Compensation never deletes a volume: no DeleteVolume anywhere in the workflow.
+    assert "deleteVolume" not in json.dumps(definition)
+    # Every wait loop has a bound, and the execution a timeout.
+    for loop in ("WorkerRunning", "Attached", "Detached", "VolumeAvailable", "CompensateDetached"):
+        choices = states[f"{loop}Done"]["Choices"]
+        assert any("NumericGreaterThan" in c for c in choices), loop
+    assert states["PollBound"]["Choices"][0]["NumericGreaterThan"] > 0
+    assert definition["TimeoutSeconds"] == 14 * 3600
+    launch = states["LaunchWorker"]["Parameters"]
+    assert launch["MetadataOptions"] == {"HttpTokens": "required", "HttpEndpoint": "enabled"}
+    worker_tags = launch["TagSpecifications"][0]["Tags"]
+    assert {"Key": tags.MANAGED, "Value": "true"} in worker_tags
+    assert {"Key": tags.ROLE, "Value": tags.PREWARM_WORKER_ROLE} in worker_tags
+    assert states["Plan"]["Catch"][0]["Next"] == "Refused"  # invalid input: nothing launched
+
+
+def test_prewarm_roles_are_narrow(synthesized) -> None:
+    denies = [s for s in statements(synthesized[0], "PrewarmStateMachine") if s["Effect"] == "Deny"]
+    terminate = next(s for s in denies if "ec2:TerminateInstances" in as_list(s["Action"]))
+    assert terminate["Condition"] == {"StringNotEquals": {f"aws:ResourceTag/{tags.ROLE}": tags.PREWARM_WORKER_ROLE}}
+    send = next(s for s in denies if "ssm:SendCommand" in as_list(s["Action"]))
+    assert send["Condition"] == {"StringNotEqualsIgnoreCase": {f"ssm:resourceTag/{tags.MANAGED}": ["true", "yes", "1"]}}
+    worker = [s for s in statements(synthesized[0], "PrewarmWorkerRole") if s["Effect"] == "Allow"]
+    s3 = [a for s in worker for a in as_list(s["Action"]) if a.startswith("s3:")]
+    assert set(s3) <= {"s3:GetObject", "s3:ListBucket"}
+    Template.from_json(synthesized[0]).has_resource_properties(
+        "AWS::SSM::Document", {"Name": stack_resources.PREWARM_DOCUMENT, "DocumentType": "Command"}
+    )

@@ -152,7 +152,11 @@ def test_a_new_worker_fills_the_volume_and_leaves_nothing_behind(account: Accoun
 def test_an_existing_instance_is_used_and_kept(account: Account) -> None:
     ec2 = account.factory.ec2(REGION)
     mine = ec2.run_instances(
-        ImageId="ami-0abcdef1234567890", MinCount=1, MaxCount=1, Placement={"AvailabilityZone": f"{REGION}a"}
+        ImageId="ami-0abcdef1234567890",
+        MinCount=1,
+        MaxCount=1,
+        Placement={"AvailabilityZone": f"{REGION}a"},
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
     )["Instances"][0]["InstanceId"]
     result = execute(account, instance_id=mine)
     assert result["status"] == "SUCCEEDED", result
@@ -222,6 +226,7 @@ def test_a_failed_command_is_compensated_with_its_status_as_the_cause(account: A
         ({"volume_id": None}, "either volume_id or a volume spec"),
         ({"volume": {"size_gib": 10, "zone": "us-east-1a"}}, "not both"),
         ({"instance_id": "other-zone"}, "the volume in us-east-1a"),
+        ({"instance_id": "out-of-scope"}, "out of scope"),
         ({"volume_id": "in-use"}, "not available"),
         ({"volume": {"size_gib": 10, "zone": "us-east-1a", "initialization_rate": 200}, "volume_id": None}, "snapshot"),
     ],
@@ -234,6 +239,10 @@ def test_invalid_requests_are_refused_before_any_launch(
     if change.get("instance_id") == "other-zone":
         change["instance_id"] = ec2.run_instances(
             ImageId="ami-0abcdef1234567890", MinCount=1, MaxCount=1, Placement={"AvailabilityZone": f"{REGION}b"}
+        )["Instances"][0]["InstanceId"]
+    if change.get("instance_id") == "out-of-scope":
+        change["instance_id"] = ec2.run_instances(
+            ImageId="ami-0abcdef1234567890", MinCount=1, MaxCount=1, Placement={"AvailabilityZone": f"{REGION}a"}
         )["Instances"][0]["InstanceId"]
     if change.get("volume_id") == "in-use":
         busy = ec2.create_volume(Size=10, AvailabilityZone=f"{REGION}a")["VolumeId"]
