@@ -63,3 +63,46 @@ def lambda_tasks_in_process(environment: Mapping[str, str]) -> Iterator[InProces
         yield dispatcher
     finally:
         lambda_eval_utils.boto_client_for = original
+
+
+def forget_finished_workers() -> None:
+    """moto deep-copies a state machine with its past executions on every start, and a finished execution
+    still holds its worker's locks: dropping the finished workers lets a state machine run more than once."""
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    for account in stepfunctions_parser_backends.values():
+        for backend in account.values():
+            for machine in backend.state_machines:
+                for execution in getattr(machine, "executions", []):
+                    if execution.exec_status != ExecutionStatus.RUNNING and execution.exec_worker:
+                        execution.exec_worker = None
+
+
+@contextmanager
+def failing_sdk_call(operation: str, code: str = "InjectedFailure") -> Iterator[None]:
+    """Make one SDK operation of the emulated workflows fail: their clients come from boto3's default session."""
+    import boto3
+
+    def fail(model: Any, **_: Any) -> Any:
+        if model.name != operation:
+            return None
+        error = {
+            "Error": {"Code": code, "Message": f"{operation} failed (injected)"},
+            "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": "injected"},
+        }
+        return _Status(400), error
+
+    events = boto3._get_default_session().events
+    events.register_first("before-call", fail)
+    try:
+        yield
+    finally:
+        events.unregister("before-call", fail)
+
+
+class _Status:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+        self.raw = None

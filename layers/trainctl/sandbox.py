@@ -217,6 +217,8 @@ def moto_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per call drowns the report
+    # The interpreter logs each failed state it handles (a Catch took it): the workflow's result says it.
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
 
     saved = {key: os.environ.get(key) for key in [*SANDBOX_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE", "MOTO_PORT"]}
     os.environ.update(SANDBOX_ENV)

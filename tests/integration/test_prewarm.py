@@ -15,10 +15,9 @@ import pytest
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from tests.integration.workflow_faults import forget_finished_workers
 from trainctl import stack_resources, tags
 from trainctl.aws import ClientFactory
-from trainctl.local_lambda import InProcessLambda, lambda_tasks_in_process
+from trainctl.local_lambda import InProcessLambda, forget_finished_workers, lambda_tasks_in_process
 
 REGION = "us-east-1"
 runner = CliRunner()

@@ -55,17 +55,3 @@ def workflow_fault() -> Iterator[Any]:
     yield install
     for fault in installed:
         events.unregister("before-call", fault)
-
-
-def forget_finished_workers() -> None:
-    """moto deep-copies a state machine with its past executions on every start, and a finished execution
-    still holds its worker's locks: dropping the finished workers lets a state machine run more than once."""
-    from moto.stepfunctions.parser.api import ExecutionStatus
-    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
-
-    for account in stepfunctions_parser_backends.values():
-        for backend in account.values():
-            for machine in backend.state_machines:
-                for execution in getattr(machine, "executions", []):
-                    if execution.exec_status != ExecutionStatus.RUNNING and execution.exec_worker:
-                        execution.exec_worker = None

@@ -221,6 +221,61 @@ def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bo
     return warned["status"] == "handled" and again == warned and execution["status"] == "SUCCEEDED"
 
 
+def prewarm_story(console: Console, factory: ClientFactory, resources: stack_resources.StackResources) -> bool:
+    """The pre-warm workflow fills a volume from S3, then runs again with an attach that fails: both end clean."""
+    from trainctl.cli.prewarm_run import follow, start_prewarm
+    from trainctl.local_lambda import failing_sdk_call, forget_finished_workers, lambda_tasks_in_process
+    from trainctl.prewarm import PrewarmRequest
+
+    region = SANDBOX_REGIONS[0]
+    s3 = factory.client("s3", region)
+    s3.create_bucket(Bucket="sandbox-datasets")
+    for shard in range(4):
+        s3.put_object(Bucket="sandbox-datasets", Key=f"tokenized/shard-{shard:03d}.bin", Body=b"\0" * 65536)
+    ec2 = factory.ec2(region)
+    assert resources.prewarm_state_machine and resources.prewarm_instance_profile
+    environment = {"TRAINCTL_PREWARM_INSTANCE_PROFILE_ARN": resources.prewarm_instance_profile}
+
+    def clean(volume_id: str) -> bool:
+        volume = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+        running = ec2.describe_instances(
+            Filters=[
+                {"Name": f"tag:{tags.ROLE}", "Values": [tags.PREWARM_WORKER_ROLE]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+            ]
+        )["Reservations"]
+        return volume["State"] == "available" and not running
+
+    outcomes = []
+    with lambda_tasks_in_process(environment) as lambdas:
+        for title, fault in (
+            ("6. pre-warm a data volume from S3", None),
+            ("7. pre-warm again, attach fails", "AttachVolume"),
+        ):
+            volume_id = ec2.create_volume(Size=200, AvailabilityZone=f"{region}a", VolumeType="gp3")["VolumeId"]
+            request = PrewarmRequest(volume_id=volume_id, s3_uri="s3://sandbox-datasets/tokenized/")
+            console.print(f"[bold]{title}[/]: trainctl prewarm {volume_id} {request.s3_uri}")
+            forget_finished_workers()
+            before = len(lambdas.invocations)
+            if fault:
+                with failing_sdk_call(fault):
+                    result = follow(factory, start_prewarm(factory, resources.prewarm_state_machine, request), console)
+            else:
+                result = follow(factory, start_prewarm(factory, resources.prewarm_state_machine, request), console)
+            tagged = {
+                t["Key"]: t["Value"] for t in ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0].get("Tags", [])
+            }
+            console.print(
+                f"  {result['status']} after {result['state_transitions']} state transitions and "
+                f"{len(lambdas.invocations) - before} Lambda invocations"
+                + (f" ({result['error']}: {str(result['cause'])[:120]})" if result["error"] else "")
+                + f"; volume {'available, detached' if clean(volume_id) else 'NOT CLEAN'}, no worker running; "
+                f"{tags.PREWARMED_AT}={tagged.get(tags.PREWARMED_AT, '-')}\n"
+            )
+            outcomes.append((result["status"], clean(volume_id)))
+    return outcomes == [("SUCCEEDED", True), ("FAILED", True)]
+
+
 def run_sandbox(console: Console, *, as_json: bool = False) -> int:
     started = time.monotonic()
     with moto_server() as endpoint:
@@ -290,6 +345,7 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
         )
 
         spot_saved = spot_story(console, factory, as_json=as_json)
+        prewarmed = prewarm_story(console, factory, resources)
         persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
         ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
         console.print(
@@ -306,4 +362,4 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
             )
         )
         failed = [d for d in last.decisions if d.outcome == "failed"]
-        return 1 if failed or len(persistent) != 2 or not alerted_once or not spot_saved else 0
+        return 1 if failed or len(persistent) != 2 or not alerted_once or not spot_saved or not prewarmed else 0
