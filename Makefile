@@ -48,6 +48,7 @@ synth: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.spot_checkpoint
+	$(BIN)/python -m bench.workflow_runs
 	$(BIN)/python -m bench.sweep_scale
 
 # Rewrites the state machine definitions shipped for emulators from what the stack synthesises.

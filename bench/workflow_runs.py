@@ -1,0 +1,121 @@
+"""Pre-warm state transitions and Lambda invocations per run, and cost price look-ups cold and warm.
+
+    python -m bench.workflow_runs
+
+The pre-warm workflow is the definition the stack synthesises, run on moto's Step Functions interpreter
+with its Lambda tasks dispatched in-process; the cost check runs against the sandbox fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+
+def run_prewarm(factory: Any, machine: str, lambdas: Any, request: dict[str, Any]) -> dict[str, Any]:
+    from trainctl.local_lambda import forget_finished_workers
+
+    forget_finished_workers()
+    sfn = factory.client("stepfunctions", "us-east-1")
+    before = len(lambdas.invocations)
+    arn = sfn.start_execution(stateMachineArn=machine, name=uuid.uuid4().hex, input=json.dumps(request))["executionArn"]
+    while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        time.sleep(0.1)
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return {
+        "status": described["status"],
+        "transitions": sum(1 for e in events if e["type"].endswith("StateEntered")),
+        "events": len(events),
+        "lambdas": len(lambdas.invocations) - before,
+    }
+
+
+def prewarm_table() -> None:
+    import boto3
+    from moto import mock_aws
+
+    from trainctl import stack_resources, tags
+    from trainctl.aws import ClientFactory
+    from trainctl.local_lambda import failing_sdk_call, lambda_tasks_in_process
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        factory = ClientFactory(boto3.Session(region_name="us-east-1"))
+        resources = stack_resources.ensure_on_emulator(factory, ("us-east-1",))
+        assert resources.prewarm_state_machine and resources.prewarm_instance_profile
+        factory.client("s3", "us-east-1").create_bucket(Bucket="datasets")
+        factory.client("s3", "us-east-1").put_object(Bucket="datasets", Key="d/shard-0", Body=b"x" * 1024)
+        ec2 = factory.ec2("us-east-1")
+        mine = ec2.run_instances(
+            ImageId="ami-0abcdef1234567890",
+            MinCount=1,
+            MaxCount=1,
+            Placement={"AvailabilityZone": "us-east-1a"},
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
+        )["Instances"][0]["InstanceId"]
+
+        def volume() -> str:
+            return str(ec2.create_volume(Size=100, AvailabilityZone="us-east-1a")["VolumeId"])
+
+        base = {"volume": None, "s3_uri": "s3://datasets/d/", "mount_point": "/mnt/prewarm", "snapshot": False}
+        cases = {
+            "new worker": {**base, "volume_id": volume(), "instance_id": None},
+            "new worker, snapshot after": {**base, "volume_id": volume(), "instance_id": None, "snapshot": True},
+            "existing instance": {**base, "volume_id": volume(), "instance_id": mine},
+            "invalid input (refused)": {**base, "volume_id": "vol-0123456789abcdef0", "instance_id": None},
+        }
+        env = {"TRAINCTL_PREWARM_INSTANCE_PROFILE_ARN": resources.prewarm_instance_profile}
+        print(f"{'pre-warm run':<32} {'status':<10} {'transitions':>11} {'history events':>15} {'Lambda calls':>13}")
+        with lambda_tasks_in_process(env) as lambdas:
+            for name, request in cases.items():
+                row = run_prewarm(factory, resources.prewarm_state_machine, lambdas, request)
+                print(
+                    f"{name:<32} {row['status']:<10} {row['transitions']:>11} {row['events']:>15} {row['lambdas']:>13}"
+                )
+            with failing_sdk_call("AttachVolume"):
+                row = run_prewarm(
+                    factory, resources.prewarm_state_machine, lambdas, {**cases["new worker"], "volume_id": volume()}
+                )
+            name = "attach fails (compensated)"
+            print(f"{name:<32} {row['status']:<10} {row['transitions']:>11} {row['events']:>15} {row['lambdas']:>13}")
+
+
+def cost_table() -> None:
+    from trainctl import stack_resources
+    from trainctl.aws import ClientFactory
+    from trainctl.clock import system_clock
+    from trainctl.cost_alerts import price_book_for, run_cost_check
+    from trainctl.sandbox import SANDBOX_REGIONS, moto_server, seed_training_fleet
+    from trainctl.settings import CostSettings
+
+    with moto_server():
+        factory = ClientFactory()
+        stack_resources.ensure_on_emulator(factory, SANDBOX_REGIONS)
+        seed_training_fleet(factory, SANDBOX_REGIONS, system_clock())
+        settings = CostSettings(regions=SANDBOX_REGIONS)
+        book = price_book_for(factory, settings, system_clock, use_table=True, use_api=False)
+        print(f"\n{'cost check on the sandbox fleet':<32} {'price look-ups by link':<60}")
+        for label in ("cold (new function)", "warm (same function)"):
+            before = factory.calls.total
+            result = run_cost_check(factory, settings, system_clock, book)
+            print(f"{label:<32} {json.dumps(result.lookups):<60} {factory.calls.total - before} API calls")
+
+
+def main() -> None:
+    os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    import logging
+
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
+    prewarm_table()
+    cost_table()
+
+
+if __name__ == "__main__":
+    main()
