@@ -99,6 +99,16 @@ class TrainctlStack(cdk.Stack):
             content=documents.load(documents.TRAINING_CHECK),
             update_method="NewVersion",
         )
+        # Run by `trainctl transfer` against instances; deployed so that people need no document of their own.
+        self.transfer_document = ssm.CfnDocument(
+            self,
+            "TransferDocument",
+            name=stack_resources.TRANSFER_DOCUMENT,
+            document_type="Command",
+            document_format="JSON",
+            content=documents.load(documents.TRANSFER),
+            update_method="NewVersion",
+        )
         layer = DomainLayer(self, "Domain").layer
 
         environment = {

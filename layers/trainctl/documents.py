@@ -9,6 +9,7 @@ from typing import Any
 TRAINING_CHECK = "training_check"
 SPOT_CHECKPOINT = "spot_checkpoint"
 PREWARM = "prewarm"
+TRANSFER = "transfer"
 
 
 def load(name: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ PRICE_TABLE = "trainctl-prices"
 SPOT_DOCUMENT = "trainctl-spot-checkpoint"
 RECOVERY_STATE_MACHINE = "trainctl-spot-recovery"
 PREWARM_DOCUMENT = "trainctl-prewarm"
+TRANSFER_DOCUMENT = "trainctl-transfer"
 PREWARM_STATE_MACHINE = "trainctl-prewarm"
 PREWARM_PROFILE = "trainctl-prewarm-worker"
 PREWARM_PLAN_FUNCTION = "trainctl-prewarm_plan"
@@ -28,6 +29,7 @@ DOCUMENTS = {
     TRAINING_DOCUMENT: documents.TRAINING_CHECK,
     SPOT_DOCUMENT: documents.SPOT_CHECKPOINT,
     PREWARM_DOCUMENT: documents.PREWARM,
+    TRANSFER_DOCUMENT: documents.TRANSFER,
 }
 
 OUTPUT_LEDGER_TABLE = "LedgerTableName"

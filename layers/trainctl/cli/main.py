@@ -292,6 +292,18 @@ def sandbox(
     sys.exit(run_sandbox(console, as_json=as_json))
 
 
+def _register_hand_commands() -> None:
+    from trainctl.cli.commands import ebs, instances, resources, transfer_command
+
+    app.add_typer(ebs, name="ebs")
+    app.add_typer(instances, name="instances")
+    app.add_typer(resources, name="resources")
+    app.command("transfer")(transfer_command)
+
+
+_register_hand_commands()
+
+
 def run() -> None:
     app()
 

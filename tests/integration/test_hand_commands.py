@@ -1,0 +1,298 @@
+"""`trainctl ebs`, `instances`, `resources` and `transfer` under moto: every command, and every refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from trainctl import stack_resources, tags
+from trainctl.aws import ClientFactory
+from trainctl.cli import main as cli
+from trainctl.sweep import Training, TrainingCheck
+
+runner = CliRunner()
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def factory(aws: None, monkeypatch: pytest.MonkeyPatch) -> ClientFactory:
+    made = ClientFactory(boto3.Session(region_name=REGION))
+    monkeypatch.setattr(cli, "ClientFactory", lambda: made)
+    monkeypatch.setenv("TRAINCTL_OWNER", "alice")
+    monkeypatch.setenv("TRAINCTL_TRAINING_CHECK_TIMEOUT", "1s")
+    stack_resources.ensure_on_emulator(made, (REGION,))
+    return made
+
+
+def call(*args: str, input: str | None = None) -> Any:
+    return runner.invoke(cli.app, list(args), input=input)
+
+
+def ok_json(*args: str) -> Any:
+    result = call(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def launch(factory: ClientFactory, zone: str = "us-east-1a", **extra: Any) -> str:
+    return str(
+        factory.ec2(REGION).run_instances(
+            ImageId="ami-0abcdef1234567890", MinCount=1, MaxCount=1, Placement={"AvailabilityZone": zone}, **extra
+        )["Instances"][0]["InstanceId"]
+    )
+
+
+def volume_tags(factory: ClientFactory, volume_id: str) -> dict[str, str]:
+    found = factory.ec2(REGION).describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+    return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+
+
+def exists(factory: ClientFactory, volume_id: str) -> bool:
+    return bool(factory.ec2(REGION).describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume_id]}])["Volumes"])
+
+
+# ------------------------------------------------------------------------------------------------------- ebs
+
+
+def test_ebs_create_and_list(factory: ClientFactory) -> None:
+    created = ok_json("ebs", "create", "--size", "100", "--zone", "us-east-1b", "--persistent")
+    labels = volume_tags(factory, created["volume_id"])
+    assert labels[tags.PERSISTENT] == "true" and labels[tags.MANAGED] == "true" and labels[tags.OWNER] == "alice"
+    listed = {row["volume_id"]: row for row in ok_json("ebs", "list")}
+    row = listed[created["volume_id"]]
+    assert row["persistent"] is True and row["zone"] == "us-east-1b" and row["attached_to"] is None
+    assert row["hourly_usd"] == pytest.approx(100 * 0.08 / 730)
+    table = call("ebs", "list")
+    assert table.exit_code == 0 and created["volume_id"] in table.stdout and "P" in table.stdout
+
+
+def test_ebs_attach_refuses_another_zone_and_detach_needs_an_attachment(factory: ClientFactory) -> None:
+    volume_id = ok_json("ebs", "create", "--zone", "us-east-1b")["volume_id"]
+    elsewhere, here = launch(factory, "us-east-1a"), launch(factory, "us-east-1b")
+    refused = call("ebs", "attach", volume_id, elsewhere)
+    assert refused.exit_code == 1 and "attaches only in its own zone" in refused.stderr
+    assert not factory.ec2(REGION).describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
+    assert call("ebs", "detach", volume_id).exit_code == 1
+    assert call("ebs", "attach", volume_id, here).exit_code == 0
+    again = call("ebs", "attach", volume_id, here)
+    assert again.exit_code == 1 and "already attached" in again.stderr
+    assert call("ebs", "detach", volume_id).exit_code == 0
+
+
+def test_ebs_delete_refuses_attached_and_persistent_without_force_and_confirmation(factory: ClientFactory) -> None:
+    keep = ok_json("ebs", "create", "--persistent")["volume_id"]
+    refused = call("ebs", "delete", keep)
+    assert refused.exit_code == 1 and tags.PERSISTENT in refused.stderr and exists(factory, keep)
+    declined = call("ebs", "delete", keep, "--force", input="n\n")
+    assert declined.exit_code == 1 and exists(factory, keep)
+    assert call("ebs", "delete", keep, "--force", input="y\n").exit_code == 0 and not exists(factory, keep)
+    busy = ok_json("ebs", "create", "--zone", "us-east-1a")["volume_id"]
+    factory.ec2(REGION).attach_volume(VolumeId=busy, InstanceId=launch(factory), Device="/dev/sdf")
+    attached = call("ebs", "delete", busy, "--force", "--yes")
+    assert attached.exit_code == 1 and "detach it first" in attached.stderr and exists(factory, busy)
+    plain = ok_json("ebs", "create")["volume_id"]
+    assert call("ebs", "delete", plain).exit_code == 0 and not exists(factory, plain)
+
+
+def test_snapshots_are_listed_with_what_depends_on_them_and_restored_anywhere(factory: ClientFactory) -> None:
+    volume_id = ok_json("ebs", "create", "--persistent")["volume_id"]
+    snapshot_id = ok_json("ebs", "snapshot", "create", volume_id)["snapshot_id"]
+    restored = ok_json("ebs", "restore", snapshot_id, "--zone", "us-east-1c", "--initialization-rate", "200")
+    described = factory.ec2(REGION).describe_volumes(VolumeIds=[restored["volume_id"]])["Volumes"][0]
+    assert described["SnapshotId"] == snapshot_id and described["AvailabilityZone"] == "us-east-1c"
+    ec2 = factory.ec2(REGION)
+    image = ec2.create_image(InstanceId=launch(factory), Name="model-image")["ImageId"]
+    image_snapshot = next(
+        m["Ebs"]["SnapshotId"] for m in ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"]
+    )
+    listed = {row["snapshot_id"]: row for row in ok_json("ebs", "snapshot", "list")}
+    assert listed[snapshot_id]["warnings"] == [f"restored as {restored['volume_id']}"]
+    assert listed[image_snapshot]["warnings"] == [f"backs AMI {image}"]
+    assert listed[snapshot_id]["persistent"] is True  # the volume's persistence came along
+    assert call("ebs", "restore", snapshot_id, "--zone", "us-east-1a", "--initialization-rate", "5").exit_code == 2
+
+
+def test_ebs_pre_warm_refuses_a_bad_uri_before_anything(factory: ClientFactory) -> None:
+    volume_id = ok_json("ebs", "create")["volume_id"]
+    refused = call("ebs", "pre-warm", volume_id, "s3://bucket/$(reboot)")
+    assert refused.exit_code == 2 and "s3_uri" in refused.stderr
+
+
+# ------------------------------------------------------------------------------------------------ instances
+
+
+def test_instances_list_shows_cost_and_persistent_volumes(factory: ClientFactory) -> None:
+    instance_id = launch(factory, InstanceType="g5.xlarge")
+    volume_id = ok_json("ebs", "create", "--persistent", "--zone", "us-east-1a")["volume_id"]
+    factory.ec2(REGION).attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdf")
+    rows = {row["instance_id"]: row for row in ok_json("instances", "list")}
+    assert rows[instance_id]["hourly_usd"] == 1.006
+    assert f"{volume_id} (persistent)" in rows[instance_id]["volumes"]
+
+
+def test_terminate_refuses_young_instances_and_unknown_training_unless_forced_and_keeps_persistent_data(
+    factory: ClientFactory,
+) -> None:
+    instance_id = launch(
+        factory,
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 50, "DeleteOnTermination": True}}],
+    )
+    ec2 = factory.ec2(REGION)
+    data = next(
+        m["Ebs"]["VolumeId"]
+        for m in ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
+            "BlockDeviceMappings"
+        ]
+        if m["DeviceName"] == "/dev/sdf"
+    )
+    ec2.create_tags(Resources=[data], Tags=[{"Key": tags.PERSISTENT, "Value": "true"}])
+    refused = call("instances", "terminate", instance_id)
+    assert refused.exit_code == 1 and "minimum age" in refused.stderr and "no verdict" in refused.stderr
+    done = ok_json("instances", "terminate", instance_id, "--force")
+    assert done["verdict"] == "terminate" and done["kept_volumes"] == [data]
+    assert exists(factory, data)
+    state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("shutting-down", "terminated")
+
+
+def test_terminate_never_stops_a_training_job_or_a_persistent_instance(
+    factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainctl import training
+
+    monkeypatch.setattr(
+        training.SsmTrainingCheck,
+        "check",
+        lambda self, ids: {i: TrainingCheck(Training.ACTIVE, "torchrun") for i in ids},
+    )
+    busy = launch(factory)
+    refused = call("instances", "terminate", busy, "--force")
+    assert refused.exit_code == 1 and "training job is running" in refused.stderr
+    kept = launch(
+        factory, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": tags.PERSISTENT, "Value": "yes"}]}]
+    )
+    monkeypatch.setattr(
+        training.SsmTrainingCheck, "check", lambda self, ids: {i: TrainingCheck(Training.IDLE) for i in ids}
+    )
+    persistent = call("instances", "terminate", kept, "--force")
+    assert persistent.exit_code == 1 and tags.PERSISTENT in persistent.stderr
+    running = factory.ec2(REGION).describe_instances(InstanceIds=[busy, kept])["Reservations"]
+    assert {i["State"]["Name"] for r in running for i in r["Instances"]} == {"running"}
+
+
+def test_a_bad_id_and_a_missing_region_are_one_line_errors(
+    factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = call("ebs", "attach", "vol-0123456789abcdef0", "i-0123456789abcdef0")
+    assert missing.exit_code == 1 and "no volume vol-0123456789abcdef0" in missing.stderr
+    assert "Traceback" not in missing.output
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setattr(cli, "ClientFactory", lambda: ClientFactory(boto3.Session(region_name=None)))
+    no_region = call("instances", "list")
+    assert no_region.exit_code == 1 and "no region" in no_region.stderr
+
+
+# ------------------------------------------------------------------------------------------------ resources
+
+
+def test_resources_summary_graph_and_cleanup(factory: ClientFactory) -> None:
+    instance_id = launch(factory, InstanceType="g5.xlarge")
+    volume_id = ok_json("ebs", "create", "--zone", "us-east-1a")["volume_id"]
+    factory.ec2(REGION).attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdf")
+    snapshot_id = ok_json("ebs", "snapshot", "create", volume_id)["snapshot_id"]
+    summary = ok_json("resources", "summary")
+    assert summary["counts"]["instance"] == {"running": 1}
+    assert summary["hourly_usd"] > 1.006
+    dot = call("resources", "graph", "--format", "dot").stdout
+    assert f'"{instance_id}" -> "{volume_id}"' in dot and f'"{volume_id}" -> "{snapshot_id}"' in dot
+    mermaid = call("resources", "graph", "--format", "mermaid").stdout
+    assert mermaid.startswith("graph LR") and "-->|snapshot|" in mermaid
+    tree = call("resources", "graph")
+    assert tree.exit_code == 0 and instance_id in tree.stdout and snapshot_id in tree.stdout
+    assert call("resources", "graph", "--format", "png").exit_code == 2
+    swept = ok_json("resources", "cleanup", "--region", REGION)
+    assert swept["dry_run"] is True and swept["summary"]["scanned"] >= 3
+
+
+# ------------------------------------------------------------------------------------------------- transfer
+
+
+def test_transfer_between_local_and_s3_both_ways(factory: ClientFactory, tmp_path: Path) -> None:
+    s3 = factory.client("s3", REGION)
+    s3.create_bucket(Bucket="datasets")
+    source = tmp_path / "data"
+    (source / "shards").mkdir(parents=True)
+    (source / "shards" / "a.bin").write_bytes(b"a" * 1000)
+    (source / "b.txt").write_text("hello")
+    up = ok_json("transfer", str(source), "s3://datasets/run-1/")
+    assert up["files"] == 2 and up["bytes"] == 1005
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="datasets")["Contents"])
+    assert keys == ["run-1/b.txt", "run-1/shards/a.bin"]
+    back = tmp_path / "back"
+    down = ok_json("transfer", "s3://datasets/run-1/", str(back))
+    assert down["files"] == 2 and (back / "shards" / "a.bin").read_bytes() == b"a" * 1000
+
+
+def test_transfer_to_and_from_an_instance_goes_through_ssm_and_a_staging_prefix(
+    factory: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[dict[str, Any]] = []
+    factory.register("provide-client-params.ssm.SendCommand", lambda params, **_: sent.append(dict(params)))
+    s3 = factory.client("s3", REGION)
+    s3.create_bucket(Bucket="datasets")
+    instance_id = launch(factory)
+    direct = ok_json("transfer", "s3://datasets/run-1/", f"instance:{instance_id}:/data/run-1/")
+    assert direct["route"] == "SSM on the instance"
+    assert sent[-1]["DocumentName"] == stack_resources.TRANSFER_DOCUMENT
+    assert sent[-1]["Parameters"] == {
+        "Direction": ["to-instance"],
+        "S3Uri": ["s3://datasets/run-1/"],
+        "Path": ["/data/run-1/"],
+    }
+    local = tmp_path / "config.yaml"
+    local.write_text("lr: 0.1")
+    without_staging = call("transfer", str(local), f"instance:{instance_id}:/data/config.yaml")
+    assert without_staging.exit_code == 1 and "TRAINCTL_TRANSFER_STAGING_URI" in without_staging.stderr
+    monkeypatch.setenv("TRAINCTL_TRANSFER_STAGING_URI", "s3://datasets/staging/")
+    staged = ok_json("transfer", str(local), f"instance:{instance_id}:/data/config.yaml")
+    assert staged["route"].startswith("staged through s3://datasets/staging/trainctl-transfer-")
+    assert sent[-1]["Parameters"]["S3Uri"][0].endswith("/config.yaml")
+    assert "Contents" not in s3.list_objects_v2(Bucket="datasets", Prefix="staging/")  # cleaned up
+
+
+@pytest.mark.parametrize(
+    ("source", "destination"),
+    [
+        ("s3://Bad_Bucket/x", "/tmp/x"),
+        ("instance:i-123;reboot:/x", "s3://datasets/x"),
+        ("instance:i-0123456789abcdef0:relative", "s3://datasets/x"),
+    ],
+)
+def test_transfer_refuses_bad_endpoints(factory: ClientFactory, source: str, destination: str) -> None:
+    refused = call("transfer", source, destination)
+    assert refused.exit_code == 2 and "error:" in refused.stderr
+
+
+def test_every_command_has_help_that_reads() -> None:
+    import typer.main
+
+    root = typer.main.get_command(cli.app)
+
+    def walk(command: Any, path: list[str]) -> list[list[str]]:
+        found = [path]
+        if hasattr(command, "commands"):  # a group
+            for name, child in command.commands.items():
+                found += walk(child, [*path, name])
+        return found
+
+    paths = walk(root, [])
+    assert len(paths) > 20
+    for path in paths:
+        shown = runner.invoke(cli.app, [*path, "--help"])
+        assert shown.exit_code == 0, path
+        assert "Usage:" in shown.stdout and len(shown.stdout.splitlines()) > 4, path
