@@ -296,3 +296,34 @@ def test_every_command_has_help_that_reads() -> None:
         shown = runner.invoke(cli.app, [*path, "--help"])
         assert shown.exit_code == 0, path
         assert "Usage:" in shown.stdout and len(shown.stdout.splitlines()) > 4, path
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        ("credentials", "no AWS credentials"),
+        ("region", "no region"),
+        ("endpoint", "is the region right?"),
+    ],
+)
+def test_environment_problems_are_one_line_errors(error: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
+
+    from trainctl.cli.commands import one_line_errors
+
+    raised = {
+        "credentials": NoCredentialsError(),
+        "region": NoRegionError(),
+        "endpoint": EndpointConnectionError(endpoint_url="https://ec2.xx-nowhere-1.amazonaws.com/"),
+    }[error]
+    with pytest.raises(typer.Exit) as stopped, one_line_errors():
+        raise raised
+    assert stopped.value.exit_code == 1
+    printed = capsys.readouterr().err
+    assert said in printed and len(printed.strip().splitlines()) == 1
+
+
+def test_a_malformed_region_is_wrong_usage(factory: ClientFactory) -> None:
+    refused = call("ebs", "list", "--region", "mars; reboot")
+    assert refused.exit_code == 2 and "not a region name" in refused.stderr

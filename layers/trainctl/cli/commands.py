@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
@@ -23,6 +24,7 @@ from trainctl.errors import TrainctlError
 from trainctl.inventory import Ec2Inventory, RegionInventory
 from trainctl.settings import CostSettings, SweepSettings
 
+REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 Region = Annotated[str | None, typer.Option("--region", help="Region (default: the standard AWS environment's).")]
@@ -42,7 +44,7 @@ def consoles() -> tuple[Console, Console]:
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    consoles()[1].print(f"[red]error:[/] {message}")
+    consoles()[1].print(f"[red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -57,6 +59,8 @@ def one_line_errors() -> Iterator[None]:
         raise fail("no AWS credentials: set a profile, AWS_ACCESS_KEY_ID or AWS_ENDPOINT_URL") from None
     except NoRegionError:
         raise fail("no region: pass --region or set AWS_REGION") from None
+    except EndpointConnectionError as exc:
+        raise fail(f"cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}: is the region right?") from None
     except ClientError as exc:
         raise fail(f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}") from None
 
@@ -69,6 +73,8 @@ def context(region: str | None) -> tuple[ClientFactory, str]:
     chosen = region or factory.default_region
     if not chosen:
         raise NoRegionError()
+    if not REGION_NAME.match(chosen):
+        raise fail(f"--region {chosen!r} is not a region name such as us-east-1", EXIT_USAGE)
     return factory, chosen
 
 

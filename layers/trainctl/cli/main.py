@@ -41,7 +41,7 @@ EXIT_USAGE = 2
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {message}")
+    err_console.print(f"[red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 
