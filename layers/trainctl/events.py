@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
+def _region_names_only(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    for region in value or ():
+        if not _REGION.match(region):
+            raise ValueError(f"{region!r} is not a region name")
+    return value
+
+
 # What Powertools' parse raises for an event that does not fit; anything else is a bug and must surface.
 REFUSALS = (ValidationError, InvalidModelTypeError)
 
@@ -32,13 +39,7 @@ class SweepRequest(BaseModel):
     dry_run: bool | None = None
     regions: tuple[str, ...] | None = Field(default=None, min_length=1)
 
-    @field_validator("regions")
-    @classmethod
-    def _region_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        for region in value or ():
-            if not _REGION.match(region):
-                raise ValueError(f"{region!r} is not a region name")
-        return value
+    _region_names = field_validator("regions")(_region_names_only)
 
 
 class ScheduledEvent(EventBridgeModel):
@@ -125,13 +126,7 @@ class CostRequest(BaseModel):
     task: Literal["cost_alerts"]
     regions: tuple[str, ...] | None = Field(default=None, min_length=1)
 
-    @field_validator("regions")
-    @classmethod
-    def _region_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        for region in value or ():
-            if not _REGION.match(region):
-                raise ValueError(f"{region!r} is not a region name")
-        return value
+    _region_names = field_validator("regions")(_region_names_only)
 
 
 def parse_cost_event(event: object) -> CostRequest | InstanceStateChange:

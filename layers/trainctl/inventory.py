@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from botocore.exceptions import ClientError
+
 from trainctl import tags
 from trainctl.clock import ensure_utc
 
@@ -210,6 +212,34 @@ def image_from_api(region: str, raw: dict[str, Any]) -> Image:
             if "Ebs" in mapping and mapping["Ebs"].get("SnapshotId")
         ),
     )
+
+
+_MISSING_INSTANCE = ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
+_MISSING_VOLUME = ("InvalidVolume.NotFound", "InvalidVolumeID.Malformed")
+
+
+def find_instance(ec2: EC2Client, region: str, instance_id: str) -> Instance | None:
+    """One instance by id, or None when EC2 does not know it; other errors propagate."""
+    try:
+        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _MISSING_INSTANCE:
+            return None
+        raise
+    for reservation in reservations:
+        for raw in reservation.get("Instances", []):
+            return instance_from_api(region, dict(raw))
+    return None
+
+
+def find_volume(ec2: EC2Client, region: str, volume_id: str) -> Volume | None:
+    try:
+        found = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _MISSING_VOLUME:
+            return None
+        raise
+    return volume_from_api(region, dict(found[0])) if found else None
 
 
 class Ec2Inventory:

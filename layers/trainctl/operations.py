@@ -16,7 +16,7 @@ from trainctl import tags
 from trainctl.age import born_at
 from trainctl.aws import error_code
 from trainctl.errors import TrainctlError
-from trainctl.inventory import Instance, RegionInventory, Volume, instance_from_api, volume_from_api
+from trainctl.inventory import Instance, RegionInventory, Volume, find_instance, find_volume
 from trainctl.persistence import keep_volumes
 from trainctl.sweep import Training, TrainingCheck
 
@@ -33,28 +33,17 @@ class NotFound(TrainctlError):
 
 
 def volume(ec2: EC2Client, region: str, volume_id: str) -> Volume:
-    try:
-        found = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
-    except ClientError as exc:
-        if error_code(exc).startswith("InvalidVolume"):
-            raise NotFound(f"no volume {volume_id} in {region}") from None
-        raise
-    if not found:
+    found = find_volume(ec2, region, volume_id)
+    if found is None:
         raise NotFound(f"no volume {volume_id} in {region}")
-    return volume_from_api(region, dict(found[0]))
+    return found
 
 
 def instance(ec2: EC2Client, region: str, instance_id: str) -> Instance:
-    try:
-        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    except ClientError as exc:
-        if error_code(exc).startswith("InvalidInstanceID"):
-            raise NotFound(f"no instance {instance_id} in {region}") from None
-        raise
-    for reservation in reservations:
-        for raw in reservation.get("Instances", []):
-            return instance_from_api(region, dict(raw))
-    raise NotFound(f"no instance {instance_id} in {region}")
+    found = find_instance(ec2, region, instance_id)
+    if found is None:
+        raise NotFound(f"no instance {instance_id} in {region}")
+    return found
 
 
 def is_persistent(labels: dict[str, str]) -> bool:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from trainctl import tags
 from trainctl.aws import error_code
+from trainctl.inventory import Instance, find_instance
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -188,13 +189,14 @@ def plan(
         create = None
         volume_id = request.volume_id
     if request.instance_id is not None:
-        instance = _instance(ec2, request.instance_id)
-        placed = instance.get("Placement", {}).get("AvailabilityZone")
-        if placed != zone:
-            raise InvalidRequest(f"instance {request.instance_id} is in {placed}, the volume in {zone}")
-        if instance["State"]["Name"] != "running":
-            raise InvalidRequest(f"instance {request.instance_id} is {instance['State']['Name']}, not running")
-        if not tags.opts_in(tags.tag_map(instance.get("Tags")).get(scope_tag)):
+        instance = _instance(ec2, region, request.instance_id)
+        if instance.availability_zone != zone:
+            raise InvalidRequest(
+                f"instance {request.instance_id} is in {instance.availability_zone}, the volume in {zone}"
+            )
+        if instance.state != "running":
+            raise InvalidRequest(f"instance {request.instance_id} is {instance.state}, not running")
+        if not tags.opts_in(instance.tags.get(scope_tag)):
             # The pre-warm document runs as root; trainctl runs commands only where it was let in.
             raise InvalidRequest(f"instance {request.instance_id} is out of scope: no {scope_tag}=true")
     worker, why = choose_worker(throughput, data_bytes)
@@ -232,17 +234,11 @@ def _volume(ec2: EC2Client, volume_id: str) -> dict[str, Any]:
     return dict(found[0])
 
 
-def _instance(ec2: EC2Client, instance_id: str) -> dict[str, Any]:
-    try:
-        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    except ClientError as exc:
-        if error_code(exc).startswith("InvalidInstanceID"):
-            raise InvalidRequest(f"instance {instance_id} does not exist") from None
-        raise
-    instances = [i for r in reservations for i in r.get("Instances", [])]
-    if not instances:
+def _instance(ec2: EC2Client, region: str, instance_id: str) -> Instance:
+    found = find_instance(ec2, region, instance_id)
+    if found is None:
         raise InvalidRequest(f"instance {instance_id} does not exist")
-    return dict(instances[0])
+    return found
 
 
 def _zone_exists(ec2: EC2Client, zone: str) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -34,6 +34,39 @@ def _region_names(value: tuple[str, ...]) -> tuple[str, ...]:
         if not _REGION.match(region):
             raise ValueError(f"{region!r} is not a region name such as us-east-1")
     return value
+
+
+def _json_object(what: str) -> Callable[[object], object]:
+    """A validator that reads a JSON object from a variable's text, saying what it should map."""
+
+    def parse(value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object of {what}: {exc}") from exc
+            if not isinstance(value, dict):
+                raise ValueError(f"must be a JSON object of {what}")
+        return value
+
+    return parse
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_settings(model: type[M], environ: Mapping[str, str], overrides: Mapping[str, object]) -> M:
+    """Read TRAINCTL_<FIELD> variables (empty ones are unset), then overrides; invalid -> SettingsError, named."""
+    values: dict[str, object] = {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in model.model_fields
+        if environ.get(ENV_PREFIX + name.upper(), "") != ""
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
 
 
 def _csv(value: object) -> object:
@@ -122,16 +155,7 @@ class SweepSettings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> SweepSettings:
         """Read TRAINCTL_<FIELD> variables; an invalid one raises SettingsError naming it."""
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            key = ENV_PREFIX + name.upper()
-            if key in environ and environ[key] != "":
-                values[name] = environ[key]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
+        return load_settings(cls, environ, overrides)
 
 
 def describe_validation_error(exc: ValidationError, *, prefix: str, upper: bool = True) -> str:
@@ -163,29 +187,11 @@ class AgeGuardSettings(BaseModel):
     _lists = field_validator("regions", "scope_principals", "scope_launch_templates", mode="before")(_csv)
     _known_region_shape = field_validator("regions")(_region_names)
 
-    @field_validator("owner_map", mode="before")
-    @classmethod
-    def _json_object(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"must be a JSON object of pattern to owner: {exc}") from exc
-            if not isinstance(value, dict):
-                raise ValueError("must be a JSON object of pattern to owner")
-        return value
+    _owner_map_json = field_validator("owner_map", mode="before")(_json_object("pattern to owner"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AgeGuardSettings:
-        values = {
-            name: environ[ENV_PREFIX + name.upper()]
-            for name in cls.model_fields
-            if environ.get(ENV_PREFIX + name.upper(), "") != ""
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
+        return load_settings(cls, environ, {})
 
 
 def age_guard_env_names() -> list[str]:
@@ -230,30 +236,11 @@ class CostSettings(BaseModel):
     _lists = field_validator("regions", mode="before")(_csv)
     _known_region_shape = field_validator("regions")(_region_names)
 
-    @field_validator("owner_thresholds", mode="before")
-    @classmethod
-    def _json_object(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"must be a JSON object of owner to thresholds: {exc}") from exc
-            if not isinstance(value, dict):
-                raise ValueError("must be a JSON object of owner to thresholds")
-        return value
+    _thresholds_json = field_validator("owner_thresholds", mode="before")(_json_object("owner to thresholds"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> CostSettings:
-        values: dict[str, object] = {
-            name: environ[ENV_PREFIX + name.upper()]
-            for name in cls.model_fields
-            if environ.get(ENV_PREFIX + name.upper(), "") != ""
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
+        return load_settings(cls, environ, overrides)
 
     def owner_limits(self, owner: str) -> OwnerThresholds | None:
         return self.owner_thresholds.get(owner) or self.owner_thresholds.get("*")
@@ -327,15 +314,7 @@ class SpotSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SpotSettings:
-        values = {
-            name: environ[ENV_PREFIX + name.upper()]
-            for name in cls.model_fields
-            if environ.get(ENV_PREFIX + name.upper(), "") != ""
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            raise SettingsError(describe_validation_error(exc, prefix=ENV_PREFIX)) from exc
+        return load_settings(cls, environ, {})
 
 
 def spot_env_names() -> list[str]:

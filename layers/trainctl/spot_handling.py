@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from trainctl import tags
 from trainctl.aws import ClientFactory, access_error, error_code
 from trainctl.clock import Clock, ensure_utc, format_instant
-from trainctl.inventory import Instance, instance_from_api, volume_from_api
+from trainctl.inventory import Instance, Volume, find_instance, volume_from_api
 from trainctl.persistence import keep_volumes
 from trainctl.settings import SpotSettings
 from trainctl.spot import (
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 Status = Literal["handled", "refused", "ignored", "recovery-started", "unrecoverable"]
 LEDGER_RETENTION = timedelta(days=180)
 _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
-_NOT_FOUND = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
 
 
 @dataclass
@@ -110,15 +109,9 @@ class Stopwatch:
 
 def describe_instance(ec2: EC2Client, instance_id: str, region: str) -> Instance | None:
     try:
-        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return find_instance(ec2, region, instance_id)
     except ClientError as exc:
-        if error_code(exc) in _NOT_FOUND:
-            return None
         raise access_error("DescribeInstances", exc) from exc
-    for reservation in reservations:
-        for raw in reservation.get("Instances", []):
-            return instance_from_api(region, dict(raw))
-    return None
 
 
 class SpotLedger:
@@ -218,9 +211,10 @@ def handle_interruption(
         wait = checkpoint_wait(kind, settings, event_time=ensure_utc(event_time), now=clock())
         if outcome.command_id is not None and wait > timedelta(0):
             _await_checkpoint(factory, region, outcome, wait, watch, sleep)
-        # Re-read: the volumes, their tags and DeleteOnTermination decide (b) and (c).
-        _snapshot_data_volumes(ec2, instance, settings, interruption_id, outcome, watch)
-        _keep_persistent(ec2, instance, outcome, watch)
+        # One read of the attached volumes serves (b) and (c): their types, tags and persistence.
+        volumes, unread = _attached_volumes(ec2, instance)
+        _snapshot_data_volumes(ec2, instance, volumes, settings, interruption_id, outcome, watch)
+        _keep_persistent(ec2, instance, volumes, unread, outcome, watch)
     else:
         outcome.notes.append("rebalance recommendation: checkpoint only (TRAINCTL_SPOT_REBALANCE_ACTION=checkpoint)")
     _record_and_tell(factory, settings, outcome, clock(), watch)
@@ -261,6 +255,7 @@ def _await_checkpoint(
 def _snapshot_data_volumes(
     ec2: EC2Client,
     instance: Instance,
+    attached: list[Volume],
     settings: SpotSettings,
     interruption_id: str,
     outcome: SpotOutcome,
@@ -285,7 +280,7 @@ def _snapshot_data_volumes(
     except ClientError as exc:
         outcome.steps.append(Step("snapshot", began, watch.now_ms() - began, "failed", error_code(exc)))
         return
-    volumes = {v.resource_id: v for v in _attached_volumes(ec2, instance)}
+    volumes = {v.resource_id: v for v in attached}
     for snapshot in response.get("Snapshots", []):
         volume_id = str(snapshot.get("VolumeId", ""))
         volume = volumes.get(volume_id)
@@ -303,21 +298,26 @@ def _snapshot_data_volumes(
     )
 
 
-def _attached_volumes(ec2: EC2Client, instance: Instance) -> list[Any]:
+def _attached_volumes(ec2: EC2Client, instance: Instance) -> tuple[list[Volume], str]:
+    """The instance's volumes, or why they could not be read (the snapshot goes ahead without them)."""
     ids = [d.volume_id for d in instance.block_devices]
     if not ids:
-        return []
-    found = ec2.describe_volumes(VolumeIds=ids).get("Volumes", [])
-    return [volume_from_api(instance.region, dict(v)) for v in found]
-
-
-def _keep_persistent(ec2: EC2Client, instance: Instance, outcome: SpotOutcome, watch: Stopwatch) -> None:
-    began = watch.now_ms()
+        return [], ""
     try:
-        keep = volumes_to_keep(instance, _attached_volumes(ec2, instance))
+        found = ec2.describe_volumes(VolumeIds=ids).get("Volumes", [])
     except ClientError as exc:
-        outcome.steps.append(Step("keep-persistent", began, watch.now_ms() - began, "failed", error_code(exc)))
+        return [], error_code(exc)
+    return [volume_from_api(instance.region, dict(v)) for v in found], ""
+
+
+def _keep_persistent(
+    ec2: EC2Client, instance: Instance, attached: list[Volume], unread: str, outcome: SpotOutcome, watch: Stopwatch
+) -> None:
+    began = watch.now_ms()
+    if unread:
+        outcome.steps.append(Step("keep-persistent", began, 0.0, "failed", f"volumes unreadable: {unread}"))
         return
+    keep = volumes_to_keep(instance, attached)
     if not keep:
         outcome.steps.append(Step("keep-persistent", began, 0.0, "skipped", "no persistent volume would die with it"))
         return
