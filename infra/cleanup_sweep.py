@@ -5,12 +5,10 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_scheduler as scheduler
-from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.function import TrainctlFunction
+from infra.function import TrainctlFunction, scheduled_invocation
 
 
 class CleanupSweep(Construct):
@@ -44,16 +42,13 @@ class CleanupSweep(Construct):
             retry_attempts=0,
         )
         self.function, self.role, self.log_group = handler.function, handler.role, handler.log_group
-        self.schedule = scheduler.Schedule(
+        self.schedule = scheduled_invocation(
             self,
-            "Schedule",
+            self.function,
             description="trainctl cleanup sweep",
-            schedule=scheduler.ScheduleExpression.expression(schedule_expression),
-            target=targets.LambdaInvoke(
-                self.function,
-                input=scheduler.ScheduleTargetInput.from_object({"task": "cleanup_sweep"}),
-                dead_letter_queue=failures,
-                retry_attempts=2,
-                max_event_age=cdk.Duration.hours(1),
-            ),
+            expression=schedule_expression,
+            task="cleanup_sweep",
+            failures=failures,
+            retry_attempts=2,
+            max_event_age=cdk.Duration.hours(1),
         )

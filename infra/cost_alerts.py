@@ -9,13 +9,11 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_scheduler as scheduler
-from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.function import TrainctlFunction
+from infra.function import TrainctlFunction, scheduled_invocation
 from trainctl.observability import BURN_RATE_METRIC, NAMESPACE, PROJECTION_METRIC, SERVICE
 
 RECORDED_STATES = ["running", "stopping", "stopped", "shutting-down", "terminated"]
@@ -51,18 +49,15 @@ class CostAlerts(Construct):
             retry_attempts=0,
         )
         self.function, self.role, self.log_group = handler.function, handler.role, handler.log_group
-        self.schedule = scheduler.Schedule(
+        self.schedule = scheduled_invocation(
             self,
-            "Schedule",
+            self.function,
             description="trainctl cost check",
-            schedule=scheduler.ScheduleExpression.expression(schedule_expression),
-            target=targets.LambdaInvoke(
-                self.function,
-                input=scheduler.ScheduleTargetInput.from_object({"task": "cost_alerts"}),
-                dead_letter_queue=failures,
-                retry_attempts=1,
-                max_event_age=cdk.Duration.minutes(15),
-            ),
+            expression=schedule_expression,
+            task="cost_alerts",
+            failures=failures,
+            retry_attempts=1,
+            max_event_age=cdk.Duration.minutes(15),
         )
         # Running intervals give accumulated cost; without them it is a lower bound since the last start.
         self.state_changes = events.Rule(

@@ -9,6 +9,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -73,3 +75,31 @@ class TrainctlFunction(Construct):
             retry_attempts=retry_attempts,
             on_failure=destinations.SqsDestination(failures),
         )
+
+
+def scheduled_invocation(
+    scope: Construct,
+    function: lambda_.IFunction,
+    *,
+    description: str,
+    expression: str,
+    task: str,
+    failures: sqs.IQueue,
+    retry_attempts: int,
+    max_event_age: cdk.Duration,
+) -> scheduler.Schedule:
+    """An EventBridge Scheduler schedule that invokes `function` with {"task": task}; undeliverable runs go to
+    the failure queue."""
+    return scheduler.Schedule(
+        scope,
+        "Schedule",
+        description=description,
+        schedule=scheduler.ScheduleExpression.expression(expression),
+        target=scheduler_targets.LambdaInvoke(
+            function,
+            input=scheduler.ScheduleTargetInput.from_object({"task": task}),
+            dead_letter_queue=failures,
+            retry_attempts=retry_attempts,
+            max_event_age=max_event_age,
+        ),
+    )

@@ -20,6 +20,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.function import TrainctlFunction
+from infra.workflow import state_machine
 from trainctl import documents, stack_resources, tags
 
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
@@ -182,6 +183,10 @@ class Prewarm(Construct):
             start.next(check)
             return start
 
+        def timed_out(state_id: str, error: str, cause: str) -> sfn.Pass:
+            """A bounded wait ran out: the error that compensation and the Fail state report."""
+            return sfn.Pass(self, state_id, parameters={"Error": error, "Cause": cause}, result_path="$.error")
+
         failed = sfn.Fail(self, "Failed", error="PrewarmFailed", cause_path="$.error.Cause")
         refused = sfn.Fail(self, "Refused", error="InvalidRequest", cause_path="$.error.Cause")
         cleanup_failed = sfn.Fail(self, "CleanupFailed", error="CompensationFailed", cause_path="$.cleanup.Cause")
@@ -257,76 +262,26 @@ class Prewarm(Construct):
         plan.add_catch(refused, errors=["States.ALL"], result_path="$.error")
 
         # --- volume: use the given one, or create it from the spec
-        create_plain = sdk(
-            "CreateVolume",
-            "ec2",
-            "createVolume",
-            {
-                "AvailabilityZone.$": "$.plan.create_volume.AvailabilityZone",
-                "Size.$": "$.plan.create_volume.Size",
-                "VolumeType.$": "$.plan.create_volume.VolumeType",
-                "TagSpecifications.$": "$.plan.create_volume.TagSpecifications",
-            },
-            iam_action="ec2:CreateVolume",
-            result_selector={"VolumeId.$": "$.VolumeId"},
-            result_path="$.created",
-        )
-        create_restore = sdk(
-            "RestoreVolume",
-            "ec2",
-            "createVolume",
-            {
-                "AvailabilityZone.$": "$.plan.create_volume.AvailabilityZone",
-                "Size.$": "$.plan.create_volume.Size",
-                "VolumeType.$": "$.plan.create_volume.VolumeType",
-                "SnapshotId.$": "$.plan.create_volume.SnapshotId",
-                "TagSpecifications.$": "$.plan.create_volume.TagSpecifications",
-            },
-            iam_action="ec2:CreateVolume",
-            result_selector={"VolumeId.$": "$.VolumeId"},
-            result_path="$.created",
-        )
-        create_at_rate = sdk(
-            "RestoreVolumeAtRate",
-            "ec2",
-            "createVolume",
-            {
-                "AvailabilityZone.$": "$.plan.create_volume.AvailabilityZone",
-                "Size.$": "$.plan.create_volume.Size",
-                "VolumeType.$": "$.plan.create_volume.VolumeType",
-                "SnapshotId.$": "$.plan.create_volume.SnapshotId",
-                "VolumeInitializationRate.$": "$.plan.create_volume.VolumeInitializationRate",
-                "TagSpecifications.$": "$.plan.create_volume.TagSpecifications",
-            },
-            iam_action="ec2:CreateVolume",
-            result_selector={"VolumeId.$": "$.VolumeId"},
-            result_path="$.created",
-        )
+        def create_volume(state_id: str, *optional: str) -> tasks.CallAwsService:
+            """CreateVolume from the plan's fields; ASL parameters cannot be conditional, so one task per shape."""
+            fields = ("AvailabilityZone", "Size", "VolumeType", *optional, "TagSpecifications")
+            return sdk(
+                state_id,
+                "ec2",
+                "createVolume",
+                {f"{name}.$": f"$.plan.create_volume.{name}" for name in fields},
+                iam_action="ec2:CreateVolume",
+                result_selector={"VolumeId.$": "$.VolumeId"},
+                result_path="$.created",
+            )
+
+        create_plain = create_volume("CreateVolume")
+        create_restore = create_volume("RestoreVolume", "SnapshotId")
+        create_at_rate = create_volume("RestoreVolumeAtRate", "SnapshotId", "VolumeInitializationRate")
         for create in (create_plain, create_restore, create_at_rate):
             create.add_catch(failed, errors=["States.ALL"], result_path="$.error")
         use_created = sfn.Pass(
-            self,
-            "UseCreatedVolume",
-            parameters={
-                "volume_id.$": "$.created.VolumeId",
-                "create_volume.$": "$.plan.create_volume",
-                "zone.$": "$.plan.zone",
-                "region.$": "$.plan.region",
-                "instance_id.$": "$.plan.instance_id",
-                "launch_worker.$": "$.plan.launch_worker",
-                "instance_type.$": "$.plan.instance_type",
-                "sizing.$": "$.plan.sizing",
-                "instance_profile_arn.$": "$.plan.instance_profile_arn",
-                "device.$": "$.plan.device",
-                "s3_uri.$": "$.plan.s3_uri",
-                "mount_point.$": "$.plan.mount_point",
-                "read_all_blocks.$": "$.plan.read_all_blocks",
-                "snapshot.$": "$.plan.snapshot",
-                "data_bytes.$": "$.plan.data_bytes",
-                "objects.$": "$.plan.objects",
-                "estimated_seconds.$": "$.plan.estimated_seconds",
-            },
-            result_path="$.plan",
+            self, "UseCreatedVolume", input_path="$.created.VolumeId", result_path="$.plan.volume_id"
         )
         check_created = sdk(
             "CheckCreatedVolume",
@@ -338,11 +293,8 @@ class Prewarm(Construct):
             result_path="$.volume_state",
         )
         check_created.add_catch(failed, errors=["States.ALL"], result_path="$.error")
-        volume_timeout = sfn.Pass(
-            self,
-            "VolumeNotAvailable",
-            parameters={"Error": "VolumeTimeout", "Cause": "the new volume did not become available in time"},
-            result_path="$.error",
+        volume_timeout = timed_out(
+            "VolumeNotAvailable", "VolumeTimeout", "the new volume did not become available in time"
         )
         volume_timeout.next(failed)
 
@@ -402,12 +354,7 @@ class Prewarm(Construct):
             result_path="$.worker_state",
         )
         check_running.add_catch(compensate, errors=["States.ALL"], result_path="$.error")
-        worker_timeout = sfn.Pass(
-            self,
-            "WorkerNotRunning",
-            parameters={"Error": "WorkerTimeout", "Cause": "the worker did not reach running in time"},
-            result_path="$.error",
-        )
+        worker_timeout = timed_out("WorkerNotRunning", "WorkerTimeout", "the worker did not reach running in time")
         worker_timeout.next(compensate)
 
         # --- attach, run, poll
@@ -433,12 +380,7 @@ class Prewarm(Construct):
             result_path="$.attachment",
         )
         check_attached.add_catch(compensate, errors=["States.ALL"], result_path="$.error")
-        attach_timeout = sfn.Pass(
-            self,
-            "NotAttached",
-            parameters={"Error": "AttachTimeout", "Cause": "the volume did not attach in time"},
-            result_path="$.error",
-        )
+        attach_timeout = timed_out("NotAttached", "AttachTimeout", "the volume did not attach in time")
         attach_timeout.next(compensate)
         run = sdk(
             "RunPrewarmDocument",
@@ -517,12 +459,7 @@ class Prewarm(Construct):
             result_path="$.error",
         )
         command_failed.next(compensate)
-        command_timeout = sfn.Pass(
-            self,
-            "CommandTimedOut",
-            parameters={"Error": "CommandTimeout", "Cause": "the pre-warm command did not finish in time"},
-            result_path="$.error",
-        )
+        command_timeout = timed_out("CommandTimedOut", "CommandTimeout", "the pre-warm command did not finish in time")
         command_timeout.next(compensate)
 
         # --- finish: detach, wait, terminate, report, tag, snapshot
@@ -544,12 +481,7 @@ class Prewarm(Construct):
             result_path="$.volume_state",
         )
         check_detached.add_catch(compensate, errors=["States.ALL"], result_path="$.error")
-        detach_timeout = sfn.Pass(
-            self,
-            "NotDetached",
-            parameters={"Error": "DetachTimeout", "Cause": "the volume did not detach in time"},
-            result_path="$.error",
-        )
+        detach_timeout = timed_out("NotDetached", "DetachTimeout", "the volume did not detach in time")
         detach_timeout.next(compensate)
         terminate = sdk(
             "TerminateWorker",
@@ -685,19 +617,13 @@ class Prewarm(Construct):
         snapshot.next(done)
         chain_start = plan
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
-        self.state_machine = sfn.StateMachine(
+        self.state_machine, role, self.log_group = state_machine(
             self,
-            "StateMachine",
-            state_machine_name=stack_resources.PREWARM_STATE_MACHINE,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(chain_start),
+            name=stack_resources.PREWARM_STATE_MACHINE,
+            start=chain_start,
             timeout=cdk.Duration.hours(14),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            log_retention=log_retention,
         )
-        role = self.state_machine.role
-        assert isinstance(role, iam.Role)
         self.role = role
         role.add_to_policy(
             iam.PolicyStatement(

@@ -16,6 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from infra.workflow import state_machine
 from trainctl import stack_resources, tags
 
 # Every wait has a bound: the instance must run within this many polls of POLL_SECONDS.
@@ -234,20 +235,13 @@ class SpotRecovery(Construct):
         keep.next(resume)
         resume.next(tell_if_topic)
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
-        self.state_machine = sfn.StateMachine(
+        self.state_machine, self.role, self.log_group = state_machine(
             self,
-            "StateMachine",
-            state_machine_name=stack_resources.RECOVERY_STATE_MACHINE,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(pick_zone),
+            name=stack_resources.RECOVERY_STATE_MACHINE,
+            start=pick_zone,
             timeout=cdk.Duration.hours(2),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            log_retention=log_retention,
         )
-        role = self.state_machine.role
-        assert isinstance(role, iam.Role)
-        self.role = role
         # RunInstances from a launch template with an instance profile needs to pass that role.
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(

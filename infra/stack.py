@@ -38,37 +38,9 @@ class TrainctlStack(cdk.Stack):
         sweep_settings = config.sweep
 
         self.key = kms.Key(self, "Key", enable_key_rotation=True, description="trainctl topic and queue encryption")
-        self.ledger = dynamodb.Table(
-            self,
-            "Ledger",
-            table_name=stack_resources.LEDGER_TABLE,
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            time_to_live_attribute="expires_at",
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
-        # Prices from the Price List API, shared by every run; DynamoDB's TTL retires them.
-        self.prices = dynamodb.Table(
-            self,
-            "Prices",
-            table_name=stack_resources.PRICE_TABLE,
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            time_to_live_attribute="expires_at",
-            # A cache: it refills itself from the Price List API.
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-        )
+        self.ledger = self._table("Ledger", stack_resources.LEDGER_TABLE, sort_key="sk", keep=True)
+        # Prices from the Price List API, shared by every run; a cache that refills itself, so not retained.
+        self.prices = self._table("Prices", stack_resources.PRICE_TABLE, sort_key=None, keep=False)
         self.topic = sns.Topic(
             self,
             "SweepTopic",
@@ -297,6 +269,24 @@ class TrainctlStack(cdk.Stack):
         cdk.CfnOutput(self, "DryRun", value=json.dumps(sweep_settings.dry_run))
 
         self._acknowledge_findings(sweep_settings.regions)
+
+    def _table(self, construct_id: str, name: str, *, sort_key: str | None, keep: bool) -> dynamodb.Table:
+        """A trainctl table: on demand, trainctl's KMS key, point-in-time recovery, TTL on expires_at."""
+        return dynamodb.Table(
+            self,
+            construct_id,
+            table_name=name,
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING) if sort_key else None,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute="expires_at",
+            removal_policy=cdk.RemovalPolicy.RETAIN if keep else cdk.RemovalPolicy.DESTROY,
+        )
 
     def _acknowledge_findings(self, regions: tuple[str, ...]) -> None:
         """Every cdk-nag finding left standing, each with the reason it is acceptable."""

@@ -47,8 +47,7 @@ def price_book() -> PriceBook:
     )
 
 
-def emit_metrics(result: CostResult) -> None:
-    summary = result.to_json()
+def emit_metrics(result: CostResult, summary: dict[str, Any]) -> None:
     metrics.add_metric(name=BURN_RATE_METRIC, unit=MetricUnit.NoUnit, value=summary["hourly_usd"])
     metrics.add_metric(name=PROJECTION_METRIC, unit=MetricUnit.NoUnit, value=summary["daily_usd"])
     metrics.add_metric(name="UnpricedResources", unit=MetricUnit.Count, value=len(summary["unpriced"]))
@@ -91,8 +90,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     effective = settings.model_copy(update={"regions": regions})
     factory = client_factory()
     result = run_cost_check(factory, effective, clock, price_book(), effects_for(factory, effective))
-    emit_metrics(result)
     summary = result.to_json()
+    emit_metrics(result, summary)
     logger.info(
         "cost check",
         extra={k: summary[k] for k in ("hourly_usd", "daily_usd", "unpriced", "breaches", "alerts", "pricing")},

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from trainctl.cost import (
     AlertState,
     Breach,
     ResourceCost,
+    Transition,
     breach_message,
     cleared_message,
     estimate,
@@ -124,6 +125,15 @@ def effects_for(factory: ClientFactory, settings: CostSettings) -> CostEffects:
     return CostEffects(history=store, alerts=store, notifier=notifier)
 
 
+def price_inventories(
+    inventories: list[RegionInventory], book: PriceBook, history: Mapping[str, Sequence[Transition]], at: datetime
+) -> list[ResourceCost]:
+    """Every resource priced through the chain: list prices first, then spot (which falls back on them)."""
+    keys, spot_keys = price_keys(inventories)
+    quotes = book.quotes(keys)
+    return estimate(inventories, quotes, book.spot_quotes(spot_keys, quotes), history, at)
+
+
 def run_cost_check(
     factory: ClientFactory,
     settings: CostSettings,
@@ -135,9 +145,6 @@ def run_cost_check(
     at = clock()
     with ThreadPoolExecutor(max_workers=min(8, len(settings.regions))) as pool:
         inventories = list(pool.map(lambda region: read_inventory(factory, region), settings.regions))
-    keys, spot_keys = price_keys(inventories)
-    quotes = book.quotes(keys)
-    spot_quotes = book.spot_quotes(spot_keys, quotes)
     notes: list[str] = []
     history = {}
     if effects.history is not None:
@@ -148,7 +155,7 @@ def run_cost_check(
             notes.append(f"instance state history unavailable: {exc}")
     else:
         notes.append("no instance state history here: accumulated instance cost is a lower bound since LaunchTime")
-    costs = estimate(inventories, quotes, spot_quotes, history, at)
+    costs = price_inventories(inventories, book, history, at)
     breaches = find_breaches(costs, settings)
     result = CostResult(
         at=at,
@@ -181,15 +188,9 @@ def _alert(result: CostResult, alerts: AlertStore, notifier: Notifier, settings:
         subject, message = cleared_message(state, result.at)
         notifier.publish(subject, message)
         alerts.clear(state.key)
-    return CostResult(
-        at=result.at,
-        regions=result.regions,
-        resources=result.resources,
-        breaches=result.breaches,
-        lookups=result.lookups,
-        price_file_as_of=result.price_file_as_of,
+    return replace(
+        result,
         notified=tuple(notified),
         suppressed=tuple(b.key for b in plan.suppressed),
         cleared=tuple(s.key for s in plan.cleared),
-        notes=result.notes,
     )

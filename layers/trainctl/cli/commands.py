@@ -18,8 +18,7 @@ from rich.tree import Tree
 from trainctl import operations, stack_resources, tags
 from trainctl.aws import ClientFactory, error_code
 from trainctl.clock import format_instant, system_clock
-from trainctl.cost import price_keys
-from trainctl.cost_alerts import has_price_list_api, price_book_for
+from trainctl.cost_alerts import has_price_list_api, price_book_for, price_inventories
 from trainctl.errors import TrainctlError
 from trainctl.inventory import Ec2Inventory, RegionInventory
 from trainctl.settings import CostSettings, SweepSettings
@@ -94,15 +93,10 @@ def emit(as_json: bool, payload: Any, show: Callable[[], None]) -> None:
 
 
 def hourly_costs(factory: ClientFactory, inventory: RegionInventory) -> dict[str, float | None]:
-    """USD per hour per volume and instance, through the price chain (file and table; no alerts)."""
-    from trainctl.cost import estimate
-
+    """USD per hour per volume and instance, through the price chain (no table, no alerts)."""
     settings = CostSettings(regions=(inventory.region,))
     book = price_book_for(factory, settings, system_clock, use_table=False, use_api=has_price_list_api(os.environ))
-    keys, spot = price_keys([inventory])
-    quotes = book.quotes(keys)
-    costs = estimate([inventory], quotes, book.spot_quotes(spot, quotes), {}, system_clock())
-    return {c.resource_id: c.hourly_usd for c in costs}
+    return {c.resource_id: c.hourly_usd for c in price_inventories([inventory], book, {}, system_clock())}
 
 
 def _usd(value: float | None) -> str:
