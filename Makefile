@@ -45,11 +45,16 @@ infra: $(VENV)/.dev
 synth: $(VENV)/.dev
 	CDK_OUTDIR=cdk.out CDK_DEFAULT_REGION=$${CDK_DEFAULT_REGION:-us-east-1} $(BIN)/python app.py
 
-bench: $(VENV)/.dev
-	$(BIN)/python -m bench.cold_start
-	$(BIN)/python -m bench.spot_checkpoint
-	$(BIN)/python -m bench.workflow_runs
-	$(BIN)/python -m bench.sweep_scale
+# Cloud Custodian, for the side-by-side benchmark only, in a venv of its own: it pins another boto3.
+CUSTODIAN_VENV := .venv-custodian
+$(CUSTODIAN_VENV)/.c7n: bench/custodian.py | $(BIN)/python
+	$(PYTHON) -m venv $(CUSTODIAN_VENV)
+	$(CUSTODIAN_VENV)/bin/pip install --quiet c7n==$$($(BIN)/python -c "from bench.custodian import VERSION; print(VERSION)")
+	touch $@
+
+# Every benchmark, trainctl and Cloud Custodian in the same run; rewrites bench/RESULTS.md (about an hour).
+bench: $(VENV)/.dev $(CUSTODIAN_VENV)/.c7n
+	$(BIN)/python -m bench.results
 
 # Rewrites the state machine definitions shipped for emulators from what the stack synthesises.
 workflows: $(VENV)/.dev
@@ -61,4 +66,4 @@ prices: $(VENV)/.cli
 		--output layers/trainctl/data/prices.json
 
 clean:
-	rm -rf $(VENV) cdk.out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CUSTODIAN_VENV) cdk.out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

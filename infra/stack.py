@@ -9,6 +9,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -26,10 +27,18 @@ from infra.prewarm import Prewarm
 from infra.spot_interruption import SpotInterruption
 from infra.spot_recovery import SpotRecovery
 from trainctl import documents, stack_resources
+from trainctl.observability import TRACE_AWS_CALLS
 
 
 def acknowledge(scope: Construct, rule: str, reason: str) -> None:
     cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+
+
+def trace_aws_calls(scope: Construct) -> None:
+    """Every function in scope builds Powertools' Tracer (and imports the X-Ray SDK): see trainctl.observability."""
+    for construct in scope.node.find_all():
+        if isinstance(construct, lambda_.Function):
+            construct.add_environment(TRACE_AWS_CALLS, "true")
 
 
 class TrainctlStack(cdk.Stack):
@@ -268,6 +277,8 @@ class TrainctlStack(cdk.Stack):
         )
         cdk.CfnOutput(self, "DryRun", value=json.dumps(sweep_settings.dry_run))
 
+        if config.options.trace_aws_calls:
+            trace_aws_calls(self)
         self._acknowledge_findings(sweep_settings.regions)
 
     def _table(self, construct_id: str, name: str, *, sort_key: str | None, keep: bool) -> dynamodb.Table:

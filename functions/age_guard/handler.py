@@ -6,17 +6,16 @@ import os
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trainctl.age_guard import stamp_api_call, stamp_first_start
 from trainctl.aws import ClientFactory
 from trainctl.events import CloudTrailApiCall, InvalidEvent, parse_age_guard_event
-from trainctl.observability import logger, metrics
+from trainctl.observability import handler_tracer, logger, metrics
 from trainctl.settings import AgeGuardSettings
 
-tracer = Tracer()
+tracer = handler_tracer()
 
 
 @cache

@@ -6,7 +6,6 @@ import os
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -14,10 +13,10 @@ from trainctl.aws import ClientFactory
 from trainctl.cleanup import SweepResult, effects_for, run_sweep
 from trainctl.clock import Clock, system_clock
 from trainctl.events import InvalidEvent, parse_sweep_trigger
-from trainctl.observability import logger, metrics
+from trainctl.observability import handler_tracer, logger, metrics
 from trainctl.settings import SweepSettings
 
-tracer = Tracer()
+tracer = handler_tracer()
 clock: Clock = system_clock  # integration tests step this
 
 

@@ -6,7 +6,6 @@ import os
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -16,11 +15,11 @@ from trainctl.cost import Transition
 from trainctl.cost_alerts import CostResult, effects_for, has_price_list_api, price_book_for, run_cost_check
 from trainctl.cost_store import DynamoDbCostStore
 from trainctl.events import InstanceStateChange, InvalidEvent, parse_cost_event
-from trainctl.observability import BURN_RATE_METRIC, PROJECTION_METRIC, logger, metrics
+from trainctl.observability import BURN_RATE_METRIC, PROJECTION_METRIC, handler_tracer, logger, metrics
 from trainctl.pricing import PriceBook
 from trainctl.settings import CostSettings
 
-tracer = Tracer()
+tracer = handler_tracer()
 clock: Clock = system_clock  # integration tests step this
 
 

@@ -6,15 +6,14 @@ import os
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trainctl import tags
 from trainctl.aws import ClientFactory
-from trainctl.observability import logger
+from trainctl.observability import handler_tracer, logger
 from trainctl.prewarm import InvalidRequest, parse_request, plan
 
-tracer = Tracer()
+tracer = handler_tracer()
 
 
 @cache

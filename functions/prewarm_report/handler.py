@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainctl.clock import format_instant, system_clock
-from trainctl.observability import logger
+from trainctl.observability import handler_tracer, logger
 from trainctl.prewarm import report
 
-tracer = Tracer()
+tracer = handler_tracer()
 
 
 class ReportRequest(BaseModel):

@@ -1,7 +1,7 @@
 """spot_interruption: on a spot warning, checkpoint first, then snapshot, keep persistent data, tell the owner.
 
-Kept light on purpose: no Tracer (the X-Ray SDK costs 150-250 ms of cold start); Lambda's active tracing
-still records each invocation. Every call of the checkpoint step goes out within a second of the start.
+Kept light on purpose: like every handler, it imports the X-Ray SDK only where the deployment traces AWS
+calls (trainctl.observability). Every call of the checkpoint step goes out within a second of the start.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from trainctl.aws import ClientFactory
 from trainctl.clock import Clock, system_clock
 from trainctl.events import InstanceStateChange, InvalidEvent, RebalanceRecommendation, SpotEvent, parse_spot_event
-from trainctl.observability import logger, metrics
+from trainctl.observability import handler_tracer, logger, metrics
 from trainctl.settings import SpotSettings
 from trainctl.spot_handling import Stopwatch, handle_interruption, start_recovery
 
@@ -33,6 +33,9 @@ sleep: Callable[[float], None] = time.sleep  # tests make waiting instant
 # One set of actions per instance and kind of event: EventBridge delivers at least once.
 IDEMPOTENCY_KEY = '[detail."instance-id", "detail-type", detail.state]'
 IDEMPOTENCY_WINDOW_SECONDS = 3600
+
+
+tracer = handler_tracer()
 
 
 @cache
@@ -104,6 +107,7 @@ def handle(*, event: dict[str, Any], parsed: SpotEvent, started: float) -> dict[
 
 
 @logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.monotonic()

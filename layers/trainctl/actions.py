@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from itertools import zip_longest
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -34,6 +35,16 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
+def _interleaved(decisions: Sequence[Decision]) -> list[Decision]:
+    """One of each (region, type) in turn: EC2 throttles per region and API, so DeleteVolume and DeleteSnapshot
+    calls, or two regions' calls, drain separate buckets at once instead of queueing behind each other."""
+    groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+    for decision in decisions:
+        groups[(decision.region, decision.resource_type)].append(decision)
+    rounds = zip_longest(*groups.values())
+    return [decision for turn in rounds for decision in turn if decision is not None]
+
+
 class SweepExecutor:
     def __init__(
         self,
@@ -56,7 +67,7 @@ class SweepExecutor:
         self._tag_phase(by_id, [d for d in decisions if d.action == "mark"], mark=True)
         self._tag_phase(by_id, [d for d in decisions if d.action == "unmark"], mark=False)
         destructive = [d for d in decisions if d.destructive]
-        storage = [d for d in destructive if d.resource_type != "instance"]
+        storage = _interleaved([d for d in destructive if d.resource_type != "instance"])
         instances = [d for d in destructive if d.resource_type == "instance"]
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
             # EBS has no batch delete: one call per volume or snapshot, in parallel.

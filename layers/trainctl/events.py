@@ -32,7 +32,7 @@ class InvalidEvent(ValueError):
 class SweepRequest(BaseModel):
     """What the EventBridge Scheduler schedule sends: the target's own input, no envelope."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     task: Literal["cleanup_sweep"]
     # An event may only ask for less: a dry-run, or fewer regions. Enforcement is a deploy setting.
@@ -44,6 +44,8 @@ class SweepRequest(BaseModel):
 
 class ScheduledEvent(EventBridgeModel):
     """The classic EventBridge rule envelope, for deployments that schedule with a rule."""
+
+    model_config = ConfigDict(defer_build=True)
 
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
     source: Literal["aws.events"]
@@ -69,7 +71,7 @@ _INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
 class CloudTrailDetail(BaseModel):
     """The parts of an "AWS API Call via CloudTrail" detail that age_guard reads; the rest is ignored."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True, populate_by_name=True)
 
     event_name: str = Field(alias="eventName", pattern=r"^[A-Za-z]{1,64}$")
     event_source: Literal["ec2.amazonaws.com"] = Field(alias="eventSource")
@@ -82,19 +84,21 @@ class CloudTrailDetail(BaseModel):
 
 
 class CloudTrailApiCall(EventBridgeModel):
+    model_config = ConfigDict(defer_build=True)
     detail_type: Literal["AWS API Call via CloudTrail"] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
     detail: CloudTrailDetail
 
 
 class StateChangeDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True, populate_by_name=True)
 
     instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
     state: Literal["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
 
 
 class InstanceStateChange(EventBridgeModel):
+    model_config = ConfigDict(defer_build=True)
     detail_type: Literal["EC2 Instance State-change Notification"] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
     detail: StateChangeDetail
@@ -121,7 +125,7 @@ def parse_age_guard_event(event: object) -> CloudTrailApiCall | InstanceStateCha
 class CostRequest(BaseModel):
     """What the cost schedule sends; an event may narrow the regions, nothing else."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     task: Literal["cost_alerts"]
     regions: tuple[str, ...] | None = Field(default=None, min_length=1)
@@ -150,25 +154,27 @@ def parse_cost_event(event: object) -> CostRequest | InstanceStateChange:
 
 
 class SpotWarningDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True, populate_by_name=True)
 
     instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
     instance_action: Literal["terminate", "stop", "hibernate"] = Field(alias="instance-action")
 
 
 class SpotInterruptionWarning(EventBridgeModel):
+    model_config = ConfigDict(defer_build=True)
     detail_type: Literal["EC2 Spot Instance Interruption Warning"] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
     detail: SpotWarningDetail
 
 
 class RebalanceDetail(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True, populate_by_name=True)
 
     instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
 
 
 class RebalanceRecommendation(EventBridgeModel):
+    model_config = ConfigDict(defer_build=True)
     detail_type: Literal["EC2 Instance Rebalance Recommendation"] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
     detail: RebalanceDetail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -283,10 +284,16 @@ class Ec2Inventory:
                 yield image_from_api(self._region, dict(raw))
 
     def read(self) -> RegionInventory:
-        return RegionInventory(
-            region=self._region,
-            instances=tuple(self.instances()),
-            volumes=tuple(self.volumes()),
-            snapshots=tuple(self.snapshots()),
-            images=tuple(self.images()),
-        )
+        # The four kinds at once: each page's round trip overlaps with the parsing of the others' pages.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            instances = pool.submit(lambda: tuple(self.instances()))
+            volumes = pool.submit(lambda: tuple(self.volumes()))
+            snapshots = pool.submit(lambda: tuple(self.snapshots()))
+            images = pool.submit(lambda: tuple(self.images()))
+            return RegionInventory(
+                region=self._region,
+                instances=instances.result(),
+                volumes=volumes.result(),
+                snapshots=snapshots.result(),
+                images=images.result(),
+            )

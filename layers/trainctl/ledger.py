@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 RETENTION = timedelta(days=180)
 _BATCH = 25
+_WRITERS = 4
 
 
 class Ledger(Protocol):
@@ -67,21 +69,24 @@ class DynamoDbLedger:
 
     def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
         items = ledger_items(sweep_id, at, summary, decisions)
+        batches = [items[start : start + _BATCH] for start in range(0, len(items), _BATCH)]
+        # A big sweep writes a hundred batches: a few at a time, each a round trip.
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            for _ in pool.map(self._write, batches):
+                pass
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        requests: dict[str, Any] = {self._table: [{"PutRequest": {"Item": item}} for item in batch]}
         try:
-            for start in range(0, len(items), _BATCH):
-                requests: dict[str, Any] = {
-                    self._table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH]]
-                }
-                # Unprocessed items come back under throttling; botocore's retries cover the call, not these.
-                for _ in range(8):
-                    response = self._dynamodb.batch_write_item(RequestItems=requests)
-                    requests = dict(response.get("UnprocessedItems") or {})
-                    if not requests:
-                        break
-                else:
-                    raise RuntimeError(f"ledger write left {len(requests[self._table])} items unprocessed")
+            # Unprocessed items come back under throttling; botocore's retries cover the call, not these.
+            for _ in range(8):
+                response = self._dynamodb.batch_write_item(RequestItems=requests)
+                requests = dict(response.get("UnprocessedItems") or {})
+                if not requests:
+                    return
         except ClientError as exc:
             raise access_error("BatchWriteItem", exc) from exc
+        raise RuntimeError(f"ledger write left {len(requests[self._table])} items unprocessed")
 
 
 class InMemoryLedger:

@@ -39,7 +39,7 @@ class InvalidRequest(ValueError):
 
 
 class VolumeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     size_gib: int = Field(ge=1, le=65536)
     volume_type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1"] = "gp3"
@@ -60,7 +60,7 @@ class VolumeSpec(BaseModel):
 class PrewarmRequest(BaseModel):
     """The workflow's input, checked before anything is launched."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     volume_id: str | None = Field(default=None, pattern=VOLUME_ID)
     volume: VolumeSpec | None = None

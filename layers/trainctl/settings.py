@@ -78,7 +78,7 @@ def _csv(value: object) -> object:
 class SweepSettings(BaseModel):
     """Everything the cleanup sweep needs to decide; each field is one TRAINCTL_ variable."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     regions: tuple[str, ...] = Field(default=("us-east-1",), min_length=1)
     dry_run: bool = True
@@ -173,7 +173,7 @@ def env_names() -> list[str]:
 class AgeGuardSettings(BaseModel):
     """What age_guard needs: where it may stamp, and the owner and scope rules."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     regions: tuple[str, ...] = Field(default=("us-east-1",), min_length=1)
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
@@ -201,7 +201,7 @@ def age_guard_env_names() -> list[str]:
 class OwnerThresholds(BaseModel):
     """Thresholds for one owner's resources; a missing one is not checked for that owner."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     hourly_usd: float | None = Field(default=None, gt=0)
     daily_usd: float | None = Field(default=None, gt=0)
@@ -210,7 +210,7 @@ class OwnerThresholds(BaseModel):
 class CostSettings(BaseModel):
     """What cost_alerts needs: thresholds, alert pacing and the price chain."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     regions: tuple[str, ...] = Field(default=("us-east-1",), min_length=1)
     hourly_threshold_usd: float = Field(default=50.0, gt=0)
@@ -257,7 +257,7 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/=
 class SpotSettings(BaseModel):
     """What spot_interruption needs: the checkpoint command, what to save, and recovery."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     regions: tuple[str, ...] = Field(default=("us-east-1",), min_length=1)
     scope_tag: str = tags.MANAGED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
 
 MAX_QUERIES_PER_CALL = 500
+CONCURRENT_CALLS = 4
 PERIOD_SECONDS = 300
 # The agent must publish this metric with an InstanceId dimension (append_dimensions in its config).
 GPU_NAMESPACE = "CWAgent"
@@ -49,14 +51,15 @@ def read_utilisation(
 ) -> dict[str, Utilisation]:
     """Peak CPU and GPU percent and peak network bytes/s per instance over the window."""
     per_call = MAX_QUERIES_PER_CALL // len(_QUERIES)
-    peaks: dict[str, dict[str, float]] = {instance_id: {} for instance_id in instance_ids}
-    for start in range(0, len(instance_ids), per_call):
+
+    def read_batch(start: int) -> dict[str, dict[str, float]]:
         batch = instance_ids[start : start + per_call]
         queries = [
             _query(start + offset, instance_id, kind, namespace, metric, stat)
             for offset, instance_id in enumerate(batch)
             for kind, namespace, metric, stat in _QUERIES
         ]
+        found: dict[str, dict[str, float]] = {}
         try:
             pages = cloudwatch.get_paginator("get_metric_data").paginate(
                 MetricDataQueries=queries,  # type: ignore[arg-type]
@@ -69,11 +72,18 @@ def read_utilisation(
                     if not values:
                         continue
                     index_text, kind = result["Id"][1:].split("_", 1)
-                    instance_id = instance_ids[int(index_text)]
-                    current = peaks[instance_id].get(kind, float("-inf"))
-                    peaks[instance_id][kind] = max(current, *values)
+                    instance_peaks = found.setdefault(instance_ids[int(index_text)], {})
+                    instance_peaks[kind] = max(instance_peaks.get(kind, float("-inf")), *values)
         except ClientError as exc:
             raise access_error("GetMetricData", exc) from exc
+        return found
+
+    peaks: dict[str, dict[str, float]] = {instance_id: {} for instance_id in instance_ids}
+    # Batches are independent: a few in flight at once (GetMetricData allows 50 a second).
+    with ThreadPoolExecutor(max_workers=CONCURRENT_CALLS) as pool:
+        for batch_peaks in pool.map(read_batch, range(0, len(instance_ids), per_call)):
+            for instance_id, kinds in batch_peaks.items():
+                peaks[instance_id].update(kinds)
     usage: dict[str, Utilisation] = {}
     for instance_id, found in peaks.items():
         network = None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import load_config
+from infra.config import DeployOptions, load_config
 from trainctl.errors import SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,3 +71,35 @@ def test_cost_settings_reach_the_cost_function_spelled_out() -> None:
     assert environment["TRAINCTL_REGIONS"] == "eu-west-1"
     assert json.loads(environment["TRAINCTL_OWNER_THRESHOLDS"]) == {"ml-team": {"daily_usd": 900.0}}
     assert "TRAINCTL_PRICE_TABLE" not in environment  # the stack sets it from the table it creates
+
+
+def test_tracing_aws_calls_reaches_every_function_only_when_asked() -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_lambda as lambda_
+
+    from infra.stack import trace_aws_calls
+    from trainctl.observability import TRACE_AWS_CALLS
+
+    def functions_env(trace: bool) -> list[dict[str, str]]:
+        stack = cdk.Stack(cdk.App())
+        for name in ("One", "Two"):
+            lambda_.Function(
+                stack,
+                name,
+                runtime=lambda_.Runtime.PYTHON_3_12,
+                handler="handler.lambda_handler",
+                code=lambda_.Code.from_inline("def lambda_handler(e, c): pass"),
+                environment={"KEEP": "me"},
+            )
+        if trace:
+            trace_aws_calls(stack)
+        template = cdk.assertions.Template.from_stack(stack).to_json()
+        return [
+            r["Properties"]["Environment"]["Variables"]
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::Lambda::Function"
+        ]
+
+    assert all(TRACE_AWS_CALLS not in env for env in functions_env(False))
+    assert all(env == {"KEEP": "me", TRACE_AWS_CALLS: "true"} for env in functions_env(True))
+    assert DeployOptions().trace_aws_calls is False

@@ -1,0 +1,71 @@
+"""One trainctl sweep in a process of its own: the deployed cleanup_sweep handler, as a cold Lambda runs it.
+
+    python -m bench.run_trainctl --mode dry-run|mark|act --region R [--region R] --output result.json
+
+Settings come from TRAINCTL_* variables, as in the stack; AWS from AWS_ENDPOINT_URL. The act run is clocked
+one grace period (plus a minute) after now, so the marks of the mark run are due, as c7n's act run sees them
+through its skew. Every candidate may be acted on (no blast-radius cap), as Custodian acts on all it matches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=("dry-run", "mark", "act"), required=True)
+    parser.add_argument("--region", action="append", required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    os.environ.update(
+        {
+            "TRAINCTL_REGIONS": ",".join(args.region),
+            "TRAINCTL_DRY_RUN": "true" if args.mode == "dry-run" else "false",
+            "TRAINCTL_MAX_ACTIONS": "1000000",
+            "TRAINCTL_MAX_ACTION_SHARE": "1",
+            "POWERTOOLS_SERVICE_NAME": "trainctl",
+            "POWERTOOLS_METRICS_NAMESPACE": "trainctl",
+            # Outside Lambda there is no X-Ray daemon to send to.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+    )
+    sys.path[:0] = [str(ROOT / "layers"), str(ROOT)]
+    from trainctl.cli.main import LocalContext, load_handler
+    from trainctl.clock import system_clock
+
+    handler = load_handler("cleanup_sweep")
+    imported = time.perf_counter()
+    if args.mode == "act":
+        grace = handler.deployed_settings().grace_period
+        handler.clock = lambda: system_clock() + grace + timedelta(minutes=1)
+    result = handler.lambda_handler({"task": "cleanup_sweep"}, LocalContext(function_name="trainctl-cleanup_sweep"))
+    finished = time.perf_counter()
+    decisions = result["decisions"]
+    args.output.write_text(
+        json.dumps(
+            {
+                "import_seconds": imported - started,
+                "sweep_seconds": finished - imported,
+                "scanned": result["summary"]["scanned"],
+                "actions": Counter(d["action"] for d in decisions if d["action"] != "keep"),
+                "outcomes": Counter(d["outcome"] for d in decisions if d["action"] != "keep"),
+                "failed": [d["resource_id"] + ": " + d["detail"] for d in decisions if d["outcome"] == "failed"][:20],
+                "notes": result.get("notes", []),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
