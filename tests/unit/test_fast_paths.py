@@ -1,0 +1,61 @@
+"""What trainctl does to be fast must not change what it reads or what it does."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from botocore.utils import parse_timestamp as botocore_parse_timestamp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trainctl.actions import _interleaved
+from trainctl.aws import ClientFactory, parse_timestamp
+from trainctl.sweep import Decision
+
+instants = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)).map(
+    lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)
+)
+
+
+@given(instants, st.sampled_from(["%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%f+00:00"]))
+def test_iso_timestamps_read_as_botocore_reads_them(at: datetime, layout: str) -> None:
+    text = at.strftime(layout)
+    ours, theirs = parse_timestamp(text), botocore_parse_timestamp(text)
+    assert ours == theirs and ours.utcoffset() == timedelta(0)
+
+
+def test_other_forms_fall_back_to_botocore() -> None:
+    for value in (1_700_000_000, "1700000000.5", "Wed, 18 Nov 2026 17:06:30 GMT", "2026-11-18T19:06:30+02:00"):
+        assert parse_timestamp(value) == botocore_parse_timestamp(value)
+    # No zone means UTC, as botocore reads it.
+    assert parse_timestamp("2026-11-18T17:06:30") == datetime(2026, 11, 18, 17, 6, 30, tzinfo=UTC)
+    assert parse_timestamp("2026-11-18T19:06:30+02:00").tzinfo == timezone(timedelta(hours=2))
+
+
+def test_clients_of_a_factory_read_timestamps_with_it() -> None:
+    factory = ClientFactory()
+    # Responses are parsed by the endpoint, with a parser from the session's factory.
+    endpoint = factory.client("ec2", "us-east-1")._endpoint
+    assert endpoint._response_parser_factory.create_parser("ec2")._timestamp_parser is parse_timestamp
+
+
+def _decision(resource_id: str, region: str, resource_type: str) -> Decision:
+    return Decision(
+        resource_id=resource_id,
+        resource_type=resource_type,  # type: ignore[arg-type]
+        region=region,
+        action="delete",
+        reasons=("unattached",),
+        protections=(),
+        detail="",
+    )
+
+
+def test_deletes_take_turns_across_apis_and_regions_and_none_is_lost() -> None:
+    decisions = [
+        *(_decision(f"vol-{n}", "us-east-1", "volume") for n in range(4)),
+        *(_decision(f"snap-{n}", "us-east-1", "snapshot") for n in range(2)),
+        _decision("vol-w", "us-west-2", "volume"),
+    ]
+    order = [d.resource_id for d in _interleaved(decisions)]
+    assert order == ["vol-0", "snap-0", "vol-w", "vol-1", "snap-1", "vol-2", "vol-3"]
