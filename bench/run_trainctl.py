@@ -28,19 +28,20 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
     started = time.perf_counter()
+    sys.path[:0] = [str(ROOT / "layers"), str(ROOT)]
+    from trainctl import stack_resources
+
     os.environ.update(
         {
             "TRAINCTL_REGIONS": ",".join(args.region),
             "TRAINCTL_DRY_RUN": "true" if args.mode == "dry-run" else "false",
             "TRAINCTL_MAX_ACTIONS": "1000000",
             "TRAINCTL_MAX_ACTION_SHARE": "1",
-            "POWERTOOLS_SERVICE_NAME": "trainctl",
-            "POWERTOOLS_METRICS_NAMESPACE": "trainctl",
+            **stack_resources.FUNCTION_ENVIRONMENT,
             # Outside Lambda there is no X-Ray daemon to send to.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
-    sys.path[:0] = [str(ROOT / "layers"), str(ROOT)]
     from trainctl.cli.main import LocalContext, load_handler
     from trainctl.clock import system_clock
 

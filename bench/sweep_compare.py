@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from bench import custodian, fleet
 from bench.aws_like import AwsLike
 from bench.report import Table
@@ -194,7 +192,7 @@ def measure(sizes: list[int], region_counts: list[int], latency: float) -> tuple
     tables = []
     comparisons = []
     with moto_server() as moto, AwsLike(moto, latency=latency) as env:
-        factory = ClientFactory(boto3.Session(region_name="us-east-1"))
+        factory = ClientFactory("us-east-1")
         sns = factory.client("sns", "us-east-1")
         # The ledger table and the topic the stack would own, created on moto directly (not counted).
         from trainctl import stack_resources

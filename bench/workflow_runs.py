@@ -36,7 +36,6 @@ def run_prewarm(factory: Any, machine: str, lambdas: Any, request: dict[str, Any
 
 
 def prewarm_table() -> Table:
-    import boto3
     from moto import mock_aws
 
     from trainctl import stack_resources, tags
@@ -44,7 +43,7 @@ def prewarm_table() -> Table:
     from trainctl.local_lambda import failing_sdk_call, lambda_tasks_in_process
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        factory = ClientFactory(boto3.Session(region_name="us-east-1"))
+        factory = ClientFactory("us-east-1")
         resources = stack_resources.ensure_on_emulator(factory, ("us-east-1",))
         assert resources.prewarm_state_machine and resources.prewarm_instance_profile
         factory.client("s3", "us-east-1").create_bucket(Bucket="datasets")

@@ -15,6 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.layer import RUNTIME
+from trainctl import stack_resources
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
 
@@ -66,12 +67,7 @@ class TrainctlFunction(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
-            environment={
-                **environment,
-                "POWERTOOLS_SERVICE_NAME": "trainctl",
-                "POWERTOOLS_METRICS_NAMESPACE": "trainctl",
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
+            environment={**environment, **stack_resources.FUNCTION_ENVIRONMENT},
             retry_attempts=retry_attempts,
             on_failure=destinations.SqsDestination(failures),
         )

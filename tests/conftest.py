@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -45,7 +44,7 @@ def aws() -> Iterator[None]:
 
 @pytest.fixture
 def factory(aws: None) -> ClientFactory:
-    return ClientFactory(boto3.Session(region_name="us-east-1"))
+    return ClientFactory("us-east-1")
 
 
 class WriteForbidden(AssertionError):

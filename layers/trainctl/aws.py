@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
@@ -79,17 +79,21 @@ class ApiCalls:
 class ClientFactory:
     """Builds and caches one client per (service, region); clients are shared by threads, building is not."""
 
-    def __init__(self, session: boto3.Session | None = None, *, config: Config = RETRY_CONFIG) -> None:
-        self._session = session or boto3.Session()
+    def __init__(self, region: str | None = None, *, config: Config = RETRY_CONFIG) -> None:
+        # A botocore session, not boto3's: clients are all trainctl needs, and importing boto3 (its resources
+        # and s3transfer) would add about 80 ms to every handler's cold start. Credentials, profile, region and
+        # AWS_ENDPOINT_URL come from the environment exactly as they would through boto3.
+        self._session = botocore.session.Session()
+        if region:
+            self._session.set_config_variable("region", region)
         self._config = config
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._lock = threading.Lock()
         self.calls = ApiCalls()
-        self._session.events.register("before-call", self.calls.record)
+        self._events = self._session.get_component("event_emitter")
+        self._events.register("before-call", self.calls.record)
         # Clients built from now on read timestamps with parse_timestamp.
-        self._session._session.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=parse_timestamp
-        )
+        self._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
 
     def register(self, event_name: str, handler: Any, *, first: bool = False) -> None:
         """Hook every client, existing and future: clients copy the session's hooks only when built.
@@ -97,21 +101,22 @@ class ClientFactory:
         `first` puts the hook ahead of the others: for before-send the first answer is the one sent.
         """
         with self._lock:
-            targets = [self._session.events, *(client.meta.events for client in self._clients.values())]
+            targets = [self._events, *(client.meta.events for client in self._clients.values())]
             for events in targets:
                 (events.register_first if first else events.register)(event_name, handler)
 
     @property
     def default_region(self) -> str | None:
-        return self._session.region_name
+        region: str | None = self._session.get_config_variable("region")
+        return region
 
     def client(self, service: str, region: str | None = None) -> Any:
         key = (service, region)
         with self._lock:
             if key not in self._clients:
-                self._clients[key] = self._session.client(
-                    service,  # type: ignore[call-overload]
-                    region_name=region or self._session.region_name,
+                self._clients[key] = self._session.create_client(
+                    service,
+                    region_name=region or self.default_region,
                     config=self._config,
                 )
             return self._clients[key]

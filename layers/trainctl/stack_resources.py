@@ -25,6 +25,15 @@ PREWARM_STATE_MACHINE = "trainctl-prewarm"
 PREWARM_PROFILE = "trainctl-prewarm-worker"
 PREWARM_PLAN_FUNCTION = "trainctl-prewarm_plan"
 PREWARM_REPORT_FUNCTION = "trainctl-prewarm_report"
+# The environment every trainctl function runs with, beside its own settings.
+FUNCTION_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": "trainctl",
+    "POWERTOOLS_METRICS_NAMESPACE": "trainctl",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    # trainctl uses no pydantic plugin; looking for one reads every installed package's entry points when the
+    # first model is built: 25 to 35 ms of each cold start.
+    "PYDANTIC_DISABLE_PLUGINS": "1",
+}
 DOCUMENTS = {
     TRAINING_DOCUMENT: documents.TRAINING_CHECK,
     SPOT_DOCUMENT: documents.SPOT_CHECKPOINT,

@@ -1,8 +1,9 @@
 """Moving data between local paths, S3 and instances.
 
-Local and S3 go through boto3's transfer manager (multipart, concurrent). S3 and an instance go through
-trainctl's SSM document (s5cmd, else the AWS CLI on the instance). Local and an instance go through a staging
-S3 prefix, cleaned up afterwards. Every endpoint is parsed against a strict pattern before anything moves.
+Local and S3 go through boto3's transfer manager (multipart, concurrent) around a plain client. S3 and an
+instance go through trainctl's SSM document (s5cmd, else the AWS CLI on the instance). Local and an instance go
+through a staging S3 prefix, cleaned up afterwards. Every endpoint is parsed against a strict pattern before
+anything moves.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from boto3.s3.transfer import TransferConfig
+from boto3.s3.transfer import S3Transfer, TransferConfig
 from botocore.exceptions import ClientError
 
 from trainctl.aws import error_code
@@ -96,16 +97,23 @@ def _local_files(root: Path) -> Iterator[tuple[Path, str]]:
             yield path, path.relative_to(root).as_posix()
 
 
+def _transfer_manager(s3: Any) -> S3Transfer:
+    # boto3's S3Transfer takes boto3's TransferConfig (its own client.upload_file passes one); the stubs say
+    # botocore's Config by mistake.
+    return S3Transfer(s3, TRANSFER_CONFIG)  # type: ignore[arg-type]
+
+
 def upload(s3: Any, source: Path, destination: Endpoint, progress: Progress | None = None) -> Moved:
     if not source.exists():
         raise BadEndpoint(f"{source} does not exist")
     moved = Moved(route="transfer manager")
     into_prefix = destination.is_directory or source.is_dir()
-    for path, relative in _local_files(source):
-        key = (destination.key.rstrip("/") + "/" + relative).lstrip("/") if into_prefix else destination.key
-        s3.upload_file(str(path), destination.bucket, key, Config=TRANSFER_CONFIG, Callback=progress)
-        moved.files += 1
-        moved.bytes += path.stat().st_size
+    with _transfer_manager(s3) as manager:
+        for path, relative in _local_files(source):
+            key = (destination.key.rstrip("/") + "/" + relative).lstrip("/") if into_prefix else destination.key
+            manager.upload_file(str(path), destination.bucket, key, callback=progress)
+            moved.files += 1
+            moved.bytes += path.stat().st_size
     return moved
 
 
@@ -120,18 +128,20 @@ def download(s3: Any, source: Endpoint, destination: Path, progress: Progress | 
         found = list(_objects(s3, source.bucket, source.key))
         if not found:
             raise TransferFailed(f"nothing under {source.uri}")
-        for item in found:
-            relative = item["Key"][len(source.key) :].lstrip("/")
-            target = destination / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(source.bucket, item["Key"], str(target), Config=TRANSFER_CONFIG, Callback=progress)
-            moved.files += 1
-            moved.bytes += int(item["Size"])
+        with _transfer_manager(s3) as manager:
+            for item in found:
+                relative = item["Key"][len(source.key) :].lstrip("/")
+                target = destination / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                manager.download_file(source.bucket, item["Key"], str(target), callback=progress)
+                moved.files += 1
+                moved.bytes += int(item["Size"])
         return moved
     target = destination / Path(source.key).name if destination.is_dir() else destination
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        s3.download_file(source.bucket, source.key, str(target), Config=TRANSFER_CONFIG, Callback=progress)
+        with _transfer_manager(s3) as manager:
+            manager.download_file(source.bucket, source.key, str(target), callback=progress)
     except ClientError as exc:
         raise TransferFailed(f"{source.uri}: {error_code(exc)}") from None
     moved.files, moved.bytes = 1, target.stat().st_size

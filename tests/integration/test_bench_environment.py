@@ -113,7 +113,7 @@ def test_an_enforced_sweep_rides_out_throttling_without_surfacing_it(moto: str) 
         saved = os.environ.get("AWS_ENDPOINT_URL")
         os.environ["AWS_ENDPOINT_URL"] = env.endpoint
         try:
-            factory = ClientFactory(boto3.Session(region_name=REGION))
+            factory = ClientFactory(REGION)
             resources = stack_resources.ensure_on_emulator(factory, (REGION,))
             settings = SweepSettings(
                 regions=(REGION,),

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 from typer.testing import CliRunner
 
@@ -116,7 +115,7 @@ def test_invoke_refuses_an_unknown_function_and_an_unreadable_event(cli_factory:
 
 def test_against_an_emulator_enforce_creates_the_stacks_resources_and_acts() -> None:
     with moto_server():
-        factory = ClientFactory(boto3.Session(region_name="us-east-1"))
+        factory = ClientFactory("us-east-1")
         account = seed_account(factory)
         factory.dynamodb().delete_table(TableName=stack_resources.LEDGER_TABLE)  # as on a fresh emulator
         env = {"TRAINCTL_REGIONS": "us-east-1", "TRAINCTL_MIN_AGE": "0s"}
@@ -193,7 +192,7 @@ def test_force_overrides_the_minimum_age_and_nothing_else(cli_factory: ClientFac
 
 def test_invoke_a_spot_warning_against_an_emulator_saves_the_data_exactly_once(tmp_path: Path) -> None:
     with moto_server():
-        factory = ClientFactory(boto3.Session(region_name="us-east-1"))
+        factory = ClientFactory("us-east-1")
         ec2 = factory.ec2("us-east-1")
         instance = ec2.run_instances(
             ImageId="ami-0abcdef1234567890",

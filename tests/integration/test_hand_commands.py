@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +20,7 @@ REGION = "us-east-1"
 
 @pytest.fixture
 def factory(aws: None, monkeypatch: pytest.MonkeyPatch) -> ClientFactory:
-    made = ClientFactory(boto3.Session(region_name=REGION))
+    made = ClientFactory(REGION)
     monkeypatch.setattr(cli, "ClientFactory", lambda: made)
     monkeypatch.setenv("TRAINCTL_OWNER", "alice")
     monkeypatch.setenv("TRAINCTL_TRAINING_CHECK_TIMEOUT", "1s")
@@ -192,7 +191,7 @@ def test_a_bad_id_and_a_missing_region_are_one_line_errors(
     assert missing.exit_code == 1 and "no volume vol-0123456789abcdef0" in missing.stderr
     assert "Traceback" not in missing.output
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    monkeypatch.setattr(cli, "ClientFactory", lambda: ClientFactory(boto3.Session(region_name=None)))
+    monkeypatch.setattr(cli, "ClientFactory", ClientFactory)
     no_region = call("instances", "list")
     assert no_region.exit_code == 1 and "no region" in no_region.stderr
 

@@ -12,7 +12,6 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -53,7 +52,7 @@ class SweepUnderPeople(RuleBasedStateMachine):
         super().__init__()
         self.mock = mock_aws()
         self.mock.start()
-        self.factory = ClientFactory(boto3.Session(region_name=REGION))
+        self.factory = ClientFactory(REGION)
         self.ec2 = self.factory.ec2(REGION)
         self.now = datetime.now(UTC) + timedelta(minutes=10)
         self.persistent: set[str] = set()

@@ -37,7 +37,7 @@ class Account:
 def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        factory = ClientFactory(boto3.Session(region_name=REGION))
+        factory = ClientFactory(REGION)
         resources = stack_resources.ensure_on_emulator(factory, (REGION,))
         s3 = factory.client("s3", REGION)
         s3.create_bucket(Bucket="datasets")

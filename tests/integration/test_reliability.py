@@ -6,7 +6,6 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
-import boto3
 import pytest
 from botocore.config import Config
 
@@ -30,12 +29,12 @@ QUICK_RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, disable_
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClientFactory]:
     """moto as a server: an injected answer then means nothing reached it, as with a real throttle."""
     with moto_server():
-        yield ClientFactory(boto3.Session(region_name="us-east-1"))
+        yield ClientFactory("us-east-1")
 
 
 @pytest.fixture
 def server_quick(server: ClientFactory) -> ClientFactory:
-    return ClientFactory(boto3.Session(region_name="us-east-1"), config=QUICK_RETRIES)
+    return ClientFactory("us-east-1", config=QUICK_RETRIES)
 
 
 def sweep(factory: ClientFactory, at, **kw):
@@ -91,7 +90,7 @@ def test_throttling_that_never_ends_fails_one_action_and_the_rest_continue_then_
     assert all("RequestLimitExceeded" in d.detail for d in failed)
     assert not volume_exists(factory, account.fleet["scratch-1"])  # the volumes went ahead
     # The throttling passes; the next sweep finishes the job.
-    healthy = ClientFactory(boto3.Session(region_name="us-east-1"))
+    healthy = ClientFactory("us-east-1")
     again = sweep(healthy, account.after_grace() + timedelta(hours=1))
     retried = {d.resource_id: d for d in again.decisions}
     for decision in failed:
@@ -137,12 +136,12 @@ def test_two_sweeps_at_the_same_moment_act_on_no_resource_twice(factory: ClientF
         inside_lease.set()
         let_go.wait(30)
 
-    first = ClientFactory(boto3.Session(region_name="us-east-1"))
+    first = ClientFactory("us-east-1")
     first.register("before-call.ec2.DescribeVolumes", hold)  # A's first read happens after it took the lease
     holder = threading.Thread(target=run_one, args=(first,))
     holder.start()
     assert inside_lease.wait(30)
-    run_one(ClientFactory(boto3.Session(region_name="us-east-1")))  # B, at the same moment
+    run_one(ClientFactory("us-east-1"))  # B, at the same moment
     let_go.set()
     holder.join()
     acted = [r for r in results if r.decisions]

@@ -46,7 +46,7 @@ class SpotFleet:
 @pytest.fixture
 def factory() -> Iterator[ClientFactory]:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        yield ClientFactory(boto3.Session(region_name=REGION))
+        yield ClientFactory(REGION)
 
 
 def launch(ec2: Any, *, spot: bool, labels: dict[str, str], template: str | None = None) -> dict[str, Any]:
