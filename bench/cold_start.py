@@ -57,13 +57,12 @@ def cold_import_ms(
             "PYTHONPYCACHEPREFIX": cache,
         }
         env.pop("TRAINCTL_TRACE_AWS_CALLS", None)
-        if bytecode:
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-        else:
-            env["PYTHONDONTWRITEBYTECODE"] = "1"
         probe = [sys.executable, "-c", "import json; " + PROBE.replace("import handler", statement)]
         if bytecode:
-            subprocess.run(probe, env=env, cwd=function, capture_output=True, check=True)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            subprocess.run(probe, env=env, cwd=function, capture_output=True, check=True)  # writes the cache
+        else:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         samples = []
         for _ in range(runs):
             out = subprocess.run(probe, env=env, cwd=function, capture_output=True, text=True, check=True)
@@ -98,10 +97,16 @@ def import_table() -> Table:
         "- Only the spot handler imports boto3 (Powertools' idempotency store needs it); the others build their "
         "clients from botocore alone."
     )
+    from infra.layer import PYTHON_VERSION, bytecode_interpreter
+
+    shipped = (
+        f"this machine has Python {PYTHON_VERSION}, so the layer ships bytecode compiled by it"
+        if bytecode_interpreter()
+        else f"the layer ships none, as this machine lacks the runtime's Python ({PYTHON_VERSION}) to compile it with"
+    )
     table.notes.append(
         "- Without bytecode every module is compiled as it is imported. On Lambda the runtime's own boto3 and "
-        "botocore come compiled, but the layer ships none: its packages are fetched for the runtime's Python "
-        "(3.14), which the build machine does not have to compile them with (`infra/layer.py`)."
+        f"botocore come compiled; {shipped} (`infra/layer.py`)."
     )
     return table
 

@@ -52,8 +52,8 @@ def bytecode_interpreter(version: str = PYTHON_VERSION) -> str | None:
 def compile_bytecode(python_dir: Path, interpreter: str) -> None:
     """Compile every module in the layer, with hashes that are never checked.
 
-    The asset zip does not keep modification times, so timestamp-checked bytecode would be stale on arrival;
-    an unchecked hash is trusted as written, and the layer never changes once published.
+    The sources' modification times do not survive the asset zip, so timestamp-checked bytecode would be
+    stale on arrival; an unchecked hash is trusted as written, and the layer never changes once published.
     """
     # Beside the sources, where Lambda looks: not in a cache directory the build machine may have set.
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
@@ -64,7 +64,7 @@ def compile_bytecode(python_dir: Path, interpreter: str) -> None:
     )
 
 
-def _source_digest() -> str:
+def _source_digest(interpreter: str | None) -> str:
     digest = hashlib.sha256()
     for path in sorted((LAYER_SOURCE / "trainctl").rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
@@ -72,7 +72,7 @@ def _source_digest() -> str:
             digest.update(path.read_bytes())
     digest.update("|".join((*LAYER_REQUIREMENTS, PYTHON_VERSION, PLATFORM)).encode())
     # With or without bytecode, the content differs: so must the asset's hash.
-    digest.update(b"bytecode" if bytecode_interpreter() else b"source only")
+    digest.update(b"bytecode" if interpreter else b"source only")
     return digest.hexdigest()
 
 
@@ -117,6 +117,9 @@ def _dependencies() -> Path:
 
 @jsii.implements(cdk.ILocalBundling)
 class LocalLayerBundling:
+    def __init__(self, interpreter: str | None) -> None:
+        self._interpreter = interpreter
+
     def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_: Any) -> bool:
         python_dir = Path(output_dir) / "python"
         shutil.copytree(
@@ -126,15 +129,16 @@ class LocalLayerBundling:
             dirs_exist_ok=True,
         )
         shutil.copytree(LAYER_SOURCE / "trainctl", python_dir / "trainctl", ignore=_IGNORE, dirs_exist_ok=True)
-        interpreter = bytecode_interpreter()
-        if interpreter is not None:
-            compile_bytecode(python_dir, interpreter)
+        if self._interpreter is not None:
+            compile_bytecode(python_dir, self._interpreter)
         return True
 
 
 class DomainLayer(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
+        # Decided once: the asset's hash and its content must agree on it.
+        interpreter = bytecode_interpreter()
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",
@@ -144,10 +148,10 @@ class DomainLayer(Construct):
             code=lambda_.Code.from_asset(
                 str(LAYER_SOURCE),
                 asset_hash_type=cdk.AssetHashType.CUSTOM,
-                asset_hash=_source_digest(),
+                asset_hash=_source_digest(interpreter),
                 bundling=cdk.BundlingOptions(
                     image=RUNTIME.bundling_image,
-                    local=LocalLayerBundling(),
+                    local=LocalLayerBundling(interpreter),
                 ),
             ),
         )

@@ -6,7 +6,6 @@ enforced sweep that surfaces throttling on a busy account would fail the users i
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -104,34 +103,29 @@ def test_the_fleet_refuses_what_ec2_refuses(moto: str) -> None:
     assert codes == ["VolumeInUse", "InvalidSnapshot.InUse", "InvalidVolume.NotFound", "UnsupportedOperation"]
 
 
-def test_an_enforced_sweep_rides_out_throttling_without_surfacing_it(moto: str) -> None:
+def test_an_enforced_sweep_rides_out_throttling_without_surfacing_it(
+    moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Small buckets (5 tokens, 10 a second): trainctl's concurrent deletes are throttled, retried, and done."""
     built, expected = fleet.build(3_000, (REGION,))
     tight = BucketSpec(5, 10)
     with AwsLike(moto, latency=0.01, mutating=tight) as env:
         env.load_fleet(built)
-        saved = os.environ.get("AWS_ENDPOINT_URL")
-        os.environ["AWS_ENDPOINT_URL"] = env.endpoint
-        try:
-            factory = ClientFactory(REGION)
-            resources = stack_resources.ensure_on_emulator(factory, (REGION,))
-            settings = SweepSettings(
-                regions=(REGION,),
-                dry_run=False,
-                max_actions=100_000,
-                max_action_share=1.0,
-                ledger_table=resources.ledger_table,
-                topic_arn=resources.topic_arn,
-            )
-            now = system_clock()
-            for at in (now, now + settings.grace_period + timedelta(minutes=1)):
-                effects = effects_for(factory, settings)
-                result = run_sweep(factory, settings, fixed_clock(at), ledger=effects.ledger, notifier=effects.notifier)
-        finally:
-            if saved is None:
-                os.environ.pop("AWS_ENDPOINT_URL", None)
-            else:
-                os.environ["AWS_ENDPOINT_URL"] = saved
+        monkeypatch.setenv("AWS_ENDPOINT_URL", env.endpoint)
+        factory = ClientFactory(REGION)
+        resources = stack_resources.ensure_on_emulator(factory, (REGION,))
+        settings = SweepSettings(
+            regions=(REGION,),
+            dry_run=False,
+            max_actions=100_000,
+            max_action_share=1.0,
+            ledger_table=resources.ledger_table,
+            topic_arn=resources.topic_arn,
+        )
+        now = system_clock()
+        for at in (now, now + settings.grace_period + timedelta(minutes=1)):
+            effects = effects_for(factory, settings)
+            result = run_sweep(factory, settings, fixed_clock(at), ledger=effects.ledger, notifier=effects.notifier)
         stats = env.stats()
         left = [r for r in expected.candidate_ids if env.fleet.is_alive(r)]
     outcomes = {d.outcome for d in result.decisions if d.destructive}
