@@ -62,8 +62,8 @@ workflows: $(VENV)/.dev
 
 # Regenerates the shipped price file from the AWS Price List Query API (needs AWS credentials).
 prices: $(VENV)/.cli
-	$(BIN)/python -m trainctl.price_file --region us-east-1 --region us-west-2 --region eu-west-1 \
-		--output layers/trainctl/data/prices.json
+	$(BIN)/python -m trainctl.cli.price_file --region us-east-1 --region us-west-2 --region eu-west-1 \
+		--output layers/trainctl/cost/prices/prices.json
 
 clean:
 	rm -rf $(VENV) $(CUSTODIAN_VENV) cdk.out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

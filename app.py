@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "layers"))
 
 from infra.config import CONTEXT_KEY, load_config
 from infra.stack import TrainctlStack
-from trainctl.errors import SettingsError
-from trainctl.stack_resources import STACK_NAME
+from trainctl.core.errors import SettingsError
+from trainctl.core.names import STACK_NAME
 
 
 def build_app(context: dict[str, object] | None = None, outdir: str | None = None) -> cdk.App:

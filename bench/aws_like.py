@@ -37,7 +37,7 @@ from xml.sax.saxutils import escape
 
 import botocore.session
 
-from trainctl.sandbox import free_loopback_port
+from trainctl.cli.sandbox_fleet import free_loopback_port
 
 EC2_NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
 PAGE_LIMITS = {"DescribeVolumes": 500, "DescribeInstances": 1000, "DescribeSnapshots": 1000, "DescribeImages": 1000}

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 from bench.report import Table
-from trainctl import stack_resources
+from trainctl.core import names
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 15
@@ -50,7 +50,7 @@ def cold_import_ms(
     with tempfile.TemporaryDirectory() as cache:
         env = {
             **os.environ,
-            **stack_resources.FUNCTION_ENVIRONMENT,
+            **names.FUNCTION_ENVIRONMENT,
             "PYTHONPATH": os.pathsep.join([str(function), str(ROOT / "layers")]),
             "AWS_DEFAULT_REGION": "us-east-1",
             # Bytecode goes to (and comes from) an empty cache of this measurement's own.

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.aws_like import Record, RegionFleet
-from trainctl import tags
+from trainctl.core import tags
 
 STOPPED_LONG_AGO = timedelta(days=20)
 STOPPED_RECENTLY = timedelta(days=2)

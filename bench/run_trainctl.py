@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     sys.path[:0] = [str(ROOT / "layers"), str(ROOT)]
-    from trainctl import stack_resources
+    from trainctl.core import names
 
     os.environ.update(
         {
@@ -37,13 +37,13 @@ def main() -> None:
             "TRAINCTL_DRY_RUN": "true" if args.mode == "dry-run" else "false",
             "TRAINCTL_MAX_ACTIONS": "1000000",
             "TRAINCTL_MAX_ACTION_SHARE": "1",
-            **stack_resources.FUNCTION_ENVIRONMENT,
+            **names.FUNCTION_ENVIRONMENT,
             # Outside Lambda there is no X-Ray daemon to send to.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
     from trainctl.cli.main import LocalContext, load_handler
-    from trainctl.clock import system_clock
+    from trainctl.core.clock import system_clock
 
     handler = load_handler("cleanup_sweep")
     imported = time.perf_counter()

@@ -42,11 +42,12 @@ def measure(latency: float) -> dict[str, Any]:
     # Before any trainctl import: the shared Logger takes its level when it is built.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    from trainctl import stack_resources, tags
-    from trainctl.aws import ClientFactory
+    from trainctl.aws import stack_resources
+    from trainctl.aws.clients import ClientFactory
     from trainctl.cli.main import LocalContext, load_handler
-    from trainctl.clock import format_instant, system_clock
-    from trainctl.sandbox import moto_server
+    from trainctl.cli.sandbox_fleet import moto_server
+    from trainctl.core import tags
+    from trainctl.core.clock import format_instant, system_clock
 
     with moto_server() as moto, _endpoint(moto, latency) as endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint

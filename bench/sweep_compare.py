@@ -29,7 +29,7 @@ from typing import Any
 from bench import custodian, fleet
 from bench.aws_like import AwsLike
 from bench.report import Table
-from trainctl.aws import ClientFactory
+from trainctl.aws.clients import ClientFactory
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION_SETS = {1: ("us-east-1",), 2: ("us-east-1", "us-west-2")}
@@ -180,7 +180,7 @@ def _calls_text(calls: Counter[str]) -> str:
 
 
 def measure(sizes: list[int], region_counts: list[int], latency: float) -> tuple[list[Table], list[Comparison]]:
-    from trainctl.sandbox import moto_server
+    from trainctl.cli.sandbox_fleet import moto_server
 
     os.environ.update(CREDENTIALS)
     os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
@@ -195,10 +195,11 @@ def measure(sizes: list[int], region_counts: list[int], latency: float) -> tuple
         factory = ClientFactory("us-east-1")
         sns = factory.client("sns", "us-east-1")
         # The ledger table and the topic the stack would own, created on moto directly (not counted).
-        from trainctl import stack_resources
+        from trainctl.aws import stack_resources
+        from trainctl.core import names
 
         stack_resources.ensure_on_emulator(factory, ("us-east-1",))
-        topic_arn = sns.create_topic(Name=stack_resources.SWEEP_TOPIC)["TopicArn"]
+        topic_arn = sns.create_topic(Name=names.SWEEP_TOPIC)["TopicArn"]
         for count in region_counts:
             regions = REGION_SETS[count]
             for size in sizes:

@@ -18,7 +18,7 @@ from bench.report import Table
 
 
 def run_prewarm(factory: Any, machine: str, lambdas: Any, request: dict[str, Any]) -> dict[str, Any]:
-    from trainctl.local_lambda import forget_finished_workers
+    from trainctl.cli.local_lambda import forget_finished_workers
 
     forget_finished_workers()
     sfn = factory.client("stepfunctions", "us-east-1")
@@ -38,9 +38,10 @@ def run_prewarm(factory: Any, machine: str, lambdas: Any, request: dict[str, Any
 def prewarm_table() -> Table:
     from moto import mock_aws
 
-    from trainctl import stack_resources, tags
-    from trainctl.aws import ClientFactory
-    from trainctl.local_lambda import failing_sdk_call, lambda_tasks_in_process
+    from trainctl.aws import stack_resources
+    from trainctl.aws.clients import ClientFactory
+    from trainctl.cli.local_lambda import failing_sdk_call, lambda_tasks_in_process
+    from trainctl.core import tags
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         factory = ClientFactory("us-east-1")
@@ -91,12 +92,12 @@ def prewarm_table() -> Table:
 
 
 def cost_table() -> Table:
-    from trainctl import stack_resources
-    from trainctl.aws import ClientFactory
-    from trainctl.clock import system_clock
-    from trainctl.cost_alerts import price_book_for, run_cost_check
-    from trainctl.sandbox import SANDBOX_REGIONS, moto_server, seed_training_fleet
-    from trainctl.settings import CostSettings
+    from trainctl.aws import stack_resources
+    from trainctl.aws.clients import ClientFactory
+    from trainctl.cli.sandbox_fleet import SANDBOX_REGIONS, moto_server, seed_training_fleet
+    from trainctl.core.clock import system_clock
+    from trainctl.core.settings import CostSettings
+    from trainctl.cost.run import price_book_for, run_cost_check
 
     with moto_server():
         factory = ClientFactory()

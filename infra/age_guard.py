@@ -11,7 +11,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.function import TrainctlFunction
-from trainctl.stamping import STAMPED_EVENTS
+from trainctl.age_guard.rules import STAMPED_EVENTS
 
 
 class AgeGuard(Construct):

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainctl.durations import format_duration
-from trainctl.errors import SettingsError
-from trainctl.settings import (
+from trainctl.core.durations import format_duration
+from trainctl.core.errors import SettingsError
+from trainctl.core.settings import (
     ENV_PREFIX,
     AgeGuardSettings,
     CostSettings,

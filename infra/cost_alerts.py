@@ -14,7 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.function import TrainctlFunction, scheduled_invocation
-from trainctl.observability import BURN_RATE_METRIC, NAMESPACE, PROJECTION_METRIC, SERVICE
+from trainctl.aws.observability import BURN_RATE_METRIC, NAMESPACE, PROJECTION_METRIC, SERVICE
 
 RECORDED_STATES = ["running", "stopping", "stopped", "shutting-down", "terminated"]
 

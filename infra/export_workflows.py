@@ -8,12 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trainctl import stack_resources, workflows
+from trainctl.aws import state_machines as workflows
+from trainctl.core import names
 
-TARGET = Path(__file__).resolve().parents[1] / "layers" / "trainctl" / "workflows"
+TARGET = Path(__file__).resolve().parents[1] / "layers" / "trainctl" / "aws" / "workflows"
 NAMES = {
-    stack_resources.RECOVERY_STATE_MACHINE: workflows.SPOT_RECOVERY,
-    stack_resources.PREWARM_STATE_MACHINE: workflows.PREWARM,
+    names.RECOVERY_STATE_MACHINE: workflows.SPOT_RECOVERY,
+    names.PREWARM_STATE_MACHINE: workflows.PREWARM,
 }
 
 
@@ -45,7 +46,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as outdir:
         assembly = app.build_app(outdir=outdir).synth()
-        stack = assembly.get_stack_by_name(stack_resources.STACK_NAME)
+        stack = assembly.get_stack_by_name(names.STACK_NAME)
         template = json.loads(Path(assembly.directory, stack.template_file).read_text())
     for name, text in definitions(template).items():
         (TARGET / f"{name}.asl.json").write_text(text, encoding="utf-8")

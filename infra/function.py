@@ -15,7 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.layer import RUNTIME
-from trainctl import stack_resources
+from trainctl.core import names
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
 
@@ -67,7 +67,7 @@ class TrainctlFunction(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
-            environment={**environment, **stack_resources.FUNCTION_ENVIRONMENT},
+            environment={**environment, **names.FUNCTION_ENVIRONMENT},
             retry_attempts=retry_attempts,
             on_failure=destinations.SqsDestination(failures),
         )

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from aws_cdk import aws_iam as iam
 
-from trainctl import tags
+from trainctl.core import tags
 
-IN_SCOPE_VALUES = ["true", "yes", "1"]  # mirrors trainctl.tags.opts_in
-EXPLICIT_FALSE = ["false", "no", "0"]  # mirrors trainctl.tags.protects
+IN_SCOPE_VALUES = ["true", "yes", "1"]  # mirrors trainctl.core.tags.opts_in
+EXPLICIT_FALSE = ["false", "no", "0"]  # mirrors trainctl.core.tags.protects
 DESTRUCTIVE_EC2_ACTIONS = ["ec2:TerminateInstances", "ec2:StopInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot"]
 
 

@@ -21,7 +21,8 @@ from constructs import Construct
 
 from infra.function import TrainctlFunction
 from infra.workflow import state_machine
-from trainctl import documents, stack_resources, tags
+from trainctl.aws import ssm_documents as documents
+from trainctl.core import names, tags
 
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 POLL_SECONDS = 2
@@ -59,7 +60,7 @@ class Prewarm(Construct):
         self.document = ssm.CfnDocument(
             self,
             "Document",
-            name=stack_resources.PREWARM_DOCUMENT,
+            name=names.PREWARM_DOCUMENT,
             document_type="Command",
             document_format="JSON",
             content=documents.load(documents.PREWARM),
@@ -100,7 +101,7 @@ class Prewarm(Construct):
                 )
             )
         self.instance_profile = iam.InstanceProfile(
-            self, "WorkerProfile", role=self.worker_role, instance_profile_name=stack_resources.PREWARM_PROFILE
+            self, "WorkerProfile", role=self.worker_role, instance_profile_name=names.PREWARM_PROFILE
         )
 
         common = {"layer": layer, "failures": failures, "log_retention": log_retention, "retry_attempts": 0}
@@ -114,7 +115,7 @@ class Prewarm(Construct):
                 "TRAINCTL_SCOPE_TAG": scope_tag,
             },
             timeout=cdk.Duration.seconds(60),
-            function_name=stack_resources.PREWARM_PLAN_FUNCTION,
+            function_name=names.PREWARM_PLAN_FUNCTION,
             **common,  # type: ignore[arg-type]
         )
         reporter = TrainctlFunction(
@@ -124,7 +125,7 @@ class Prewarm(Construct):
             description="trainctl pre-warm: read the worker's report into tags",
             environment={},
             timeout=cdk.Duration.seconds(30),
-            function_name=stack_resources.PREWARM_REPORT_FUNCTION,
+            function_name=names.PREWARM_REPORT_FUNCTION,
             **common,  # type: ignore[arg-type]
         )
         self.functions = (planner, reporter)
@@ -387,7 +388,7 @@ class Prewarm(Construct):
             "ssm",
             "sendCommand",
             {
-                "DocumentName": stack_resources.PREWARM_DOCUMENT,
+                "DocumentName": names.PREWARM_DOCUMENT,
                 "InstanceIds.$": "$.worker.InstanceIds",
                 "Parameters": {
                     "VolumeId.$": "States.Array($.plan.volume_id)",
@@ -400,7 +401,7 @@ class Prewarm(Construct):
             },
             iam_action="ssm:SendCommand",
             resources=[
-                *(f"arn:aws:ssm:{r}:{account}:document/{stack_resources.PREWARM_DOCUMENT}" for r in regions),
+                *(f"arn:aws:ssm:{r}:{account}:document/{names.PREWARM_DOCUMENT}" for r in regions),
                 *(f"arn:aws:ec2:{r}:{account}:instance/*" for r in regions),
             ],
             result_selector={"CommandId.$": "$.Command.CommandId"},
@@ -619,7 +620,7 @@ class Prewarm(Construct):
 
         self.state_machine, role, self.log_group = state_machine(
             self,
-            name=stack_resources.PREWARM_STATE_MACHINE,
+            name=names.PREWARM_STATE_MACHINE,
             start=chain_start,
             timeout=cdk.Duration.hours(14),
             log_retention=log_retention,

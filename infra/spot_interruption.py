@@ -12,7 +12,8 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.function import TrainctlFunction
-from trainctl import documents, stack_resources
+from trainctl.aws import ssm_documents as documents
+from trainctl.core import names
 
 SPOT_DETAIL_TYPES = ["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"]
 # The instance's last moments and its end: the handler keeps only spot instances (the event does not say).
@@ -34,7 +35,7 @@ class SpotInterruption(Construct):
         self.document = ssm.CfnDocument(
             self,
             "CheckpointDocument",
-            name=stack_resources.SPOT_DOCUMENT,
+            name=names.SPOT_DOCUMENT,
             document_type="Command",
             document_format="JSON",
             content=documents.load(documents.SPOT_CHECKPOINT),

@@ -17,7 +17,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.workflow import state_machine
-from trainctl import stack_resources, tags
+from trainctl.core import names, tags
 
 # Every wait has a bound: the instance must run within this many polls of POLL_SECONDS.
 POLL_SECONDS = 10
@@ -237,7 +237,7 @@ class SpotRecovery(Construct):
 
         self.state_machine, self.role, self.log_group = state_machine(
             self,
-            name=stack_resources.RECOVERY_STATE_MACHINE,
+            name=names.RECOVERY_STATE_MACHINE,
             start=pick_zone,
             timeout=cdk.Duration.hours(2),
             log_retention=log_retention,

@@ -26,8 +26,9 @@ from infra.permissions import age_guard_statements, cost_statements, spot_statem
 from infra.prewarm import Prewarm
 from infra.spot_interruption import SpotInterruption
 from infra.spot_recovery import SpotRecovery
-from trainctl import documents, stack_resources
-from trainctl.observability import TRACE_AWS_CALLS
+from trainctl.aws import ssm_documents as documents
+from trainctl.aws.observability import TRACE_AWS_CALLS
+from trainctl.core import names
 
 
 def acknowledge(scope: Construct, rule: str, reason: str) -> None:
@@ -35,7 +36,7 @@ def acknowledge(scope: Construct, rule: str, reason: str) -> None:
 
 
 def trace_aws_calls(scope: Construct) -> None:
-    """Every function in scope builds Powertools' Tracer (and imports the X-Ray SDK): see trainctl.observability."""
+    """Every function in scope builds Powertools' Tracer (and imports the X-Ray SDK): see trainctl.aws.observability."""
     for construct in scope.node.find_all():
         if isinstance(construct, lambda_.Function):
             construct.add_environment(TRACE_AWS_CALLS, "true")
@@ -47,13 +48,13 @@ class TrainctlStack(cdk.Stack):
         sweep_settings = config.sweep
 
         self.key = kms.Key(self, "Key", enable_key_rotation=True, description="trainctl topic and queue encryption")
-        self.ledger = self._table("Ledger", stack_resources.LEDGER_TABLE, sort_key="sk", keep=True)
+        self.ledger = self._table("Ledger", names.LEDGER_TABLE, sort_key="sk", keep=True)
         # Prices from the Price List API, shared by every run; a cache that refills itself, so not retained.
-        self.prices = self._table("Prices", stack_resources.PRICE_TABLE, sort_key=None, keep=False)
+        self.prices = self._table("Prices", names.PRICE_TABLE, sort_key=None, keep=False)
         self.topic = sns.Topic(
             self,
             "SweepTopic",
-            topic_name=stack_resources.SWEEP_TOPIC,
+            topic_name=names.SWEEP_TOPIC,
             display_name="trainctl sweep",
             master_key=self.key,
             enforce_ssl=True,
@@ -74,7 +75,7 @@ class TrainctlStack(cdk.Stack):
         self.training_document = ssm.CfnDocument(
             self,
             "TrainingCheckDocument",
-            name=stack_resources.TRAINING_DOCUMENT,
+            name=names.TRAINING_DOCUMENT,
             document_type="Command",
             document_format="JSON",
             content=documents.load(documents.TRAINING_CHECK),
@@ -84,7 +85,7 @@ class TrainctlStack(cdk.Stack):
         self.transfer_document = ssm.CfnDocument(
             self,
             "TransferDocument",
-            name=stack_resources.TRANSFER_DOCUMENT,
+            name=names.TRANSFER_DOCUMENT,
             document_type="Command",
             document_format="JSON",
             content=documents.load(documents.TRANSFER),
@@ -96,7 +97,7 @@ class TrainctlStack(cdk.Stack):
             **config.function_environment(),
             "TRAINCTL_LEDGER_TABLE": self.ledger.table_name,
             "TRAINCTL_TOPIC_ARN": self.topic.topic_arn,
-            "TRAINCTL_TRAINING_DOCUMENT": stack_resources.TRAINING_DOCUMENT,
+            "TRAINCTL_TRAINING_DOCUMENT": names.TRAINING_DOCUMENT,
         }
         self.cleanup = CleanupSweep(
             self,
@@ -150,8 +151,7 @@ class TrainctlStack(cdk.Stack):
 
         spot_settings = config.spot
         spot_documents = [
-            f"arn:aws:ssm:{region}:{self.account}:document/{stack_resources.SPOT_DOCUMENT}"
-            for region in spot_settings.regions
+            f"arn:aws:ssm:{region}:{self.account}:document/{names.SPOT_DOCUMENT}" for region in spot_settings.regions
         ]
         self.recovery = SpotRecovery(
             self,
@@ -170,7 +170,7 @@ class TrainctlStack(cdk.Stack):
                 **config.spot_environment(),
                 "TRAINCTL_LEDGER_TABLE": self.ledger.table_name,
                 "TRAINCTL_TOPIC_ARN": self.topic.topic_arn,
-                "TRAINCTL_SPOT_DOCUMENT": stack_resources.SPOT_DOCUMENT,
+                "TRAINCTL_SPOT_DOCUMENT": names.SPOT_DOCUMENT,
                 "TRAINCTL_RECOVERY_STATE_MACHINE_ARN": self.recovery.state_machine.state_machine_arn,
             },
             failures=self.failures,
@@ -239,7 +239,7 @@ class TrainctlStack(cdk.Stack):
         self.key.grant(function, "kms:Decrypt", "kms:GenerateDataKey")
         self.topic.grant_publish(function)
         document_arns = [
-            f"arn:aws:ssm:{region}:{self.account}:document/{stack_resources.TRAINING_DOCUMENT}"
+            f"arn:aws:ssm:{region}:{self.account}:document/{names.TRAINING_DOCUMENT}"
             for region in sweep_settings.regions
         ]
         for statement in sweep_statements(
@@ -265,16 +265,12 @@ class TrainctlStack(cdk.Stack):
             )
         )
 
-        cdk.CfnOutput(self, stack_resources.OUTPUT_LEDGER_TABLE, value=self.ledger.table_name)
-        cdk.CfnOutput(self, stack_resources.OUTPUT_TOPIC_ARN, value=self.topic.topic_arn)
-        cdk.CfnOutput(self, stack_resources.OUTPUT_TRAINING_DOCUMENT, value=stack_resources.TRAINING_DOCUMENT)
-        cdk.CfnOutput(self, stack_resources.OUTPUT_PRICE_TABLE, value=self.prices.table_name)
-        cdk.CfnOutput(
-            self, stack_resources.OUTPUT_RECOVERY_STATE_MACHINE, value=self.recovery.state_machine.state_machine_arn
-        )
-        cdk.CfnOutput(
-            self, stack_resources.OUTPUT_PREWARM_STATE_MACHINE, value=self.prewarm.state_machine.state_machine_arn
-        )
+        cdk.CfnOutput(self, names.OUTPUT_LEDGER_TABLE, value=self.ledger.table_name)
+        cdk.CfnOutput(self, names.OUTPUT_TOPIC_ARN, value=self.topic.topic_arn)
+        cdk.CfnOutput(self, names.OUTPUT_TRAINING_DOCUMENT, value=names.TRAINING_DOCUMENT)
+        cdk.CfnOutput(self, names.OUTPUT_PRICE_TABLE, value=self.prices.table_name)
+        cdk.CfnOutput(self, names.OUTPUT_RECOVERY_STATE_MACHINE, value=self.recovery.state_machine.state_machine_arn)
+        cdk.CfnOutput(self, names.OUTPUT_PREWARM_STATE_MACHINE, value=self.prewarm.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "DryRun", value=json.dumps(sweep_settings.dry_run))
 
         if config.options.trace_aws_calls:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from trainctl.aws import ClientFactory, is_read
+from trainctl.aws.clients import ClientFactory, is_read
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

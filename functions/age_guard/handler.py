@@ -9,11 +9,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trainctl.age_guard import stamp_api_call, stamp_first_start
-from trainctl.aws import ClientFactory
-from trainctl.events import CloudTrailApiCall, InvalidEvent, parse_age_guard_event
-from trainctl.observability import handler_tracer, logger, metrics
-from trainctl.settings import AgeGuardSettings
+from trainctl.age_guard.run import stamp_api_call, stamp_first_start
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.observability import handler_tracer, logger, metrics
+from trainctl.core.events import CloudTrailApiCall, InvalidEvent, parse_age_guard_event
+from trainctl.core.settings import AgeGuardSettings
 
 tracer = handler_tracer()
 

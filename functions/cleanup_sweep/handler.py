@@ -9,12 +9,12 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trainctl.aws import ClientFactory
-from trainctl.cleanup import SweepResult, effects_for, run_sweep
-from trainctl.clock import Clock, system_clock
-from trainctl.events import InvalidEvent, parse_sweep_trigger
-from trainctl.observability import handler_tracer, logger, metrics
-from trainctl.settings import SweepSettings
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.observability import handler_tracer, logger, metrics
+from trainctl.core.clock import Clock, system_clock
+from trainctl.core.events import InvalidEvent, parse_sweep_trigger
+from trainctl.core.settings import SweepSettings
+from trainctl.sweep.run import SweepResult, effects_for, run_sweep
 
 tracer = handler_tracer()
 clock: Clock = system_clock  # integration tests step this

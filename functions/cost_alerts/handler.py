@@ -9,15 +9,15 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trainctl.aws import ClientFactory
-from trainctl.clock import Clock, ensure_utc, format_instant, system_clock
-from trainctl.cost import Transition
-from trainctl.cost_alerts import CostResult, effects_for, has_price_list_api, price_book_for, run_cost_check
-from trainctl.cost_store import DynamoDbCostStore
-from trainctl.events import InstanceStateChange, InvalidEvent, parse_cost_event
-from trainctl.observability import BURN_RATE_METRIC, PROJECTION_METRIC, handler_tracer, logger, metrics
-from trainctl.pricing import PriceBook
-from trainctl.settings import CostSettings
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.observability import BURN_RATE_METRIC, PROJECTION_METRIC, handler_tracer, logger, metrics
+from trainctl.core.clock import Clock, ensure_utc, format_instant, system_clock
+from trainctl.core.events import InstanceStateChange, InvalidEvent, parse_cost_event
+from trainctl.core.settings import CostSettings
+from trainctl.cost.prices.chain import PriceBook
+from trainctl.cost.rules import Transition
+from trainctl.cost.run import CostResult, effects_for, has_price_list_api, price_book_for, run_cost_check
+from trainctl.cost.store import DynamoDbCostStore
 
 tracer = handler_tracer()
 clock: Clock = system_clock  # integration tests step this

@@ -8,10 +8,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trainctl import tags
-from trainctl.aws import ClientFactory
-from trainctl.observability import handler_tracer, logger
-from trainctl.prewarm import InvalidRequest, parse_request, plan
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.observability import handler_tracer, logger
+from trainctl.core import tags
+from trainctl.prewarm.rules import InvalidRequest, parse_request, plan
 
 tracer = handler_tracer()
 

@@ -7,9 +7,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainctl.clock import format_instant, system_clock
-from trainctl.observability import handler_tracer, logger
-from trainctl.prewarm import report
+from trainctl.aws.observability import handler_tracer, logger
+from trainctl.core.clock import format_instant, system_clock
+from trainctl.prewarm.rules import report
 
 tracer = handler_tracer()
 

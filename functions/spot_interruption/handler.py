@@ -1,7 +1,7 @@
 """spot_interruption: on a spot warning, checkpoint first, then snapshot, keep persistent data, tell the owner.
 
 Kept light on purpose: like every handler, it imports the X-Ray SDK only where the deployment traces AWS
-calls (trainctl.observability). Every call of the checkpoint step goes out within a second of the start.
+calls (trainctl.aws.observability). Every call of the checkpoint step goes out within a second of the start.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trainctl.aws import ClientFactory
-from trainctl.clock import Clock, system_clock
-from trainctl.events import InstanceStateChange, InvalidEvent, RebalanceRecommendation, SpotEvent, parse_spot_event
-from trainctl.observability import handler_tracer, logger, metrics
-from trainctl.settings import SpotSettings
-from trainctl.spot_handling import Stopwatch, handle_interruption, start_recovery
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.observability import handler_tracer, logger, metrics
+from trainctl.core.clock import Clock, system_clock
+from trainctl.core.events import InstanceStateChange, InvalidEvent, RebalanceRecommendation, SpotEvent, parse_spot_event
+from trainctl.core.settings import SpotSettings
+from trainctl.spot.run import Stopwatch, handle_interruption, start_recovery
 
 clock: Clock = system_clock  # tests step this
 sleep: Callable[[float], None] = time.sleep  # tests make waiting instant

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import DeployOptions, load_config
-from trainctl.errors import SettingsError
+from trainctl.core.errors import SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,7 @@ def test_tracing_aws_calls_reaches_every_function_only_when_asked() -> None:
     from aws_cdk import aws_lambda as lambda_
 
     from infra.stack import trace_aws_calls
-    from trainctl.observability import TRACE_AWS_CALLS
+    from trainctl.aws.observability import TRACE_AWS_CALLS
 
     def functions_env(trace: bool) -> list[dict[str, str]]:
         stack = cdk.Stack(cdk.App())

@@ -8,7 +8,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.infra.test_stack import as_list, statements
-from trainctl import stack_resources
+from trainctl.core import names
 
 pytestmark = pytest.mark.infra
 
@@ -75,13 +75,13 @@ def test_price_table_is_named_encrypted_and_expires_prices(synthesized) -> None:
     Template.from_json(synthesized[0]).has_resource_properties(
         "AWS::DynamoDB::Table",
         {
-            "TableName": stack_resources.PRICE_TABLE,
+            "TableName": names.PRICE_TABLE,
             "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
             "SSESpecification": Match.object_like({"SSEEnabled": True}),
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
         },
     )
-    assert stack_resources.OUTPUT_PRICE_TABLE in synthesized[0]["Outputs"]
+    assert names.OUTPUT_PRICE_TABLE in synthesized[0]["Outputs"]
 
 
 def test_cost_function_only_reads_ec2_and_prices(synthesized) -> None:

@@ -10,7 +10,8 @@ from aws_cdk.assertions import Match, Template
 
 from infra.export_workflows import definitions
 from tests.infra.test_stack import as_list, statements
-from trainctl import stack_resources, tags, workflows
+from trainctl.aws import state_machines as workflows
+from trainctl.core import names, tags
 
 pytestmark = pytest.mark.infra
 
@@ -60,7 +61,7 @@ def test_handler_is_given_the_document_the_workflow_and_room_to_work(synthesized
             "Environment": {
                 "Variables": Match.object_like(
                     {
-                        "TRAINCTL_SPOT_DOCUMENT": stack_resources.SPOT_DOCUMENT,
+                        "TRAINCTL_SPOT_DOCUMENT": names.SPOT_DOCUMENT,
                         "TRAINCTL_RECOVERY_STATE_MACHINE_ARN": {"Ref": Match.string_like_regexp("SpotRecovery")},
                         "TRAINCTL_SPOT_SIGNAL": "SIGUSR1",
                         "TRAINCTL_SPOT_HOOKS": "default",
@@ -70,7 +71,7 @@ def test_handler_is_given_the_document_the_workflow_and_room_to_work(synthesized
         },
     )
     Template.from_json(synthesized[0]).has_resource_properties(
-        "AWS::SSM::Document", {"Name": stack_resources.SPOT_DOCUMENT, "DocumentType": "Command"}
+        "AWS::SSM::Document", {"Name": names.SPOT_DOCUMENT, "DocumentType": "Command"}
     )
 
 
@@ -161,5 +162,5 @@ def test_prewarm_roles_are_narrow(synthesized) -> None:
     s3 = [a for s in worker for a in as_list(s["Action"]) if a.startswith("s3:")]
     assert set(s3) <= {"s3:GetObject", "s3:ListBucket"}
     Template.from_json(synthesized[0]).has_resource_properties(
-        "AWS::SSM::Document", {"Name": stack_resources.PREWARM_DOCUMENT, "DocumentType": "Command"}
+        "AWS::SSM::Document", {"Name": names.PREWARM_DOCUMENT, "DocumentType": "Command"}
     )

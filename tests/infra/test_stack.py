@@ -10,7 +10,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.infra.conftest import synth
-from trainctl import stack_resources, tags
+from trainctl.core import names, tags
 
 pytestmark = pytest.mark.infra
 
@@ -78,7 +78,7 @@ def test_function_is_single_flight_traced_layered_and_configured(synthesized) ->
                         "TRAINCTL_MIN_AGE": "5m",
                         "TRAINCTL_LEDGER_TABLE": Match.any_value(),
                         "TRAINCTL_TOPIC_ARN": Match.any_value(),
-                        "TRAINCTL_TRAINING_DOCUMENT": stack_resources.TRAINING_DOCUMENT,
+                        "TRAINCTL_TRAINING_DOCUMENT": names.TRAINING_DOCUMENT,
                         "PYDANTIC_DISABLE_PLUGINS": "1",
                     }
                 )
@@ -93,7 +93,7 @@ def test_stateful_resources_are_named_as_the_cli_expects_encrypted_and_recoverab
     template.has_resource_properties(
         "AWS::DynamoDB::Table",
         {
-            "TableName": stack_resources.LEDGER_TABLE,
+            "TableName": names.LEDGER_TABLE,
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "SSESpecification": Match.object_like({"SSEEnabled": True}),
             "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
@@ -101,17 +101,15 @@ def test_stateful_resources_are_named_as_the_cli_expects_encrypted_and_recoverab
     )
     template.has_resource("AWS::DynamoDB::Table", {"DeletionPolicy": "Retain"})
     template.has_resource_properties(
-        "AWS::SNS::Topic", {"TopicName": stack_resources.SWEEP_TOPIC, "KmsMasterKeyId": Match.any_value()}
+        "AWS::SNS::Topic", {"TopicName": names.SWEEP_TOPIC, "KmsMasterKeyId": Match.any_value()}
     )
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ml@example.com"})
-    template.has_resource_properties(
-        "AWS::SSM::Document", {"Name": stack_resources.TRAINING_DOCUMENT, "DocumentType": "Command"}
-    )
+    template.has_resource_properties("AWS::SSM::Document", {"Name": names.TRAINING_DOCUMENT, "DocumentType": "Command"})
     outputs = synthesized[0]["Outputs"]
     for name in (
-        stack_resources.OUTPUT_LEDGER_TABLE,
-        stack_resources.OUTPUT_TOPIC_ARN,
-        stack_resources.OUTPUT_TRAINING_DOCUMENT,
+        names.OUTPUT_LEDGER_TABLE,
+        names.OUTPUT_TOPIC_ARN,
+        names.OUTPUT_TRAINING_DOCUMENT,
     ):
         assert name in outputs
 
@@ -223,7 +221,7 @@ def test_persistent_resources_are_denied_whatever_else_allows(synthesized) -> No
 
 
 def test_ssm_commands_only_reach_in_scope_instances_through_the_own_document(synthesized) -> None:
-    own = (f":document/{stack_resources.TRAINING_DOCUMENT}", f":document/{stack_resources.SPOT_DOCUMENT}")
+    own = (f":document/{names.TRAINING_DOCUMENT}", f":document/{names.SPOT_DOCUMENT}")
     send = [
         s
         for s in policies_outside(synthesized[0], "SpotRecovery")
@@ -257,8 +255,8 @@ def test_layer_ships_the_domain_package_and_its_runtime_dependencies(synthesized
     ]
     assert len(layer_dirs) == 1
     python_dir = layer_dirs[0] / "python"
-    assert (python_dir / "trainctl" / "sweep.py").is_file()
-    assert (python_dir / "trainctl" / "documents" / "training_check.json").is_file()
+    assert (python_dir / "trainctl" / "sweep" / "rules.py").is_file()
+    assert (python_dir / "trainctl" / "aws" / "documents" / "training_check.json").is_file()
     assert (python_dir / "pydantic").is_dir() and (python_dir / "aws_lambda_powertools").is_dir()
     assert list(python_dir.glob("pydantic_core/_pydantic_core.cpython-314-x86_64-linux-gnu.so"))
     from infra.layer import bytecode_interpreter
@@ -267,7 +265,7 @@ def test_layer_ships_the_domain_package_and_its_runtime_dependencies(synthesized
         # No build-machine bytecode: it would be another Python's, useless to the runtime.
         assert not list(python_dir.rglob("__pycache__"))
     else:
-        assert list(python_dir.glob("trainctl/__pycache__/sweep.cpython-314.pyc"))
+        assert list(python_dir.glob("trainctl/sweep/__pycache__/rules.cpython-314.pyc"))
 
 
 def test_cfn_lint_finds_no_error(synthesized) -> None:

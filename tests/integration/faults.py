@@ -10,7 +10,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
-from trainctl.aws import ClientFactory
+from trainctl.aws.clients import ClientFactory
 
 
 class _Body:

@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from trainctl import stack_resources
-from trainctl.aws import ClientFactory
-from trainctl.clock import system_clock
-from trainctl.sandbox import SANDBOX_CLOCK_OFFSET, SeededFleet, seed_training_fleet
-from trainctl.settings import SweepSettings
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
+from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SeededFleet, seed_training_fleet
+from trainctl.core import names
+from trainctl.core.clock import system_clock
+from trainctl.core.settings import SweepSettings
 
 REGIONS = ("us-east-1", "eu-west-1")
 # An enforcing sweep of the home region that may act on the whole seeded fleet in one go.
@@ -20,7 +21,7 @@ ENFORCING = SweepSettings(
     snapshot_retention=timedelta(days=7),
     max_action_share=1.0,
     training_check_timeout=timedelta(seconds=1),
-    training_document=stack_resources.TRAINING_DOCUMENT,
+    training_document=names.TRAINING_DOCUMENT,
 )
 
 

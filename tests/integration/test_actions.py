@@ -8,11 +8,11 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from tests.integration.fleet import ENFORCING, instance_state, seed_account, volume_exists
-from trainctl.aws import ClientFactory
-from trainctl.cleanup import run_sweep
-from trainctl.clock import fixed_clock
-from trainctl.ledger import InMemoryLedger
-from trainctl.notify import InMemoryNotifier
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.ledger import InMemoryLedger
+from trainctl.aws.notifications import InMemoryNotifier
+from trainctl.core.clock import fixed_clock
+from trainctl.sweep.run import run_sweep
 
 SETTINGS = ENFORCING
 

@@ -10,10 +10,10 @@ import pytest
 
 from tests.conftest import EVENTS, forbid_writes
 from tests.integration.fleet import tags_of
-from trainctl import tags
-from trainctl.aws import ClientFactory
+from trainctl.aws.clients import ClientFactory
 from trainctl.cli.main import LocalContext, load_handler
-from trainctl.events import InvalidEvent
+from trainctl.core import tags
+from trainctl.core.events import InvalidEvent
 
 ALICE = "arn:aws:iam::123456789012:role/MLTeamTraining session alice@example.com"
 

@@ -17,13 +17,13 @@ from botocore.exceptions import ClientError
 
 from bench import fleet
 from bench.aws_like import AwsLike, BucketSpec
-from trainctl import stack_resources
-from trainctl.aws import ClientFactory
-from trainctl.cleanup import effects_for, run_sweep
-from trainctl.clock import fixed_clock, system_clock
-from trainctl.inventory import Ec2Inventory
-from trainctl.sandbox import moto_server
-from trainctl.settings import SweepSettings
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.ec2 import Ec2Inventory
+from trainctl.cli.sandbox_fleet import moto_server
+from trainctl.core.clock import fixed_clock, system_clock
+from trainctl.core.settings import SweepSettings
+from trainctl.sweep.run import effects_for, run_sweep
 
 REGION = "us-east-1"
 # total_max_attempts counts the first attempt; max_attempts would count retries only.

@@ -19,19 +19,20 @@ from tests.integration.fleet import (
     tags_of,
     volume_exists,
 )
-from trainctl import stack_resources, tags
-from trainctl.aws import ClientFactory
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
 from trainctl.cli.main import LocalContext, load_handler
-from trainctl.clock import fixed_clock
-from trainctl.errors import SettingsError
-from trainctl.events import InvalidEvent
+from trainctl.core import names, tags
+from trainctl.core.clock import fixed_clock
+from trainctl.core.errors import SettingsError
+from trainctl.core.events import InvalidEvent
 
 
 @pytest.fixture
 def handler(factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     monkeypatch.setenv("TRAINCTL_REGIONS", ",".join(REGIONS))
-    monkeypatch.setenv("TRAINCTL_LEDGER_TABLE", stack_resources.LEDGER_TABLE)
-    monkeypatch.setenv("TRAINCTL_TRAINING_DOCUMENT", stack_resources.TRAINING_DOCUMENT)
+    monkeypatch.setenv("TRAINCTL_LEDGER_TABLE", names.LEDGER_TABLE)
+    monkeypatch.setenv("TRAINCTL_TRAINING_DOCUMENT", names.TRAINING_DOCUMENT)
     monkeypatch.setenv("TRAINCTL_SNAPSHOT_RETENTION", "7d")
     monkeypatch.setenv("TRAINCTL_TRAINING_CHECK_TIMEOUT", "1s")
     module = load_handler("cleanup_sweep")
@@ -128,13 +129,13 @@ def test_every_decision_is_in_the_ledger_and_one_message_per_changing_sweep(
     table = factory.dynamodb()
     for decision in first["decisions"]:
         items = table.query(
-            TableName=stack_resources.LEDGER_TABLE,
+            TableName=names.LEDGER_TABLE,
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": f"resource#{decision['resource_id']}"}},
         )["Items"]
         assert [json.loads(i["decision"]["S"])["action"] for i in items] == [decision["action"]]
     sweeps = table.query(
-        TableName=stack_resources.LEDGER_TABLE,
+        TableName=names.LEDGER_TABLE,
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": "sweep"}},
     )["Items"]

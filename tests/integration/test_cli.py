@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import forbid_writes
 from tests.integration.fleet import seed_account, volume_exists
-from trainctl import stack_resources, tags
-from trainctl.aws import ClientFactory
+from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
-from trainctl.sandbox import moto_server
+from trainctl.cli.sandbox_fleet import moto_server
+from trainctl.core import names, tags
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -117,13 +117,13 @@ def test_against_an_emulator_enforce_creates_the_stacks_resources_and_acts() -> 
     with moto_server():
         factory = ClientFactory("us-east-1")
         account = seed_account(factory)
-        factory.dynamodb().delete_table(TableName=stack_resources.LEDGER_TABLE)  # as on a fresh emulator
+        factory.dynamodb().delete_table(TableName=names.LEDGER_TABLE)  # as on a fresh emulator
         env = {"TRAINCTL_REGIONS": "us-east-1", "TRAINCTL_MIN_AGE": "0s"}
         result = runner.invoke(cli.app, ["sweep", "--enforce", "--json"], env=env)
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["dry_run"] is False and report["recorded"] is True
-        assert factory.dynamodb().describe_table(TableName=stack_resources.LEDGER_TABLE)["Table"]["TableName"]
+        assert factory.dynamodb().describe_table(TableName=names.LEDGER_TABLE)["Table"]["TableName"]
         marked = [d for d in report["decisions"] if d["action"] == "mark"]
         assert marked and all(d["outcome"] == "done" for d in marked)
         assert volume_exists(factory, account.fleet["scratch-1"])

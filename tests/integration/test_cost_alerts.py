@@ -13,14 +13,17 @@ from typer.testing import CliRunner
 
 from tests.conftest import load_event
 from tests.integration.fleet import REGIONS, SeededAccount, messages, seed_account
-from trainctl import stack_resources
-from trainctl.aws import ClientFactory
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
 from trainctl.cli.main import LocalContext, load_handler
-from trainctl.clock import fixed_clock, format_instant
-from trainctl.errors import SettingsError
-from trainctl.events import InvalidEvent
-from trainctl.pricing import DynamoDbPriceTable, Price, load_price_file
+from trainctl.core import names
+from trainctl.core.clock import fixed_clock, format_instant
+from trainctl.core.errors import SettingsError
+from trainctl.core.events import InvalidEvent
+from trainctl.cost.prices.model import Price
+from trainctl.cost.prices.price_file import load_price_file
+from trainctl.cost.prices.table import DynamoDbPriceTable
 
 runner = CliRunner()
 
@@ -28,8 +31,8 @@ runner = CliRunner()
 @pytest.fixture
 def handler(factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     monkeypatch.setenv("TRAINCTL_REGIONS", ",".join(REGIONS))
-    monkeypatch.setenv("TRAINCTL_LEDGER_TABLE", stack_resources.LEDGER_TABLE)
-    monkeypatch.setenv("TRAINCTL_PRICE_TABLE", stack_resources.PRICE_TABLE)
+    monkeypatch.setenv("TRAINCTL_LEDGER_TABLE", names.LEDGER_TABLE)
+    monkeypatch.setenv("TRAINCTL_PRICE_TABLE", names.PRICE_TABLE)
     module = load_handler("cost_alerts")
     monkeypatch.setattr(module, "client_factory", lambda: factory)
     return module
@@ -97,7 +100,7 @@ def test_a_warm_function_prices_from_memory(
 def test_price_table_shares_api_prices_and_ignores_expired_ones(factory: ClientFactory) -> None:
     stack_resources.ensure_on_emulator(factory, ("us-east-1",))
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    table = DynamoDbPriceTable(factory.dynamodb(), stack_resources.PRICE_TABLE, fixed_clock(now))
+    table = DynamoDbPriceTable(factory.dynamodb(), names.PRICE_TABLE, fixed_clock(now))
     fresh = Price.flat(1.006, "hour", "price-list-api", "2026-11-28T11:00:00Z")
     table.put("instance|us-east-1|g5.xlarge", fresh, now + timedelta(days=7))
     table.put("instance|us-east-1|t3.micro", fresh, now - timedelta(minutes=1))  # TTL not yet swept

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from trainctl import stack_resources, tags
-from trainctl.aws import ClientFactory
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
-from trainctl.sweep import Training, TrainingCheck
+from trainctl.core import names, tags
+from trainctl.sweep.rules import Training, TrainingCheck
 
 runner = CliRunner()
 REGION = "us-east-1"
@@ -162,7 +163,7 @@ def test_terminate_refuses_young_instances_and_unknown_training_unless_forced_an
 def test_terminate_never_stops_a_training_job_or_a_persistent_instance(
     factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trainctl import training
+    from trainctl.aws import training_check as training
 
     monkeypatch.setattr(
         training.SsmTrainingCheck,
@@ -247,7 +248,7 @@ def test_transfer_to_and_from_an_instance_goes_through_ssm_and_a_staging_prefix(
     instance_id = launch(factory)
     direct = ok_json("transfer", "s3://datasets/run-1/", f"instance:{instance_id}:/data/run-1/")
     assert direct["route"] == "SSM on the instance"
-    assert sent[-1]["DocumentName"] == stack_resources.TRANSFER_DOCUMENT
+    assert sent[-1]["DocumentName"] == names.TRANSFER_DOCUMENT
     assert sent[-1]["Parameters"] == {
         "Direction": ["to-instance"],
         "S3Uri": ["s3://datasets/run-1/"],

@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 from moto import mock_aws
 
-from trainctl import tags
-from trainctl.aws import ClientFactory
-from trainctl.cleanup import run_sweep
-from trainctl.clock import fixed_clock, parse_instant
-from trainctl.ledger import InMemoryLedger
-from trainctl.notify import InMemoryNotifier
-from trainctl.settings import SweepSettings
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.ledger import InMemoryLedger
+from trainctl.aws.notifications import InMemoryNotifier
+from trainctl.core import tags
+from trainctl.core.clock import fixed_clock, parse_instant
+from trainctl.core.settings import SweepSettings
+from trainctl.sweep.run import run_sweep
 
 REGION = "us-east-1"
 ZONE = "us-east-1a"

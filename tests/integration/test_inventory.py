@@ -1,8 +1,8 @@
 from datetime import timedelta
 
 from tests.integration.fleet import seed_account
-from trainctl.aws import ClientFactory
-from trainctl.inventory import Ec2Inventory
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.ec2 import Ec2Inventory
 
 
 def test_inventory_reads_the_fleet_in_pages_with_server_side_filters(factory: ClientFactory) -> None:

@@ -15,9 +15,10 @@ import pytest
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from trainctl import stack_resources, tags
-from trainctl.aws import ClientFactory
-from trainctl.local_lambda import InProcessLambda, forget_finished_workers, lambda_tasks_in_process
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
+from trainctl.cli.local_lambda import InProcessLambda, forget_finished_workers, lambda_tasks_in_process
+from trainctl.core import names, tags
 
 REGION = "us-east-1"
 runner = CliRunner()
@@ -128,13 +129,13 @@ def test_a_new_worker_fills_the_volume_and_leaves_nothing_behind(account: Accoun
     assert worker["InstanceType"] == "m6i.large"  # sized: a gp3 at 125 MiB/s and 12 KiB of data
     [launch] = account.launches
     assert launch["MetadataOptions"]["HttpTokens"] == "required"  # IMDSv2
-    assert launch["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{stack_resources.PREWARM_PROFILE}")
+    assert launch["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{names.PREWARM_PROFILE}")
     assert launch["ImageId"].startswith("ami-")  # from the public Amazon Linux parameter
     tagged = labels(volume(account))
     assert tagged[tags.PREWARMED_FROM] == "s3://datasets/imagenet/"
     assert tagged[tags.PREWARMED_AT]
     [command] = account.commands
-    assert command["DocumentName"] == stack_resources.PREWARM_DOCUMENT
+    assert command["DocumentName"] == names.PREWARM_DOCUMENT
     assert command["Parameters"] == {
         "VolumeId": [account.volume_id],
         "MountPoint": ["/mnt/prewarm"],

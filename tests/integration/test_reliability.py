@@ -11,14 +11,15 @@ from botocore.config import Config
 
 from tests.integration.faults import Faults
 from tests.integration.fleet import ENFORCING, seed_account, volume_exists
-from trainctl import stack_resources
-from trainctl.aws import ClientFactory
-from trainctl.cleanup import run_sweep
-from trainctl.clock import fixed_clock
-from trainctl.lease import DynamoDbLease
-from trainctl.ledger import DynamoDbLedger, InMemoryLedger
-from trainctl.notify import InMemoryNotifier
-from trainctl.sandbox import moto_server
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.lease import DynamoDbLease
+from trainctl.aws.ledger import DynamoDbLedger, InMemoryLedger
+from trainctl.aws.notifications import InMemoryNotifier
+from trainctl.cli.sandbox_fleet import moto_server
+from trainctl.core import names
+from trainctl.core.clock import fixed_clock
+from trainctl.sweep.run import run_sweep
 
 SETTINGS = ENFORCING
 # Few attempts and no client-side rate limiter: these tests are about what happens once retries give up.
@@ -126,9 +127,9 @@ def test_two_sweeps_at_the_same_moment_act_on_no_resource_twice(factory: ClientF
                 own,
                 SETTINGS,
                 fixed_clock(account.after_grace()),
-                ledger=DynamoDbLedger(own.dynamodb(), stack_resources.LEDGER_TABLE),
+                ledger=DynamoDbLedger(own.dynamodb(), names.LEDGER_TABLE),
                 notifier=InMemoryNotifier(),
-                lease=DynamoDbLease(own.dynamodb(), stack_resources.LEDGER_TABLE),
+                lease=DynamoDbLease(own.dynamodb(), names.LEDGER_TABLE),
             )
         )
 
@@ -156,7 +157,7 @@ def test_two_sweeps_at_the_same_moment_act_on_no_resource_twice(factory: ClientF
         fixed_clock(account.after_grace() + timedelta(hours=1)),
         ledger=InMemoryLedger(),
         notifier=InMemoryNotifier(),
-        lease=DynamoDbLease(factory.dynamodb(), stack_resources.LEDGER_TABLE),
+        lease=DynamoDbLease(factory.dynamodb(), names.LEDGER_TABLE),
     )
     assert after.decisions
 
@@ -164,13 +165,13 @@ def test_two_sweeps_at_the_same_moment_act_on_no_resource_twice(factory: ClientF
 def test_a_lease_left_by_a_dead_sweep_expires(factory: ClientFactory) -> None:
     stack_resources.ensure_on_emulator(factory, ("us-east-1",))
     at = fixed_clock(__import__("datetime").datetime(2026, 11, 28, 12, 0, tzinfo=__import__("datetime").UTC))()
-    dead = DynamoDbLease(factory.dynamodb(), stack_resources.LEDGER_TABLE, holder="dead")
+    dead = DynamoDbLease(factory.dynamodb(), names.LEDGER_TABLE, holder="dead")
     assert dead.acquire(at, timedelta(minutes=16))
-    live = DynamoDbLease(factory.dynamodb(), stack_resources.LEDGER_TABLE, holder="live")
+    live = DynamoDbLease(factory.dynamodb(), names.LEDGER_TABLE, holder="live")
     assert not live.acquire(at + timedelta(minutes=5), timedelta(minutes=16))
     assert live.acquire(at + timedelta(minutes=17), timedelta(minutes=16))
     dead.release()  # a late release by the old holder does not free the new holder's lease
-    assert not DynamoDbLease(factory.dynamodb(), stack_resources.LEDGER_TABLE).acquire(
+    assert not DynamoDbLease(factory.dynamodb(), names.LEDGER_TABLE).acquire(
         at + timedelta(minutes=18), timedelta(minutes=16)
     )
 

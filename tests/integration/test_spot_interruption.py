@@ -20,11 +20,12 @@ from moto import mock_aws
 
 from tests.conftest import load_event
 from tests.integration.fleet import messages
-from trainctl import stack_resources, tags
-from trainctl.aws import ClientFactory
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
 from trainctl.cli.main import LocalContext, load_handler
-from trainctl.clock import format_instant
-from trainctl.events import InvalidEvent
+from trainctl.core import names, tags
+from trainctl.core.clock import format_instant
+from trainctl.core.events import InvalidEvent
 
 REGION = "us-east-1"
 WARNED_AT = datetime(2026, 11, 28, 8, 22, tzinfo=UTC)
@@ -182,7 +183,7 @@ def test_a_warning_checkpoints_then_snapshots_then_keeps_persistent_data(
     assert all(s["outcome"] == "done" for s in result["steps"]), result["steps"]
 
     assert len(sent.sent) == 1
-    assert sent.sent[0]["DocumentName"] == stack_resources.SPOT_DOCUMENT
+    assert sent.sent[0]["DocumentName"] == names.SPOT_DOCUMENT
     assert sent.sent[0]["InstanceIds"] == [fleet.trainer]
     assert sent.sent[0]["Parameters"] == {
         "Mode": ["checkpoint"],

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
-from trainctl.aws import ClientFactory
-from trainctl.utilisation import read_utilisation
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.utilisation import read_utilisation
 
 
 def put(factory: ClientFactory, namespace: str, metric: str, instance_id: str, value: float, at: datetime) -> None:

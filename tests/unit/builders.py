@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from trainctl import tags
-from trainctl.inventory import Attachment, BlockDevice, Image, Instance, RegionInventory, Snapshot, Volume
+from trainctl.core import tags
+from trainctl.core.resources import Attachment, BlockDevice, Image, Instance, RegionInventory, Snapshot, Volume
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 LONG_AGO = NOW - timedelta(days=60)

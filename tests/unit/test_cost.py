@@ -10,9 +10,15 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from tests import price_list
-from trainctl import tags
-from trainctl.clock import fixed_clock
-from trainctl.cost import (
+from trainctl.core import tags
+from trainctl.core.clock import fixed_clock
+from trainctl.core.resources import Attachment, Instance, RegionInventory, Snapshot, Volume
+from trainctl.core.settings import CostSettings
+from trainctl.cost.prices.chain import PriceBook
+from trainctl.cost.prices.model import Price, PriceKey, Quote, SpotKey
+from trainctl.cost.prices.price_file import PriceFile
+from trainctl.cost.prices.price_list import PriceListApi, RateLimiter
+from trainctl.cost.rules import (
     AlertState,
     Breach,
     Transition,
@@ -24,9 +30,6 @@ from trainctl.cost import (
     running_hours,
     totals,
 )
-from trainctl.inventory import Attachment, Instance, RegionInventory, Snapshot, Volume
-from trainctl.pricing import Price, PriceBook, PriceFile, PriceKey, PriceListApi, Quote, RateLimiter, SpotKey
-from trainctl.settings import CostSettings
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 REGION = "us-east-1"

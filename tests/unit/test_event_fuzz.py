@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import EVENTS
-from trainctl.events import (
+from trainctl.core.events import (
     InvalidEvent,
     parse_age_guard_event,
     parse_cost_event,

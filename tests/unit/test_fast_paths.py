@@ -13,9 +13,9 @@ from botocore.utils import parse_timestamp as botocore_parse_timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trainctl.actions import _interleaved
-from trainctl.aws import ClientFactory, parse_timestamp
-from trainctl.sweep import Decision
+from trainctl.aws.clients import ClientFactory, parse_timestamp
+from trainctl.sweep.act import _interleaved
+from trainctl.sweep.rules import Decision
 
 instants = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)).map(
     lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)

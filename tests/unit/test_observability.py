@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainctl.observability import TRACE_AWS_CALLS, Untraced, handler_tracer
+from trainctl.aws.observability import TRACE_AWS_CALLS, Untraced, handler_tracer
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/handler.py"))

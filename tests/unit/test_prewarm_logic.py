@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainctl import tags
-from trainctl.prewarm import WORKER_TYPES, InvalidRequest, choose_worker, parse_request, report
+from trainctl.core import tags
+from trainctl.prewarm.rules import WORKER_TYPES, InvalidRequest, choose_worker, parse_request, report
 
 
 @pytest.mark.parametrize(

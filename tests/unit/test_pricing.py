@@ -13,24 +13,14 @@ from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from tests import price_list
-from trainctl.clock import fixed_clock
-from trainctl.errors import AwsAccessError, SettingsError
-from trainctl.pricing import (
-    AmbiguousPrice,
-    InMemoryPriceTable,
-    Price,
-    PriceBook,
-    PriceFile,
-    PriceKey,
-    PriceListApi,
-    PriceNotFound,
-    RateLimiter,
-    SpotKey,
-    SpotPriceHistory,
-    load_price_file,
-    parse_price_list,
-    select_price,
-)
+from trainctl.core.clock import fixed_clock
+from trainctl.core.errors import AwsAccessError, SettingsError
+from trainctl.cost.prices.chain import PriceBook
+from trainctl.cost.prices.model import AmbiguousPrice, Price, PriceKey, PriceNotFound, SpotKey
+from trainctl.cost.prices.price_file import PriceFile, load_price_file
+from trainctl.cost.prices.price_list import PriceListApi, RateLimiter, parse_price_list, select_price
+from trainctl.cost.prices.spot_history import SpotPriceHistory
+from trainctl.cost.prices.table import InMemoryPriceTable
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 G5 = PriceKey("instance", "us-east-1", "g5.xlarge")
@@ -354,7 +344,7 @@ def test_price_file_round_trips() -> None:
 
 
 def test_price_file_generator_builds_a_loadable_file_and_leaves_out_what_it_cannot_price(tmp_path: Path) -> None:
-    from trainctl.price_file import build_price_file
+    from trainctl.cli.price_file import build_price_file
 
     keys = [
         PriceKey("instance", "us-east-1", "g5.xlarge"),

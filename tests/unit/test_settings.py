@@ -2,8 +2,8 @@ from datetime import timedelta
 
 import pytest
 
-from trainctl.errors import SettingsError
-from trainctl.settings import SweepSettings, age_guard_env_names, cost_env_names, env_names, spot_env_names
+from trainctl.core.errors import SettingsError
+from trainctl.core.settings import SweepSettings, age_guard_env_names, cost_env_names, env_names, spot_env_names
 
 
 def test_defaults_are_safe() -> None:
@@ -60,7 +60,7 @@ def test_every_field_has_a_documented_variable() -> None:
 
 
 def test_age_guard_settings_read_owner_map_and_scope_rules() -> None:
-    from trainctl.settings import AgeGuardSettings
+    from trainctl.core.settings import AgeGuardSettings
 
     settings = AgeGuardSettings.from_env(
         {
@@ -84,7 +84,7 @@ def test_age_guard_settings_read_owner_map_and_scope_rules() -> None:
     ],
 )
 def test_bad_age_guard_settings_name_themselves(variable: str, value: str) -> None:
-    from trainctl.settings import AgeGuardSettings
+    from trainctl.core.settings import AgeGuardSettings
 
     with pytest.raises(SettingsError, match=variable):
         AgeGuardSettings.from_env({variable: value})
@@ -102,8 +102,8 @@ def test_bad_age_guard_settings_name_themselves(variable: str, value: str) -> No
     ],
 )
 def test_spot_settings_refuse_what_could_reach_a_shell(variable: str, value: str) -> None:
-    from trainctl.errors import SettingsError
-    from trainctl.settings import SpotSettings
+    from trainctl.core.errors import SettingsError
+    from trainctl.core.settings import SpotSettings
 
     with pytest.raises(SettingsError, match="invalid setting"):
         SpotSettings.from_env({variable: value})

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from trainctl import tags
-from trainctl.inventory import BlockDevice, Instance, Volume
-from trainctl.settings import SpotSettings
-from trainctl.spot import (
+from trainctl.core import tags
+from trainctl.core.protections import volumes_dying_with
+from trainctl.core.resources import BlockDevice, Instance, Volume
+from trainctl.core.settings import SpotSettings
+from trainctl.spot.rules import (
     checkpoint_command,
     checkpoint_wait,
     data_volumes,
@@ -16,7 +17,6 @@ from trainctl.spot import (
     recovery_zones,
     refusal,
     saves_data,
-    volumes_to_keep,
 )
 
 WARNED = datetime(2026, 11, 28, 8, 22, tzinfo=UTC)
@@ -92,7 +92,7 @@ def test_data_volumes_exclude_the_root_and_only_dying_persistent_volumes_are_kep
         volume("vol-kept", **{tags.PERSISTENT: "yes"}),
     ]
     # vol-kept already survives termination; vol-data would die with the instance.
-    assert volumes_to_keep(instance, volumes) == [("vol-data", "/dev/sdf")]
+    assert volumes_dying_with(instance, {v.resource_id: v for v in volumes}) == (("vol-data", "/dev/sdf"),)
 
 
 def test_recovery_needs_a_reclaimed_in_scope_spot_instance_that_asked_for_it() -> None:

@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import EVENTS
-from trainctl import tags
-from trainctl.stamping import (
+from trainctl.age_guard.rules import (
     LAUNCH_TEMPLATE_TAG,
     TAG_BATCH,
     StampRules,
@@ -20,6 +19,7 @@ from trainctl.stamping import (
     stamps_for,
     tag_batches,
 )
+from trainctl.core import tags
 
 AT = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from tests.unit.builders import LONG_AGO, NOW, image, instance, inventory, snapshot, volume
-from trainctl.clock import format_instant
-from trainctl.inventory import BlockDevice
-from trainctl.settings import SweepSettings
-from trainctl.sweep import (
+from trainctl.core.clock import format_instant
+from trainctl.core.resources import BlockDevice
+from trainctl.core.settings import SweepSettings
+from trainctl.sweep.rules import (
     Decision,
     Observations,
     Training,

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.builders import NOW, image, instance, inventory, snapshot, volume
-from trainctl import tags
-from trainctl.age import younger_than_min_age
-from trainctl.clock import format_instant
-from trainctl.settings import SweepSettings
-from trainctl.sweep import Observations, Training, TrainingCheck, Utilisation, action_budget, in_scope, plan_sweep
+from trainctl.core import tags
+from trainctl.core.clock import format_instant
+from trainctl.core.protections import in_scope, younger_than_min_age
+from trainctl.core.settings import SweepSettings
+from trainctl.sweep.rules import Observations, Training, TrainingCheck, Utilisation, action_budget, plan_sweep
 
 protection_values = st.sampled_from([None, "true", "false", "no", "0", "", "yes", "maybe", "FALSE"])
 scope_values = st.sampled_from([None, "true", "false", "yes", "1", "", "maybe"])
@@ -90,7 +90,7 @@ def test_no_protected_resource_is_ever_acted_on(fleet, max_actions: int, share: 
     assert len(acted) <= action_budget(plan.in_scope, sweep_settings)
     for decision in acted:
         resource = by_id[decision.resource_id]
-        assert in_scope(resource, sweep_settings)
+        assert in_scope(resource, sweep_settings.scope_tag)
         assert not tags.protects(resource.tags.get(tags.PERSISTENT))
         assert not younger_than_min_age(resource, sweep_settings.min_age, NOW)
         mark = resource.tags.get(tags.CLEANUP_AFTER)
@@ -104,4 +104,4 @@ def test_no_protected_resource_is_ever_acted_on(fleet, max_actions: int, share: 
             assert observations.training[decision.resource_id].status is Training.IDLE
     for decision in plan.decisions:
         if decision.action in ("mark", "unmark"):
-            assert in_scope(by_id[decision.resource_id], sweep_settings)  # never a write outside scope
+            assert in_scope(by_id[decision.resource_id], sweep_settings.scope_tag)  # never a write outside scope

@@ -2,8 +2,8 @@ from datetime import timedelta
 
 import pytest
 
-from trainctl import tags
-from trainctl.durations import InvalidDuration, format_duration, parse_duration
+from trainctl.core import tags
+from trainctl.core.durations import InvalidDuration, format_duration, parse_duration
 
 
 @pytest.mark.parametrize("value", ["true", "TRUE", "yes", "1", "", "keep", "maybe", " True "])

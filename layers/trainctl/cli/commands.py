@@ -15,13 +15,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from trainctl import operations, stack_resources, tags
-from trainctl.aws import ClientFactory, error_code
-from trainctl.clock import format_instant, system_clock
-from trainctl.cost_alerts import has_price_list_api, price_book_for, price_inventories
-from trainctl.errors import TrainctlError
-from trainctl.inventory import Ec2Inventory, RegionInventory
-from trainctl.settings import CostSettings, SweepSettings
+from trainctl.aws.clients import ClientFactory, error_code
+from trainctl.aws.ec2 import Ec2Inventory
+from trainctl.core import names, tags
+from trainctl.core.clock import format_instant, system_clock
+from trainctl.core.errors import TrainctlError
+from trainctl.core.protections import is_persistent
+from trainctl.core.resources import RegionInventory
+from trainctl.core.settings import CostSettings, SweepSettings
+from trainctl.cost.run import has_price_list_api, price_book_for, price_inventories
+from trainctl.handwork import operations
 
 REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 EXIT_FAILED = 1
@@ -154,7 +157,7 @@ def ebs_list(region: Region = None, as_json: AsJson = False) -> None:
     rows: list[dict[str, Any]] = [
         {
             "volume_id": v.resource_id,
-            "persistent": operations.is_persistent(v.tags),
+            "persistent": is_persistent(v.tags),
             "state": v.state,
             "attached_to": v.attachments[0].instance_id if v.attachments else None,
             "zone": v.availability_zone,
@@ -229,7 +232,7 @@ def ebs_delete(
         factory, chosen = context(region)
         ec2 = factory.ec2(chosen)
         disk = operations.volume(ec2, chosen, volume_id)
-        if force and operations.is_persistent(disk.tags) and not disk.attachments and not yes:
+        if force and is_persistent(disk.tags) and not disk.attachments and not yes:
             typer.confirm(f"{volume_id} is persistent ({disk.size_gib} GiB). Delete it for good?", abort=True)
         operations.delete_volume(ec2, chosen, volume_id, force=force)
     consoles()[0].print(f"deleted {volume_id}")
@@ -266,7 +269,7 @@ def snapshot_list(region: Region = None, as_json: AsJson = False) -> None:
             "volume_id": s.volume_id,
             "size_gib": s.volume_size_gib,
             "started": format_instant(s.start_time),
-            "persistent": operations.is_persistent(s.tags),
+            "persistent": is_persistent(s.tags),
             "warnings": dependencies[s.resource_id].warnings() if s.resource_id in dependencies else [],
         }
         for s in sorted(inventory.snapshots, key=lambda s: s.resource_id)
@@ -349,7 +352,7 @@ def instances_list(region: Region = None, as_json: AsJson = False) -> None:
         reader = Ec2Inventory(factory.ec2(chosen), chosen)
         inventory = RegionInventory(region=chosen, instances=tuple(reader.instances()), volumes=tuple(reader.volumes()))
         costs = hourly_costs(factory, inventory)
-    persistent = {v.resource_id for v in inventory.volumes if operations.is_persistent(v.tags)}
+    persistent = {v.resource_id for v in inventory.volumes if is_persistent(v.tags)}
     now = system_clock()
     rows: list[dict[str, Any]] = [
         {
@@ -397,7 +400,7 @@ def instances_terminate(
     as_json: AsJson = False,
 ) -> None:
     """Terminate an instance: persistent volumes are kept, a running training job or a young instance refuses."""
-    from trainctl.training import SsmTrainingCheck
+    from trainctl.aws.training_check import SsmTrainingCheck
 
     with one_line_errors():
         factory, chosen = context(region)
@@ -405,7 +408,7 @@ def instances_terminate(
         ec2 = factory.ec2(chosen)
         machine = operations.instance(ec2, chosen, instance_id)
         volumes = [operations.volume(ec2, chosen, d.volume_id) for d in machine.block_devices]
-        document = stack_resources.TRAINING_DOCUMENT
+        document = names.TRAINING_DOCUMENT
         checker = SsmTrainingCheck(
             factory.ssm(chosen),
             document=document,
@@ -438,7 +441,7 @@ def instances_terminate(
 
 
 def _not_running() -> Any:
-    from trainctl.sweep import Training, TrainingCheck
+    from trainctl.sweep.rules import Training, TrainingCheck
 
     return TrainingCheck(Training.IDLE, "not running")
 
@@ -542,7 +545,7 @@ def transfer_command(
     """Copy between local paths, S3 and instances (a trailing / means a directory)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from trainctl.transfer import BadEndpoint, parse_endpoint, transfer
+    from trainctl.handwork.transfer import BadEndpoint, parse_endpoint, transfer
 
     try:
         src, dst = parse_endpoint(source), parse_endpoint(destination)
@@ -565,7 +568,7 @@ def transfer_command(
                 dst,
                 s3=factory.client("s3", chosen),
                 ssm_for=lambda: factory.ssm(chosen),
-                document=stack_resources.TRANSFER_DOCUMENT,
+                document=names.TRANSFER_DOCUMENT,
                 staging_uri=os.environ.get("TRAINCTL_TRANSFER_STAGING_URI"),
                 progress=lambda n: bar.advance(task, n),
             )

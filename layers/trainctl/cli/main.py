@@ -16,14 +16,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from trainctl import stack_resources
-from trainctl.aws import ClientFactory
-from trainctl.cleanup import SweepResult, effects_for, run_sweep
-from trainctl.clock import fixed_clock, parse_instant, system_clock
-from trainctl.cost_alerts import CostEffects, CostResult, has_price_list_api, price_book_for, run_cost_check
-from trainctl.cost_store import DynamoDbCostStore
-from trainctl.errors import TrainctlError
-from trainctl.settings import CostSettings, SweepSettings
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
+from trainctl.core import names
+from trainctl.core.clock import fixed_clock, parse_instant, system_clock
+from trainctl.core.errors import TrainctlError
+from trainctl.core.settings import CostSettings, SweepSettings
+from trainctl.cost.run import CostEffects, CostResult, has_price_list_api, price_book_for, run_cost_check
+from trainctl.cost.store import DynamoDbCostStore
+from trainctl.sweep.run import SweepResult, effects_for, run_sweep
 
 app = typer.Typer(
     help="trainctl: a guardrail for ML training on AWS. Dry-run unless you say --enforce.",
@@ -54,7 +55,7 @@ def sweep_once(
         resources = stack_resources.resolve(factory, environ, settings.regions)
         if resources is None:
             raise TrainctlError(
-                f"stack {stack_resources.STACK_NAME} is not deployed here: --enforce needs its ledger. "
+                f"stack {names.STACK_NAME} is not deployed here: --enforce needs its ledger. "
                 "Run without --enforce for a read-only preview."
             )
         settings = settings.model_copy(
@@ -166,7 +167,7 @@ def prewarm(
 ) -> None:
     """Fill an EBS volume from S3 (and initialise a restored one) with the pre-warm workflow, and follow it."""
     from trainctl.cli.prewarm_run import follow, start_prewarm
-    from trainctl.prewarm import InvalidRequest, parse_request
+    from trainctl.prewarm.rules import InvalidRequest, parse_request
 
     try:
         request = parse_request(
@@ -184,7 +185,7 @@ def prewarm(
         factory = ClientFactory()
         resources = stack_resources.resolve(factory, os.environ, (factory.default_region or "us-east-1",))
         if resources is None or not resources.prewarm_state_machine:
-            raise TrainctlError(f"stack {stack_resources.STACK_NAME} with its pre-warm workflow is not deployed here")
+            raise TrainctlError(f"stack {names.STACK_NAME} with its pre-warm workflow is not deployed here")
         execution = start_prewarm(factory, resources.prewarm_state_machine, request)
         if not as_json:
             console.print(f"pre-warm of {volume_id} from {s3_uri}: {execution}")
@@ -240,7 +241,7 @@ def invoke_handler(function: str, event: Any) -> Any:
     if resources is None:
         os.environ["TRAINCTL_DRY_RUN"] = "true"
         err_console.print(
-            f"[yellow]stack {stack_resources.STACK_NAME} is not deployed here: read-only preview, nothing recorded[/]"
+            f"[yellow]stack {names.STACK_NAME} is not deployed here: read-only preview, nothing recorded[/]"
         )
     else:
         os.environ.setdefault("TRAINCTL_LEDGER_TABLE", resources.ledger_table)
@@ -253,7 +254,7 @@ def invoke_handler(function: str, event: Any) -> Any:
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "trainctl")
     module = load_handler(function)
     # Locally, the handler's structured logs and EMF lines go to stderr: stdout carries only the result.
-    from trainctl.observability import logger
+    from trainctl.aws.observability import logger
 
     # Assigned, not setStream(): that flushes the previous stream, which may be closed by now.
     logger.registered_handler.stream = sys.stderr  # type: ignore[attr-defined]

@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
-from trainctl.aws import ClientFactory
-from trainctl.prewarm import PrewarmRequest
+from trainctl.aws.clients import ClientFactory
+from trainctl.prewarm.rules import PrewarmRequest
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 # What a person reads for each state the workflow enters; states not named here are bookkeeping.

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from trainctl.cleanup import SweepResult
-from trainctl.cost_alerts import CostResult
+from trainctl.cost.run import CostResult
+from trainctl.sweep.run import SweepResult
 
 _ACTION_STYLE = {
     "keep": "green",

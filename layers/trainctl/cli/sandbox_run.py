@@ -12,17 +12,18 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from trainctl import stack_resources, tags
-from trainctl.aws import ClientFactory
-from trainctl.cleanup import SweepResult, effects_for, run_sweep
+from trainctl.aws import stack_resources
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.observability import logger
 from trainctl.cli.main import invoke_handler
 from trainctl.cli.render import print_cost, print_sweep
-from trainctl.clock import fixed_clock, format_instant, system_clock
-from trainctl.cost_alerts import effects_for as cost_effects_for
-from trainctl.cost_alerts import price_book_for, run_cost_check
-from trainctl.observability import logger
-from trainctl.sandbox import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
-from trainctl.settings import CostSettings, SweepSettings
+from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
+from trainctl.core import tags
+from trainctl.core.clock import fixed_clock, format_instant, system_clock
+from trainctl.core.settings import CostSettings, SweepSettings
+from trainctl.cost.run import effects_for as cost_effects_for
+from trainctl.cost.run import price_book_for, run_cost_check
+from trainctl.sweep.run import SweepResult, effects_for, run_sweep
 
 # Sandbox settings differ from the defaults only where the demo needs it, and say so.
 SANDBOX_SETTINGS = {
@@ -223,9 +224,9 @@ def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bo
 
 def prewarm_story(console: Console, factory: ClientFactory, resources: stack_resources.StackResources) -> bool:
     """The pre-warm workflow fills a volume from S3, then runs again with an attach that fails: both end clean."""
+    from trainctl.cli.local_lambda import failing_sdk_call, forget_finished_workers, lambda_tasks_in_process
     from trainctl.cli.prewarm_run import follow, start_prewarm
-    from trainctl.local_lambda import failing_sdk_call, forget_finished_workers, lambda_tasks_in_process
-    from trainctl.prewarm import PrewarmRequest
+    from trainctl.prewarm.rules import PrewarmRequest
 
     region = SANDBOX_REGIONS[0]
     s3 = factory.client("s3", region)

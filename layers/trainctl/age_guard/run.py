@@ -1,0 +1,122 @@
+"""Age guard service: stamp who made a resource and when, from a CloudTrail call or a first start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from trainctl.age_guard.rules import Ec2Stamper, Principal, StampRules, created_ids, principal_of, stamps_for
+from trainctl.aws.clients import ClientFactory
+from trainctl.core import tags
+from trainctl.core.clock import ensure_utc
+from trainctl.core.events import CloudTrailApiCall, InstanceStateChange
+from trainctl.core.settings import AgeGuardSettings
+
+
+@dataclass(frozen=True)
+class StampResult:
+    status: str  # stamped, unchanged, ignored, refused
+    reason: str = ""
+    stamped: dict[str, dict[str, str]] = field(default_factory=dict)
+    unchanged: tuple[str, ...] = ()
+    create_tags_calls: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "stamped": self.stamped,
+            "unchanged": list(self.unchanged),
+            "create_tags_calls": self.create_tags_calls,
+        }
+
+
+def rules_from(settings: AgeGuardSettings) -> StampRules:
+    match = None
+    if settings.scope_from_tag:
+        key, _, value = settings.scope_from_tag.partition("=")
+        match = (key, value)
+    return StampRules(
+        scope_tag=settings.scope_tag,
+        owner_map=settings.owner_map,
+        scope_principals=settings.scope_principals,
+        scope_launch_templates=settings.scope_launch_templates,
+        scope_tag_match=match,
+    )
+
+
+def _refusal(settings: AgeGuardSettings, region: str, account: str | None) -> str | None:
+    if region not in settings.regions:
+        return f"region {region} is not in TRAINCTL_REGIONS {list(settings.regions)}"
+    if settings.account_id and account and account != settings.account_id:
+        return f"account {account} is not this deployment's account {settings.account_id}"
+    return None
+
+
+def _stamp(
+    stamper: Ec2Stamper, ids: list[str], principal: Principal | None, created_at: Any, rules: StampRules
+) -> StampResult:
+    current = stamper.current_tags(ids)
+    planned = stamps_for(ids, current, principal, ensure_utc(created_at), rules)
+    calls = stamper.apply(planned)
+    unchanged = tuple(i for i in ids if i not in planned)
+    return StampResult(
+        "stamped" if planned else "unchanged", stamped=planned, unchanged=unchanged, create_tags_calls=calls
+    )
+
+
+def stamp_api_call(factory: ClientFactory, event: CloudTrailApiCall, settings: AgeGuardSettings) -> StampResult:
+    detail = event.detail
+    if detail.error_code:
+        return StampResult("ignored", f"{detail.event_name} failed with {detail.error_code}: nothing was created")
+    refusal = _refusal(settings, detail.aws_region, detail.recipient_account_id or event.account)
+    if refusal:
+        return StampResult("refused", refusal)
+    ids = created_ids(detail.event_name, detail.response_elements or {})
+    if not ids:
+        return StampResult("ignored", f"{detail.event_name}: no created resource in the response")
+    stamper = Ec2Stamper(factory.ec2(detail.aws_region))
+    instances = [i for i in ids if i.startswith("i-")]
+    # One describe of the instances serves as their existence check and names their volumes.
+    launched = stamper.launch_details(instances) if instances else {}
+    present = set(launched) | stamper.existing([i for i in ids if not i.startswith("i-")])
+    gone = [i for i in ids if i not in present]
+    ids = [i for i in ids if i in present]
+    if not ids:
+        return StampResult("ignored", f"{detail.event_name}: {', '.join(gone)} no longer exist")
+    for details in launched.values():
+        # The volumes a launch creates were made by the same caller at the same moment.
+        ids.extend(v for v in details["volumes"] if v not in ids)
+    result = _stamp(stamper, ids, principal_of(detail.user_identity), detail.event_time, rules_from(settings))
+    if gone:
+        return replace(result, reason=f"{', '.join(gone)} no longer exist")
+    return result
+
+
+def stamp_first_start(factory: ClientFactory, event: InstanceStateChange, settings: AgeGuardSettings) -> StampResult:
+    """For instances the trail did not attribute (or not yet): stamp the launch time; owner from a spot request."""
+    if event.detail.state != "running":
+        return StampResult("ignored", f"state {event.detail.state} says nothing about creation")
+    refusal = _refusal(settings, event.region, event.account)
+    if refusal:
+        return StampResult("refused", refusal)
+    stamper = Ec2Stamper(factory.ec2(event.region))
+    instance_id = event.detail.instance_id
+    details = stamper.launch_details([instance_id]).get(instance_id)
+    if details is None:
+        return StampResult("ignored", f"{instance_id} no longer exists")
+    principal = None
+    spot_request = details["spot_request"]
+    if spot_request is None and details["lifecycle"] == "spot":
+        spot_request = stamper.spot_request_of(instance_id)
+    if spot_request:
+        request_tags = stamper.current_tags([spot_request])[spot_request]
+        if tags.CREATED_BY in request_tags:
+            principal = Principal(
+                "spot-request",
+                request_tags[tags.CREATED_BY],
+                request_tags.get(tags.OWNER, "unknown"),
+                (request_tags[tags.CREATED_BY],),
+            )
+    ids = [instance_id, *details["volumes"]]
+    return _stamp(stamper, ids, principal, details["launch_time"], rules_from(settings))

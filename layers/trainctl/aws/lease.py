@@ -1,0 +1,63 @@
+"""A lease in DynamoDB: two enforced sweeps at the same moment never act side by side."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from botocore.exceptions import ClientError
+
+from trainctl.aws.clients import access_error, error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+LEASE_KEY = {"pk": {"S": "lease#cleanup_sweep"}, "sk": {"S": "lease"}}
+
+
+class Lease(Protocol):
+    def acquire(self, now: datetime, duration: timedelta) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class DynamoDbLease:
+    """Conditional put: taken only if free or expired; released only by its holder."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str, holder: str | None = None) -> None:
+        self._dynamodb = dynamodb
+        self._table = table_name
+        self.holder = holder or uuid.uuid4().hex
+
+    def acquire(self, now: datetime, duration: timedelta) -> bool:
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item={
+                    **LEASE_KEY,
+                    "holder": {"S": self.holder},
+                    "lease_until": {"N": str(int((now + duration).timestamp()))},
+                    # The ledger's TTL attribute cleans up a lease whose holder died.
+                    "expires_at": {"N": str(int((now + duration + timedelta(days=1)).timestamp()))},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
+                ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise access_error("PutItem", exc) from exc
+        return True
+
+    def release(self) -> None:
+        try:
+            self._dynamodb.delete_item(
+                TableName=self._table,
+                Key=LEASE_KEY,
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues={":me": {"S": self.holder}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise access_error("DeleteItem", exc) from exc

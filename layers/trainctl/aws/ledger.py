@@ -1,0 +1,97 @@
+"""The ledger: every decision and outcome of every enforced sweep, in DynamoDB (or memory, for tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from trainctl.aws.clients import access_error
+from trainctl.core.clock import format_instant
+from trainctl.sweep.rules import Decision
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+RETENTION = timedelta(days=180)
+_BATCH = 25
+_WRITERS = 4
+
+
+class Ledger(Protocol):
+    def record(
+        self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
+    ) -> None: ...
+
+
+def ledger_items(
+    sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
+) -> list[dict[str, Any]]:
+    stamp = format_instant(at)
+    expires = str(int((at + RETENTION).timestamp()))
+    items: list[dict[str, Any]] = [
+        {
+            "pk": {"S": "sweep"},
+            "sk": {"S": f"{stamp}#{sweep_id}"},
+            "summary": {"S": _json(summary)},
+            "expires_at": {"N": expires},
+        }
+    ]
+    for decision in decisions:
+        items.append(
+            {
+                "pk": {"S": f"resource#{decision.resource_id}"},
+                "sk": {"S": f"{stamp}#{sweep_id}"},
+                "sweep_id": {"S": sweep_id},
+                "resource_type": {"S": decision.resource_type},
+                "region": {"S": decision.region},
+                "action": {"S": decision.action},
+                "outcome": {"S": decision.outcome},
+                "decision": {"S": _json(decision.to_json())},
+                "expires_at": {"N": expires},
+            }
+        )
+    return items
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class DynamoDbLedger:
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
+        self._dynamodb = dynamodb
+        self._table = table_name
+
+    def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
+        items = ledger_items(sweep_id, at, summary, decisions)
+        batches = [items[start : start + _BATCH] for start in range(0, len(items), _BATCH)]
+        # A big sweep writes a hundred batches: a few at a time, each a round trip.
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            for _ in pool.map(self._write, batches):
+                pass
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        requests: dict[str, Any] = {self._table: [{"PutRequest": {"Item": item}} for item in batch]}
+        try:
+            # Unprocessed items come back under throttling; botocore's retries cover the call, not these.
+            for _ in range(8):
+                response = self._dynamodb.batch_write_item(RequestItems=requests)
+                requests = dict(response.get("UnprocessedItems") or {})
+                if not requests:
+                    return
+        except ClientError as exc:
+            raise access_error("BatchWriteItem", exc) from exc
+        raise RuntimeError(f"ledger write left {len(requests[self._table])} items unprocessed")
+
+
+class InMemoryLedger:
+    def __init__(self) -> None:
+        self.sweeps: list[tuple[str, datetime, dict[str, object], list[Decision]]] = []
+
+    def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
+        self.sweeps.append((sweep_id, at, summary, list(decisions)))

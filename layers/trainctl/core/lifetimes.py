@@ -1,0 +1,43 @@
+"""Age rules shared by every destructive path: the minimum age and the time-to-live."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+
+from trainctl.core import tags
+from trainctl.core.clock import parse_instant
+from trainctl.core.durations import InvalidDuration, parse_duration
+from trainctl.core.resources import Resource
+
+
+def creation_signals(resource: Resource) -> list[datetime]:
+    """Every instant that says when a resource came to be: the API's and the stamped tag."""
+    signals = [resource.created]
+    stamped = resource.tags.get(tags.CREATED_AT)
+    if stamped:
+        # A hand-edited stamp that does not parse is no evidence either way.
+        with contextlib.suppress(ValueError):
+            signals.append(parse_instant(stamped))
+    return signals
+
+
+def born_at(resource: Resource) -> datetime:
+    # The newest signal makes the resource look youngest: the safe reading for every age rule.
+    return max(creation_signals(resource))
+
+
+class InvalidTtl(ValueError):
+    """A trainctl:ttl value that does not read as a duration."""
+
+
+def ttl_expiry(resource: Resource, default_max_age: timedelta | None = None) -> datetime | None:
+    """When the resource's trainctl:ttl (else the class's default maximum age) runs out; None for never."""
+    raw = resource.tags.get(tags.TTL)
+    if raw is None or raw.strip() == "":
+        return born_at(resource) + default_max_age if default_max_age else None
+    try:
+        lifetime = parse_duration(raw)
+    except InvalidDuration as exc:
+        raise InvalidTtl(f"{tags.TTL}={raw!r} on {resource.resource_id}: {exc}") from exc
+    return born_at(resource) + lifetime

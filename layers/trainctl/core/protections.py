@@ -1,0 +1,77 @@
+"""Every protection rule, in one place: what keeps a resource alive whoever asks.
+
+The sweep, the hand commands, the spot handler and the pre-warm workflow all ask these functions, so a
+rule changed here changes for every destructive path at once. Pure: tags, resources and instants in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from trainctl.core import tags
+from trainctl.core.lifetimes import born_at
+from trainctl.core.resources import Instance, Resource, Snapshot, Volume
+
+
+class Protection(StrEnum):
+    """The names a protection is reported by (the README's safety model lists them)."""
+
+    PERSISTENT = "persistent"
+    MIN_AGE = "min-age"
+    ATTACHED = "attached"
+    TRAINING_ACTIVE = "training-active"
+    AMI_BACKED = "ami-backed"
+    LAUNCH_TEMPLATE = "launch-template"
+    BACKUP_MANAGED = "backup-managed"
+    MANAGED_ELSEWHERE = "managed-elsewhere"
+    SHARED_SNAPSHOT = "shared-snapshot"
+    TERMINATION_PROTECTED = "termination-protected"
+    UNREADABLE = "unreadable"
+    OUT_OF_SCOPE = "out-of-scope"
+    BLAST_RADIUS = "blast-radius"
+
+
+_BACKUP_DESCRIPTION = "This snapshot is created by the AWS Backup service"
+_DLM_POLICY_TAG = "aws:dlm:lifecycle-policy-id"
+
+VolumeToKeep = tuple[str, str]  # (volume id, device name)
+
+
+def is_persistent(labels: Mapping[str, str]) -> bool:
+    """A persistent resource is never deleted and never dies with an instance: any value but an explicit false."""
+    return tags.protects(labels.get(tags.PERSISTENT))
+
+
+def in_scope(resource: Resource, scope_tag: str) -> bool:
+    """In scope only when the scope tag says so explicitly: automation never guesses its way in."""
+    return tags.opts_in(resource.tags.get(scope_tag))
+
+
+def younger_than_min_age(resource: Resource, min_age: timedelta, now: datetime) -> bool:
+    """True while nothing destructive may touch the resource; the newest creation signal counts."""
+    return now - born_at(resource) < min_age
+
+
+def is_attached(volume: Volume) -> bool:
+    return bool(volume.attachments)
+
+
+def is_backup_managed(snapshot: Snapshot) -> bool:
+    """AWS Backup and Data Lifecycle Manager keep their own snapshots: their retention, not ours."""
+    return (
+        tags.BACKUP_SOURCE in snapshot.tags
+        or _DLM_POLICY_TAG in snapshot.tags
+        or snapshot.description.startswith(_BACKUP_DESCRIPTION)
+    )
+
+
+def volumes_dying_with(instance: Instance, volumes: Mapping[str, Volume]) -> tuple[VolumeToKeep, ...]:
+    """Persistent volumes that would die with the instance unless DeleteOnTermination is cleared first."""
+    at_risk: list[VolumeToKeep] = []
+    for device in instance.block_devices:
+        volume = volumes.get(device.volume_id)
+        if device.delete_on_termination and volume is not None and is_persistent(volume.tags):
+            at_risk.append((device.volume_id, device.device_name))
+    return tuple(at_risk)

@@ -1,0 +1,135 @@
+"""The resource model every capability shares: instances, volumes, snapshots, images and attachments.
+
+A resource carries its account and its provider so that one model serves every account and provider trainctl
+watches; today that is the account the code runs in, on AWS.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from trainctl.core.clock import ensure_utc
+
+ResourceType = Literal["instance", "volume", "snapshot"]
+
+# EC2 writes the stop time into the transition reason, e.g. "User initiated (2026-11-20 10:00:00 GMT)".
+_TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockDevice:
+    volume_id: str
+    device_name: str
+    delete_on_termination: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    resource_id: str
+    region: str
+    state: str
+    instance_type: str
+    launch_time: datetime
+    availability_zone: str
+    lifecycle: str = "on-demand"
+    stopped_since: datetime | None = None
+    block_devices: tuple[BlockDevice, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    resource_type: ResourceType = "instance"
+    root_device_name: str = ""
+    state_reason: str = ""  # EC2's StateReason code, e.g. Server.SpotInstanceTermination
+
+    @property
+    def created(self) -> datetime:
+        return self.launch_time
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    instance_id: str
+    delete_on_termination: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    resource_id: str
+    region: str
+    state: str
+    size_gib: int
+    volume_type: str
+    create_time: datetime
+    availability_zone: str
+    attachments: tuple[Attachment, ...] = ()
+    snapshot_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    resource_type: ResourceType = "volume"
+    # Provisioned performance: gp3 pays above 3,000 IOPS and 125 MiB/s, io1/io2 for every IOPS.
+    iops: int | None = None
+    throughput_mibps: int | None = None
+
+    @property
+    def created(self) -> datetime:
+        return self.create_time
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    resource_id: str
+    region: str
+    state: str
+    start_time: datetime
+    volume_id: str | None
+    volume_size_gib: int
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    resource_type: ResourceType = "snapshot"
+
+    @property
+    def created(self) -> datetime:
+        return self.start_time
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    image_id: str
+    region: str
+    state: str
+    snapshot_ids: frozenset[str]
+
+
+Resource = Instance | Volume | Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class RegionInventory:
+    region: str
+    instances: tuple[Instance, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    snapshots: tuple[Snapshot, ...] = ()
+    images: tuple[Image, ...] = ()
+
+    def resources(self) -> Iterator[Resource]:
+        yield from self.instances
+        yield from self.volumes
+        yield from self.snapshots
+
+    @property
+    def size(self) -> int:
+        return len(self.instances) + len(self.volumes) + len(self.snapshots)
+
+
+# Instances in these states can still cost money or hold data; terminated ones are history.
+LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def stopped_since(reason: str | None) -> datetime | None:
+    if not reason:
+        return None
+    match = _TRANSITION_TIME.search(reason)
+    if match is None:
+        return None
+    return ensure_utc(datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))

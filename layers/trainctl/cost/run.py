@@ -1,0 +1,193 @@
+"""The cost check as one call: read every region, price it through the chain, estimate, alert on breaches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from trainctl.aws.clients import ClientFactory
+from trainctl.aws.ec2 import Ec2Inventory
+from trainctl.aws.notifications import Notifier, SnsNotifier
+from trainctl.aws.observability import logger
+from trainctl.core.clock import Clock, format_instant
+from trainctl.core.errors import TrainctlError
+from trainctl.core.resources import RegionInventory
+from trainctl.core.settings import CostSettings
+from trainctl.cost.prices.chain import PriceBook
+from trainctl.cost.prices.price_file import PriceFile, load_price_file
+from trainctl.cost.prices.price_list import PriceListApi, RateLimiter
+from trainctl.cost.prices.spot_history import SpotPriceHistory
+from trainctl.cost.prices.table import DynamoDbPriceTable
+from trainctl.cost.rules import (
+    AlertState,
+    Breach,
+    ResourceCost,
+    Transition,
+    breach_message,
+    cleared_message,
+    estimate,
+    find_breaches,
+    plan_alerts,
+    price_keys,
+    totals,
+)
+from trainctl.cost.store import AlertStore, DynamoDbCostStore, RuntimeHistory
+
+
+@dataclass(frozen=True)
+class CostResult:
+    at: datetime
+    regions: tuple[str, ...]
+    resources: tuple[ResourceCost, ...]
+    breaches: tuple[Breach, ...]
+    lookups: dict[str, int]
+    price_file_as_of: str
+    notified: tuple[str, ...] = ()
+    suppressed: tuple[str, ...] = ()
+    cleared: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        overall = totals(self.resources)
+        return {
+            "at": format_instant(self.at),
+            "regions": list(self.regions),
+            "hourly_usd": round(overall.hourly_usd, 4),
+            "daily_usd": round(overall.daily_usd, 4),
+            "complete": overall.unpriced == 0,
+            "unpriced": [r.resource_id for r in self.resources if not r.priced],
+            "breaches": [b.to_json() for b in self.breaches],
+            "alerts": {
+                "notified": list(self.notified),
+                "suppressed": list(self.suppressed),
+                "cleared": list(self.cleared),
+            },
+            "pricing": {"lookups": dict(sorted(self.lookups.items())), "price_file_as_of": self.price_file_as_of},
+            "notes": list(self.notes),
+            "resources": [r.to_json() for r in self.resources],
+        }
+
+
+def price_book_for(
+    factory: ClientFactory, settings: CostSettings, clock: Clock, *, use_table: bool, use_api: bool = True
+) -> PriceBook:
+    """The whole chain; the price file is read here so that an unreadable one fails at start."""
+    price_file: PriceFile = load_price_file(settings.price_file)
+    api = None
+    if use_api:
+        api = PriceListApi(
+            factory.client("pricing", settings.pricing_region),
+            limiter=RateLimiter(settings.pricing_requests_per_second),
+            clock=clock,
+        )
+    return PriceBook(
+        clock=clock,
+        price_file=price_file,
+        table=DynamoDbPriceTable(factory.dynamodb(), settings.price_table, clock) if use_table else None,
+        api=api,
+        spot=SpotPriceHistory(factory.ec2),
+        list_price_ttl=settings.list_price_ttl,
+        spot_price_ttl=settings.spot_price_ttl,
+    )
+
+
+def has_price_list_api(environ: Mapping[str, str]) -> bool:
+    """A local emulator has no Price List API (moto has none) unless pricing is pointed elsewhere."""
+    return not environ.get("AWS_ENDPOINT_URL") or bool(environ.get("AWS_ENDPOINT_URL_PRICING"))
+
+
+def read_inventory(factory: ClientFactory, region: str) -> RegionInventory:
+    reader = Ec2Inventory(factory.ec2(region), region)
+    return RegionInventory(
+        region=region,
+        instances=tuple(reader.instances()),
+        volumes=tuple(reader.volumes()),
+        snapshots=tuple(reader.snapshots()),
+    )
+
+
+@dataclass(frozen=True)
+class CostEffects:
+    history: RuntimeHistory | None = None
+    alerts: AlertStore | None = None
+    notifier: Notifier | None = None
+
+
+def effects_for(factory: ClientFactory, settings: CostSettings) -> CostEffects:
+    store = DynamoDbCostStore(factory.dynamodb(), settings.ledger_table)
+    notifier = SnsNotifier(factory.sns(), settings.topic_arn) if settings.topic_arn else None
+    return CostEffects(history=store, alerts=store, notifier=notifier)
+
+
+def price_inventories(
+    inventories: list[RegionInventory], book: PriceBook, history: Mapping[str, Sequence[Transition]], at: datetime
+) -> list[ResourceCost]:
+    """Every resource priced through the chain: list prices first, then spot (which falls back on them)."""
+    keys, spot_keys = price_keys(inventories)
+    quotes = book.quotes(keys)
+    return estimate(inventories, quotes, book.spot_quotes(spot_keys, quotes), history, at)
+
+
+def run_cost_check(
+    factory: ClientFactory,
+    settings: CostSettings,
+    clock: Clock,
+    book: PriceBook,
+    effects: CostEffects | None = None,
+) -> CostResult:
+    effects = effects or CostEffects()
+    at = clock()
+    with ThreadPoolExecutor(max_workers=min(8, len(settings.regions))) as pool:
+        inventories = list(pool.map(lambda region: read_inventory(factory, region), settings.regions))
+    notes: list[str] = []
+    history = {}
+    if effects.history is not None:
+        try:
+            history = effects.history.read(settings.regions)
+        except TrainctlError as exc:
+            # Without history the accumulated figures are lower bounds and say so; the burn rate stands.
+            notes.append(f"instance state history unavailable: {exc}")
+    else:
+        notes.append("no instance state history here: accumulated instance cost is a lower bound since LaunchTime")
+    costs = price_inventories(inventories, book, history, at)
+    breaches = find_breaches(costs, settings)
+    result = CostResult(
+        at=at,
+        regions=settings.regions,
+        resources=tuple(sorted(costs, key=lambda c: (-(c.hourly_usd or 0.0), c.resource_id))),
+        breaches=tuple(breaches),
+        lookups=dict(book.lookups),
+        price_file_as_of=book.price_file.as_of,
+        notes=tuple(notes),
+    )
+    book.lookups.clear()
+    if effects.alerts is None or effects.notifier is None:
+        return result
+    return _alert(result, effects.alerts, effects.notifier, settings)
+
+
+def _alert(result: CostResult, alerts: AlertStore, notifier: Notifier, settings: CostSettings) -> CostResult:
+    plan = plan_alerts(
+        result.breaches, alerts.load(), result.at, cooldown=settings.alert_cooldown, growth=settings.alert_growth
+    )
+    notified = []
+    for breach, why in plan.notify:
+        subject, message = breach_message(breach, why, result.at)
+        notifier.publish(subject, message)
+        # Saved after the publish: a failed publish is retried next run rather than silently swallowed.
+        alerts.save(AlertState(breach.key, breach.value, result.at, breach.headline()))
+        notified.append(breach.key)
+        logger.info("cost breach notified", extra={"breach": breach.to_json(), "why": why})
+    for state in plan.cleared:
+        subject, message = cleared_message(state, result.at)
+        notifier.publish(subject, message)
+        alerts.clear(state.key)
+    return replace(
+        result,
+        notified=tuple(notified),
+        suppressed=tuple(b.key for b in plan.suppressed),
+        cleared=tuple(s.key for s in plan.cleared),
+    )

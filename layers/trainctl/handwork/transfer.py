@@ -1,0 +1,277 @@
+"""Moving data between local paths, S3 and instances.
+
+Local and S3 go through boto3's transfer manager (multipart, concurrent) around a plain client. S3 and an
+instance go through trainctl's SSM document (s5cmd, else the AWS CLI on the instance). Local and an instance go
+through a staging S3 prefix, cleaned up afterwards. Every endpoint is parsed against a strict pattern before
+anything moves.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from boto3.s3.transfer import S3Transfer, TransferConfig
+from botocore.exceptions import ClientError
+
+from trainctl.aws.clients import error_code
+from trainctl.core.errors import TrainctlError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
+
+S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/(?P<key>[A-Za-z0-9_.\-/=]*))?$")
+INSTANCE = re.compile(r"^instance:(?P<id>i-[0-9a-f]{8,17}):(?P<path>/[A-Za-z0-9_.\-/]{1,255})$")
+TRANSFER_CONFIG = TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=64 * 2**20, max_concurrency=16)
+_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
+
+
+class BadEndpoint(TrainctlError):
+    """A transfer endpoint that is not a local path, an s3:// URI or instance:ID:/path."""
+
+
+class TransferFailed(TrainctlError):
+    """The copy did not complete."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    kind: Literal["local", "s3", "instance"]
+    text: str
+    bucket: str = ""
+    key: str = ""
+    instance_id: str = ""
+    path: str = ""
+
+    @property
+    def is_directory(self) -> bool:
+        if self.kind == "s3":
+            return self.key == "" or self.key.endswith("/")
+        if self.kind == "instance":
+            return self.path.endswith("/")
+        return Path(self.path).is_dir()
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    if text.startswith("s3://"):
+        match = S3_URI.match(text)
+        if not match:
+            raise BadEndpoint(f"{text!r} is not an s3://bucket/key URI (letters, digits and _ . - / = only)")
+        return Endpoint("s3", text, bucket=match["bucket"], key=match["key"] or "")
+    if text.startswith("instance:"):
+        match = INSTANCE.match(text)
+        if not match:
+            raise BadEndpoint(f"{text!r} is not instance:i-...:/absolute/path (letters, digits and _ . - / only)")
+        return Endpoint("instance", text, instance_id=match["id"], path=match["path"])
+    if "\x00" in text or not text:
+        raise BadEndpoint("an empty or NUL-bearing local path")
+    return Endpoint("local", text, path=text)
+
+
+@dataclass
+class Moved:
+    files: int = 0
+    bytes: int = 0
+    route: str = ""
+    command_ids: tuple[str, ...] = ()
+
+
+Progress = Callable[[int], None]
+
+
+def _local_files(root: Path) -> Iterator[tuple[Path, str]]:
+    if root.is_file():
+        yield root, root.name
+        return
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            yield path, path.relative_to(root).as_posix()
+
+
+def _transfer_manager(s3: Any) -> S3Transfer:
+    # boto3's S3Transfer takes boto3's TransferConfig (its own client.upload_file passes one); the stubs say
+    # botocore's Config by mistake.
+    return S3Transfer(s3, TRANSFER_CONFIG)  # type: ignore[arg-type]
+
+
+def upload(s3: Any, source: Path, destination: Endpoint, progress: Progress | None = None) -> Moved:
+    if not source.exists():
+        raise BadEndpoint(f"{source} does not exist")
+    moved = Moved(route="transfer manager")
+    into_prefix = destination.is_directory or source.is_dir()
+    with _transfer_manager(s3) as manager:
+        for path, relative in _local_files(source):
+            key = (destination.key.rstrip("/") + "/" + relative).lstrip("/") if into_prefix else destination.key
+            manager.upload_file(str(path), destination.bucket, key, callback=progress)
+            moved.files += 1
+            moved.bytes += path.stat().st_size
+    return moved
+
+
+def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
+
+
+def download(s3: Any, source: Endpoint, destination: Path, progress: Progress | None = None) -> Moved:
+    moved = Moved(route="transfer manager")
+    if source.is_directory:
+        found = list(_objects(s3, source.bucket, source.key))
+        if not found:
+            raise TransferFailed(f"nothing under {source.uri}")
+        with _transfer_manager(s3) as manager:
+            for item in found:
+                relative = item["Key"][len(source.key) :].lstrip("/")
+                target = destination / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                manager.download_file(source.bucket, item["Key"], str(target), callback=progress)
+                moved.files += 1
+                moved.bytes += int(item["Size"])
+        return moved
+    target = destination / Path(source.key).name if destination.is_dir() else destination
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _transfer_manager(s3) as manager:
+            manager.download_file(source.bucket, source.key, str(target), callback=progress)
+    except ClientError as exc:
+        raise TransferFailed(f"{source.uri}: {error_code(exc)}") from None
+    moved.files, moved.bytes = 1, target.stat().st_size
+    return moved
+
+
+def run_on_instance(
+    ssm: SSMClient,
+    document: str,
+    *,
+    instance_id: str,
+    direction: Literal["to-instance", "from-instance"],
+    s3_uri: str,
+    path: str,
+    timeout_seconds: float = 3600,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """One SSM command through trainctl's transfer document; waits for it and raises if it did not succeed."""
+    try:
+        command_id = str(
+            ssm.send_command(
+                DocumentName=document,
+                InstanceIds=[instance_id],
+                Parameters={"Direction": [direction], "S3Uri": [s3_uri], "Path": [path]},
+                Comment=f"trainctl transfer {direction}"[:100],
+            )["Command"]["CommandId"]
+        )
+    except ClientError as exc:
+        raise TransferFailed(f"{instance_id} cannot take the command: {error_code(exc)}") from None
+    deadline = time.monotonic() + timeout_seconds
+    status = "Pending"
+    while time.monotonic() < deadline:
+        try:
+            status = str(ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)["Status"])
+        except ClientError as exc:
+            if error_code(exc) != "InvocationDoesNotExist":
+                raise TransferFailed(f"{instance_id}: {error_code(exc)}") from None
+        if status in _DONE:
+            break
+        sleep(2.0)
+    if status != "Success":
+        raise TransferFailed(f"the copy on {instance_id} ended {status}")
+    return command_id
+
+
+def staging_prefix(staging_uri: str | None) -> Endpoint:
+    if not staging_uri:
+        raise BadEndpoint(
+            "a copy between this machine and an instance goes through S3: set TRAINCTL_TRANSFER_STAGING_URI"
+        )
+    base = parse_endpoint(staging_uri.rstrip("/") + "/")
+    return Endpoint("s3", base.text, bucket=base.bucket, key=f"{base.key}trainctl-transfer-{uuid.uuid4().hex}/")
+
+
+def remove_prefix(s3: Any, staged: Endpoint) -> None:
+    keys = [{"Key": item["Key"]} for item in _objects(s3, staged.bucket, staged.key)]
+    for start in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=staged.bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True})
+
+
+def transfer(
+    source: Endpoint,
+    destination: Endpoint,
+    *,
+    s3: Any,
+    ssm_for: Callable[[], SSMClient],
+    document: str,
+    staging_uri: str | None,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Moved:
+    kinds = (source.kind, destination.kind)
+    if kinds == ("local", "s3"):
+        return upload(s3, Path(source.path), destination, progress)
+    if kinds == ("s3", "local"):
+        return download(s3, source, Path(destination.path), progress)
+    if kinds == ("s3", "instance"):
+        command = run_on_instance(
+            ssm_for(),
+            document,
+            instance_id=destination.instance_id,
+            direction="to-instance",
+            s3_uri=source.uri,
+            path=destination.path,
+            sleep=sleep,
+        )
+        return Moved(route="SSM on the instance", command_ids=(command,))
+    if kinds == ("instance", "s3"):
+        command = run_on_instance(
+            ssm_for(),
+            document,
+            instance_id=source.instance_id,
+            direction="from-instance",
+            s3_uri=destination.uri,
+            path=source.path,
+            sleep=sleep,
+        )
+        return Moved(route="SSM on the instance", command_ids=(command,))
+    if kinds == ("local", "instance"):
+        staged = staging_prefix(staging_uri)
+        try:
+            moved = upload(s3, Path(source.path), staged, progress)
+            single = Path(source.path).is_file() and not destination.is_directory
+            uri = staged.uri + Path(source.path).name if single else staged.uri
+            command = run_on_instance(
+                ssm_for(),
+                document,
+                instance_id=destination.instance_id,
+                direction="to-instance",
+                s3_uri=uri,
+                path=destination.path,
+                sleep=sleep,
+            )
+        finally:
+            remove_prefix(s3, staged)
+        return Moved(moved.files, moved.bytes, f"staged through {staged.uri}", (command,))
+    if kinds == ("instance", "local"):
+        staged = staging_prefix(staging_uri)
+        try:
+            command = run_on_instance(
+                ssm_for(),
+                document,
+                instance_id=source.instance_id,
+                direction="from-instance",
+                s3_uri=staged.uri if source.is_directory else staged.uri + Path(source.path).name,
+                path=source.path,
+                sleep=sleep,
+            )
+            moved = download(s3, staged, Path(destination.path), progress)
+        finally:
+            remove_prefix(s3, staged)
+        return Moved(moved.files, moved.bytes, f"staged through {staged.uri}", (command,))
+    raise BadEndpoint(f"no route from {source.kind} to {destination.kind}: use cp, aws s3 cp or two transfers")

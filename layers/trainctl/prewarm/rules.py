@@ -1,0 +1,286 @@
+"""EBS pre-warm: the logic the workflow needs (validate the request, size the worker, read the report).
+
+Everything else is the state machine's own SDK calls (infra/prewarm.py). Validation happens before anything
+is launched: a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trainctl.aws.clients import error_code
+from trainctl.aws.ec2 import find_instance
+from trainctl.core import tags
+from trainctl.core.protections import in_scope
+from trainctl.core.resources import Instance
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/=]*)?$"
+MOUNT_POINT = r"^/mnt/[A-Za-z0-9_.\-]{1,64}$"
+VOLUME_ID = r"^vol-[0-9a-f]{8,17}$"
+INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
+SNAPSHOT_ID = r"^snap-[0-9a-f]{8,17}$"
+ZONE = r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$"
+DEVICE = "/dev/sdf"
+# Aim to finish the copy within this; a bigger worker is chosen when a smaller one would take longer.
+TARGET_DURATION = timedelta(hours=1)
+DEFAULT_THROUGHPUT_MIBPS = {"gp3": 125, "gp2": 250, "io1": 500, "io2": 1000, "st1": 500, "sc1": 250, "standard": 90}
+
+
+class InvalidRequest(ValueError):
+    """The pre-warm request cannot be run; nothing was launched."""
+
+
+class VolumeSpec(BaseModel):
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+
+    size_gib: int = Field(ge=1, le=65536)
+    volume_type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1"] = "gp3"
+    zone: str = Field(pattern=ZONE)
+    snapshot_id: str | None = Field(default=None, pattern=SNAPSHOT_ID)
+    # MiB/s of provisioned-rate initialisation (CreateVolume's VolumeInitializationRate), for a snapshot restore.
+    initialization_rate: int | None = Field(default=None, ge=100, le=300)
+    iops: int | None = Field(default=None, ge=100, le=256000)
+    throughput_mibps: int | None = Field(default=None, ge=125, le=2000)
+
+    @model_validator(mode="after")
+    def _rate_needs_a_snapshot(self) -> VolumeSpec:
+        if self.initialization_rate is not None and self.snapshot_id is None:
+            raise ValueError("initialization_rate applies only to a volume restored from a snapshot")
+        return self
+
+
+class PrewarmRequest(BaseModel):
+    """The workflow's input, checked before anything is launched."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+
+    volume_id: str | None = Field(default=None, pattern=VOLUME_ID)
+    volume: VolumeSpec | None = None
+    s3_uri: str = Field(pattern=S3_URI)
+    mount_point: str = Field(default="/mnt/prewarm", pattern=MOUNT_POINT)
+    instance_id: str | None = Field(default=None, pattern=INSTANCE_ID)
+    snapshot: bool = False
+
+    @model_validator(mode="after")
+    def _one_volume(self) -> PrewarmRequest:
+        if (self.volume_id is None) == (self.volume is None):
+            raise ValueError("give either volume_id or a volume spec to create one, not both or neither")
+        return self
+
+
+@dataclass(frozen=True)
+class WorkerType:
+    name: str
+    network_gbps: float  # sustained baseline, not the "up to" burst
+    ebs_mbps: float  # EBS baseline throughput, MB/s
+
+    @property
+    def sustained_mib_per_second(self) -> float:
+        return min(self.network_gbps * 1000 / 8, self.ebs_mbps) * 1_000_000 / 2**20
+
+
+# AWS's documented baselines (EC2 instance type specifications: baseline network bandwidth, baseline EBS
+# throughput). A t3.micro would sustain 0.064 Gbps: eight hours for a 200 GiB dataset.
+WORKER_TYPES = (
+    WorkerType("m6i.large", 0.781, 81.25),
+    WorkerType("m6i.xlarge", 1.562, 156.25),
+    WorkerType("m6i.2xlarge", 3.125, 312.5),
+    WorkerType("m6i.4xlarge", 6.25, 625.0),
+    WorkerType("m6i.8xlarge", 12.5, 1250.0),
+)
+
+
+def choose_worker(volume_throughput_mibps: float, data_bytes: int) -> tuple[WorkerType, str]:
+    """The smallest worker that keeps up with the volume, or finishes the data within the target."""
+    needed_for_time = data_bytes / 2**20 / TARGET_DURATION.total_seconds()
+    needed = min(volume_throughput_mibps, max(needed_for_time, 1.0))
+    for worker in WORKER_TYPES:
+        if worker.sustained_mib_per_second >= needed:
+            return worker, f"sustains {worker.sustained_mib_per_second:.0f} MiB/s, needs {needed:.0f} MiB/s"
+    biggest = WORKER_TYPES[-1]
+    return biggest, f"the largest worker sustains {biggest.sustained_mib_per_second:.0f} MiB/s of {needed:.0f}"
+
+
+def volume_throughput(volume: dict[str, Any]) -> float:
+    explicit = volume.get("Throughput")
+    if explicit:
+        return float(explicit)
+    return float(DEFAULT_THROUGHPUT_MIBPS.get(str(volume.get("VolumeType", "gp3")), 125))
+
+
+def parse_request(event: object) -> PrewarmRequest:
+    try:
+        return PrewarmRequest.model_validate(event)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise InvalidRequest(f"pre-warm request refused: {problems}") from None
+
+
+def s3_size(s3: Any, uri: str) -> tuple[int, int]:
+    """(bytes, objects) under the S3 prefix, read in pages."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    total = count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            total += int(item["Size"])
+            count += 1
+    return total, count
+
+
+def plan(
+    request: PrewarmRequest,
+    ec2: EC2Client,
+    s3: Any,
+    *,
+    instance_profile_arn: str,
+    region: str,
+    scope_tag: str = tags.MANAGED,
+) -> dict[str, Any]:
+    """Everything the workflow needs, or InvalidRequest naming the first problem; only reads."""
+    try:
+        data_bytes, objects = s3_size(s3, request.s3_uri)
+    except ClientError as exc:
+        raise InvalidRequest(f"cannot read {request.s3_uri}: {error_code(exc)}") from None
+    read_all_blocks: bool
+    if request.volume is not None:
+        spec = request.volume
+        _zone_exists(ec2, spec.zone)
+        if spec.snapshot_id:
+            _snapshot_exists(ec2, spec.snapshot_id)
+        zone = spec.zone
+        throughput = float(spec.throughput_mibps or DEFAULT_THROUGHPUT_MIBPS[spec.volume_type])
+        read_all_blocks = spec.snapshot_id is not None and spec.initialization_rate is None
+        create = {
+            "AvailabilityZone": zone,
+            "Size": spec.size_gib,
+            "VolumeType": spec.volume_type,
+            **({"SnapshotId": spec.snapshot_id} if spec.snapshot_id else {}),
+            **({"VolumeInitializationRate": spec.initialization_rate} if spec.initialization_rate else {}),
+            **({"Iops": spec.iops} if spec.iops else {}),
+            **({"Throughput": spec.throughput_mibps} if spec.throughput_mibps else {}),
+            "TagSpecifications": [
+                {"ResourceType": "volume", "Tags": [{"Key": tags.PREWARMED_FROM, "Value": request.s3_uri}]}
+            ],
+        }
+        if spec.size_gib * 2**30 < data_bytes:
+            raise InvalidRequest(f"{data_bytes} bytes under {request.s3_uri} do not fit {spec.size_gib} GiB")
+        volume_id = None
+    else:
+        assert request.volume_id is not None
+        volume = _volume(ec2, request.volume_id)
+        if volume["State"] != "available":
+            raise InvalidRequest(f"volume {request.volume_id} is {volume['State']}, not available")
+        zone = str(volume["AvailabilityZone"])
+        throughput = volume_throughput(volume)
+        if int(volume["Size"]) * 2**30 < data_bytes:
+            raise InvalidRequest(f"{data_bytes} bytes under {request.s3_uri} do not fit {volume['Size']} GiB")
+        # A restore reads slowly until every block was touched, unless it was created at a provisioned rate.
+        read_all_blocks = bool(volume.get("SnapshotId")) and not volume.get("VolumeInitializationRate")
+        create = None
+        volume_id = request.volume_id
+    if request.instance_id is not None:
+        instance = _instance(ec2, region, request.instance_id)
+        if instance.availability_zone != zone:
+            raise InvalidRequest(
+                f"instance {request.instance_id} is in {instance.availability_zone}, the volume in {zone}"
+            )
+        if instance.state != "running":
+            raise InvalidRequest(f"instance {request.instance_id} is {instance.state}, not running")
+        if not in_scope(instance, scope_tag):
+            # The pre-warm document runs as root; trainctl runs commands only where it was let in.
+            raise InvalidRequest(f"instance {request.instance_id} is out of scope: no {scope_tag}=true")
+    worker, why = choose_worker(throughput, data_bytes)
+    estimate = math.ceil(data_bytes / 2**20 / min(throughput, worker.sustained_mib_per_second)) if data_bytes else 0
+    return {
+        "volume_id": volume_id,
+        "create_volume": create,
+        "zone": zone,
+        "region": region,
+        "instance_id": request.instance_id,
+        "launch_worker": request.instance_id is None,
+        "instance_type": worker.name,
+        "sizing": why,
+        "instance_profile_arn": instance_profile_arn,
+        "device": DEVICE,
+        "s3_uri": request.s3_uri,
+        "mount_point": request.mount_point,
+        "read_all_blocks": "true" if read_all_blocks else "false",
+        "snapshot": request.snapshot,
+        "data_bytes": data_bytes,
+        "objects": objects,
+        "estimated_seconds": estimate,
+    }
+
+
+def _volume(ec2: EC2Client, volume_id: str) -> dict[str, Any]:
+    try:
+        found = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+    except ClientError as exc:
+        if error_code(exc).startswith("InvalidVolume"):
+            raise InvalidRequest(f"volume {volume_id} does not exist") from None
+        raise
+    if not found:
+        raise InvalidRequest(f"volume {volume_id} does not exist")
+    return dict(found[0])
+
+
+def _instance(ec2: EC2Client, region: str, instance_id: str) -> Instance:
+    found = find_instance(ec2, region, instance_id)
+    if found is None:
+        raise InvalidRequest(f"instance {instance_id} does not exist")
+    return found
+
+
+def _zone_exists(ec2: EC2Client, zone: str) -> None:
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+    if zone not in zones:
+        raise InvalidRequest(f"zone {zone} is not in this region ({', '.join(zones)})")
+
+
+def _snapshot_exists(ec2: EC2Client, snapshot_id: str) -> None:
+    try:
+        ec2.describe_snapshots(SnapshotIds=[snapshot_id])
+    except ClientError as exc:
+        if error_code(exc).startswith("InvalidSnapshot"):
+            raise InvalidRequest(f"snapshot {snapshot_id} does not exist") from None
+        raise
+
+
+def report(output: str, *, source: str, started_at: str, finished_at: str, estimated_seconds: int) -> dict[str, Any]:
+    """Tags for the volume from the document's JSON line; an empty or odd output is said, not guessed."""
+    summary: dict[str, Any] = {}
+    for line in reversed(output.strip().splitlines()):
+        try:
+            candidate = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(candidate, dict) and "bytes" in candidate:
+            summary = candidate
+            break
+    if summary:
+        detail = f"{int(summary['bytes'])} bytes in {int(summary['seconds'])} s"
+    else:
+        detail = "the worker reported no figures"
+    return {
+        # The tag values the workflow writes: where from, when, and how much in how long.
+        "tags": [
+            {"Key": tags.PREWARMED_FROM, "Value": source[:256]},
+            {"Key": tags.PREWARMED_AT, "Value": f"{finished_at}; {detail}"[:256]},
+        ],
+        "detail": detail,
+        "summary": summary,
+        "started_at": started_at,
+        "estimated_seconds": estimated_seconds,
+    }

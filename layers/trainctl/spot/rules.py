@@ -1,0 +1,142 @@
+"""Spot interruptions: pure decisions of what to save, from the instance, its volumes, the settings and the clock.
+
+A warning comes about two minutes ahead and is best effort. The order is fixed: the checkpoint command first,
+then one multi-volume snapshot of the data volumes, then DeleteOnTermination=false on persistent volumes,
+then the ledger and the owner's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from trainctl.core import tags
+from trainctl.core.protections import in_scope
+from trainctl.core.resources import Instance
+from trainctl.core.settings import SpotSettings
+
+EventKind = Literal["warning", "rebalance"]
+# EC2 reclaims the instance about this long after the warning.
+WARNING_LEAD = timedelta(minutes=2)
+# What must be left after the checkpoint wait: the snapshot call, the persistence fix, and their retries.
+SAVE_MARGIN = timedelta(seconds=40)
+# What EC2 says when it reclaimed a spot instance.
+SPOT_TERMINATION_REASONS = frozenset({"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"})
+GONE_STATES = frozenset({"shutting-down", "terminated"})
+
+
+@dataclass(frozen=True)
+class CheckpointCommand:
+    document: str
+    parameters: dict[str, list[str]]
+    hook: str
+    note: str = ""
+
+
+def refusal(instance: Instance | None, settings: SpotSettings) -> str | None:
+    """Why nothing may be done for this instance, or None when it is ours to save."""
+    if instance is None:
+        return "unknown instance: EC2 does not know it"
+    if instance.lifecycle != "spot":
+        return f"not a spot instance ({instance.lifecycle}): spot warnings are not for it"
+    if instance.state in GONE_STATES:
+        return f"instance already gone ({instance.state}): nothing left to checkpoint"
+    if not in_scope(instance, settings.scope_tag):
+        return f"out of scope: no {settings.scope_tag}=true"
+    return None
+
+
+def choose_hook(instance: Instance, settings: SpotSettings) -> tuple[str, str]:
+    """The configured hook a tag asks for, else the default; a tag only ever selects a name from the set."""
+    asked = instance.tags.get(tags.CHECKPOINT_HOOK)
+    if asked is None:
+        return settings.spot_default_hook, ""
+    if asked in settings.spot_hooks:
+        return asked, ""
+    return settings.spot_default_hook, (
+        f"{tags.CHECKPOINT_HOOK}={asked[:64]!r} is not a configured hook; ran {settings.spot_default_hook!r}"
+    )
+
+
+def checkpoint_s3_uri(settings: SpotSettings, instance_id: str) -> str:
+    if not settings.spot_checkpoint_s3_uri:
+        return ""
+    return f"{settings.spot_checkpoint_s3_uri.rstrip('/')}/{instance_id}/"
+
+
+def checkpoint_command(
+    instance: Instance, settings: SpotSettings, *, mode: Literal["checkpoint", "resume"] = "checkpoint"
+) -> CheckpointCommand:
+    hook, note = choose_hook(instance, settings) if mode == "checkpoint" else (settings.spot_resume_hook, "")
+    return CheckpointCommand(
+        document=settings.spot_document,
+        parameters={
+            "Mode": [mode],
+            "Signal": [settings.spot_signal],
+            "PidFile": [settings.training_pid_file],
+            "Hook": [hook],
+            "CheckpointDir": [settings.spot_checkpoint_dir],
+            "S3Uri": [checkpoint_s3_uri(settings, instance.resource_id)],
+        },
+        hook=hook,
+        note=note,
+    )
+
+
+def saves_data(kind: EventKind, settings: SpotSettings) -> bool:
+    """A rebalance recommendation only checkpoints, unless configured to do everything."""
+    return kind == "warning" or settings.spot_rebalance_action == "all"
+
+
+def checkpoint_wait(kind: EventKind, settings: SpotSettings, *, event_time: datetime, now: datetime) -> timedelta:
+    """How long the snapshot may wait for the checkpoint: never into the margin before the reclaim."""
+    if kind != "warning":
+        return settings.spot_checkpoint_wait
+    left = event_time + WARNING_LEAD - SAVE_MARGIN - now
+    return max(timedelta(0), min(settings.spot_checkpoint_wait, left))
+
+
+def data_volumes(instance: Instance) -> list[str]:
+    """Attached EBS volumes except the root: what CreateSnapshots takes with ExcludeBootVolume."""
+    return [d.volume_id for d in instance.block_devices if d.device_name != instance.root_device_name]
+
+
+def snapshot_tags(instance: Instance, settings: SpotSettings, interruption_id: str) -> dict[str, str]:
+    values = {
+        "Name": f"spot checkpoint of {instance.resource_id}",
+        tags.SPOT_INSTANCE: instance.resource_id,
+        tags.INTERRUPTION: interruption_id,
+        settings.scope_tag: "true",
+    }
+    owner = instance.tags.get(tags.OWNER)
+    if owner:
+        values[tags.OWNER] = owner
+    return values
+
+
+def was_reclaimed(instance: Instance, warned: bool) -> bool:
+    """A termination EC2 made (or that followed a warning), not one a person asked for."""
+    return warned or instance.state_reason in SPOT_TERMINATION_REASONS
+
+
+def recovery_refusal(instance: Instance | None, settings: SpotSettings, *, warned: bool) -> str | None:
+    if instance is None:
+        return "unknown instance"
+    if instance.lifecycle != "spot":
+        return "not a spot instance"
+    if not in_scope(instance, settings.scope_tag):
+        return f"out of scope: no {settings.scope_tag}=true"
+    if not tags.opts_in(instance.tags.get(tags.RECOVER)):
+        return f"no {tags.RECOVER}=true"
+    if not was_reclaimed(instance, warned):
+        return f"terminated by request ({instance.state_reason or 'no reason given'}), not reclaimed by EC2"
+    if settings.recovery_state_machine_arn is None:
+        return "recovery is not deployed (no TRAINCTL_RECOVERY_STATE_MACHINE_ARN)"
+    return None
+
+
+def recovery_zones(lost_zone: str, available: Sequence[str]) -> list[str]:
+    """The other zones of the region, in a stable order: the zone that just lost its capacity is skipped."""
+    return sorted(z for z in available if z != lost_zone)

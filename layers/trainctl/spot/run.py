@@ -1,0 +1,465 @@
+"""Spot interruptions, acted on: the checkpoint command first, then snapshots, persistence, ledger, the owner.
+
+Every step is timed from the handler's start; a step that fails is reported and the next one still runs,
+because each saves something the others do not.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+
+from trainctl.aws.clients import ClientFactory, access_error, error_code
+from trainctl.aws.ec2 import find_instance, volume_from_api
+from trainctl.aws.keep_volumes import keep_volumes
+from trainctl.core import tags
+from trainctl.core.clock import Clock, ensure_utc, format_instant
+from trainctl.core.protections import volumes_dying_with
+from trainctl.core.resources import Instance, Volume
+from trainctl.core.settings import SpotSettings
+from trainctl.spot.rules import (
+    EventKind,
+    checkpoint_command,
+    checkpoint_wait,
+    data_volumes,
+    recovery_refusal,
+    recovery_zones,
+    refusal,
+    saves_data,
+    snapshot_tags,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ec2 import EC2Client
+
+Status = Literal["handled", "refused", "ignored", "recovery-started", "unrecoverable"]
+LEDGER_RETENTION = timedelta(days=180)
+_COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
+
+
+@dataclass
+class Step:
+    name: str
+    at_ms: float  # since the handler started
+    took_ms: float
+    outcome: str  # done | failed | skipped
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.name,
+            "at_ms": round(self.at_ms, 1),
+            "took_ms": round(self.took_ms, 1),
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class SpotOutcome:
+    status: Status
+    instance_id: str
+    region: str
+    kind: str
+    reason: str = ""
+    owner: str = ""
+    steps: list[Step] = field(default_factory=list)
+    command_id: str | None = None
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    kept_volumes: list[str] = field(default_factory=list)
+    execution_arn: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "instance_id": self.instance_id,
+            "region": self.region,
+            "kind": self.kind,
+            "reason": self.reason,
+            "owner": self.owner,
+            "command_id": self.command_id,
+            "snapshots": self.snapshots,
+            "kept_volumes": self.kept_volumes,
+            "execution_arn": self.execution_arn,
+            "steps": [s.to_json() for s in self.steps],
+            "notes": self.notes,
+        }
+
+
+class Stopwatch:
+    """Milliseconds since the handler started: the measure of the two-minute window."""
+
+    def __init__(self, started: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._started = started
+        self._monotonic = monotonic
+
+    def now_ms(self) -> float:
+        return (self._monotonic() - self._started) * 1000
+
+
+def describe_instance(ec2: EC2Client, instance_id: str, region: str) -> Instance | None:
+    try:
+        return find_instance(ec2, region, instance_id)
+    except ClientError as exc:
+        raise access_error("DescribeInstances", exc) from exc
+
+
+class SpotLedger:
+    """What was done for each interruption, in the ledger table; recovery reads the snapshots from it."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
+        self._dynamodb = dynamodb
+        self._table = table_name
+
+    def record(self, outcome: SpotOutcome, at: datetime) -> None:
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"spot#{outcome.instance_id}"},
+                    "sk": {"S": f"{format_instant(at)}#{outcome.kind}"},
+                    "kind": {"S": outcome.kind},
+                    "outcome": {"S": json.dumps(outcome.to_json(), sort_keys=True)},
+                    "expires_at": {"N": str(int((at + LEDGER_RETENTION).timestamp()))},
+                },
+            )
+        except ClientError as exc:
+            raise access_error("PutItem", exc) from exc
+
+    def history(self, instance_id: str) -> list[dict[str, Any]]:
+        try:
+            items = self._dynamodb.query(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"spot#{instance_id}"}},
+            ).get("Items", [])
+        except ClientError as exc:
+            raise access_error("Query", exc) from exc
+        return [json.loads(item["outcome"]["S"]) for item in items]
+
+
+class OwnerNotifier:
+    """One message per interruption on the topic, with the owner as a message attribute to filter on."""
+
+    def __init__(self, publish: Callable[..., Any], topic_arn: str) -> None:
+        self._publish = publish
+        self._topic_arn = topic_arn
+
+    def tell(self, owner: str, subject: str, message: str) -> None:
+        self._publish(
+            TopicArn=self._topic_arn,
+            Subject=subject[:100],
+            Message=message,
+            MessageAttributes={
+                "owner": {"DataType": "String", "StringValue": owner or "(no owner)"},
+                "kind": {"DataType": "String", "StringValue": "spot"},
+            },
+        )
+
+
+def handle_interruption(
+    factory: ClientFactory,
+    settings: SpotSettings,
+    *,
+    instance_id: str,
+    region: str,
+    kind: EventKind,
+    interruption_id: str,
+    event_time: datetime,
+    clock: Clock,
+    watch: Stopwatch,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SpotOutcome:
+    outcome = SpotOutcome("handled", instance_id, region, kind)
+    ec2 = factory.ec2(region)
+    instance = describe_instance(ec2, instance_id, region)
+    why_not = refusal(instance, settings)
+    if why_not is not None or instance is None:
+        outcome.status, outcome.reason = "refused", why_not or "unknown instance"
+        return outcome
+    outcome.owner = instance.tags.get(tags.OWNER, "")
+
+    # (a) The checkpoint command: the one step whose every second counts.
+    command = checkpoint_command(instance, settings)
+    if command.note:
+        outcome.notes.append(command.note)
+    began = watch.now_ms()
+    try:
+        response = factory.ssm(region).send_command(
+            DocumentName=command.document,
+            InstanceIds=[instance_id],
+            Parameters=command.parameters,
+            TimeoutSeconds=110,
+            Comment=f"trainctl spot {kind}: checkpoint"[:100],
+        )
+        outcome.command_id = str(response["Command"]["CommandId"])
+        outcome.steps.append(Step("checkpoint-command", began, watch.now_ms() - began, "done", f"hook {command.hook}"))
+    except ClientError as exc:
+        outcome.steps.append(Step("checkpoint-command", began, watch.now_ms() - began, "failed", error_code(exc)))
+
+    if saves_data(kind, settings):
+        wait = checkpoint_wait(kind, settings, event_time=ensure_utc(event_time), now=clock())
+        if outcome.command_id is not None and wait > timedelta(0):
+            _await_checkpoint(factory, region, outcome, wait, watch, sleep)
+        # One read of the attached volumes serves (b) and (c): their types, tags and persistence.
+        volumes, unread = _attached_volumes(ec2, instance)
+        _snapshot_data_volumes(ec2, instance, volumes, settings, interruption_id, outcome, watch)
+        _keep_persistent(ec2, instance, volumes, unread, outcome, watch)
+    else:
+        outcome.notes.append("rebalance recommendation: checkpoint only (TRAINCTL_SPOT_REBALANCE_ACTION=checkpoint)")
+    _record_and_tell(factory, settings, outcome, clock(), watch)
+    return outcome
+
+
+def _await_checkpoint(
+    factory: ClientFactory,
+    region: str,
+    outcome: SpotOutcome,
+    wait: timedelta,
+    watch: Stopwatch,
+    sleep: Callable[[float], None],
+) -> None:
+    began = watch.now_ms()
+    deadline = began + wait.total_seconds() * 1000
+    status = "Pending"
+    assert outcome.command_id is not None
+    while True:
+        try:
+            invocation = factory.ssm(region).get_command_invocation(
+                CommandId=outcome.command_id, InstanceId=outcome.instance_id
+            )
+            status = str(invocation.get("Status"))
+        except ClientError as exc:
+            if error_code(exc) != "InvocationDoesNotExist":
+                status = error_code(exc)
+                break
+        if status in _COMMAND_DONE or watch.now_ms() >= deadline:
+            break
+        sleep(1.0)
+    done = status == "Success"
+    outcome.steps.append(
+        Step("checkpoint-wait", began, watch.now_ms() - began, "done" if done else "failed", f"command {status}")
+    )
+
+
+def _snapshot_data_volumes(
+    ec2: EC2Client,
+    instance: Instance,
+    attached: list[Volume],
+    settings: SpotSettings,
+    interruption_id: str,
+    outcome: SpotOutcome,
+    watch: Stopwatch,
+) -> None:
+    began = watch.now_ms()
+    wanted = data_volumes(instance)
+    if not wanted:
+        outcome.steps.append(Step("snapshot", began, 0.0, "skipped", "no data volumes attached"))
+        return
+    labels = snapshot_tags(instance, settings, interruption_id)
+    devices = {d.volume_id: d.device_name for d in instance.block_devices}
+    try:
+        # One call, one crash-consistent point in time across every data volume.
+        response = ec2.create_snapshots(
+            InstanceSpecification={"InstanceId": instance.resource_id, "ExcludeBootVolume": True},
+            Description=f"trainctl: spot {outcome.kind} of {instance.resource_id}",
+            TagSpecifications=[
+                {"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in labels.items()]}
+            ],
+        )
+    except ClientError as exc:
+        outcome.steps.append(Step("snapshot", began, watch.now_ms() - began, "failed", error_code(exc)))
+        return
+    volumes = {v.resource_id: v for v in attached}
+    for snapshot in response.get("Snapshots", []):
+        volume_id = str(snapshot.get("VolumeId", ""))
+        volume = volumes.get(volume_id)
+        outcome.snapshots.append(
+            {
+                "snapshot_id": str(snapshot["SnapshotId"]),
+                "volume_id": volume_id,
+                "device": devices.get(volume_id, ""),
+                "size_gib": int(snapshot.get("VolumeSize", 0)),
+                "volume_type": volume.volume_type if volume else "gp3",
+            }
+        )
+    outcome.steps.append(
+        Step("snapshot", began, watch.now_ms() - began, "done", f"{len(outcome.snapshots)} data volume(s)")
+    )
+
+
+def _attached_volumes(ec2: EC2Client, instance: Instance) -> tuple[list[Volume], str]:
+    """The instance's volumes, or why they could not be read (the snapshot goes ahead without them)."""
+    ids = [d.volume_id for d in instance.block_devices]
+    if not ids:
+        return [], ""
+    try:
+        found = ec2.describe_volumes(VolumeIds=ids).get("Volumes", [])
+    except ClientError as exc:
+        return [], error_code(exc)
+    return [volume_from_api(instance.region, dict(v)) for v in found], ""
+
+
+def _keep_persistent(
+    ec2: EC2Client, instance: Instance, attached: list[Volume], unread: str, outcome: SpotOutcome, watch: Stopwatch
+) -> None:
+    began = watch.now_ms()
+    if unread:
+        outcome.steps.append(Step("keep-persistent", began, 0.0, "failed", f"volumes unreadable: {unread}"))
+        return
+    keep = volumes_dying_with(instance, {v.resource_id: v for v in attached})
+    if not keep:
+        outcome.steps.append(Step("keep-persistent", began, 0.0, "skipped", "no persistent volume would die with it"))
+        return
+    kept = keep_volumes(ec2, instance.resource_id, keep)
+    outcome.kept_volumes = [volume_id for volume_id, _ in keep] if kept else []
+    detail = ", ".join(volume_id for volume_id, _ in keep)
+    outcome.steps.append(Step("keep-persistent", began, watch.now_ms() - began, "done" if kept else "failed", detail))
+
+
+def _record_and_tell(
+    factory: ClientFactory, settings: SpotSettings, outcome: SpotOutcome, at: datetime, watch: Stopwatch
+) -> None:
+    began = watch.now_ms()
+    try:
+        SpotLedger(factory.dynamodb(), settings.ledger_table).record(outcome, at)
+        outcome.steps.append(Step("ledger", began, watch.now_ms() - began, "done"))
+    except Exception as exc:  # the owner must still hear of it
+        outcome.steps.append(Step("ledger", began, watch.now_ms() - began, "failed", str(exc)[:200]))
+    if settings.topic_arn is None:
+        return
+    began = watch.now_ms()
+    subject, message = interruption_message(outcome)
+    try:
+        OwnerNotifier(factory.sns().publish, settings.topic_arn).tell(outcome.owner, subject, message)
+        outcome.steps.append(Step("notify", began, watch.now_ms() - began, "done", f"owner {outcome.owner or '-'}"))
+    except ClientError as exc:
+        outcome.steps.append(Step("notify", began, watch.now_ms() - began, "failed", error_code(exc)))
+
+
+def interruption_message(outcome: SpotOutcome) -> tuple[str, str]:
+    failed = [s.name for s in outcome.steps if s.outcome == "failed"]
+    subject = f"trainctl spot {outcome.kind}: {outcome.instance_id}" + (
+        f" ({', '.join(failed)} failed)" if failed else ""
+    )
+    lines = [
+        f"EC2 sent a spot {outcome.kind} for {outcome.instance_id} ({outcome.region}); trainctl did:",
+        *(
+            f"  {s.name}: {s.outcome} at +{s.at_ms:.0f} ms, took {s.took_ms:.0f} ms {s.detail}".rstrip()
+            for s in outcome.steps
+        ),
+    ]
+    if outcome.snapshots:
+        lines.append("snapshots: " + ", ".join(f"{s['snapshot_id']} of {s['device']}" for s in outcome.snapshots))
+    if outcome.kept_volumes:
+        lines.append("kept (DeleteOnTermination=false): " + ", ".join(outcome.kept_volumes))
+    lines.extend(outcome.notes)
+    return subject, "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- recovery
+
+
+def start_recovery(
+    factory: ClientFactory,
+    settings: SpotSettings,
+    *,
+    instance_id: str,
+    region: str,
+    clock: Clock,
+) -> SpotOutcome:
+    """On a reclaimed spot instance tagged trainctl:recover=true: start the recovery workflow, once."""
+    outcome = SpotOutcome("recovery-started", instance_id, region, "terminated")
+    ec2 = factory.ec2(region)
+    instance = describe_instance(ec2, instance_id, region)
+    ledger = SpotLedger(factory.dynamodb(), settings.ledger_table)
+    warnings = [h for h in ledger.history(instance_id) if h.get("kind") == "warning" and h.get("status") == "handled"]
+    why_not = recovery_refusal(instance, settings, warned=bool(warnings))
+    if why_not is not None or instance is None:
+        outcome.status, outcome.reason = "ignored", why_not or "unknown instance"
+        return outcome
+    outcome.owner = instance.tags.get(tags.OWNER, "")
+    template_id = instance.tags.get("aws:ec2launchtemplate:id")
+    assert settings.recovery_state_machine_arn is not None
+    workflow_region = settings.recovery_state_machine_arn.split(":")[3]
+    if not template_id:
+        outcome.status, outcome.reason = "unrecoverable", "launched without a launch template: nothing to relaunch from"
+    elif region != workflow_region:
+        # Step Functions SDK integrations act in the workflow's own region.
+        outcome.status, outcome.reason = "unrecoverable", f"recovery runs in {workflow_region} only, not {region}"
+    if outcome.status == "unrecoverable":
+        _tell_unrecoverable(factory, settings, outcome)
+        return outcome
+    zones = [
+        z["ZoneName"]
+        for z in ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])[
+            "AvailabilityZones"
+        ]
+    ]
+    candidates = recovery_zones(instance.availability_zone, zones)[: settings.recovery_max_attempts]
+    snapshots = warnings[-1]["snapshots"] if warnings else []
+    command = checkpoint_command(instance, settings, mode="resume")
+    restorable = [s for s in snapshots if s.get("device")]
+    execution_input = {
+        "instance_id": instance_id,
+        "region": region,
+        "owner": outcome.owner or "(no owner)",
+        "launch_template": {
+            "LaunchTemplateId": template_id,
+            "Version": instance.tags.get("aws:ec2launchtemplate:version", "$Default"),
+        },
+        "zones": candidates,
+        "attempt": 0,
+        "max_attempts": len(candidates),
+        # Restored by RunInstances itself, dying with a half-built instance; kept once it runs.
+        "block_devices": [
+            {
+                "DeviceName": s["device"],
+                "Ebs": {"SnapshotId": s["snapshot_id"], "VolumeType": s["volume_type"], "DeleteOnTermination": True},
+            }
+            for s in restorable
+        ],
+        "keep_mappings": [{"DeviceName": s["device"], "Ebs": {"DeleteOnTermination": False}} for s in restorable],
+        "tags": [
+            {"Key": settings.scope_tag, "Value": "true"},
+            {"Key": tags.RECOVERED_FROM, "Value": instance_id},
+            {"Key": tags.OWNER, "Value": outcome.owner or "(no owner)"},
+        ],
+        "resume": {"document": command.document, "parameters": command.parameters},
+        "topic_arn": settings.topic_arn or "",
+    }
+    sfn = factory.client("stepfunctions", workflow_region)
+    try:
+        # The name makes the start idempotent: a repeated event finds the execution already there.
+        started = sfn.start_execution(
+            stateMachineArn=settings.recovery_state_machine_arn,
+            name=f"recover-{instance_id}",
+            input=json.dumps(execution_input),
+        )
+        outcome.execution_arn = str(started["executionArn"])
+    except ClientError as exc:
+        if error_code(exc) != "ExecutionAlreadyExists":
+            raise access_error("StartExecution", exc) from exc
+        outcome.reason = "recovery already started for this instance"
+    outcome.notes.append(f"zones to try: {', '.join(candidates) or 'none'}; {len(restorable)} volume(s) to restore")
+    return outcome
+
+
+def _tell_unrecoverable(factory: ClientFactory, settings: SpotSettings, outcome: SpotOutcome) -> None:
+    if settings.topic_arn:
+        OwnerNotifier(factory.sns().publish, settings.topic_arn).tell(
+            outcome.owner,
+            f"trainctl spot: cannot recover {outcome.instance_id}",
+            f"{outcome.instance_id} was reclaimed and asked for recovery, but {outcome.reason}.",
+        )

@@ -1,0 +1,239 @@
+"""Carrying out a sweep plan: marks in batches, destructive actions concurrently, then a re-read of each."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from itertools import zip_longest
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from trainctl.aws.clients import ClientFactory, error_code
+from trainctl.aws.keep_volumes import keep_volumes
+from trainctl.core import tags
+from trainctl.core.clock import format_instant
+from trainctl.sweep.rules import Decision
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+TAG_BATCH = 500
+INSTANCE_BATCH = 100
+READ_BATCH = 200
+# Remaining milliseconds of the Lambda invocation, or None outside Lambda.
+RemainingTime = Callable[[], int] | None
+
+_GONE_CODES = {"InvalidVolume.NotFound", "InvalidSnapshot.NotFound", "InvalidInstanceID.NotFound"}
+_EXPECTED_INSTANCE_STATES = {"terminate": {"shutting-down", "terminated"}, "stop": {"stopping", "stopped"}}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _interleaved(decisions: Sequence[Decision]) -> list[Decision]:
+    """One of each (region, type) in turn: EC2 throttles per region and API, so DeleteVolume and DeleteSnapshot
+    calls, or two regions' calls, drain separate buckets at once instead of queueing behind each other."""
+    groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+    for decision in decisions:
+        groups[(decision.region, decision.resource_type)].append(decision)
+    rounds = zip_longest(*groups.values())
+    return [decision for turn in rounds for decision in turn if decision is not None]
+
+
+class SweepExecutor:
+    def __init__(
+        self,
+        factory: ClientFactory,
+        *,
+        concurrency: int,
+        remaining_ms: RemainingTime = None,
+        deadline_margin_ms: int = 30_000,
+    ) -> None:
+        self._factory = factory
+        self._concurrency = concurrency
+        self._remaining_ms = remaining_ms
+        self._margin_ms = deadline_margin_ms
+
+    def _out_of_time(self) -> bool:
+        return self._remaining_ms is not None and self._remaining_ms() < self._margin_ms
+
+    def execute(self, decisions: Sequence[Decision]) -> list[Decision]:
+        by_id = {d.resource_id: d for d in decisions}
+        self._tag_phase(by_id, [d for d in decisions if d.action == "mark"], mark=True)
+        self._tag_phase(by_id, [d for d in decisions if d.action == "unmark"], mark=False)
+        destructive = [d for d in decisions if d.destructive]
+        storage = _interleaved([d for d in destructive if d.resource_type != "instance"])
+        instances = [d for d in destructive if d.resource_type == "instance"]
+        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
+            # EBS has no batch delete: one call per volume or snapshot, in parallel.
+            for result in pool.map(self._act, storage):
+                by_id[result.resource_id] = result
+            # Persistent volumes are kept out of their instance's fate first, instance by instance.
+            ready = []
+            for result in pool.map(self._prepare_instance, instances):
+                by_id[result.resource_id] = result
+                if result.outcome == "planned":
+                    ready.append(result)
+        for result in self._act_on_instances(ready):
+            by_id[result.resource_id] = result
+        self._verify([by_id[d.resource_id] for d in destructive if by_id[d.resource_id].outcome == "requested"], by_id)
+        for decision in decisions:
+            if decision.action == "keep" and by_id[decision.resource_id].outcome == "planned":
+                by_id[decision.resource_id] = replace(decision, outcome="kept")
+        return [by_id[d.resource_id] for d in decisions]
+
+    def _tag_phase(self, by_id: dict[str, Decision], decisions: Sequence[Decision], *, mark: bool) -> None:
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for decision in decisions:
+            value = format_instant(decision.cleanup_after) if mark and decision.cleanup_after else ""
+            groups[(decision.region, value)].append(decision.resource_id)
+        for (region, value), ids in groups.items():
+            ec2 = self._factory.ec2(region)
+            for chunk in _chunks(ids, TAG_BATCH):
+                if self._out_of_time():
+                    self._set(by_id, chunk, "deferred", "stopped before the Lambda deadline")
+                    continue
+                try:
+                    if mark:
+                        ec2.create_tags(Resources=list(chunk), Tags=[{"Key": tags.CLEANUP_AFTER, "Value": value}])
+                    else:
+                        ec2.delete_tags(Resources=list(chunk), Tags=[{"Key": tags.CLEANUP_AFTER}])
+                    self._set(by_id, chunk, "done")
+                except ClientError as exc:
+                    self._set(by_id, chunk, "failed", f"{'CreateTags' if mark else 'DeleteTags'}: {error_code(exc)}")
+
+    @staticmethod
+    def _set(by_id: dict[str, Decision], ids: Iterable[str], outcome: str, note: str = "") -> None:
+        for resource_id in ids:
+            decision = by_id[resource_id]
+            detail = f"{decision.detail}; {note}" if note else decision.detail
+            by_id[resource_id] = replace(decision, outcome=outcome, detail=detail)
+
+    def _prepare_instance(self, decision: Decision) -> Decision:
+        if self._out_of_time():
+            return replace(
+                decision, outcome="deferred", detail=decision.detail + "; stopped before the Lambda deadline"
+            )
+        if decision.action == "terminate" and decision.keep_volumes:
+            ec2 = self._factory.ec2(decision.region)
+            if not self._keep_persistent_volumes(ec2, decision):
+                return replace(
+                    decision,
+                    outcome="failed",
+                    detail=decision.detail + "; could not clear DeleteOnTermination on a persistent volume, "
+                    "instance kept",
+                )
+        return decision
+
+    def _act_on_instances(self, decisions: Sequence[Decision]) -> list[Decision]:
+        """One TerminateInstances/StopInstances call per region, action and batch; if EC2 refuses a
+        batch (one bad instance fails them all), each instance is tried alone so the rest go ahead."""
+        groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+        for decision in decisions:
+            groups[(decision.region, decision.action)].append(decision)
+        results: list[Decision] = []
+        for (region, action), members in groups.items():
+            ec2 = self._factory.ec2(region)
+            call = ec2.terminate_instances if action == "terminate" else ec2.stop_instances
+            for start in range(0, len(members), INSTANCE_BATCH):
+                batch = members[start : start + INSTANCE_BATCH]
+                if self._out_of_time():
+                    results.extend(
+                        replace(d, outcome="deferred", detail=d.detail + "; stopped before the Lambda deadline")
+                        for d in batch
+                    )
+                    continue
+                try:
+                    call(InstanceIds=[d.resource_id for d in batch])
+                    results.extend(replace(d, outcome="requested") for d in batch)
+                except ClientError:
+                    results.extend(self._act(d) for d in batch)
+        return results
+
+    def _act(self, decision: Decision) -> Decision:
+        if self._out_of_time():
+            return replace(
+                decision, outcome="deferred", detail=decision.detail + "; stopped before the Lambda deadline"
+            )
+        ec2 = self._factory.ec2(decision.region)
+        try:
+            if decision.action == "delete" and decision.resource_type == "volume":
+                ec2.delete_volume(VolumeId=decision.resource_id)
+            elif decision.action == "delete" and decision.resource_type == "snapshot":
+                ec2.delete_snapshot(SnapshotId=decision.resource_id)
+            elif decision.action == "stop":
+                ec2.stop_instances(InstanceIds=[decision.resource_id])
+            elif decision.action == "terminate":
+                # Persistent volumes were already kept out of its fate by _prepare_instance.
+                ec2.terminate_instances(InstanceIds=[decision.resource_id])
+            else:
+                raise ValueError(f"no executor for {decision.action} on {decision.resource_type}")
+        except ClientError as exc:
+            if error_code(exc) in _GONE_CODES:
+                # A retry after a lost response finds the work already done: that is success.
+                return replace(decision, outcome="done", detail=f"{decision.detail}; already gone")
+            return replace(decision, outcome="failed", detail=f"{decision.detail}; {error_code(exc)}")
+        return replace(decision, outcome="requested")
+
+    @staticmethod
+    def _keep_persistent_volumes(ec2: EC2Client, decision: Decision) -> bool:
+        return keep_volumes(ec2, decision.resource_id, decision.keep_volumes)
+
+    def _verify(self, requested: Sequence[Decision], by_id: dict[str, Decision]) -> None:
+        """Re-read what was acted on: a request that did not take effect is reported as failed."""
+        groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+        for decision in requested:
+            groups[(decision.region, decision.resource_type)].append(decision)
+        for (region, resource_type), decisions in groups.items():
+            ec2 = self._factory.ec2(region)
+            ids = [d.resource_id for d in decisions]
+            try:
+                states = self._read_states(ec2, resource_type, ids)
+            except ClientError as exc:
+                for decision in decisions:
+                    by_id[decision.resource_id] = replace(
+                        decision, outcome="unverified", detail=f"{decision.detail}; re-read failed: {error_code(exc)}"
+                    )
+                continue
+            for decision in decisions:
+                state = states.get(decision.resource_id)
+                if resource_type == "instance":
+                    ok = state is None or state in _EXPECTED_INSTANCE_STATES[decision.action]
+                else:
+                    ok = state is None or state in ("deleting", "deleted")
+                by_id[decision.resource_id] = replace(
+                    decision,
+                    outcome="done" if ok else "failed",
+                    detail=decision.detail if ok else f"{decision.detail}; still {state} after {decision.action}",
+                )
+
+    @staticmethod
+    def _read_states(ec2: EC2Client, resource_type: str, ids: Sequence[str]) -> dict[str, str]:
+        # Filters, not ids: a resource already gone must not fail the whole re-read.
+        states: dict[str, str] = {}
+        for chunk in _chunks(ids, READ_BATCH):
+            if resource_type == "instance":
+                for page in ec2.get_paginator("describe_instances").paginate(
+                    Filters=[{"Name": "instance-id", "Values": list(chunk)}]
+                ):
+                    for reservation in page["Reservations"]:
+                        for instance in reservation["Instances"]:
+                            states[instance["InstanceId"]] = instance["State"]["Name"]
+            elif resource_type == "volume":
+                for volume_page in ec2.get_paginator("describe_volumes").paginate(
+                    Filters=[{"Name": "volume-id", "Values": list(chunk)}]
+                ):
+                    for volume in volume_page["Volumes"]:
+                        states[volume["VolumeId"]] = volume["State"]
+            else:
+                for snapshot_page in ec2.get_paginator("describe_snapshots").paginate(
+                    Filters=[{"Name": "snapshot-id", "Values": list(chunk)}], OwnerIds=["self"]
+                ):
+                    for snapshot in snapshot_page["Snapshots"]:
+                        states[snapshot["SnapshotId"]] = snapshot["State"]
+        return states
