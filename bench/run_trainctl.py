@@ -42,7 +42,7 @@ def main() -> None:
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
-    from trainctl.cli.main import LocalContext, load_handler
+    from trainctl.cli.local_run import LocalContext, load_handler
     from trainctl.core.clock import system_clock
 
     handler = load_handler("cleanup_sweep")

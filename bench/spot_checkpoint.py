@@ -44,7 +44,7 @@ def measure(latency: float) -> dict[str, Any]:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     from trainctl.aws import stack_resources
     from trainctl.aws.clients import ClientFactory
-    from trainctl.cli.main import LocalContext, load_handler
+    from trainctl.cli.local_run import LocalContext, load_handler
     from trainctl.cli.sandbox_fleet import moto_server
     from trainctl.core import tags
     from trainctl.core.clock import format_instant, system_clock

@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.handlers
 import pytest
 from moto import mock_aws
 
+from tests.aws_calls import CallLedger
 from trainctl.aws.clients import ClientFactory, is_read
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
+
+
+# Every botocore session built from here on hears every call: moto hooks in the same way.
+CALLS = CallLedger()
+botocore.handlers.BUILTIN_HANDLERS.append(("before-call", CALLS.record))
+
+
+@pytest.fixture(autouse=True)
+def calls_are_declared() -> Iterator[None]:
+    """Each AWS call a test makes through trainctl's code is an action its module declared (PERMISSIONS)."""
+    before = len(CALLS.undeclared)
+    yield
+    undeclared = sorted(set(CALLS.undeclared[before:]))
+    assert not undeclared, "undeclared AWS calls:\n" + "\n".join(undeclared)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # For a person filling in declarations: TRAINCTL_TEST_CALLS=path writes what each module called.
+    target = os.environ.get("TRAINCTL_TEST_CALLS_OUT")
+    if target:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        Path(f"{target}.{worker}").write_text("\n".join(sorted(f"{m} {a}" for m, a in CALLS.seen)))
 
 
 def load_event(function: str, case: str) -> Any:

@@ -20,12 +20,14 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from trainctl.aws import ledger
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, system_clock
 from trainctl.core.events import InstanceStateChange, InvalidEvent, RebalanceRecommendation, SpotEvent, parse_spot_event
 from trainctl.core.settings import SpotSettings
-from trainctl.spot.run import Stopwatch, handle_interruption, start_recovery
+from trainctl.spot.recover import start_recovery
+from trainctl.spot.run import Stopwatch, handle_interruption
 
 clock: Clock = system_clock  # tests step this
 sleep: Callable[[float], None] = time.sleep  # tests make waiting instant
@@ -63,9 +65,9 @@ def idempotent_handling() -> Callable[..., dict[str, Any]]:
     settings = deployed_settings()
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.ledger_table,
-        key_attr="pk",
-        sort_key_attr="sk",
-        expiry_attr="expires_at",
+        key_attr=ledger.PARTITION_KEY,
+        sort_key_attr=ledger.SORT_KEY,
+        expiry_attr=ledger.EXPIRES_AT,
         boto3_client=client_factory().dynamodb(),
     )
     handled: Callable[..., dict[str, Any]] = idempotent_function(

@@ -9,9 +9,9 @@ from botocore.awsrequest import AWSResponse
 
 from tests.integration.fleet import ENFORCING, instance_state, seed_account, volume_exists
 from trainctl.aws.clients import ClientFactory
-from trainctl.aws.ledger import InMemoryLedger
 from trainctl.aws.notifications import InMemoryNotifier
 from trainctl.core.clock import fixed_clock
+from trainctl.sweep.record import InMemoryLedger
 from trainctl.sweep.run import run_sweep
 
 SETTINGS = ENFORCING

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import EVENTS, forbid_writes
 from tests.integration.fleet import tags_of
 from trainctl.aws.clients import ClientFactory
-from trainctl.cli.main import LocalContext, load_handler
+from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import tags
 from trainctl.core.events import InvalidEvent
 

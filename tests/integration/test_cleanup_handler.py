@@ -21,7 +21,7 @@ from tests.integration.fleet import (
 )
 from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
-from trainctl.cli.main import LocalContext, load_handler
+from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import names, tags
 from trainctl.core.clock import fixed_clock
 from trainctl.core.errors import SettingsError

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import forbid_writes
+from tests.integration.conftest import run_cli
 from tests.integration.fleet import seed_account, volume_exists
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
@@ -24,8 +25,7 @@ DECISION_KEYS = {"resource_id", "resource_type", "region", "action", "reasons", 
 
 
 @pytest.fixture
-def cli_factory(factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> ClientFactory:
-    monkeypatch.setattr(cli, "ClientFactory", lambda: factory)
+def cli_factory(factory: ClientFactory) -> ClientFactory:
     return factory
 
 
@@ -33,7 +33,7 @@ def test_sweep_json_prints_the_documented_shape(cli_factory: ClientFactory, monk
     monkeypatch.setenv("TRAINCTL_SNAPSHOT_RETENTION", "7d")
     account = seed_account(cli_factory)
     at = account.t0.strftime("%Y-%m-%dT%H:%M:%SZ")
-    result = runner.invoke(cli.app, ["sweep", "--region", "us-east-1", "--region", "eu-west-1", "--at", at, "--json"])
+    result = run_cli(cli_factory, ["sweep", "--region", "us-east-1", "--region", "eu-west-1", "--at", at, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert {"dry_run", "at", "regions", "summary", "decisions"} <= set(report)
@@ -59,25 +59,25 @@ def test_sweep_without_enforce_makes_no_write_call(cli_factory: ClientFactory) -
     account = seed_account(cli_factory)
     attempts = forbid_writes(cli_factory)
     at = account.after_grace().strftime("%Y-%m-%dT%H:%M:%SZ")
-    result = runner.invoke(cli.app, ["sweep", "--region", "us-east-1", "--at", at, "--json"])
+    result = run_cli(cli_factory, ["sweep", "--region", "us-east-1", "--at", at, "--json"])
     assert result.exit_code == 0, result.output
     assert attempts == []
 
 
 def test_at_with_enforce_is_refused_as_wrong_usage(cli_factory: ClientFactory) -> None:
-    result = runner.invoke(cli.app, ["sweep", "--enforce", "--at", "2027-01-01T00:00:00Z"])
+    result = run_cli(cli_factory, ["sweep", "--enforce", "--at", "2027-01-01T00:00:00Z"])
     assert result.exit_code == 2
     assert "--at" in result.output and "--enforce" in result.output
 
 
 def test_a_bad_instant_is_wrong_usage(cli_factory: ClientFactory) -> None:
-    result = runner.invoke(cli.app, ["sweep", "--at", "next tuesday"])
+    result = run_cli(cli_factory, ["sweep", "--at", "next tuesday"])
     assert result.exit_code == 2 and "ISO-8601" in result.output
 
 
 def test_a_bad_setting_is_a_one_line_error(cli_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRAINCTL_MIN_AGE", "soon")
-    result = runner.invoke(cli.app, ["sweep"])
+    result = run_cli(cli_factory, ["sweep"])
     assert result.exit_code == 1 and "TRAINCTL_MIN_AGE" in result.output
 
 
@@ -86,7 +86,7 @@ def test_enforce_against_an_account_without_the_stack_is_refused_and_writes_noth
 ) -> None:
     seed_account(cli_factory)
     attempts = forbid_writes(cli_factory)
-    result = runner.invoke(cli.app, ["sweep", "--enforce", "--region", "us-east-1"])
+    result = run_cli(cli_factory, ["sweep", "--enforce", "--region", "us-east-1"])
     assert result.exit_code == 1
     assert "not deployed" in result.output and "read-only preview" in result.output
     assert attempts == []
@@ -96,7 +96,7 @@ def test_invoke_without_the_stack_runs_a_read_only_preview(cli_factory: ClientFa
     seed_account(cli_factory)
     attempts = forbid_writes(cli_factory)
     event = ROOT / "events" / "cleanup_sweep" / "scheduled.json"
-    result = runner.invoke(cli.app, ["invoke", "cleanup_sweep", "--event", str(event), "--json"])
+    result = run_cli(cli_factory, ["invoke", "cleanup_sweep", "--event", str(event), "--json"])
     assert result.exit_code == 0, result.output
     assert "nothing recorded" in result.output
     assert attempts == []
@@ -104,10 +104,10 @@ def test_invoke_without_the_stack_runs_a_read_only_preview(cli_factory: ClientFa
 
 def test_invoke_refuses_an_unknown_function_and_an_unreadable_event(cli_factory: ClientFactory) -> None:
     event = ROOT / "events" / "cleanup_sweep" / "scheduled.json"
-    unknown = runner.invoke(cli.app, ["invoke", "../../etc", "--event", str(event)])
+    unknown = run_cli(cli_factory, ["invoke", "../../etc", "--event", str(event)])
     assert unknown.exit_code == 1 and "no function" in unknown.output
-    broken = runner.invoke(
-        cli.app,
+    broken = run_cli(
+        cli_factory,
         ["invoke", "cleanup_sweep", "--event", str(ROOT / "events" / "cleanup_sweep" / "malformed_not_json.json")],
     )
     assert broken.exit_code == 2 and "cannot read event" in broken.output
@@ -181,8 +181,8 @@ def test_force_overrides_the_minimum_age_and_nothing_else(cli_factory: ClientFac
             {"ResourceType": "volume", "Tags": [*managed, {"Key": "trainctl:persistent", "Value": "true"}]}
         ],
     )["VolumeId"]
-    plain = json.loads(runner.invoke(cli.app, ["sweep", "--json"]).stdout)
-    forced = json.loads(runner.invoke(cli.app, ["sweep", "--force", "--json"]).stdout)
+    plain = json.loads(run_cli(cli_factory, ["sweep", "--json"]).stdout)
+    forced = json.loads(run_cli(cli_factory, ["sweep", "--force", "--json"]).stdout)
     before = {d["resource_id"]: d for d in plain["decisions"]}
     after = {d["resource_id"]: d for d in forced["decisions"]}
     assert "min-age" in before[young]["protections"] and before[young]["action"] == "keep"

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import load_event
+from tests.integration.conftest import run_cli
 from tests.integration.fleet import REGIONS, SeededAccount, messages, seed_account
 from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
-from trainctl.cli import main as cli
-from trainctl.cli.main import LocalContext, load_handler
+from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import names
 from trainctl.core.clock import fixed_clock, format_instant
 from trainctl.core.errors import SettingsError
@@ -213,15 +213,14 @@ def test_an_event_cannot_widen_the_regions(handler: types.ModuleType, factory: C
 
 
 @pytest.fixture
-def cli_factory(factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> ClientFactory:
-    monkeypatch.setattr(cli, "ClientFactory", lambda: factory)
+def cli_factory(factory: ClientFactory) -> ClientFactory:
     return factory
 
 
 def test_cost_json_prints_the_documented_shape(cli_factory: ClientFactory) -> None:
     account = seed_account(cli_factory)
     at = format_instant(account.t0)
-    result = runner.invoke(cli.app, ["cost", "--region", "us-east-1", "--region", "eu-west-1", "--at", at, "--json"])
+    result = run_cli(cli_factory, ["cost", "--region", "us-east-1", "--region", "eu-west-1", "--at", at, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert {"hourly_usd", "daily_usd", "resources", "breaches"} <= set(report)
@@ -232,7 +231,7 @@ def test_cost_json_prints_the_documented_shape(cli_factory: ClientFactory) -> No
     # A report alerts nobody.
     assert messages(cli_factory, account.queue_url) == []
     later = json.loads(
-        runner.invoke(cli.app, ["cost", "--at", format_instant(account.t0 + timedelta(days=1)), "--json"]).stdout
+        run_cli(cli_factory, ["cost", "--at", format_instant(account.t0 + timedelta(days=1)), "--json"]).stdout
     )
     notebook = account.fleet["forgotten-notebook"]
     grown = resource(later, notebook)["accumulated_usd"] - resource(report, notebook)["accumulated_usd"]
@@ -241,7 +240,7 @@ def test_cost_json_prints_the_documented_shape(cli_factory: ClientFactory) -> No
 
 def test_cost_table_names_breaches_and_unpriced(cli_factory: ClientFactory) -> None:
     account = seed_account(cli_factory)
-    result = runner.invoke(cli.app, ["cost", "--at", format_instant(account.t0)])
+    result = run_cli(cli_factory, ["cost", "--at", format_instant(account.t0)])
     assert result.exit_code == 0, result.output
     assert "burning $" in result.stdout and "breach:" in result.stdout and "unpriced" in result.stdout
 
@@ -249,8 +248,8 @@ def test_cost_table_names_breaches_and_unpriced(cli_factory: ClientFactory) -> N
 def test_cost_refuses_a_bad_instant_and_a_bad_setting(
     cli_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert runner.invoke(cli.app, ["cost", "--at", "yesterday"]).exit_code == 2
+    assert run_cli(cli_factory, ["cost", "--at", "yesterday"]).exit_code == 2
     monkeypatch.setenv("TRAINCTL_HOURLY_THRESHOLD_USD", "-5")
-    refused = runner.invoke(cli.app, ["cost"])
+    refused = run_cli(cli_factory, ["cost"])
     assert refused.exit_code == 1 and "TRAINCTL_HOURLY_THRESHOLD_USD" in refused.stderr
     assert cli_factory.calls.total == 0

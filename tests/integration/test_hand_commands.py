@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.integration.conftest import run_cli
 from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
 from trainctl.core import names, tags
-from trainctl.sweep.rules import Training, TrainingCheck
+from trainctl.core.observations import Training, TrainingCheck
 
 runner = CliRunner()
 REGION = "us-east-1"
@@ -22,15 +23,19 @@ REGION = "us-east-1"
 @pytest.fixture
 def factory(aws: None, monkeypatch: pytest.MonkeyPatch) -> ClientFactory:
     made = ClientFactory(REGION)
-    monkeypatch.setattr(cli, "ClientFactory", lambda: made)
+    monkeypatch.setitem(HANDED, "factory", made)
     monkeypatch.setenv("TRAINCTL_OWNER", "alice")
     monkeypatch.setenv("TRAINCTL_TRAINING_CHECK_TIMEOUT", "1s")
     stack_resources.ensure_on_emulator(made, (REGION,))
     return made
 
 
+# The factory each test's fixture made, handed to the command line as its own.
+HANDED: dict[str, ClientFactory] = {}
+
+
 def call(*args: str, input: str | None = None) -> Any:
-    return runner.invoke(cli.app, list(args), input=input)
+    return run_cli(HANDED["factory"], list(args), input=input)
 
 
 def ok_json(*args: str) -> Any:
@@ -192,8 +197,7 @@ def test_a_bad_id_and_a_missing_region_are_one_line_errors(
     assert missing.exit_code == 1 and "no volume vol-0123456789abcdef0" in missing.stderr
     assert "Traceback" not in missing.output
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    monkeypatch.setattr(cli, "ClientFactory", ClientFactory)
-    no_region = call("instances", "list")
+    no_region = runner.invoke(cli.app, ["instances", "list"])
     assert no_region.exit_code == 1 and "no region" in no_region.stderr
 
 

@@ -19,11 +19,11 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from moto import mock_aws
 
 from trainctl.aws.clients import ClientFactory
-from trainctl.aws.ledger import InMemoryLedger
 from trainctl.aws.notifications import InMemoryNotifier
 from trainctl.core import tags
 from trainctl.core.clock import fixed_clock, parse_instant
 from trainctl.core.settings import SweepSettings
+from trainctl.sweep.record import InMemoryLedger
 from trainctl.sweep.run import run_sweep
 
 REGION = "us-east-1"

@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 from typer.testing import CliRunner
 
+from tests.integration.conftest import run_cli
 from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli.local_lambda import InProcessLambda, forget_finished_workers, lambda_tasks_in_process
@@ -259,25 +260,23 @@ def test_invalid_requests_are_refused_before_any_launch(
 
 
 def test_the_command_line_follows_the_workflow(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainctl.cli import main as cli
 
-    monkeypatch.setattr(cli, "ClientFactory", lambda: account.factory)
     # As against an emulator: the stack's resources are there, made by ensure_on_emulator.
     monkeypatch.setattr(
-        cli.stack_resources,
+        stack_resources,
         "resolve",
         lambda factory, _env, regions: stack_resources.ensure_on_emulator(factory, regions),
     )
-    shown = runner.invoke(cli.app, ["prewarm", account.volume_id, "s3://datasets/imagenet/"])
+    shown = run_cli(account.factory, ["prewarm", account.volume_id, "s3://datasets/imagenet/"])
     assert shown.exit_code == 0, shown.output
     assert "attaching the volume" in shown.stdout and "SUCCEEDED" in shown.stdout
     forget_finished_workers()
-    as_json = runner.invoke(cli.app, ["prewarm", account.volume_id, "s3://datasets/imagenet/", "--json"])
+    as_json = run_cli(account.factory, ["prewarm", account.volume_id, "s3://datasets/imagenet/", "--json"])
     assert as_json.exit_code == 0, as_json.output
     report = json.loads(as_json.stdout)
     assert report["status"] == "SUCCEEDED" and report["state_transitions"] > 10
-    refused = runner.invoke(cli.app, ["prewarm", account.volume_id, "s3://BAD"])
+    refused = run_cli(account.factory, ["prewarm", account.volume_id, "s3://BAD"])
     assert refused.exit_code == 2 and "s3_uri" in refused.stderr
     forget_finished_workers()
-    failed = runner.invoke(cli.app, ["prewarm", "vol-0123456789abcdef0", "s3://datasets/imagenet/", "--json"])
+    failed = run_cli(account.factory, ["prewarm", "vol-0123456789abcdef0", "s3://datasets/imagenet/", "--json"])
     assert failed.exit_code == 1 and json.loads(failed.stdout)["error"] == "InvalidRequest"

@@ -14,11 +14,11 @@ from tests.integration.fleet import ENFORCING, seed_account, volume_exists
 from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.lease import DynamoDbLease
-from trainctl.aws.ledger import DynamoDbLedger, InMemoryLedger
 from trainctl.aws.notifications import InMemoryNotifier
 from trainctl.cli.sandbox_fleet import moto_server
 from trainctl.core import names
 from trainctl.core.clock import fixed_clock
+from trainctl.sweep.record import DynamoDbLedger, InMemoryLedger
 from trainctl.sweep.run import run_sweep
 
 SETTINGS = ENFORCING

@@ -22,7 +22,7 @@ from tests.conftest import load_event
 from tests.integration.fleet import messages
 from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
-from trainctl.cli.main import LocalContext, load_handler
+from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import names, tags
 from trainctl.core.clock import format_instant
 from trainctl.core.events import InvalidEvent

@@ -10,7 +10,7 @@ from botocore.stub import Stubber
 
 from trainctl.aws import ssm_documents as documents
 from trainctl.aws.training_check import SsmTrainingCheck, parse_output
-from trainctl.sweep.rules import Training
+from trainctl.core.observations import Training
 
 COMMAND_ID = "4f6a0c8e-1b2d-4e5f-8a9b-0c1d2e3f4a5b"
 

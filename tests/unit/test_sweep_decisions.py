@@ -8,18 +8,10 @@ import pytest
 
 from tests.unit.builders import LONG_AGO, NOW, image, instance, inventory, snapshot, volume
 from trainctl.core.clock import format_instant
+from trainctl.core.observations import Training, TrainingCheck, Utilisation
 from trainctl.core.resources import BlockDevice
 from trainctl.core.settings import SweepSettings
-from trainctl.sweep.rules import (
-    Decision,
-    Observations,
-    Training,
-    TrainingCheck,
-    Utilisation,
-    apply_blast_radius,
-    instances_to_check,
-    plan_sweep,
-)
+from trainctl.sweep.rules import Decision, Observations, apply_blast_radius, instances_to_check, plan_sweep
 
 SETTINGS = SweepSettings(max_actions=1000, max_action_share=1.0)
 IDLE = Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=0.0)

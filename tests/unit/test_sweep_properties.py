@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from tests.unit.builders import NOW, image, instance, inventory, snapshot, volume
 from trainctl.core import tags
 from trainctl.core.clock import format_instant
+from trainctl.core.observations import Training, TrainingCheck, Utilisation
 from trainctl.core.protections import in_scope, younger_than_min_age
 from trainctl.core.settings import SweepSettings
-from trainctl.sweep.rules import Observations, Training, TrainingCheck, Utilisation, action_budget, plan_sweep
+from trainctl.sweep.rules import Observations, action_budget, plan_sweep
 
 protection_values = st.sampled_from([None, "true", "false", "no", "0", "", "yes", "maybe", "FALSE"])
 scope_values = st.sampled_from([None, "true", "false", "yes", "1", "", "maybe"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from trainctl.age_guard.rules import Ec2Stamper, Principal, StampRules, created_ids, principal_of, stamps_for
+from trainctl.age_guard.rules import Principal, StampRules, created_ids, principal_of, stamps_for
+from trainctl.age_guard.stamper import Ec2Stamper
 from trainctl.aws.clients import ClientFactory
 from trainctl.core import tags
 from trainctl.core.clock import ensure_utc

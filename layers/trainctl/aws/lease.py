@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from botocore.exceptions import ClientError
 
+from trainctl.aws import ledger
 from trainctl.aws.clients import access_error, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-LEASE_KEY = {"pk": {"S": "lease#cleanup_sweep"}, "sk": {"S": "lease"}}
+LEASE_KEY = ledger.lease("cleanup_sweep")
 
 
 class Lease(Protocol):

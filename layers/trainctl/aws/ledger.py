@@ -1,97 +1,76 @@
-"""The ledger: every decision and outcome of every enforced sweep, in DynamoDB (or memory, for tests)."""
+"""The ledger table's one key scheme: every record trainctl keeps, and the key it keeps it under.
+
+One DynamoDB table holds the sweeps, the spot interruptions, the instances' running history, the cost
+alerts, the sweep lease and Powertools' idempotency records. Each writer asks here for its keys, so no two
+kinds of record can collide and a reader finds any of them from this page alone.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from botocore.exceptions import ClientError
-
-from trainctl.aws.clients import access_error
 from trainctl.core.clock import format_instant
-from trainctl.sweep.rules import Decision
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+PARTITION_KEY = "pk"
+SORT_KEY = "sk"
+EXPIRES_AT = "expires_at"  # the table's time-to-live attribute, in epoch seconds
 
 RETENTION = timedelta(days=180)
-_BATCH = 25
-_WRITERS = 4
+# Running intervals matter for the accumulated cost of long-lived instances: kept a good while longer.
+HISTORY_RETENTION = timedelta(days=400)
+
+SWEEP_PARTITION = "sweep"
+COST_ALERT_PARTITION = "cost-alert"
+# Powertools' idempotency records share the table under PARTITION_KEY and SORT_KEY; its keys start with the
+# function's name, never one of the prefixes below.
+
+Item = dict[str, Any]
 
 
-class Ledger(Protocol):
-    def record(
-        self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
-    ) -> None: ...
+def key(partition: str, sort: str) -> Item:
+    return {PARTITION_KEY: {"S": partition}, SORT_KEY: {"S": sort}}
 
 
-def ledger_items(
-    sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
-) -> list[dict[str, Any]]:
-    stamp = format_instant(at)
-    expires = str(int((at + RETENTION).timestamp()))
-    items: list[dict[str, Any]] = [
-        {
-            "pk": {"S": "sweep"},
-            "sk": {"S": f"{stamp}#{sweep_id}"},
-            "summary": {"S": _json(summary)},
-            "expires_at": {"N": expires},
-        }
-    ]
-    for decision in decisions:
-        items.append(
-            {
-                "pk": {"S": f"resource#{decision.resource_id}"},
-                "sk": {"S": f"{stamp}#{sweep_id}"},
-                "sweep_id": {"S": sweep_id},
-                "resource_type": {"S": decision.resource_type},
-                "region": {"S": decision.region},
-                "action": {"S": decision.action},
-                "outcome": {"S": decision.outcome},
-                "decision": {"S": _json(decision.to_json())},
-                "expires_at": {"N": expires},
-            }
-        )
-    return items
+def expires(at: datetime, retention: timedelta = RETENTION) -> Item:
+    return {EXPIRES_AT: {"N": str(int((at + retention).timestamp()))}}
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+def sweep_run(at: datetime, sweep_id: str) -> Item:
+    """A sweep's summary: one partition, sorted by time, so the newest sweeps are one query away."""
+    return key(SWEEP_PARTITION, f"{format_instant(at)}#{sweep_id}")
 
 
-class DynamoDbLedger:
-    def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
-        self._dynamodb = dynamodb
-        self._table = table_name
-
-    def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
-        items = ledger_items(sweep_id, at, summary, decisions)
-        batches = [items[start : start + _BATCH] for start in range(0, len(items), _BATCH)]
-        # A big sweep writes a hundred batches: a few at a time, each a round trip.
-        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-            for _ in pool.map(self._write, batches):
-                pass
-
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        requests: dict[str, Any] = {self._table: [{"PutRequest": {"Item": item}} for item in batch]}
-        try:
-            # Unprocessed items come back under throttling; botocore's retries cover the call, not these.
-            for _ in range(8):
-                response = self._dynamodb.batch_write_item(RequestItems=requests)
-                requests = dict(response.get("UnprocessedItems") or {})
-                if not requests:
-                    return
-        except ClientError as exc:
-            raise access_error("BatchWriteItem", exc) from exc
-        raise RuntimeError(f"ledger write left {len(requests[self._table])} items unprocessed")
+def resource_partition(resource_id: str) -> str:
+    return f"resource#{resource_id}"
 
 
-class InMemoryLedger:
-    def __init__(self) -> None:
-        self.sweeps: list[tuple[str, datetime, dict[str, object], list[Decision]]] = []
+def sweep_decision(resource_id: str, at: datetime, sweep_id: str) -> Item:
+    """What a sweep decided for one resource: the resource's history is one query on its partition."""
+    return key(resource_partition(resource_id), f"{format_instant(at)}#{sweep_id}")
 
-    def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
-        self.sweeps.append((sweep_id, at, summary, list(decisions)))
+
+def spot_partition(instance_id: str) -> str:
+    return f"spot#{instance_id}"
+
+
+def spot_interruption(instance_id: str, at: datetime, kind: str) -> Item:
+    return key(spot_partition(instance_id), f"{format_instant(at)}#{kind}")
+
+
+def runtime_partition(region: str) -> str:
+    # One partition per region: a whole region's history is one paginated Query, not one per instance.
+    return f"runtime#{region}"
+
+
+def runtime_transition(region: str, instance_id: str, at: datetime, state: str) -> Item:
+    # Time and state in the key: a repeated event writes the same item again, harmlessly.
+    return key(runtime_partition(region), f"{instance_id}#{format_instant(at)}#{state}")
+
+
+def cost_alert(alert_key: str) -> Item:
+    return key(COST_ALERT_PARTITION, alert_key)
+
+
+def lease(holder_kind: str) -> Item:
+    return key(f"lease#{holder_kind}", "lease")

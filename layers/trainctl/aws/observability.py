@@ -45,6 +45,7 @@ class Untraced:
 def handler_tracer(environ: dict[str, str] | None = None) -> HandlerTracer:
     values = os.environ if environ is None else environ
     if values.get(TRACE_AWS_CALLS, "").strip().lower() == "true":
+        # Cold start: Tracer imports the X-Ray SDK, which only a deployment that traces AWS calls needs.
         from aws_lambda_powertools import Tracer
 
         # Powertools types its decorator loosely; it returns the handler wrapped with the same signature.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import error_code
-from trainctl.sweep.rules import Training, TrainingCheck
+from trainctl.core.observations import Training, TrainingCheck
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient

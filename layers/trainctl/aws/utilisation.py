@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import access_error
-from trainctl.sweep.rules import Utilisation
+from trainctl.core.observations import Utilisation
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient

@@ -2,33 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
 from trainctl.aws.clients import ClientFactory, error_code
 from trainctl.aws.ec2 import Ec2Inventory
+from trainctl.aws.training_check import SsmTrainingCheck
+from trainctl.cli import automation
+from trainctl.cli.output import EXIT_USAGE, console, emit, err_console, factory_of, fail
 from trainctl.core import names, tags
 from trainctl.core.clock import format_instant, system_clock
 from trainctl.core.errors import TrainctlError
+from trainctl.core.observations import Training, TrainingCheck
 from trainctl.core.protections import is_persistent
 from trainctl.core.resources import RegionInventory
 from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.cost.run import has_price_list_api, price_book_for, price_inventories
-from trainctl.handwork import operations
+from trainctl.handwork import graph as hand_graph
+from trainctl.handwork import instances as hand_instances
+from trainctl.handwork import refusals
+from trainctl.handwork import volumes as hand_volumes
+from trainctl.handwork.transfer import BadEndpoint, parse_endpoint, transfer
 
 REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 Region = Annotated[str | None, typer.Option("--region", help="Region (default: the standard AWS environment's).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -39,23 +43,12 @@ instances = typer.Typer(help="EC2 instances: list them, or terminate one under t
 resources = typer.Typer(help="Everything at once: a summary with costs, the cleanup sweep, the dependency graph.")
 
 
-def consoles() -> tuple[Console, Console]:
-    from trainctl.cli.main import console, err_console
-
-    return console, err_console
-
-
-def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    consoles()[1].print(f"[red]error:[/] {message}", soft_wrap=True)
-    return typer.Exit(code)
-
-
 @contextmanager
 def one_line_errors() -> Iterator[None]:
     """A bad id, missing credentials or a wrong region is one line on stderr and exit 1, not a traceback."""
     try:
         yield
-    except (operations.Refused, operations.NotFound, TrainctlError) as exc:
+    except (refusals.Refused, refusals.NotFound, TrainctlError) as exc:
         raise fail(str(exc)) from None
     except NoCredentialsError:
         raise fail("no AWS credentials: set a profile, AWS_ACCESS_KEY_ID or AWS_ENDPOINT_URL") from None
@@ -67,11 +60,8 @@ def one_line_errors() -> Iterator[None]:
         raise fail(f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}") from None
 
 
-def context(region: str | None) -> tuple[ClientFactory, str]:
-    from trainctl.cli import main
-
-    # Through main's name, so that tests and the sandbox that point main at an emulator point these too.
-    factory: ClientFactory = main.ClientFactory()  # type: ignore[attr-defined]
+def context(ctx: typer.Context, region: str | None) -> tuple[ClientFactory, str]:
+    factory = factory_of(ctx)
     chosen = region or factory.default_region
     if not chosen:
         raise NoRegionError()
@@ -86,13 +76,6 @@ def owner() -> str | None:
 
 def scope_tag() -> str:
     return SweepSettings.from_env(os.environ).scope_tag
-
-
-def emit(as_json: bool, payload: Any, show: Callable[[], None]) -> None:
-    if as_json:
-        typer.echo(json.dumps(payload, indent=2, default=str))
-    else:
-        show()
 
 
 def hourly_costs(factory: ClientFactory, inventory: RegionInventory) -> dict[str, float | None]:
@@ -111,6 +94,7 @@ def _usd(value: float | None) -> str:
 
 @ebs.command("create")
 def ebs_create(
+    ctx: typer.Context,
     size: Annotated[int, typer.Option(help="Size in GiB.", min=1, max=65536)] = 100,
     volume_type: Annotated[str, typer.Option("--type", help="gp3, gp2, io1, io2, st1 or sc1.")] = "gp3",
     zone: Annotated[str | None, typer.Option(help="Availability zone (default: the region's first).")] = None,
@@ -125,10 +109,10 @@ def ebs_create(
     if volume_type not in ("gp3", "gp2", "io1", "io2", "st1", "sc1"):
         raise fail(f"--type {volume_type!r}: use gp3, gp2, io1, io2, st1 or sc1", EXIT_USAGE)
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         ec2 = factory.ec2(chosen)
         target = zone or ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
-        volume_id = operations.create_volume(
+        volume_id = hand_volumes.create_volume(
             ec2,
             size_gib=size,
             volume_type=volume_type,
@@ -139,18 +123,16 @@ def ebs_create(
         )
         ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig={"Delay": 2, "MaxAttempts": 60})
     result: dict[str, Any] = {"volume_id": volume_id, "zone": target, "size_gib": size, "persistent": persistent}
-    emit(as_json and not pre_warm, result, lambda: consoles()[0].print(f"created {volume_id} in {target}"))
+    emit(as_json and not pre_warm, result, lambda: console.print(f"created {volume_id} in {target}"))
     if pre_warm:
-        from trainctl.cli.main import prewarm
-
-        prewarm(volume_id, pre_warm, as_json=as_json)
+        automation.prewarm(ctx, volume_id, pre_warm, as_json=as_json)
 
 
 @ebs.command("list")
-def ebs_list(region: Region = None, as_json: AsJson = False) -> None:
+def ebs_list(ctx: typer.Context, region: Region = None, as_json: AsJson = False) -> None:
     """Volumes: persistent marker, attachment, zone, age and cost per hour."""
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         inventory = RegionInventory(region=chosen, volumes=tuple(Ec2Inventory(factory.ec2(chosen), chosen).volumes()))
         costs = hourly_costs(factory, inventory)
     now = system_clock()
@@ -187,14 +169,15 @@ def ebs_list(region: Region = None, as_json: AsJson = False) -> None:
                 _usd(r["hourly_usd"]),
                 r["owner"] or "-",
             )
-        consoles()[0].print(table)
-        consoles()[0].print("[dim]P: trainctl:persistent[/]")
+        console.print(table)
+        console.print("[dim]P: trainctl:persistent[/]")
 
     emit(as_json, rows, show)
 
 
 @ebs.command("attach")
 def ebs_attach(
+    ctx: typer.Context,
     volume_id: str,
     instance_id: str,
     device: Annotated[str, typer.Option(help="Device name on the instance.")] = "/dev/sdf",
@@ -202,26 +185,28 @@ def ebs_attach(
 ) -> None:
     """Attach a volume to an instance in the same zone."""
     with one_line_errors():
-        factory, chosen = context(region)
-        operations.attach(factory.ec2(chosen), chosen, volume_id, instance_id, device)
-    consoles()[0].print(f"attached {volume_id} to {instance_id} as {device}")
+        factory, chosen = context(ctx, region)
+        hand_volumes.attach(factory.ec2(chosen), chosen, volume_id, instance_id, device)
+    console.print(f"attached {volume_id} to {instance_id} as {device}")
 
 
 @ebs.command("detach")
 def ebs_detach(
+    ctx: typer.Context,
     volume_id: str,
     force: Annotated[bool, typer.Option(help="Force a detach the instance does not answer (may lose writes).")] = False,
     region: Region = None,
 ) -> None:
     """Detach a volume from its instance."""
     with one_line_errors():
-        factory, chosen = context(region)
-        holder = operations.detach(factory.ec2(chosen), chosen, volume_id, force=force)
-    consoles()[0].print(f"detaching {volume_id} from {holder}")
+        factory, chosen = context(ctx, region)
+        holder = hand_volumes.detach(factory.ec2(chosen), chosen, volume_id, force=force)
+    console.print(f"detaching {volume_id} from {holder}")
 
 
 @ebs.command("delete")
 def ebs_delete(
+    ctx: typer.Context,
     volume_id: str,
     force: Annotated[bool, typer.Option(help=f"Allow deleting a volume tagged {tags.PERSISTENT}.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for the confirmation --force needs.")] = False,
@@ -229,17 +214,18 @@ def ebs_delete(
 ) -> None:
     """Delete a volume; refuses an attached one, and a persistent one without --force and a confirmation."""
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         ec2 = factory.ec2(chosen)
-        disk = operations.volume(ec2, chosen, volume_id)
+        disk = hand_volumes.volume(ec2, chosen, volume_id)
         if force and is_persistent(disk.tags) and not disk.attachments and not yes:
             typer.confirm(f"{volume_id} is persistent ({disk.size_gib} GiB). Delete it for good?", abort=True)
-        operations.delete_volume(ec2, chosen, volume_id, force=force)
-    consoles()[0].print(f"deleted {volume_id}")
+        hand_volumes.delete_volume(ec2, chosen, volume_id, force=force)
+    console.print(f"deleted {volume_id}")
 
 
 @snapshots.command("create")
 def snapshot_create(
+    ctx: typer.Context,
     volume_id: str,
     description: Annotated[str, typer.Option(help="Snapshot description.")] = "trainctl snapshot",
     region: Region = None,
@@ -247,22 +233,22 @@ def snapshot_create(
 ) -> None:
     """Snapshot a volume (its owner, scope and persistence tags come along)."""
     with one_line_errors():
-        factory, chosen = context(region)
-        snapshot_id = operations.snapshot(factory.ec2(chosen), chosen, volume_id, description[:255])
+        factory, chosen = context(ctx, region)
+        snapshot_id = hand_volumes.snapshot(factory.ec2(chosen), chosen, volume_id, description[:255])
     emit(
         as_json,
         {"snapshot_id": snapshot_id, "volume_id": volume_id},
-        lambda: consoles()[0].print(f"snapshot {snapshot_id} of {volume_id} started"),
+        lambda: console.print(f"snapshot {snapshot_id} of {volume_id} started"),
     )
 
 
 @snapshots.command("list")
-def snapshot_list(region: Region = None, as_json: AsJson = False) -> None:
+def snapshot_list(ctx: typer.Context, region: Region = None, as_json: AsJson = False) -> None:
     """Own snapshots, warning where an AMI uses one or a volume was restored from it."""
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         inventory = Ec2Inventory(factory.ec2(chosen), chosen).read()
-    dependencies = operations.snapshot_dependencies(inventory)
+    dependencies = hand_volumes.snapshot_dependencies(inventory)
     rows: list[dict[str, Any]] = [
         {
             "snapshot_id": s.resource_id,
@@ -289,13 +275,14 @@ def snapshot_list(region: Region = None, as_json: AsJson = False) -> None:
                 "P" if r["persistent"] else "",
                 f"[yellow]{warning}[/]" if warning else "-",
             )
-        consoles()[0].print(table)
+        console.print(table)
 
     emit(as_json, rows, show)
 
 
 @ebs.command("restore")
 def ebs_restore(
+    ctx: typer.Context,
     snapshot_id: str,
     zone: Annotated[str, typer.Option(help="Availability zone of the new volume.")],
     volume_type: Annotated[str, typer.Option("--type", help="Volume type.")] = "gp3",
@@ -309,8 +296,8 @@ def ebs_restore(
     if initialization_rate is not None and not 100 <= initialization_rate <= 300:
         raise fail("--initialization-rate takes 100 to 300 MiB/s", EXIT_USAGE)
     with one_line_errors():
-        factory, chosen = context(region)
-        volume_id = operations.restore(
+        factory, chosen = context(ctx, region)
+        volume_id = hand_volumes.restore(
             factory.ec2(chosen),
             chosen,
             snapshot_id,
@@ -323,12 +310,13 @@ def ebs_restore(
     emit(
         as_json,
         {"volume_id": volume_id, "snapshot_id": snapshot_id, "zone": zone},
-        lambda: consoles()[0].print(f"restoring {snapshot_id} as {volume_id} in {zone}"),
+        lambda: console.print(f"restoring {snapshot_id} as {volume_id} in {zone}"),
     )
 
 
 @ebs.command("pre-warm")
 def ebs_pre_warm(
+    ctx: typer.Context,
     volume_id: str,
     s3_uri: str,
     mount_point: Annotated[str, typer.Option(help="Where the worker mounts it.")] = "/mnt/prewarm",
@@ -336,19 +324,17 @@ def ebs_pre_warm(
     as_json: AsJson = False,
 ) -> None:
     """Fill a volume from S3 with the pre-warm workflow (the same as `trainctl prewarm`)."""
-    from trainctl.cli.main import prewarm
-
-    prewarm(volume_id, s3_uri, mount_point=mount_point, instance_id=instance_id, as_json=as_json)
+    automation.prewarm(ctx, volume_id, s3_uri, mount_point=mount_point, instance_id=instance_id, as_json=as_json)
 
 
 # ------------------------------------------------------------------------------------------------ instances
 
 
 @instances.command("list")
-def instances_list(region: Region = None, as_json: AsJson = False) -> None:
+def instances_list(ctx: typer.Context, region: Region = None, as_json: AsJson = False) -> None:
     """Instances: type, state, lifecycle, zone, owner, age, cost per hour and attached volumes."""
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         reader = Ec2Inventory(factory.ec2(chosen), chosen)
         inventory = RegionInventory(region=chosen, instances=tuple(reader.instances()), volumes=tuple(reader.volumes()))
         costs = hourly_costs(factory, inventory)
@@ -385,13 +371,14 @@ def instances_list(region: Region = None, as_json: AsJson = False) -> None:
                 _usd(r["hourly_usd"]),
                 ", ".join(r["volumes"]) or "-",
             )
-        consoles()[0].print(table)
+        console.print(table)
 
     emit(as_json, rows, show)
 
 
 @instances.command("terminate")
 def instances_terminate(
+    ctx: typer.Context,
     instance_id: str,
     force: Annotated[
         bool, typer.Option(help="Waive the minimum age and an unknown training state (never a running job).")
@@ -400,14 +387,12 @@ def instances_terminate(
     as_json: AsJson = False,
 ) -> None:
     """Terminate an instance: persistent volumes are kept, a running training job or a young instance refuses."""
-    from trainctl.aws.training_check import SsmTrainingCheck
-
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         settings = SweepSettings.from_env(os.environ)
         ec2 = factory.ec2(chosen)
-        machine = operations.instance(ec2, chosen, instance_id)
-        volumes = [operations.volume(ec2, chosen, d.volume_id) for d in machine.block_devices]
+        machine = hand_instances.instance(ec2, chosen, instance_id)
+        volumes = [hand_volumes.volume(ec2, chosen, d.volume_id) for d in machine.block_devices]
         document = names.TRAINING_DOCUMENT
         checker = SsmTrainingCheck(
             factory.ssm(chosen),
@@ -417,7 +402,7 @@ def instances_terminate(
             timeout=settings.training_check_timeout,
         )
         training = checker.check([instance_id])[instance_id] if machine.state == "running" else _not_running()
-        check = operations.check_termination(
+        check = hand_instances.check_termination(
             machine, volumes, training, now=system_clock(), min_age=settings.min_age, force=force
         )
         result = {
@@ -429,11 +414,11 @@ def instances_terminate(
         }
         if check.verdict == "refuse":
             emit(as_json, result, lambda: None)
-        operations.terminate(ec2, machine, check)
+        hand_instances.terminate(ec2, machine, check)
     emit(
         as_json,
         result,
-        lambda: consoles()[0].print(
+        lambda: console.print(
             f"terminating {instance_id}"
             + (f"; kept {', '.join(result['kept_volumes'])}" if result["kept_volumes"] else "")
         ),
@@ -441,8 +426,6 @@ def instances_terminate(
 
 
 def _not_running() -> Any:
-    from trainctl.sweep.rules import Training, TrainingCheck
-
     return TrainingCheck(Training.IDLE, "not running")
 
 
@@ -450,14 +433,12 @@ def _not_running() -> Any:
 
 
 @resources.command("summary")
-def resources_summary(region: Region = None, as_json: AsJson = False) -> None:
+def resources_summary(ctx: typer.Context, region: Region = None, as_json: AsJson = False) -> None:
     """Counts and cost of what exists, and the thresholds it breaks."""
-    from trainctl.cli.main import cost_once
-
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         settings = CostSettings.from_env(os.environ, regions=(chosen,))
-        result = cost_once(factory, settings, None, dict(os.environ))
+        result = automation.cost_once(factory, settings, None, dict(os.environ))
     counts: dict[str, dict[str, int]] = {}
     for item in result.resources:
         state = item.description.split()[-1]
@@ -479,28 +460,28 @@ def resources_summary(region: Region = None, as_json: AsJson = False) -> None:
             table.add_column(column)
         for kind, states in sorted(counts.items()):
             table.add_row(kind, ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
-        consoles()[0].print(table)
-        consoles()[0].print(f"burning ${payload['hourly_usd']:,.2f}/hour, ${payload['daily_usd']:,.2f}/day")
+        console.print(table)
+        console.print(f"burning ${payload['hourly_usd']:,.2f}/hour, ${payload['daily_usd']:,.2f}/day")
         for warning in payload["warnings"]:
-            consoles()[0].print(f"[yellow]warning:[/] {warning}")
+            console.print(f"[yellow]warning:[/] {warning}")
 
     emit(as_json, payload, show)
 
 
 @resources.command("cleanup")
 def resources_cleanup(
+    ctx: typer.Context,
     region: Annotated[list[str] | None, typer.Option("--region", help="Region to sweep; repeat for more.")] = None,
     enforce: Annotated[bool, typer.Option(help="Act: mark, unmark, delete, stop, terminate.")] = False,
     as_json: AsJson = False,
 ) -> None:
     """The cleanup sweep: dry-run unless --enforce (the same as `trainctl sweep`)."""
-    from trainctl.cli.main import sweep
-
-    sweep(region=region, enforce=enforce, at=None, force=False, as_json=as_json)
+    automation.sweep(ctx, region=region, enforce=enforce, at=None, force=False, as_json=as_json)
 
 
 @resources.command("graph")
 def resources_graph(
+    ctx: typer.Context,
     region: Region = None,
     output: Annotated[str, typer.Option("--format", help="tree, dot or mermaid.")] = "tree",
 ) -> None:
@@ -508,14 +489,14 @@ def resources_graph(
     if output not in ("tree", "dot", "mermaid"):
         raise fail(f"--format {output!r}: use tree, dot or mermaid", EXIT_USAGE)
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         inventory = Ec2Inventory(factory.ec2(chosen), chosen).read()
-    nodes, edges = operations.resource_graph(inventory)
+    nodes, edges = hand_graph.resource_graph(inventory)
     if output == "dot":
-        typer.echo(operations.graph_dot(nodes, edges))
+        typer.echo(hand_graph.graph_dot(nodes, edges))
         return
     if output == "mermaid":
-        typer.echo(operations.graph_mermaid(nodes, edges))
+        typer.echo(hand_graph.graph_mermaid(nodes, edges))
         return
     children: dict[str, list[tuple[str, str]]] = {}
     for edge in edges:
@@ -530,35 +511,35 @@ def resources_graph(
 
     for node in sorted(n for n in nodes if n not in targets):
         grow(root.add(nodes[node]), node, frozenset({node}))
-    consoles()[0].print(root)
+    console.print(root)
 
 
 # ------------------------------------------------------------------------------------------------- transfer
 
 
 def transfer_command(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="A local path, s3://bucket/key or instance:i-...:/path.")],
     destination: Annotated[str, typer.Argument(help="A local path, s3://bucket/key or instance:i-...:/path.")],
     region: Region = None,
     as_json: AsJson = False,
 ) -> None:
     """Copy between local paths, S3 and instances (a trailing / means a directory)."""
+    # Cold start: rich.progress costs about 140 ms, and only a transfer shows a bar.
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from trainctl.handwork.transfer import BadEndpoint, parse_endpoint, transfer
 
     try:
         src, dst = parse_endpoint(source), parse_endpoint(destination)
     except BadEndpoint as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     with one_line_errors():
-        factory, chosen = context(region)
+        factory, chosen = context(ctx, region)
         bar = Progress(
             "{task.description}",
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
-            console=consoles()[1],
+            console=err_console,
             disable=as_json,
         )
         with bar:
@@ -576,7 +557,7 @@ def transfer_command(
     emit(
         as_json,
         payload,
-        lambda: consoles()[0].print(
+        lambda: console.print(
             (f"copied {moved.files} file(s), {moved.bytes} bytes " if moved.files else "copied ") + f"via {moved.route}"
         ),
     )

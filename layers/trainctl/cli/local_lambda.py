@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from trainctl.cli.local_run import LocalContext, load_handler
+
 FUNCTION_PREFIX = "trainctl-"
 
 
@@ -22,8 +24,6 @@ class InProcessLambda:
         self.invocations: list[str] = []
 
     def invoke(self, FunctionName: str, Payload: Any = None, **_: Any) -> dict[str, Any]:  # noqa: N803 - boto3's names
-        from trainctl.cli.main import LocalContext, load_handler
-
         name = FunctionName.rsplit(":", 1)[-1]
         folder = name.removeprefix(FUNCTION_PREFIX)
         event = json.loads(Payload.decode() if isinstance(Payload, bytes) else Payload or "{}")
@@ -46,6 +46,7 @@ class InProcessLambda:
 
 @contextmanager
 def lambda_tasks_in_process(environment: Mapping[str, str]) -> Iterator[InProcessLambda]:
+    # Cold start: moto's Step Functions interpreter costs about 1.7 s; only emulated workflows need it.
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils as module
 
     # The interpreter builds its Lambda client through this module-level name; it is swapped, then restored.
@@ -68,6 +69,7 @@ def lambda_tasks_in_process(environment: Mapping[str, str]) -> Iterator[InProces
 def forget_finished_workers() -> None:
     """moto deep-copies a state machine with its past executions on every start, and a finished execution
     still holds its worker's locks: dropping the finished workers lets a state machine run more than once."""
+    # Cold start: as above, moto's interpreter only when a workflow ran.
     from moto.stepfunctions.parser.api import ExecutionStatus
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
@@ -82,6 +84,7 @@ def forget_finished_workers() -> None:
 @contextmanager
 def failing_sdk_call(operation: str, code: str = "InjectedFailure") -> Iterator[None]:
     """Make one SDK operation of the emulated workflows fail: their clients come from boto3's default session."""
+    # Cold start: boto3 (resources and all) is only needed when a test injects a failure.
     import boto3
 
     def fail(model: Any, **_: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import urllib.request
@@ -212,8 +213,7 @@ SANDBOX_ENV = {
 @contextmanager
 def moto_server() -> Iterator[str]:
     """A moto server on a free loopback port, the process environment pointed at it, stopped on exit."""
-    import logging
-
+    # Cold start: moto's server costs about half a second, and only the sandbox and tests start one.
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per call drowns the report

@@ -15,7 +15,9 @@ from rich.table import Table
 from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import logger
-from trainctl.cli.main import invoke_handler
+from trainctl.cli.local_lambda import failing_sdk_call, forget_finished_workers, lambda_tasks_in_process
+from trainctl.cli.local_run import invoke_handler
+from trainctl.cli.prewarm_run import follow, start_prewarm
 from trainctl.cli.render import print_cost, print_sweep
 from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
 from trainctl.core import tags
@@ -23,6 +25,7 @@ from trainctl.core.clock import fixed_clock, format_instant, system_clock
 from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.cost.run import effects_for as cost_effects_for
 from trainctl.cost.run import price_book_for, run_cost_check
+from trainctl.prewarm.rules import PrewarmRequest
 from trainctl.sweep.run import SweepResult, effects_for, run_sweep
 
 # Sandbox settings differ from the defaults only where the demo needs it, and say so.
@@ -58,7 +61,7 @@ def replay_creation(console: Console, factory: ClientFactory, at: datetime) -> d
             text = text.replace(placeholder, real)
         event = json.loads(text)
         event["detail"]["eventTime"] = format_instant(at)
-        invoke_handler("age_guard", event)
+        invoke_handler(factory, "age_guard", event)
     table = Table(title="0. age guard: CloudTrail events replayed, resources stamped", title_justify="left")
     for column in ("resource", "created-by", "owner", "created-at", "managed"):
         table.add_column(column, overflow="fold")
@@ -171,7 +174,7 @@ def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bo
         loaded["time"] = format_instant(system_clock())
         return loaded
 
-    warned = invoke_handler("spot_interruption", event("warning"))
+    warned = invoke_handler(factory, "spot_interruption", event("warning"))
     table = Table(
         title=f"5. spot: the two-minute warning for {instance_id} (carol's fine-tune, in scope, recover=true)",
         title_justify="left",
@@ -180,9 +183,9 @@ def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bo
         table.add_column(column, overflow="fold")
     for step in warned["steps"]:
         table.add_row(step["step"], f"{step['at_ms']:.0f}", f"{step['took_ms']:.0f}", step["outcome"], step["detail"])
-    again = invoke_handler("spot_interruption", event("warning"))
+    again = invoke_handler(factory, "spot_interruption", event("warning"))
     ec2.terminate_instances(InstanceIds=[instance_id])
-    started = invoke_handler("spot_interruption", event("terminated"))
+    started = invoke_handler(factory, "spot_interruption", event("terminated"))
     sfn = factory.client("stepfunctions", region)
     execution = {"status": "NOT STARTED"}
     if started.get("execution_arn"):
@@ -224,9 +227,6 @@ def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bo
 
 def prewarm_story(console: Console, factory: ClientFactory, resources: stack_resources.StackResources) -> bool:
     """The pre-warm workflow fills a volume from S3, then runs again with an attach that fails: both end clean."""
-    from trainctl.cli.local_lambda import failing_sdk_call, forget_finished_workers, lambda_tasks_in_process
-    from trainctl.cli.prewarm_run import follow, start_prewarm
-    from trainctl.prewarm.rules import PrewarmRequest
 
     region = SANDBOX_REGIONS[0]
     s3 = factory.client("s3", region)

@@ -5,26 +5,17 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from trainctl.aws import ledger
 from trainctl.aws.clients import access_error
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.cost.rules import AlertState, Transition
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-# Running intervals matter for the accumulated cost of long-lived instances: keep them a good while.
-HISTORY_RETENTION = timedelta(days=400)
-ALERT_PARTITION = "cost-alert"
-
-
-def history_partition(region: str) -> str:
-    # One partition per region: a whole region's history is one paginated Query, not one per instance.
-    return f"runtime#{region}"
 
 
 class RuntimeHistory(Protocol):
@@ -49,16 +40,14 @@ class DynamoDbCostStore:
     def record(self, region: str, instance_id: str, transition: Transition) -> None:
         stamp = format_instant(transition.at)
         try:
-            # The key includes time and state: a repeated event writes the same item again, harmlessly.
             self._dynamodb.put_item(
                 TableName=self._table,
                 Item={
-                    "pk": {"S": history_partition(region)},
-                    "sk": {"S": f"{instance_id}#{stamp}#{transition.state}"},
+                    **ledger.runtime_transition(region, instance_id, transition.at, transition.state),
                     "instance_id": {"S": instance_id},
                     "state": {"S": transition.state},
                     "at": {"S": stamp},
-                    "expires_at": {"N": str(int((transition.at + HISTORY_RETENTION).timestamp()))},
+                    **ledger.expires(transition.at, ledger.HISTORY_RETENTION),
                 },
             )
         except ClientError as exc:
@@ -81,16 +70,19 @@ class DynamoDbCostStore:
     def read(self, regions: Sequence[str]) -> dict[str, list[Transition]]:
         history: dict[str, list[Transition]] = defaultdict(list)
         for region in regions:
-            for item in self._query(history_partition(region)):
+            for item in self._query(ledger.runtime_partition(region)):
                 history[item["instance_id"]["S"]].append(Transition(parse_instant(item["at"]["S"]), item["state"]["S"]))
         return dict(history)
 
     def load(self) -> dict[str, AlertState]:
         states = {}
-        for item in self._query(ALERT_PARTITION):
+        for item in self._query(ledger.COST_ALERT_PARTITION):
             raw = json.loads(item["state"]["S"])
-            states[item["sk"]["S"]] = AlertState(
-                item["sk"]["S"], float(raw["value"]), parse_instant(raw["notified_at"]), str(raw.get("headline", ""))
+            states[item[ledger.SORT_KEY]["S"]] = AlertState(
+                item[ledger.SORT_KEY]["S"],
+                float(raw["value"]),
+                parse_instant(raw["notified_at"]),
+                str(raw.get("headline", "")),
             )
         return states
 
@@ -99,14 +91,14 @@ class DynamoDbCostStore:
         try:
             self._dynamodb.put_item(
                 TableName=self._table,
-                Item={"pk": {"S": ALERT_PARTITION}, "sk": {"S": state.key}, "state": {"S": json.dumps(raw)}},
+                Item={**ledger.cost_alert(state.key), "state": {"S": json.dumps(raw)}},
             )
         except ClientError as exc:
             raise access_error("PutItem", exc) from exc
 
     def clear(self, key: str) -> None:
         try:
-            self._dynamodb.delete_item(TableName=self._table, Key={"pk": {"S": ALERT_PARTITION}, "sk": {"S": key}})
+            self._dynamodb.delete_item(TableName=self._table, Key=ledger.cost_alert(key))
         except ClientError as exc:
             raise access_error("DeleteItem", exc) from exc
 

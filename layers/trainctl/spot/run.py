@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
+from trainctl.aws import ledger
 from trainctl.aws.clients import ClientFactory, access_error, error_code
 from trainctl.aws.ec2 import find_instance, volume_from_api
 from trainctl.aws.keep_volumes import keep_volumes
+from trainctl.aws.notifications import SnsNotifier
 from trainctl.core import tags
-from trainctl.core.clock import Clock, ensure_utc, format_instant
+from trainctl.core.clock import Clock, ensure_utc
+from trainctl.core.errors import AwsAccessError
 from trainctl.core.protections import volumes_dying_with
 from trainctl.core.resources import Instance, Volume
 from trainctl.core.settings import SpotSettings
@@ -28,8 +31,6 @@ from trainctl.spot.rules import (
     checkpoint_command,
     checkpoint_wait,
     data_volumes,
-    recovery_refusal,
-    recovery_zones,
     refusal,
     saves_data,
     snapshot_tags,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 Status = Literal["handled", "refused", "ignored", "recovery-started", "unrecoverable"]
-LEDGER_RETENTION = timedelta(days=180)
 _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 
 
@@ -108,6 +108,11 @@ class Stopwatch:
         return (self._monotonic() - self._started) * 1000
 
 
+def owner_notice(factory: ClientFactory, topic_arn: str, owner: str, subject: str, message: str) -> None:
+    """One message per interruption on the topic, with the owner as an attribute to filter on."""
+    SnsNotifier(factory.sns(), topic_arn).publish(subject, message, {"owner": owner or "(no owner)", "kind": "spot"})
+
+
 def describe_instance(ec2: EC2Client, instance_id: str, region: str) -> Instance | None:
     try:
         return find_instance(ec2, region, instance_id)
@@ -127,11 +132,10 @@ class SpotLedger:
             self._dynamodb.put_item(
                 TableName=self._table,
                 Item={
-                    "pk": {"S": f"spot#{outcome.instance_id}"},
-                    "sk": {"S": f"{format_instant(at)}#{outcome.kind}"},
+                    **ledger.spot_interruption(outcome.instance_id, at, outcome.kind),
                     "kind": {"S": outcome.kind},
                     "outcome": {"S": json.dumps(outcome.to_json(), sort_keys=True)},
-                    "expires_at": {"N": str(int((at + LEDGER_RETENTION).timestamp()))},
+                    **ledger.expires(at),
                 },
             )
         except ClientError as exc:
@@ -142,30 +146,11 @@ class SpotLedger:
             items = self._dynamodb.query(
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"spot#{instance_id}"}},
+                ExpressionAttributeValues={":pk": {"S": ledger.spot_partition(instance_id)}},
             ).get("Items", [])
         except ClientError as exc:
             raise access_error("Query", exc) from exc
         return [json.loads(item["outcome"]["S"]) for item in items]
-
-
-class OwnerNotifier:
-    """One message per interruption on the topic, with the owner as a message attribute to filter on."""
-
-    def __init__(self, publish: Callable[..., Any], topic_arn: str) -> None:
-        self._publish = publish
-        self._topic_arn = topic_arn
-
-    def tell(self, owner: str, subject: str, message: str) -> None:
-        self._publish(
-            TopicArn=self._topic_arn,
-            Subject=subject[:100],
-            Message=message,
-            MessageAttributes={
-                "owner": {"DataType": "String", "StringValue": owner or "(no owner)"},
-                "kind": {"DataType": "String", "StringValue": "spot"},
-            },
-        )
 
 
 def handle_interruption(
@@ -342,10 +327,10 @@ def _record_and_tell(
     began = watch.now_ms()
     subject, message = interruption_message(outcome)
     try:
-        OwnerNotifier(factory.sns().publish, settings.topic_arn).tell(outcome.owner, subject, message)
+        owner_notice(factory, settings.topic_arn, outcome.owner, subject, message)
         outcome.steps.append(Step("notify", began, watch.now_ms() - began, "done", f"owner {outcome.owner or '-'}"))
-    except ClientError as exc:
-        outcome.steps.append(Step("notify", began, watch.now_ms() - began, "failed", error_code(exc)))
+    except AwsAccessError as exc:
+        outcome.steps.append(Step("notify", began, watch.now_ms() - began, "failed", exc.code))
 
 
 def interruption_message(outcome: SpotOutcome) -> tuple[str, str]:
@@ -369,97 +354,3 @@ def interruption_message(outcome: SpotOutcome) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------- recovery
-
-
-def start_recovery(
-    factory: ClientFactory,
-    settings: SpotSettings,
-    *,
-    instance_id: str,
-    region: str,
-    clock: Clock,
-) -> SpotOutcome:
-    """On a reclaimed spot instance tagged trainctl:recover=true: start the recovery workflow, once."""
-    outcome = SpotOutcome("recovery-started", instance_id, region, "terminated")
-    ec2 = factory.ec2(region)
-    instance = describe_instance(ec2, instance_id, region)
-    ledger = SpotLedger(factory.dynamodb(), settings.ledger_table)
-    warnings = [h for h in ledger.history(instance_id) if h.get("kind") == "warning" and h.get("status") == "handled"]
-    why_not = recovery_refusal(instance, settings, warned=bool(warnings))
-    if why_not is not None or instance is None:
-        outcome.status, outcome.reason = "ignored", why_not or "unknown instance"
-        return outcome
-    outcome.owner = instance.tags.get(tags.OWNER, "")
-    template_id = instance.tags.get("aws:ec2launchtemplate:id")
-    assert settings.recovery_state_machine_arn is not None
-    workflow_region = settings.recovery_state_machine_arn.split(":")[3]
-    if not template_id:
-        outcome.status, outcome.reason = "unrecoverable", "launched without a launch template: nothing to relaunch from"
-    elif region != workflow_region:
-        # Step Functions SDK integrations act in the workflow's own region.
-        outcome.status, outcome.reason = "unrecoverable", f"recovery runs in {workflow_region} only, not {region}"
-    if outcome.status == "unrecoverable":
-        _tell_unrecoverable(factory, settings, outcome)
-        return outcome
-    zones = [
-        z["ZoneName"]
-        for z in ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])[
-            "AvailabilityZones"
-        ]
-    ]
-    candidates = recovery_zones(instance.availability_zone, zones)[: settings.recovery_max_attempts]
-    snapshots = warnings[-1]["snapshots"] if warnings else []
-    command = checkpoint_command(instance, settings, mode="resume")
-    restorable = [s for s in snapshots if s.get("device")]
-    execution_input = {
-        "instance_id": instance_id,
-        "region": region,
-        "owner": outcome.owner or "(no owner)",
-        "launch_template": {
-            "LaunchTemplateId": template_id,
-            "Version": instance.tags.get("aws:ec2launchtemplate:version", "$Default"),
-        },
-        "zones": candidates,
-        "attempt": 0,
-        "max_attempts": len(candidates),
-        # Restored by RunInstances itself, dying with a half-built instance; kept once it runs.
-        "block_devices": [
-            {
-                "DeviceName": s["device"],
-                "Ebs": {"SnapshotId": s["snapshot_id"], "VolumeType": s["volume_type"], "DeleteOnTermination": True},
-            }
-            for s in restorable
-        ],
-        "keep_mappings": [{"DeviceName": s["device"], "Ebs": {"DeleteOnTermination": False}} for s in restorable],
-        "tags": [
-            {"Key": settings.scope_tag, "Value": "true"},
-            {"Key": tags.RECOVERED_FROM, "Value": instance_id},
-            {"Key": tags.OWNER, "Value": outcome.owner or "(no owner)"},
-        ],
-        "resume": {"document": command.document, "parameters": command.parameters},
-        "topic_arn": settings.topic_arn or "",
-    }
-    sfn = factory.client("stepfunctions", workflow_region)
-    try:
-        # The name makes the start idempotent: a repeated event finds the execution already there.
-        started = sfn.start_execution(
-            stateMachineArn=settings.recovery_state_machine_arn,
-            name=f"recover-{instance_id}",
-            input=json.dumps(execution_input),
-        )
-        outcome.execution_arn = str(started["executionArn"])
-    except ClientError as exc:
-        if error_code(exc) != "ExecutionAlreadyExists":
-            raise access_error("StartExecution", exc) from exc
-        outcome.reason = "recovery already started for this instance"
-    outcome.notes.append(f"zones to try: {', '.join(candidates) or 'none'}; {len(restorable)} volume(s) to restore")
-    return outcome
-
-
-def _tell_unrecoverable(factory: ClientFactory, settings: SpotSettings, outcome: SpotOutcome) -> None:
-    if settings.topic_arn:
-        OwnerNotifier(factory.sns().publish, settings.topic_arn).tell(
-            outcome.owner,
-            f"trainctl spot: cannot recover {outcome.instance_id}",
-            f"{outcome.instance_id} was reclaimed and asked for recovery, but {outcome.reason}.",
-        )

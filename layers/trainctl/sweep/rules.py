@@ -15,6 +15,7 @@ from typing import Literal
 from trainctl.core import tags
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.lifetimes import InvalidTtl, born_at, ttl_expiry
+from trainctl.core.observations import Training, TrainingCheck, Utilisation
 from trainctl.core.protections import (
     Protection,
     in_scope,
@@ -40,27 +41,6 @@ class Reason(StrEnum):
     # Within the warning lead of expiry: the owner is told (a mark), nothing is done yet.
     TTL_EXPIRING = "ttl-expiring"
     PREWARM_LEFTOVER = "prewarm-leftover"
-
-
-class Training(StrEnum):
-    ACTIVE = "active"
-    IDLE = "idle"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingCheck:
-    status: Training
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Utilisation:
-    """Peaks over the idle window; None where CloudWatch had no datapoint."""
-
-    cpu_percent: float | None = None
-    network_bytes_per_second: float | None = None
-    gpu_percent: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

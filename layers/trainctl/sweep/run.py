@@ -10,16 +10,18 @@ from datetime import datetime, timedelta
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.ec2 import Ec2Inventory
 from trainctl.aws.lease import DynamoDbLease, Lease
-from trainctl.aws.ledger import DynamoDbLedger, Ledger
-from trainctl.aws.notifications import Notifier, SnsNotifier, changed, sweep_message
+from trainctl.aws.notifications import Notifier, SnsNotifier
 from trainctl.aws.training_check import SsmTrainingCheck
 from trainctl.aws.utilisation import read_utilisation
 from trainctl.core.clock import Clock, format_instant
+from trainctl.core.observations import TrainingCheck
 from trainctl.core.protections import in_scope
 from trainctl.core.resources import RegionInventory
 from trainctl.core.settings import SweepSettings
 from trainctl.sweep.act import RemainingTime, SweepExecutor
-from trainctl.sweep.rules import Decision, Observations, SweepPlan, TrainingCheck, instances_to_check, plan_sweep
+from trainctl.sweep.notice import changed, sweep_message
+from trainctl.sweep.record import DynamoDbLedger, Ledger
+from trainctl.sweep.rules import Decision, Observations, SweepPlan, instances_to_check, plan_sweep
 
 LEASE_DURATION = timedelta(minutes=16)
 DRY_RUN_TRAINING_NOTE = "not checked: a dry-run sends no SSM command, and unknown protects"

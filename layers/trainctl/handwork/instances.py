@@ -1,0 +1,71 @@
+"""Instances by hand: a termination goes through the same protections as the sweep's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from trainctl.aws.ec2 import find_instance
+from trainctl.aws.keep_volumes import keep_volumes
+from trainctl.core import tags
+from trainctl.core.observations import Training, TrainingCheck
+from trainctl.core.protections import is_persistent, volumes_dying_with, younger_than_min_age
+from trainctl.core.resources import Instance, Volume
+from trainctl.handwork.refusals import NotFound, Refused
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+
+def instance(ec2: EC2Client, region: str, instance_id: str) -> Instance:
+    found = find_instance(ec2, region, instance_id)
+    if found is None:
+        raise NotFound(f"no instance {instance_id} in {region}")
+    return found
+
+
+Verdict = Literal["terminate", "refuse"]
+
+
+@dataclass(frozen=True)
+class TerminationCheck:
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    keep: tuple[tuple[str, str], ...] = ()  # persistent volumes to keep: (volume id, device)
+
+
+def check_termination(
+    machine: Instance,
+    volumes: list[Volume],
+    training: TrainingCheck,
+    *,
+    now: datetime,
+    min_age: timedelta,
+    force: bool,
+) -> TerminationCheck:
+    """Pure: the safety model for a termination by hand. --force waives the minimum age and an unknown
+    training state, never a persistent instance or a running training job."""
+    reasons: list[str] = []
+    if machine.state in ("shutting-down", "terminated"):
+        reasons.append(f"already {machine.state}")
+    if is_persistent(machine.tags):
+        reasons.append(f"tagged {tags.PERSISTENT}")
+    if younger_than_min_age(machine, min_age, now) and not force:
+        reasons.append(f"younger than the minimum age {min_age} (use --force)")
+    if training.status is Training.ACTIVE:
+        reasons.append(f"a training job is running: {training.detail}")
+    elif training.status is Training.UNKNOWN and not force:
+        reasons.append(f"the training check gave no verdict ({training.detail}); --force to proceed anyway")
+    keep = volumes_dying_with(machine, {v.resource_id: v for v in volumes})
+    return TerminationCheck("refuse" if reasons else "terminate", tuple(reasons), keep)
+
+
+def terminate(ec2: EC2Client, machine: Instance, check: TerminationCheck) -> None:
+    if check.verdict != "terminate":
+        raise Refused(f"{machine.resource_id} not terminated: {'; '.join(check.reasons)}")
+    if check.keep and not keep_volumes(ec2, machine.resource_id, check.keep):
+        raise Refused(
+            f"{machine.resource_id} not terminated: DeleteOnTermination could not be cleared on a persistent volume"
+        )
+    ec2.terminate_instances(InstanceIds=[machine.resource_id])

@@ -1,0 +1,47 @@
+"""One summary per sweep that changed something, grouped by owner: what the topic's readers see."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from trainctl.core.clock import format_instant
+from trainctl.sweep.rules import Decision, SweepPlan
+
+MAX_LINES = 200  # SNS messages stop at 256 KB; the ledger holds the full story
+
+
+def changed(decisions: Sequence[Decision]) -> list[Decision]:
+    return [d for d in decisions if d.action != "keep" or d.outcome == "failed"]
+
+
+def sweep_message(plan: SweepPlan, decisions: Sequence[Decision], *, dry_run: bool) -> tuple[str, str]:
+    moved = changed(decisions)
+    counts: dict[str, int] = defaultdict(int)
+    for decision in moved:
+        counts[decision.action] += 1
+    subject = "trainctl sweep: " + ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+    lines = [
+        f"trainctl cleanup sweep at {format_instant(plan.at)} ({'dry-run' if dry_run else 'enforced'})",
+        f"scanned {plan.scanned} resources, {plan.in_scope} in scope",
+        "",
+    ]
+    by_owner: dict[str, list[Decision]] = defaultdict(list)
+    for decision in moved:
+        by_owner[decision.owner or "(no owner)"].append(decision)
+    shown = 0
+    for owner in sorted(by_owner):
+        lines.append(f"owner {owner}:")
+        for decision in by_owner[owner]:
+            if shown >= MAX_LINES:
+                break
+            shown += 1
+            why = ",".join(decision.reasons) or "-"
+            guard = f" protected by {','.join(decision.protections)}" if decision.protections else ""
+            lines.append(
+                f"  {decision.action:<9} {decision.resource_type:<8} {decision.resource_id} ({decision.region}) "
+                f"because {why}{guard}: {decision.outcome}; {decision.detail}"
+            )
+    if len(moved) > shown:
+        lines.append(f"... and {len(moved) - shown} more in the ledger")
+    return subject[:100], "\n".join(lines)
