@@ -42,8 +42,8 @@ def measure(latency: float) -> dict[str, Any]:
     # Before any trainctl import: the shared Logger takes its level when it is built.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    from trainctl.aws import stack_resources
     from trainctl.aws.clients import ClientFactory
+    from trainctl.cli import stack_resources
     from trainctl.cli.local_run import LocalContext, load_handler
     from trainctl.cli.sandbox_fleet import moto_server
     from trainctl.core import tags

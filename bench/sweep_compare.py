@@ -195,7 +195,7 @@ def measure(sizes: list[int], region_counts: list[int], latency: float) -> tuple
         factory = ClientFactory("us-east-1")
         sns = factory.client("sns", "us-east-1")
         # The ledger table and the topic the stack would own, created on moto directly (not counted).
-        from trainctl.aws import stack_resources
+        from trainctl.cli import stack_resources
         from trainctl.core import names
 
         stack_resources.ensure_on_emulator(factory, ("us-east-1",))

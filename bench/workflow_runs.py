@@ -38,8 +38,8 @@ def run_prewarm(factory: Any, machine: str, lambdas: Any, request: dict[str, Any
 def prewarm_table() -> Table:
     from moto import mock_aws
 
-    from trainctl.aws import stack_resources
     from trainctl.aws.clients import ClientFactory
+    from trainctl.cli import stack_resources
     from trainctl.cli.local_lambda import failing_sdk_call, lambda_tasks_in_process
     from trainctl.core import tags
 
@@ -92,8 +92,8 @@ def prewarm_table() -> Table:
 
 
 def cost_table() -> Table:
-    from trainctl.aws import stack_resources
     from trainctl.aws.clients import ClientFactory
+    from trainctl.cli import stack_resources
     from trainctl.cli.sandbox_fleet import SANDBOX_REGIONS, moto_server, seed_training_fleet
     from trainctl.core.clock import system_clock
     from trainctl.core.settings import CostSettings

@@ -25,9 +25,13 @@ from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, system_clock
 from trainctl.core.events import InstanceStateChange, InvalidEvent, RebalanceRecommendation, SpotEvent, parse_spot_event
+from trainctl.core.permissions import needs
 from trainctl.core.settings import SpotSettings
 from trainctl.spot.recover import start_recovery
 from trainctl.spot.run import Stopwatch, handle_interruption
+
+# Powertools' idempotency store in the ledger table.
+PERMISSIONS = needs("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 
 clock: Clock = system_clock  # tests step this
 sleep: Callable[[float], None] = time.sleep  # tests make waiting instant

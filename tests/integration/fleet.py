@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
 from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SeededFleet, seed_training_fleet
 from trainctl.core import names
 from trainctl.core.clock import system_clock

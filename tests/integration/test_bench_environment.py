@@ -17,9 +17,9 @@ from botocore.exceptions import ClientError
 
 from bench import fleet
 from bench.aws_like import AwsLike, BucketSpec
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.ec2 import Ec2Inventory
+from trainctl.cli import stack_resources
 from trainctl.cli.sandbox_fleet import moto_server
 from trainctl.core.clock import fixed_clock, system_clock
 from trainctl.core.settings import SweepSettings

@@ -19,8 +19,8 @@ from tests.integration.fleet import (
     tags_of,
     volume_exists,
 )
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
 from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import names, tags
 from trainctl.core.clock import fixed_clock

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from tests.conftest import load_event
 from tests.integration.conftest import run_cli
 from tests.integration.fleet import REGIONS, SeededAccount, messages, seed_account
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
 from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import names
 from trainctl.core.clock import fixed_clock, format_instant

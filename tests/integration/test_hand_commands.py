@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.integration.conftest import run_cli
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
+from trainctl.cli import stack_resources
 from trainctl.core import names, tags
 from trainctl.core.observations import Training, TrainingCheck
 

@@ -11,10 +11,10 @@ from botocore.config import Config
 
 from tests.integration.faults import Faults
 from tests.integration.fleet import ENFORCING, seed_account, volume_exists
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.lease import DynamoDbLease
 from trainctl.aws.notifications import InMemoryNotifier
+from trainctl.cli import stack_resources
 from trainctl.cli.sandbox_fleet import moto_server
 from trainctl.core import names
 from trainctl.core.clock import fixed_clock

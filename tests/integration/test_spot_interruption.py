@@ -20,8 +20,8 @@ from moto import mock_aws
 
 from tests.conftest import load_event
 from tests.integration.fleet import messages
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
 from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import names, tags
 from trainctl.core.clock import format_instant

@@ -10,9 +10,20 @@ from botocore.exceptions import ClientError
 
 from trainctl.age_guard.rules import tag_batches
 from trainctl.aws.clients import access_error
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+
+PERMISSIONS = needs(
+    "ec2:CreateTags",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstances",
+    "ec2:DescribeSnapshots",
+    "ec2:DescribeSpotInstanceRequests",
+    "ec2:DescribeTags",
+    "ec2:DescribeVolumes",
+)
 
 
 class Ec2Stamper:

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from trainctl.core import tags
 from trainctl.core.clock import ensure_utc
+from trainctl.core.permissions import needs
 from trainctl.core.resources import (
     LIVE_INSTANCE_STATES,
     Attachment,
@@ -24,6 +25,9 @@ from trainctl.core.resources import (
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+
+# What exists, read in pages.
+PERMISSIONS = needs("ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots", "ec2:DescribeImages")
 
 
 def instance_from_api(region: str, raw: dict[str, Any]) -> Instance:

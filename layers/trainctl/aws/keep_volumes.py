@@ -7,8 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from trainctl.core.permissions import needs
+
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+
+# Clear DeleteOnTermination, then read it back.
+PERMISSIONS = needs("ec2:ModifyInstanceAttribute", "ec2:DescribeInstances")
 
 
 def keep_volumes(ec2: EC2Client, instance_id: str, volumes: Sequence[tuple[str, str]]) -> bool:

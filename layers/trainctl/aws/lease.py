@@ -10,9 +10,12 @@ from botocore.exceptions import ClientError
 
 from trainctl.aws import ledger
 from trainctl.aws.clients import access_error, error_code
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:DeleteItem")
 
 LEASE_KEY = ledger.lease("cleanup_sweep")
 

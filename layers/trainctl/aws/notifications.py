@@ -8,9 +8,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import access_error
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
+
+# The topic is encrypted with the stack's key: publishing needs a data key from it.
+PERMISSIONS = needs("sns:Publish", "kms:GenerateDataKey", "kms:Decrypt")
 
 
 Attributes = Mapping[str, str]

@@ -11,9 +11,12 @@ from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import error_code
 from trainctl.core.observations import Training, TrainingCheck
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
+
+PERMISSIONS = needs("ssm:SendCommand", "ssm:GetCommandInvocation")
 
 SEND_COMMAND_MAX_TARGETS = 50
 _TERMINAL = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}

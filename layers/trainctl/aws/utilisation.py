@@ -11,9 +11,12 @@ from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import access_error
 from trainctl.core.observations import Utilisation
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
+
+PERMISSIONS = needs("cloudwatch:GetMetricData")
 
 MAX_QUERIES_PER_CALL = 500
 CONCURRENT_CALLS = 4

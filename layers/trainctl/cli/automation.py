@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
 from trainctl.cli.local_run import invoke_handler
 from trainctl.cli.output import EXIT_FAILED, EXIT_USAGE, console, factory_of, fail
 from trainctl.cli.prewarm_run import follow, start_prewarm

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import logger
+from trainctl.cli import stack_resources
 from trainctl.cli.output import err_console
 from trainctl.core import names
 from trainctl.core.errors import TrainctlError

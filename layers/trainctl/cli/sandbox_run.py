@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import logger
+from trainctl.cli import stack_resources
 from trainctl.cli.local_lambda import failing_sdk_call, forget_finished_workers, lambda_tasks_in_process
 from trainctl.cli.local_run import invoke_handler
 from trainctl.cli.prewarm_run import follow, start_prewarm

@@ -12,10 +12,13 @@ from botocore.exceptions import ClientError
 from trainctl.aws import ledger
 from trainctl.aws.clients import access_error
 from trainctl.core.clock import format_instant, parse_instant
+from trainctl.core.permissions import needs
 from trainctl.cost.rules import AlertState, Transition
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem")
 
 
 class RuntimeHistory(Protocol):

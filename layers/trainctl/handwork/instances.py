@@ -10,12 +10,15 @@ from trainctl.aws.ec2 import find_instance
 from trainctl.aws.keep_volumes import keep_volumes
 from trainctl.core import tags
 from trainctl.core.observations import Training, TrainingCheck
+from trainctl.core.permissions import needs
 from trainctl.core.protections import is_persistent, volumes_dying_with, younger_than_min_age
 from trainctl.core.resources import Instance, Volume
 from trainctl.handwork.refusals import NotFound, Refused
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+
+PERMISSIONS = needs("ec2:TerminateInstances")
 
 
 def instance(ec2: EC2Client, region: str, instance_id: str) -> Instance:

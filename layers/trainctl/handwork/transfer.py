@@ -21,9 +21,15 @@ from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import error_code
 from trainctl.core.errors import TrainctlError
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
+
+# S3's actions: listing is ListBucket, the transfer manager's reads and writes GetObject and PutObject.
+PERMISSIONS = needs(
+    "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObjects", "ssm:SendCommand", "ssm:GetCommandInvocation"
+)
 
 S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/(?P<key>[A-Za-z0-9_.\-/=]*))?$")
 INSTANCE = re.compile(r"^instance:(?P<id>i-[0-9a-f]{8,17}):(?P<path>/[A-Za-z0-9_.\-/]{1,255})$")

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from trainctl.aws.clients import error_code
 from trainctl.aws.ec2 import find_volume
 from trainctl.core import tags
+from trainctl.core.permissions import needs
 from trainctl.core.protections import is_persistent
 from trainctl.core.resources import RegionInventory, Volume
 from trainctl.handwork.instances import instance
@@ -21,6 +22,17 @@ from trainctl.handwork.refusals import NotFound, Refused
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+
+# Tags given at creation are authorised as ec2:CreateTags.
+PERMISSIONS = needs(
+    "ec2:AttachVolume",
+    "ec2:CreateSnapshot",
+    "ec2:CreateVolume",
+    "ec2:CreateTags",
+    "ec2:DeleteVolume",
+    "ec2:DescribeSnapshots",
+    "ec2:DetachVolume",
+)
 
 
 def volume(ec2: EC2Client, region: str, volume_id: str) -> Volume:

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from trainctl.aws.clients import ClientFactory, access_error, error_code
 from trainctl.core import tags
 from trainctl.core.clock import Clock
+from trainctl.core.permissions import needs
 from trainctl.core.settings import SpotSettings
 from trainctl.spot.rules import (
     checkpoint_command,
@@ -20,6 +21,8 @@ from trainctl.spot.run import SpotLedger, SpotOutcome, describe_instance, owner_
 
 if TYPE_CHECKING:
     pass
+
+PERMISSIONS = needs("ec2:DescribeAvailabilityZones", "states:StartExecution")
 
 Status = Literal["handled", "refused", "ignored", "recovery-started", "unrecoverable"]
 _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}

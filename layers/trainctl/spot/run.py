@@ -23,6 +23,7 @@ from trainctl.aws.notifications import SnsNotifier
 from trainctl.core import tags
 from trainctl.core.clock import Clock, ensure_utc
 from trainctl.core.errors import AwsAccessError
+from trainctl.core.permissions import needs
 from trainctl.core.protections import volumes_dying_with
 from trainctl.core.resources import Instance, Volume
 from trainctl.core.settings import SpotSettings
@@ -39,6 +40,17 @@ from trainctl.spot.rules import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ec2 import EC2Client
+
+# Tags on CreateSnapshots are authorised as ec2:CreateTags.
+PERMISSIONS = needs(
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "ec2:CreateSnapshots",
+    "ec2:CreateTags",
+    "ec2:DescribeVolumes",
+    "ssm:SendCommand",
+    "ssm:GetCommandInvocation",
+)
 
 Status = Literal["handled", "refused", "ignored", "recovery-started", "unrecoverable"]
 _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}

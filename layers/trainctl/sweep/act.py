@@ -15,10 +15,24 @@ from trainctl.aws.clients import ClientFactory, error_code
 from trainctl.aws.keep_volumes import keep_volumes
 from trainctl.core import tags
 from trainctl.core.clock import format_instant
+from trainctl.core.permissions import needs
 from trainctl.sweep.rules import Decision
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+
+# Mark, unmark, act, and read back what was done.
+PERMISSIONS = needs(
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+    "ec2:DeleteSnapshot",
+    "ec2:DeleteVolume",
+    "ec2:StopInstances",
+    "ec2:TerminateInstances",
+    "ec2:DescribeInstances",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeSnapshots",
+)
 
 TAG_BATCH = 500
 INSTANCE_BATCH = 100

@@ -12,10 +12,13 @@ from botocore.exceptions import ClientError
 
 from trainctl.aws import ledger
 from trainctl.aws.clients import access_error
+from trainctl.core.permissions import needs
 from trainctl.sweep.rules import Decision
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+PERMISSIONS = needs("dynamodb:BatchWriteItem")
 
 _BATCH = 25
 _WRITERS = 4

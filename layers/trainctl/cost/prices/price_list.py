@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainctl.core.clock import Clock, format_instant
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_pricing import PricingClient
 
 from trainctl.cost.prices.model import UNITS, AmbiguousPrice, Price, PriceKey, PriceNotFound, Tier
+
+PERMISSIONS = needs("pricing:GetProducts")
 
 PRICE_LIST_MAX_RATE = 5.0
 

@@ -7,11 +7,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from trainctl.core.clock import ensure_utc, format_instant
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 from trainctl.cost.prices.model import Price, PriceNotFound, SpotKey
+
+PERMISSIONS = needs("ec2:DescribeSpotPriceHistory")
 
 
 class SpotPriceHistory:

@@ -10,11 +10,14 @@ from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import access_error
 from trainctl.core.clock import Clock
+from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 from trainctl.cost.prices.model import Price
+
+PERMISSIONS = needs("dynamodb:BatchGetItem", "dynamodb:PutItem")
 
 
 class PriceTable(Protocol):

@@ -31,6 +31,23 @@ from trainctl.core.names import (
     TRAINING_DOCUMENT,
     TRANSFER_DOCUMENT,
 )
+from trainctl.core.permissions import needs
+
+# The command line's: find the deployed stack, or make its stateful resources on an emulator.
+PERMISSIONS = needs(
+    "cloudformation:DescribeStacks",
+    "dynamodb:CreateTable",
+    "dynamodb:DescribeTable",
+    "iam:CreateRole",
+    "iam:CreateInstanceProfile",
+    "iam:AddRoleToInstanceProfile",
+    "iam:GetInstanceProfile",
+    "sns:CreateTopic",
+    "ssm:CreateDocument",
+    "ssm:DescribeDocument",
+    "states:CreateStateMachine",
+    "states:ListStateMachines",
+)
 
 DOCUMENTS = {
     TRAINING_DOCUMENT: documents.TRAINING_CHECK,
