@@ -1,14 +1,24 @@
-"""The cleanup sweep capability: its function and its schedule. Grants live in the stack."""
+"""The cleanup sweep capability: its function, its schedule, its grants and IAM, its cdk-nag acknowledgements."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.function import TrainctlFunction, scheduled_invocation
+from infra.permissions import EXPLICIT_FALSE, acknowledge, document_arns, ec2_arns, in_scope_condition
+from trainctl.core import names, tags
+
+DESTRUCTIVE_EC2_ACTIONS = ["ec2:TerminateInstances", "ec2:StopInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot"]
 
 
 class CleanupSweep(Construct):
@@ -18,8 +28,13 @@ class CleanupSweep(Construct):
         construct_id: str,
         *,
         layer: lambda_.ILayerVersion,
-        environment: dict[str, str],
+        settings_environment: Mapping[str, str],
+        regions: Sequence[str],
+        scope_tag: str,
         schedule_expression: str,
+        ledger: dynamodb.ITable,
+        topic: sns.ITopic,
+        key: kms.IKey,
         failures: sqs.IQueue,
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -30,7 +45,12 @@ class CleanupSweep(Construct):
             folder="cleanup_sweep",
             description="trainctl cleanup sweep: mark, then act on forgotten instances, volumes and snapshots",
             layer=layer,
-            environment=environment,
+            environment={
+                **settings_environment,
+                "TRAINCTL_LEDGER_TABLE": ledger.table_name,
+                "TRAINCTL_TOPIC_ARN": topic.topic_arn,
+                "TRAINCTL_TRAINING_DOCUMENT": names.TRAINING_DOCUMENT,
+            },
             failures=failures,
             log_retention=log_retention,
             memory_size=1024,
@@ -52,3 +72,76 @@ class CleanupSweep(Construct):
             retry_attempts=2,
             max_event_age=cdk.Duration.hours(1),
         )
+        # PutItem and DeleteItem also take and free the sweep's lease (conditional writes).
+        ledger.grant(self.function, "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
+        key.grant(self.function, "kms:Decrypt", "kms:GenerateDataKey")
+        topic.grant_publish(self.function)
+        account = cdk.Stack.of(self).account
+        for statement in sweep_statements(regions=regions, account=account, scope_tag=scope_tag):
+            self.function.add_to_role_policy(statement)
+        self._acknowledge_findings(regions, account)
+
+    def _acknowledge_findings(self, regions: Sequence[str], account: str) -> None:
+        for region in regions:
+            for kind, owner in (("instance", account), ("volume", account), ("snapshot", "")):
+                acknowledge(
+                    self.role,
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{owner}:{kind}/*]",
+                    f"The sweep acts on any {kind} but only under the scope-tag condition, and a Deny "
+                    "protects anything tagged trainctl:persistent.",
+                )
+
+
+def sweep_statements(*, regions: Sequence[str], account: str, scope_tag: str) -> list[iam.PolicyStatement]:
+    """Reads where EC2 has no resource-level permissions; every write scoped by tag; persistent never destroyed."""
+    resources = ec2_arns(regions, account, "instance", "volume", "snapshot")
+    return [
+        iam.PolicyStatement(
+            sid="ReadInventoryAndMetrics",
+            actions=[
+                "ec2:DescribeInstances",
+                "ec2:DescribeVolumes",
+                "ec2:DescribeSnapshots",
+                "ec2:DescribeImages",
+                "cloudwatch:GetMetricData",
+                "ssm:GetCommandInvocation",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="MarkInScopeOnly",
+            actions=["ec2:CreateTags", "ec2:DeleteTags"],
+            resources=resources,
+            conditions={
+                **in_scope_condition(scope_tag),
+                "ForAllValues:StringEquals": {"aws:TagKeys": [tags.CLEANUP_AFTER]},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="ActOnInScopeOnly",
+            actions=[*DESTRUCTIVE_EC2_ACTIONS, "ec2:ModifyInstanceAttribute"],
+            resources=resources,
+            conditions=in_scope_condition(scope_tag),
+        ),
+        iam.PolicyStatement(
+            sid="NeverDestroyPersistent",
+            effect=iam.Effect.DENY,
+            actions=DESTRUCTIVE_EC2_ACTIONS,
+            resources=resources,
+            conditions={
+                "Null": {f"aws:ResourceTag/{tags.PERSISTENT}": "false"},
+                "StringNotEqualsIgnoreCase": {f"aws:ResourceTag/{tags.PERSISTENT}": EXPLICIT_FALSE},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="TrainingCheckDocument",
+            actions=["ssm:SendCommand"],
+            resources=document_arns(regions, account, names.TRAINING_DOCUMENT),
+        ),
+        iam.PolicyStatement(
+            sid="TrainingCheckInScopeInstances",
+            actions=["ssm:SendCommand"],
+            resources=ec2_arns(regions, account, "instance"),
+            conditions=in_scope_condition(scope_tag, key_prefix="ssm:resourceTag"),
+        ),
+    ]

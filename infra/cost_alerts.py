@@ -1,12 +1,18 @@
-"""The cost capability: its function, its schedule, the state-change rule and the burn-rate alarms."""
+"""The cost capability: its function, its schedule, the state-change rule, the burn-rate alarms, its grants and
+read-only IAM."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
@@ -26,13 +32,18 @@ class CostAlerts(Construct):
         construct_id: str,
         *,
         layer: lambda_.ILayerVersion,
-        environment: dict[str, str],
+        settings_environment: Mapping[str, str],
+        regions: Sequence[str],
+        pricing_region: str,
         schedule_expression: str,
-        failures: sqs.IQueue,
-        log_retention: logs.RetentionDays,
-        topic: sns.ITopic,
         hourly_threshold_usd: float,
         daily_threshold_usd: float,
+        ledger: dynamodb.ITable,
+        prices: dynamodb.ITable,
+        topic: sns.ITopic,
+        key: kms.IKey,
+        failures: sqs.IQueue,
+        log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         handler = TrainctlFunction(
@@ -41,7 +52,12 @@ class CostAlerts(Construct):
             folder="cost_alerts",
             description="trainctl cost alerts: the money burning now, from the live inventory",
             layer=layer,
-            environment=environment,
+            environment={
+                **settings_environment,
+                "TRAINCTL_LEDGER_TABLE": ledger.table_name,
+                "TRAINCTL_TOPIC_ARN": topic.topic_arn,
+                "TRAINCTL_PRICE_TABLE": prices.table_name,
+            },
             failures=failures,
             log_retention=log_retention,
             timeout=cdk.Duration.minutes(5),
@@ -59,6 +75,17 @@ class CostAlerts(Construct):
             retry_attempts=1,
             max_event_age=cdk.Duration.minutes(15),
         )
+        self._state_changes(failures)
+        self._alarms(topic, hourly_threshold_usd, daily_threshold_usd)
+        # History and alert state live in the ledger; the price table is the chain's shared cache.
+        ledger.grant(self.function, "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem")
+        prices.grant(self.function, "dynamodb:BatchGetItem", "dynamodb:PutItem")
+        key.grant(self.function, "kms:Decrypt", "kms:GenerateDataKey")
+        topic.grant_publish(self.function)
+        for statement in cost_statements(regions=regions, pricing_region=pricing_region):
+            self.function.add_to_role_policy(statement)
+
+    def _state_changes(self, failures: sqs.IQueue) -> None:
         # Running intervals give accumulated cost; without them it is a lower bound since the last start.
         self.state_changes = events.Rule(
             self,
@@ -75,9 +102,11 @@ class CostAlerts(Construct):
                 )
             ],
         )
+
+    def _alarms(self, topic: sns.ITopic, hourly_threshold_usd: float, daily_threshold_usd: float) -> None:
         # Alarms on the published estimate, so the standard alarm routes (SNS, chat, paging) work too.
         action = cloudwatch_actions.SnsAction(topic)
-        self.alarms = []
+        self.alarms: list[cloudwatch.Alarm] = []
         for alarm_id, metric_name, threshold, what in (
             ("BurnRateAlarm", BURN_RATE_METRIC, hourly_threshold_usd, "burn rate in USD per hour"),
             ("ProjectionAlarm", PROJECTION_METRIC, daily_threshold_usd, "24-hour cost projection in USD"),
@@ -102,3 +131,26 @@ class CostAlerts(Construct):
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
             self.alarms.append(alarm)
+
+
+def cost_statements(*, regions: Sequence[str], pricing_region: str) -> list[iam.PolicyStatement]:
+    """Read-only: the inventory, spot price history and the Price List API, none of which take resource ARNs."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadInventoryAndSpotPrices",
+            actions=[
+                "ec2:DescribeInstances",
+                "ec2:DescribeVolumes",
+                "ec2:DescribeSnapshots",
+                "ec2:DescribeSpotPriceHistory",
+            ],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:RequestedRegion": list(regions)}},
+        ),
+        iam.PolicyStatement(
+            sid="ReadListPrices",
+            actions=["pricing:GetProducts"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:RequestedRegion": [pricing_region]}},
+        ),
+    ]

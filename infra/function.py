@@ -1,4 +1,5 @@
-"""One trainctl Lambda function: its own log group and role, the layer, tracing, and a failure queue."""
+"""One trainctl Lambda function: its own log group and role, the layer, tracing, a failure queue, and the cdk-nag
+acknowledgements every such function needs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.layer import RUNTIME
+from infra.permissions import acknowledge, logical_id
 from trainctl.core import names
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
@@ -71,11 +73,37 @@ class TrainctlFunction(Construct):
             retry_attempts=retry_attempts,
             on_failure=destinations.SqsDestination(failures),
         )
+        self._acknowledge_basics()
+
+    def _acknowledge_basics(self) -> None:
+        acknowledge(
+            self.role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "EC2 Describe*, CloudWatch GetMetricData, SSM GetCommandInvocation and X-Ray PutTraceSegments "
+            "support no resource-level permissions; all of them only read or trace.",
+        )
+        acknowledge(
+            self.role,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(self.log_group)}.Arn>:log-stream:*]",
+            "Log streams are created at run time inside the function's own log group.",
+        )
+        for kms_action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+            acknowledge(
+                self.role,
+                f"AwsSolutions::AwsSolutions-IAM5[Action::{kms_action}]",
+                "CDK's grant to send to the KMS-encrypted failure queue; limited to trainctl's own key.",
+            )
+        acknowledge(
+            self.function,
+            "Serverless::Serverless-LambdaDLQ",
+            "Failures go to the on-failure destination, which carries the error; a DLQ as well would deliver "
+            "each failure twice to the same queue.",
+        )
 
 
 def scheduled_invocation(
     scope: Construct,
-    function: lambda_.IFunction,
+    function: lambda_.Function,
     *,
     description: str,
     expression: str,
@@ -86,6 +114,12 @@ def scheduled_invocation(
 ) -> scheduler.Schedule:
     """An EventBridge Scheduler schedule that invokes `function` with {"task": task}; undeliverable runs go to
     the failure queue."""
+    # CDK makes the scheduler's role in the stack, not in `scope`: the acknowledgement goes where the role is.
+    acknowledge(
+        cdk.Stack.of(scope),
+        f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]",
+        "The scheduler role CDK makes may invoke any version of this one function, nothing else.",
+    )
     return scheduler.Schedule(
         scope,
         "Schedule",

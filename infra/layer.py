@@ -1,4 +1,8 @@
-"""The domain library as a Lambda layer, bundled locally (no Docker): python/trainctl plus its runtime deps."""
+"""The domain library as a Lambda layer, bundled locally (no Docker): python/trainctl plus its runtime deps.
+
+The layer holds what the handlers import and nothing else: trainctl.cli (the command line, the sandbox, the
+local Lambda runtime, the price-file generator) stays out, and so do its dependencies (moto, typer, rich).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import aws_cdk as cdk
@@ -23,7 +27,8 @@ LAYER_REQUIREMENTS = ("pydantic==2.13.4", "aws-lambda-powertools[tracer]==3.37.0
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 PYTHON_VERSION = "3.14"
 PLATFORM = "manylinux2014_x86_64"
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+# Subpackages of trainctl that people run but no handler imports: never shipped.
+NOT_SHIPPED = frozenset({"cli"})
 
 
 def bytecode_interpreter(version: str = PYTHON_VERSION) -> str | None:
@@ -64,11 +69,27 @@ def compile_bytecode(python_dir: Path, interpreter: str) -> None:
     )
 
 
+def ships(relative: PurePath) -> bool:
+    """Whether a path under layers/ (e.g. trainctl/sweep/rules.py) goes into the layer."""
+    parts = relative.parts
+    if len(parts) > 1 and parts[0] == "trainctl" and parts[1] in NOT_SHIPPED:
+        return False
+    return not any(part == "__pycache__" or part.endswith((".pyc", ".egg-info")) for part in parts)
+
+
+def _ignore_unshipped(directory: str, names: list[str]) -> set[str]:
+    """shutil.copytree's ignore: the names under `directory` that the layer leaves out."""
+    relative = Path(directory).relative_to(LAYER_SOURCE)
+    return {name for name in names if not ships(relative / name)}
+
+
 def _source_digest(interpreter: str | None) -> str:
     digest = hashlib.sha256()
     for path in sorted((LAYER_SOURCE / "trainctl").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(LAYER_SOURCE)).encode())
+        relative = path.relative_to(LAYER_SOURCE)
+        # The same selection as the bundle: a change to an unshipped file must not make a new layer version.
+        if path.is_file() and ships(relative):
+            digest.update(str(relative).encode())
             digest.update(path.read_bytes())
     digest.update("|".join((*LAYER_REQUIREMENTS, PYTHON_VERSION, PLATFORM)).encode())
     # With or without bytecode, the content differs: so must the asset's hash.
@@ -128,7 +149,9 @@ class LocalLayerBundling:
             ignore=shutil.ignore_patterns(".complete", "bin", "__pycache__"),
             dirs_exist_ok=True,
         )
-        shutil.copytree(LAYER_SOURCE / "trainctl", python_dir / "trainctl", ignore=_IGNORE, dirs_exist_ok=True)
+        shutil.copytree(
+            LAYER_SOURCE / "trainctl", python_dir / "trainctl", ignore=_ignore_unshipped, dirs_exist_ok=True
+        )
         if self._interpreter is not None:
             compile_bytecode(python_dir, self._interpreter)
         return True

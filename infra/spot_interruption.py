@@ -1,17 +1,26 @@
-"""The spot capability: the handler, the EventBridge rules that feed it, its SSM document. Grants live in the stack."""
+"""The spot capability: the handler, the EventBridge rules that feed it, its SSM document, its grants and IAM,
+its cdk-nag acknowledgements."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.function import TrainctlFunction
+from infra.permissions import acknowledge, document_arns, ec2_arns, in_scope_condition
 from trainctl.aws import ssm_documents as documents
 from trainctl.core import names
 
@@ -27,7 +36,13 @@ class SpotInterruption(Construct):
         construct_id: str,
         *,
         layer: lambda_.ILayerVersion,
-        environment: dict[str, str],
+        settings_environment: Mapping[str, str],
+        regions: Sequence[str],
+        scope_tag: str,
+        recovery: sfn.IStateMachine,
+        ledger: dynamodb.ITable,
+        topic: sns.ITopic,
+        key: kms.IKey,
         failures: sqs.IQueue,
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -47,7 +62,13 @@ class SpotInterruption(Construct):
             folder="spot_interruption",
             description="trainctl spot interruption: checkpoint, snapshot, keep persistent data, tell the owner",
             layer=layer,
-            environment=environment,
+            environment={
+                **settings_environment,
+                "TRAINCTL_LEDGER_TABLE": ledger.table_name,
+                "TRAINCTL_TOPIC_ARN": topic.topic_arn,
+                "TRAINCTL_SPOT_DOCUMENT": names.SPOT_DOCUMENT,
+                "TRAINCTL_RECOVERY_STATE_MACHINE_ARN": recovery.state_machine_arn,
+            },
             failures=failures,
             log_retention=log_retention,
             # More memory is more CPU: a faster cold start inside the two-minute window.
@@ -57,6 +78,26 @@ class SpotInterruption(Construct):
             retry_attempts=2,
         )
         self.function, self.role, self.log_group = handler.function, handler.role, handler.log_group
+        self._rules(failures)
+        # The idempotency records (Powertools) and the interruption records share the ledger.
+        ledger.grant(
+            self.function,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+        )
+        key.grant(self.function, "kms:Decrypt", "kms:GenerateDataKey")
+        topic.grant_publish(self.function)
+        account = cdk.Stack.of(self).account
+        for statement in spot_statements(
+            regions=regions, account=account, scope_tag=scope_tag, state_machine_arn=recovery.state_machine_arn
+        ):
+            self.function.add_to_role_policy(statement)
+        self._acknowledge_findings(regions, account)
+
+    def _rules(self, failures: sqs.IQueue) -> None:
         target = targets.LambdaFunction(
             self.function, dead_letter_queue=failures, retry_attempts=2, max_event_age=cdk.Duration.minutes(2)
         )
@@ -82,3 +123,62 @@ class SpotInterruption(Construct):
                 )
             ],
         )
+
+    def _acknowledge_findings(self, regions: Sequence[str], account: str) -> None:
+        for arn in ec2_arns(regions, account, "instance", "volume", "snapshot"):
+            acknowledge(
+                self.role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                "A spot warning may come for any instance: SendCommand, CreateSnapshots and "
+                "ModifyInstanceAttribute are conditioned on the instance's scope tag; volumes and new snapshots "
+                "are reached only through CreateSnapshots of such an instance, and tags only on creation.",
+            )
+
+
+def spot_statements(
+    *, regions: Sequence[str], account: str, scope_tag: str, state_machine_arn: str
+) -> list[iam.PolicyStatement]:
+    """Checkpoint, snapshot and keep, only for in-scope instances; start recovery, nothing else."""
+    instances = ec2_arns(regions, account, "instance")
+    return [
+        iam.PolicyStatement(
+            sid="ReadTheInstance",
+            actions=[
+                "ec2:DescribeInstances",
+                "ec2:DescribeVolumes",
+                "ec2:DescribeAvailabilityZones",
+                "ssm:GetCommandInvocation",
+            ],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="CheckpointDocument",
+            actions=["ssm:SendCommand"],
+            resources=document_arns(regions, account, names.SPOT_DOCUMENT),
+        ),
+        iam.PolicyStatement(
+            sid="CheckpointInScopeInstances",
+            actions=["ssm:SendCommand"],
+            resources=instances,
+            conditions=in_scope_condition(scope_tag, key_prefix="ssm:resourceTag"),
+        ),
+        iam.PolicyStatement(
+            sid="SnapshotAndKeepInScopeInstances",
+            actions=["ec2:CreateSnapshots", "ec2:ModifyInstanceAttribute"],
+            resources=instances,
+            conditions=in_scope_condition(scope_tag),
+        ),
+        iam.PolicyStatement(
+            # CreateSnapshots also authorises on the instance's volumes and the new snapshots.
+            sid="SnapshotTheirVolumes",
+            actions=["ec2:CreateSnapshots"],
+            resources=[*ec2_arns(regions, account, "volume"), *ec2_arns(regions, account, "snapshot")],
+        ),
+        iam.PolicyStatement(
+            sid="TagNewSnapshotsOnly",
+            actions=["ec2:CreateTags"],
+            resources=ec2_arns(regions, account, "snapshot"),
+            conditions={"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}},
+        ),
+        iam.PolicyStatement(sid="StartRecovery", actions=["states:StartExecution"], resources=[state_machine_arn]),
+    ]

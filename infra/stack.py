@@ -1,4 +1,8 @@
-"""The trainctl stack: shared stateful resources, one construct per capability, grants, outputs, cdk-nag."""
+"""The trainctl stack: shared stateful resources, one construct per capability, outputs, cdk-nag.
+
+It only composes: each capability's construct owns its functions, roles, grants and acknowledgements, and is
+given the shared resources it uses, by name.
+"""
 
 from __future__ import annotations
 
@@ -22,17 +26,13 @@ from infra.cleanup_sweep import CleanupSweep
 from infra.config import DeployConfig
 from infra.cost_alerts import CostAlerts
 from infra.layer import DomainLayer
-from infra.permissions import age_guard_statements, cost_statements, spot_statements, sweep_statements
+from infra.permissions import acknowledge
 from infra.prewarm import Prewarm
 from infra.spot_interruption import SpotInterruption
 from infra.spot_recovery import SpotRecovery
 from trainctl.aws import ssm_documents as documents
 from trainctl.aws.observability import TRACE_AWS_CALLS
 from trainctl.core import names
-
-
-def acknowledge(scope: Construct, rule: str, reason: str) -> None:
-    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
 
 
 def trace_aws_calls(scope: Construct) -> None:
@@ -45,8 +45,29 @@ def trace_aws_calls(scope: Construct) -> None:
 class TrainctlStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self._stateful_resources(config)
+        layer = DomainLayer(self, "Domain").layer
+        retention = _retention(config.options.log_retention_days)
+        self._sweep_and_age_guard(config, layer, retention)
+        self._cost_and_spot(config, layer, retention)
         sweep_settings = config.sweep
+        self.prewarm = Prewarm(
+            self,
+            "Prewarm",
+            layer=layer,
+            buckets=config.options.prewarm_buckets,
+            regions=sweep_settings.regions,
+            scope_tag=sweep_settings.scope_tag,
+            failures=self.failures,
+            log_retention=retention,
+        )
+        self._let_services_deliver_failures()
+        self._outputs(dry_run=sweep_settings.dry_run)
+        if config.options.trace_aws_calls:
+            trace_aws_calls(self)
 
+    def _stateful_resources(self, config: DeployConfig) -> None:
+        """What outlives a deploy and every capability shares: key, tables, topic, failure queue, documents."""
         self.key = kms.Key(self, "Key", enable_key_rotation=True, description="trainctl topic and queue encryption")
         self.ledger = self._table("Ledger", names.LEDGER_TABLE, sort_key="sk", keep=True)
         # Prices from the Price List API, shared by every run; a cache that refills itself, so not retained.
@@ -67,188 +88,84 @@ class TrainctlStack(cdk.Stack):
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
+        self._acknowledge_failure_queue()
         if config.options.notification_email:
             # Undeliverable notices land in the failure queue rather than vanishing.
             self.topic.add_subscription(
                 subscriptions.EmailSubscription(config.options.notification_email, dead_letter_queue=self.failures)
             )
-        self.training_document = ssm.CfnDocument(
-            self,
-            "TrainingCheckDocument",
-            name=names.TRAINING_DOCUMENT,
-            document_type="Command",
-            document_format="JSON",
-            content=documents.load(documents.TRAINING_CHECK),
-            update_method="NewVersion",
+        self.training_document = self._document(
+            "TrainingCheckDocument", names.TRAINING_DOCUMENT, documents.TRAINING_CHECK
         )
         # Run by `trainctl transfer` against instances; deployed so that people need no document of their own.
-        self.transfer_document = ssm.CfnDocument(
-            self,
-            "TransferDocument",
-            name=names.TRANSFER_DOCUMENT,
-            document_type="Command",
-            document_format="JSON",
-            content=documents.load(documents.TRANSFER),
-            update_method="NewVersion",
-        )
-        layer = DomainLayer(self, "Domain").layer
+        self.transfer_document = self._document("TransferDocument", names.TRANSFER_DOCUMENT, documents.TRANSFER)
 
-        environment = {
-            **config.function_environment(),
-            "TRAINCTL_LEDGER_TABLE": self.ledger.table_name,
-            "TRAINCTL_TOPIC_ARN": self.topic.topic_arn,
-            "TRAINCTL_TRAINING_DOCUMENT": names.TRAINING_DOCUMENT,
-        }
+    def _sweep_and_age_guard(
+        self, config: DeployConfig, layer: lambda_.ILayerVersion, retention: logs.RetentionDays
+    ) -> None:
         self.cleanup = CleanupSweep(
             self,
             "CleanupSweep",
             layer=layer,
-            environment=environment,
+            settings_environment=config.function_environment(),
+            regions=config.sweep.regions,
+            scope_tag=config.sweep.scope_tag,
             schedule_expression=config.options.sweep_schedule,
+            ledger=self.ledger,
+            topic=self.topic,
+            key=self.key,
             failures=self.failures,
-            log_retention=_retention(config.options.log_retention_days),
+            log_retention=retention,
         )
-
         self.age_guard = AgeGuard(
             self,
             "AgeGuard",
             layer=layer,
-            environment={**config.age_guard_environment(), "TRAINCTL_ACCOUNT_ID": self.account},
+            settings_environment=config.age_guard_environment(),
+            regions=config.age_guard.regions,
+            scope_tag=config.age_guard.scope_tag,
             failures=self.failures,
-            log_retention=_retention(config.options.log_retention_days),
+            log_retention=retention,
         )
-        for statement in age_guard_statements(
-            regions=config.age_guard.regions, account=self.account, scope_tag=config.age_guard.scope_tag
-        ):
-            self.age_guard.function.add_to_role_policy(statement)
 
-        cost_settings = config.cost
+    def _cost_and_spot(self, config: DeployConfig, layer: lambda_.ILayerVersion, retention: logs.RetentionDays) -> None:
+        cost = config.cost
         self.cost = CostAlerts(
             self,
             "CostAlerts",
             layer=layer,
-            environment={
-                **config.cost_environment(),
-                "TRAINCTL_LEDGER_TABLE": self.ledger.table_name,
-                "TRAINCTL_TOPIC_ARN": self.topic.topic_arn,
-                "TRAINCTL_PRICE_TABLE": self.prices.table_name,
-            },
+            settings_environment=config.cost_environment(),
+            regions=cost.regions,
+            pricing_region=cost.pricing_region,
             schedule_expression=config.options.cost_schedule,
+            hourly_threshold_usd=cost.hourly_threshold_usd,
+            daily_threshold_usd=cost.daily_threshold_usd,
+            ledger=self.ledger,
+            prices=self.prices,
+            topic=self.topic,
+            key=self.key,
             failures=self.failures,
-            log_retention=_retention(config.options.log_retention_days),
-            topic=self.topic,
-            hourly_threshold_usd=cost_settings.hourly_threshold_usd,
-            daily_threshold_usd=cost_settings.daily_threshold_usd,
+            log_retention=retention,
         )
-        cost_function = self.cost.function
-        # History and alert state live in the ledger; the price table is the chain's shared cache.
-        self.ledger.grant(cost_function, "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem")
-        self.prices.grant(cost_function, "dynamodb:BatchGetItem", "dynamodb:PutItem")
-        self.key.grant(cost_function, "kms:Decrypt", "kms:GenerateDataKey")
-        self.topic.grant_publish(cost_function)
-        for statement in cost_statements(regions=cost_settings.regions, pricing_region=cost_settings.pricing_region):
-            cost_function.add_to_role_policy(statement)
-
-        spot_settings = config.spot
-        spot_documents = [
-            f"arn:aws:ssm:{region}:{self.account}:document/{names.SPOT_DOCUMENT}" for region in spot_settings.regions
-        ]
         self.recovery = SpotRecovery(
-            self,
-            "SpotRecovery",
-            topic=self.topic,
-            log_retention=_retention(config.options.log_retention_days),
-            document_arns=spot_documents,
-            regions=spot_settings.regions,
-            account=self.account,
+            self, "SpotRecovery", regions=config.spot.regions, topic=self.topic, key=self.key, log_retention=retention
         )
         self.spot = SpotInterruption(
             self,
             "SpotInterruption",
             layer=layer,
-            environment={
-                **config.spot_environment(),
-                "TRAINCTL_LEDGER_TABLE": self.ledger.table_name,
-                "TRAINCTL_TOPIC_ARN": self.topic.topic_arn,
-                "TRAINCTL_SPOT_DOCUMENT": names.SPOT_DOCUMENT,
-                "TRAINCTL_RECOVERY_STATE_MACHINE_ARN": self.recovery.state_machine.state_machine_arn,
-            },
+            settings_environment=config.spot_environment(),
+            regions=config.spot.regions,
+            scope_tag=config.spot.scope_tag,
+            recovery=self.recovery.state_machine,
+            ledger=self.ledger,
+            topic=self.topic,
+            key=self.key,
             failures=self.failures,
-            log_retention=_retention(config.options.log_retention_days),
+            log_retention=retention,
         )
-        spot_function = self.spot.function
-        # The idempotency records (Powertools) and the interruption records share the ledger.
-        self.ledger.grant(
-            spot_function,
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:Query",
-        )
-        self.key.grant(spot_function, "kms:Decrypt", "kms:GenerateDataKey")
-        self.topic.grant_publish(spot_function)
-        self.topic.grant_publish(self.recovery.state_machine)
-        self.key.grant(self.recovery.state_machine, "kms:Decrypt", "kms:GenerateDataKey")
-        for statement in spot_statements(
-            regions=spot_settings.regions,
-            account=self.account,
-            scope_tag=spot_settings.scope_tag,
-            document_arns=spot_documents,
-            state_machine_arn=self.recovery.state_machine.state_machine_arn,
-        ):
-            spot_function.add_to_role_policy(statement)
 
-        self.prewarm = Prewarm(
-            self,
-            "Prewarm",
-            layer=layer,
-            failures=self.failures,
-            log_retention=_retention(config.options.log_retention_days),
-            buckets=config.options.prewarm_buckets,
-            account=self.account,
-            regions=sweep_settings.regions,
-            scope_tag=sweep_settings.scope_tag,
-        )
-        planner = self.prewarm.functions[0].function
-        planner.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="ReadWhatThePlanChecks",
-                actions=[
-                    "ec2:DescribeVolumes",
-                    "ec2:DescribeInstances",
-                    "ec2:DescribeSnapshots",
-                    "ec2:DescribeAvailabilityZones",
-                ],
-                resources=["*"],
-            )
-        )
-        if config.options.prewarm_buckets:
-            planner.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="SizeTheData",
-                    actions=["s3:ListBucket"],
-                    resources=[f"arn:aws:s3:::{b}" for b in config.options.prewarm_buckets],
-                )
-            )
-
-        # Grants: the ledger and topic are written only here, EC2 only under the scope tag.
-        function = self.cleanup.function
-        # PutItem and DeleteItem also take and free the sweep's lease (conditional writes).
-        self.ledger.grant(function, "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
-        self.key.grant(function, "kms:Decrypt", "kms:GenerateDataKey")
-        self.topic.grant_publish(function)
-        document_arns = [
-            f"arn:aws:ssm:{region}:{self.account}:document/{names.TRAINING_DOCUMENT}"
-            for region in sweep_settings.regions
-        ]
-        for statement in sweep_statements(
-            regions=sweep_settings.regions,
-            account=self.account,
-            scope_tag=sweep_settings.scope_tag,
-            training_document_arns=document_arns,
-        ):
-            function.add_to_role_policy(statement)
+    def _let_services_deliver_failures(self) -> None:
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="ServicesDeliverFailures",
@@ -265,17 +182,15 @@ class TrainctlStack(cdk.Stack):
             )
         )
 
+    def _outputs(self, *, dry_run: bool) -> None:
+        """What the command line finds the deployed stack by."""
         cdk.CfnOutput(self, names.OUTPUT_LEDGER_TABLE, value=self.ledger.table_name)
         cdk.CfnOutput(self, names.OUTPUT_TOPIC_ARN, value=self.topic.topic_arn)
         cdk.CfnOutput(self, names.OUTPUT_TRAINING_DOCUMENT, value=names.TRAINING_DOCUMENT)
         cdk.CfnOutput(self, names.OUTPUT_PRICE_TABLE, value=self.prices.table_name)
         cdk.CfnOutput(self, names.OUTPUT_RECOVERY_STATE_MACHINE, value=self.recovery.state_machine.state_machine_arn)
         cdk.CfnOutput(self, names.OUTPUT_PREWARM_STATE_MACHINE, value=self.prewarm.state_machine.state_machine_arn)
-        cdk.CfnOutput(self, "DryRun", value=json.dumps(sweep_settings.dry_run))
-
-        if config.options.trace_aws_calls:
-            trace_aws_calls(self)
-        self._acknowledge_findings(sweep_settings.regions)
+        cdk.CfnOutput(self, "DryRun", value=json.dumps(dry_run))
 
     def _table(self, construct_id: str, name: str, *, sort_key: str | None, keep: bool) -> dynamodb.Table:
         """A trainctl table: on demand, trainctl's KMS key, point-in-time recovery, TTL on expires_at."""
@@ -295,100 +210,19 @@ class TrainctlStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN if keep else cdk.RemovalPolicy.DESTROY,
         )
 
-    def _acknowledge_findings(self, regions: tuple[str, ...]) -> None:
-        """Every cdk-nag finding left standing, each with the reason it is acceptable."""
-        for capability in (self.cleanup, self.age_guard, self.cost, self.spot):
-            self._acknowledge_function_basics(capability.function, capability.role, capability.log_group)
-        for region in regions:
-            for kind, owner in (("instance", self.account), ("volume", self.account), ("snapshot", "")):
-                acknowledge(
-                    self.cleanup.role,
-                    f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{owner}:{kind}/*]",
-                    f"The sweep acts on any {kind} but only under the scope-tag condition, and a Deny "
-                    "protects anything tagged trainctl:persistent.",
-                )
-            for arn in (
-                *(
-                    f"arn:aws:ec2:{region}:{self.account}:{kind}/*"
-                    for kind in ("instance", "volume", "spot-instances-request")
-                ),
-                f"arn:aws:ec2:{region}::snapshot/*",
-                f"arn:aws:ec2:{region}::image/*",
-            ):
-                acknowledge(
-                    self.age_guard.role,
-                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
-                    "Any new resource may need stamping; only the trainctl:created-at, created-by and owner keys "
-                    "may be written, and the scope tag only where none is set.",
-                )
-        for region in regions:
-            for arn in (
-                f"arn:aws:ec2:{region}:{self.account}:instance/*",
-                f"arn:aws:ec2:{region}:{self.account}:volume/*",
-                f"arn:aws:ec2:{region}::snapshot/*",
-            ):
-                acknowledge(
-                    self.spot.role,
-                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
-                    "A spot warning may come for any instance: SendCommand, CreateSnapshots and "
-                    "ModifyInstanceAttribute are conditioned on the instance's scope tag; volumes and new snapshots "
-                    "are reached only through CreateSnapshots of such an instance, and tags only on creation.",
-                )
-            acknowledge(
-                self.recovery.role,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{self.account}:instance/*]",
-                "The resume command goes to the instance the workflow just launched, through trainctl's document.",
-            )
-        recovery_role = self.recovery.role
-        acknowledge(
-            recovery_role,
-            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "RunInstances and DescribeInstances take no instance ARN before it exists; TerminateInstances and "
-            "ModifyInstanceAttribute are denied on anything not tagged trainctl:recovered-from by this workflow.",
+    def _document(self, construct_id: str, name: str, source: str) -> ssm.CfnDocument:
+        """A trainctl SSM Command document from its shipped JSON (trainctl.aws.documents), versioned in place."""
+        return ssm.CfnDocument(
+            self,
+            construct_id,
+            name=name,
+            document_type="Command",
+            document_format="JSON",
+            content=documents.load(source),
+            update_method="NewVersion",
         )
-        acknowledge(
-            recovery_role,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:iam::{self.account}:role/*]",
-            "The launch template names the instance profile; PassRole is limited to EC2 as the receiving service.",
-        )
-        acknowledge(
-            recovery_role,
-            "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "CDK's grant to publish to the KMS-encrypted topic; limited to trainctl's own key.",
-        )
-        for handler in self.prewarm.functions:
-            self._acknowledge_function_basics(handler.function, handler.role, handler.log_group)
-            function_id = self.resolve(self.get_logical_id(_cfn(handler.function)))
-            acknowledge(
-                self.prewarm.role,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
-                "CDK's grant for the workflow to invoke any version of its own two task functions.",
-            )
-        acknowledge(
-            self.prewarm.worker_role,
-            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "The SSM agent's channel and message actions take no resource ARNs; the worker reads S3 only from "
-            "the configured buckets.",
-        )
-        acknowledge(
-            self.prewarm.role,
-            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "Launch, attach, detach and describe act on a worker and a volume that do not exist at deploy time; "
-            "TerminateInstances is denied on anything not tagged trainctl:role=prewarm-worker.",
-        )
-        for region in regions:
-            acknowledge(
-                self.prewarm.role,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{self.account}:instance/*]",
-                "The pre-warm document runs on the worker the workflow launched or the instance the caller named.",
-            )
-        for scheduled in (self.cleanup.function, self.cost.function):
-            function_id = self.resolve(self.get_logical_id(_cfn(scheduled)))
-            acknowledge(
-                self,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
-                "The scheduler role CDK makes may invoke any version of this one function, nothing else.",
-            )
+
+    def _acknowledge_failure_queue(self) -> None:
         acknowledge(
             self.failures,
             "Serverless::Serverless-SQSRedrivePolicy",
@@ -400,38 +234,6 @@ class TrainctlStack(cdk.Stack):
             "AwsSolutions::AwsSolutions-SQS3",
             "This queue is itself the dead-letter queue of the schedule and the function.",
         )
-
-    def _acknowledge_function_basics(self, function: Construct, role: Construct, log_group: Construct) -> None:
-        log_group_id = self.resolve(self.get_logical_id(_cfn(log_group)))
-        acknowledge(
-            role,
-            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "EC2 Describe*, CloudWatch GetMetricData, SSM GetCommandInvocation and X-Ray PutTraceSegments "
-            "support no resource-level permissions; all of them only read or trace.",
-        )
-        acknowledge(
-            role,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{log_group_id}.Arn>:log-stream:*]",
-            "Log streams are created at run time inside the function's own log group.",
-        )
-        for kms_action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
-            acknowledge(
-                role,
-                f"AwsSolutions::AwsSolutions-IAM5[Action::{kms_action}]",
-                "CDK's grant to send to the KMS-encrypted failure queue; limited to trainctl's own key.",
-            )
-        acknowledge(
-            function,
-            "Serverless::Serverless-LambdaDLQ",
-            "Failures go to the on-failure destination, which carries the error; a DLQ as well would deliver "
-            "each failure twice to the same queue.",
-        )
-
-
-def _cfn(construct: Construct) -> cdk.CfnElement:
-    resource = construct.node.default_child
-    assert isinstance(resource, cdk.CfnElement)
-    return resource
 
 
 _RETENTION = {

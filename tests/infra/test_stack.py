@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from tests.infra.conftest import synth
 from trainctl.core import names, tags
 
 pytestmark = pytest.mark.infra
@@ -293,17 +292,17 @@ def test_an_unacknowledged_wildcard_fails_synth(tmp_path: Path, monkeypatch: pyt
     """The nag gate is live: a bug that widens IAM cannot be synthesised unnoticed."""
     from aws_cdk import aws_iam as iam
 
+    import app as cdk_app
     from infra.stack import TrainctlStack
 
-    original = TrainctlStack._acknowledge_findings
-
-    def widen(self: TrainctlStack, regions: tuple[str, ...]) -> None:
-        original(self, regions)
-        self.cleanup.function.add_to_role_policy(iam.PolicyStatement(actions=["ec2:*"], resources=["*"]))
-
-    monkeypatch.setattr(TrainctlStack, "_acknowledge_findings", widen)
+    monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
+    monkeypatch.setenv("CDK_DEFAULT_REGION", "us-east-1")
+    application = cdk_app.build_app({"trainctl": {"dry_run": True}}, outdir=str(tmp_path))
+    stack = application.node.find_child(names.STACK_NAME)
+    assert isinstance(stack, TrainctlStack)
+    stack.cleanup.function.add_to_role_policy(iam.PolicyStatement(actions=["ec2:*"], resources=["*"]))
     with pytest.raises(RuntimeError, match=r"ValidationFailed(.|\n)*IAM5\[Action::ec2:\*\]"):
-        synth(tmp_path, {"trainctl": {"dry_run": True}})
+        application.synth()
 
 
 # What the Lambda Python runtime ships besides the standard library.
@@ -311,6 +310,7 @@ LAMBDA_RUNTIME = {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six
 
 
 def _imports(path: Path) -> set[str]:
+    """Every module a file may import at run time: `from a.b import c` names a.b and, if c is a module, a.b.c."""
     import ast
 
     names: set[str] = set()
@@ -322,6 +322,7 @@ def _imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -330,6 +331,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_every_handler_imports_only_what_the_layer_and_the_runtime_provide(synthesized) -> None:
+    """Followed through the built layer itself: a handler reaching into trainctl.cli would fail here."""
     import sys
 
     _, outdir = synthesized
@@ -341,19 +343,24 @@ def test_every_handler_imports_only_what_the_layer_and_the_runtime_provide(synth
     )
     provided = {p.name.split("-")[0].removesuffix(".py") for p in layer.iterdir()} | LAMBDA_RUNTIME
     root = Path(__file__).resolve().parents[2]
-    for handler in sorted((root / "functions").glob("*/handler.py")):
-        seen: set[str] = set()
+    handlers = sorted((root / "functions").glob("*/handler.py"))
+    assert {h.parent.name for h in handlers} >= {"cleanup_sweep", "prewarm_plan", "prewarm_report"}
+    for handler in handlers:
+        seen: set[Path] = set()
         queue = [handler]
         while queue:
             module_file = queue.pop()
-            for name in _imports(module_file):
+            imported = _imports(module_file)
+            for name in imported:
                 top = name.split(".")[0]
                 if top == "trainctl":
-                    target = root / "layers" / Path(*name.split("."))
-                    for candidate in (target.with_suffix(".py"), target / "__init__.py"):
-                        if candidate.is_file() and str(candidate) not in seen:
-                            seen.add(str(candidate))
-                            queue.append(candidate)
+                    target = layer / Path(*name.split("."))
+                    found = [c for c in (target.with_suffix(".py"), target / "__init__.py") if c.is_file()]
+                    # `from a.b import c` where c is a name, not a module: a.b itself was checked.
+                    parent = name.rsplit(".", 1)[0]
+                    assert found or parent in imported, f"{handler.parent.name} needs {name}, not in the layer"
+                    queue.extend(c for c in found if c not in seen)
+                    seen.update(found)
                 elif top not in sys.stdlib_module_names and top != "__future__":
                     assert top in provided, f"{handler.parent.name} needs {top}, which Lambda would not have"
     # Powertools' Tracer imports the X-Ray SDK when it is built.

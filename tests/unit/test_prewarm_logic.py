@@ -1,11 +1,26 @@
-"""Pre-warm logic, pure: the request's strict shape, sizing the worker, reading the worker's report."""
+"""Pre-warm logic, pure: the request's strict shape, the volume and worker checks, sizing the worker, the plan's
+JSON contract, reading the worker's report."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 
 from trainctl.core import tags
-from trainctl.prewarm.rules import WORKER_TYPES, InvalidRequest, choose_worker, parse_request, report
+from trainctl.core.resources import Instance
+from trainctl.prewarm.plan import PrewarmPlan
+from trainctl.prewarm.rules import (
+    WORKER_TYPES,
+    InvalidRequest,
+    check_given_instance,
+    choose_worker,
+    existing_volume,
+    make_plan,
+    new_volume,
+    parse_request,
+    report,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,3 +74,72 @@ def test_the_report_becomes_tags_and_an_empty_report_is_said() -> None:
     assert values[tags.PREWARMED_AT] == "2026-11-28T12:00:00Z; 1048576 bytes in 42 s"
     silent = report("", source="s3://d/x/", started_at="a", finished_at="2026-11-28T12:00:00Z", estimated_seconds=0)
     assert "no figures" in {t["Key"]: t["Value"] for t in silent["tags"]}[tags.PREWARMED_AT]
+
+
+def _planned(request: dict[str, object], data_bytes: int = 4096) -> dict[str, object]:
+    parsed = parse_request({"s3_uri": "s3://datasets/imagenet/", **request})
+    if parsed.volume is not None:
+        target = new_volume(parsed, parsed.volume, data_bytes)
+    else:
+        available = {"State": "available", "Size": 100, "AvailabilityZone": "us-east-1a", "VolumeType": "gp3"}
+        target = existing_volume(str(parsed.volume_id), available, s3_uri=parsed.s3_uri, data_bytes=data_bytes)
+    plan = make_plan(parsed, target, data_bytes=data_bytes, objects=3, region="us-east-1", instance_profile_arn="p")
+    dumped: dict[str, object] = plan.model_dump(mode="json")
+    return dumped
+
+
+def test_the_plan_keeps_its_json_contract() -> None:
+    given = _planned({"volume_id": "vol-0123456789abcdef0"})
+    assert list(given) == list(PrewarmPlan.model_fields)
+    # The workflow tests these with IsNull: present and null, not absent.
+    assert given["create_volume"] is None and given["instance_id"] is None
+    assert given["volume_id"] == "vol-0123456789abcdef0" and given["launch_worker"] is True
+    assert given["read_all_blocks"] == "false" and given["zone"] == "us-east-1a"
+    assert PrewarmPlan.model_validate(given).model_dump(mode="json") == given
+
+
+def test_a_volume_to_create_is_passed_on_under_ec2s_names_without_unset_keys() -> None:
+    spec = {"size_gib": 100, "zone": "us-east-1b", "snapshot_id": "snap-0123456789abcdef0"}
+    restored = _planned({"volume": spec})
+    create = restored["create_volume"]
+    assert isinstance(create, dict)
+    # The workflow picks its CreateVolume shape by which keys are present.
+    assert set(create) == {"AvailabilityZone", "Size", "VolumeType", "SnapshotId", "TagSpecifications"}
+    assert restored["volume_id"] is None and restored["read_all_blocks"] == "true"
+    at_rate = _planned({"volume": {**spec, "initialization_rate": 200}})
+    assert isinstance(at_rate["create_volume"], dict)
+    assert at_rate["create_volume"]["VolumeInitializationRate"] == 200 and at_rate["read_all_blocks"] == "false"
+
+
+def test_a_volume_too_small_or_busy_is_refused() -> None:
+    request = parse_request({"volume": {"size_gib": 1, "zone": "us-east-1a"}, "s3_uri": "s3://datasets/imagenet/"})
+    assert request.volume is not None
+    with pytest.raises(InvalidRequest, match="do not fit 1 GiB"):
+        new_volume(request, request.volume, 2 * 2**30)
+    busy = {"State": "in-use", "Size": 100, "AvailabilityZone": "us-east-1a"}
+    with pytest.raises(InvalidRequest, match="is in-use, not available"):
+        existing_volume("vol-0123456789abcdef0", busy, s3_uri="s3://datasets/imagenet/", data_bytes=1)
+
+
+@pytest.mark.parametrize(
+    ("zone", "state", "scope", "refusal"),
+    [
+        ("us-east-1b", "running", "true", "the volume in us-east-1a"),
+        ("us-east-1a", "stopped", "true", "not running"),
+        ("us-east-1a", "running", "false", "out of scope"),
+    ],
+)
+def test_the_callers_instance_must_be_beside_the_volume_running_and_in_scope(
+    zone: str, state: str, scope: str, refusal: str
+) -> None:
+    instance = Instance(
+        resource_id="i-0123456789abcdef0",
+        region="us-east-1",
+        state=state,
+        instance_type="m6i.large",
+        launch_time=datetime(2026, 11, 1, tzinfo=UTC),
+        availability_zone=zone,
+        tags={tags.MANAGED: scope},
+    )
+    with pytest.raises(InvalidRequest, match=refusal):
+        check_given_instance(instance, "us-east-1a", tags.MANAGED)

@@ -1,28 +1,25 @@
-"""EBS pre-warm: the logic the workflow needs (validate the request, size the worker, read the report).
+"""EBS pre-warm, pure: validate the request, decide the volume and the worker, size them, read the report.
 
-Everything else is the state machine's own SDK calls (infra/prewarm.py). Validation happens before anything
-is launched: a refused request changes nothing.
+No AWS here: trainctl.prewarm.run reads what these rules decide on. Everything else is the state machine's own
+SDK calls (infra/prewarm_workflow.py). Validation happens before anything is launched: a refused request
+changes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from trainctl.aws.clients import error_code
-from trainctl.aws.ec2 import find_instance
 from trainctl.core import tags
 from trainctl.core.protections import in_scope
 from trainctl.core.resources import Instance
-
-if TYPE_CHECKING:
-    from mypy_boto3_ec2 import EC2Client
+from trainctl.prewarm.plan import CreateVolumeParameters, PrewarmPlan
 
 S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/=]*)?$"
 MOUNT_POINT = r"^/mnt/[A-Za-z0-9_.\-]{1,64}$"
@@ -111,7 +108,7 @@ def choose_worker(volume_throughput_mibps: float, data_bytes: int) -> tuple[Work
     return biggest, f"the largest worker sustains {biggest.sustained_mib_per_second:.0f} MiB/s of {needed:.0f}"
 
 
-def volume_throughput(volume: dict[str, Any]) -> float:
+def volume_throughput(volume: Mapping[str, Any]) -> float:
     explicit = volume.get("Throughput")
     if explicit:
         return float(explicit)
@@ -128,134 +125,114 @@ def parse_request(event: object) -> PrewarmRequest:
         raise InvalidRequest(f"pre-warm request refused: {problems}") from None
 
 
-def s3_size(s3: Any, uri: str) -> tuple[int, int]:
-    """(bytes, objects) under the S3 prefix, read in pages."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    total = count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            total += int(item["Size"])
-            count += 1
-    return total, count
+@dataclass(frozen=True)
+class Target:
+    """The volume to fill: the given one, or the one the workflow creates first."""
 
-
-def plan(
-    request: PrewarmRequest,
-    ec2: EC2Client,
-    s3: Any,
-    *,
-    instance_profile_arn: str,
-    region: str,
-    scope_tag: str = tags.MANAGED,
-) -> dict[str, Any]:
-    """Everything the workflow needs, or InvalidRequest naming the first problem; only reads."""
-    try:
-        data_bytes, objects = s3_size(s3, request.s3_uri)
-    except ClientError as exc:
-        raise InvalidRequest(f"cannot read {request.s3_uri}: {error_code(exc)}") from None
+    volume_id: str | None
+    create_volume: CreateVolumeParameters | None
+    zone: str
+    throughput_mibps: float
     read_all_blocks: bool
-    if request.volume is not None:
-        spec = request.volume
-        _zone_exists(ec2, spec.zone)
-        if spec.snapshot_id:
-            _snapshot_exists(ec2, spec.snapshot_id)
-        zone = spec.zone
-        throughput = float(spec.throughput_mibps or DEFAULT_THROUGHPUT_MIBPS[spec.volume_type])
-        read_all_blocks = spec.snapshot_id is not None and spec.initialization_rate is None
-        create = {
-            "AvailabilityZone": zone,
-            "Size": spec.size_gib,
-            "VolumeType": spec.volume_type,
-            **({"SnapshotId": spec.snapshot_id} if spec.snapshot_id else {}),
-            **({"VolumeInitializationRate": spec.initialization_rate} if spec.initialization_rate else {}),
-            **({"Iops": spec.iops} if spec.iops else {}),
-            **({"Throughput": spec.throughput_mibps} if spec.throughput_mibps else {}),
-            "TagSpecifications": [
-                {"ResourceType": "volume", "Tags": [{"Key": tags.PREWARMED_FROM, "Value": request.s3_uri}]}
-            ],
-        }
-        if spec.size_gib * 2**30 < data_bytes:
-            raise InvalidRequest(f"{data_bytes} bytes under {request.s3_uri} do not fit {spec.size_gib} GiB")
-        volume_id = None
-    else:
-        assert request.volume_id is not None
-        volume = _volume(ec2, request.volume_id)
-        if volume["State"] != "available":
-            raise InvalidRequest(f"volume {request.volume_id} is {volume['State']}, not available")
-        zone = str(volume["AvailabilityZone"])
-        throughput = volume_throughput(volume)
-        if int(volume["Size"]) * 2**30 < data_bytes:
-            raise InvalidRequest(f"{data_bytes} bytes under {request.s3_uri} do not fit {volume['Size']} GiB")
+
+
+def new_volume(request: PrewarmRequest, spec: VolumeSpec, data_bytes: int) -> Target:
+    """A volume to create from the spec (its zone and snapshot known to exist), big enough for the data."""
+    if spec.size_gib * 2**30 < data_bytes:
+        raise InvalidRequest(f"{data_bytes} bytes under {request.s3_uri} do not fit {spec.size_gib} GiB")
+    create = CreateVolumeParameters(
+        availability_zone=spec.zone,
+        size=spec.size_gib,
+        volume_type=spec.volume_type,
+        snapshot_id=spec.snapshot_id or None,
+        volume_initialization_rate=spec.initialization_rate or None,
+        iops=spec.iops or None,
+        throughput=spec.throughput_mibps or None,
+        tag_specifications=[
+            {"ResourceType": "volume", "Tags": [{"Key": tags.PREWARMED_FROM, "Value": request.s3_uri}]}
+        ],
+    )
+    return Target(
+        volume_id=None,
+        create_volume=create,
+        zone=spec.zone,
+        throughput_mibps=float(spec.throughput_mibps or DEFAULT_THROUGHPUT_MIBPS[spec.volume_type]),
+        read_all_blocks=spec.snapshot_id is not None and spec.initialization_rate is None,
+    )
+
+
+def existing_volume(volume_id: str, volume: Mapping[str, Any], *, s3_uri: str, data_bytes: int) -> Target:
+    """The given volume (as DescribeVolumes shows it): available, and big enough for the data."""
+    if volume["State"] != "available":
+        raise InvalidRequest(f"volume {volume_id} is {volume['State']}, not available")
+    if int(volume["Size"]) * 2**30 < data_bytes:
+        raise InvalidRequest(f"{data_bytes} bytes under {s3_uri} do not fit {volume['Size']} GiB")
+    return Target(
+        volume_id=volume_id,
+        create_volume=None,
+        zone=str(volume["AvailabilityZone"]),
+        throughput_mibps=volume_throughput(volume),
         # A restore reads slowly until every block was touched, unless it was created at a provisioned rate.
-        read_all_blocks = bool(volume.get("SnapshotId")) and not volume.get("VolumeInitializationRate")
-        create = None
-        volume_id = request.volume_id
-    if request.instance_id is not None:
-        instance = _instance(ec2, region, request.instance_id)
-        if instance.availability_zone != zone:
-            raise InvalidRequest(
-                f"instance {request.instance_id} is in {instance.availability_zone}, the volume in {zone}"
-            )
-        if instance.state != "running":
-            raise InvalidRequest(f"instance {request.instance_id} is {instance.state}, not running")
-        if not in_scope(instance, scope_tag):
-            # The pre-warm document runs as root; trainctl runs commands only where it was let in.
-            raise InvalidRequest(f"instance {request.instance_id} is out of scope: no {scope_tag}=true")
-    worker, why = choose_worker(throughput, data_bytes)
-    estimate = math.ceil(data_bytes / 2**20 / min(throughput, worker.sustained_mib_per_second)) if data_bytes else 0
-    return {
-        "volume_id": volume_id,
-        "create_volume": create,
-        "zone": zone,
-        "region": region,
-        "instance_id": request.instance_id,
-        "launch_worker": request.instance_id is None,
-        "instance_type": worker.name,
-        "sizing": why,
-        "instance_profile_arn": instance_profile_arn,
-        "device": DEVICE,
-        "s3_uri": request.s3_uri,
-        "mount_point": request.mount_point,
-        "read_all_blocks": "true" if read_all_blocks else "false",
-        "snapshot": request.snapshot,
-        "data_bytes": data_bytes,
-        "objects": objects,
-        "estimated_seconds": estimate,
-    }
+        read_all_blocks=bool(volume.get("SnapshotId")) and not volume.get("VolumeInitializationRate"),
+    )
 
 
-def _volume(ec2: EC2Client, volume_id: str) -> dict[str, Any]:
-    try:
-        found = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
-    except ClientError as exc:
-        if error_code(exc).startswith("InvalidVolume"):
-            raise InvalidRequest(f"volume {volume_id} does not exist") from None
-        raise
-    if not found:
-        raise InvalidRequest(f"volume {volume_id} does not exist")
-    return dict(found[0])
+def check_given_instance(instance: Instance, zone: str, scope_tag: str) -> None:
+    """The caller's instance may do the work: in the volume's zone, running, and in scope."""
+    if instance.availability_zone != zone:
+        raise InvalidRequest(
+            f"instance {instance.resource_id} is in {instance.availability_zone}, the volume in {zone}"
+        )
+    if instance.state != "running":
+        raise InvalidRequest(f"instance {instance.resource_id} is {instance.state}, not running")
+    if not in_scope(instance, scope_tag):
+        # The pre-warm document runs as root; trainctl runs commands only where it was let in.
+        raise InvalidRequest(f"instance {instance.resource_id} is out of scope: no {scope_tag}=true")
 
 
-def _instance(ec2: EC2Client, region: str, instance_id: str) -> Instance:
-    found = find_instance(ec2, region, instance_id)
-    if found is None:
-        raise InvalidRequest(f"instance {instance_id} does not exist")
-    return found
+def make_plan(
+    request: PrewarmRequest,
+    target: Target,
+    *,
+    data_bytes: int,
+    objects: int,
+    region: str,
+    instance_profile_arn: str,
+) -> PrewarmPlan:
+    """The plan for a checked request: the worker sized to the volume and the data, and the time it should take."""
+    worker, why = choose_worker(target.throughput_mibps, data_bytes)
+    rate = min(target.throughput_mibps, worker.sustained_mib_per_second)
+    estimate = math.ceil(data_bytes / 2**20 / rate) if data_bytes else 0
+    return PrewarmPlan(
+        volume_id=target.volume_id,
+        create_volume=target.create_volume,
+        zone=target.zone,
+        region=region,
+        instance_id=request.instance_id,
+        launch_worker=request.instance_id is None,
+        instance_type=worker.name,
+        sizing=why,
+        instance_profile_arn=instance_profile_arn,
+        device=DEVICE,
+        s3_uri=request.s3_uri,
+        mount_point=request.mount_point,
+        read_all_blocks="true" if target.read_all_blocks else "false",
+        snapshot=request.snapshot,
+        data_bytes=data_bytes,
+        objects=objects,
+        estimated_seconds=estimate,
+    )
 
 
-def _zone_exists(ec2: EC2Client, zone: str) -> None:
-    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
-    if zone not in zones:
-        raise InvalidRequest(f"zone {zone} is not in this region ({', '.join(zones)})")
+class ReportRequest(BaseModel):
+    """The report task's input, from the workflow: the command's output and what the plan said."""
 
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
-def _snapshot_exists(ec2: EC2Client, snapshot_id: str) -> None:
-    try:
-        ec2.describe_snapshots(SnapshotIds=[snapshot_id])
-    except ClientError as exc:
-        if error_code(exc).startswith("InvalidSnapshot"):
-            raise InvalidRequest(f"snapshot {snapshot_id} does not exist") from None
-        raise
+    output: str = Field(default="", max_length=48_000)  # GetCommandInvocation returns at most 24,000 characters
+    source: str = Field(max_length=1024)
+    started_at: str = Field(max_length=64)
+    estimated_seconds: int = Field(default=0, ge=0)
 
 
 def report(output: str, *, source: str, started_at: str, finished_at: str, estimated_seconds: int) -> dict[str, Any]:

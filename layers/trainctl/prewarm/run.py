@@ -1,0 +1,150 @@
+"""EBS pre-warm: the workflow's two Lambda tasks. The plan reads EC2 and S3 and asks the rules; nothing writes.
+
+Each handler makes one call here: plan_task for prewarm_plan, report_task for prewarm_report.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from trainctl.aws.clients import ClientFactory, error_code
+from trainctl.aws.ec2 import find_instance
+from trainctl.core import tags
+from trainctl.core.clock import Clock, format_instant, system_clock
+from trainctl.core.permissions import needs
+from trainctl.core.resources import Instance
+from trainctl.prewarm.plan import PrewarmPlan
+from trainctl.prewarm.rules import (
+    InvalidRequest,
+    PrewarmRequest,
+    ReportRequest,
+    Target,
+    check_given_instance,
+    existing_volume,
+    make_plan,
+    new_volume,
+    parse_request,
+    report,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+# Where the Lambda runtime gives no region (it always does); the emulator's default.
+FALLBACK_REGION = "us-east-1"
+
+# The plan only reads: the data's size, the volume, its zone and snapshot (the instance through trainctl.aws.ec2).
+PERMISSIONS = needs("s3:ListBucket", "ec2:DescribeVolumes", "ec2:DescribeAvailabilityZones", "ec2:DescribeSnapshots")
+
+
+def plan_task(
+    event: object, factory: ClientFactory, *, instance_profile_arn: str, scope_tag: str = tags.MANAGED
+) -> PrewarmPlan:
+    """The workflow's first task: the request checked against the account, or InvalidRequest; only reads."""
+    request = parse_request(event)
+    region = factory.default_region or FALLBACK_REGION
+    return plan(
+        request,
+        factory.ec2(region),
+        factory.client("s3", region),
+        instance_profile_arn=instance_profile_arn,
+        region=region,
+        scope_tag=scope_tag,
+    )
+
+
+def report_task(event: object, *, clock: Clock = system_clock) -> dict[str, Any]:
+    """The workflow's report task: the worker's output read into the tags the workflow writes."""
+    request = ReportRequest.model_validate(event)
+    return report(
+        request.output,
+        source=request.source,
+        started_at=request.started_at,
+        finished_at=format_instant(clock()),
+        estimated_seconds=request.estimated_seconds,
+    )
+
+
+def plan(
+    request: PrewarmRequest,
+    ec2: EC2Client,
+    s3: Any,
+    *,
+    instance_profile_arn: str,
+    region: str,
+    scope_tag: str = tags.MANAGED,
+) -> PrewarmPlan:
+    """Everything the workflow needs, or InvalidRequest naming the first problem; only reads."""
+    try:
+        data_bytes, objects = s3_size(s3, request.s3_uri)
+    except ClientError as exc:
+        raise InvalidRequest(f"cannot read {request.s3_uri}: {error_code(exc)}") from None
+    target = _target(request, ec2, data_bytes)
+    if request.instance_id is not None:
+        check_given_instance(_instance(ec2, region, request.instance_id), target.zone, scope_tag)
+    return make_plan(
+        request,
+        target,
+        data_bytes=data_bytes,
+        objects=objects,
+        region=region,
+        instance_profile_arn=instance_profile_arn,
+    )
+
+
+def s3_size(s3: Any, uri: str) -> tuple[int, int]:
+    """(bytes, objects) under the S3 prefix, read in pages."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    total = count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            total += int(item["Size"])
+            count += 1
+    return total, count
+
+
+def _target(request: PrewarmRequest, ec2: EC2Client, data_bytes: int) -> Target:
+    if request.volume is not None:
+        _zone_exists(ec2, request.volume.zone)
+        if request.volume.snapshot_id:
+            _snapshot_exists(ec2, request.volume.snapshot_id)
+        return new_volume(request, request.volume, data_bytes)
+    assert request.volume_id is not None  # the request's own validator: one or the other
+    volume = _volume(ec2, request.volume_id)
+    return existing_volume(request.volume_id, volume, s3_uri=request.s3_uri, data_bytes=data_bytes)
+
+
+def _volume(ec2: EC2Client, volume_id: str) -> dict[str, Any]:
+    try:
+        found = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+    except ClientError as exc:
+        if error_code(exc).startswith("InvalidVolume"):
+            raise InvalidRequest(f"volume {volume_id} does not exist") from None
+        raise
+    if not found:
+        raise InvalidRequest(f"volume {volume_id} does not exist")
+    return dict(found[0])
+
+
+def _instance(ec2: EC2Client, region: str, instance_id: str) -> Instance:
+    found = find_instance(ec2, region, instance_id)
+    if found is None:
+        raise InvalidRequest(f"instance {instance_id} does not exist")
+    return found
+
+
+def _zone_exists(ec2: EC2Client, zone: str) -> None:
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+    if zone not in zones:
+        raise InvalidRequest(f"zone {zone} is not in this region ({', '.join(zones)})")
+
+
+def _snapshot_exists(ec2: EC2Client, snapshot_id: str) -> None:
+    try:
+        ec2.describe_snapshots(SnapshotIds=[snapshot_id])
+    except ClientError as exc:
+        if error_code(exc).startswith("InvalidSnapshot"):
+            raise InvalidRequest(f"snapshot {snapshot_id} does not exist") from None
+        raise
