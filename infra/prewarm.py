@@ -64,7 +64,7 @@ class Prewarm(Construct):
         )
         for statement in self._guard_statements(account, regions, scope_tag):
             self.role.add_to_policy(statement)
-        self._acknowledge_findings(account, regions)
+        self._acknowledge_findings(account, regions, buckets)
 
     def _worker(self, buckets: Sequence[str]) -> None:
         """The worker's role and profile: it reads only the configured buckets and talks to SSM; nothing else."""
@@ -186,7 +186,7 @@ class Prewarm(Construct):
             ),
         ]
 
-    def _acknowledge_findings(self, account: str, regions: Sequence[str]) -> None:
+    def _acknowledge_findings(self, account: str, regions: Sequence[str], buckets: Sequence[str]) -> None:
         for task in (self.planner, self.reporter):
             acknowledge(
                 self.role,
@@ -199,6 +199,13 @@ class Prewarm(Construct):
             "The SSM agent's channel and message actions take no resource ARNs; the worker reads S3 only from "
             "the configured buckets.",
         )
+        for bucket in buckets:
+            acknowledge(
+                self.worker_role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:s3:::{bucket}/*]",
+                "The worker copies a dataset from a bucket the deployer configured: it may read any object "
+                "there (GetObject only), and no other bucket.",
+            )
         acknowledge(
             self.role,
             "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
