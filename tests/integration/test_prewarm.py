@@ -16,8 +16,8 @@ from moto import mock_aws
 from typer.testing import CliRunner
 
 from tests.integration.conftest import run_cli
-from trainctl.aws import stack_resources
 from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
 from trainctl.cli.local_lambda import InProcessLambda, forget_finished_workers, lambda_tasks_in_process
 from trainctl.core import names, tags
 
