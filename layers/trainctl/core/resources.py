@@ -16,6 +16,21 @@ from trainctl.core.clock import ensure_utc
 
 ResourceType = Literal["instance", "volume", "snapshot"]
 
+# Tags another controller writes on the instances it runs, most specific first: an EKS managed node group's
+# instances also carry their Auto Scaling group's tag, and the owner should scale the node group.
+CONTROLLER_TAGS: tuple[tuple[str, str], ...] = (
+    ("eks:nodegroup-name", "EKS node group"),
+    ("karpenter.sh/nodepool", "Karpenter node pool"),
+    ("karpenter.sh/provisioner-name", "Karpenter provisioner"),
+    ("aws:batch:compute-environment", "AWS Batch compute environment"),
+    ("aws:elasticmapreduce:job-flow-id", "EMR cluster"),
+    ("aws:autoscaling:groupName", "Auto Scaling group"),
+    ("aws:ec2:fleet-id", "EC2 fleet"),
+    ("aws:ec2spot:fleet-request-id", "Spot Fleet"),
+)
+# A spot request in these states still launches (or relaunches) instances; closed and cancelled ones do not.
+LIVE_SPOT_REQUEST_STATES = ("open", "active", "disabled")
+
 # EC2 writes the stop time into the transition reason, e.g. "User initiated (2026-11-20 10:00:00 GMT)".
 _TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 
@@ -42,6 +57,19 @@ class Instance:
     resource_type: ResourceType = "instance"
     root_device_name: str = ""
     state_reason: str = ""  # EC2's StateReason code, e.g. Server.SpotInstanceTermination
+    # Who else runs this instance, in words with its id ("Auto Scaling group gpu-pool", "persistent spot request
+    # sir-abcd1234"); None when nothing else does. A spot instance whose request could not be read names it
+    # as unreadable here: unknown protects.
+    controller: str | None = None
+    # A spot instance's request: "one-time" or "persistent"; None when not spot or when the request is not known.
+    spot_request_type: str | None = None
+    spot_request_id: str | None = None
+    instance_profile_arn: str = ""
+    hibernation_configured: bool = False
+    # Whether the instance type has instance-store volumes (lost on stop); None when it could not be read.
+    instance_store: bool | None = None
+    account: str = ""
+    provider: str = "aws"
 
     @property
     def created(self) -> datetime:
@@ -70,6 +98,8 @@ class Volume:
     # Provisioned performance: gp3 pays above 3,000 IOPS and 125 MiB/s, io1/io2 for every IOPS.
     iops: int | None = None
     throughput_mibps: int | None = None
+    account: str = ""  # EC2 does not say which account owns a volume: "" unless known
+    provider: str = "aws"
 
     @property
     def created(self) -> datetime:
@@ -87,6 +117,8 @@ class Snapshot:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     resource_type: ResourceType = "snapshot"
+    account: str = ""
+    provider: str = "aws"
 
     @property
     def created(self) -> datetime:
@@ -111,6 +143,8 @@ class RegionInventory:
     volumes: tuple[Volume, ...] = ()
     snapshots: tuple[Snapshot, ...] = ()
     images: tuple[Image, ...] = ()
+    # Every snapshot any version of any launch template in the region restores.
+    launch_template_snapshots: frozenset[str] = frozenset()
 
     def resources(self) -> Iterator[Resource]:
         yield from self.instances
@@ -120,6 +154,28 @@ class RegionInventory:
     @property
     def size(self) -> int:
         return len(self.instances) + len(self.volumes) + len(self.snapshots)
+
+
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """Protections read per resource, only for the few about to be acted on.
+
+    `unreadable` maps a resource id to why a read failed: the caller counts such a resource as protected.
+    An attribute EC2 would not answer (stop protection where it is not supported) counts as set: unknown protects.
+    """
+
+    termination_protected: frozenset[str] = frozenset()
+    stop_protected: frozenset[str] = frozenset()
+    shared_snapshots: frozenset[str] = frozenset()
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+def controller_from_tags(tags: dict[str, str]) -> str | None:
+    """The controller that runs an instance, from the tags it writes on it; None when none does."""
+    for key, label in CONTROLLER_TAGS:
+        if key in tags:
+            return f"{label} {tags[key]}".rstrip()
+    return None
 
 
 # Instances in these states can still cost money or hold data; terminated ones are history.
