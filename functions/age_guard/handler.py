@@ -9,7 +9,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trainctl.age_guard.run import stamp_api_call, stamp_first_start
+from trainctl.age_guard.rules import USE_EVENTS
+from trainctl.age_guard.run import stamp_api_call, stamp_first_start, void_marks_on_use
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.events import CloudTrailApiCall, InvalidEvent, parse_age_guard_event
@@ -38,7 +39,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.exception("refused event")
         raise
     settings = deployed_settings()
-    if isinstance(parsed, CloudTrailApiCall):
+    if isinstance(parsed, CloudTrailApiCall) and parsed.detail.event_name in USE_EVENTS:
+        result = void_marks_on_use(client_factory(), parsed, settings)
+    elif isinstance(parsed, CloudTrailApiCall):
         result = stamp_api_call(client_factory(), parsed, settings)
     else:
         result = stamp_first_start(client_factory(), parsed, settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from trainctl.core import tags
+from trainctl.core import names, tags
 from trainctl.core.resources import Attachment, BlockDevice, Image, Instance, RegionInventory, Snapshot, Volume
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -41,6 +41,7 @@ def instance(
     launched: datetime = LONG_AGO,
     stopped_since: datetime | None = None,
     devices: tuple[BlockDevice, ...] = (),
+    profile: str = "",
     **tag_values: str,
 ) -> Instance:
     return Instance(
@@ -53,6 +54,8 @@ def instance(
         stopped_since=stopped_since,
         block_devices=devices,
         tags={**MANAGED, **_tags(tag_values)},
+        instance_store=False,  # whether a stop loses data is its own protection, tested on its own
+        instance_profile_arn=profile,
     )
 
 
@@ -99,3 +102,7 @@ def _tags(values: dict[str, str]) -> dict[str, str]:
         "dlm": "aws:dlm:lifecycle-policy-id",
     }
     return {mapping.get(key, key): value for key, value in values.items()}
+
+
+# The pre-warm worker's instance profile, as the stack names it: what makes a worker a worker (never a tag).
+WORKER_PROFILE = f"arn:aws:iam::123456789012:instance-profile/{names.PREWARM_PROFILE}"

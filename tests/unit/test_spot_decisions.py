@@ -83,16 +83,24 @@ def test_a_rebalance_only_checkpoints_unless_configured() -> None:
     assert saves_data("rebalance", SETTINGS.model_copy(update={"spot_rebalance_action": "all"}))
 
 
-def test_data_volumes_exclude_the_root_and_only_dying_persistent_volumes_are_kept() -> None:
+def test_data_volumes_exclude_the_root_and_only_volumes_that_must_outlive_it_are_kept() -> None:
     instance = spot()
     assert data_volumes(instance) == ["vol-data", "vol-kept"]
+    carols = {tags.MANAGED: "true", tags.OWNER: "carol"}
     volumes = [
-        volume("vol-root"),
-        volume("vol-data", **{tags.PERSISTENT: "true"}),
+        volume("vol-root", **carols),
+        volume("vol-data", **carols, **{tags.PERSISTENT: "true"}),
         volume("vol-kept", **{tags.PERSISTENT: "yes"}),
     ]
-    # vol-kept already survives termination; vol-data would die with the instance.
-    assert volumes_dying_with(instance, {v.resource_id: v for v in volumes}) == (("vol-data", "/dev/sdf"),)
+    # vol-kept already survives termination; vol-data would die with the instance; the root may go with it.
+    assert volumes_dying_with(instance, {v.resource_id: v for v in volumes}, tags.MANAGED) == (
+        ("vol-data", "/dev/sdf"),
+    )
+    # A volume the instance does not own, or one trainctl cannot see, outlives it too.
+    unseen = {v.resource_id: v for v in volumes if v.resource_id != "vol-root"}
+    assert ("vol-root", "/dev/xvda") in volumes_dying_with(instance, unseen, tags.MANAGED)
+    borrowed = {**unseen, "vol-root": volume("vol-root", **{tags.MANAGED: "true", tags.OWNER: "dave"})}
+    assert ("vol-root", "/dev/xvda") in volumes_dying_with(instance, borrowed, tags.MANAGED)
 
 
 def test_recovery_needs_a_reclaimed_in_scope_spot_instance_that_asked_for_it() -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.unit.builders import LONG_AGO, NOW, image, instance, inventory, snapshot, volume
+from tests.unit.builders import LONG_AGO, NOW, WORKER_PROFILE, image, instance, inventory, snapshot, volume
 from trainctl.core.clock import format_instant
 from trainctl.core.observations import Training, TrainingCheck, Utilisation
 from trainctl.core.resources import BlockDevice
@@ -119,11 +119,11 @@ def test_unreadable_ttl_is_a_warning_not_a_reason() -> None:
 
 
 def test_leftover_prewarm_worker_is_terminated_without_a_training_check() -> None:
-    worker = instance(role="prewarm-worker", launched=NOW - timedelta(hours=7), cleanup_after=MARK_PASSED)
+    worker = instance(profile=WORKER_PROFILE, launched=NOW - timedelta(hours=7), cleanup_after=MARK_PASSED)
     decision = decide_one(worker)
     assert decision is not None
     assert decision.action == "terminate" and "prewarm-leftover" in decision.reasons
-    young_worker = instance(role="prewarm-worker", launched=NOW - timedelta(hours=1))
+    young_worker = instance(profile=WORKER_PROFILE, launched=NOW - timedelta(hours=1))
     assert decide_one(young_worker) is None
 
 
@@ -296,7 +296,7 @@ def test_only_running_candidates_without_other_protection_need_a_training_check(
     idle = instance("i-idle")
     busy = instance("i-busy")
     persistent = instance("i-persistent", persistent="true")
-    worker = instance("i-worker", role="prewarm-worker", launched=NOW - timedelta(hours=7))
+    worker = instance("i-worker", profile=WORKER_PROFILE, launched=NOW - timedelta(hours=7))
     stopped = instance("i-stopped", state="stopped", stopped_since=LONG_AGO)
     observations = Observations(
         utilisation=dict.fromkeys(("i-idle", "i-persistent", "i-worker"), IDLE) | {"i-busy": BUSY}

@@ -183,3 +183,34 @@ def tag_batches(planned: Mapping[str, Mapping[str, str]]) -> list[tuple[list[str
         for start in range(0, len(ids), TAG_BATCH):
             batches.append((ids[start : start + TAG_BATCH], dict(key)))
     return batches
+
+
+# Calls that put a resource back to use, or move it in or out of scope: each makes a mark on it void.
+USE_EVENTS = ("AttachVolume", "StartInstances", "CreateTags", "DeleteTags")
+_USED_ID = re.compile(r"^(vol|i|snap)-[0-9a-f]{8,17}$")
+
+
+def used_ids(event_name: str, request: Any, scope_tag: str) -> list[str]:
+    """The resources a use call touched; for tag calls, only when they write the scope tag."""
+    if event_name not in USE_EVENTS or not isinstance(request, Mapping):
+        return []
+    if event_name == "AttachVolume":
+        found = list(_strings(request.get("volumeId")))
+    elif event_name == "StartInstances":
+        found = [i for item in _items(request.get("instancesSet")) for i in _strings(item.get("instanceId"))]
+    else:
+        keys = {k for item in _items(request.get("tagSet")) for k in _strings(item.get("key"))}
+        if scope_tag.lower() not in {k.lower() for k in keys}:
+            return []
+        found = [r for item in _items(request.get("resourcesSet")) for r in _strings(item.get("resourceId"))]
+    return list(dict.fromkeys(i for i in found if _USED_ID.match(i)))
+
+
+def _items(node: Any) -> list[Mapping[str, Any]]:
+    """EC2's {"items": [...]} (or "item"), where one object may stand in for a list of one."""
+    if not isinstance(node, Mapping):
+        return []
+    inner = node.get("items", node.get("item"))
+    if isinstance(inner, Mapping):
+        return [inner]
+    return [item for item in inner or [] if isinstance(item, Mapping)]

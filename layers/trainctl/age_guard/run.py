@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from trainctl.age_guard.rules import Principal, StampRules, created_ids, principal_of, stamps_for
+from trainctl.age_guard.rules import Principal, StampRules, created_ids, principal_of, stamps_for, used_ids
 from trainctl.age_guard.stamper import Ec2Stamper
+from trainctl.age_guard.use import MarkVoider
 from trainctl.aws.clients import ClientFactory
 from trainctl.core import tags
-from trainctl.core.clock import ensure_utc
+from trainctl.core.clock import ensure_utc, format_instant
 from trainctl.core.events import CloudTrailApiCall, InstanceStateChange
 from trainctl.core.settings import AgeGuardSettings
+from trainctl.core.text import one_line
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,25 @@ def stamp_first_start(factory: ClientFactory, event: InstanceStateChange, settin
             )
     ids = [instance_id, *details["volumes"]]
     return _stamp(stamper, ids, principal, details["launch_time"], rules_from(settings))
+
+
+def void_marks_on_use(factory: ClientFactory, event: CloudTrailApiCall, settings: AgeGuardSettings) -> StampResult:
+    """AttachVolume, StartInstances or a scope tag written between two sweeps: the marks on what it touched go."""
+    detail = event.detail
+    if detail.error_code:
+        return StampResult("ignored", f"{detail.event_name} failed with {detail.error_code}: nothing was used")
+    refusal = _refusal(settings, detail.aws_region, detail.recipient_account_id or event.account)
+    if refusal:
+        return StampResult("refused", refusal)
+    ids = used_ids(detail.event_name, detail.request_parameters, settings.scope_tag)
+    if not ids:
+        return StampResult("ignored", f"{detail.event_name}: no resource trainctl watches")
+    voider = MarkVoider(factory.ec2(detail.aws_region), factory.dynamodb(), settings.ledger_table)
+    marked = voider.marked(ids)
+    who = one_line(principal_of(detail.user_identity).created_by, 128)
+    why = f"used since it was marked: {detail.event_name} by {who} at {format_instant(ensure_utc(detail.event_time))}"
+    kept_tags = [rid for rid in marked if not voider.void(rid, ensure_utc(detail.event_time), why)]
+    reason = f"the mark tag stayed on {', '.join(kept_tags)}; the ledger voids it" if kept_tags else ""
+    return StampResult(
+        "unmarked" if marked else "unchanged", reason, unchanged=tuple(i for i in ids if i not in marked)
+    )

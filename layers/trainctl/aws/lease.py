@@ -15,13 +15,15 @@ from trainctl.core.permissions import needs
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:DeleteItem")
+PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 
 LEASE_KEY = ledger.lease("cleanup_sweep")
 
 
 class Lease(Protocol):
     def acquire(self, now: datetime, duration: timedelta) -> bool: ...
+
+    def renew(self, now: datetime, duration: timedelta) -> bool: ...
 
     def release(self) -> None: ...
 
@@ -52,6 +54,27 @@ class DynamoDbLease:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise access_error("PutItem", exc) from exc
+        return True
+
+    def renew(self, now: datetime, duration: timedelta) -> bool:
+        """Extend a lease this holder still has; False when it lapsed or another sweep took it."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=LEASE_KEY,
+                UpdateExpression="SET lease_until = :until, expires_at = :expires",
+                ConditionExpression="holder = :me AND lease_until >= :now",
+                ExpressionAttributeValues={
+                    ":me": {"S": self.holder},
+                    ":now": {"N": str(int(now.timestamp()))},
+                    ":until": {"N": str(int((now + duration).timestamp()))},
+                    ":expires": {"N": str(int((now + duration + timedelta(days=1)).timestamp()))},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise access_error("UpdateItem", exc) from exc
         return True
 
     def release(self) -> None:

@@ -18,7 +18,7 @@ def _region_names_only(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     for region in value or ():
         if not _REGION.match(region):
             raise ValueError(f"{region!r} is not a region name")
-    return value
+    return tuple(dict.fromkeys(value)) if value is not None else None  # named twice, swept once
 
 
 # What Powertools' parse raises for an event that does not fit; anything else is a bug and must surface.
@@ -78,6 +78,7 @@ class CloudTrailDetail(BaseModel):
     event_time: datetime = Field(alias="eventTime")
     aws_region: str = Field(alias="awsRegion", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     user_identity: dict[str, Any] = Field(alias="userIdentity")
+    request_parameters: dict[str, Any] | None = Field(default=None, alias="requestParameters")
     response_elements: dict[str, Any] | None = Field(default=None, alias="responseElements")
     error_code: str | None = Field(default=None, alias="errorCode")
     recipient_account_id: str | None = Field(default=None, alias="recipientAccountId")

@@ -38,6 +38,8 @@ def ttl_expiry(resource: Resource, default_max_age: timedelta | None = None) -> 
         return born_at(resource) + default_max_age if default_max_age else None
     try:
         lifetime = parse_duration(raw)
+        return born_at(resource) + lifetime
     except InvalidDuration as exc:
-        raise InvalidTtl(f"{tags.TTL}={raw!r} on {resource.resource_id}: {exc}") from exc
-    return born_at(resource) + lifetime
+        raise InvalidTtl(f"{tags.TTL}: {exc}") from exc
+    except OverflowError as exc:  # a lifetime that ends past the calendar
+        raise InvalidTtl(f"{tags.TTL}: {raw.strip()!r} ends past the calendar") from exc

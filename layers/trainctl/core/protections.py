@@ -29,6 +29,8 @@ class Protection(StrEnum):
     SHARED_SNAPSHOT = "shared-snapshot"
     TERMINATION_PROTECTED = "termination-protected"
     UNREADABLE = "unreadable"
+    CANNOT_STOP = "cannot-stop"
+    INSTANCE_STORE = "instance-store"
     OUT_OF_SCOPE = "out-of-scope"
     BLAST_RADIUS = "blast-radius"
 
@@ -40,8 +42,18 @@ VolumeToKeep = tuple[str, str]  # (volume id, device name)
 
 
 def is_persistent(labels: Mapping[str, str]) -> bool:
-    """A persistent resource is never deleted and never dies with an instance: any value but an explicit false."""
-    return tags.protects(labels.get(tags.PERSISTENT))
+    """A persistent resource is never deleted and never dies with an instance: any value but an explicit false,
+    under the key in any case or a near miss of it (trainctl:persistant): a person meant to keep it."""
+    exact, near = tags.persistent_keys(labels)
+    return any(tags.protects(labels[key]) for key in (*exact, *near))
+
+
+def persistent_key_warning(resource: Resource) -> str | None:
+    """A near-miss key protects, and is named so that someone fixes it."""
+    _, near = tags.persistent_keys(resource.tags)
+    if not near:
+        return None
+    return f"{resource.resource_id}: tag key {near[0]!r} read as {tags.PERSISTENT}; please fix the key"
 
 
 def in_scope(resource: Resource, scope_tag: str) -> bool:
@@ -67,11 +79,28 @@ def is_backup_managed(snapshot: Snapshot) -> bool:
     )
 
 
-def volumes_dying_with(instance: Instance, volumes: Mapping[str, Volume]) -> tuple[VolumeToKeep, ...]:
-    """Persistent volumes that would die with the instance unless DeleteOnTermination is cleared first."""
-    at_risk: list[VolumeToKeep] = []
-    for device in instance.block_devices:
-        volume = volumes.get(device.volume_id)
-        if device.delete_on_termination and volume is not None and is_persistent(volume.tags):
-            at_risk.append((device.volume_id, device.device_name))
-    return tuple(at_risk)
+def must_outlive(instance: Instance, volume: Volume | None, scope_tag: str) -> str | None:
+    """Why a volume attached to the instance must not die with it, or None when it may.
+
+    Only a volume in scope, with the instance's owner, and not persistent goes with its instance; a volume
+    trainctl cannot see is unknown, and unknown protects.
+    """
+    if volume is None:
+        return "not in the inventory"
+    if is_persistent(volume.tags):
+        return "persistent"
+    if not in_scope(volume, scope_tag):
+        return "out of scope"
+    owner = volume.tags.get(tags.OWNER)
+    if owner is not None and owner != instance.tags.get(tags.OWNER):
+        return "owned by someone else"
+    return None
+
+
+def volumes_dying_with(instance: Instance, volumes: Mapping[str, Volume], scope_tag: str) -> tuple[VolumeToKeep, ...]:
+    """Attached volumes that would die with the instance unless DeleteOnTermination is cleared first."""
+    return tuple(
+        (device.volume_id, device.device_name)
+        for device in instance.block_devices
+        if device.delete_on_termination and must_outlive(instance, volumes.get(device.volume_id), scope_tag)
+    )

@@ -33,7 +33,8 @@ def _region_names(value: tuple[str, ...]) -> tuple[str, ...]:
     for region in value:
         if not _REGION.match(region):
             raise ValueError(f"{region!r} is not a region name such as us-east-1")
-    return value
+    # A region named twice would be swept twice in one run, each sweep acting on the other's reads.
+    return tuple(dict.fromkeys(value))
 
 
 def _json_object(what: str) -> Callable[[object], object]:
@@ -95,6 +96,8 @@ class SweepSettings(BaseModel):
     max_age_volume: timedelta | None = None
     max_age_snapshot: timedelta | None = None
     idle_action: Literal["stop", "terminate"] = "stop"
+    # Stopping loses what instance-store volumes hold (g5, p4d, p5 have them): only when a team says so.
+    stop_instance_store: bool = False
     idle_window: timedelta = timedelta(hours=2)
     idle_cpu_percent: float = Field(default=5.0, ge=0, le=100)
     idle_gpu_percent: float = Field(default=5.0, ge=0, le=100)
@@ -183,6 +186,8 @@ class AgeGuardSettings(BaseModel):
     scope_principals: tuple[str, ...] = ()
     scope_launch_templates: tuple[str, ...] = ()
     scope_from_tag: str | None = Field(default=None, pattern=r"^[^=]{1,128}=[^=]{0,256}$")
+    # Where a use between two sweeps is recorded, so that no sweep acts on the mark it made void.
+    ledger_table: str = "trainctl-ledger"
 
     _lists = field_validator("regions", "scope_principals", "scope_launch_templates", mode="before")(_csv)
     _known_region_shape = field_validator("regions")(_region_names)

@@ -37,6 +37,38 @@ def protects(value: str | None) -> bool:
     return value.strip().lower() not in _EXPLICIT_FALSE
 
 
+def _distance(a: str, b: str, limit: int) -> int:
+    """Edit distance, given up past `limit`: enough to tell a typo of a key from another key."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, left in enumerate(a, 1):
+        current = [i]
+        for j, right in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (left != right)))
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]
+
+
+def persistent_keys(labels: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """Keys that say persistent: (the key in any case, near misses such as trainctl:persistant).
+
+    Both protect, for a person who wrote either meant to keep the resource; a near miss is also reported so
+    that it gets fixed.
+    """
+    exact: list[str] = []
+    near: list[str] = []
+    for key in labels:
+        folded = key.strip().lower()
+        if folded == PERSISTENT:
+            exact.append(key)
+        elif folded.startswith(("trainctl", "traincl", "trianctl")) and _distance(folded, PERSISTENT, 2) <= 2:
+            near.append(key)
+    return exact, near
+
+
 def opts_in(value: str | None) -> bool:
     """A scope tag brings a resource into scope only when it says true outright.
 

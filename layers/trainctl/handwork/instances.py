@@ -46,6 +46,7 @@ def check_termination(
     now: datetime,
     min_age: timedelta,
     force: bool,
+    scope_tag: str = tags.MANAGED,
 ) -> TerminationCheck:
     """Pure: the safety model for a termination by hand. --force waives the minimum age and an unknown
     training state, never a persistent instance or a running training job."""
@@ -60,7 +61,7 @@ def check_termination(
         reasons.append(f"a training job is running: {training.detail}")
     elif training.status is Training.UNKNOWN and not force:
         reasons.append(f"the training check gave no verdict ({training.detail}); --force to proceed anyway")
-    keep = volumes_dying_with(machine, {v.resource_id: v for v in volumes})
+    keep = volumes_dying_with(machine, {v.resource_id: v for v in volumes}, scope_tag)
     return TerminationCheck("refuse" if reasons else "terminate", tuple(reasons), keep)
 
 

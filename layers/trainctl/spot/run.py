@@ -212,7 +212,7 @@ def handle_interruption(
         # One read of the attached volumes serves (b) and (c): their types, tags and persistence.
         volumes, unread = _attached_volumes(ec2, instance)
         _snapshot_data_volumes(ec2, instance, volumes, settings, interruption_id, outcome, watch)
-        _keep_persistent(ec2, instance, volumes, unread, outcome, watch)
+        _keep_persistent(ec2, instance, volumes, unread, outcome, watch, settings.scope_tag)
     else:
         outcome.notes.append("rebalance recommendation: checkpoint only (TRAINCTL_SPOT_REBALANCE_ACTION=checkpoint)")
     _record_and_tell(factory, settings, outcome, clock(), watch)
@@ -309,13 +309,19 @@ def _attached_volumes(ec2: EC2Client, instance: Instance) -> tuple[list[Volume],
 
 
 def _keep_persistent(
-    ec2: EC2Client, instance: Instance, attached: list[Volume], unread: str, outcome: SpotOutcome, watch: Stopwatch
+    ec2: EC2Client,
+    instance: Instance,
+    attached: list[Volume],
+    unread: str,
+    outcome: SpotOutcome,
+    watch: Stopwatch,
+    scope_tag: str,
 ) -> None:
     began = watch.now_ms()
     if unread:
         outcome.steps.append(Step("keep-persistent", began, 0.0, "failed", f"volumes unreadable: {unread}"))
         return
-    keep = volumes_dying_with(instance, {v.resource_id: v for v in attached})
+    keep = volumes_dying_with(instance, {v.resource_id: v for v in attached}, scope_tag)
     if not keep:
         outcome.steps.append(Step("keep-persistent", began, 0.0, "skipped", "no persistent volume would die with it"))
         return

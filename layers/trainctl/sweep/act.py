@@ -113,13 +113,24 @@ class SweepExecutor:
                     self._set(by_id, chunk, "deferred", "stopped before the Lambda deadline")
                     continue
                 try:
-                    if mark:
-                        ec2.create_tags(Resources=list(chunk), Tags=[{"Key": tags.CLEANUP_AFTER, "Value": value}])
-                    else:
-                        ec2.delete_tags(Resources=list(chunk), Tags=[{"Key": tags.CLEANUP_AFTER}])
+                    self._write_mark(ec2, list(chunk), value, mark=mark)
                     self._set(by_id, chunk, "done")
-                except ClientError as exc:
-                    self._set(by_id, chunk, "failed", f"{'CreateTags' if mark else 'DeleteTags'}: {error_code(exc)}")
+                except ClientError:
+                    # One resource gone or refused fails the whole batch: the others are tried one by one.
+                    for resource_id in chunk:
+                        try:
+                            self._write_mark(ec2, [resource_id], value, mark=mark)
+                            self._set(by_id, [resource_id], "done")
+                        except ClientError as exc:
+                            call = "CreateTags" if mark else "DeleteTags"
+                            self._set(by_id, [resource_id], "failed", f"{call}: {error_code(exc)}")
+
+    @staticmethod
+    def _write_mark(ec2: EC2Client, resource_ids: list[str], value: str, *, mark: bool) -> None:
+        if mark:
+            ec2.create_tags(Resources=resource_ids, Tags=[{"Key": tags.CLEANUP_AFTER, "Value": value}])
+        else:
+            ec2.delete_tags(Resources=resource_ids, Tags=[{"Key": tags.CLEANUP_AFTER}])
 
     @staticmethod
     def _set(by_id: dict[str, Decision], ids: Iterable[str], outcome: str, note: str = "") -> None:
@@ -147,13 +158,12 @@ class SweepExecutor:
     def _act_on_instances(self, decisions: Sequence[Decision]) -> list[Decision]:
         """One TerminateInstances/StopInstances call per region, action and batch; if EC2 refuses a
         batch (one bad instance fails them all), each instance is tried alone so the rest go ahead."""
-        groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+        groups: dict[tuple[str, str, bool], list[Decision]] = defaultdict(list)
         for decision in decisions:
-            groups[(decision.region, decision.action)].append(decision)
+            groups[(decision.region, decision.action, decision.hibernate)].append(decision)
         results: list[Decision] = []
-        for (region, action), members in groups.items():
+        for (region, action, hibernate), members in groups.items():
             ec2 = self._factory.ec2(region)
-            call = ec2.terminate_instances if action == "terminate" else ec2.stop_instances
             for start in range(0, len(members), INSTANCE_BATCH):
                 batch = members[start : start + INSTANCE_BATCH]
                 if self._out_of_time():
@@ -163,7 +173,11 @@ class SweepExecutor:
                     )
                     continue
                 try:
-                    call(InstanceIds=[d.resource_id for d in batch])
+                    ids = [d.resource_id for d in batch]
+                    if action == "terminate":
+                        ec2.terminate_instances(InstanceIds=ids)
+                    else:
+                        ec2.stop_instances(InstanceIds=ids, Hibernate=hibernate)
                     results.extend(replace(d, outcome="requested") for d in batch)
                 except ClientError:
                     results.extend(self._act(d) for d in batch)
@@ -181,7 +195,7 @@ class SweepExecutor:
             elif decision.action == "delete" and decision.resource_type == "snapshot":
                 ec2.delete_snapshot(SnapshotId=decision.resource_id)
             elif decision.action == "stop":
-                ec2.stop_instances(InstanceIds=[decision.resource_id])
+                ec2.stop_instances(InstanceIds=[decision.resource_id], Hibernate=decision.hibernate)
             elif decision.action == "terminate":
                 # Persistent volumes were already kept out of its fate by _prepare_instance.
                 ec2.terminate_instances(InstanceIds=[decision.resource_id])

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from trainctl.aws import ledger
 from trainctl.aws.clients import access_error
+from trainctl.core.clock import format_instant, parse_instant
+from trainctl.core.marks import LedgerEntry, RecordedSweep
 from trainctl.core.permissions import needs
+from trainctl.core.protections import Protection
 from trainctl.sweep.rules import Decision
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-PERMISSIONS = needs("dynamodb:BatchWriteItem")
+# Written in batches; a resource's history and the recorded sweeps are read back to trust a mark.
+PERMISSIONS = needs("dynamodb:BatchWriteItem", "dynamodb:Query")
 
 _BATCH = 25
 _WRITERS = 4
@@ -29,12 +34,17 @@ class Ledger(Protocol):
         self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
     ) -> None: ...
 
+    def record_intent(self, sweep_id: str, at: datetime, decisions: Sequence[Decision]) -> None: ...
 
-def ledger_items(
-    sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
-) -> list[dict[str, Any]]:
+    def history(self, resource_id: str) -> list[LedgerEntry]: ...
+
+    def sweeps_since(self, at: datetime) -> list[RecordedSweep]: ...
+
+
+def decision_items(sweep_id: str, at: datetime, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
+    """One item per decision, under the key its outcome will overwrite: an intent row becomes the record."""
     until = ledger.expires(at)
-    items: list[dict[str, Any]] = [{**ledger.sweep_run(at, sweep_id), "summary": {"S": _json(summary)}, **until}]
+    items: list[dict[str, Any]] = []
     for decision in decisions:
         items.append(
             {
@@ -44,11 +54,35 @@ def ledger_items(
                 "region": {"S": decision.region},
                 "action": {"S": decision.action},
                 "outcome": {"S": decision.outcome},
-                "decision": {"S": _json(decision.to_json())},
+                "decision": {"S": _json({**decision.to_json(), "at": format_instant(at), "recorded_by": sweep_id})},
                 **until,
             }
         )
     return items
+
+
+def ledger_items(
+    sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
+) -> list[dict[str, Any]]:
+    run = {**ledger.sweep_run(at, sweep_id), "summary": {"S": _json(summary)}, **ledger.expires(at)}
+    return [run, *decision_items(sweep_id, at, decisions)]
+
+
+def entry_from(recorded_by: str, raw: Mapping[str, Any]) -> LedgerEntry:
+    """A decision as recorded (Decision.to_json) read back as a line of the resource's history."""
+    protections = set(raw.get("protections") or ())
+    cleanup_after = raw.get("cleanup_after")
+    return LedgerEntry(
+        at=parse_instant(str(raw["at"])) if raw.get("at") else datetime.min.replace(tzinfo=UTC),
+        recorded_by=recorded_by,
+        action=str(raw.get("action", "")),
+        outcome=str(raw.get("outcome", "")),
+        # Over the per-sweep cap is still a candidate: it waits its turn, marked.
+        candidate=bool(raw.get("reasons")) and protections <= {str(Protection.BLAST_RADIUS)},
+        cleanup_after=parse_instant(str(cleanup_after)) if cleanup_after else None,
+        announced=raw.get("announced"),
+        detail=str(raw.get("detail", "")),
+    )
 
 
 def _json(value: object) -> str:
@@ -61,7 +95,52 @@ class DynamoDbLedger:
         self._table = table_name
 
     def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
-        items = ledger_items(sweep_id, at, summary, decisions)
+        self._write_all(ledger_items(sweep_id, at, summary, decisions))
+
+    def record_intent(self, sweep_id: str, at: datetime, decisions: Sequence[Decision]) -> None:
+        self._write_all(decision_items(sweep_id, at, [replace(d, outcome="intended") for d in decisions]))
+
+    def history(self, resource_id: str) -> list[LedgerEntry]:
+        """Newest first, down to the newest mark trainctl wrote (nothing older can matter to it)."""
+        entries: list[LedgerEntry] = []
+        pages = self._dynamodb.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression=f"{ledger.PARTITION_KEY} = :pk",
+            ExpressionAttributeValues={":pk": {"S": ledger.resource_partition(resource_id)}},
+            ScanIndexForward=False,
+        )
+        try:
+            for page in pages:
+                for item in page.get("Items", []):
+                    raw = json.loads(item["decision"]["S"])
+                    entry = entry_from(str(raw.get("recorded_by", "")), raw)
+                    entries.append(entry)
+                    if entry.action == "mark" and entry.outcome == "done":
+                        return entries
+        except ClientError as exc:
+            raise access_error("Query", exc) from exc
+        return entries
+
+    def sweeps_since(self, at: datetime) -> list[RecordedSweep]:
+        found: list[RecordedSweep] = []
+        pages = self._dynamodb.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression=f"{ledger.PARTITION_KEY} = :pk AND {ledger.SORT_KEY} >= :from",
+            ExpressionAttributeValues={
+                ":pk": {"S": ledger.SWEEP_PARTITION},
+                ":from": {"S": ledger.sweep_run(at, "")[ledger.SORT_KEY]["S"]},
+            },
+        )
+        try:
+            for page in pages:
+                for item in page.get("Items", []):
+                    stamp, _, sweep_id = item[ledger.SORT_KEY]["S"].partition("#")
+                    found.append(RecordedSweep(parse_instant(stamp), sweep_id))
+        except ClientError as exc:
+            raise access_error("Query", exc) from exc
+        return found
+
+    def _write_all(self, items: list[dict[str, Any]]) -> None:
         batches = [items[start : start + _BATCH] for start in range(0, len(items), _BATCH)]
         # A big sweep writes a hundred batches: a few at a time, each a round trip.
         with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
@@ -83,8 +162,35 @@ class DynamoDbLedger:
 
 
 class InMemoryLedger:
+    """The same record in memory: what a sweep wrote, and the same reads back."""
+
     def __init__(self) -> None:
         self.sweeps: list[tuple[str, datetime, dict[str, object], list[Decision]]] = []
+        self.intents: list[tuple[str, datetime, list[Decision]]] = []
+        self.entries: dict[str, list[tuple[datetime, str, dict[str, Any]]]] = {}
 
     def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
         self.sweeps.append((sweep_id, at, summary, list(decisions)))
+        self._keep(sweep_id, at, decisions)
+
+    def record_intent(self, sweep_id: str, at: datetime, decisions: Sequence[Decision]) -> None:
+        self.intents.append((sweep_id, at, list(decisions)))
+        self._keep(sweep_id, at, [replace(d, outcome="intended") for d in decisions])
+
+    def _keep(self, sweep_id: str, at: datetime, decisions: Sequence[Decision]) -> None:
+        for decision in decisions:
+            rows = self.entries.setdefault(decision.resource_id, [])
+            rows[:] = [row for row in rows if (row[0], row[1]) != (at, sweep_id)]  # the record overwrites intent
+            rows.append((at, sweep_id, json.loads(_json(decision.to_json()))))
+
+    def history(self, resource_id: str) -> list[LedgerEntry]:
+        entries: list[LedgerEntry] = []
+        for at, sweep_id, raw in sorted(self.entries.get(resource_id, []), key=lambda row: row[0], reverse=True):
+            entry = entry_from(sweep_id, {"at": format_instant(at), **raw})
+            entries.append(entry)
+            if entry.action == "mark" and entry.outcome == "done":
+                break
+        return entries
+
+    def sweeps_since(self, at: datetime) -> list[RecordedSweep]:
+        return [RecordedSweep(when, sweep_id) for sweep_id, when, _, _ in self.sweeps if when >= at]

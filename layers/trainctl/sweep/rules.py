@@ -12,9 +12,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from trainctl.core import tags
+from trainctl.core import names, tags
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.lifetimes import InvalidTtl, born_at, ttl_expiry
+from trainctl.core.marks import read_mark
 from trainctl.core.observations import Training, TrainingCheck, Utilisation
 from trainctl.core.protections import (
     Protection,
@@ -22,10 +23,11 @@ from trainctl.core.protections import (
     is_attached,
     is_backup_managed,
     is_persistent,
+    persistent_key_warning,
     volumes_dying_with,
     younger_than_min_age,
 )
-from trainctl.core.resources import Instance, RegionInventory, Resource, Snapshot, Volume
+from trainctl.core.resources import Guards, Instance, RegionInventory, Resource, Snapshot, Volume
 from trainctl.core.settings import SweepSettings
 
 Action = Literal["keep", "mark", "unmark", "delete", "terminate", "stop"]
@@ -66,6 +68,10 @@ class Decision:
     keep_volumes: tuple[tuple[str, str], ...] = ()
     owner: str | None = None
     outcome: str = "planned"
+    # What a mark promises to do once its grace period is over: a sweep never does anything else on it.
+    announced: Action | None = None
+    # A stop of an instance configured for hibernation hibernates it, so its memory survives too.
+    hibernate: bool = False
 
     @property
     def destructive(self) -> bool:
@@ -84,6 +90,7 @@ class Decision:
             "keep_volumes": [volume_id for volume_id, _ in self.keep_volumes],
             "owner": self.owner,
             "outcome": self.outcome,
+            "announced": self.announced,
         }
 
 
@@ -116,7 +123,8 @@ class SweepPlan:
 
 
 def is_prewarm_worker(resource: Resource) -> bool:
-    return resource.tags.get(tags.ROLE) == tags.PREWARM_WORKER_ROLE
+    """A worker of the pre-warm workflow: known by the instance profile only trainctl's role may pass, never a tag."""
+    return isinstance(resource, Instance) and resource.instance_profile_arn.endswith(f"/{names.PREWARM_PROFILE}")
 
 
 def is_idle(instance: Instance, usage: Utilisation | None, settings: SweepSettings, now: datetime) -> bool:
@@ -133,17 +141,33 @@ def is_idle(instance: Instance, usage: Utilisation | None, settings: SweepSettin
     return usage.gpu_percent is None or usage.gpu_percent < settings.idle_gpu_percent
 
 
+def unreadable_values(resource: Resource, settings: SweepSettings) -> list[str]:
+    """Every value on the resource trainctl cannot read: each protects the resource, by name."""
+    problems: list[str] = []
+    stamped = resource.tags.get(tags.CREATED_AT)
+    if stamped is not None:
+        try:
+            parse_instant(stamped)
+        except ValueError as exc:
+            problems.append(f"{tags.CREATED_AT}: {exc}")
+    try:
+        lifetime_end(resource, settings)
+    except InvalidTtl as exc:
+        problems.append(str(exc))
+    if isinstance(resource, Instance) and resource.state == "stopped" and resource.stopped_since is None:
+        problems.append("the time it stopped is not in its state reason")
+    return problems
+
+
 def candidate_reasons(
     resource: Resource, observations: Observations, settings: SweepSettings, now: datetime
-) -> tuple[list[str], list[str]]:
-    """Why a resource should go, and warnings met on the way (a bad ttl tag, say)."""
+) -> list[str]:
+    """Why a resource should go; a value that cannot be read gives no reason (it protects instead)."""
     reasons: list[str] = []
-    warnings: list[str] = []
     try:
         expiry = lifetime_end(resource, settings)
-    except InvalidTtl as exc:
+    except InvalidTtl:
         expiry = None
-        warnings.append(str(exc))
     if expiry is not None and now >= expiry:
         reasons.append(Reason.TTL_EXPIRED)
     elif expiry is not None and now >= expiry - settings.ttl_warning_lead:
@@ -158,13 +182,13 @@ def candidate_reasons(
     else:
         if is_prewarm_worker(resource) and now - resource.launch_time >= settings.prewarm_worker_max_age:
             reasons.append(Reason.PREWARM_LEFTOVER)
-        if resource.state == "stopped":
-            stopped_since = resource.stopped_since or resource.launch_time
-            if now - stopped_since >= settings.stopped_max_age:
-                reasons.append(Reason.STOPPED_TOO_LONG)
+        # An unknown stop time is no evidence of a long stop.
+        stopped_since = resource.stopped_since if resource.state == "stopped" else None
+        if stopped_since is not None and now - stopped_since >= settings.stopped_max_age:
+            reasons.append(Reason.STOPPED_TOO_LONG)
         if is_idle(resource, observations.utilisation.get(resource.resource_id), settings, now):
             reasons.append(Reason.IDLE)
-    return reasons, warnings
+    return reasons
 
 
 def lifetime_end(resource: Resource, settings: SweepSettings) -> datetime | None:
@@ -177,8 +201,12 @@ def lifetime_end(resource: Resource, settings: SweepSettings) -> datetime | None
 
 
 def intended_action(resource: Resource, reasons: Sequence[str], settings: SweepSettings) -> Action:
+    """The action the reasons call for. A ttl about to run out is a warning, never a reason to act now."""
+    acting = set(reasons) - {Reason.TTL_EXPIRING}
     if isinstance(resource, Instance):
-        if set(reasons) - {Reason.IDLE}:
+        if not acting:
+            return "terminate"  # what expiry will do
+        if acting - {Reason.IDLE}:
             return "terminate"
         return settings.idle_action
     return "delete"
@@ -188,7 +216,7 @@ def protections_for(
     resource: Resource,
     action: Action,
     observations: Observations,
-    ami_snapshots: frozenset[str],
+    inventory_facts: InventoryFacts,
     settings: SweepSettings,
     now: datetime,
 ) -> tuple[list[str], list[str]]:
@@ -202,21 +230,47 @@ def protections_for(
         found.append(Protection.PERSISTENT)
     if younger_than_min_age(resource, settings.min_age, now):
         found.append(Protection.MIN_AGE)
+    for problem in unreadable_values(resource, settings):
+        found.append(Protection.UNREADABLE)
+        details.append(problem)
     if isinstance(resource, Volume) and is_attached(resource):
         found.append(Protection.ATTACHED)
         details.append("attached to " + ",".join(a.instance_id for a in resource.attachments))
     if isinstance(resource, Snapshot):
-        if resource.resource_id in ami_snapshots:
+        if resource.resource_id in inventory_facts.ami_snapshots:
             found.append(Protection.AMI_BACKED)
+        if resource.resource_id in inventory_facts.launch_template_snapshots:
+            found.append(Protection.LAUNCH_TEMPLATE)
+            details.append("a launch template restores it")
         if is_backup_managed(resource):
             found.append(Protection.BACKUP_MANAGED)
-    if (
-        isinstance(resource, Instance)
-        and resource.state in ("running", "pending")
-        and action in ("stop", "terminate")
-        and not is_prewarm_worker(resource)
-    ):
-        check = observations.training.get(resource.resource_id)
+    if isinstance(resource, Instance):
+        found_here, details_here = _instance_protections(resource, action, observations, settings)
+        found += found_here
+        details += details_here
+    return list(dict.fromkeys(found)), details
+
+
+def _instance_protections(
+    instance: Instance, action: Action, observations: Observations, settings: SweepSettings
+) -> tuple[list[str], list[str]]:
+    found: list[str] = []
+    details: list[str] = []
+    if instance.controller:
+        found.append(Protection.MANAGED_ELSEWHERE)
+        details.append(f"run by {instance.controller}: scale it down there instead")
+    if action == "stop" and instance.spot_request_type == "one-time":
+        found.append(Protection.CANNOT_STOP)
+        details.append("a one-time spot instance cannot be stopped")
+    if action == "stop" and instance.instance_store is not False and not settings.stop_instance_store:
+        found.append(Protection.INSTANCE_STORE)
+        details.append(
+            "its instance-store volumes would lose their data"
+            if instance.instance_store
+            else "whether it has instance-store volumes is unknown"
+        )
+    if instance.state in ("running", "pending") and action in ("stop", "terminate") and not is_prewarm_worker(instance):
+        check = observations.training.get(instance.resource_id)
         if check is None:
             found.append(Protection.TRAINING_ACTIVE)
             details.append(observations.training_unchecked_reason)
@@ -226,27 +280,28 @@ def protections_for(
     return found, details
 
 
-def read_mark(resource: Resource) -> tuple[bool, datetime | None]:
-    """(carries a mark tag, the instant it names); an unreadable mark is re-written, never trusted."""
-    raw = resource.tags.get(tags.CLEANUP_AFTER)
-    if raw is None:
-        return False, None
-    try:
-        return True, parse_instant(raw)
-    except ValueError:
-        return True, None
+@dataclass(frozen=True, slots=True)
+class InventoryFacts:
+    """What a region's inventory says about other resources: the snapshots images and templates restore."""
+
+    ami_snapshots: frozenset[str] = frozenset()
+    launch_template_snapshots: frozenset[str] = frozenset()
+    volumes: Mapping[str, Volume] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, inventory: RegionInventory) -> InventoryFacts:
+        return cls(
+            ami_snapshots=frozenset(s for image in inventory.images for s in image.snapshot_ids),
+            launch_template_snapshots=inventory.launch_template_snapshots,
+            volumes={volume.resource_id: volume for volume in inventory.volumes},
+        )
 
 
 def decide(
-    resource: Resource,
-    observations: Observations,
-    ami_snapshots: frozenset[str],
-    volumes: Mapping[str, Volume],
-    settings: SweepSettings,
-    now: datetime,
-) -> tuple[Decision | None, list[str]]:
-    reasons, warnings = candidate_reasons(resource, observations, settings, now)
-    marked, mark_at = read_mark(resource)
+    resource: Resource, observations: Observations, facts: InventoryFacts, settings: SweepSettings, now: datetime
+) -> Decision | None:
+    reasons = candidate_reasons(resource, observations, settings, now)
+    mark = read_mark(resource)
     scoped = in_scope(resource, settings.scope_tag)
     base = Decision(
         resource_id=resource.resource_id,
@@ -255,70 +310,129 @@ def decide(
         action="keep",
         reasons=tuple(str(r) for r in reasons),
         owner=resource.tags.get(tags.OWNER),
-        cleanup_after=mark_at,
+        cleanup_after=mark.at,
     )
     if not reasons:
-        if marked and scoped:
-            return replace(base, action="unmark", detail="no longer a candidate"), warnings
-        return None, warnings
+        if mark.present and scoped:
+            return replace(base, action="unmark", detail="no longer a candidate")
+        return None
 
     action = intended_action(resource, reasons, settings)
-    protections, details = protections_for(resource, action, observations, ami_snapshots, settings, now)
+    protections, details = protections_for(resource, action, observations, facts, settings, now)
     if protections:
         # A protected resource loses its mark, so it gets a full grace period (and a notice)
         # if the protection ever lifts. Out-of-scope resources are never written to.
-        unmark = marked and scoped
-        return (
-            replace(
-                base,
-                action="unmark" if unmark else "keep",
-                protections=tuple(str(p) for p in protections),
-                detail="; ".join(details),
-            ),
-            warnings,
+        unmark = mark.present and scoped
+        return replace(
+            base,
+            action="unmark" if unmark else "keep",
+            protections=tuple(str(p) for p in protections),
+            detail="; ".join(details),
         )
     if set(reasons) == {Reason.TTL_EXPIRING}:
-        # Only a warning: mark (or move the mark) to the expiry itself, never act on it.
+        # Only a warning: mark (or move the mark) to the expiry itself, announcing what expiry will do.
         expiry = lifetime_end(resource, settings)
         assert expiry is not None
-        if mark_at is not None and mark_at >= expiry:
-            return replace(base, detail=f"expires at {format_instant(expiry)}; owner warned"), warnings
-        return (
-            replace(
-                base,
-                action="mark",
-                cleanup_after=expiry,
-                detail=f"expires at {format_instant(expiry)}: will {action} then unless trainctl:ttl is extended",
-            ),
-            warnings,
-        )
-    if mark_at is None:
-        cleanup_after = now + settings.grace_period
-        if set(reasons) <= {Reason.TTL_EXPIRED}:
-            # An explicit lifetime ran out: the owner gets the warning lead, not the whole grace period.
-            cleanup_after = now + settings.ttl_warning_lead
-        return (
-            replace(
-                base,
-                action="mark",
-                cleanup_after=cleanup_after,
-                detail=f"will {action} after {format_instant(cleanup_after)} if still a candidate",
-            ),
-            warnings,
-        )
-    if now < mark_at:
-        return replace(base, detail=f"grace period until {format_instant(mark_at)}"), warnings
-    keep_volumes = volumes_dying_with(resource, volumes) if isinstance(resource, Instance) else ()
-    return (
-        replace(
+        if mark.at is not None and mark.at >= expiry:
+            return replace(base, detail=f"expires at {format_instant(expiry)}; owner warned")
+        return replace(
             base,
-            action=action,
-            keep_volumes=keep_volumes,
-            detail=f"marked until {format_instant(mark_at)}; grace period over"
-            + (f"; keeps persistent {', '.join(v for v, _ in keep_volumes)}" if keep_volumes else ""),
-        ),
-        warnings,
+            action="mark",
+            cleanup_after=expiry,
+            announced=action,
+            detail=f"expires at {format_instant(expiry)}: will {action} then unless trainctl:ttl is extended",
+        )
+    if mark.at is None:
+        return fresh_mark(base, resource, action, settings, now, why=mark.unreadable and "its mark was unreadable")
+    if now < mark.at:
+        return replace(base, detail=f"grace period until {format_instant(mark.at)}")
+    keep_volumes = (
+        volumes_dying_with(resource, facts.volumes, settings.scope_tag) if isinstance(resource, Instance) else ()
     )
+    hibernate = isinstance(resource, Instance) and action == "stop" and resource.hibernation_configured
+    return replace(
+        base,
+        action=action,
+        keep_volumes=keep_volumes,
+        hibernate=hibernate,
+        detail=f"marked until {format_instant(mark.at)}; grace period over"
+        + (f"; keeps {', '.join(v for v, _ in keep_volumes)} out of its fate" if keep_volumes else ""),
+    )
+
+
+def fresh_mark(
+    base: Decision, resource: Resource, action: Action, settings: SweepSettings, now: datetime, *, why: str = ""
+) -> Decision:
+    """A mark of trainctl's own: a full grace period, the action it announces, and a notice."""
+    cleanup_after = now + settings.grace_period
+    if set(base.reasons) <= {Reason.TTL_EXPIRED}:
+        # An explicit lifetime ran out: the owner gets the warning lead, not the whole grace period.
+        cleanup_after = now + settings.ttl_warning_lead
+    note = f"will {action} after {format_instant(cleanup_after)} if still a candidate"
+    if action == "stop" and isinstance(resource, Instance) and resource.instance_store:
+        note += "; its instance-store volumes will lose their data"
+    return replace(
+        base,
+        action="mark",
+        cleanup_after=cleanup_after,
+        announced=action,
+        detail=f"{why}: marked afresh; {note}" if why else note,
+    )
+
+
+def confirm_marks(
+    decisions: Sequence[Decision],
+    distrusted: Mapping[str, str],
+    resources: Mapping[str, Resource],
+    settings: SweepSettings,
+    now: datetime,
+) -> list[Decision]:
+    """Destructive decisions whose mark trainctl cannot vouch for become fresh marks instead (safety model 3)."""
+    confirmed = []
+    for decision in decisions:
+        why = distrusted.get(decision.resource_id)
+        if decision.destructive and why is not None:
+            base = replace(decision, keep_volumes=(), hibernate=False)
+            confirmed.append(fresh_mark(base, resources[decision.resource_id], decision.action, settings, now, why=why))
+        else:
+            confirmed.append(decision)
+    return confirmed
+
+
+def apply_guards(decisions: Sequence[Decision], guards: Guards) -> list[Decision]:
+    """What EC2 itself guards (termination and stop protection, sharing) protects, by name; like every protection,
+    it takes the mark away, so the resource gets a full grace period if the guard is ever lifted."""
+    guarded = []
+    for decision in decisions:
+        found: list[str] = []
+        details: list[str] = []
+        rid = decision.resource_id
+        if decision.destructive:
+            if rid in guards.unreadable:
+                found.append(Protection.UNREADABLE)
+                details.append(f"its protection could not be read: {guards.unreadable[rid]}")
+            if decision.action == "terminate" and rid in guards.termination_protected:
+                found.append(Protection.TERMINATION_PROTECTED)
+                details.append("termination protection is on")
+            if decision.action == "stop" and rid in guards.stop_protected:
+                found.append(Protection.TERMINATION_PROTECTED)
+                details.append("stop protection is on")
+            if rid in guards.shared_snapshots:
+                found.append(Protection.SHARED_SNAPSHOT)
+                details.append("shared with another account")
+        guarded.append(
+            replace(
+                decision,
+                action="unmark",
+                keep_volumes=(),
+                hibernate=False,
+                protections=(*decision.protections, *dict.fromkeys(str(f) for f in found)),
+                detail="; ".join(details),
+            )
+            if found
+            else decision
+        )
+    return guarded
 
 
 def action_budget(in_scope_count: int, settings: SweepSettings) -> int:
@@ -359,13 +473,30 @@ def plan_sweep(
     scanned = 0
     scoped = 0
     for inventory in inventories:
-        ami_snapshots = frozenset(s for image in inventory.images for s in image.snapshot_ids)
-        volumes = {volume.resource_id: volume for volume in inventory.volumes}
+        facts = InventoryFacts.of(inventory)
         for resource in inventory.resources():
             scanned += 1
             scoped += in_scope(resource, settings.scope_tag)
-            decision, found = decide(resource, observations, ami_snapshots, volumes, settings, now)
-            warnings.extend(found)
+            near_miss = persistent_key_warning(resource)
+            if near_miss:
+                warnings.append(near_miss)
+            warnings.extend(f"{resource.resource_id}: {problem}" for problem in unreadable_values(resource, settings))
+            mark = read_mark(resource)
+            if mark.unreadable:
+                warnings.append(f"{resource.resource_id}: {tags.CLEANUP_AFTER}: {mark.unreadable}; not trusted")
+            try:
+                decision = decide(resource, observations, facts, settings, now)
+            except (ValueError, OverflowError, TypeError) as exc:
+                # One resource never stops the sweep: what cannot be decided is kept, and named.
+                warnings.append(f"{resource.resource_id}: could not be decided ({exc}); kept")
+                decision = Decision(
+                    resource.resource_id,
+                    resource.resource_type,
+                    resource.region,
+                    "keep",
+                    protections=(str(Protection.UNREADABLE),),
+                    detail="could not be decided; kept",
+                )
             if decision is not None:
                 decisions.append(decision)
     capped = apply_blast_radius(decisions, action_budget(scoped, settings))

@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from trainctl.aws.clients import ClientFactory
-from trainctl.aws.ec2 import Ec2Inventory
+from trainctl.aws.ec2 import Ec2Inventory, read_guards
 from trainctl.aws.lease import DynamoDbLease, Lease
 from trainctl.aws.notifications import Notifier, SnsNotifier
 from trainctl.aws.training_check import SsmTrainingCheck
 from trainctl.aws.utilisation import read_utilisation
 from trainctl.core.clock import Clock, format_instant
+from trainctl.core.errors import TrainctlError
+from trainctl.core.marks import distrust
 from trainctl.core.observations import TrainingCheck
 from trainctl.core.protections import in_scope
-from trainctl.core.resources import RegionInventory
+from trainctl.core.resources import Guards, RegionInventory, Resource
 from trainctl.core.settings import SweepSettings
 from trainctl.sweep.act import RemainingTime, SweepExecutor
 from trainctl.sweep.notice import changed, sweep_message
 from trainctl.sweep.record import DynamoDbLedger, Ledger
-from trainctl.sweep.rules import Decision, Observations, SweepPlan, instances_to_check, plan_sweep
+from trainctl.sweep.rules import (
+    Decision,
+    Observations,
+    SweepPlan,
+    apply_guards,
+    confirm_marks,
+    instances_to_check,
+    plan_sweep,
+)
 
 LEASE_DURATION = timedelta(minutes=16)
+HISTORY_READERS = 4
 DRY_RUN_TRAINING_NOTE = "not checked: a dry-run sends no SSM command, and unknown protects"
 
 
@@ -68,7 +80,8 @@ class SweepEffects:
 
 def effects_for(factory: ClientFactory, settings: SweepSettings) -> SweepEffects:
     if settings.dry_run:
-        return SweepEffects()
+        # A dry-run writes nothing, but reads the ledger to show which marks trainctl can vouch for.
+        return SweepEffects(ledger=DynamoDbLedger(factory.dynamodb(), settings.ledger_table))
     return SweepEffects(
         ledger=DynamoDbLedger(factory.dynamodb(), settings.ledger_table),
         notifier=SnsNotifier(factory.sns(), settings.topic_arn) if settings.topic_arn else None,
@@ -86,6 +99,7 @@ def observe(
     inventories: list[RegionInventory],
     settings: SweepSettings,
     now: datetime,
+    remaining_ms: RemainingTime = None,
 ) -> Observations:
     utilisation = {}
     for inventory in inventories:
@@ -112,6 +126,7 @@ def observe(
             pid_file=settings.training_pid_file,
             process_patterns=settings.training_process_patterns,
             timeout=settings.training_check_timeout,
+            remaining_ms=remaining_ms,
         )
         training.update(checker.check(instance_ids))
     return replace(observations, training=training)
@@ -133,55 +148,146 @@ def run_sweep(
     """
     now = clock()
     if settings.dry_run or lease is None:
-        return _sweep(factory, settings, now, ledger=ledger, notifier=notifier, remaining_ms=remaining_ms)
+        return _sweep(factory, settings, clock, ledger=ledger, notifier=notifier, remaining_ms=remaining_ms)
     # Held for the Lambda's longest run; a holder that dies frees it when it runs out.
     if not lease.acquire(now, LEASE_DURATION):
         plan = SweepPlan(at=now, decisions=(), scanned=0, in_scope=0)
         note = "another sweep holds the lease: this one did nothing"
         return SweepResult(uuid.uuid4().hex[:12], False, now, settings.regions, plan, (), False, False, (note,))
     try:
-        return _sweep(factory, settings, now, ledger=ledger, notifier=notifier, remaining_ms=remaining_ms)
+        return _sweep(
+            factory, settings, clock, ledger=ledger, notifier=notifier, remaining_ms=remaining_ms, lease=lease
+        )
     finally:
         lease.release()
+
+
+def vouch_for_marks(
+    ledger: Ledger | None, decisions: Sequence[Decision], resources: Mapping[str, Resource]
+) -> dict[str, str]:
+    """Why trainctl cannot vouch for the mark behind each destructive decision (absent: it can)."""
+    destructive = [d for d in decisions if d.destructive and d.cleanup_after is not None]
+    if not destructive:
+        return {}
+    if ledger is None:
+        return {d.resource_id: "there is no ledger to confirm its mark" for d in destructive}
+    try:
+        with ThreadPoolExecutor(max_workers=HISTORY_READERS) as pool:
+            histories = dict(
+                zip(destructive, pool.map(lambda d: ledger.history(d.resource_id), destructive), strict=True)
+            )
+        marked_at = [e.at for h in histories.values() for e in h if e.action == "mark" and e.outcome == "done"]
+        sweeps = ledger.sweeps_since(min(marked_at)) if marked_at else []
+    except TrainctlError as exc:
+        return {d.resource_id: f"the ledger could not be read ({exc})" for d in destructive}
+    distrusted: dict[str, str] = {}
+    for decision, history in histories.items():
+        assert decision.cleanup_after is not None
+        why = distrust(decision.cleanup_after, decision.action, history, sweeps)
+        if why is not None:
+            distrusted[decision.resource_id] = why
+    return distrusted
+
+
+def guards_of(factory: ClientFactory, decisions: Sequence[Decision]) -> Guards:
+    """EC2's own protections of what is about to be acted on: one read per resource, only for these few."""
+    by_region: dict[str, tuple[list[str], list[str]]] = {}
+    for decision in decisions:
+        if decision.destructive:
+            instances, snapshots = by_region.setdefault(decision.region, ([], []))
+            if decision.resource_type == "instance":
+                instances.append(decision.resource_id)
+            elif decision.resource_type == "snapshot":
+                snapshots.append(decision.resource_id)
+    read = [read_guards(factory.ec2(region), i, s) for region, (i, s) in by_region.items() if i or s]
+    return Guards(
+        termination_protected=frozenset().union(*(g.termination_protected for g in read)),
+        stop_protected=frozenset().union(*(g.stop_protected for g in read)),
+        shared_snapshots=frozenset().union(*(g.shared_snapshots for g in read)),
+        unreadable={rid: why for g in read for rid, why in g.unreadable.items()},
+    )
 
 
 def _sweep(
     factory: ClientFactory,
     settings: SweepSettings,
-    now: datetime,
+    clock: Clock,
     *,
     ledger: Ledger | None,
     notifier: Notifier | None,
     remaining_ms: RemainingTime,
+    lease: Lease | None = None,
 ) -> SweepResult:
+    now = clock()
     sweep_id = uuid.uuid4().hex[:12]
     inventories = read_inventories(factory, settings.regions)
-    observations = observe(factory, inventories, settings, now)
+    observations = observe(factory, inventories, settings, now, remaining_ms)
     plan = plan_sweep(inventories, observations, settings, now)
+    resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
+    decisions = confirm_marks(
+        plan.decisions, vouch_for_marks(ledger, plan.decisions, resources), resources, settings, now
+    )
+    decisions = apply_guards(decisions, guards_of(factory, decisions))
     notes: list[str] = []
     if settings.dry_run:
-        decisions = tuple(replace(d, outcome="dry-run") for d in plan.decisions)
+        previews = tuple(replace(d, outcome="dry-run") for d in decisions)
         notes.append("dry-run: nothing was changed and nothing was recorded")
-        return SweepResult(sweep_id, True, now, settings.regions, plan, decisions, False, False, tuple(notes))
+        return SweepResult(sweep_id, True, now, settings.regions, plan, previews, False, False, tuple(notes))
 
+    if lease is not None and not lease.renew(clock(), LEASE_DURATION):
+        # The lease ran out while this sweep read and decided: another may be acting now.
+        decisions = [_withheld(d, "the sweep's lease ran out before it could act") for d in decisions]
+    decisions = _record_intent(ledger, sweep_id, now, decisions)
     executor = SweepExecutor(
         factory,
         concurrency=settings.action_concurrency,
         remaining_ms=remaining_ms,
         deadline_margin_ms=int(settings.deadline_margin.total_seconds() * 1000),
     )
-    decisions = tuple(executor.execute(plan.decisions))
-    result = SweepResult(sweep_id, False, now, settings.regions, plan, decisions, False, False)
+    acted = tuple(executor.execute(decisions))
+    result = SweepResult(sweep_id, False, now, settings.regions, plan, acted, False, False)
     recorded = notified = False
+    ledger_failure: TrainctlError | None = None
     if ledger is not None:
-        ledger.record(sweep_id, now, result.summary(), decisions)
-        recorded = True
+        try:
+            ledger.record(sweep_id, now, result.summary(), acted)
+            recorded = True
+        except TrainctlError as exc:
+            ledger_failure = exc
+            notes.append(f"the ledger write failed: {exc}")
     else:
         notes.append("no ledger: decisions were not recorded")
-    if notifier is not None and changed(decisions):
-        subject, message = sweep_message(plan, decisions, dry_run=False)
+    if notifier is not None and changed(acted):
+        # The owners hear of every action, whether or not the ledger took it.
+        subject, message = sweep_message(plan, acted, dry_run=False)
         notifier.publish(subject, message)
         notified = True
-    if any(d.outcome == "deferred" for d in decisions):
+    if any(d.outcome == "deferred" for d in acted):
         notes.append("stopped before the deadline; the next sweep resumes with what is left")
+    if ledger_failure is not None:
+        raise ledger_failure
     return replace(result, recorded=recorded, notified=notified, notes=tuple(notes))
+
+
+def _withheld(decision: Decision, why: str) -> Decision:
+    if not decision.destructive:
+        return decision
+    return replace(
+        decision, action="keep", keep_volumes=(), outcome="failed", detail=f"{decision.detail}; {why}: nothing done"
+    )
+
+
+def _record_intent(
+    ledger: Ledger | None, sweep_id: str, now: datetime, decisions: Sequence[Decision]
+) -> list[Decision]:
+    """No destructive call without a ledger row written first (safety model 7)."""
+    destructive = [d for d in decisions if d.destructive]
+    if not destructive:
+        return list(decisions)
+    if ledger is None:
+        return [_withheld(d, "no ledger to record the intent") for d in decisions]
+    try:
+        ledger.record_intent(sweep_id, now, destructive)
+    except TrainctlError as exc:
+        return [_withheld(d, f"the intent could not be recorded ({exc})") for d in decisions]
+    return list(decisions)

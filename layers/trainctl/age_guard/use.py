@@ -1,0 +1,75 @@
+"""A resource used between two sweeps loses its mark: the tag goes, and the ledger says why.
+
+The ledger line is what counts: a sweep trusts a mark only when nothing since it says "used", so a mark whose
+tag could not be removed is still void.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from trainctl.aws import ledger
+from trainctl.aws.clients import access_error
+from trainctl.core import tags
+from trainctl.core.clock import format_instant
+from trainctl.core.permissions import needs
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ec2 import EC2Client
+
+PERMISSIONS = needs("ec2:DescribeTags", "ec2:DeleteTags", "dynamodb:PutItem")
+RECORDED_BY = "age_guard"
+
+
+class MarkVoider:
+    def __init__(self, ec2: EC2Client, dynamodb: DynamoDBClient, table_name: str) -> None:
+        self._ec2 = ec2
+        self._dynamodb = dynamodb
+        self._table = table_name
+
+    def marked(self, resource_ids: Sequence[str]) -> list[str]:
+        try:
+            found = self._ec2.describe_tags(
+                Filters=[
+                    {"Name": "resource-id", "Values": list(resource_ids)},
+                    {"Name": "key", "Values": [tags.CLEANUP_AFTER]},
+                ]
+            )["Tags"]
+        except ClientError as exc:
+            raise access_error("DescribeTags", exc) from exc
+        return sorted({str(t["ResourceId"]) for t in found})
+
+    def void(self, resource_id: str, at: datetime, why: str) -> bool:
+        """Record the use first (it is what a sweep reads), then take the tag away; False if the tag stayed."""
+        entry = {
+            "action": "unmark",
+            "outcome": "done",
+            "reasons": [],
+            "protections": [],
+            "detail": why,
+            "at": format_instant(at),
+            "recorded_by": RECORDED_BY,
+        }
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item={
+                    **ledger.sweep_decision(resource_id, at, RECORDED_BY),
+                    "action": {"S": "unmark"},
+                    "decision": {"S": json.dumps(entry, sort_keys=True)},
+                    **ledger.expires(at),
+                },
+            )
+        except ClientError as exc:
+            raise access_error("PutItem", exc) from exc
+        try:
+            self._ec2.delete_tags(Resources=[resource_id], Tags=[{"Key": tags.CLEANUP_AFTER}])
+        except ClientError:
+            return False
+        return True

@@ -1,0 +1,89 @@
+"""What a mark says, and when trainctl may trust it.
+
+A mark (`trainctl:cleanup-after`) is trainctl's promise to a person: "after this instant, unless things change,
+this action". Anyone allowed to tag can write the tag, so the tag alone proves nothing. A sweep acts only on a
+mark its own ledger recorded, for the same instant and the same announced action, and only if every enforced
+sweep since then saw the resource still a candidate and nobody used it in between. Anything else earns a fresh
+mark and a full grace period. Pure: tags and ledger entries in, a verdict out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from trainctl.core import tags
+from trainctl.core.clock import parse_instant
+from trainctl.core.resources import Resource
+
+
+@dataclass(frozen=True, slots=True)
+class TagMark:
+    """What the cleanup-after tag says: absent, an instant, or something unreadable."""
+
+    present: bool
+    at: datetime | None = None
+    unreadable: str = ""
+
+
+def read_mark(resource: Resource) -> TagMark:
+    raw = resource.tags.get(tags.CLEANUP_AFTER)
+    if raw is None:
+        return TagMark(False)
+    try:
+        return TagMark(True, parse_instant(raw))
+    except ValueError as exc:
+        # Never trusted, never a crash: the resource gets a fresh mark of trainctl's own.
+        return TagMark(True, None, str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One line of a resource's history in the ledger: what a sweep (or the stamping function) recorded."""
+
+    at: datetime
+    recorded_by: str  # a sweep id, or "age_guard"
+    action: str
+    outcome: str
+    candidate: bool  # the sweep found a reason to act and no protection
+    cleanup_after: datetime | None = None
+    announced: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSweep:
+    at: datetime
+    sweep_id: str
+
+
+def distrust(
+    tag_at: datetime,
+    intended: str,
+    history: Sequence[LedgerEntry],
+    sweeps: Sequence[RecordedSweep],
+) -> str | None:
+    """Why the mark on a resource cannot be acted on, or None when trainctl may keep its promise.
+
+    `history` is the resource's ledger entries, newest first; `sweeps` the enforced sweeps recorded since
+    (any order). The mark must be trainctl's (recorded, done), for the instant the tag names and the action
+    about to be taken; after it, every recorded sweep saw the resource as a candidate and nothing unmarked it.
+    """
+    seen_since: set[str] = set()
+    for entry in history:
+        if entry.action == "mark" and entry.outcome == "done":
+            if entry.cleanup_after != tag_at:
+                return "the mark on it is not the one trainctl wrote"
+            if entry.announced != intended:
+                return f"its mark announced {entry.announced or 'a warning'}, not {intended}"
+            missed = sorted(s.at for s in sweeps if s.at > entry.at and s.sweep_id not in seen_since)
+            if missed:
+                return f"it was not seen as a candidate by the sweep at {missed[0]:%Y-%m-%dT%H:%MZ}"
+            return None
+        if entry.action == "unmark" or (entry.recorded_by == "age_guard" and entry.action != "mark"):
+            return entry.detail or "it was used or taken out of scope since it was marked"
+        if not entry.candidate:
+            return "it stopped being a candidate since it was marked"
+        seen_since.add(entry.recorded_by)
+    return "trainctl's ledger has no record of that mark"
