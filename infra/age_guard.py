@@ -6,16 +6,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.function import TrainctlFunction
-from infra.permissions import acknowledge, ec2_arns
+from infra.permissions import acknowledge, ec2_arns, in_scope_condition, merged, tag_keys_only
+from infra.policy import Route, read_routes, service
 from trainctl.age_guard.rules import STAMPED_EVENTS
 from trainctl.core import tags
 
@@ -32,6 +33,7 @@ class AgeGuard(Construct):
         settings_environment: Mapping[str, str],
         regions: Sequence[str],
         scope_tag: str,
+        ledger: dynamodb.ITable,
         failures: sqs.IQueue,
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -43,15 +45,24 @@ class AgeGuard(Construct):
             folder="age_guard",
             description="trainctl age guard: stamp who made each resource and when",
             layer=layer,
-            environment={**settings_environment, "TRAINCTL_ACCOUNT_ID": account},
+            environment={
+                **settings_environment,
+                "TRAINCTL_ACCOUNT_ID": account,
+                # A resource used between two sweeps: its mark is voided, and the ledger says why.
+                "TRAINCTL_LEDGER_TABLE": ledger.table_name,
+            },
             failures=failures,
             log_retention=log_retention,
             timeout=cdk.Duration.seconds(60),
         )
         self.function, self.role, self.log_group = handler.function, handler.role, handler.log_group
         self._rules(failures)
-        for statement in age_guard_statements(regions=regions, account=account, scope_tag=scope_tag):
-            self.function.add_to_role_policy(statement)
+        handler.grant_declared(
+            [
+                Route("RecordUses", [ledger.table_arn], select=service("dynamodb")),
+                *age_guard_routes(regions=regions, account=account, scope_tag=scope_tag),
+            ]
+        )
         for arn in _stamped(regions, account):
             acknowledge(
                 self.role,
@@ -97,28 +108,25 @@ def _stamped(regions: Sequence[str], account: str) -> list[str]:
     ]
 
 
-def age_guard_statements(*, regions: Sequence[str], account: str, scope_tag: str) -> list[iam.PolicyStatement]:
+def age_guard_routes(*, regions: Sequence[str], account: str, scope_tag: str) -> list[Route]:
     stamped = _stamped(regions, account)
     return [
-        iam.PolicyStatement(
-            sid="ReadWhatWasCreated",
-            actions=["ec2:DescribeTags", "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests"],
-            resources=["*"],
-        ),
-        iam.PolicyStatement(
-            sid="StampWhoAndWhen",
+        *read_routes(regions, account),
+        Route("StampWhoAndWhen", stamped, actions=["ec2:CreateTags"], conditions=tag_keys_only(STAMP_KEYS)),
+        Route(
+            "BringIntoScopeOnlyWhereUnset",
+            stamped,
             actions=["ec2:CreateTags"],
-            resources=stamped,
-            conditions={"ForAllValues:StringEquals": {"aws:TagKeys": STAMP_KEYS}},
+            # Never overwrite a scope decision a person made.
+            conditions=merged(
+                tag_keys_only([*STAMP_KEYS, scope_tag]), {"Null": {f"aws:ResourceTag/{scope_tag}": "true"}}
+            ),
         ),
-        iam.PolicyStatement(
-            sid="BringIntoScopeOnlyWhereUnset",
-            actions=["ec2:CreateTags"],
-            resources=stamped,
-            conditions={
-                "ForAllValues:StringEquals": {"aws:TagKeys": [*STAMP_KEYS, scope_tag]},
-                # Never overwrite a scope decision a person made.
-                "Null": {f"aws:ResourceTag/{scope_tag}": "true"},
-            },
+        # A resource in use loses the sweep's mark (where the code declares it does): that one key, in scope.
+        Route(
+            "VoidMarksOnUse",
+            ec2_arns(regions, account, "instance", "volume", "snapshot"),
+            select=lambda action: action == "ec2:DeleteTags",
+            conditions=merged(in_scope_condition(scope_tag), tag_keys_only([tags.CLEANUP_AFTER])),
         ),
     ]

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -15,7 +14,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.function import TrainctlFunction, scheduled_invocation
-from infra.permissions import EXPLICIT_FALSE, acknowledge, document_arns, ec2_arns, in_scope_condition
+from infra.permissions import acknowledge, document_arns, ec2_arns, in_scope_condition, merged, tag_keys_only
+from infra.policy import Route, read_routes, service
 from trainctl.core import names, tags
 
 DESTRUCTIVE_EC2_ACTIONS = ["ec2:TerminateInstances", "ec2:StopInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot"]
@@ -72,13 +72,16 @@ class CleanupSweep(Construct):
             retry_attempts=2,
             max_event_age=cdk.Duration.hours(1),
         )
-        # PutItem and DeleteItem also take and free the sweep's lease (conditional writes).
-        ledger.grant(self.function, "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
-        key.grant(self.function, "kms:Decrypt", "kms:GenerateDataKey")
-        topic.grant_publish(self.function)
         account = cdk.Stack.of(self).account
-        for statement in sweep_statements(regions=regions, account=account, scope_tag=scope_tag):
-            self.function.add_to_role_policy(statement)
+        handler.grant_declared(
+            [
+                # The ledger also holds the sweep's lease (conditional writes).
+                Route("Ledger", [ledger.table_arn], select=service("dynamodb")),
+                Route("Notify", [topic.topic_arn], select=service("sns")),
+                Route("EncryptedTopicAndLedger", [key.key_arn], select=service("kms")),
+                *sweep_routes(regions=regions, account=account, scope_tag=scope_tag),
+            ]
+        )
         self._acknowledge_findings(regions, account)
 
     def _acknowledge_findings(self, regions: Sequence[str], account: str) -> None:
@@ -92,56 +95,33 @@ class CleanupSweep(Construct):
                 )
 
 
-def sweep_statements(*, regions: Sequence[str], account: str, scope_tag: str) -> list[iam.PolicyStatement]:
-    """Reads where EC2 has no resource-level permissions; every write scoped by tag; persistent never destroyed."""
+def sweep_routes(*, regions: Sequence[str], account: str, scope_tag: str) -> list[Route]:
+    """Reads where EC2 has no resource-level permissions; every write scoped by tag (persistent resources are
+    denied to every trainctl role: infra.permissions.never_destroy_persistent)."""
     resources = ec2_arns(regions, account, "instance", "volume", "snapshot")
+    in_scope = in_scope_condition(scope_tag)
     return [
-        iam.PolicyStatement(
-            sid="ReadInventoryAndMetrics",
-            actions=[
-                "ec2:DescribeInstances",
-                "ec2:DescribeVolumes",
-                "ec2:DescribeSnapshots",
-                "ec2:DescribeImages",
-                "cloudwatch:GetMetricData",
-                "ssm:GetCommandInvocation",
-            ],
-            resources=["*"],
-        ),
-        iam.PolicyStatement(
-            sid="MarkInScopeOnly",
+        *read_routes(regions, account),
+        Route(
+            "MarkInScopeOnly",
+            resources,
             actions=["ec2:CreateTags", "ec2:DeleteTags"],
-            resources=resources,
-            conditions={
-                **in_scope_condition(scope_tag),
-                "ForAllValues:StringEquals": {"aws:TagKeys": [tags.CLEANUP_AFTER]},
-            },
+            conditions=merged(in_scope, tag_keys_only([tags.CLEANUP_AFTER])),
         ),
-        iam.PolicyStatement(
-            sid="ActOnInScopeOnly",
-            actions=[*DESTRUCTIVE_EC2_ACTIONS, "ec2:ModifyInstanceAttribute"],
-            resources=resources,
-            conditions=in_scope_condition(scope_tag),
+        Route("ActOnInScopeOnly", resources, actions=DESTRUCTIVE_EC2_ACTIONS, conditions=in_scope),
+        # Only to keep volumes that must outlive an instance (DeleteOnTermination=false); IAM has no key for
+        # the attribute, so the code is what limits it to that.
+        Route(
+            "KeepVolumesOfInScopeInstances",
+            ec2_arns(regions, account, "instance"),
+            actions=["ec2:ModifyInstanceAttribute"],
+            conditions=in_scope,
         ),
-        iam.PolicyStatement(
-            sid="NeverDestroyPersistent",
-            effect=iam.Effect.DENY,
-            actions=DESTRUCTIVE_EC2_ACTIONS,
-            resources=resources,
-            conditions={
-                "Null": {f"aws:ResourceTag/{tags.PERSISTENT}": "false"},
-                "StringNotEqualsIgnoreCase": {f"aws:ResourceTag/{tags.PERSISTENT}": EXPLICIT_FALSE},
-            },
-        ),
-        iam.PolicyStatement(
-            sid="TrainingCheckDocument",
-            actions=["ssm:SendCommand"],
-            resources=document_arns(regions, account, names.TRAINING_DOCUMENT),
-        ),
-        iam.PolicyStatement(
-            sid="TrainingCheckInScopeInstances",
-            actions=["ssm:SendCommand"],
-            resources=ec2_arns(regions, account, "instance"),
+        Route("TrainingCheckDocument", document_arns(regions, account, names.TRAINING_DOCUMENT), ["ssm:SendCommand"]),
+        Route(
+            "TrainingCheckInScopeInstances",
+            ec2_arns(regions, account, "instance"),
+            ["ssm:SendCommand"],
             conditions=in_scope_condition(scope_tag, key_prefix="ssm:resourceTag"),
         ),
     ]

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainctl.core.durations import format_duration
 from trainctl.core.errors import SettingsError
@@ -36,6 +36,9 @@ STACK_OWNED = frozenset(
     }
 )
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_KMS_KEY = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,64}$")
+_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 
 
@@ -48,11 +51,16 @@ class DeployOptions(BaseModel):
     notification_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     # S3 buckets the pre-warm worker may read; none means it can read nothing.
     prewarm_buckets: tuple[str, ...] = ()
+    # KMS keys (key ARNs) of SSE-KMS buckets among prewarm_buckets: the worker may decrypt with them, through S3.
+    prewarm_bucket_keys: tuple[str, ...] = ()
+    # IAM roles (names or ARNs) that the launch templates of in-scope spot instances may carry as instance
+    # profile: the recovery workflow may pass these and no other. None: it relaunches only templates without one.
+    recovery_instance_roles: tuple[str, ...] = ()
     # Active tracing records every invocation either way; this adds the X-Ray SDK and a subsegment per AWS
     # call, at 150-250 ms of each cold start.
     trace_aws_calls: bool = False
 
-    @field_validator("prewarm_buckets", mode="before")
+    @field_validator("prewarm_buckets", "prewarm_bucket_keys", "recovery_instance_roles", mode="before")
     @classmethod
     def _bucket_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -66,6 +74,28 @@ class DeployOptions(BaseModel):
             if not _BUCKET.match(bucket):
                 raise ValueError(f"{bucket!r} is not an S3 bucket name")
         return value
+
+    @field_validator("prewarm_bucket_keys")
+    @classmethod
+    def _key_arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not _KMS_KEY.match(key):
+                raise ValueError(f"{key!r} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID; not an alias)")
+        return value
+
+    @field_validator("recovery_instance_roles")
+    @classmethod
+    def _roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for role in value:
+            if not (_ROLE_NAME.match(role) or _ROLE_ARN.match(role)):
+                raise ValueError(f"{role!r} is not an IAM role name or role ARN (no wildcards)")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_need_buckets(self) -> DeployOptions:
+        if self.prewarm_bucket_keys and not self.prewarm_buckets:
+            raise ValueError("prewarm_bucket_keys is set but prewarm_buckets is not: the keys would decrypt nothing")
+        return self
 
     @field_validator("sweep_schedule", "cost_schedule")
     @classmethod

@@ -11,7 +11,6 @@ from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -20,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.function import TrainctlFunction, scheduled_invocation
+from infra.policy import Route, read_routes, reads_on_any, service
 from trainctl.aws.observability import BURN_RATE_METRIC, NAMESPACE, PROJECTION_METRIC, SERVICE
 
 RECORDED_STATES = ["running", "stopping", "stopped", "shutting-down", "terminated"]
@@ -78,12 +78,17 @@ class CostAlerts(Construct):
         self._state_changes(failures)
         self._alarms(topic, hourly_threshold_usd, daily_threshold_usd)
         # History and alert state live in the ledger; the price table is the chain's shared cache.
-        ledger.grant(self.function, "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem")
-        prices.grant(self.function, "dynamodb:BatchGetItem", "dynamodb:PutItem")
-        key.grant(self.function, "kms:Decrypt", "kms:GenerateDataKey")
-        topic.grant_publish(self.function)
-        for statement in cost_statements(regions=regions, pricing_region=pricing_region):
-            self.function.add_to_role_policy(statement)
+        handler.grant_declared(
+            [
+                Route(
+                    "History", [ledger.table_arn], actions=["dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+                ),
+                Route("PriceCache", [prices.table_arn], actions=["dynamodb:BatchGetItem", "dynamodb:PutItem"]),
+                Route("Notify", [topic.topic_arn], select=service("sns")),
+                Route("EncryptedTopicAndTables", [key.key_arn], select=service("kms")),
+                *cost_routes(regions=regions, account=cdk.Stack.of(self).account, pricing_region=pricing_region),
+            ]
+        )
 
     def _state_changes(self, failures: sqs.IQueue) -> None:
         # Running intervals give accumulated cost; without them it is a lower bound since the last start.
@@ -133,24 +138,19 @@ class CostAlerts(Construct):
             self.alarms.append(alarm)
 
 
-def cost_statements(*, regions: Sequence[str], pricing_region: str) -> list[iam.PolicyStatement]:
-    """Read-only: the inventory, spot price history and the Price List API, none of which take resource ARNs."""
+def cost_routes(*, regions: Sequence[str], account: str, pricing_region: str) -> list[Route]:
+    """Read-only: the inventory and spot price history in the swept regions, the Price List API in its own."""
+    in_regions = {"StringEquals": {"aws:RequestedRegion": list(regions)}}
+    [reads, *attributes] = read_routes(regions, account, conditions=in_regions)
     return [
-        iam.PolicyStatement(
-            sid="ReadInventoryAndSpotPrices",
-            actions=[
-                "ec2:DescribeInstances",
-                "ec2:DescribeVolumes",
-                "ec2:DescribeSnapshots",
-                "ec2:DescribeSpotPriceHistory",
-            ],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:RequestedRegion": list(regions)}},
+        Route(
+            reads.sid, reads.resources, select=lambda a: a.startswith("ec2:") and reads_on_any(a), conditions=in_regions
         ),
-        iam.PolicyStatement(
-            sid="ReadListPrices",
+        *attributes,
+        Route(
+            "ReadListPrices",
+            ["*"],
             actions=["pricing:GetProducts"],
-            resources=["*"],
             conditions={"StringEquals": {"aws:RequestedRegion": [pricing_region]}},
         ),
     ]

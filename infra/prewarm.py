@@ -1,5 +1,10 @@
 """The EBS pre-warm capability: its SSM document, the worker's role and profile, the plan and report functions,
-the workflow (infra/prewarm_workflow.py) on a Standard state machine, its IAM and cdk-nag acknowledgements."""
+the workflow (infra/prewarm_workflow.py) on a Standard state machine, its IAM and cdk-nag acknowledgements.
+
+The workflow's role acts only on what is in scope or what the execution itself created: the worker it launches
+carries the scope tag and trainctl:role=prewarm-worker from its launch request, a volume it creates carries
+trainctl:prewarmed-from from its creation request, and every later call is conditioned on those tags.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -14,8 +20,23 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.function import TrainctlFunction
-from infra.permissions import IN_SCOPE_VALUES, acknowledge, logical_id
-from infra.prewarm_workflow import PrewarmWorkflow
+from infra.permissions import (
+    IN_SCOPE_VALUES,
+    Conditions,
+    acknowledge,
+    checkov_skip,
+    created_by,
+    document_arns,
+    ec2_arns,
+    in_scope_condition,
+    logical_id,
+    merged,
+    never_destroy_persistent,
+    tag_keys_only,
+    tag_present,
+)
+from infra.policy import Route, read_routes
+from infra.prewarm_workflow import AMI_PARAMETER, PrewarmWorkflow, worker_tags
 from infra.workflow import state_machine
 from trainctl.aws import ssm_documents as documents
 from trainctl.core import names, tags
@@ -29,8 +50,10 @@ class Prewarm(Construct):
         *,
         layer: lambda_.ILayerVersion,
         buckets: Sequence[str],
+        bucket_keys: Sequence[str],
         regions: Sequence[str],
         scope_tag: str,
+        key: kms.IKey,
         failures: sqs.IQueue,
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -45,8 +68,8 @@ class Prewarm(Construct):
             content=documents.load(documents.PREWARM),
             update_method="NewVersion",
         )
-        self._worker(buckets)
-        self._functions(layer, failures, log_retention, scope_tag, buckets)
+        self._worker(buckets, bucket_keys)
+        self._functions(layer, failures, log_retention, scope_tag, buckets, regions)
         workflow = PrewarmWorkflow(
             self,
             planner=self.planner.function,
@@ -55,18 +78,34 @@ class Prewarm(Construct):
             regions=regions,
             scope_tag=scope_tag,
         )
+        tasks = [
+            arn
+            for fn in (self.planner.function, self.reporter.function)
+            for arn in (fn.function_arn, f"{fn.function_arn}:*")
+        ]
         self.state_machine, self.role, self.log_group = state_machine(
             self,
             name=names.PREWARM_STATE_MACHINE,
             start=workflow.start,
             timeout=cdk.Duration.hours(14),
             log_retention=log_retention,
+            key=key,
+            routes=[
+                Route("RunItsTasks", tasks, ["lambda:InvokeFunction"]),
+                Route(
+                    "PassOnlyTheWorkerRole",
+                    [self.worker_role.role_arn],
+                    ["iam:PassRole"],
+                    conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+                ),
+                *prewarm_routes(regions, account, scope_tag),
+            ],
         )
         for statement in self._guard_statements(account, regions, scope_tag):
             self.role.add_to_policy(statement)
         self._acknowledge_findings(account, regions, buckets)
 
-    def _worker(self, buckets: Sequence[str]) -> None:
+    def _worker(self, buckets: Sequence[str], bucket_keys: Sequence[str]) -> None:
         """The worker's role and profile: it reads only the configured buckets and talks to SSM; nothing else."""
         self.worker_role = iam.Role(
             self,
@@ -101,6 +140,24 @@ class Prewarm(Construct):
                     resources=[arn for b in buckets for arn in (f"arn:aws:s3:::{b}", f"arn:aws:s3:::{b}/*")],
                 )
             )
+        if bucket_keys:
+            # SSE-KMS buckets: reading an object decrypts its data key, through S3 only.
+            self.worker_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="DecryptDataBucketObjects",
+                    actions=["kms:Decrypt"],
+                    resources=list(bucket_keys),
+                    conditions={"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}},
+                )
+            )
+        self.worker_role.add_to_policy(never_destroy_persistent())
+        worker_policy = self.worker_role.node.find_child("DefaultPolicy")
+        checkov_skip(
+            worker_policy,
+            "CKV_AWS_111",
+            "The SSM agent's own registration and message-channel calls (AWS's AmazonSSMManagedInstanceCore set) "
+            "take no resource ARNs; the worker writes nothing else.",
+        )
         self.instance_profile = iam.InstanceProfile(
             self, "WorkerProfile", role=self.worker_role, instance_profile_name=names.PREWARM_PROFILE
         )
@@ -112,8 +169,10 @@ class Prewarm(Construct):
         log_retention: logs.RetentionDays,
         scope_tag: str,
         buckets: Sequence[str],
+        regions: Sequence[str],
     ) -> None:
         """The workflow's two Lambda tasks: plan (reads EC2 and S3) and report (reads nothing)."""
+        account = cdk.Stack.of(self).account
         common = {"layer": layer, "failures": failures, "log_retention": log_retention, "retry_attempts": 0}
         self.planner = TrainctlFunction(
             self,
@@ -138,25 +197,13 @@ class Prewarm(Construct):
             function_name=names.PREWARM_REPORT_FUNCTION,
             **common,  # type: ignore[arg-type]
         )
-        self.planner.function.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="ReadWhatThePlanChecks",
-                actions=[
-                    "ec2:DescribeVolumes",
-                    "ec2:DescribeInstances",
-                    "ec2:DescribeSnapshots",
-                    "ec2:DescribeAvailabilityZones",
-                ],
-                resources=["*"],
-            )
-        )
-        if buckets:
-            self.planner.function.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="SizeTheData",
-                    actions=["s3:ListBucket"],
-                    resources=[f"arn:aws:s3:::{b}" for b in buckets],
-                )
+        # Both tasks run trainctl.prewarm.run, which declares what the plan reads.
+        bucket_routes = [Route("SizeTheData", [f"arn:aws:s3:::{b}" for b in buckets], ["s3:ListBucket"])]
+        withheld = {"s3:ListBucket": "no prewarm_buckets configured: the plan may list no bucket"}
+        for task in (self.planner, self.reporter):
+            task.grant_declared(
+                [*read_routes(regions, account), *(bucket_routes if buckets else [])],
+                withheld=None if buckets else withheld,
             )
 
     def _guard_statements(self, account: str, regions: Sequence[str], scope_tag: str) -> list[iam.PolicyStatement]:
@@ -176,7 +223,7 @@ class Prewarm(Construct):
                 resources=[f"arn:aws:ec2:{r}:{account}:instance/*" for r in regions],
                 conditions={"StringNotEqualsIgnoreCase": {f"ssm:resourceTag/{scope_tag}": IN_SCOPE_VALUES}},
             ),
-            # It may terminate only its workers, whatever the task statements allow.
+            # It may terminate only its workers, whatever else allows.
             iam.PolicyStatement(
                 sid="TerminateOnlyWorkers",
                 effect=iam.Effect.DENY,
@@ -209,12 +256,124 @@ class Prewarm(Construct):
         acknowledge(
             self.role,
             "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "Launch, attach, detach and describe act on a worker and a volume that do not exist at deploy time; "
-            "TerminateInstances is denied on anything not tagged trainctl:role=prewarm-worker.",
+            "Describe calls, GetCommandInvocation, log delivery and X-Ray take no resource ARNs; they only read "
+            "or trace.",
         )
-        for region in regions:
+        for arn in ec2_arns(regions, account, "instance", "volume", "snapshot", *LAUNCH_INPUTS):
             acknowledge(
                 self.role,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{account}:instance/*]",
-                "The pre-warm document runs on the worker the workflow launched or the instance the caller named.",
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                "The worker and the volume do not exist at deploy time: instances and volumes are reached only "
+                "in scope or when the execution created them (request tags at creation, resource tags later); "
+                "the image, subnet and security group a launch uses are only read.",
             )
+
+
+# What RunInstances of the worker reads (besides the instance and the root volume it creates).
+LAUNCH_INPUTS = ["image", "subnet", "security-group", "network-interface"]
+RECORD_TAG_KEYS = [tags.PREWARMED_FROM, tags.PREWARMED_AT]
+
+
+def prewarm_routes(regions: Sequence[str], account: str, scope_tag: str) -> list[Route]:
+    """Every write in scope or on what the execution created; tags only trainctl's own keys."""
+    instances = ec2_arns(regions, account, "instance")
+    volumes = ec2_arns(regions, account, "volume")
+    snapshots = ec2_arns(regions, account, "snapshot")
+    in_scope = in_scope_condition(scope_tag)
+    created_here = tag_present(tags.PREWARMED_FROM)
+    worker = {"StringEquals": {f"aws:RequestTag/{tags.ROLE}": tags.PREWARM_WORKER_ROLE}}
+    worker_keys = [tag["Key"] for tag in worker_tags(scope_tag)]
+    return [
+        *read_routes(regions, account),
+        Route(
+            "LatestAmazonLinux", [f"arn:aws:ssm:{r}::parameter{AMI_PARAMETER}" for r in regions], ["ssm:GetParameter"]
+        ),
+        *_create_volume_routes(volumes, snapshots),
+        Route(
+            "LaunchOnlyInScopeWorkers",
+            [*instances, *volumes],
+            ["ec2:RunInstances"],
+            conditions=merged(
+                in_scope_condition(scope_tag, key_prefix="aws:RequestTag"), worker, tag_keys_only(worker_keys)
+            ),
+        ),
+        Route("LaunchFromTheImage", ec2_arns(regions, account, *LAUNCH_INPUTS), ["ec2:RunInstances"]),
+        Route(
+            "TagWorkersAtLaunch",
+            [*instances, *volumes],
+            ["ec2:CreateTags"],
+            conditions=merged(created_by("RunInstances"), tag_keys_only(worker_keys)),
+        ),
+        Route("AttachOnlyToInScopeInstances", instances, ["ec2:AttachVolume", "ec2:DetachVolume"], conditions=in_scope),
+        *_volume_routes(volumes, snapshots, in_scope, created_here),
+        Route(
+            "TerminateOnlyInScopeWorkers",
+            instances,
+            ["ec2:TerminateInstances"],
+            conditions=merged(in_scope, {"StringEquals": {f"aws:ResourceTag/{tags.ROLE}": tags.PREWARM_WORKER_ROLE}}),
+        ),
+        Route("PrewarmDocument", document_arns(regions, account, names.PREWARM_DOCUMENT), ["ssm:SendCommand"]),
+        Route(
+            "PrewarmOnInScopeInstances",
+            instances,
+            ["ssm:SendCommand"],
+            conditions=in_scope_condition(scope_tag, key_prefix="ssm:resourceTag"),
+        ),
+    ]
+
+
+def _create_volume_routes(volumes: list[str], snapshots: list[str]) -> list[Route]:
+    """A volume the execution creates carries trainctl:prewarmed-from from its creation request."""
+    return [
+        Route(
+            "CreateOnlyVolumesMarkedPrewarmed",
+            volumes,
+            ["ec2:CreateVolume"],
+            conditions=merged(
+                tag_present(tags.PREWARMED_FROM, prefix="aws:RequestTag"), tag_keys_only([tags.PREWARMED_FROM])
+            ),
+        ),
+        # Restoring reads the source snapshot, which the plan checked exists.
+        Route("RestoreFromSnapshots", snapshots, ["ec2:CreateVolume"]),
+        Route(
+            "TagVolumesAtCreation",
+            volumes,
+            ["ec2:CreateTags"],
+            conditions=merged(created_by("CreateVolume"), tag_keys_only([tags.PREWARMED_FROM])),
+        ),
+    ]
+
+
+def _volume_routes(
+    volumes: list[str], snapshots: list[str], in_scope: Conditions, created_here: Conditions
+) -> list[Route]:
+    """Attach, detach, record and snapshot a volume that is in scope, or one the execution created (either)."""
+    record = tag_keys_only(RECORD_TAG_KEYS)
+    return [
+        Route(
+            "UseInScopeVolumes",
+            volumes,
+            ["ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot"],
+            conditions=in_scope,
+        ),
+        Route(
+            "UseVolumesItCreated",
+            volumes,
+            ["ec2:AttachVolume", "ec2:DetachVolume", "ec2:CreateSnapshot"],
+            conditions=created_here,
+        ),
+        Route("RecordOnInScopeVolumes", volumes, ["ec2:CreateTags"], conditions=merged(in_scope, record)),
+        Route("RecordOnVolumesItCreated", volumes, ["ec2:CreateTags"], conditions=merged(created_here, record)),
+        Route(
+            "SnapshotsMarkedPrewarmed",
+            snapshots,
+            ["ec2:CreateSnapshot"],
+            conditions=merged(tag_present(tags.PREWARMED_FROM, prefix="aws:RequestTag"), record),
+        ),
+        Route(
+            "TagSnapshotsAtCreation",
+            snapshots,
+            ["ec2:CreateTags"],
+            conditions=merged(created_by("CreateSnapshot"), record),
+        ),
+    ]

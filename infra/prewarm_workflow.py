@@ -60,6 +60,15 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def worker_tags(scope_tag: str) -> list[dict[str, str]]:
+    """What the worker and its root volume carry from their launch request: in scope, trainctl's pre-warm worker."""
+    return [
+        {"Key": scope_tag, "Value": "true"},
+        {"Key": tags.ROLE, "Value": tags.PREWARM_WORKER_ROLE},
+        {"Key": "Name", "Value": "trainctl pre-warm worker"},
+    ]
+
+
 def state_is(path: str, value: str) -> sfn.Condition:
     """A selected state equals `value`, whether the selector gave a string or a one-element list.
 
@@ -316,14 +325,7 @@ class PrewarmWorkflow:
                 "IamInstanceProfile": {"Arn.$": plan_path("instance_profile_arn")},
                 "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
                 "TagSpecifications": [
-                    {
-                        "ResourceType": "instance",
-                        "Tags": [
-                            {"Key": self._scope_tag, "Value": "true"},
-                            {"Key": tags.ROLE, "Value": tags.PREWARM_WORKER_ROLE},
-                            {"Key": "Name", "Value": "trainctl pre-warm worker"},
-                        ],
-                    }
+                    {"ResourceType": kind, "Tags": worker_tags(self._scope_tag)} for kind in ("instance", "volume")
                 ],
             },
             iam_action="ec2:RunInstances",

@@ -9,7 +9,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -20,9 +19,19 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.function import TrainctlFunction
-from infra.permissions import acknowledge, document_arns, ec2_arns, in_scope_condition
+from infra.permissions import (
+    acknowledge,
+    created_by,
+    document_arns,
+    ec2_arns,
+    in_scope_condition,
+    merged,
+    tag_keys_only,
+    tag_present,
+)
+from infra.policy import Route, read_routes, service
 from trainctl.aws import ssm_documents as documents
-from trainctl.core import names
+from trainctl.core import names, tags
 
 SPOT_DETAIL_TYPES = ["EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation"]
 # The instance's last moments and its end: the handler keeps only spot instances (the event does not say).
@@ -79,22 +88,17 @@ class SpotInterruption(Construct):
         )
         self.function, self.role, self.log_group = handler.function, handler.role, handler.log_group
         self._rules(failures)
-        # The idempotency records (Powertools) and the interruption records share the ledger.
-        ledger.grant(
-            self.function,
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:Query",
-        )
-        key.grant(self.function, "kms:Decrypt", "kms:GenerateDataKey")
-        topic.grant_publish(self.function)
         account = cdk.Stack.of(self).account
-        for statement in spot_statements(
-            regions=regions, account=account, scope_tag=scope_tag, state_machine_arn=recovery.state_machine_arn
-        ):
-            self.function.add_to_role_policy(statement)
+        handler.grant_declared(
+            [
+                # The idempotency records (Powertools) and the interruption records share the ledger.
+                Route("Ledger", [ledger.table_arn], select=service("dynamodb")),
+                Route("Notify", [topic.topic_arn], select=service("sns")),
+                Route("EncryptedTopicAndLedger", [key.key_arn], select=service("kms")),
+                Route("StartRecovery", [recovery.state_machine_arn], select=service("states")),
+                *spot_routes(regions=regions, account=account, scope_tag=scope_tag),
+            ]
+        )
         self._acknowledge_findings(regions, account)
 
     def _rules(self, failures: sqs.IQueue) -> None:
@@ -135,50 +139,44 @@ class SpotInterruption(Construct):
             )
 
 
-def spot_statements(
-    *, regions: Sequence[str], account: str, scope_tag: str, state_machine_arn: str
-) -> list[iam.PolicyStatement]:
-    """Checkpoint, snapshot and keep, only for in-scope instances; start recovery, nothing else."""
+# What the spot handler tags the snapshots it takes with (trainctl.spot.rules.snapshot_tags), at creation only.
+SNAPSHOT_TAG_KEYS = ["Name", tags.SPOT_INSTANCE, tags.INTERRUPTION, tags.OWNER]
+
+
+def spot_routes(*, regions: Sequence[str], account: str, scope_tag: str) -> list[Route]:
+    """Checkpoint, snapshot and keep, only for in-scope instances; tag only the snapshots it takes."""
     instances = ec2_arns(regions, account, "instance")
+    snapshots = ec2_arns(regions, account, "snapshot")
     return [
-        iam.PolicyStatement(
-            sid="ReadTheInstance",
-            actions=[
-                "ec2:DescribeInstances",
-                "ec2:DescribeVolumes",
-                "ec2:DescribeAvailabilityZones",
-                "ssm:GetCommandInvocation",
-            ],
-            resources=["*"],
-        ),
-        iam.PolicyStatement(
-            sid="CheckpointDocument",
-            actions=["ssm:SendCommand"],
-            resources=document_arns(regions, account, names.SPOT_DOCUMENT),
-        ),
-        iam.PolicyStatement(
-            sid="CheckpointInScopeInstances",
-            actions=["ssm:SendCommand"],
-            resources=instances,
+        *read_routes(regions, account),
+        Route("CheckpointDocument", document_arns(regions, account, names.SPOT_DOCUMENT), ["ssm:SendCommand"]),
+        Route(
+            "CheckpointInScopeInstances",
+            instances,
+            ["ssm:SendCommand"],
             conditions=in_scope_condition(scope_tag, key_prefix="ssm:resourceTag"),
         ),
-        iam.PolicyStatement(
-            sid="SnapshotAndKeepInScopeInstances",
-            actions=["ec2:CreateSnapshots", "ec2:ModifyInstanceAttribute"],
-            resources=instances,
+        # Only to keep volumes that must outlive the instance (DeleteOnTermination=false); IAM has no key for
+        # the attribute, so the code is what limits it to that.
+        Route(
+            "SnapshotAndKeepInScopeInstances",
+            instances,
+            ["ec2:CreateSnapshots", "ec2:ModifyInstanceAttribute"],
             conditions=in_scope_condition(scope_tag),
         ),
-        iam.PolicyStatement(
-            # CreateSnapshots also authorises on the instance's volumes and the new snapshots.
-            sid="SnapshotTheirVolumes",
-            actions=["ec2:CreateSnapshots"],
-            resources=[*ec2_arns(regions, account, "volume"), *ec2_arns(regions, account, "snapshot")],
+        # CreateSnapshots also authorises on the instance's volumes (reached only through the instance above)...
+        Route("SnapshotTheirVolumes", ec2_arns(regions, account, "volume"), ["ec2:CreateSnapshots"]),
+        # ...and on the snapshots it creates, which carry the instance they came from.
+        Route(
+            "NewSnapshotsNamedForTheirInstance",
+            snapshots,
+            ["ec2:CreateSnapshots"],
+            conditions=tag_present(tags.SPOT_INSTANCE, prefix="aws:RequestTag"),
         ),
-        iam.PolicyStatement(
-            sid="TagNewSnapshotsOnly",
-            actions=["ec2:CreateTags"],
-            resources=ec2_arns(regions, account, "snapshot"),
-            conditions={"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}},
+        Route(
+            "TagNewSnapshotsOnly",
+            snapshots,
+            ["ec2:CreateTags"],
+            conditions=merged(created_by("CreateSnapshots"), tag_keys_only([*SNAPSHOT_TAG_KEYS, scope_tag])),
         ),
-        iam.PolicyStatement(sid="StartRecovery", actions=["states:StartExecution"], resources=[state_machine_arn]),
     ]

@@ -5,8 +5,14 @@ mappings that restore the snapshots, the resume command). The data volumes are r
 itself, with DeleteOnTermination=true, so that compensation is one idempotent TerminateInstances; only after
 the instance runs are they switched to DeleteOnTermination=false.
 
-Phases: pick a zone -> launch and wait until running -> keep the restored volumes -> resume -> tell the owner.
-A failure after the launch terminates the half-built instance and tries the next zone; out of zones, give up.
+The input is not trusted with what to launch: the workflow reads the launch template from the interrupted
+instance itself (the `aws:ec2launchtemplate:id` and `:version` tags EC2 puts on it), refuses an instance out of
+scope, and tags what it launches itself. Its role may pass only the roles a deploy setting names
+(`recovery_instance_roles`); with none, it relaunches only templates without an instance profile.
+
+Phases: find the template -> pick a zone -> launch and wait until running -> keep the restored volumes ->
+resume -> tell the owner. A failure after the launch terminates the half-built instance and tries the next
+zone; out of zones, give up.
 """
 
 from __future__ import annotations
@@ -22,7 +28,17 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.permissions import acknowledge, document_arns
+from infra.permissions import (
+    IN_SCOPE_VALUES,
+    acknowledge,
+    created_by,
+    document_arns,
+    ec2_arns,
+    in_scope_condition,
+    merged,
+    tag_present,
+)
+from infra.policy import Route, read_routes, service
 from infra.workflow import state_machine
 from trainctl.core import names, tags
 
@@ -31,6 +47,21 @@ POLL_SECONDS = 10
 MAX_POLLS = 30
 RESUME_ATTEMPTS = 8  # SSM needs the new instance's agent registered: retried 15 s apart, backing off
 EC2_ALL = ["*"]
+TEMPLATE_ID = "aws:ec2launchtemplate:id"
+TEMPLATE_VERSION = "aws:ec2launchtemplate:version"
+# What RunInstances from a launch template may also authorise on, besides the instance and volumes it creates.
+LAUNCH_INPUTS = [
+    "launch-template",
+    "image",
+    "snapshot",
+    "subnet",
+    "security-group",
+    "network-interface",
+    "key-pair",
+    "placement-group",
+    "capacity-reservation",
+    "spot-instances-request",
+]
 
 
 class SpotRecovery(Construct):
@@ -40,12 +71,15 @@ class SpotRecovery(Construct):
         construct_id: str,
         *,
         regions: Sequence[str],
+        scope_tag: str,
+        instance_roles: Sequence[str],
         topic: sns.ITopic,
         key: kms.IKey,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         account = cdk.Stack.of(self).account
+        self._scope_tag = scope_tag
         pick_zone = sfn.Pass(
             self,
             "PickZone",
@@ -64,19 +98,81 @@ class SpotRecovery(Construct):
         ]
         keep = self._keep_resume_and_tell(compensate, topic, resume_instances)
         pick_zone.next(self._launch_until_running(compensate, next_attempt, keep))
-
+        roles = role_arns(instance_roles, account)
         self.state_machine, self.role, self.log_group = state_machine(
             self,
             name=names.RECOVERY_STATE_MACHINE,
-            start=pick_zone,
+            start=self._find_template(then=pick_zone),
             timeout=cdk.Duration.hours(2),
             log_retention=log_retention,
+            key=key,
+            routes=[
+                *recovery_routes(regions, account, scope_tag, roles),
+                Route("TellTheOwner", [topic.topic_arn], select=service("sns")),
+                Route("EncryptedTopic", [key.key_arn], select=service("kms")),
+            ],
+            withheld=None
+            if roles
+            else {
+                "iam:PassRole": "no recovery_instance_roles configured: recovery relaunches only launch templates "
+                "without an instance profile"
+            },
         )
         for statement in _guard_statements(regions, account):
-            self.state_machine.add_to_role_policy(statement)
-        topic.grant_publish(self.state_machine)
-        key.grant(self.state_machine, "kms:Decrypt", "kms:GenerateDataKey")
+            self.role.add_to_policy(statement)
         self._acknowledge_findings(regions, account)
+
+    def _find_template(self, *, then: sfn.IChainable) -> sfn.IChainable:
+        """The launch template comes from the interrupted instance itself, which must be in scope; never the input."""
+        instance = "$.Reservations[0].Instances[0].Tags"
+        describe = tasks.CallAwsService(
+            self,
+            "DescribeInterrupted",
+            comment="What to relaunch is read from the interrupted instance, not taken from the input",
+            service="ec2",
+            action="describeInstances",
+            parameters={"InstanceIds.$": "States.Array($.instance_id)"},
+            iam_resources=EC2_ALL,
+            iam_action="ec2:DescribeInstances",
+            result_selector={
+                "template_ids.$": f"{instance}[?(@.Key == '{TEMPLATE_ID}')].Value",
+                "versions.$": f"{instance}[?(@.Key == '{TEMPLATE_VERSION}')].Value",
+                "scope.$": f"{instance}[?(@.Key == '{self._scope_tag}')].Value",
+            },
+            result_path="$.interrupted",
+        )
+        refused = sfn.Fail(
+            self,
+            "NotRecoverable",
+            error="NotRecoverable",
+            cause="The interrupted instance is unknown, out of scope, or was not launched from a launch template",
+        )
+        describe.add_catch(refused, errors=["States.ALL"], result_path="$.error")
+        use_template = sfn.Pass(
+            self,
+            "UseItsTemplate",
+            parameters={
+                "LaunchTemplateId.$": "$.interrupted.template_ids[0]",
+                "Version.$": "$.interrupted.versions[0]",
+            },
+            result_path="$.launch_template",
+        )
+        use_template.next(then)
+        in_scope = sfn.Condition.or_(
+            *(
+                sfn.Condition.string_equals("$.interrupted.scope[0]", spelling)
+                for value in IN_SCOPE_VALUES
+                for spelling in sorted({value, value.upper(), value.capitalize()})
+            )
+        )
+        recoverable = sfn.Condition.and_(
+            sfn.Condition.is_present("$.interrupted.template_ids[0]"),
+            sfn.Condition.is_present("$.interrupted.versions[0]"),
+            sfn.Condition.is_present("$.interrupted.scope[0]"),
+            in_scope,
+        )
+        describe.next(sfn.Choice(self, "InScopeFromATemplate").when(recoverable, use_template).otherwise(refused))
+        return describe
 
     def _launch_until_running(
         self, compensate: sfn.IChainable, next_attempt: sfn.IChainable, keep: sfn.IChainable
@@ -95,8 +191,8 @@ class SpotRecovery(Construct):
                 "Placement": {"AvailabilityZone.$": "$.current.zone"},
                 "BlockDeviceMappings.$": "$.block_devices",
                 "TagSpecifications": [
-                    {"ResourceType": "instance", "Tags.$": "$.tags"},
-                    {"ResourceType": "volume", "Tags.$": "$.tags"},
+                    {"ResourceType": "instance", "Tags": self._launch_tags()},
+                    {"ResourceType": "volume", "Tags": self._launch_tags()},
                 ],
             },
             iam_resources=EC2_ALL,
@@ -147,6 +243,14 @@ class SpotRecovery(Construct):
         )
         wait.next(describe)
         return launch
+
+    def _launch_tags(self) -> list[dict[str, str]]:
+        """What the relaunched instance and its volumes carry: in scope, where from, whose; written here."""
+        return [
+            {"Key": self._scope_tag, "Value": "true"},
+            {"Key": tags.RECOVERED_FROM, "Value.$": "$.instance_id"},
+            {"Key": tags.OWNER, "Value.$": "$.owner"},
+        ]
 
     def _keep_resume_and_tell(
         self, compensate: sfn.IChainable, topic: sns.ITopic, resume_resources: list[str]
@@ -280,41 +384,89 @@ class SpotRecovery(Construct):
         )
 
     def _acknowledge_findings(self, regions: Sequence[str], account: str) -> None:
-        for region in regions:
+        for arn in ec2_arns(regions, account, "instance", "volume"):
             acknowledge(
                 self.role,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:ec2:{region}:{account}:instance/*]",
-                "The resume command goes to the instance the workflow just launched, through trainctl's document.",
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                "Launched only with the scope and trainctl:recovered-from request tags; later calls (keep, resume, "
+                "terminate) only on instances carrying trainctl:recovered-from, which this workflow writes.",
+            )
+        for arn in ec2_arns(regions, account, *LAUNCH_INPUTS):
+            acknowledge(
+                self.role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                "RunInstances from the interrupted instance's own launch template reads the template and what it "
+                "names (image, subnet, security groups, snapshots to restore); the instance and volumes it creates "
+                "are conditioned on request tags.",
             )
         acknowledge(
             self.role,
             "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "RunInstances and DescribeInstances take no instance ARN before it exists; TerminateInstances and "
-            "ModifyInstanceAttribute are denied on anything not tagged trainctl:recovered-from by this workflow.",
+            "DescribeInstances, log delivery and X-Ray take no resource ARNs; nothing else is granted on *.",
         )
-        acknowledge(
-            self.role,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:aws:iam::{account}:role/*]",
-            "The launch template names the instance profile; PassRole is limited to EC2 as the receiving service.",
-        )
-        acknowledge(
-            self.role,
-            "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "CDK's grant to publish to the KMS-encrypted topic; limited to trainctl's own key.",
-        )
+
+
+def role_arns(roles: Sequence[str], account: str) -> list[str]:
+    """Role names or ARNs from the deploy setting, as ARNs; a bare name is a role of this account."""
+    return [role if role.startswith("arn:") else f"arn:aws:iam::{account}:role/{role}" for role in roles]
+
+
+def recovery_routes(regions: Sequence[str], account: str, scope_tag: str, roles: Sequence[str]) -> list[Route]:
+    """Launch only in scope and tagged as recovered; act later only on what carries that tag."""
+    launched = ec2_arns(regions, account, "instance", "volume")
+    recovered = merged(in_scope_condition(scope_tag), tag_present(tags.RECOVERED_FROM))
+    return [
+        *read_routes(regions, account),
+        Route(
+            "LaunchOnlyInScopeAndMarkedRecovered",
+            launched,
+            ["ec2:RunInstances"],
+            conditions=merged(
+                in_scope_condition(scope_tag, key_prefix="aws:RequestTag"),
+                tag_present(tags.RECOVERED_FROM, prefix="aws:RequestTag"),
+            ),
+        ),
+        Route("LaunchFromTheTemplate", ec2_arns(regions, account, *LAUNCH_INPUTS), ["ec2:RunInstances"]),
+        # At creation only; the launch template's own tags are written with trainctl's (IAM sees them as the
+        # request's), so keys are not limited here.
+        Route(
+            "TagWhatItLaunches",
+            launched,
+            ["ec2:CreateTags"],
+            conditions=merged(created_by("RunInstances"), tag_present(tags.RECOVERED_FROM, prefix="aws:RequestTag")),
+        ),
+        Route(
+            "KeepOrEndOnlyWhatItLaunched",
+            ec2_arns(regions, account, "instance"),
+            ["ec2:ModifyInstanceAttribute", "ec2:TerminateInstances"],
+            conditions=recovered,
+        ),
+        Route("ResumeDocument", document_arns(regions, account, names.SPOT_DOCUMENT), ["ssm:SendCommand"]),
+        Route(
+            "ResumeWhatItLaunched",
+            ec2_arns(regions, account, "instance"),
+            ["ssm:SendCommand"],
+            conditions={"Null": {f"ssm:resourceTag/{tags.RECOVERED_FROM}": "false"}},
+        ),
+        *(
+            [
+                Route(
+                    "PassOnlyTheConfiguredRoles",
+                    roles,
+                    ["iam:PassRole"],
+                    conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+                )
+            ]
+            if roles
+            else []
+        ),
+    ]
 
 
 def _guard_statements(regions: Sequence[str], account: str) -> list[iam.PolicyStatement]:
-    """What bounds the workflow's role beyond its tasks' own statements."""
+    """Denies that hold whatever else a statement allows."""
     return [
-        # RunInstances from a launch template with an instance profile needs to pass that role.
-        iam.PolicyStatement(
-            sid="PassLaunchTemplateRoles",
-            actions=["iam:PassRole"],
-            resources=[f"arn:aws:iam::{account}:role/*"],
-            conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
-        ),
-        # It may terminate or modify only what it launched itself, whatever the task statements allow.
+        # It may terminate or modify only what it launched itself.
         iam.PolicyStatement(
             sid="OnlyWhatItLaunched",
             effect=iam.Effect.DENY,
@@ -328,11 +480,5 @@ def _guard_statements(regions: Sequence[str], account: str) -> list[iam.PolicySt
             actions=["ssm:SendCommand"],
             resources=[f"arn:aws:ec2:{r}:{account}:instance/*" for r in regions],
             conditions={"Null": {f"ssm:resourceTag/{tags.RECOVERED_FROM}": "true"}},
-        ),
-        iam.PolicyStatement(
-            sid="TagWhatItLaunches",
-            actions=["ec2:CreateTags"],
-            resources=EC2_ALL,
-            conditions={"StringEquals": {"ec2:CreateAction": "RunInstances"}},
         ),
     ]

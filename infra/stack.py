@@ -56,12 +56,15 @@ class TrainctlStack(cdk.Stack):
             "Prewarm",
             layer=layer,
             buckets=config.options.prewarm_buckets,
+            bucket_keys=config.options.prewarm_bucket_keys,
             regions=sweep_settings.regions,
             scope_tag=sweep_settings.scope_tag,
+            key=self.key,
             failures=self.failures,
             log_retention=retention,
         )
         self._let_services_deliver_failures()
+        self._let_logs_encrypt()
         self._outputs(dry_run=sweep_settings.dry_run)
         if config.options.trace_aws_calls:
             trace_aws_calls(self)
@@ -124,6 +127,7 @@ class TrainctlStack(cdk.Stack):
             settings_environment=config.age_guard_environment(),
             regions=config.age_guard.regions,
             scope_tag=config.age_guard.scope_tag,
+            ledger=self.ledger,
             failures=self.failures,
             log_retention=retention,
         )
@@ -148,7 +152,14 @@ class TrainctlStack(cdk.Stack):
             log_retention=retention,
         )
         self.recovery = SpotRecovery(
-            self, "SpotRecovery", regions=config.spot.regions, topic=self.topic, key=self.key, log_retention=retention
+            self,
+            "SpotRecovery",
+            regions=config.spot.regions,
+            scope_tag=config.spot.scope_tag,
+            instance_roles=config.options.recovery_instance_roles,
+            topic=self.topic,
+            key=self.key,
+            log_retention=retention,
         )
         self.spot = SpotInterruption(
             self,
@@ -179,6 +190,30 @@ class TrainctlStack(cdk.Stack):
                 ],
                 resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+
+    def _let_logs_encrypt(self) -> None:
+        """Every trainctl log group is encrypted with trainctl's key: CloudWatch Logs may use it for them only."""
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LogsEncryptTrainctlLogGroups",
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "kms:DescribeKey",
+                ],
+                principals=[iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com")],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{self.region}:{self.account}:log-group:*"
+                    }
+                },
             )
         )
 

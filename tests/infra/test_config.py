@@ -35,6 +35,9 @@ def test_the_shipped_cdk_json_is_valid_and_dry_run() -> None:
         ({"owner_thresholds": {"bob": {"hourly": 5}}}, "trainctl.owner_thresholds"),
         ({"cost_schedule": "often"}, "trainctl.cost_schedule"),
         ({"price_table": "mine"}, "trainctl.price_table"),
+        ({"prewarm_bucket_keys": ["alias/data"], "prewarm_buckets": ["d1"]}, "trainctl.prewarm_bucket_keys"),
+        ({"recovery_instance_roles": ["*"]}, "trainctl.recovery_instance_roles"),
+        ({"recovery_instance_roles": ["arn:aws:iam::123456789012:role/*"]}, "trainctl.recovery_instance_roles"),
     ],
 )
 def test_an_invalid_setting_names_itself(context: dict[str, object], named: str) -> None:
@@ -103,3 +106,16 @@ def test_tracing_aws_calls_reaches_every_function_only_when_asked() -> None:
     assert all(TRACE_AWS_CALLS not in env for env in functions_env(False))
     assert all(env == {"KEEP": "me", TRACE_AWS_CALLS: "true"} for env in functions_env(True))
     assert DeployOptions().trace_aws_calls is False
+
+
+def test_bucket_keys_and_recovery_roles_are_lists_and_keys_need_buckets() -> None:
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    config = load_config(
+        {"prewarm_buckets": "data", "prewarm_bucket_keys": [key], "recovery_instance_roles": "trainer, eval"},
+        default_region="us-east-1",
+    )
+    assert config.options.prewarm_bucket_keys == (key,)
+    assert config.options.recovery_instance_roles == ("trainer", "eval")
+    assert DeployOptions().recovery_instance_roles == ()  # default: pass none
+    with pytest.raises(SettingsError, match="prewarm_bucket_keys is set but prewarm_buckets is not"):
+        load_config({"prewarm_bucket_keys": [key]}, default_region="us-east-1")

@@ -77,25 +77,67 @@ def test_handler_is_given_the_document_the_workflow_and_room_to_work(synthesized
 
 def test_spot_handler_acts_only_on_in_scope_instances(synthesized) -> None:
     granted = [s for s in statements(synthesized[0], "SpotInterruption") if s["Effect"] == "Allow"]
-    on_instances = [s for s in granted if any(":instance/" in r for r in as_list(s["Resource"]))]
+    on_instances = [
+        s
+        for s in granted
+        if any(":instance/" in r for r in as_list(s["Resource"]))
+        and not all(a.startswith("ec2:Describe") for a in as_list(s["Action"]))  # reads of attributes
+    ]
     assert on_instances
     for statement in on_instances:
         assert statement["Condition"]["StringEqualsIgnoreCase"], statement
     actions = {a for s in granted for a in as_list(s["Action"])}
     assert not {"ec2:TerminateInstances", "ec2:DeleteVolume", "ec2:DeleteSnapshot", "ec2:StopInstances"} & actions
     tagging = next(s for s in granted if "ec2:CreateTags" in as_list(s["Action"]))
-    assert tagging["Condition"] == {"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}}
+    assert tagging["Condition"]["StringEquals"] == {"ec2:CreateAction": "CreateSnapshots"}
+    assert tagging["Condition"]["Null"] == {"aws:TagKeys": "false"}
     start = next(s for s in granted if "states:StartExecution" in as_list(s["Action"]))
     assert "SpotRecoveryStateMachine" in json.dumps(start["Resource"])  # this one workflow, nothing else
 
 
 def test_recovery_acts_only_on_what_it_launched(synthesized) -> None:
     denies = [s for s in statements(synthesized[0], "SpotRecovery") if s["Effect"] == "Deny"]
-    ec2_deny = next(s for s in denies if "ec2:TerminateInstances" in as_list(s["Action"]))
+    ec2_deny = next(s for s in denies if s.get("Sid") == "OnlyWhatItLaunched")
     assert set(as_list(ec2_deny["Action"])) == {"ec2:TerminateInstances", "ec2:ModifyInstanceAttribute"}
     assert ec2_deny["Condition"] == {"Null": {f"aws:ResourceTag/{tags.RECOVERED_FROM}": "true"}}
     ssm_deny = next(s for s in denies if "ssm:SendCommand" in as_list(s["Action"]))
     assert ssm_deny["Condition"] == {"Null": {f"ssm:resourceTag/{tags.RECOVERED_FROM}": "true"}}
+    allowed = [s for s in statements(synthesized[0], "SpotRecovery") if s["Effect"] == "Allow"]
+    for statement in allowed:
+        if {"ec2:TerminateInstances", "ec2:ModifyInstanceAttribute"} & set(as_list(statement["Action"])):
+            assert statement["Condition"]["Null"] == {f"aws:ResourceTag/{tags.RECOVERED_FROM}": "false"}
+            assert statement["Condition"]["StringEqualsIgnoreCase"] == {
+                f"aws:ResourceTag/{tags.MANAGED}": ["true", "yes", "1"]
+            }
+
+
+def test_recovery_launches_only_in_scope_and_passes_no_role_by_default(synthesized) -> None:
+    """Issue 17 item 6: RunInstances on *, PassRole on role/*."""
+    allowed = [s for s in statements(synthesized[0], "SpotRecovery") if s["Effect"] == "Allow"]
+    assert not [s for s in allowed if "iam:PassRole" in as_list(s["Action"])]
+    launching = [s for s in allowed if "ec2:RunInstances" in as_list(s["Action"])]
+    created = [s for s in launching if any(("instance/" in r or "volume/" in r) for r in as_list(s["Resource"]))]
+    assert created and all(":instance/" in r or ":volume/" in r for s in created for r in as_list(s["Resource"]))
+    for statement in created:
+        assert statement["Condition"] == {
+            "StringEqualsIgnoreCase": {f"aws:RequestTag/{tags.MANAGED}": ["true", "yes", "1"]},
+            "Null": {f"aws:RequestTag/{tags.RECOVERED_FROM}": "false"},
+        }
+    assert not [s for s in launching if "*" in as_list(s["Resource"])]
+
+
+def test_recovery_reads_the_template_from_the_instance_and_checks_its_scope(synthesized) -> None:
+    definition = recovery_definition(synthesized[0])
+    assert definition["StartAt"] == "DescribeInterrupted"
+    lookup = definition["States"]["DescribeInterrupted"]
+    assert lookup["Parameters"] == {"InstanceIds.$": "States.Array($.instance_id)"}
+    assert "aws:ec2launchtemplate:id" in lookup["ResultSelector"]["template_ids.$"]
+    launch = definition["States"]["Launch"]["Parameters"]
+    assert launch["LaunchTemplate.$"] == "$.launch_template"  # written by UseItsTemplate, from the lookup
+    assert definition["States"]["UseItsTemplate"]["ResultPath"] == "$.launch_template"
+    assert "$.tags" not in json.dumps(launch)  # the tags are the workflow's own, not the input's
+    choice = definition["States"]["InScopeFromATemplate"]
+    assert choice["Default"] == "NotRecoverable" and choice["Choices"][0]["Next"] == "UseItsTemplate"
 
 
 def test_every_step_after_the_launch_is_caught_and_every_wait_is_bounded(synthesized) -> None:
@@ -154,7 +196,7 @@ def test_prewarm_compensates_every_step_after_the_launch_and_bounds_every_wait(s
 
 def test_prewarm_roles_are_narrow(synthesized) -> None:
     denies = [s for s in statements(synthesized[0], "PrewarmStateMachine") if s["Effect"] == "Deny"]
-    terminate = next(s for s in denies if "ec2:TerminateInstances" in as_list(s["Action"]))
+    terminate = next(s for s in denies if s.get("Sid") == "TerminateOnlyWorkers")
     assert terminate["Condition"] == {"StringNotEquals": {f"aws:ResourceTag/{tags.ROLE}": tags.PREWARM_WORKER_ROLE}}
     send = next(s for s in denies if "ssm:SendCommand" in as_list(s["Action"]))
     assert send["Condition"] == {"StringNotEqualsIgnoreCase": {f"ssm:resourceTag/{tags.MANAGED}": ["true", "yes", "1"]}}
@@ -164,3 +206,32 @@ def test_prewarm_roles_are_narrow(synthesized) -> None:
     Template.from_json(synthesized[0]).has_resource_properties(
         "AWS::SSM::Document", {"Name": names.PREWARM_DOCUMENT, "DocumentType": "Command"}
     )
+
+
+def test_prewarm_role_acts_only_in_scope_or_on_what_the_execution_created(synthesized) -> None:
+    """Issue 17 item 8: AttachVolume, DetachVolume, CreateTags, CreateVolume, CreateSnapshot were on * unconditioned."""
+    allowed = [s for s in statements(synthesized[0], "PrewarmStateMachine") if s["Effect"] == "Allow"]
+    in_scope = {f"aws:ResourceTag/{tags.MANAGED}": ["true", "yes", "1"]}
+    created = {f"aws:ResourceTag/{tags.PREWARMED_FROM}": "false"}
+    for action in ("ec2:AttachVolume", "ec2:DetachVolume"):
+        on_volumes = [s for s in allowed if action in as_list(s["Action"]) and ":volume/" in json.dumps(s["Resource"])]
+        assert sorted(json.dumps(s["Condition"], sort_keys=True) for s in on_volumes) == sorted(
+            [json.dumps({"StringEqualsIgnoreCase": in_scope}), json.dumps({"Null": created})]
+        ), action
+    creating = {
+        "ec2:CreateVolume": (":volume/", tags.PREWARMED_FROM),
+        "ec2:CreateSnapshot": (":snapshot/", tags.PREWARMED_FROM),
+    }
+    for action, (kind, key) in creating.items():
+        [statement] = [s for s in allowed if action in as_list(s["Action"]) and kind in json.dumps(s["Resource"])]
+        assert statement["Condition"]["Null"] == {f"aws:RequestTag/{key}": "false", "aws:TagKeys": "false"}
+    launching = [s for s in allowed if "ec2:RunInstances" in as_list(s["Action"])]
+    [workers] = [s for s in launching if ":instance/" in json.dumps(s["Resource"])]
+    assert workers["Condition"]["StringEquals"] == {f"aws:RequestTag/{tags.ROLE}": tags.PREWARM_WORKER_ROLE}
+    assert workers["Condition"]["StringEqualsIgnoreCase"] == {f"aws:RequestTag/{tags.MANAGED}": ["true", "yes", "1"]}
+    others = [s for s in launching if s is not workers]
+    assert others and not [r for s in others for r in as_list(s["Resource"]) if ":instance/" in r or ":volume/" in r]
+    for statement in (s for s in allowed if "ec2:CreateTags" in as_list(s["Action"])):
+        keys = statement["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]
+        assert statement["Condition"]["Null"]["aws:TagKeys"] == "false"
+        assert set(keys) <= {tags.MANAGED, tags.ROLE, "Name", tags.PREWARMED_FROM, tags.PREWARMED_AT}

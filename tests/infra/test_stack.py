@@ -141,6 +141,8 @@ def test_every_destructive_permission_is_conditioned_on_the_scope_tag(synthesize
         f"aws:ResourceTag/{tags.MANAGED}": ["true", "yes", "1"]
     }
     assert sweep_tagging[0]["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": [tags.CLEANUP_AFTER]}
+    # Issue 17 item 10: DeleteTags without tags deletes every tag, and ForAllValues alone lets it through.
+    assert sweep_tagging[0]["Condition"]["Null"] == {"aws:TagKeys": "false"}
 
 
 def test_age_guard_may_only_stamp_and_never_overwrite_a_scope_decision(synthesized) -> None:
@@ -151,8 +153,18 @@ def test_age_guard_may_only_stamp_and_never_overwrite_a_scope_decision(synthesiz
         keys = set(statement["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"])
         assert keys <= stamp_keys | {tags.MANAGED}
         if tags.MANAGED in keys:
-            assert statement["Condition"]["Null"] == {f"aws:ResourceTag/{tags.MANAGED}": "true"}
-    assert not [s for s in statements(synthesized[0], "AgeGuard") if DESTRUCTIVE & set(as_list(s["Action"]))]
+            assert statement["Condition"]["Null"] == {f"aws:ResourceTag/{tags.MANAGED}": "true", "aws:TagKeys": "false"}
+        else:
+            assert statement["Condition"]["Null"] == {"aws:TagKeys": "false"}
+    granted = [s for s in statements(synthesized[0], "AgeGuard") if s["Effect"] == "Allow"]
+    assert not [s for s in granted if (DESTRUCTIVE - {"ec2:DeleteTags"}) & set(as_list(s["Action"]))]
+    # Where its code voids a mark on use, it may delete that one key, in scope, and nothing else.
+    for statement in (s for s in granted if "ec2:DeleteTags" in as_list(s["Action"])):
+        assert statement["Condition"]["ForAllValues:StringEquals"] == {"aws:TagKeys": [tags.CLEANUP_AFTER]}
+        assert statement["Condition"]["Null"] == {"aws:TagKeys": "false"}
+        assert statement["Condition"]["StringEqualsIgnoreCase"] == {
+            f"aws:ResourceTag/{tags.MANAGED}": ["true", "yes", "1"]
+        }
 
 
 def test_age_guard_hears_every_creating_call_and_first_starts(synthesized) -> None:

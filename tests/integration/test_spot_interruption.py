@@ -359,11 +359,45 @@ def test_recovery_relaunches_in_another_zone_restores_the_data_and_resumes(
     assert len(recovered_instances(factory, fleet.trainer)) == 1
 
 
+class AfterTheLookup:
+    """A fault that lets the workflow's first call through: its DescribeInstances of the interrupted instance."""
+
+    def __init__(self, fault: Any) -> None:
+        self.fault = fault
+        self.passed = 0
+
+    def __call__(self, model: Any, **kwargs: Any) -> Any:
+        if model.name == self.fault.operation and not self.passed:
+            self.passed += 1
+            return None
+        return self.fault(model, **kwargs)
+
+
+@pytest.fixture
+def fault_after_the_lookup(workflow_fault: Any) -> Iterator[Any]:
+    events = boto3._get_default_session().events
+    installed: list[AfterTheLookup] = []
+
+    def install(operation: str) -> Any:
+        fault = workflow_fault(operation)
+        if operation != "DescribeInstances":
+            return fault
+        events.unregister("before-call", fault)
+        wrapper = AfterTheLookup(fault)
+        events.register_first("before-call", wrapper)
+        installed.append(wrapper)
+        return fault
+
+    yield install
+    for wrapper in installed:
+        events.unregister("before-call", wrapper)
+
+
 @pytest.mark.parametrize("operation", ["DescribeInstances", "ModifyInstanceAttribute", "SendCommand"])
 def test_every_failure_after_the_launch_is_compensated(
-    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, workflow_fault: Any, operation: str
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, fault_after_the_lookup: Any, operation: str
 ) -> None:
-    fault = workflow_fault(operation)
+    fault = fault_after_the_lookup(operation)
     started = reclaim(handler, factory, fleet.trainer)
     finished = wait_for(factory, started["execution_arn"])
     assert finished["status"] == "FAILED" and finished["error"] == "RecoveryFailed"
@@ -422,4 +456,71 @@ def test_a_termination_nobody_was_warned_of_is_not_recovered(
     factory.ec2(REGION).terminate_instances(InstanceIds=[fleet.trainer])  # a person did it
     result = invoke(handler, spot_event("terminated", fleet.trainer))
     assert result["status"] == "ignored" and "not reclaimed" in result["reason"]
+    assert recovered_instances(factory, fleet.trainer) == []
+
+
+def template_of(instance: dict[str, Any]) -> str | None:
+    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == "aws:ec2launchtemplate:id"), None)
+
+
+def handler_input(handler: types.ModuleType, factory: ClientFactory, instance_id: str) -> dict[str, Any]:
+    """The input the handler gives the workflow on a reclaim, captured instead of started.
+
+    moto's interpreter cannot start a second execution of a state machine that already ran one.
+    """
+    captured: dict[str, Any] = {}
+
+    def capture(params: dict[str, Any], **_: Any) -> None:
+        captured.update(params)
+
+    def block(**_: Any) -> Any:
+        started = {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:x:y", "startDate": WARNED_AT}
+        return types.SimpleNamespace(status_code=200, headers={}, raw=None), started
+
+    factory.register("provide-client-params.sfn.StartExecution", capture)
+    factory.register("before-call.sfn.StartExecution", block)
+    assert reclaim(handler, factory, instance_id)["status"] == "recovery-started"
+    found: dict[str, Any] = json.loads(captured["input"])
+    return found
+
+
+def start_by_hand(fleet: SpotFleet, execution_input: dict[str, Any]) -> str:
+    # Not through the factory, whose StartExecution handler_input blocked.
+    started = boto3.client("stepfunctions", region_name=REGION).start_execution(
+        stateMachineArn=fleet.state_machine, name="by-hand", input=json.dumps(execution_input)
+    )
+    return str(started["executionArn"])
+
+
+def test_the_workflow_relaunches_the_interrupted_instances_own_template_whatever_the_input_names(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet
+) -> None:
+    """Issue 17 item 6: a hand-written input naming another launch template (an admin profile, say) launched it."""
+    ec2 = factory.ec2(REGION)
+    trainer = ec2.describe_instances(InstanceIds=[fleet.trainer])["Reservations"][0]["Instances"][0]
+    admin = ec2.create_launch_template(
+        LaunchTemplateName="admin",
+        LaunchTemplateData={"ImageId": "ami-0abcdef1234567890", "InstanceType": "m5.large"},
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    forged = {
+        **handler_input(handler, factory, fleet.trainer),
+        "launch_template": {"LaunchTemplateId": admin, "Version": "1"},
+        "tags": [{"Key": "team", "Value": "admin"}],
+    }
+    assert wait_for(factory, start_by_hand(fleet, forged))["status"] == "SUCCEEDED"
+    [relaunched] = recovered_instances(factory, fleet.trainer)
+    assert template_of(relaunched) == template_of(trainer) != admin
+    labels = {t["Key"]: t["Value"] for t in relaunched["Tags"]}
+    assert labels[tags.MANAGED] == "true" and labels[tags.OWNER] == "carol" and "team" not in labels
+
+
+@pytest.mark.parametrize("who", ["out_of_scope", "no_template"])
+def test_the_workflow_refuses_an_instance_out_of_scope_or_without_a_template(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, who: str
+) -> None:
+    instance_id = getattr(fleet, who)
+    forged = {**handler_input(handler, factory, fleet.trainer), "instance_id": instance_id}
+    finished = wait_for(factory, start_by_hand(fleet, forged))
+    assert finished["status"] == "FAILED" and finished["error"] == "NotRecoverable"
+    assert recovered_instances(factory, instance_id) == []
     assert recovered_instances(factory, fleet.trainer) == []
