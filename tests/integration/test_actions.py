@@ -93,7 +93,7 @@ def test_an_instance_is_kept_when_its_persistent_volume_cannot_be_detached_from_
 
 def test_the_sweep_stops_before_the_lambda_deadline_and_the_next_one_resumes(factory: ClientFactory) -> None:
     account = seed_account(factory)
-    result, _, _ = sweep_twice(factory, account.t0, remaining_ms=lambda: 10_000)
+    result, ledger, _ = sweep_twice(factory, account.t0, remaining_ms=lambda: 10_000)
     deferred = [d for d in result.decisions if d.outcome == "deferred"]
     assert any(d.destructive for d in deferred)
     assert not [d for d in result.decisions if d.outcome == "done"]  # nothing started past the margin
@@ -103,7 +103,7 @@ def test_the_sweep_stops_before_the_lambda_deadline_and_the_next_one_resumes(fac
         factory,
         SETTINGS,
         fixed_clock(account.t0 + timedelta(days=1, minutes=2)),
-        ledger=InMemoryLedger(),
+        ledger=ledger,
         notifier=InMemoryNotifier(),
     )
     assert outcome(resumed, account.fleet["scratch-1"])[0] == "done"

@@ -18,7 +18,8 @@ from trainctl.cli import stack_resources
 from trainctl.cli.sandbox_fleet import moto_server
 from trainctl.core import names
 from trainctl.core.clock import fixed_clock
-from trainctl.sweep.record import DynamoDbLedger, InMemoryLedger
+from trainctl.core.settings import SweepSettings
+from trainctl.sweep.record import DynamoDbLedger
 from trainctl.sweep.run import run_sweep
 
 SETTINGS = ENFORCING
@@ -38,8 +39,10 @@ def server_quick(server: ClientFactory) -> ClientFactory:
     return ClientFactory("us-east-1", config=QUICK_RETRIES)
 
 
-def sweep(factory: ClientFactory, at, **kw):
-    return run_sweep(factory, SETTINGS, fixed_clock(at), ledger=InMemoryLedger(), notifier=InMemoryNotifier(), **kw)
+def sweep(factory: ClientFactory, at, settings: SweepSettings = SETTINGS, **kw):
+    # The stack's own ledger on the emulator: a later sweep acts only on the marks an earlier one recorded there.
+    ledger = DynamoDbLedger(factory.dynamodb(), names.LEDGER_TABLE)
+    return run_sweep(factory, settings, fixed_clock(at), ledger=ledger, notifier=InMemoryNotifier(), **kw)
 
 
 def test_a_throttling_burst_is_absorbed_by_adaptive_retries(server: ClientFactory) -> None:
@@ -103,10 +106,11 @@ def test_ssm_unavailable_protects_running_instances(server_quick: ClientFactory)
     account = seed_account(factory)
     faults = Faults(factory)
     faults.fail("SendCommand", code="ServiceUnavailable", status=503, times=None)
-    result = sweep(factory, account.t0)
+    # Its instance store alone would keep it from a stop; here the training check has to answer.
+    result = sweep(factory, account.t0, SETTINGS.model_copy(update={"stop_instance_store": True}))
     notebook = next(d for d in result.decisions if d.resource_id == account.fleet["forgotten-notebook"])
     assert faults.injected["SendCommand"] >= 1
-    assert notebook.protections == ("training-active",) and "ServiceUnavailable" in notebook.detail
+    assert "training-active" in notebook.protections and "ServiceUnavailable" in notebook.detail
     assert notebook.action == "keep"
 
 
@@ -155,7 +159,7 @@ def test_two_sweeps_at_the_same_moment_act_on_no_resource_twice(factory: ClientF
         factory,
         SETTINGS,
         fixed_clock(account.after_grace() + timedelta(hours=1)),
-        ledger=InMemoryLedger(),
+        ledger=DynamoDbLedger(factory.dynamodb(), names.LEDGER_TABLE),
         notifier=InMemoryNotifier(),
         lease=DynamoDbLease(factory.dynamodb(), names.LEDGER_TABLE),
     )

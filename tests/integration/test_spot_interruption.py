@@ -87,6 +87,8 @@ def fleet(factory: ClientFactory) -> SpotFleet:
         ec2, spot=True, template=template, labels={**managed, tags.RECOVER: "true", tags.CHECKPOINT_HOOK: "fast"}
     )
     volumes = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in trainer["BlockDeviceMappings"]}
+    # As age_guard stamps what a launch creates: in scope, with the launcher as owner.
+    ec2.create_tags(Resources=list(volumes.values()), Tags=[{"Key": k, "Value": v} for k, v in managed.items()])
     ec2.create_tags(Resources=[volumes["/dev/sdf"]], Tags=[{"Key": tags.PERSISTENT, "Value": "true"}])
     assert resources.recovery_state_machine is not None
     return SpotFleet(

@@ -77,7 +77,15 @@ def distrust(
                 return "the mark on it is not the one trainctl wrote"
             if entry.announced != intended:
                 return f"its mark announced {entry.announced or 'a warning'}, not {intended}"
-            missed = sorted(s.at for s in sweeps if s.at > entry.at and s.sweep_id not in seen_since)
+            # The ledger keeps whole seconds: a sweep is later than the mark if it is not the marking sweep itself.
+            marked_at = entry.at.replace(microsecond=0)
+            missed = sorted(
+                s.at
+                for s in sweeps
+                if s.at.replace(microsecond=0) >= marked_at
+                and s.sweep_id != entry.recorded_by
+                and s.sweep_id not in seen_since
+            )
             if missed:
                 return f"it was not seen as a candidate by the sweep at {missed[0]:%Y-%m-%dT%H:%MZ}"
             return None
