@@ -40,6 +40,10 @@ import botocore.session
 from trainctl.cli.sandbox_fleet import free_loopback_port
 
 EC2_NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
+# GPU families whose types come with NVMe instance-store volumes (a stop loses what they hold).
+INSTANCE_STORE_FAMILIES = frozenset(
+    {"g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1", "trn1n"}
+)
 PAGE_LIMITS = {"DescribeVolumes": 500, "DescribeInstances": 1000, "DescribeSnapshots": 1000, "DescribeImages": 1000}
 READ_PREFIXES = ("Describe", "Get", "List")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
@@ -500,6 +504,31 @@ class AwsLike:
             return self.fleet.change_state(region, params, "stopped")
         if action == "TerminateInstances":
             return self.fleet.change_state(region, params, "terminated")
+        return self._ec2_facts(action, params)
+
+    @staticmethod
+    def _ec2_facts(action: str, params: dict[str, str]) -> str:
+        """What the fleet has none of (launch templates, spot requests, guards), and what its types are."""
+        if action == "DescribeLaunchTemplates":
+            return "<launchTemplates/>"
+        if action == "DescribeSpotInstanceRequests":
+            return "<spotInstanceRequestSet/>"
+        if action == "DescribeInstanceTypes":
+            items = "".join(
+                f"<item><instanceType>{escape(name)}</instanceType><instanceStorageSupported>"
+                f"{str(name.split('.')[0] in INSTANCE_STORE_FAMILIES).lower()}</instanceStorageSupported></item>"
+                for key, name in sorted(params.items())
+                if key.startswith("InstanceType.")
+            )
+            return f"<instanceTypeSet>{items}</instanceTypeSet>"
+        if action == "DescribeInstanceAttribute":
+            attribute = params.get("Attribute", "")
+            return (
+                f"<instanceId>{escape(params.get('InstanceId', ''))}</instanceId>"
+                f"<{attribute}><value>false</value></{attribute}>"
+            )
+        if action == "DescribeSnapshotAttribute":
+            return f"<snapshotId>{escape(params.get('SnapshotId', ''))}</snapshotId><createVolumePermission/>"
         raise Ec2Error("UnsupportedOperation", f"the bench fleet does not serve {action}")
 
     def _forward(

@@ -37,6 +37,8 @@ def main() -> None:
             "TRAINCTL_DRY_RUN": "true" if args.mode == "dry-run" else "false",
             "TRAINCTL_MAX_ACTIONS": "1000000",
             "TRAINCTL_MAX_ACTION_SHARE": "1",
+            # Custodian stops idle instances whatever their instance store holds: the same here, to compare.
+            "TRAINCTL_STOP_INSTANCE_STORE": "true",
             **names.FUNCTION_ENVIRONMENT,
             # Outside Lambda there is no X-Ray daemon to send to.
             "POWERTOOLS_TRACE_DISABLED": "true",

@@ -17,7 +17,7 @@ from constructs import Construct
 from infra.function import TrainctlFunction
 from infra.permissions import acknowledge, ec2_arns, in_scope_condition, merged, tag_keys_only
 from infra.policy import Route, read_routes, service
-from trainctl.age_guard.rules import STAMPED_EVENTS
+from trainctl.age_guard.rules import STAMPED_EVENTS, USE_EVENTS
 from trainctl.core import tags
 
 STAMP_KEYS = [tags.CREATED_AT, tags.CREATED_BY, tags.OWNER]
@@ -79,11 +79,12 @@ class AgeGuard(Construct):
         self.api_calls = events.Rule(
             self,
             "ApiCalls",
-            description="trainctl age guard: EC2 resources created",
+            description="trainctl age guard: EC2 resources created, used, or moved in or out of scope",
             event_pattern=events.EventPattern(
                 source=["aws.ec2"],
                 detail_type=["AWS API Call via CloudTrail"],
-                detail={"eventSource": ["ec2.amazonaws.com"], "eventName": list(STAMPED_EVENTS)},
+                # Creations are stamped; a use between two sweeps voids the mark on what it touched.
+                detail={"eventSource": ["ec2.amazonaws.com"], "eventName": [*STAMPED_EVENTS, *USE_EVENTS]},
             ),
             targets=[target],
         )

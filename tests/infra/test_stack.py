@@ -187,6 +187,11 @@ def test_age_guard_hears_every_creating_call_and_first_starts(synthesized) -> No
                             "CreateImage",
                             "RequestSpotInstances",
                             "CreateFleet",
+                            # A use between two sweeps voids a mark.
+                            "AttachVolume",
+                            "StartInstances",
+                            "CreateTags",
+                            "DeleteTags",
                         ]
                     ),
                 },
