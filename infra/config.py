@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -18,10 +19,11 @@ from trainctl.core.settings import (
     CostSettings,
     SpotSettings,
     SweepSettings,
-    describe_validation_error,
 )
 
 CONTEXT_KEY = "trainctl"
+# How a setting is named in messages: where it lives in cdk.json.
+SETTING_PREFIX = f"cdk.json context {CONTEXT_KEY}."
 M = TypeVar("M", bound=BaseModel)
 # Set by the stack itself from the resources it creates; not deploy settings.
 STACK_OWNED = frozenset(
@@ -162,8 +164,7 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     known = option_names | sweep_names | age_names | cost_names | spot_names
     for key in raw:
         if key not in known:
-            allowed = sorted(known)
-            raise SettingsError(f"cdk.json context {CONTEXT_KEY}.{key}: unknown setting; known: {', '.join(allowed)}")
+            raise SettingsError(unknown_setting(key, known | STACK_OWNED))
     if "regions" not in raw and default_region:
         raw["regions"] = [default_region]
     flat = {k: ",".join(v) if isinstance(v, list) else v for k, v in raw.items()}
@@ -176,9 +177,33 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     )
 
 
+def unknown_setting(key: str, known: set[str] | frozenset[str]) -> str:
+    """One line: the key, why it is refused, and the nearest known name when there is one."""
+    where = f"{SETTING_PREFIX}{key}"
+    if key in STACK_OWNED:
+        return f"{where}: set by the stack from the resources it creates, not in cdk.json"
+    near = difflib.get_close_matches(key, sorted(known - STACK_OWNED), n=1)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    return f"{where}: not a trainctl setting{hint} (README.md, Settings, lists them all)"
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line per cdk.json key, joined: the key, then what is wrong in words (the value once)."""
+    problems = []
+    for error in exc.errors():
+        where = SETTING_PREFIX + ".".join(str(part) for part in error["loc"]) if error["loc"] else CONTEXT_KEY
+        message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        value = error.get("input")
+        if error["type"] == "extra_forbidden":
+            message = "not a key here"
+        elif error["loc"] and repr(value) not in message and not isinstance(value, dict):
+            message = f"{message} (got {value!r})"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems).replace("\n", " ")
+
+
 def _validated(model: type[M], values: dict[str, Any]) -> M:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        prefix = f"cdk.json context {CONTEXT_KEY}."
-        raise SettingsError(describe_validation_error(exc, prefix=prefix, upper=False)) from exc
+        raise SettingsError(describe_invalid(exc)) from exc

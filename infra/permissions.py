@@ -4,6 +4,7 @@ Each capability's own statements live in its construct."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -97,8 +98,35 @@ def never_destroy_persistent() -> iam.PolicyStatement:
 
 
 def acknowledge(scope: Construct, rule: str, reason: str) -> None:
-    """A cdk-nag finding accepted on `scope` and below, with the reason it is acceptable."""
+    """A cdk-nag finding accepted on `scope` and below, with the reason it is acceptable.
+
+    A rule id built from a token (an ARN with the stack's account when synth knows no account) is spelled the
+    way cdk-nag spells the finding: `<AWS::AccountId>`. The token itself cannot be a key (jsii refuses it).
+    """
+    if cdk.Token.is_unresolved(rule):
+        rule = flatten_reference(cdk.Stack.of(scope).resolve(rule))
     cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+
+
+def flatten_reference(node: Any) -> str:
+    """A resolved CloudFormation value as cdk-nag flattens it into a finding (its flattenCfnReference)."""
+    if node is None:
+        return ""
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if isinstance(node, dict) and "Fn::Join" in node:
+        delimiter, items = node["Fn::Join"]
+        return str(delimiter).join(flatten_reference(item) for item in items)
+    if isinstance(node, dict) and "Fn::Sub" in node:
+        return flatten_reference(node["Fn::Sub"])
+    if isinstance(node, dict) and "Fn::GetAtt" in node:
+        resource, attribute = node["Fn::GetAtt"]
+        return f"<{flatten_reference(resource)}.{flatten_reference(attribute)}>"
+    if isinstance(node, dict) and "Fn::ImportValue" in node:
+        return flatten_reference(node["Fn::ImportValue"])
+    if isinstance(node, dict) and "Ref" in node:
+        return f"<{flatten_reference(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))
 
 
 def checkov_skip(construct: IConstruct, check_id: str, comment: str) -> None:

@@ -22,9 +22,12 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.age_guard import AgeGuard
+from infra.alarms import Alarms
 from infra.cleanup_sweep import CleanupSweep
 from infra.config import DeployConfig
 from infra.cost_alerts import CostAlerts
+from infra.dashboard import DASHBOARD_NAME, Dashboard
+from infra.function import TrainctlFunction
 from infra.layer import DomainLayer
 from infra.permissions import acknowledge
 from infra.prewarm import Prewarm
@@ -63,6 +66,7 @@ class TrainctlStack(cdk.Stack):
             failures=self.failures,
             log_retention=retention,
         )
+        self._observability(config)
         self._let_services_deliver_failures()
         self._let_logs_encrypt()
         self._outputs(dry_run=sweep_settings.dry_run)
@@ -176,6 +180,31 @@ class TrainctlStack(cdk.Stack):
             log_retention=retention,
         )
 
+    def _observability(self, config: DeployConfig) -> None:
+        """Alarms to the topic and the dashboard, over every function and workflow the stack holds."""
+        functions = [c for c in self.node.find_all() if isinstance(c, TrainctlFunction)]
+        workflows = {"recovery": self.recovery.state_machine, "prewarm": self.prewarm.state_machine}
+        schedules = {"sweep_schedule": config.options.sweep_schedule, "cost_schedule": config.options.cost_schedule}
+        self.alarms = Alarms(
+            self,
+            "Alarms",
+            functions=functions,
+            state_machines=workflows,
+            failures=self.failures,
+            topic=self.topic,
+            **schedules,
+        )
+        self.dashboard = Dashboard(
+            self,
+            "Dashboard",
+            functions=functions,
+            state_machines=workflows,
+            failures=self.failures,
+            alarms=[*self.alarms.alarms, *self.cost.alarms],
+            hourly_threshold_usd=config.cost.hourly_threshold_usd,
+            **schedules,
+        )
+
     def _let_services_deliver_failures(self) -> None:
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -226,6 +255,12 @@ class TrainctlStack(cdk.Stack):
         cdk.CfnOutput(self, names.OUTPUT_RECOVERY_STATE_MACHINE, value=self.recovery.state_machine.state_machine_arn)
         cdk.CfnOutput(self, names.OUTPUT_PREWARM_STATE_MACHINE, value=self.prewarm.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "DryRun", value=json.dumps(dry_run))
+        cdk.CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}#dashboards/dashboard/"
+            + DASHBOARD_NAME,
+        )
 
     def _table(self, construct_id: str, name: str, *, sort_key: str | None, keep: bool) -> dynamodb.Table:
         """A trainctl table: on demand, trainctl's KMS key, point-in-time recovery, TTL on expires_at."""

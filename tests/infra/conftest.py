@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+from infra.node_banner import silence_node_end_of_life
+
+silence_node_end_of_life(os.environ)  # before any test starts the CDK's Node process
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
