@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint typecheck unit integration infra synth bench prices workflows clean
+.PHONY: demo emulator test lint typecheck unit integration infra synth bench prices workflows clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.cli
 	$(BIN)/trainctl sandbox
+
+# A local AWS emulator as the sandbox runs it (no default AMIs or snapshots, workflows that run), until Ctrl-C.
+# PORT=5000 by default; SEED=1 seeds the sandbox's training fleet.
+emulator: $(VENV)/.cli
+	$(BIN)/trainctl emulator --port $(or $(PORT),5000) $(if $(SEED),--seed)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -105,7 +105,7 @@ def test_invoke_without_the_stack_runs_a_read_only_preview(cli_factory: ClientFa
 def test_invoke_refuses_an_unknown_function_and_an_unreadable_event(cli_factory: ClientFactory) -> None:
     event = ROOT / "events" / "cleanup_sweep" / "scheduled.json"
     unknown = run_cli(cli_factory, ["invoke", "../../etc", "--event", str(event)])
-    assert unknown.exit_code == 1 and "no function" in unknown.output
+    assert unknown.exit_code == 2 and "no function" in unknown.output
     broken = run_cli(
         cli_factory,
         ["invoke", "cleanup_sweep", "--event", str(ROOT / "events" / "cleanup_sweep" / "malformed_not_json.json")],
@@ -137,7 +137,7 @@ def test_against_an_emulator_enforce_creates_the_stacks_resources_and_acts() -> 
 
 
 def test_sandbox_runs_end_to_end_and_exits_zero() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "COLUMNS": "80"}
     completed = subprocess.run(
         [sys.executable, "-m", "trainctl.cli.main", "sandbox"],
         capture_output=True,
@@ -166,6 +166,8 @@ def test_sandbox_runs_end_to_end_and_exits_zero() -> None:
     ):
         assert word in out
     assert "persistent volumes still there" in out
+    assert max(len(line) for line in out.splitlines()) <= 80  # an ordinary terminal, every table in it
+    assert completed.stderr.strip() == ""  # nothing else on the terminal: no log line, no traceback
 
 
 def test_force_overrides_the_minimum_age_and_nothing_else(cli_factory: ClientFactory) -> None:
@@ -182,12 +184,14 @@ def test_force_overrides_the_minimum_age_and_nothing_else(cli_factory: ClientFac
         ],
     )["VolumeId"]
     plain = json.loads(run_cli(cli_factory, ["sweep", "--json"]).stdout)
-    forced = json.loads(run_cli(cli_factory, ["sweep", "--force", "--json"]).stdout)
     before = {d["resource_id"]: d for d in plain["decisions"]}
-    after = {d["resource_id"]: d for d in forced["decisions"]}
     assert "min-age" in before[young]["protections"] and before[young]["action"] == "keep"
-    assert after[young]["action"] == "mark" and after[young]["protections"] == []
-    assert "persistent" in after[kept]["protections"] and after[kept]["action"] == "keep"
+    for flag in ("--ignore-min-age", "--force"):  # --force: the documented, deprecated name
+        forced = run_cli(cli_factory, ["sweep", flag, "--json"])
+        after = {d["resource_id"]: d for d in json.loads(forced.stdout)["decisions"]}
+        assert after[young]["action"] == "mark" and after[young]["protections"] == []
+        assert "persistent" in after[kept]["protections"] and after[kept]["action"] == "keep"
+        assert ("deprecated" in forced.stderr) is (flag == "--force")
 
 
 def test_invoke_a_spot_warning_against_an_emulator_saves_the_data_exactly_once(tmp_path: Path) -> None:
@@ -209,6 +213,8 @@ def test_invoke_a_spot_warning_against_an_emulator_saves_the_data_exactly_once(t
         instance_id = instance["InstanceId"]
         data = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]}
         ec2.create_tags(Resources=[data["/dev/sdf"]], Tags=[{"Key": tags.PERSISTENT, "Value": "true"}])
+        # In scope, like its instance: a volume out of scope would be kept too (DeleteOnTermination cleared).
+        ec2.create_tags(Resources=[data["/dev/sdg"]], Tags=[{"Key": tags.MANAGED, "Value": "true"}])
         text = (ROOT / "events/spot_interruption/warning.json").read_text().replace("i-0000000000000000a", instance_id)
         event = tmp_path / "warning.json"
         event.write_text(text)

@@ -13,6 +13,7 @@ from tests.integration.conftest import run_cli
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
 from trainctl.cli import stack_resources
+from trainctl.cli.output import CliState
 from trainctl.core import names, tags
 from trainctl.core.observations import Training, TrainingCheck
 
@@ -36,6 +37,12 @@ HANDED: dict[str, ClientFactory] = {}
 
 def call(*args: str, input: str | None = None) -> Any:
     return run_cli(HANDED["factory"], list(args), input=input)
+
+
+def asked(*args: str, answer: str) -> Any:
+    """As on a terminal: the command may ask, and `answer` is what the person types."""
+    state = CliState(make_factory=lambda: HANDED["factory"], interactive=True)
+    return runner.invoke(cli.app, list(args), obj=state, input=answer)
 
 
 def ok_json(*args: str) -> Any:
@@ -89,19 +96,75 @@ def test_ebs_attach_refuses_another_zone_and_detach_needs_an_attachment(factory:
     assert call("ebs", "detach", volume_id).exit_code == 0
 
 
-def test_ebs_delete_refuses_attached_and_persistent_without_force_and_confirmation(factory: ClientFactory) -> None:
+def test_ebs_delete_shows_what_goes_and_asks_and_yes_answers_for_scripts(factory: ClientFactory) -> None:
+    plain = ok_json("ebs", "create", "--size", "20")["volume_id"]
+    declined = asked("ebs", "delete", plain, answer="n\n")
+    assert declined.exit_code == 1 and exists(factory, plain)
+    assert f"delete {plain}: 20 GiB gp3" in declined.stderr and "owner alice, in scope" in declined.stderr
+    assert "nothing was changed" in declined.stderr
+    unasked = call("ebs", "delete", plain)  # off a terminal nobody can answer: nothing happens
+    assert unasked.exit_code == 2 and "--yes" in unasked.stderr and exists(factory, plain)
+    accepted = asked("ebs", "delete", plain, answer="y\n")
+    assert accepted.exit_code == 0 and not exists(factory, plain)
+    scripted = ok_json("ebs", "create")["volume_id"]
+    assert ok_json("ebs", "delete", scripted, "--yes") == {"volume_id": scripted, "deleted": True}
+    assert not exists(factory, scripted)
+
+
+def test_ebs_delete_of_a_persistent_volume_needs_its_override_and_a_confirmation(factory: ClientFactory) -> None:
     keep = ok_json("ebs", "create", "--persistent")["volume_id"]
-    refused = call("ebs", "delete", keep)
-    assert refused.exit_code == 1 and tags.PERSISTENT in refused.stderr and exists(factory, keep)
-    declined = call("ebs", "delete", keep, "--force", input="n\n")
+    refused = call("ebs", "delete", keep, "--yes")
+    assert refused.exit_code == 1 and tags.PERSISTENT in refused.stderr and "--allow-persistent" in refused.stderr
+    assert exists(factory, keep)
+    declined = asked("ebs", "delete", keep, "--allow-persistent", answer="n\n")
     assert declined.exit_code == 1 and exists(factory, keep)
-    assert call("ebs", "delete", keep, "--force", input="y\n").exit_code == 0 and not exists(factory, keep)
+    assert asked("ebs", "delete", keep, "--allow-persistent", answer="y\n").exit_code == 0
+    assert not exists(factory, keep)
+    # The documented --force still works, as a deprecated name of --allow-persistent, and still asks.
+    again = ok_json("ebs", "create", "--persistent")["volume_id"]
+    deprecated = asked("ebs", "delete", again, "--force", answer="y\n")
+    assert deprecated.exit_code == 0 and "deprecated" in deprecated.stderr and not exists(factory, again)
     busy = ok_json("ebs", "create", "--zone", "us-east-1a")["volume_id"]
     factory.ec2(REGION).attach_volume(VolumeId=busy, InstanceId=launch(factory), Device="/dev/sdf")
-    attached = call("ebs", "delete", busy, "--force", "--yes")
+    attached = call("ebs", "delete", busy, "--allow-persistent", "--yes")
     assert attached.exit_code == 1 and "detach it first" in attached.stderr and exists(factory, busy)
-    plain = ok_json("ebs", "create")["volume_id"]
-    assert call("ebs", "delete", plain).exit_code == 0 and not exists(factory, plain)
+
+
+def test_ebs_delete_of_an_untagged_or_someone_elses_volume_needs_its_override(factory: ClientFactory) -> None:
+    ec2 = factory.ec2(REGION)
+    untagged = ec2.create_volume(Size=5, AvailabilityZone="us-east-1a")["VolumeId"]
+    refused = call("ebs", "delete", untagged, "--yes")
+    assert refused.exit_code == 1 and "outside trainctl's scope" in refused.stderr
+    assert "--allow-out-of-scope" in refused.stderr and exists(factory, untagged)
+    declined = asked("ebs", "delete", untagged, "--allow-out-of-scope", answer="n\n")
+    assert declined.exit_code == 1 and "outside the scope" in declined.stderr and exists(factory, untagged)
+    assert asked("ebs", "delete", untagged, "--allow-out-of-scope", answer="y\n").exit_code == 0
+    assert not exists(factory, untagged)
+    bobs = ec2.create_volume(
+        Size=5,
+        AvailabilityZone="us-east-1a",
+        TagSpecifications=[
+            {
+                "ResourceType": "volume",
+                "Tags": [{"Key": tags.MANAGED, "Value": "true"}, {"Key": tags.OWNER, "Value": "bob"}],
+            }
+        ],
+    )["VolumeId"]
+    refused = call("ebs", "delete", bobs, "--yes")
+    assert refused.exit_code == 1 and "its owner is bob, not alice" in refused.stderr
+    assert "--allow-other-owner" in refused.stderr and exists(factory, bobs)
+    assert call("ebs", "delete", bobs, "--allow-other-owner", "--yes").exit_code == 0 and not exists(factory, bobs)
+
+
+def test_a_forced_detach_says_what_it_risks_and_asks(factory: ClientFactory) -> None:
+    volume_id = ok_json("ebs", "create", "--zone", "us-east-1a")["volume_id"]
+    holder = launch(factory)
+    factory.ec2(REGION).attach_volume(VolumeId=volume_id, InstanceId=holder, Device="/dev/sdf")
+    declined = asked("ebs", "detach", volume_id, "--force-detach", answer="n\n")
+    assert declined.exit_code == 1 and "writes the instance has not flushed are lost" in declined.stderr
+    assert factory.ec2(REGION).describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"]
+    detached = ok_json("ebs", "detach", volume_id, "--force-detach", "--yes")
+    assert detached == {"volume_id": volume_id, "instance_id": holder, "forced": True}
 
 
 def test_snapshots_are_listed_with_what_depends_on_them_and_restored_anywhere(factory: ClientFactory) -> None:
@@ -140,12 +203,24 @@ def test_instances_list_shows_cost_and_persistent_volumes(factory: ClientFactory
     assert f"{volume_id} (persistent)" in rows[instance_id]["volumes"]
 
 
-def test_terminate_refuses_young_instances_and_unknown_training_unless_forced_and_keeps_persistent_data(
+def managed(owner: str = "alice") -> dict[str, Any]:
+    return {
+        "TagSpecifications": [
+            {
+                "ResourceType": "instance",
+                "Tags": [{"Key": tags.MANAGED, "Value": "true"}, {"Key": tags.OWNER, "Value": owner}],
+            }
+        ]
+    }
+
+
+def test_terminate_refuses_young_instances_and_unknown_training_each_by_its_own_override_and_keeps_persistent_data(
     factory: ClientFactory,
 ) -> None:
     instance_id = launch(
         factory,
         BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 50, "DeleteOnTermination": True}}],
+        **managed(),
     )
     ec2 = factory.ec2(REGION)
     data = next(
@@ -156,13 +231,42 @@ def test_terminate_refuses_young_instances_and_unknown_training_unless_forced_an
         if m["DeviceName"] == "/dev/sdf"
     )
     ec2.create_tags(Resources=[data], Tags=[{"Key": tags.PERSISTENT, "Value": "true"}])
-    refused = call("instances", "terminate", instance_id)
-    assert refused.exit_code == 1 and "minimum age" in refused.stderr and "no verdict" in refused.stderr
-    done = ok_json("instances", "terminate", instance_id, "--force")
+    refused = call("instances", "terminate", instance_id, "--yes")
+    assert refused.exit_code == 1 and "minimum age 5m" in refused.stderr and "no verdict" in refused.stderr
+    assert refused.stderr.count("the training check gave no verdict") == 1  # said once, not twice
+    assert "0:05:00" not in refused.stderr
+    young = call("instances", "terminate", instance_id, "--ignore-unknown-training", "--yes")
+    assert young.exit_code == 1 and "--ignore-min-age" in young.stderr and "no verdict" not in young.stderr
+    unknown = call("instances", "terminate", instance_id, "--ignore-min-age", "--yes")
+    assert (
+        unknown.exit_code == 1 and "--ignore-unknown-training" in unknown.stderr and "minimum age" not in unknown.stderr
+    )
+    declined = asked(
+        "instances", "terminate", instance_id, "--ignore-min-age", "--ignore-unknown-training", answer="n\n"
+    )
+    assert declined.exit_code == 1 and f"terminate {instance_id}" in declined.stderr
+    assert f"kept: {data}" in declined.stderr
+    done = ok_json("instances", "terminate", instance_id, "--ignore-min-age", "--ignore-unknown-training", "--yes")
     assert done["verdict"] == "terminate" and done["kept_volumes"] == [data]
     assert exists(factory, data)
     state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["State"]["Name"]
     assert state in ("shutting-down", "terminated")
+
+
+def test_terminate_of_an_instance_out_of_scope_or_someone_elses_needs_its_override(factory: ClientFactory) -> None:
+    untagged = launch(factory)
+    waived = ("--ignore-min-age", "--ignore-unknown-training", "--yes")
+    refused = call("instances", "terminate", untagged, *waived)
+    assert refused.exit_code == 1 and "--allow-out-of-scope" in refused.stderr
+    # The documented --force keeps its meaning (the two waivers) and still needs the scope override.
+    deprecated = call("instances", "terminate", untagged, "--force", "--allow-out-of-scope", "--yes")
+    assert deprecated.exit_code == 0 and "deprecated" in deprecated.stderr
+    bobs = launch(factory, **managed("bob"))
+    refused = call("instances", "terminate", bobs, *waived)
+    assert refused.exit_code == 1 and "its owner is bob" in refused.stderr and "--allow-other-owner" in refused.stderr
+    assert call("instances", "terminate", bobs, *waived, "--allow-other-owner").exit_code == 0
+    states = factory.ec2(REGION).describe_instances(InstanceIds=[untagged, bobs])["Reservations"]
+    assert {i["State"]["Name"] for r in states for i in r["Instances"]} <= {"shutting-down", "terminated"}
 
 
 def test_terminate_never_stops_a_training_job_or_a_persistent_instance(
@@ -175,8 +279,15 @@ def test_terminate_never_stops_a_training_job_or_a_persistent_instance(
         "check",
         lambda self, ids: {i: TrainingCheck(Training.ACTIVE, "torchrun") for i in ids},
     )
+    every_override = (
+        "--ignore-min-age",
+        "--ignore-unknown-training",
+        "--allow-out-of-scope",
+        "--allow-other-owner",
+        "--yes",
+    )
     busy = launch(factory)
-    refused = call("instances", "terminate", busy, "--force")
+    refused = call("instances", "terminate", busy, *every_override)
     assert refused.exit_code == 1 and "training job is running" in refused.stderr
     kept = launch(
         factory, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": tags.PERSISTENT, "Value": "yes"}]}]
@@ -184,7 +295,7 @@ def test_terminate_never_stops_a_training_job_or_a_persistent_instance(
     monkeypatch.setattr(
         training.SsmTrainingCheck, "check", lambda self, ids: {i: TrainingCheck(Training.IDLE) for i in ids}
     )
-    persistent = call("instances", "terminate", kept, "--force")
+    persistent = call("instances", "terminate", kept, *every_override)
     assert persistent.exit_code == 1 and tags.PERSISTENT in persistent.stderr
     running = factory.ec2(REGION).describe_instances(InstanceIds=[busy, kept])["Reservations"]
     assert {i["State"]["Name"] for r in running for i in r["Instances"]} == {"running"}
@@ -307,7 +418,7 @@ def test_every_command_has_help_that_reads() -> None:
     [
         ("credentials", "no AWS credentials"),
         ("region", "no region"),
-        ("endpoint", "is the region right?"),
+        ("endpoint", "cannot reach https://ec2.xx-nowhere-1.amazonaws.com/"),
     ],
 )
 def test_environment_problems_are_one_line_errors(error: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:

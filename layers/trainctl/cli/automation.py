@@ -1,34 +1,92 @@
-"""`trainctl sweep`, `cost`, `prewarm` and `invoke`: the automation's own runs, from a terminal."""
+"""`trainctl sweep`, `cost`, `prewarm` and `invoke`: the automation's own runs, from a terminal.
+
+What can be checked locally is checked first (options, regions, settings, the function's name, the event), so a
+mistake fails at once rather than after a network timeout.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from botocore.exceptions import NoRegionError
+from rich.text import Text
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import stack_resources
-from trainctl.cli.local_run import invoke_handler
-from trainctl.cli.output import EXIT_FAILED, EXIT_USAGE, console, factory_of, fail
-from trainctl.cli.prewarm_run import follow, start_prewarm
-from trainctl.cli.render import print_cost, print_sweep
+from trainctl.cli.environment import check_settings, person
+from trainctl.cli.errors import describe_validation, humanise
+from trainctl.cli.local_run import check_event, check_function, invoke_handler
+from trainctl.cli.output import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    AsJson,
+    Output,
+    console,
+    emit,
+    factory_of,
+    fail,
+    note,
+    output_format,
+    state_of,
+    warn,
+)
+from trainctl.cli.prewarm_run import DEFAULT_TIMEOUT_SECONDS, EMULATOR_STALL_SECONDS, follow, start_prewarm
+from trainctl.cli.render import print_cost, print_sweep, sweep_csv_rows
+from trainctl.cli.server_clock import server_time
+from trainctl.cli.session import check_regions
 from trainctl.core import names
-from trainctl.core.clock import fixed_clock, parse_instant, system_clock
+from trainctl.core.clock import Clock, fixed_clock, parse_instant
+from trainctl.core.durations import InvalidDuration, format_duration, parse_duration
 from trainctl.core.errors import TrainctlError
 from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.cost.run import CostEffects, CostResult, has_price_list_api, price_book_for, run_cost_check
 from trainctl.cost.store import DynamoDbCostStore
-from trainctl.prewarm.rules import InvalidRequest, parse_request
+from trainctl.prewarm.rules import InvalidRequest, PrewarmRequest, parse_request
 from trainctl.sweep.run import SweepResult, effects_for, run_sweep
 
+Regions = Annotated[
+    list[str] | None, typer.Option("--region", help="Region; repeat for more (default: AWS_REGION, the profile's).")
+]
+Region = Annotated[
+    list[str] | None, typer.Option("--region", help="Region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's).")
+]
 
-def sweep_once(
-    factory: ClientFactory, settings: SweepSettings, at: datetime | None, environ: dict[str, str]
-) -> SweepResult:
+
+def _instant(at: str | None) -> datetime | None:
+    try:
+        return parse_instant(at) if at else None
+    except ValueError as exc:
+        raise fail(f"--at {at}: not an ISO-8601 instant such as 2027-01-31T09:00:00Z ({exc})", EXIT_USAGE) from exc
+
+
+def home_factory(ctx: typer.Context, regions: tuple[str, ...], environ: dict[str, str]) -> ClientFactory:
+    """The factory whose home region is the first --region, else the AWS environment's, else TRAINCTL_REGIONS'."""
+    configured = [r.strip() for r in environ.get("TRAINCTL_REGIONS", "").split(",") if r.strip()]
+    factory = factory_of(ctx, regions[0] if regions else None)
+    if factory.default_region:
+        return factory
+    if configured:
+        return factory_of(ctx, configured[0])
+    raise NoRegionError()
+
+
+def now_from_aws(ctx: typer.Context, factory: ClientFactory, region: str | None) -> Clock:
+    """The laptop's clock, or AWS's where they differ by more than a minute (then said on stderr)."""
+    measured = server_time(factory, state_of(ctx).local_clock, region)
+    message = measured.message()
+    if message:
+        note(ctx, message, style="yellow")
+    return measured.clock
+
+
+def sweep_once(factory: ClientFactory, settings: SweepSettings, clock: Clock, environ: dict[str, str]) -> SweepResult:
     resources = None
     if not settings.dry_run:
         # Only enforcement needs the ledger, topic and document; a dry-run makes no write call at all.
@@ -45,80 +103,87 @@ def sweep_once(
                 "training_document": resources.training_document,
             }
         )
-    clock = fixed_clock(at) if at else system_clock
     effects = effects_for(factory, settings)
     return run_sweep(factory, settings, clock, ledger=effects.ledger, notifier=effects.notifier, lease=effects.lease)
 
 
 def sweep(
     ctx: typer.Context,
-    region: Annotated[list[str] | None, typer.Option("--region", help="Region to sweep; repeat for more.")] = None,
+    region: Regions = None,
     enforce: Annotated[bool, typer.Option(help="Act: mark, unmark, delete, stop, terminate.")] = False,
     at: Annotated[str | None, typer.Option(help="Preview the sweep at a future ISO-8601 instant.")] = None,
-    force: Annotated[
+    ignore_min_age: Annotated[
         bool,
-        typer.Option("--force", help="Ignore the minimum age (never trainctl:persistent or any other protection)."),
+        typer.Option(
+            "--ignore-min-age",
+            help="Treat young resources as old enough (never trainctl:persistent or any other protection).",
+        ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", hidden=True, help="Deprecated: the same as --ignore-min-age.")
+    ] = False,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Find forgotten instances, volumes and snapshots; dry-run unless --enforce."""
+    fmt = output_format(ctx, output, as_json)
+    regions = check_regions(region)
     if at and enforce:
         raise fail("--at previews a moment and cannot be combined with --enforce", EXIT_USAGE)
-    try:
-        instant = parse_instant(at) if at else None
-    except ValueError as exc:
-        raise fail(f"--at {at!r} is not an ISO-8601 instant: {exc}", EXIT_USAGE) from exc
+    instant = _instant(at)
+    if force:
+        warn("--force is deprecated here: it means --ignore-min-age")
+        ignore_min_age = True
     environ = dict(os.environ)
-    try:
-        settings = SweepSettings.from_env(environ, regions=tuple(region) if region else None, dry_run=not enforce)
-        if force:
-            settings = settings.model_copy(update={"min_age": timedelta(0)})
-        factory = factory_of(ctx)
-        if not region and "TRAINCTL_REGIONS" not in environ and factory.default_region:
-            settings = settings.model_copy(update={"regions": (factory.default_region,)})
-        result = sweep_once(factory, settings, instant, environ)
-    except TrainctlError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
-    else:
-        print_sweep(console, result, "trainctl sweep")
+    check_settings(environ)
+    settings = SweepSettings.from_env(environ, regions=regions or None, dry_run=not enforce)
+    if ignore_min_age:
+        settings = settings.model_copy(update={"min_age": timedelta(0)})
+    factory = home_factory(ctx, regions, environ)
+    if not regions and "TRAINCTL_REGIONS" not in environ and factory.default_region:
+        settings = settings.model_copy(update={"regions": (factory.default_region,)})
+    clock = fixed_clock(instant) if instant else now_from_aws(ctx, factory, settings.regions[0])
+    result = sweep_once(factory, settings, clock, environ)
+    emit(
+        fmt,
+        result.to_json(),
+        lambda: print_sweep(console, result, "trainctl sweep", quiet=state_of(ctx).quiet),
+        rows=sweep_csv_rows(result),
+    )
     if any(d.outcome == "failed" for d in result.decisions):
         raise typer.Exit(EXIT_FAILED)
 
 
 def cost(
     ctx: typer.Context,
-    region: Annotated[list[str] | None, typer.Option("--region", help="Region to price; repeat for more.")] = None,
+    region: Regions = None,
     at: Annotated[str | None, typer.Option(help="Estimate at another ISO-8601 instant (accumulated cost).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Estimate the money burning now: per hour, per day, and per resource since it was made."""
-    try:
-        instant = parse_instant(at) if at else None
-    except ValueError as exc:
-        raise fail(f"--at {at!r} is not an ISO-8601 instant: {exc}", EXIT_USAGE) from exc
+    fmt = output_format(ctx, output, as_json)
+    regions = check_regions(region)
+    instant = _instant(at)
     environ = dict(os.environ)
-    try:
-        settings = CostSettings.from_env(environ, regions=tuple(region) if region else None)
-        factory = factory_of(ctx)
-        if not region and "TRAINCTL_REGIONS" not in environ and factory.default_region:
-            settings = settings.model_copy(update={"regions": (factory.default_region,)})
-        result = cost_once(factory, settings, instant, environ)
-    except TrainctlError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
-    else:
-        print_cost(console, result, "trainctl cost")
+    check_settings(environ)
+    settings = CostSettings.from_env(environ, regions=regions or None)
+    factory = home_factory(ctx, regions, environ)
+    if not regions and "TRAINCTL_REGIONS" not in environ and factory.default_region:
+        settings = settings.model_copy(update={"regions": (factory.default_region,)})
+    clock = fixed_clock(instant) if instant else now_from_aws(ctx, factory, settings.regions[0])
+    result = cost_once(factory, settings, clock, environ)
+    emit(
+        fmt,
+        result.to_json(),
+        lambda: print_cost(console, result, "trainctl cost", quiet=state_of(ctx).quiet),
+        rows=result.to_json()["resources"],
+    )
 
 
-def cost_once(
-    factory: ClientFactory, settings: CostSettings, at: datetime | None, environ: dict[str, str]
-) -> CostResult:
+def cost_once(factory: ClientFactory, settings: CostSettings, clock: Clock, environ: dict[str, str]) -> CostResult:
     """A report: reads the price table and state history where the stack has them, and alerts nobody."""
     resources = stack_resources.resolve(factory, environ, settings.regions)
-    clock = fixed_clock(at) if at else system_clock
     if resources is not None:
         settings = settings.model_copy(
             update={"ledger_table": resources.ledger_table, "price_table": resources.price_table}
@@ -130,6 +195,37 @@ def cost_once(
     return run_cost_check(factory, settings, clock, book, CostEffects(history=history))
 
 
+def _duration_option(name: str, value: str) -> timedelta:
+    try:
+        parsed = parse_duration(value)
+    except InvalidDuration as exc:
+        raise fail(f"{name} {value}: {humanise(str(exc))}", EXIT_USAGE) from exc
+    if parsed <= timedelta(0):
+        raise fail(f"{name} {value}: must be longer than 0s", EXIT_USAGE)
+    return parsed
+
+
+@contextmanager
+def progress_line(ctx: typer.Context, enabled: bool) -> Iterator[Any]:
+    """A line that says what is being waited for: redrawn in place on a terminal, else printed once a minute."""
+    if not enabled or state_of(ctx).quiet:
+        yield None
+        return
+    if console.is_terminal:
+        with console.status("starting", spinner="dots") as status:
+            yield lambda text: status.update(Text(text, style="dim"))
+        return
+    last = [0.0]
+
+    def every_minute(text: str) -> None:
+        seconds = float(text.split("s", 1)[0] or 0)
+        if seconds - last[0] >= 60:
+            last[0] = seconds
+            console.print(Text(f"  still waiting: {text.strip()}", style="dim"))
+
+    yield every_minute
+
+
 def prewarm(
     ctx: typer.Context,
     volume_id: Annotated[str, typer.Argument(help="The EBS volume to fill, e.g. vol-0123456789abcdef0.")],
@@ -139,39 +235,74 @@ def prewarm(
         str | None, typer.Option(help="Use this running instance (in the volume's zone) instead of a worker.")
     ] = None,
     snapshot: Annotated[bool, typer.Option(help="Snapshot the volume once it is filled.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the final status and output as JSON.")] = False,
+    allow_persistent: Annotated[
+        bool, typer.Option("--allow-persistent", help="Fill a volume tagged trainctl:persistent (it is overwritten).")
+    ] = False,
+    timeout: Annotated[
+        str, typer.Option(help="Stop following after this long, e.g. 30m or 6h (the workflow goes on).")
+    ] = format_duration(timedelta(seconds=DEFAULT_TIMEOUT_SECONDS)),
+    region: Region = None,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Fill an EBS volume from S3 (and initialise a restored one) with the pre-warm workflow, and follow it."""
+    fmt = output_format(ctx, output, as_json)
+    regions = check_regions(region, command="prewarm", single=True)
+    limit = _duration_option("--timeout", timeout)
+    asked: dict[str, Any] = {
+        "volume_id": volume_id,
+        "s3_uri": s3_uri,
+        "mount_point": mount_point,
+        "instance_id": instance_id,
+        "snapshot": snapshot,
+    }
+    # Who asks, and whether a persistent volume may be overwritten: the workflow checks both against the volume.
+    fields = PrewarmRequest.model_fields
+    if "owner" in fields:
+        asked["owner"] = person(os.environ)
+    if "force" in fields:
+        asked["force"] = allow_persistent
+    elif allow_persistent:
+        raise fail("--allow-persistent: this version of the pre-warm workflow has no such override", EXIT_USAGE)
     try:
-        request = parse_request(
-            {
-                "volume_id": volume_id,
-                "s3_uri": s3_uri,
-                "mount_point": mount_point,
-                "instance_id": instance_id,
-                "snapshot": snapshot,
-            }
-        )
+        request = parse_request(asked)
     except InvalidRequest as exc:
-        raise fail(str(exc), EXIT_USAGE) from exc
-    try:
-        factory = factory_of(ctx)
-        resources = stack_resources.resolve(factory, os.environ, (factory.default_region or "us-east-1",))
-        if resources is None or not resources.prewarm_state_machine:
-            raise TrainctlError(f"stack {names.STACK_NAME} with its pre-warm workflow is not deployed here")
-        execution = start_prewarm(factory, resources.prewarm_state_machine, request)
-        if not as_json:
-            console.print(f"pre-warm of {volume_id} from {s3_uri}: {execution}")
-        result = follow(factory, execution, None if as_json else console)
-    except TrainctlError as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-    else:
-        colour = "green" if result["status"] == "SUCCEEDED" else "red"
-        console.print(
-            f"[{colour}]{result['status']}[/] after {result['state_transitions']} state transitions"
-            + (f": {result['error']}: {result['cause']}" if result["error"] else "")
+        raise fail(humanise(str(exc)), EXIT_USAGE) from exc
+    factory = home_factory(ctx, regions, dict(os.environ))
+    home = regions[0] if regions else factory.default_region
+    resources = stack_resources.resolve(factory, os.environ, (home or "us-east-1",))
+    if resources is None or not resources.prewarm_state_machine:
+        raise TrainctlError(f"stack {names.STACK_NAME} with its pre-warm workflow is not deployed here")
+    execution = start_prewarm(factory, resources.prewarm_state_machine, request)
+    table = fmt == "table"
+    if table:
+        console.print(Text(f"pre-warm of {volume_id} from {s3_uri}: {execution}"))
+    stall = EMULATOR_STALL_SECONDS if stack_resources.is_emulator(os.environ) else None
+    with progress_line(ctx, table) as on_wait:
+        result = follow(
+            factory,
+            execution,
+            console if table else None,
+            timeout_seconds=limit.total_seconds(),
+            stall_seconds=stall,
+            on_wait=on_wait,
+        )
+
+    def show() -> None:
+        status = result["status"]
+        line = Text(status, style="green" if status == "SUCCEEDED" else "red")
+        line.append(f" after {result['state_transitions']} state transitions")
+        if result["error"]:
+            line.append(f": {result['error']}: {humanise(str(result['cause']))}")
+        console.print(line)
+
+    emit(fmt, result, show, rows={k: v for k, v in result.items() if k != "output"})
+    if result["stalled"]:
+        raise fail(f"stopped following {execution}: {result['stalled']}")
+    if result["timed_out"]:
+        raise fail(
+            f"still {result['status']} after {timeout}: stopped following, the workflow goes on "
+            f"(aws stepfunctions describe-execution --execution-arn {execution})"
         )
     if result["status"] != "SUCCEEDED":
         raise typer.Exit(EXIT_FAILED)
@@ -181,18 +312,41 @@ def invoke(
     ctx: typer.Context,
     function: Annotated[str, typer.Argument(help="Function folder name, e.g. cleanup_sweep.")],
     event: Annotated[Path, typer.Option("--event", help="Event JSON file, e.g. events/cleanup_sweep/scheduled.json.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the handler's result as JSON.")] = False,
+    region: Regions = None,
+    logs: Annotated[
+        bool, typer.Option("--logs", help="Show the handler's structured logs and metrics on stderr.")
+    ] = False,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Run a Lambda handler locally: the same code as deployed."""
+    fmt = output_format(ctx, output, as_json)
+    if fmt == "csv":
+        raise fail("invoke prints the handler's result as a table or JSON, not CSV", EXIT_USAGE)
+    regions = check_regions(region)
+    try:
+        check_function(function)
+    except TrainctlError as exc:
+        raise fail(str(exc), EXIT_USAGE) from exc
     try:
         payload = json.loads(event.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise fail(f"cannot read event {event}: {exc}", EXIT_USAGE) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise fail(f"cannot read event {event}: {reason}", EXIT_USAGE) from exc
     try:
-        result = invoke_handler(factory_of(ctx), function, payload)
-    except (TrainctlError, ValueError) as exc:
-        raise fail(str(exc)) from exc
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-    else:
-        console.print_json(json.dumps(result, default=str))
+        check_event(function, payload)
+    except ValueError as exc:  # InvalidEvent, InvalidRequest
+        cause = exc.__cause__
+        from pydantic import ValidationError
+
+        message = (
+            describe_validation(cause, str(exc).split(":", 1)[0]) if isinstance(cause, ValidationError) else str(exc)
+        )
+        raise fail(f"{humanise(message)} (event {event})", EXIT_USAGE) from exc
+    if regions:
+        # The handler builds its own clients and reads its own settings, as in Lambda.
+        os.environ["AWS_DEFAULT_REGION"] = regions[0]
+        os.environ.setdefault("TRAINCTL_REGIONS", ",".join(regions))
+    factory = home_factory(ctx, regions, dict(os.environ))
+    result = invoke_handler(factory, function, payload, logs=logs)
+    emit(fmt, result, lambda: console.print_json(json.dumps(result, default=str)))

@@ -1,40 +1,76 @@
-"""`trainctl ebs`, `instances`, `resources` and `transfer`: work by hand, through the automation's protections."""
+"""`trainctl ebs`, `instances`, `resources` and `transfer`: work by hand, through the automation's protections.
+
+A destructive command shows what it will do and asks on a terminal (`--yes` answers for scripts). A resource
+outside trainctl's scope, or someone else's, also needs the override that names it (`--allow-out-of-scope`,
+`--allow-other-owner`): each override says what it overrides.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
-from rich.table import Table
+from botocore.exceptions import NoRegionError
+from rich.text import Text
 from rich.tree import Tree
 
-from trainctl.aws.clients import ClientFactory, error_code
+from trainctl.aws.clients import ClientFactory
 from trainctl.aws.ec2 import Ec2Inventory
 from trainctl.aws.training_check import SsmTrainingCheck
 from trainctl.cli import automation
-from trainctl.cli.output import EXIT_USAGE, console, emit, err_console, factory_of, fail
+from trainctl.cli.environment import person
+from trainctl.cli.errors import one_line_errors
+from trainctl.cli.output import (
+    EXIT_USAGE,
+    AsJson,
+    Output,
+    confirm,
+    console,
+    emit,
+    err_console,
+    factory_of,
+    fail,
+    note,
+    output_format,
+    state_of,
+    warn,
+)
+from trainctl.cli.render import ESSENTIAL, Col, print_table
+from trainctl.cli.session import check_regions
 from trainctl.core import names, tags
 from trainctl.core.clock import format_instant, system_clock
-from trainctl.core.errors import TrainctlError
+from trainctl.core.durations import format_duration
 from trainctl.core.observations import Training, TrainingCheck
-from trainctl.core.protections import is_persistent
-from trainctl.core.resources import RegionInventory
+from trainctl.core.protections import in_scope, is_persistent, younger_than_min_age
+from trainctl.core.resources import Instance, RegionInventory, Volume
 from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.cost.run import has_price_list_api, price_book_for, price_inventories
 from trainctl.handwork import graph as hand_graph
 from trainctl.handwork import instances as hand_instances
-from trainctl.handwork import refusals
 from trainctl.handwork import volumes as hand_volumes
+from trainctl.handwork.refusals import Refused
 from trainctl.handwork.transfer import BadEndpoint, parse_endpoint, transfer
 
-REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-Region = Annotated[str | None, typer.Option("--region", help="Region (default: the standard AWS environment's).")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+__all__ = ["ebs", "instances", "one_line_errors", "resources", "transfer_command"]
+
+Region = Annotated[
+    list[str] | None, typer.Option("--region", help="Region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's).")
+]
+Regions = Annotated[
+    list[str] | None, typer.Option("--region", help="Region; repeat for more (default: AWS_REGION, the profile's).")
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask: the answer is yes (for scripts).")]
+AllowOutOfScope = Annotated[
+    bool,
+    typer.Option("--allow-out-of-scope", help="Allow a resource outside trainctl's scope (it still asks)."),
+]
+AllowOtherOwner = Annotated[
+    bool, typer.Option("--allow-other-owner", help="Allow a resource another owner's tag names (it still asks).")
+]
+
+VOLUME_TYPES = ("gp3", "gp2", "io1", "io2", "st1", "sc1")
 
 ebs = typer.Typer(help="EBS volumes and snapshots: create, list, attach, detach, delete, snapshot, restore, pre-warm.")
 snapshots = typer.Typer(help="EBS snapshots: create one, or list them with what depends on them.")
@@ -43,35 +79,44 @@ instances = typer.Typer(help="EC2 instances: list them, or terminate one under t
 resources = typer.Typer(help="Everything at once: a summary with costs, the cleanup sweep, the dependency graph.")
 
 
-@contextmanager
-def one_line_errors() -> Iterator[None]:
-    """A bad id, missing credentials or a wrong region is one line on stderr and exit 1, not a traceback."""
-    try:
-        yield
-    except (refusals.Refused, refusals.NotFound, TrainctlError) as exc:
-        raise fail(str(exc)) from None
-    except NoCredentialsError:
-        raise fail("no AWS credentials: set a profile, AWS_ACCESS_KEY_ID or AWS_ENDPOINT_URL") from None
-    except NoRegionError:
-        raise fail("no region: pass --region or set AWS_REGION") from None
-    except EndpointConnectionError as exc:
-        raise fail(f"cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}: is the region right?") from None
-    except ClientError as exc:
-        raise fail(f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}") from None
+ID_FORMS = {
+    "volume": (re.compile(r"^vol-[0-9a-f]{8}(?:[0-9a-f]{9})?$"), "vol-0123456789abcdef0"),
+    "instance": (re.compile(r"^i-[0-9a-f]{8}(?:[0-9a-f]{9})?$"), "i-0123456789abcdef0"),
+    "snapshot": (re.compile(r"^snap-[0-9a-f]{8}(?:[0-9a-f]{9})?$"), "snap-0123456789abcdef0"),
+}
 
 
-def context(ctx: typer.Context, region: str | None) -> tuple[ClientFactory, str]:
-    factory = factory_of(ctx)
-    chosen = region or factory.default_region
-    if not chosen:
+def check_id(kind: str, value: str) -> None:
+    """Checked before any call: a malformed id is wrong usage, not an AWS error after a round trip."""
+    shape, example = ID_FORMS[kind]
+    if not shape.match(value):
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise fail(f"{value}: not {article} {kind} id such as {example}", EXIT_USAGE)
+
+
+def context(ctx: typer.Context, region: list[str] | None, command: str = "") -> tuple[ClientFactory, str]:
+    """The factory and the one region a command works in."""
+    chosen = check_regions(region, command=command, single=True)
+    factory = factory_of(ctx, chosen[0] if chosen else None)
+    home = chosen[0] if chosen else factory.default_region
+    if not home:
         raise NoRegionError()
-    if not REGION_NAME.match(chosen):
-        raise fail(f"--region {chosen!r} is not a region name such as us-east-1", EXIT_USAGE)
-    return factory, chosen
+    return factory, home
+
+
+def contexts(ctx: typer.Context, region: list[str] | None) -> tuple[ClientFactory, tuple[str, ...]]:
+    """The factory and every region a listing covers (--region repeated, else the home region)."""
+    chosen = check_regions(region)
+    factory = factory_of(ctx, chosen[0] if chosen else None)
+    if chosen:
+        return factory, chosen
+    if not factory.default_region:
+        raise NoRegionError()
+    return factory, (factory.default_region,)
 
 
 def owner() -> str | None:
-    return os.environ.get("TRAINCTL_OWNER") or os.environ.get("USER") or None
+    return person(os.environ)
 
 
 def scope_tag() -> str:
@@ -89,7 +134,48 @@ def _usd(value: float | None) -> str:
     return "unpriced" if value is None else f"${value:,.4f}"
 
 
+def _hours(value: float) -> str:
+    return f"{value:,.1f}h" if value < 48 else f"{value / 24:,.1f}d"
+
+
+def ownership_problems(
+    resource: Instance | Volume, *, allow_out_of_scope: bool, allow_other_owner: bool, scope: str
+) -> list[str]:
+    """What a destructive hand command needs an override for: a resource outside the scope, or another's."""
+    problems = []
+    if not in_scope(resource, scope) and not allow_out_of_scope:
+        problems.append(f"it is outside trainctl's scope (no {scope}=true): --allow-out-of-scope to go ahead")
+    holder = resource.tags.get(tags.OWNER)
+    me = owner()
+    if holder and holder != me and not allow_other_owner:
+        problems.append(f"its owner is {holder}, not {me or 'you'}: --allow-other-owner to go ahead")
+    return problems
+
+
+def describe_owner(resource: Instance | Volume, scope: str) -> str:
+    holder = resource.tags.get(tags.OWNER)
+    parts = [f"owner {holder}" if holder else "no owner tag"]
+    parts.append("in scope" if in_scope(resource, scope) else f"outside the scope (no {scope}=true)")
+    if is_persistent(resource.tags):
+        parts.append(f"tagged {tags.PERSISTENT}")
+    return ", ".join(parts)
+
+
 # ----------------------------------------------------------------------------------------------------- ebs
+
+
+def _check_performance(volume_type: str, size: int, iops: int | None, throughput: int | None) -> None:
+    """What can be checked before asking EC2: which types take --iops and --throughput, and their floors."""
+    if volume_type in ("io1", "io2") and iops is None:
+        raise fail(f"--type {volume_type} needs --iops (provisioned IOPS, e.g. --iops 3000)", EXIT_USAGE)
+    if iops is not None and volume_type not in ("io1", "io2", "gp3"):
+        raise fail(f"--iops: {volume_type} volumes take no provisioned IOPS (gp3, io1 and io2 do)", EXIT_USAGE)
+    if throughput is not None and volume_type != "gp3":
+        raise fail(f"--throughput: only gp3 volumes take a provisioned throughput, not {volume_type}", EXIT_USAGE)
+    if iops is not None and volume_type == "gp3" and iops < 3000:
+        raise fail(f"--iops {iops}: gp3 starts at 3000 IOPS (its baseline)", EXIT_USAGE)
+    if iops is not None and volume_type == "io1" and iops > 50 * size:
+        raise fail(f"--iops {iops}: io1 allows at most 50 IOPS per GiB ({50 * size} for {size} GiB)", EXIT_USAGE)
 
 
 @ebs.command("create")
@@ -97,6 +183,12 @@ def ebs_create(
     ctx: typer.Context,
     size: Annotated[int, typer.Option(help="Size in GiB.", min=1, max=65536)] = 100,
     volume_type: Annotated[str, typer.Option("--type", help="gp3, gp2, io1, io2, st1 or sc1.")] = "gp3",
+    iops: Annotated[
+        int | None, typer.Option(help="Provisioned IOPS: required for io1 and io2, optional for gp3.", min=100)
+    ] = None,
+    throughput: Annotated[
+        int | None, typer.Option(help="Provisioned throughput in MiB/s, gp3 only (125 and up).", min=125, max=2000)
+    ] = None,
     zone: Annotated[str | None, typer.Option(help="Availability zone (default: the region's first).")] = None,
     persistent: Annotated[bool, typer.Option(help=f"Tag it {tags.PERSISTENT}: nothing automatic deletes it.")] = False,
     pre_warm: Annotated[
@@ -104,75 +196,124 @@ def ebs_create(
     ] = None,
     region: Region = None,
     as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Create a data volume (in scope, owned by you), optionally persistent and pre-warmed from S3."""
-    if volume_type not in ("gp3", "gp2", "io1", "io2", "st1", "sc1"):
-        raise fail(f"--type {volume_type!r}: use gp3, gp2, io1, io2, st1 or sc1", EXIT_USAGE)
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        ec2 = factory.ec2(chosen)
-        target = zone or ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
-        volume_id = hand_volumes.create_volume(
-            ec2,
-            size_gib=size,
-            volume_type=volume_type,
-            zone=target,
-            persistent=persistent,
-            owner=owner(),
-            scope_tag=scope_tag(),
+    fmt = output_format(ctx, output, as_json)
+    if volume_type not in VOLUME_TYPES:
+        raise fail(f"--type {volume_type}: use gp3, gp2, io1, io2, st1 or sc1", EXIT_USAGE)
+    _check_performance(volume_type, size, iops, throughput)
+    factory, chosen = context(ctx, region, "ebs create")
+    ec2 = factory.ec2(chosen)
+    performance = {k: v for k, v in (("Iops", iops), ("Throughput", throughput)) if v is not None}
+    if performance:
+        # handwork.volumes.create_volume takes no performance parameters: they join its CreateVolume call here.
+        factory.register(
+            "provide-client-params.ec2.CreateVolume", lambda params, **_: params.update(performance), first=True
         )
-        ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig={"Delay": 2, "MaxAttempts": 60})
-    result: dict[str, Any] = {"volume_id": volume_id, "zone": target, "size_gib": size, "persistent": persistent}
-    emit(as_json and not pre_warm, result, lambda: console.print(f"created {volume_id} in {target}"))
-    if pre_warm:
-        automation.prewarm(ctx, volume_id, pre_warm, as_json=as_json)
+    target = zone or ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+    volume_id = hand_volumes.create_volume(
+        ec2,
+        size_gib=size,
+        volume_type=volume_type,
+        zone=target,
+        persistent=persistent,
+        owner=owner(),
+        scope_tag=scope_tag(),
+    )
+    ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+    result: dict[str, Any] = {
+        "volume_id": volume_id,
+        "zone": target,
+        "size_gib": size,
+        "type": volume_type,
+        "iops": iops,
+        "throughput_mibps": throughput,
+        "persistent": persistent,
+    }
+    if not pre_warm:
+        emit(fmt, result, lambda: console.print(Text(f"created {volume_id} ({size} GiB {volume_type}) in {target}")))
+        return
+    if fmt == "table":
+        console.print(Text(f"created {volume_id} ({size} GiB {volume_type}) in {target}"))
+    # A volume just made persistent and asked to be filled: filling it is what was asked.
+    automation.prewarm(
+        ctx, volume_id, pre_warm, allow_persistent=persistent, region=[chosen], as_json=fmt == "json", output=fmt
+    )
+
+
+def _volume_rows(factory: ClientFactory, regions: tuple[str, ...]) -> list[dict[str, Any]]:
+    now = system_clock()
+    rows: list[dict[str, Any]] = []
+    for region in regions:
+        inventory = RegionInventory(region=region, volumes=tuple(Ec2Inventory(factory.ec2(region), region).volumes()))
+        costs = hourly_costs(factory, inventory)
+        rows += [
+            {
+                "volume_id": v.resource_id,
+                "region": region,
+                "persistent": is_persistent(v.tags),
+                "state": v.state,
+                "attached_to": v.attachments[0].instance_id if v.attachments else None,
+                "zone": v.availability_zone,
+                "type": v.volume_type,
+                "size_gib": v.size_gib,
+                "age_hours": round((now - v.create_time).total_seconds() / 3600, 1),
+                "hourly_usd": costs.get(v.resource_id),
+                "owner": v.tags.get(tags.OWNER),
+            }
+            for v in sorted(inventory.volumes, key=lambda v: v.resource_id)
+        ]
+    return rows
+
+
+VOLUME_COLUMNS = (
+    Col("volume", ESSENTIAL, whole=True),
+    Col("P", 95, whole=True),
+    Col("size", 90, whole=True, justify="right"),
+    Col("per hour", ESSENTIAL, whole=True, justify="right"),
+    Col("attached to", 85, whole=True),
+    Col("state", 70, whole=True),
+    Col("owner", 60, min_width=8),
+    Col("age", 55, whole=True, justify="right"),
+    Col("type", 50, whole=True),
+    Col("zone", 40, whole=True),
+    Col("region", 30, whole=True),
+)
 
 
 @ebs.command("list")
-def ebs_list(ctx: typer.Context, region: Region = None, as_json: AsJson = False) -> None:
+def ebs_list(ctx: typer.Context, region: Regions = None, as_json: AsJson = False, output: Output = None) -> None:
     """Volumes: persistent marker, attachment, zone, age and cost per hour."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        inventory = RegionInventory(region=chosen, volumes=tuple(Ec2Inventory(factory.ec2(chosen), chosen).volumes()))
-        costs = hourly_costs(factory, inventory)
-    now = system_clock()
-    rows: list[dict[str, Any]] = [
-        {
-            "volume_id": v.resource_id,
-            "persistent": is_persistent(v.tags),
-            "state": v.state,
-            "attached_to": v.attachments[0].instance_id if v.attachments else None,
-            "zone": v.availability_zone,
-            "type": v.volume_type,
-            "size_gib": v.size_gib,
-            "age_hours": round((now - v.create_time).total_seconds() / 3600, 1),
-            "hourly_usd": costs.get(v.resource_id),
-            "owner": v.tags.get(tags.OWNER),
-        }
-        for v in sorted(inventory.volumes, key=lambda v: v.resource_id)
-    ]
+    fmt = output_format(ctx, output, as_json)
+    factory, regions = contexts(ctx, region)
+    rows = _volume_rows(factory, regions)
 
     def show() -> None:
-        table = Table(title=f"EBS volumes in {chosen}", title_justify="left")
-        for column in ("volume", "P", "state", "attached to", "zone", "type", "size", "age", "per hour", "owner"):
-            table.add_column(column)
-        for r in rows:
-            table.add_row(
-                r["volume_id"],
-                "P" if r["persistent"] else "",
-                r["state"],
-                r["attached_to"] or "-",
-                r["zone"],
-                r["type"],
-                f"{r['size_gib']} GiB",
-                f"{r['age_hours']} h",
-                _usd(r["hourly_usd"]),
-                r["owner"] or "-",
-            )
-        console.print(table)
-        console.print("[dim]P: trainctl:persistent[/]")
+        print_table(
+            console,
+            f"EBS volumes in {', '.join(regions)}",
+            VOLUME_COLUMNS,
+            [
+                [
+                    r["volume_id"],
+                    "P" if r["persistent"] else "",
+                    f"{r['size_gib']} GiB",
+                    _usd(r["hourly_usd"]),
+                    r["attached_to"] or "-",
+                    r["state"],
+                    r["owner"] or "-",
+                    _hours(r["age_hours"]),
+                    r["type"],
+                    r["zone"],
+                    r["region"],
+                ]
+                for r in rows
+            ],
+        )
+        console.print(Text(f"P: {tags.PERSISTENT}", style="dim"))
 
-    emit(as_json, rows, show)
+    emit(fmt, rows, show)
 
 
 @ebs.command("attach")
@@ -182,45 +323,114 @@ def ebs_attach(
     instance_id: str,
     device: Annotated[str, typer.Option(help="Device name on the instance.")] = "/dev/sdf",
     region: Region = None,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Attach a volume to an instance in the same zone."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        hand_volumes.attach(factory.ec2(chosen), chosen, volume_id, instance_id, device)
-    console.print(f"attached {volume_id} to {instance_id} as {device}")
+    fmt = output_format(ctx, output, as_json)
+    check_id("volume", volume_id)
+    check_id("instance", instance_id)
+    factory, chosen = context(ctx, region, "ebs attach")
+    hand_volumes.attach(factory.ec2(chosen), chosen, volume_id, instance_id, device)
+    emit(
+        fmt,
+        {"volume_id": volume_id, "instance_id": instance_id, "device": device},
+        lambda: console.print(Text(f"attached {volume_id} to {instance_id} as {device}")),
+    )
 
 
 @ebs.command("detach")
 def ebs_detach(
     ctx: typer.Context,
     volume_id: str,
-    force: Annotated[bool, typer.Option(help="Force a detach the instance does not answer (may lose writes).")] = False,
+    force_detach: Annotated[
+        bool,
+        typer.Option(
+            "--force-detach", help="Detach even if the instance does not answer: writes in flight are lost (asks)."
+        ),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", hidden=True, help="Deprecated: --force-detach.")] = False,
+    yes: Yes = False,
     region: Region = None,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
-    """Detach a volume from its instance."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        holder = hand_volumes.detach(factory.ec2(chosen), chosen, volume_id, force=force)
-    console.print(f"detaching {volume_id} from {holder}")
+    """Detach a volume from its instance (unmount it there first)."""
+    fmt = output_format(ctx, output, as_json)
+    check_id("volume", volume_id)
+    if force:
+        warn("--force is deprecated here: it means --force-detach")
+        force_detach = True
+    factory, chosen = context(ctx, region, "ebs detach")
+    ec2 = factory.ec2(chosen)
+    if force_detach:
+        disk = hand_volumes.volume(ec2, chosen, volume_id)
+        if not disk.attachments:
+            raise Refused(f"{volume_id} is not attached")
+        confirm(
+            ctx,
+            [
+                f"force-detach {volume_id} ({disk.size_gib} GiB {disk.volume_type}) from "
+                f"{disk.attachments[0].instance_id}: writes the instance has not flushed are lost"
+            ],
+            f"Force-detach {volume_id}?",
+            yes=yes,
+        )
+    holder = hand_volumes.detach(ec2, chosen, volume_id, force=force_detach)
+    emit(
+        fmt,
+        {"volume_id": volume_id, "instance_id": holder, "forced": force_detach},
+        lambda: console.print(Text(f"detaching {volume_id} from {holder}")),
+    )
 
 
 @ebs.command("delete")
 def ebs_delete(
     ctx: typer.Context,
     volume_id: str,
-    force: Annotated[bool, typer.Option(help=f"Allow deleting a volume tagged {tags.PERSISTENT}.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for the confirmation --force needs.")] = False,
+    allow_persistent: Annotated[
+        bool, typer.Option("--allow-persistent", help=f"Allow deleting a volume tagged {tags.PERSISTENT} (it asks).")
+    ] = False,
+    allow_out_of_scope: AllowOutOfScope = False,
+    allow_other_owner: AllowOtherOwner = False,
+    force: Annotated[bool, typer.Option("--force", hidden=True, help="Deprecated: --allow-persistent.")] = False,
+    yes: Yes = False,
     region: Region = None,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
-    """Delete a volume; refuses an attached one, and a persistent one without --force and a confirmation."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        ec2 = factory.ec2(chosen)
-        disk = hand_volumes.volume(ec2, chosen, volume_id)
-        if force and is_persistent(disk.tags) and not disk.attachments and not yes:
-            typer.confirm(f"{volume_id} is persistent ({disk.size_gib} GiB). Delete it for good?", abort=True)
-        hand_volumes.delete_volume(ec2, chosen, volume_id, force=force)
-    console.print(f"deleted {volume_id}")
+    """Delete a volume: shows what goes and asks. Refuses an attached one; a persistent one, one outside the
+    scope or someone else's needs the override that names it."""
+    fmt = output_format(ctx, output, as_json)
+    check_id("volume", volume_id)
+    if force:
+        warn("--force is deprecated here: it means --allow-persistent")
+        allow_persistent = True
+    factory, chosen = context(ctx, region, "ebs delete")
+    ec2 = factory.ec2(chosen)
+    disk = hand_volumes.volume(ec2, chosen, volume_id)
+    if disk.attachments:
+        raise Refused(f"{volume_id} is attached to {disk.attachments[0].instance_id}: detach it first")
+    scope = scope_tag()
+    problems = ownership_problems(
+        disk, allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner, scope=scope
+    )
+    if is_persistent(disk.tags) and not allow_persistent:
+        problems.insert(0, f"it is tagged {tags.PERSISTENT}: --allow-persistent to go ahead")
+    if problems:
+        raise Refused(f"{volume_id} not deleted: {'; '.join(problems)}")
+    confirm(
+        ctx,
+        [
+            f"delete {volume_id}: {disk.size_gib} GiB {disk.volume_type} in {disk.availability_zone}, "
+            f"made {format_instant(disk.create_time)}, {describe_owner(disk, scope)}",
+            f"its data is gone for good (a snapshot keeps it: trainctl ebs snapshot create {volume_id})",
+        ],
+        f"Delete {volume_id}?",
+        yes=yes,
+    )
+    hand_volumes.delete_volume(ec2, chosen, volume_id, force=allow_persistent)
+    emit(fmt, {"volume_id": volume_id, "deleted": True}, lambda: console.print(Text(f"deleted {volume_id}")))
 
 
 @snapshots.command("create")
@@ -230,54 +440,73 @@ def snapshot_create(
     description: Annotated[str, typer.Option(help="Snapshot description.")] = "trainctl snapshot",
     region: Region = None,
     as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Snapshot a volume (its owner, scope and persistence tags come along)."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        snapshot_id = hand_volumes.snapshot(factory.ec2(chosen), chosen, volume_id, description[:255])
+    fmt = output_format(ctx, output, as_json)
+    check_id("volume", volume_id)
+    factory, chosen = context(ctx, region, "ebs snapshot create")
+    snapshot_id = hand_volumes.snapshot(factory.ec2(chosen), chosen, volume_id, description[:255])
     emit(
-        as_json,
+        fmt,
         {"snapshot_id": snapshot_id, "volume_id": volume_id},
-        lambda: console.print(f"snapshot {snapshot_id} of {volume_id} started"),
+        lambda: console.print(Text(f"snapshot {snapshot_id} of {volume_id} started")),
     )
 
 
+SNAPSHOT_COLUMNS = (
+    Col("snapshot", ESSENTIAL, whole=True),
+    Col("of volume", 80, whole=True),
+    Col("size", 90, whole=True, justify="right"),
+    Col("started", 60, whole=True),
+    Col("P", 95, whole=True),
+    Col("depends on it", 85, min_width=16),
+    Col("region", 30, whole=True),
+)
+
+
 @snapshots.command("list")
-def snapshot_list(ctx: typer.Context, region: Region = None, as_json: AsJson = False) -> None:
+def snapshot_list(ctx: typer.Context, region: Regions = None, as_json: AsJson = False, output: Output = None) -> None:
     """Own snapshots, warning where an AMI uses one or a volume was restored from it."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
+    fmt = output_format(ctx, output, as_json)
+    factory, regions = contexts(ctx, region)
+    rows: list[dict[str, Any]] = []
+    for chosen in regions:
         inventory = Ec2Inventory(factory.ec2(chosen), chosen).read()
-    dependencies = hand_volumes.snapshot_dependencies(inventory)
-    rows: list[dict[str, Any]] = [
-        {
-            "snapshot_id": s.resource_id,
-            "volume_id": s.volume_id,
-            "size_gib": s.volume_size_gib,
-            "started": format_instant(s.start_time),
-            "persistent": is_persistent(s.tags),
-            "warnings": dependencies[s.resource_id].warnings() if s.resource_id in dependencies else [],
-        }
-        for s in sorted(inventory.snapshots, key=lambda s: s.resource_id)
-    ]
+        dependencies = hand_volumes.snapshot_dependencies(inventory)
+        rows += [
+            {
+                "snapshot_id": s.resource_id,
+                "region": chosen,
+                "volume_id": s.volume_id,
+                "size_gib": s.volume_size_gib,
+                "started": format_instant(s.start_time),
+                "persistent": is_persistent(s.tags),
+                "warnings": dependencies[s.resource_id].warnings() if s.resource_id in dependencies else [],
+            }
+            for s in sorted(inventory.snapshots, key=lambda s: s.resource_id)
+        ]
 
     def show() -> None:
-        table = Table(title=f"snapshots in {chosen}", title_justify="left")
-        for column in ("snapshot", "of volume", "size", "started", "P", "depends on it"):
-            table.add_column(column)
-        for r in rows:
-            warning = "; ".join(r["warnings"])
-            table.add_row(
-                r["snapshot_id"],
-                r["volume_id"] or "-",
-                f"{r['size_gib']} GiB",
-                r["started"],
-                "P" if r["persistent"] else "",
-                f"[yellow]{warning}[/]" if warning else "-",
-            )
-        console.print(table)
+        print_table(
+            console,
+            f"snapshots in {', '.join(regions)}",
+            SNAPSHOT_COLUMNS,
+            [
+                [
+                    r["snapshot_id"],
+                    r["volume_id"] or "-",
+                    f"{r['size_gib']} GiB",
+                    r["started"],
+                    "P" if r["persistent"] else "",
+                    Text("; ".join(r["warnings"]), style="yellow") if r["warnings"] else "-",
+                    r["region"],
+                ]
+                for r in rows
+            ],
+        )
 
-    emit(as_json, rows, show)
+    emit(fmt, rows, show)
 
 
 @ebs.command("restore")
@@ -285,32 +514,36 @@ def ebs_restore(
     ctx: typer.Context,
     snapshot_id: str,
     zone: Annotated[str, typer.Option(help="Availability zone of the new volume.")],
-    volume_type: Annotated[str, typer.Option("--type", help="Volume type.")] = "gp3",
+    volume_type: Annotated[str, typer.Option("--type", help="gp3, gp2, io1, io2, st1 or sc1.")] = "gp3",
     initialization_rate: Annotated[
         int | None, typer.Option(help="Provisioned initialisation rate in MiB/s (100-300): no pre-warm read needed.")
     ] = None,
     region: Region = None,
     as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Restore a volume from a snapshot in a chosen zone."""
+    fmt = output_format(ctx, output, as_json)
+    check_id("snapshot", snapshot_id)
+    if volume_type not in VOLUME_TYPES:
+        raise fail(f"--type {volume_type}: use gp3, gp2, io1, io2, st1 or sc1", EXIT_USAGE)
     if initialization_rate is not None and not 100 <= initialization_rate <= 300:
         raise fail("--initialization-rate takes 100 to 300 MiB/s", EXIT_USAGE)
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        volume_id = hand_volumes.restore(
-            factory.ec2(chosen),
-            chosen,
-            snapshot_id,
-            zone=zone,
-            volume_type=volume_type,
-            owner=owner(),
-            scope_tag=scope_tag(),
-            initialization_rate=initialization_rate,
-        )
+    factory, chosen = context(ctx, region, "ebs restore")
+    volume_id = hand_volumes.restore(
+        factory.ec2(chosen),
+        chosen,
+        snapshot_id,
+        zone=zone,
+        volume_type=volume_type,
+        owner=owner(),
+        scope_tag=scope_tag(),
+        initialization_rate=initialization_rate,
+    )
     emit(
-        as_json,
+        fmt,
         {"volume_id": volume_id, "snapshot_id": snapshot_id, "zone": zone},
-        lambda: console.print(f"restoring {snapshot_id} as {volume_id} in {zone}"),
+        lambda: console.print(Text(f"restoring {snapshot_id} as {volume_id} in {zone}")),
     )
 
 
@@ -321,196 +554,320 @@ def ebs_pre_warm(
     s3_uri: str,
     mount_point: Annotated[str, typer.Option(help="Where the worker mounts it.")] = "/mnt/prewarm",
     instance_id: Annotated[str | None, typer.Option(help="Use this instance instead of a worker.")] = None,
+    allow_persistent: Annotated[
+        bool, typer.Option("--allow-persistent", help="Fill a volume tagged trainctl:persistent (it is overwritten).")
+    ] = False,
+    timeout: Annotated[str, typer.Option(help="Stop following after this long, e.g. 30m or 6h.")] = "6h",
+    region: Region = None,
     as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Fill a volume from S3 with the pre-warm workflow (the same as `trainctl prewarm`)."""
-    automation.prewarm(ctx, volume_id, s3_uri, mount_point=mount_point, instance_id=instance_id, as_json=as_json)
+    automation.prewarm(
+        ctx,
+        volume_id,
+        s3_uri,
+        mount_point=mount_point,
+        instance_id=instance_id,
+        allow_persistent=allow_persistent,
+        timeout=timeout,
+        region=region,
+        as_json=as_json,
+        output=output,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ instances
 
+INSTANCE_COLUMNS = (
+    Col("instance", ESSENTIAL, whole=True),
+    Col("type", 90, whole=True),
+    Col("state", 85, whole=True),
+    Col("per hour", ESSENTIAL, whole=True, justify="right"),
+    Col("owner", 70, min_width=8),
+    Col("up", 60, whole=True, justify="right"),
+    Col("volumes", 55, min_width=22),
+    Col("lifecycle", 50, whole=True),
+    Col("zone", 40, whole=True),
+    Col("region", 30, whole=True),
+)
+
 
 @instances.command("list")
-def instances_list(ctx: typer.Context, region: Region = None, as_json: AsJson = False) -> None:
+def instances_list(ctx: typer.Context, region: Regions = None, as_json: AsJson = False, output: Output = None) -> None:
     """Instances: type, state, lifecycle, zone, owner, age, cost per hour and attached volumes."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
+    fmt = output_format(ctx, output, as_json)
+    factory, regions = contexts(ctx, region)
+    now = system_clock()
+    rows: list[dict[str, Any]] = []
+    for chosen in regions:
         reader = Ec2Inventory(factory.ec2(chosen), chosen)
         inventory = RegionInventory(region=chosen, instances=tuple(reader.instances()), volumes=tuple(reader.volumes()))
         costs = hourly_costs(factory, inventory)
-    persistent = {v.resource_id for v in inventory.volumes if is_persistent(v.tags)}
-    now = system_clock()
-    rows: list[dict[str, Any]] = [
-        {
-            "instance_id": i.resource_id,
-            "type": i.instance_type,
-            "state": i.state,
-            "lifecycle": i.lifecycle,
-            "zone": i.availability_zone,
-            "owner": i.tags.get(tags.OWNER),
-            "age_hours": round((now - i.launch_time).total_seconds() / 3600, 1),
-            "hourly_usd": costs.get(i.resource_id),
-            "volumes": [d.volume_id + (" (persistent)" if d.volume_id in persistent else "") for d in i.block_devices],
-        }
-        for i in sorted(inventory.instances, key=lambda i: i.resource_id)
-    ]
+        persistent = {v.resource_id for v in inventory.volumes if is_persistent(v.tags)}
+        rows += [
+            {
+                "instance_id": i.resource_id,
+                "region": chosen,
+                "type": i.instance_type,
+                "state": i.state,
+                "lifecycle": i.lifecycle,
+                "zone": i.availability_zone,
+                "owner": i.tags.get(tags.OWNER),
+                "age_hours": round((now - i.launch_time).total_seconds() / 3600, 1),
+                "hourly_usd": costs.get(i.resource_id),
+                "volumes": [
+                    d.volume_id + (" (persistent)" if d.volume_id in persistent else "") for d in i.block_devices
+                ],
+            }
+            for i in sorted(inventory.instances, key=lambda i: i.resource_id)
+        ]
 
     def show() -> None:
-        table = Table(title=f"instances in {chosen}", title_justify="left")
-        for column in ("instance", "type", "state", "lifecycle", "zone", "owner", "up", "per hour", "volumes"):
-            table.add_column(column, overflow="fold")
-        for r in rows:
-            table.add_row(
-                r["instance_id"],
-                r["type"],
-                r["state"],
-                r["lifecycle"],
-                r["zone"],
-                r["owner"] or "-",
-                f"{r['age_hours']} h",
-                _usd(r["hourly_usd"]),
-                ", ".join(r["volumes"]) or "-",
-            )
-        console.print(table)
+        print_table(
+            console,
+            f"instances in {', '.join(regions)}",
+            INSTANCE_COLUMNS,
+            [
+                [
+                    r["instance_id"],
+                    r["type"],
+                    r["state"],
+                    _usd(r["hourly_usd"]),
+                    r["owner"] or "-",
+                    _hours(r["age_hours"]),
+                    "\n".join(r["volumes"]) or "-",
+                    r["lifecycle"],
+                    r["zone"],
+                    r["region"],
+                ]
+                for r in rows
+            ],
+        )
 
-    emit(as_json, rows, show)
+    emit(fmt, rows, show)
+
+
+def _training_words(training: TrainingCheck) -> str:
+    generic = "the training check gave no verdict"
+    if training.detail and training.detail != generic and generic not in training.detail:
+        return f"{generic} ({training.detail})"
+    return training.detail or generic
 
 
 @instances.command("terminate")
 def instances_terminate(
     ctx: typer.Context,
     instance_id: str,
-    force: Annotated[
-        bool, typer.Option(help="Waive the minimum age and an unknown training state (never a running job).")
+    ignore_min_age: Annotated[
+        bool, typer.Option("--ignore-min-age", help="Allow an instance younger than TRAINCTL_MIN_AGE (it asks).")
     ] = False,
+    ignore_unknown_training: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-unknown-training",
+            help="Allow it when the SSM training check cannot tell (never when a job is running; it asks).",
+        ),
+    ] = False,
+    allow_out_of_scope: AllowOutOfScope = False,
+    allow_other_owner: AllowOtherOwner = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", hidden=True, help="Deprecated: --ignore-min-age --ignore-unknown-training."),
+    ] = False,
+    yes: Yes = False,
     region: Region = None,
     as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
-    """Terminate an instance: persistent volumes are kept, a running training job or a young instance refuses."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        settings = SweepSettings.from_env(os.environ)
-        ec2 = factory.ec2(chosen)
-        machine = hand_instances.instance(ec2, chosen, instance_id)
-        volumes = [hand_volumes.volume(ec2, chosen, d.volume_id) for d in machine.block_devices]
-        document = names.TRAINING_DOCUMENT
-        checker = SsmTrainingCheck(
-            factory.ssm(chosen),
-            document=document,
-            pid_file=settings.training_pid_file,
-            process_patterns=settings.training_process_patterns,
-            timeout=settings.training_check_timeout,
-        )
-        training = checker.check([instance_id])[instance_id] if machine.state == "running" else _not_running()
-        check = hand_instances.check_termination(
-            machine, volumes, training, now=system_clock(), min_age=settings.min_age, force=force
-        )
-        result = {
-            "instance_id": instance_id,
-            "verdict": check.verdict,
-            "reasons": list(check.reasons),
-            "kept_volumes": [v for v, _ in check.keep],
-            "training": training.detail,
-        }
-        if check.verdict == "refuse":
-            emit(as_json, result, lambda: None)
-        hand_instances.terminate(ec2, machine, check)
+    """Terminate an instance: shows what goes and what stays, and asks. Persistent volumes are kept; a running
+    training job, a persistent instance, a young one or an unknown training state refuses."""
+    fmt = output_format(ctx, output, as_json)
+    check_id("instance", instance_id)
+    if force:
+        warn("--force is deprecated here: it means --ignore-min-age --ignore-unknown-training")
+        ignore_min_age = ignore_unknown_training = True
+    factory, chosen = context(ctx, region, "instances terminate")
+    settings = SweepSettings.from_env(os.environ)
+    ec2 = factory.ec2(chosen)
+    machine = hand_instances.instance(ec2, chosen, instance_id)
+    volumes = [hand_volumes.volume(ec2, chosen, d.volume_id) for d in machine.block_devices]
+    checker = SsmTrainingCheck(
+        factory.ssm(chosen),
+        document=names.TRAINING_DOCUMENT,
+        pid_file=settings.training_pid_file,
+        process_patterns=settings.training_process_patterns,
+        timeout=settings.training_check_timeout,
+    )
+    if machine.state == "running":
+        wait = format_duration(settings.training_check_timeout)
+        note(ctx, f"asking {instance_id} whether a training job runs (up to {wait})")
+        training = checker.check([instance_id])[instance_id]
+    else:
+        training = TrainingCheck(Training.IDLE, "not running")
+    now = system_clock()
+    # The protections handwork always applies; the two it waives together, each waived here by its own name.
+    check = hand_instances.check_termination(
+        machine, volumes, training, now=now, min_age=settings.min_age, force=True, scope_tag=settings.scope_tag
+    )
+    reasons = list(check.reasons)
+    if younger_than_min_age(machine, settings.min_age, now) and not ignore_min_age:
+        reasons.append(f"it is younger than the minimum age {format_duration(settings.min_age)}: --ignore-min-age")
+    if training.status is Training.UNKNOWN and not ignore_unknown_training:
+        reasons.append(f"{_training_words(training)}: --ignore-unknown-training")
+    reasons += ownership_problems(
+        machine, allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner, scope=settings.scope_tag
+    )
+    result: dict[str, Any] = {
+        "instance_id": instance_id,
+        "verdict": "refuse" if reasons else "terminate",
+        "reasons": reasons,
+        "kept_volumes": [v for v, _ in check.keep],
+        "training": training.detail,
+    }
+    if reasons:
+        if fmt != "table":
+            emit(fmt, result, lambda: None)
+        raise Refused(f"{instance_id} not terminated: {'; '.join(reasons)}")
+    kept = {v for v, _ in check.keep}
+    going = [d.volume_id for d in machine.block_devices if d.delete_on_termination and d.volume_id not in kept]
+    up = _hours((now - machine.launch_time).total_seconds() / 3600)
+    plan = [
+        f"terminate {instance_id}: {machine.instance_type} {machine.state} in {machine.availability_zone}, "
+        f"up {up}, {describe_owner(machine, settings.scope_tag)}"
+    ]
+    if kept:
+        plan.append(f"kept: {', '.join(sorted(kept))} (DeleteOnTermination cleared first, read back)")
+    if going:
+        plan.append(f"deleted with it: {', '.join(going)} (DeleteOnTermination)")
+    confirm(ctx, plan, f"Terminate {instance_id}?", yes=yes)
+    hand_instances.terminate(ec2, machine, hand_instances.TerminationCheck("terminate", (), check.keep))
     emit(
-        as_json,
+        fmt,
         result,
         lambda: console.print(
-            f"terminating {instance_id}"
-            + (f"; kept {', '.join(result['kept_volumes'])}" if result["kept_volumes"] else "")
+            Text(f"terminating {instance_id}" + (f"; kept {', '.join(result['kept_volumes'])}" if kept else ""))
         ),
     )
-
-
-def _not_running() -> Any:
-    return TrainingCheck(Training.IDLE, "not running")
 
 
 # ------------------------------------------------------------------------------------------------ resources
 
 
 @resources.command("summary")
-def resources_summary(ctx: typer.Context, region: Region = None, as_json: AsJson = False) -> None:
+def resources_summary(
+    ctx: typer.Context, region: Regions = None, as_json: AsJson = False, output: Output = None
+) -> None:
     """Counts and cost of what exists, and the thresholds it breaks."""
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        settings = CostSettings.from_env(os.environ, regions=(chosen,))
-        result = automation.cost_once(factory, settings, None, dict(os.environ))
+    fmt = output_format(ctx, output, as_json)
+    factory, regions = contexts(ctx, region)
     counts: dict[str, dict[str, int]] = {}
-    for item in result.resources:
-        state = item.description.split()[-1]
-        counts.setdefault(item.resource_type, {}).setdefault(state, 0)
-        counts[item.resource_type][state] += 1
+    for chosen in regions:
+        inventory = Ec2Inventory(factory.ec2(chosen), chosen).read()
+        for kind, items in (
+            ("instance", inventory.instances),
+            ("volume", inventory.volumes),
+            ("snapshot", inventory.snapshots),
+        ):
+            for item in items:
+                by_state = counts.setdefault(kind, {})
+                by_state[item.state] = by_state.get(item.state, 0) + 1
+    settings = CostSettings.from_env(os.environ, regions=regions)
+    clock = automation.now_from_aws(ctx, factory, regions[0])
+    result = automation.cost_once(factory, settings, clock, dict(os.environ))
     summary = result.to_json()
     payload = {
-        "region": chosen,
+        "region": regions[0],
+        "regions": list(regions),
         "counts": counts,
         "hourly_usd": summary["hourly_usd"],
         "daily_usd": summary["daily_usd"],
         "unpriced": summary["unpriced"],
         "warnings": [b["message"] for b in summary["breaches"]],
     }
+    rows = [
+        {"kind": kind, "state": state, "count": n}
+        for kind, states in sorted(counts.items())
+        for state, n in sorted(states.items())
+    ]
 
     def show() -> None:
-        table = Table(title=f"resources in {chosen}", title_justify="left")
-        for column in ("kind", "by state"):
-            table.add_column(column)
-        for kind, states in sorted(counts.items()):
-            table.add_row(kind, ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
-        console.print(table)
-        console.print(f"burning ${payload['hourly_usd']:,.2f}/hour, ${payload['daily_usd']:,.2f}/day")
+        print_table(
+            console,
+            f"resources in {', '.join(regions)}",
+            (
+                Col("kind", ESSENTIAL, whole=True),
+                Col("count", ESSENTIAL, whole=True, justify="right"),
+                Col("by state", 90, min_width=20),
+            ),
+            [
+                [kind, str(sum(states.values())), ", ".join(f"{n} {s}" for s, n in sorted(states.items()))]
+                for kind, states in sorted(counts.items())
+            ],
+        )
+        line = Text(f"burning ${payload['hourly_usd']:,.2f}/hour, ${payload['daily_usd']:,.2f}/day")
+        if payload["unpriced"]:
+            line.append(f"; {len(payload['unpriced'])} unpriced, so the totals are low", style="red")
+        console.print(line)
         for warning in payload["warnings"]:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(Text.assemble(("warning: ", "yellow"), warning))
 
-    emit(as_json, payload, show)
+    emit(fmt, payload, show, rows=rows)
 
 
 @resources.command("cleanup")
 def resources_cleanup(
     ctx: typer.Context,
-    region: Annotated[list[str] | None, typer.Option("--region", help="Region to sweep; repeat for more.")] = None,
+    region: Regions = None,
     enforce: Annotated[bool, typer.Option(help="Act: mark, unmark, delete, stop, terminate.")] = False,
     as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """The cleanup sweep: dry-run unless --enforce (the same as `trainctl sweep`)."""
-    automation.sweep(ctx, region=region, enforce=enforce, at=None, force=False, as_json=as_json)
+    automation.sweep(
+        ctx, region=region, enforce=enforce, at=None, ignore_min_age=False, force=False, as_json=as_json, output=output
+    )
 
 
 @resources.command("graph")
 def resources_graph(
     ctx: typer.Context,
     region: Region = None,
-    output: Annotated[str, typer.Option("--format", help="tree, dot or mermaid.")] = "tree",
+    graph_format: Annotated[str, typer.Option("--format", help="tree, dot or mermaid.")] = "tree",
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Instances, volumes, snapshots and AMIs, and how they depend on each other."""
-    if output not in ("tree", "dot", "mermaid"):
-        raise fail(f"--format {output!r}: use tree, dot or mermaid", EXIT_USAGE)
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        inventory = Ec2Inventory(factory.ec2(chosen), chosen).read()
+    if graph_format not in ("tree", "dot", "mermaid"):
+        raise fail(f"--format {graph_format}: use tree, dot or mermaid", EXIT_USAGE)
+    fmt = output_format(ctx, output, as_json)
+    factory, chosen = context(ctx, region, "resources graph")
+    inventory = Ec2Inventory(factory.ec2(chosen), chosen).read()
     nodes, edges = hand_graph.resource_graph(inventory)
-    if output == "dot":
+    if fmt != "table":
+        links = [{"source": e.source, "target": e.target, "label": e.label} for e in edges]
+        payload = {"region": chosen, "nodes": [{"id": k, "label": v} for k, v in sorted(nodes.items())], "edges": links}
+        emit(fmt, payload, lambda: None, rows=links)
+        return
+    if graph_format == "dot":
         typer.echo(hand_graph.graph_dot(nodes, edges))
         return
-    if output == "mermaid":
+    if graph_format == "mermaid":
         typer.echo(hand_graph.graph_mermaid(nodes, edges))
         return
     children: dict[str, list[tuple[str, str]]] = {}
     for edge in edges:
         children.setdefault(edge.source, []).append((edge.label, edge.target))
     targets = {e.target for e in edges}
-    root = Tree(f"[bold]{chosen}[/]")
+    root = Tree(Text(chosen, style="bold"))
 
     def grow(branch: Tree, node: str, seen: frozenset[str]) -> None:
         for label, child in children.get(node, []):
             if child not in seen:
-                grow(branch.add(f"[dim]{label}[/] {nodes[child]}"), child, seen | {child})
+                grow(branch.add(Text.assemble((label, "dim"), " ", nodes[child])), child, seen | {child})
 
     for node in sorted(n for n in nodes if n not in targets):
-        grow(root.add(nodes[node]), node, frozenset({node}))
+        grow(root.add(Text(nodes[node])), node, frozenset({node}))
     console.print(root)
 
 
@@ -523,41 +880,46 @@ def transfer_command(
     destination: Annotated[str, typer.Argument(help="A local path, s3://bucket/key or instance:i-...:/path.")],
     region: Region = None,
     as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
     """Copy between local paths, S3 and instances (a trailing / means a directory)."""
     # Cold start: rich.progress costs about 140 ms, and only a transfer shows a bar.
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    fmt = output_format(ctx, output, as_json)
     try:
         src, dst = parse_endpoint(source), parse_endpoint(destination)
     except BadEndpoint as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    with one_line_errors():
-        factory, chosen = context(ctx, region)
-        bar = Progress(
-            "{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err_console,
-            disable=as_json,
+    factory, chosen = context(ctx, region, "transfer")
+    bar = Progress(
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        # A bar is for a person watching: not in JSON or CSV, not with --quiet, not in a log.
+        disable=fmt != "table" or state_of(ctx).quiet or not err_console.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(f"{source} -> {destination}", total=None)
+        moved = transfer(
+            src,
+            dst,
+            s3=factory.client("s3", chosen),
+            ssm_for=lambda: factory.ssm(chosen),
+            document=names.TRANSFER_DOCUMENT,
+            staging_uri=os.environ.get("TRAINCTL_TRANSFER_STAGING_URI"),
+            progress=lambda n: bar.advance(task, n),
         )
-        with bar:
-            task = bar.add_task(f"{source} -> {destination}", total=None)
-            moved = transfer(
-                src,
-                dst,
-                s3=factory.client("s3", chosen),
-                ssm_for=lambda: factory.ssm(chosen),
-                document=names.TRANSFER_DOCUMENT,
-                staging_uri=os.environ.get("TRAINCTL_TRANSFER_STAGING_URI"),
-                progress=lambda n: bar.advance(task, n),
-            )
     payload = {"files": moved.files, "bytes": moved.bytes, "route": moved.route, "commands": list(moved.command_ids)}
     emit(
-        as_json,
+        fmt,
         payload,
         lambda: console.print(
-            (f"copied {moved.files} file(s), {moved.bytes} bytes " if moved.files else "copied ") + f"via {moved.route}"
+            Text(
+                (f"copied {moved.files} file(s), {moved.bytes:,} bytes " if moved.files else "copied ")
+                + f"via {moved.route}"
+            )
         ),
     )

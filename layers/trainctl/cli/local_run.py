@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import os
 import sys
 import types
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,9 +22,41 @@ from trainctl.cli import stack_resources
 from trainctl.cli.output import err_console
 from trainctl.core import names
 from trainctl.core.errors import TrainctlError
+from trainctl.core.events import parse_age_guard_event, parse_cost_event, parse_spot_event, parse_sweep_trigger
 from trainctl.core.settings import SweepSettings
+from trainctl.prewarm.rules import parse_request
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+
+# How each handler reads its event, so that `trainctl invoke` refuses a bad one before any network call.
+EVENT_PARSERS: dict[str, Callable[[object], object]] = {
+    "cleanup_sweep": parse_sweep_trigger,
+    "age_guard": parse_age_guard_event,
+    "cost_alerts": parse_cost_event,
+    "spot_interruption": parse_spot_event,
+    "prewarm_plan": parse_request,
+}
+
+
+class UnknownFunction(TrainctlError):
+    """No such function folder."""
+
+
+def known_functions() -> list[str]:
+    return sorted(p.name for p in FUNCTIONS_DIR.iterdir() if (p / "handler.py").is_file())
+
+
+def check_function(function: str) -> None:
+    """Local, before anything else: the name is a function folder with a handler."""
+    if not function.isidentifier() or not (FUNCTIONS_DIR / function / "handler.py").is_file():
+        raise UnknownFunction(f"no function {function!r}; known: {', '.join(known_functions())}")
+
+
+def check_event(function: str, event: object) -> None:
+    """Local: the handler's own parser reads the event (InvalidEvent or InvalidRequest when it cannot)."""
+    parser = EVENT_PARSERS.get(function)
+    if parser is not None:
+        parser(event)
 
 
 @dataclass
@@ -42,10 +77,8 @@ class LocalContext:
 
 
 def load_handler(function: str) -> types.ModuleType:
+    check_function(function)
     path = FUNCTIONS_DIR / function / "handler.py"
-    if not function.isidentifier() or not path.is_file():
-        known = sorted(p.name for p in FUNCTIONS_DIR.iterdir() if (p / "handler.py").is_file())
-        raise TrainctlError(f"no function {function!r}; known: {', '.join(known)}")
     spec = importlib.util.spec_from_file_location(f"trainctl_functions.{function}.handler", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -53,8 +86,13 @@ def load_handler(function: str) -> types.ModuleType:
     return module
 
 
-def invoke_handler(factory: ClientFactory, function: str, event: Any) -> Any:
-    """Run a handler in-process with the stack's resources wired in (or as a read-only preview)."""
+def invoke_handler(factory: ClientFactory, function: str, event: Any, *, logs: bool = True) -> Any:
+    """Run a handler in-process with the stack's resources wired in (or as a read-only preview).
+
+    With `logs`, the handler's structured logs and metrics go to stderr; without, they are dropped (the command
+    line's own one-line error says what went wrong).
+    """
+    check_function(function)
     regions = SweepSettings.from_env(os.environ).regions
     resources = stack_resources.resolve(factory, os.environ, regions)
     if resources is None:
@@ -74,6 +112,9 @@ def invoke_handler(factory: ClientFactory, function: str, event: Any) -> Any:
     module = load_handler(function)
     # Locally, the handler's structured logs and EMF lines go to stderr: stdout carries only the result.
     # Assigned, not setStream(): that flushes the previous stream, which may be closed by now.
-    logger.registered_handler.stream = sys.stderr  # type: ignore[attr-defined]
-    with contextlib.redirect_stdout(sys.stderr):
+    sink = sys.stderr if logs else io.StringIO()
+    logger.registered_handler.stream = sink  # type: ignore[attr-defined]
+    with contextlib.redirect_stdout(sink), warnings.catch_warnings():
+        if not logs:
+            warnings.simplefilter("ignore")
         return module.lambda_handler(event, LocalContext(function_name=f"trainctl-{function}"))

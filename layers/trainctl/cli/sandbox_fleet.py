@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from trainctl.aws.clients import ClientFactory
-from trainctl.core import tags
+from trainctl.cli import stack_resources
+from trainctl.core import names, tags
 from trainctl.core.clock import format_instant
 
 SANDBOX_REGIONS = ("us-east-1", "eu-west-1")
@@ -106,7 +107,14 @@ def seed_training_fleet(factory: ClientFactory, regions: tuple[str, ...], sweep_
     busy = launch("llm-pretrain", "p4d.24xlarge", _managed("alice"))
     idle = launch("forgotten-notebook", "g5.12xlarge", _managed("bob"))
     spot = launch("spot-finetune", "g5.xlarge", _managed("carol"), spot=True)
-    worker = launch("prewarm-worker", "c6in.xlarge", _managed("trainctl", **{tags.ROLE: tags.PREWARM_WORKER_ROLE}))
+    # A pre-warm worker left behind: the sweep knows one by the instance profile only trainctl's role may pass.
+    profile = stack_resources.ensure_instance_profile(factory, names.PREWARM_PROFILE)
+    worker = launch(
+        "prewarm-worker",
+        "c6in.xlarge",
+        _managed("trainctl", **{tags.ROLE: tags.PREWARM_WORKER_ROLE}),
+        IamInstanceProfile={"Arn": profile},
+    )
     old_stopped = launch(
         "stopped-experiment",
         "p3.2xlarge",
@@ -211,19 +219,29 @@ SANDBOX_ENV = {
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto server on a free loopback port, the process environment pointed at it, stopped on exit."""
+def moto_server(port: int | None = None, region: str | None = None) -> Iterator[str]:
+    """A moto server on loopback (a free port unless given), the process environment pointed at it, stopped on exit.
+
+    Like the sandbox's: no default AMIs or snapshots (a plain moto server has over a thousand, which a sweep would
+    scan and the cost check would price), and Step Functions executes the workflows it is given.
+    """
     # Cold start: moto's server costs about half a second, and only the sandbox and tests start one.
     from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per call drowns the report
+    # One access-log line per call drowns the report, and moto answers an API it lacks with a logged traceback.
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
     # The interpreter logs each failed state it handles (a Catch took it): the workflow's result says it.
     logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
 
-    saved = {key: os.environ.get(key) for key in [*SANDBOX_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE", "MOTO_PORT"]}
+    saved = {
+        key: os.environ.get(key) for key in [*SANDBOX_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "MOTO_PORT"]
+    }
     os.environ.update(SANDBOX_ENV)
+    if region:
+        os.environ["AWS_DEFAULT_REGION"] = region
     os.environ.pop("AWS_PROFILE", None)
-    port = free_loopback_port()
+    os.environ.pop("AWS_REGION", None)  # it would win over AWS_DEFAULT_REGION
+    port = port or free_loopback_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
+from rich.text import Text
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import logger
@@ -18,7 +21,7 @@ from trainctl.cli import stack_resources
 from trainctl.cli.local_lambda import failing_sdk_call, forget_finished_workers, lambda_tasks_in_process
 from trainctl.cli.local_run import invoke_handler
 from trainctl.cli.prewarm_run import follow, start_prewarm
-from trainctl.cli.render import print_cost, print_sweep
+from trainctl.cli.render import ESSENTIAL, Col, duration, print_cost, print_sweep, print_table
 from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
 from trainctl.core import tags
 from trainctl.core.clock import fixed_clock, format_instant, system_clock
@@ -38,7 +41,7 @@ EVENTS = Path(__file__).resolve().parents[3] / "events" / "age_guard"
 SPOT_EVENTS = EVENTS.parent / "spot_interruption"
 
 
-def replay_creation(console: Console, factory: ClientFactory, at: datetime) -> dict[str, str]:
+def replay_creation(console: Console, factory: ClientFactory, at: datetime, report: dict[str, Any]) -> dict[str, str]:
     """Someone creates a volume and launches two instances; age_guard gets the CloudTrail events."""
     ec2 = factory.ec2(SANDBOX_REGIONS[0])
     volume_id = ec2.create_volume(Size=250, AvailabilityZone=f"{SANDBOX_REGIONS[0]}a")["VolumeId"]
@@ -62,26 +65,39 @@ def replay_creation(console: Console, factory: ClientFactory, at: datetime) -> d
         event = json.loads(text)
         event["detail"]["eventTime"] = format_instant(at)
         invoke_handler(factory, "age_guard", event)
-    table = Table(title="0. age guard: CloudTrail events replayed, resources stamped", title_justify="left")
-    for column in ("resource", "created-by", "owner", "created-at", "managed"):
-        table.add_column(column, overflow="fold")
     stamped = [volume_id, *instances]
     found = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": stamped}])["Tags"]
     by_resource: dict[str, dict[str, str]] = {r: {} for r in stamped}
     for tag in found:
         by_resource[tag["ResourceId"]][tag["Key"]] = tag["Value"]
-    for resource_id, values in by_resource.items():
-        table.add_row(
-            resource_id,
-            values.get(tags.CREATED_BY, "-"),
-            values.get(tags.OWNER, "-"),
-            values.get(tags.CREATED_AT, "-"),
-            values.get(tags.MANAGED, "-"),
-        )
-    console.print(table)
+    report["age_guard"] = dict(by_resource)
+    print_table(
+        console,
+        "0. age guard: CloudTrail events replayed, resources stamped",
+        (
+            Col("resource", ESSENTIAL, whole=True),
+            Col("owner", 90, min_width=10),
+            Col("managed", 80, whole=True),
+            Col("created-at", 70, whole=True),
+            Col("created-by", 60, min_width=40),  # a principal's ARN: whole, or left out
+        ),
+        [
+            [
+                resource_id,
+                values.get(tags.OWNER, "-"),
+                values.get(tags.MANAGED, "-"),
+                values.get(tags.CREATED_AT, "-"),
+                values.get(tags.CREATED_BY, "-"),
+            ]
+            for resource_id, values in by_resource.items()
+        ],
+    )
     console.print(
-        "[dim]alice's role matches TRAINCTL_SCOPE_PRINCIPALS, so her instances are in scope; "
-        "bob's volume is stamped but stays out of scope[/]\n"
+        Text(
+            "alice's role matches TRAINCTL_SCOPE_PRINCIPALS, so her instances are in scope; "
+            "bob's volume is stamped but stays out of scope\n",
+            style="dim",
+        )
     )
     return {"stamped-volume": volume_id, "stamped-instance": instances[0]}
 
@@ -106,7 +122,12 @@ def inbox_subjects(factory: ClientFactory, queue_url: str) -> list[str]:
 
 
 def cost_checks(
-    console: Console, factory: ClientFactory, environ: dict[str, str], topic_arn: str, at: datetime, *, as_json: bool
+    console: Console,
+    factory: ClientFactory,
+    environ: dict[str, str],
+    topic_arn: str,
+    at: datetime,
+    report: dict[str, Any],
 ) -> bool:
     """What the fleet burns now; breaches reach the topic once, and a second check 15 minutes later is quiet."""
     settings = CostSettings.from_env(environ).model_copy(update={"topic_arn": topic_arn})
@@ -117,23 +138,39 @@ def cost_checks(
         # The same chain and effects as the cost_alerts handler; moto has no Price List API, so the file answers.
         book = price_book_for(factory, settings, clock, use_table=True, use_api=False)
         result = run_cost_check(factory, settings, clock, book, cost_effects_for(factory, settings))
-        if as_json:
-            console.print_json(json.dumps(result.to_json()))
-        elif step == "a":
+        if step == "a":
             print_cost(console, result, f"0b. cost: the money burning at {format_instant(at)}")
         told.append(inbox_subjects(factory, inbox))
+        report.setdefault("cost", []).append({**result.to_json(), "sent": told[-1]})
         console.print(
-            f"[bold]cost check {step}[/] at {format_instant(at + offset)}: "
-            f"{len(result.breaches)} breaches, {len(told[-1])} message(s) on the topic"
-            + (f", {len(result.suppressed)} not repeated (cooldown)" if result.suppressed else "")
+            Text.assemble(
+                (f"cost check {step}", "bold"),
+                f" at {format_instant(at + offset)}: {len(result.breaches)} breaches, "
+                f"{len(told[-1])} message(s) on the topic"
+                + (f", {len(result.suppressed)} not repeated (cooldown)" if result.suppressed else ""),
+            )
         )
         for subject in told[-1]:
-            console.print(f"  [red]sent:[/] {subject}")
+            console.print(Text.assemble(("  sent: ", "red"), subject))
     console.print()
     return bool(told[0]) and not told[1]
 
 
-def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bool:
+def reclaimed_by_ec2(instance_id: str, region: str) -> None:
+    """moto records any termination as asked for (Client.UserInitiatedShutdown); EC2 taking back spot capacity
+    says Server.SpotInstanceTermination, which is what recovery waits for. The server runs in this process."""
+    # Cold start: moto's EC2 models, only for the sandbox's reclaim.
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import StateReason
+
+    instance = ec2_backends[DEFAULT_ACCOUNT_ID][region].get_instance(instance_id)
+    instance.state_reason = StateReason(
+        "Server.SpotInstanceTermination: Spot instance termination", "Server.SpotInstanceTermination"
+    )
+
+
+def spot_story(console: Console, factory: ClientFactory, report: dict[str, Any]) -> bool:
     """A spot instance gets its two-minute warning, is reclaimed, and the recovery workflow relaunches it."""
     region = SANDBOX_REGIONS[0]
     ec2 = factory.ec2(region)
@@ -175,16 +212,9 @@ def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bo
         return loaded
 
     warned = invoke_handler(factory, "spot_interruption", event("warning"))
-    table = Table(
-        title=f"5. spot: the two-minute warning for {instance_id} (carol's fine-tune, in scope, recover=true)",
-        title_justify="left",
-    )
-    for column in ("step", "at (ms after start)", "took (ms)", "outcome", "detail"):
-        table.add_column(column, overflow="fold")
-    for step in warned["steps"]:
-        table.add_row(step["step"], f"{step['at_ms']:.0f}", f"{step['took_ms']:.0f}", step["outcome"], step["detail"])
     again = invoke_handler(factory, "spot_interruption", event("warning"))
     ec2.terminate_instances(InstanceIds=[instance_id])
+    reclaimed_by_ec2(instance_id, region)
     started = invoke_handler(factory, "spot_interruption", event("terminated"))
     sfn = factory.client("stepfunctions", region)
     execution = {"status": "NOT STARTED"}
@@ -207,25 +237,44 @@ def spot_story(console: Console, factory: ClientFactory, *, as_json: bool) -> bo
         ]
         for i in r["Instances"]
     ]
-    if as_json:
-        console.print_json(json.dumps({"warning": warned, "recovery": started, "status": execution["status"]}))
-    else:
-        console.print(table)
-        console.print(
-            f"snapshots {', '.join(s['snapshot_id'] for s in warned['snapshots'])}; kept {warned['kept_volumes']}; "
+    report["spot"] = {"warning": warned, "recovery": started, "status": execution["status"]}
+    print_table(
+        console,
+        f"5. spot: the two-minute warning for {instance_id} (carol's fine-tune, in scope, recover=true)",
+        (
+            Col("step", ESSENTIAL, whole=True),
+            Col("at ms", 90, whole=True, justify="right"),
+            Col("took ms", 85, whole=True, justify="right"),
+            Col("outcome", 80, whole=True),
+            Col("detail", 70, min_width=20),
+        ),
+        [
+            [step["step"], f"{step['at_ms']:.0f}", f"{step['took_ms']:.0f}", step["outcome"], step["detail"]]
+            for step in warned["steps"]
+        ],
+    )
+    console.print(
+        Text(
+            f"snapshots {', '.join(s['snapshot_id'] for s in warned['snapshots'])}; "
+            f"kept {', '.join(warned['kept_volumes']) or 'nothing'}; "
             f"the same warning again: {'nothing new (idempotent)' if again == warned else 'ACTED TWICE'}"
         )
-        placed = ", ".join(
-            f"{i['InstanceId']} in {i['Placement']['AvailabilityZone']} ({i['State']['Name']})" for i in relaunched
-        )
-        console.print(
+    )
+    placed = ", ".join(
+        f"{i['InstanceId']} in {i['Placement']['AvailabilityZone']} ({i['State']['Name']})" for i in relaunched
+    )
+    console.print(
+        Text(
             f"reclaimed; recovery workflow {execution['status']} in {len(history)} history events: "
             f"relaunched from the launch template as {placed or 'nothing'}, data volumes restored from the snapshots\n"
         )
+    )
     return warned["status"] == "handled" and again == warned and execution["status"] == "SUCCEEDED"
 
 
-def prewarm_story(console: Console, factory: ClientFactory, resources: stack_resources.StackResources) -> bool:
+def prewarm_story(
+    console: Console, factory: ClientFactory, resources: stack_resources.StackResources, report: dict[str, Any]
+) -> bool:
     """The pre-warm workflow fills a volume from S3, then runs again with an attach that fails: both end clean."""
 
     region = SANDBOX_REGIONS[0]
@@ -237,15 +286,19 @@ def prewarm_story(console: Console, factory: ClientFactory, resources: stack_res
     assert resources.prewarm_state_machine and resources.prewarm_instance_profile
     environment = {"TRAINCTL_PREWARM_INSTANCE_PROFILE_ARN": resources.prewarm_instance_profile}
 
-    def clean(volume_id: str) -> bool:
-        volume = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
-        running = ec2.describe_instances(
+    def workers() -> set[str]:
+        found = ec2.describe_instances(
             Filters=[
                 {"Name": f"tag:{tags.ROLE}", "Values": [tags.PREWARM_WORKER_ROLE]},
                 {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
             ]
         )["Reservations"]
-        return volume["State"] == "available" and not running
+        return {i["InstanceId"] for r in found for i in r["Instances"]}
+
+    def clean(volume_id: str, before: set[str]) -> bool:
+        """The volume is available again and no worker this run launched is left (the seeded one is the sweep's)."""
+        volume = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
+        return volume["State"] == "available" and not workers() - before
 
     outcomes = []
     with lambda_tasks_in_process(environment) as lambdas:
@@ -253,11 +306,18 @@ def prewarm_story(console: Console, factory: ClientFactory, resources: stack_res
             ("6. pre-warm a data volume from S3", None),
             ("7. pre-warm again, attach fails", "AttachVolume"),
         ):
-            volume_id = ec2.create_volume(Size=200, AvailabilityZone=f"{region}a", VolumeType="gp3")["VolumeId"]
+            volume_id = ec2.create_volume(
+                Size=200,
+                AvailabilityZone=f"{region}a",
+                VolumeType="gp3",
+                # In scope and not claimed by anyone yet: a volume pre-warm may fill.
+                TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
+            )["VolumeId"]
             request = PrewarmRequest(volume_id=volume_id, s3_uri="s3://sandbox-datasets/tokenized/")
-            console.print(f"[bold]{title}[/]: trainctl prewarm {volume_id} {request.s3_uri}")
+            console.print(Text.assemble((title, "bold"), f": trainctl prewarm {volume_id} {request.s3_uri}"))
             forget_finished_workers()
             before = len(lambdas.invocations)
+            earlier = workers()
             if fault:
                 with failing_sdk_call(fault):
                     result = follow(factory, start_prewarm(factory, resources.prewarm_state_machine, request), console)
@@ -266,18 +326,36 @@ def prewarm_story(console: Console, factory: ClientFactory, resources: stack_res
             tagged = {
                 t["Key"]: t["Value"] for t in ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0].get("Tags", [])
             }
+            tidy = clean(volume_id, earlier)
             console.print(
-                f"  {result['status']} after {result['state_transitions']} state transitions and "
-                f"{len(lambdas.invocations) - before} Lambda invocations"
-                + (f" ({result['error']}: {str(result['cause'])[:120]})" if result["error"] else "")
-                + f"; volume {'available, detached' if clean(volume_id) else 'NOT CLEAN'}, no worker running; "
-                f"{tags.PREWARMED_AT}={tagged.get(tags.PREWARMED_AT, '-')}\n"
+                Text(
+                    f"  {result['status']} after {result['state_transitions']} state transitions and "
+                    f"{len(lambdas.invocations) - before} Lambda invocations"
+                    + (f" ({result['error']}: {str(result['cause'])[:120]})" if result["error"] else "")
+                    + ("; volume available and detached, no worker left; " if tidy else "; NOT CLEAN; ")
+                    + f"{tags.PREWARMED_AT}={tagged.get(tags.PREWARMED_AT, '-')}\n"
+                )
             )
-            outcomes.append((result["status"], clean(volume_id)))
+            outcomes.append((result["status"], tidy))
+            report.setdefault("prewarm", []).append({**result, "volume_id": volume_id, "clean": tidy})
     return outcomes == [("SUCCEEDED", True), ("FAILED", True)]
 
 
 def run_sandbox(console: Console, *, as_json: bool = False) -> int:
+    """The whole story as tables on `console`, or, with `as_json`, one JSON object on stdout and nothing else."""
+    report: dict[str, Any] = {}
+    shown = Console(file=io.StringIO(), width=console.width) if as_json else console
+    code = _run(shown, report)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    return code
+
+
+def _settings_words(settings: dict[str, str]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in settings.items())
+
+
+def _run(console: Console, report: dict[str, Any]) -> int:
     started = time.monotonic()
     with moto_server() as endpoint:
         factory = ClientFactory()
@@ -300,13 +378,20 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
                 f"moto server on {endpoint}; regions {', '.join(base.regions)}\n"
                 f"seeded {len(fleet.ids)} named resources (GPU instances on demand and spot, volumes attached, "
                 "unattached and persistent, snapshots incl. one behind an AMI, some out of scope)\n"
-                f"the sandbox clock runs {SANDBOX_CLOCK_OFFSET.days} days ahead of the fleet's creation; "
-                f"grace period {base.grace_period}, min age {base.min_age}, blast radius "
+                f"the sandbox clock runs {duration(SANDBOX_CLOCK_OFFSET)} ahead of the fleet's creation; "
+                f"grace period {duration(base.grace_period)}, min age {duration(base.min_age)}, blast radius "
                 f"{base.max_actions} actions / {base.max_action_share:.0%} of the fleet\n"
-                f"sandbox-only settings: {SANDBOX_SETTINGS}",
+                f"sandbox-only settings: {_settings_words(SANDBOX_SETTINGS)}",
                 title="trainctl sandbox",
+                title_align="left",
             )
         )
+        report["sandbox"] = {
+            "endpoint": endpoint,
+            "regions": list(base.regions),
+            "seeded": dict(fleet.ids),
+            "settings": SANDBOX_SETTINGS,
+        }
 
         def sweep(title: str, *, dry_run: bool, at_offset_hours: float = 0) -> SweepResult:
             settings = base.model_copy(update={"dry_run": dry_run})
@@ -320,21 +405,21 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
                 notifier=effects.notifier,
                 lease=effects.lease,
             )
-            if as_json:
-                console.print_json(json.dumps(result.to_json()))
-            else:
-                print_sweep(console, result, f"{title} at {format_instant(at)}")
-                console.print()
+            report.setdefault("sweeps", []).append({"title": title, **result.to_json()})
+            print_sweep(console, result, f"{title} at {format_instant(at)}")
+            console.print()
             return result
 
-        fleet.ids.update(replay_creation(console, factory, t0 - timedelta(minutes=2)))
-        alerted_once = cost_checks(console, factory, environ, resources.topic_arn, t0, as_json=as_json)
+        fleet.ids.update(replay_creation(console, factory, t0 - timedelta(minutes=2), report))
+        alerted_once = cost_checks(console, factory, environ, resources.topic_arn, t0, report)
         sweep("1. dry-run: what would happen (nothing is written)", dry_run=True)
         sweep("2. enforced: candidates are marked with trainctl:cleanup-after", dry_run=False)
         # Meanwhile someone puts a marked scratch volume back to use: the next sweep must unmark it.
         ec2 = factory.ec2(base.regions[0])
         ec2.attach_volume(VolumeId=fleet["scratch-2"], InstanceId=fleet["forgotten-notebook"], Device="/dev/sdh")
-        console.print(f"[dim]meanwhile: {fleet['scratch-2']} is attached to {fleet['forgotten-notebook']}[/]\n")
+        console.print(
+            Text(f"meanwhile: {fleet['scratch-2']} is attached to {fleet['forgotten-notebook']}\n", style="dim")
+        )
         after_grace = (base.grace_period + timedelta(minutes=1)).total_seconds() / 3600
         sweep(
             "3. enforced after the grace period: act, within the blast radius",
@@ -345,8 +430,8 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
             "4. the next sweep continues where the cap stopped", dry_run=False, at_offset_hours=after_grace + 1
         )
 
-        spot_saved = spot_story(console, factory, as_json=as_json)
-        prewarmed = prewarm_story(console, factory, resources)
+        spot_saved = spot_story(console, factory, report)
+        prewarmed = prewarm_story(console, factory, resources, report)
         persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
         ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
         console.print(
@@ -360,7 +445,17 @@ def run_sandbox(console: Console, *, as_json: bool = False) -> int:
                     ]
                 ),
                 title="sandbox done",
+                title_align="left",
             )
         )
         failed = [d for d in last.decisions if d.outcome == "failed"]
-        return 1 if failed or len(persistent) != 2 or not alerted_once or not spot_saved or not prewarmed else 0
+        code = 1 if failed or len(persistent) != 2 or not alerted_once or not spot_saved or not prewarmed else 0
+        report["done"] = {
+            "persistent_volumes": [v["VolumeId"] for v in persistent],
+            "ledger_items": ledger_items,
+            "api_calls": factory.calls.total,
+            "api_writes": sum(factory.calls.writes().values()),
+            "elapsed_seconds": round(time.monotonic() - started, 1),
+            "exit_code": code,
+        }
+        return code

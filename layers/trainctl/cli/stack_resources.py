@@ -97,11 +97,12 @@ def ensure_on_emulator(factory: ClientFactory, regions: tuple[str, ...]) -> Stac
         origin="emulator",
         recovery_state_machine=recovery,
         prewarm_state_machine=prewarm,
-        prewarm_instance_profile=_ensure_instance_profile(factory, PREWARM_PROFILE),
+        prewarm_instance_profile=ensure_instance_profile(factory, PREWARM_PROFILE),
     )
 
 
-def _ensure_instance_profile(factory: ClientFactory, name: str) -> str:
+def ensure_instance_profile(factory: ClientFactory, name: str) -> str:
+    """The instance profile's ARN, made (with its role) where missing."""
     iam = factory.client("iam")
     try:
         return str(iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Arn"])

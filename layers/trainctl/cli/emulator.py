@@ -1,0 +1,134 @@
+"""`trainctl emulator`: a local AWS emulator as the sandbox runs it, for the other commands to talk to.
+
+A plain moto server comes with over a thousand default AMIs and snapshots (a sweep scans them, the cost check
+prices them) and records Step Functions executions without running them. This one has none of the defaults, runs
+the workflows (their Lambda tasks in this process, as the sandbox does), and has the stack's stateful resources
+(tables, topic, SSM documents, state machines) made, so `trainctl sweep --enforce`, `cost`, `prewarm` and
+`invoke` work against it as against a deployed account.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
+from trainctl.cli.local_lambda import lambda_tasks_in_process
+from trainctl.cli.output import EXIT_USAGE, fail
+from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SANDBOX_ENV, moto_server, seed_training_fleet
+from trainctl.core.clock import format_instant, system_clock
+
+DEFAULT_PORT = 5000
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@contextmanager
+def workflows_that_run_again() -> Iterator[None]:
+    """moto deep-copies a state machine with its past executions on every start, and a finished execution still
+    holds its worker's locks: their workers are set aside for the copy, then put back so that the history of a
+    finished execution stays readable (the sandbox drops them between runs instead; here any client may ask)."""
+    # Cold start: moto's Step Functions interpreter, only for the emulator.
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    backend_class: Any = StepFunctionsParserBackend
+    original = backend_class.start_execution
+
+    def start_execution(self: Any, *args: Any, **kwargs: Any) -> Any:
+        set_aside = [
+            (execution, execution.exec_worker)
+            for machine in self.state_machines
+            for execution in getattr(machine, "executions", [])
+            if execution.exec_status != ExecutionStatus.RUNNING and execution.exec_worker
+        ]
+        for execution, _ in set_aside:
+            execution.exec_worker = None
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            for execution, worker in set_aside:
+                execution.exec_worker = worker
+
+    backend_class.start_execution = start_execution
+    try:
+        yield
+    finally:
+        backend_class.start_execution = original
+
+
+def environment(endpoint: str, region: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": SANDBOX_ENV["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": SANDBOX_ENV["AWS_SECRET_ACCESS_KEY"],
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+
+
+def run_emulator(
+    console: Console,
+    *,
+    port: int,
+    regions: tuple[str, ...],
+    seed: bool,
+    as_json: bool,
+    run_for: float | None = None,
+) -> int:
+    """Serve until Ctrl-C (or `run_for` seconds, for tests); prints how to point a shell at it first."""
+    if not port_is_free(port):
+        raise fail(f"port {port} is in use: pass --port with a free one", EXIT_USAGE)
+    with moto_server(port=port, region=regions[0]) as endpoint:
+        factory = ClientFactory(regions[0])
+        resources = stack_resources.ensure_on_emulator(factory, regions)
+        seeded: dict[str, str] = {}
+        if seed:
+            seeded = seed_training_fleet(factory, regions, system_clock()).ids
+        variables = environment(endpoint, regions[0])
+        if as_json:
+            typer.echo(json.dumps({"endpoint": endpoint, "environment": variables, "seeded": seeded}, indent=2))
+        else:
+            console.print(Text(f"trainctl emulator on {endpoint} (moto, no default AMIs or snapshots)", style="bold"))
+            console.print(Text("point a shell at it:", style="dim"))
+            console.print(
+                Text("export " + " ".join(f"{k}={v}" for k, v in variables.items()) + "; unset AWS_PROFILE"),
+                soft_wrap=True,
+            )
+            console.print(
+                Text(f"the stack's resources are made: {resources.ledger_table}, {resources.topic_arn}", style="dim"),
+                soft_wrap=True,
+            )
+            if seeded:
+                later = format_instant(system_clock() + SANDBOX_CLOCK_OFFSET + timedelta(minutes=5))
+                console.print(Text(f"seeded the sandbox's training fleet: {len(seeded)} named resources"))
+                console.print(Text(f"try: trainctl sweep --region {' --region '.join(regions)} --at {later}"))
+            console.print(Text("Ctrl-C stops it (everything in it is forgotten)", style="dim"))
+        environment_for_lambdas = {
+            "TRAINCTL_PREWARM_INSTANCE_PROFILE_ARN": resources.prewarm_instance_profile or "",
+        }
+        deadline = None if run_for is None else time.monotonic() + run_for
+        with lambda_tasks_in_process(environment_for_lambdas), workflows_that_run_again():
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                console.print(Text("emulator stopped", style="dim"))
+    return 0
