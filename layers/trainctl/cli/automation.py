@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from botocore.exceptions import NoRegionError
+from pydantic import ValidationError
 from rich.text import Text
 
 from trainctl.aws.clients import ClientFactory
@@ -30,7 +31,6 @@ from trainctl.cli.output import (
     Output,
     console,
     emit,
-    factory_of,
     fail,
     note,
     output_format,
@@ -40,7 +40,7 @@ from trainctl.cli.output import (
 from trainctl.cli.prewarm_run import DEFAULT_TIMEOUT_SECONDS, EMULATOR_STALL_SECONDS, follow, start_prewarm
 from trainctl.cli.render import print_cost, print_sweep, sweep_csv_rows
 from trainctl.cli.server_clock import server_time
-from trainctl.cli.session import check_regions
+from trainctl.cli.session import check_regions, factory_of
 from trainctl.core import names
 from trainctl.core.clock import Clock, fixed_clock, parse_instant
 from trainctl.core.durations import InvalidDuration, format_duration, parse_duration
@@ -337,7 +337,6 @@ def invoke(
         check_event(function, payload)
     except ValueError as exc:  # InvalidEvent, InvalidRequest
         cause = exc.__cause__
-        from pydantic import ValidationError
 
         message = (
             describe_validation(cause, str(exc).split(":", 1)[0]) if isinstance(cause, ValidationError) else str(exc)

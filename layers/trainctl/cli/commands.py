@@ -30,7 +30,6 @@ from trainctl.cli.output import (
     console,
     emit,
     err_console,
-    factory_of,
     fail,
     note,
     output_format,
@@ -38,12 +37,12 @@ from trainctl.cli.output import (
     warn,
 )
 from trainctl.cli.render import ESSENTIAL, Col, print_table
-from trainctl.cli.session import check_regions
+from trainctl.cli.session import check_regions, factory_of
 from trainctl.core import names, tags
 from trainctl.core.clock import format_instant, system_clock
 from trainctl.core.durations import format_duration
 from trainctl.core.observations import Training, TrainingCheck
-from trainctl.core.protections import in_scope, is_persistent, younger_than_min_age
+from trainctl.core.protections import in_scope, is_persistent
 from trainctl.core.resources import Instance, RegionInventory, Volume
 from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.cost.run import has_price_list_api, price_book_for, price_inventories
@@ -205,12 +204,6 @@ def ebs_create(
     _check_performance(volume_type, size, iops, throughput)
     factory, chosen = context(ctx, region, "ebs create")
     ec2 = factory.ec2(chosen)
-    performance = {k: v for k, v in (("Iops", iops), ("Throughput", throughput)) if v is not None}
-    if performance:
-        # handwork.volumes.create_volume takes no performance parameters: they join its CreateVolume call here.
-        factory.register(
-            "provide-client-params.ec2.CreateVolume", lambda params, **_: params.update(performance), first=True
-        )
     target = zone or ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
     volume_id = hand_volumes.create_volume(
         ec2,
@@ -220,6 +213,8 @@ def ebs_create(
         persistent=persistent,
         owner=owner(),
         scope_tag=scope_tag(),
+        iops=iops,
+        throughput_mibps=throughput,
     )
     ec2.get_waiter("volume_available").wait(VolumeIds=[volume_id], WaiterConfig={"Delay": 2, "MaxAttempts": 60})
     result: dict[str, Any] = {
@@ -706,15 +701,17 @@ def instances_terminate(
     else:
         training = TrainingCheck(Training.IDLE, "not running")
     now = system_clock()
-    # The protections handwork always applies; the two it waives together, each waived here by its own name.
     check = hand_instances.check_termination(
-        machine, volumes, training, now=now, min_age=settings.min_age, force=True, scope_tag=settings.scope_tag
+        machine,
+        volumes,
+        training,
+        now=now,
+        min_age=settings.min_age,
+        scope_tag=settings.scope_tag,
+        ignore_min_age=ignore_min_age,
+        ignore_unknown_training=ignore_unknown_training,
     )
     reasons = list(check.reasons)
-    if younger_than_min_age(machine, settings.min_age, now) and not ignore_min_age:
-        reasons.append(f"it is younger than the minimum age {format_duration(settings.min_age)}: --ignore-min-age")
-    if training.status is Training.UNKNOWN and not ignore_unknown_training:
-        reasons.append(f"{_training_words(training)}: --ignore-unknown-training")
     reasons += ownership_problems(
         machine, allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner, scope=settings.scope_tag
     )

@@ -108,6 +108,7 @@ def emulator(
     """A local AWS emulator as the sandbox runs it (no default AMIs or snapshots, workflows that run) until Ctrl-C."""
     fmt = output_format(ctx, output, as_json)
     regions = check_regions(region, environ={"AWS_ENDPOINT_URL": "emulated"}) or ("us-east-1",)
+    # Cold start: the emulator brings moto's server and Step Functions interpreter, about 1.5 s of imports.
     from trainctl.cli.emulator import run_emulator
 
     sys.exit(run_emulator(console, port=port, regions=regions, seed=seed, as_json=fmt != "table"))

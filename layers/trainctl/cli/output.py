@@ -68,17 +68,6 @@ def state_of(ctx: typer.Context) -> CliState:
     return state if isinstance(state, CliState) else CliState()
 
 
-def factory_of(ctx: typer.Context, region: str | None = None) -> ClientFactory:
-    """The factory handed in, else one for the standard AWS environment with `region` as its home region."""
-    state = state_of(ctx)
-    if state.make_factory is not None:
-        return state.make_factory()
-    # Cold start: the interactive session is only needed once a command talks to AWS.
-    from trainctl.cli.session import interactive_factory
-
-    return interactive_factory(region)
-
-
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     """One line on stderr; the caller raises the returned Exit. The message is text, never markup."""
     err_console.print(f"[red]error:[/] {escape(one_line(message))}", soft_wrap=True, highlight=False)

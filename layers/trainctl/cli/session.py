@@ -15,11 +15,12 @@ from functools import cache
 from typing import Any
 
 import botocore.session
+import typer
 from botocore.config import Config
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ProfileNotFound, ReadTimeoutError
 
 from trainctl.aws.clients import RETRY_CONFIG, ClientFactory
-from trainctl.cli.output import EXIT_USAGE, err_console, fail, warn
+from trainctl.cli.output import EXIT_USAGE, err_console, fail, state_of, warn
 
 CONNECT_TIMEOUT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 30
@@ -129,3 +130,11 @@ def describe_profile_problem(exc: ProfileNotFound) -> str:
     known = sorted(botocore.session.Session().available_profiles)
     listed = f"known profiles: {', '.join(known)}" if known else "no profiles are configured"
     return f"no AWS profile named {profile} in ~/.aws/config or ~/.aws/credentials ({listed})"
+
+
+def factory_of(ctx: typer.Context, region: str | None = None) -> ClientFactory:
+    """The factory handed in, else one for the standard AWS environment with `region` as its home region."""
+    state = state_of(ctx)
+    if state.make_factory is not None:
+        return state.make_factory()
+    return interactive_factory(region)

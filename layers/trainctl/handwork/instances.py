@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Literal
 from trainctl.aws.ec2 import find_instance
 from trainctl.aws.keep_volumes import keep_volumes
 from trainctl.core import tags
+from trainctl.core.durations import format_duration
 from trainctl.core.observations import Training, TrainingCheck
 from trainctl.core.permissions import needs
 from trainctl.core.protections import is_persistent, volumes_dying_with, younger_than_min_age
 from trainctl.core.resources import Instance, Volume
+from trainctl.core.text import one_line
 from trainctl.handwork.refusals import NotFound, Refused
 
 if TYPE_CHECKING:
@@ -45,22 +47,26 @@ def check_termination(
     *,
     now: datetime,
     min_age: timedelta,
-    force: bool,
-    scope_tag: str = tags.MANAGED,
+    scope_tag: str,
+    ignore_min_age: bool = False,
+    ignore_unknown_training: bool = False,
 ) -> TerminationCheck:
-    """Pure: the safety model for a termination by hand. --force waives the minimum age and an unknown
-    training state, never a persistent instance or a running training job."""
+    """Pure: the safety model for a termination by hand. A person may waive the minimum age and an unknown
+    training state, each by its own name; never a persistent instance, another controller's, or running training."""
     reasons: list[str] = []
     if machine.state in ("shutting-down", "terminated"):
         reasons.append(f"already {machine.state}")
     if is_persistent(machine.tags):
         reasons.append(f"tagged {tags.PERSISTENT}")
-    if younger_than_min_age(machine, min_age, now) and not force:
-        reasons.append(f"younger than the minimum age {min_age} (use --force)")
+    if machine.controller:
+        reasons.append(f"run by {one_line(machine.controller)}: scale it down there instead")
+    if younger_than_min_age(machine, min_age, now) and not ignore_min_age:
+        reasons.append(f"younger than the minimum age {format_duration(min_age)} (--ignore-min-age)")
     if training.status is Training.ACTIVE:
-        reasons.append(f"a training job is running: {training.detail}")
-    elif training.status is Training.UNKNOWN and not force:
-        reasons.append(f"the training check gave no verdict ({training.detail}); --force to proceed anyway")
+        reasons.append(f"a training job is running: {one_line(training.detail)}")
+    elif training.status is Training.UNKNOWN and not ignore_unknown_training:
+        said = one_line(training.detail) or "the training check gave no verdict"
+        reasons.append(f"{said} (--ignore-unknown-training)")
     keep = volumes_dying_with(machine, {v.resource_id: v for v in volumes}, scope_tag)
     return TerminationCheck("refuse" if reasons else "terminate", tuple(reasons), keep)
 

@@ -53,6 +53,8 @@ def create_volume(
     scope_tag: str,
     snapshot_id: str | None = None,
     initialization_rate: int | None = None,
+    iops: int | None = None,
+    throughput_mibps: int | None = None,
 ) -> str:
     labels = {scope_tag: "true"}
     if persistent:
@@ -64,6 +66,10 @@ def create_volume(
         extra["SnapshotId"] = snapshot_id
     if initialization_rate:
         extra["VolumeInitializationRate"] = initialization_rate
+    if iops is not None:
+        extra["Iops"] = iops
+    if throughput_mibps is not None:
+        extra["Throughput"] = throughput_mibps
     created = ec2.create_volume(
         Size=size_gib,
         VolumeType=volume_type,  # type: ignore[arg-type]
