@@ -24,7 +24,14 @@ from trainctl.aws import ledger
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, system_clock
-from trainctl.core.events import InstanceStateChange, InvalidEvent, RebalanceRecommendation, SpotEvent, parse_spot_event
+from trainctl.core.events import (
+    InstanceStateChange,
+    InvalidEvent,
+    RebalanceRecommendation,
+    SpotEvent,
+    SpotInterruptionWarning,
+    parse_spot_event,
+)
 from trainctl.core.permissions import needs
 from trainctl.core.settings import SpotSettings
 from trainctl.spot.recover import start_recovery
@@ -94,7 +101,12 @@ def handle(*, event: dict[str, Any], parsed: SpotEvent, started: float) -> dict[
                 "reason": f"{parsed.detail.state}: only a termination can start recovery",
             }
         outcome = start_recovery(
-            client_factory(), settings, instance_id=parsed.detail.instance_id, region=region, clock=clock
+            client_factory(),
+            settings,
+            instance_id=parsed.detail.instance_id,
+            region=region,
+            terminated_at=parsed.time,
+            clock=clock,
         )
     else:
         outcome = handle_interruption(
@@ -108,6 +120,7 @@ def handle(*, event: dict[str, Any], parsed: SpotEvent, started: float) -> dict[
             clock=clock,
             watch=Stopwatch(started),
             sleep=sleep,
+            action=parsed.detail.instance_action if isinstance(parsed, SpotInterruptionWarning) else "",
         )
     return outcome.to_json()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import types
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -178,7 +179,7 @@ def test_spot_requests_are_stamped_and_their_instances_inherit_the_owner_on_firs
         InstanceCount=1, LaunchSpecification={"ImageId": "ami-0abcdef1234567890", "InstanceType": "g5.xlarge"}
     )["SpotInstanceRequests"][0]
     request_id = request["SpotInstanceRequestId"]
-    run(handler, event_for("request_spot_instances_assumed_role", **{"sir-0000000a": request_id}))
+    run(handler, event_for("request_spot_instances_assumed_role", **{"sir-p8kf3zxm": request_id}))
     assert tags_of(factory, request_id)[tags.CREATED_BY] == ALICE
     instance_id = ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])["SpotInstanceRequests"][0][
         "InstanceId"
@@ -302,3 +303,118 @@ def test_an_event_at_the_256_kb_limit_is_handled(handler: types.ModuleType, fact
     event["detail"]["requestParameters"]["userData"] = "<sensitiveDataRemoved>" + "x" * padding
     assert 250 * 1024 < len(json.dumps(event).encode()) <= 256 * 1024
     assert run(handler, event)["status"] == "stamped"
+
+
+# ------------------------------------------------------------------------------------------------- issue 17
+
+
+def launched_earlier(instance_id: str, by: timedelta = timedelta(hours=1)) -> None:
+    """Move a launch (and what it attached) back in moto's records: the event is processed long after it."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    instance = backend.get_instance(instance_id)
+    instance.launch_time -= by
+    for device in instance.block_device_mapping.values():
+        device.attach_time -= by
+        backend.get_volume(device.volume_id).attachment.attach_time -= by
+
+
+def shared_dataset(factory: ClientFactory, instance_id: str, **labels: str) -> str:
+    """A dataset volume that is not the launch's, attached to the instance after it started."""
+    ec2 = factory.ec2("us-east-1")
+    zone = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["Placement"]
+    spec = [{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in labels.items()]}]
+    volume_id = str(
+        ec2.create_volume(
+            Size=2000, AvailabilityZone=zone["AvailabilityZone"], **({"TagSpecifications": spec} if labels else {})
+        )["VolumeId"]
+    )
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdz")
+    return volume_id
+
+
+def test_a_late_launch_event_stamps_the_launchs_volumes_not_a_dataset_attached_since(
+    handler: types.ModuleType, factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 1: every volume attached when the event was processed got the launcher as creator, and the scope tag."""
+    monkeypatch.setenv("TRAINCTL_SCOPE_PRINCIPALS", "arn:aws:iam::*:role/MLTeam*")
+    first, second = launch(factory, 2)
+    launched_earlier(first)
+    launched_earlier(second)
+    untagged = shared_dataset(factory, first)
+    owned = shared_dataset(factory, second, **{tags.OWNER: "data-team"})
+    result = run(
+        handler,
+        event_for("run_instances_assumed_role", **{"i-0000000000000000a": first, "i-0000000000000000b": second}),
+    )
+    assert result["status"] == "stamped"
+    for root in (root_volume(factory, first), root_volume(factory, second)):
+        assert tags_of(factory, root)[tags.CREATED_BY] == ALICE and tags_of(factory, root)[tags.MANAGED] == "true"
+    assert tags_of(factory, untagged) == {}
+    assert tags_of(factory, owned) == {tags.OWNER: "data-team"}
+    assert untagged not in result["stamped"] and owned not in result["stamped"]
+
+
+def test_a_first_start_does_not_adopt_a_volume_attached_after_the_launch(
+    handler: types.ModuleType, factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 1, first start: the same adoption, with the launch time as created-at."""
+    monkeypatch.setenv("TRAINCTL_SCOPE_LAUNCH_TEMPLATES", "lt-0123456789abcdef0")
+    (instance_id,) = launch(factory, 1, **{"aws:ec2launchtemplate:id": "lt-0123456789abcdef0"})
+    launched_earlier(instance_id)
+    dataset = shared_dataset(factory, instance_id, team="data")
+    result = run(handler, event_for("instance_running", **{"i-0000000000000000a": instance_id}))
+    assert set(result["stamped"]) == {instance_id, root_volume(factory, instance_id)}
+    assert tags_of(factory, dataset) == {"team": "data"}
+
+
+def test_a_launch_mapping_its_own_data_volume_stamps_it(handler: types.ModuleType, factory: ClientFactory) -> None:
+    """The launch's data volume, with the DeleteOnTermination the request asked for, is the launch's."""
+    response = factory.ec2("us-east-1").run_instances(
+        ImageId="ami-0abcdef1234567890",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="g5.2xlarge",
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 500, "DeleteOnTermination": False}}],
+    )
+    instance_id = response["Instances"][0]["InstanceId"]
+    data = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in response["Instances"][0]["BlockDeviceMappings"]}["/dev/sdf"]
+    result = run(handler, event_for("run_instances_console_user", **{"i-0000000000000000a": instance_id}))
+    assert result["status"] == "stamped" and data in result["stamped"]
+    assert tags_of(factory, data)[tags.CREATED_BY] == "arn:aws:iam::123456789012:user/dana"
+    assert tags_of(factory, instance_id)[tags.OWNER] == "dana"  # the console user, not the sign-in service
+
+
+@pytest.mark.parametrize(
+    ("case", "ids"),
+    [
+        ("create_fleet_single_item", {"i-0000000000000000e": "instance"}),
+        ("create_snapshots_single_item", {"snap-0000000000000000e": "snapshot"}),
+        ("create_volume_aws_internal", {"vol-0000000000000000a": "volume"}),
+    ],
+)
+def test_real_cloudtrail_shapes_are_stamped(
+    handler: types.ModuleType, factory: ClientFactory, case: str, ids: dict[str, str]
+) -> None:
+    ec2 = factory.ec2("us-east-1")
+    made: dict[str, str] = {}
+    for placeholder, kind in ids.items():
+        if kind == "instance":
+            made[placeholder] = launch(factory)[0]
+        else:
+            volume_id = ec2.create_volume(Size=10, AvailabilityZone="us-east-1a")["VolumeId"]
+            made[placeholder] = volume_id if kind == "volume" else ec2.create_snapshot(VolumeId=volume_id)["SnapshotId"]
+    result = run(handler, event_for(case, **made))
+    assert result["status"] == "stamped", result
+    assert all(tags_of(factory, real)[tags.OWNER] == "alice@example.com" for real in made.values())
+
+
+@pytest.mark.parametrize("case", ["run_instances_dry_run", "create_volume_unauthorized"])
+def test_a_dry_run_or_a_refused_call_created_nothing(
+    handler: types.ModuleType, factory: ClientFactory, case: str
+) -> None:
+    attempts = forbid_writes(factory)
+    result = run(handler, event_for(case))
+    assert result["status"] == "ignored" and "Client." in result["reason"] and attempts == []

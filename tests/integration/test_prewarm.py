@@ -45,9 +45,13 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
         s3.create_bucket(Bucket="datasets")
         for shard in range(3):
             s3.put_object(Bucket="datasets", Key=f"imagenet/shard-{shard}.tar", Body=b"x" * 4096)
-        volume_id = factory.ec2(REGION).create_volume(Size=100, AvailabilityZone=f"{REGION}a", VolumeType="gp3")[
-            "VolumeId"
-        ]
+        # In scope, and not claimed by anyone yet: a volume pre-warm may fill (issue 17 item 7).
+        volume_id = factory.ec2(REGION).create_volume(
+            Size=100,
+            AvailabilityZone=f"{REGION}a",
+            VolumeType="gp3",
+            TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
+        )["VolumeId"]
         commands: list[dict[str, Any]] = []
         launches: list[dict[str, Any]] = []
 
@@ -230,6 +234,13 @@ def test_a_failed_command_is_compensated_with_its_status_as_the_cause(account: A
         ({"instance_id": "out-of-scope"}, "out of scope"),
         ({"volume_id": "in-use"}, "not available"),
         ({"volume": {"size_gib": 10, "zone": "us-east-1a", "initialization_rate": 200}, "volume_id": None}, "snapshot"),
+        # Issue 17 item 7: another person's persistent, out-of-scope volume was attached to a root worker and filled.
+        ({"volume_id": "someone-elses-dataset"}, "out of scope"),
+        ({"volume_id": "owned-by-bob"}, "owned by bob, not by a request that names none"),
+        ({"volume_id": "persistent"}, "tagged trainctl:persistent"),
+        ({"mount_point": "/mnt/.."}, "mount_point"),
+        ({"mount_point": "/mnt/."}, "mount_point"),
+        ({"s3_uri": "s3://datasets/imagenet/../private/"}, "s3_uri"),
     ],
 )
 def test_invalid_requests_are_refused_before_any_launch(
@@ -245,8 +256,25 @@ def test_invalid_requests_are_refused_before_any_launch(
         change["instance_id"] = ec2.run_instances(
             ImageId="ami-0abcdef1234567890", MinCount=1, MaxCount=1, Placement={"AvailabilityZone": f"{REGION}a"}
         )["Instances"][0]["InstanceId"]
+    labelled = {
+        "someone-elses-dataset": {tags.OWNER: "bob", tags.PERSISTENT: "true"},
+        "owned-by-bob": {tags.MANAGED: "true", tags.OWNER: "bob"},
+        "persistent": {tags.MANAGED: "true", tags.PERSISTENT: "true"},
+    }.get(str(change.get("volume_id")))
+    if labelled is not None:
+        change["volume_id"] = ec2.create_volume(
+            Size=100,
+            AvailabilityZone=f"{REGION}a",
+            TagSpecifications=[
+                {"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in labelled.items()]}
+            ],
+        )["VolumeId"]
     if change.get("volume_id") == "in-use":
-        busy = ec2.create_volume(Size=10, AvailabilityZone=f"{REGION}a")["VolumeId"]
+        busy = ec2.create_volume(
+            Size=10,
+            AvailabilityZone=f"{REGION}a",
+            TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
+        )["VolumeId"]
         holder = ec2.run_instances(ImageId="ami-0abcdef1234567890", MinCount=1, MaxCount=1)["Instances"][0]
         ec2.attach_volume(VolumeId=busy, InstanceId=holder["InstanceId"], Device="/dev/sdh")
         change["volume_id"] = busy

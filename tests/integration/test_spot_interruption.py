@@ -323,11 +323,33 @@ def recovered_instances(factory: ClientFactory, instance_id: str) -> list[dict[s
     return [i for r in reservations for i in r["Instances"]]
 
 
-def reclaim(handler: types.ModuleType, factory: ClientFactory, instance_id: str) -> dict[str, Any]:
-    """The warning, then EC2 takes the instance, then its termination event."""
-    invoke(handler, spot_event("warning", instance_id))
+def terminate(factory: ClientFactory, instance_id: str, *, by_ec2: bool) -> None:
+    """Terminate the instance: by EC2 taking back its capacity, or (as moto records any termination) by request."""
     factory.ec2(REGION).terminate_instances(InstanceIds=[instance_id])
-    ended = spot_event("terminated", instance_id, time=format_instant(WARNED_AT + timedelta(minutes=2)))
+    if by_ec2:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ec2.models import ec2_backends
+        from moto.ec2.models.instances import StateReason
+
+        instance = ec2_backends[DEFAULT_ACCOUNT_ID][REGION].get_instance(instance_id)
+        instance.state_reason = StateReason(
+            "Server.SpotInstanceTermination: Spot instance termination", "Server.SpotInstanceTermination"
+        )
+
+
+def reclaim(
+    handler: types.ModuleType,
+    factory: ClientFactory,
+    instance_id: str,
+    *,
+    after: timedelta = timedelta(minutes=2),
+    by_ec2: bool = True,
+    warning: str = "warning",
+) -> dict[str, Any]:
+    """The warning, then EC2 takes the instance (`after` the warning), then its termination event."""
+    invoke(handler, spot_event(warning, instance_id))
+    terminate(factory, instance_id, by_ec2=by_ec2)
+    ended = spot_event("terminated", instance_id, time=format_instant(WARNED_AT + after))
     return invoke(handler, ended)
 
 
@@ -461,6 +483,72 @@ def test_a_termination_nobody_was_warned_of_is_not_recovered(
     assert recovered_instances(factory, fleet.trainer) == []
 
 
+def stop_warning(instance_id: str) -> dict[str, Any]:
+    event = spot_event("warning", instance_id, id="7a1c4e2f-3b5d-4f6a-8c9e-stopwarning1")
+    event["detail"]["instance-action"] = "stop"
+    return event
+
+
+@pytest.mark.parametrize(
+    ("story", "reason"),
+    [
+        ("stop-warning-then-terminated", "no terminate warning"),
+        ("terminated-a-week-after-its-warning", "no terminate warning"),
+        ("terminated-by-a-person-after-the-warning", "terminated by request (Client.UserInitiatedShutdown)"),
+        ("no-warning-only-ec2s-word", "no terminate warning"),
+    ],
+)
+def test_a_termination_that_did_not_follow_a_terminate_warning_by_minutes_is_not_recovered(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, sent: SentCommands, story: str, reason: str
+) -> None:
+    """Issue 17 item 5: any handled warning in 180 days of ledger history counted as "reclaimed"."""
+    if story == "stop-warning-then-terminated":
+        # A stop warning was handled; whatever ends the instance next, that warning did not announce it.
+        assert invoke(handler, stop_warning(fleet.trainer))["status"] == "handled"
+        terminate(factory, fleet.trainer, by_ec2=True)
+        result = invoke(
+            handler, spot_event("terminated", fleet.trainer, time=format_instant(WARNED_AT + timedelta(minutes=4)))
+        )
+    elif story == "terminated-a-week-after-its-warning":
+        result = reclaim(handler, factory, fleet.trainer, after=timedelta(days=7))
+    elif story == "terminated-by-a-person-after-the-warning":
+        result = reclaim(handler, factory, fleet.trainer, by_ec2=False)
+    else:
+        terminate(factory, fleet.trainer, by_ec2=True)
+        result = invoke(handler, spot_event("terminated", fleet.trainer, time=format_instant(WARNED_AT)))
+    assert result["status"] == "ignored" and reason in result["reason"], result
+    assert result["execution_arn"] is None and recovered_instances(factory, fleet.trainer) == []
+
+
+def test_a_warning_whose_arn_names_only_a_zone_is_handled_and_recovered_from(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet
+) -> None:
+    """Item 14: spot warnings name the instance by an ARN with the availability zone and no account."""
+    event = spot_event("warning_zone_arn", fleet.trainer)
+    assert event["resources"] == [f"arn:aws:ec2:{REGION}a:instance/{fleet.trainer}"]
+    assert invoke(handler, event)["status"] == "handled"
+    terminate(factory, fleet.trainer, by_ec2=True)
+    ended = spot_event("terminated", fleet.trainer, time=format_instant(WARNED_AT + timedelta(minutes=3)))
+    assert invoke(handler, ended)["status"] == "recovery-started"
+
+
+def test_an_owner_tag_cannot_forge_lines_or_attributes_in_the_spot_notice(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet
+) -> None:
+    """Item 4: a newline in trainctl:owner forged lines in the notice and reached the owner attribute as it was."""
+    forged = "carol\nsnapshots: none were taken\u202e"
+    factory.ec2(REGION).create_tags(Resources=[fleet.trainer], Tags=[{"Key": tags.OWNER, "Value": forged}])
+    factory.ec2(REGION).create_tags(
+        Resources=[fleet.trainer], Tags=[{"Key": tags.CHECKPOINT_HOOK, "Value": "x\nkept: everything"}]
+    )
+    invoke(handler, spot_event("warning", fleet.trainer))
+    [told] = messages(factory, fleet.queue_url)
+    assert told["MessageAttributes"]["owner"]["Value"] == "carol\\nsnapshots: none were taken\\u202e"
+    lines = told["Message"].splitlines()
+    assert not any(line.startswith(("snapshots: none", "kept: everything")) for line in lines), lines
+    assert all(ch.isprintable() for line in lines for ch in line)
+
+
 def template_of(instance: dict[str, Any]) -> str | None:
     return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == "aws:ec2launchtemplate:id"), None)
 
@@ -484,6 +572,15 @@ def handler_input(handler: types.ModuleType, factory: ClientFactory, instance_id
     assert reclaim(handler, factory, instance_id)["status"] == "recovery-started"
     found: dict[str, Any] = json.loads(captured["input"])
     return found
+
+
+def test_the_recovery_input_names_no_launch_template_and_no_tags(
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet
+) -> None:
+    """The workflow derives both from the interrupted instance: the input carries neither."""
+    execution_input = handler_input(handler, factory, fleet.trainer)
+    assert "launch_template" not in execution_input and "tags" not in execution_input
+    assert execution_input["owner"] == "carol" and execution_input["instance_id"] == fleet.trainer
 
 
 def start_by_hand(fleet: SpotFleet, execution_input: dict[str, Any]) -> str:

@@ -115,3 +115,26 @@ def test_every_fixture_named_malformed_is_refused() -> None:
                 continue  # truncated JSON never reaches a parser: the CLI refuses the file (exit 2)
             with pytest.raises(InvalidEvent):
                 parser(event)
+
+
+@pytest.mark.parametrize(("function", "task"), [("cleanup_sweep", "cleanup_sweep"), ("cost_alerts", "cost_alerts")])
+def test_the_scheduler_envelope_without_input_is_a_scheduled_run_with_default_settings(
+    function: str, task: str
+) -> None:
+    """Issue 17 item 13: a schedule a person adds by hand sends `source: aws.scheduler` and `detail: "{}"`."""
+    event = json.loads((EVENTS / function / "scheduler_without_input.json").read_text())
+    assert event["source"] == "aws.scheduler" and event["detail"] == "{}"
+    request = PARSERS[function](event)
+    assert request.task == task and request.regions is None
+    # Only an object (as JSON text or as it is) is a detail: anything else is still refused.
+    for detail in ("[]", "not json", '"{}"', 7):
+        with pytest.raises(InvalidEvent):
+            PARSERS[function]({**event, "detail": detail})
+    with pytest.raises(InvalidEvent):
+        PARSERS[function]({**event, "source": "aws.s3"})
+
+
+@pytest.mark.parametrize("region", ["us-east-1\n", "us-east-1 ", "US-EAST-1"])
+def test_a_region_name_with_a_trailing_newline_is_refused(region: str) -> None:
+    with pytest.raises(InvalidEvent):
+        parse_sweep_trigger({"task": "cleanup_sweep", "regions": [region]})

@@ -14,6 +14,7 @@ from trainctl.prewarm.rules import (
     WORKER_TYPES,
     InvalidRequest,
     check_given_instance,
+    check_volume_claim,
     choose_worker,
     existing_volume,
     make_plan,
@@ -29,6 +30,14 @@ from trainctl.prewarm.rules import (
         ({"s3_uri": "s3://bucket/$(reboot)"}, "s3_uri"),
         ({"s3_uri": "https://bucket/x"}, "s3_uri"),
         ({"mount_point": "/mnt/../etc"}, "mount_point"),
+        ({"mount_point": "/mnt/.."}, "mount_point"),  # issue 17 item 7: both passed the check
+        ({"mount_point": "/mnt/."}, "mount_point"),
+        ({"mount_point": "/mnt/prewarm\n"}, "mount_point"),
+        ({"s3_uri": "s3://datasets/../other/"}, "s3_uri"),
+        ({"s3_uri": "s3://datasets/a/./b"}, "s3_uri"),
+        ({"volume_id": "vol-0123456789abcdef"}, "volume_id"),  # 16: neither 8 nor 17 characters
+        ({"owner": ""}, "owner"),
+        ({"force": "maybe"}, "force"),
         ({"mount_point": "/home/me"}, "mount_point"),
         ({"volume_id": "vol-XYZ"}, "volume_id"),
         ({"instance_id": "i-123;ls"}, "instance_id"),
@@ -143,3 +152,49 @@ def test_the_callers_instance_must_be_beside_the_volume_running_and_in_scope(
     )
     with pytest.raises(InvalidRequest, match=refusal):
         check_given_instance(instance, "us-east-1a", tags.MANAGED)
+
+
+@pytest.mark.parametrize(
+    "mount_point", ["/mnt/prewarm", "/mnt/data-1", "/mnt/.cache", "/mnt/..data", "/mnt/v1.2", "/mnt/a..b"]
+)
+def test_mount_points_may_contain_dots_but_not_be_dots(mount_point: str) -> None:
+    request = parse_request(
+        {"volume_id": "vol-0123456789abcdef0", "s3_uri": "s3://datasets/x/", "mount_point": mount_point}
+    )
+    assert request.mount_point == mount_point
+
+
+def claim(labels: dict[str, str], **request: object) -> None:
+    parsed = parse_request({"volume_id": "vol-0123456789abcdef0", "s3_uri": "s3://datasets/imagenet/", **request})
+    check_volume_claim("vol-0123456789abcdef0", labels, parsed, tags.MANAGED)
+
+
+def test_only_a_volume_in_scope_and_the_callers_or_unclaimed_is_filled() -> None:
+    """Issue 17 item 7: another person's persistent, out-of-scope volume was accepted."""
+    scoped = {tags.MANAGED: "true"}
+    claim(scoped)  # nobody's yet: new
+    claim({**scoped, tags.OWNER: "alice"}, owner="alice")
+    with pytest.raises(InvalidRequest, match="out of scope"):
+        claim({tags.OWNER: "alice"}, owner="alice")
+    with pytest.raises(InvalidRequest, match="out of scope"):
+        claim({tags.MANAGED: "maybe"})
+    with pytest.raises(InvalidRequest, match="owned by bob, not by the request's owner alice"):
+        claim({**scoped, tags.OWNER: "bob"}, owner="alice")
+    with pytest.raises(InvalidRequest, match="owned by bob, not by a request that names none"):
+        claim({**scoped, tags.OWNER: "bob"})
+    with pytest.raises(InvalidRequest, match="owned by bob\\\\n"):
+        claim({**scoped, tags.OWNER: "bob\nforged"}, owner="alice")  # the reason stays one line
+
+
+def test_a_persistent_volume_is_filled_only_when_forced() -> None:
+    for key, value in ((tags.PERSISTENT, "true"), (tags.PERSISTENT, "yes"), ("trainctl:persistant", "1")):
+        labels = {tags.MANAGED: "true", tags.OWNER: "alice", key: value}
+        with pytest.raises(InvalidRequest, match="persistent"):
+            claim(labels, owner="alice")
+        claim(labels, owner="alice", force=True)
+    claim({tags.MANAGED: "true", tags.PERSISTENT: "false"})
+    # force is for persistence only: it never fills another's or an out-of-scope volume.
+    with pytest.raises(InvalidRequest, match="owned by bob"):
+        claim({tags.MANAGED: "true", tags.OWNER: "bob", tags.PERSISTENT: "true"}, owner="alice", force=True)
+    with pytest.raises(InvalidRequest, match="out of scope"):
+        claim({tags.PERSISTENT: "true"}, force=True)

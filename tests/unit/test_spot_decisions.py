@@ -10,9 +10,11 @@ from trainctl.core.protections import volumes_dying_with
 from trainctl.core.resources import BlockDevice, Instance, Volume
 from trainctl.core.settings import SpotSettings
 from trainctl.spot.rules import (
+    RECLAIM_WINDOW,
     checkpoint_command,
     checkpoint_wait,
     data_volumes,
+    reclaim_warning,
     recovery_refusal,
     recovery_zones,
     refusal,
@@ -105,13 +107,41 @@ def test_data_volumes_exclude_the_root_and_only_volumes_that_must_outlive_it_are
 
 def test_recovery_needs_a_reclaimed_in_scope_spot_instance_that_asked_for_it() -> None:
     asked = spot(state="terminated", tags={tags.MANAGED: "true", tags.RECOVER: "true"})
-    assert recovery_refusal(asked, SETTINGS, warned=True) is None
     reclaimed = spot(state="terminated", tags=asked.tags, state_reason="Server.SpotInstanceTermination")
-    assert recovery_refusal(reclaimed, SETTINGS, warned=False) is None
+    assert recovery_refusal(reclaimed, SETTINGS, warned=True) is None
+    assert recovery_refusal(asked, SETTINGS, warned=True) is None  # no reason given is not a person's request
+    # EC2's word alone is not enough (issue 17 item 5): only a terminate warning minutes before says reclaimed.
+    assert "not reclaimed" in str(recovery_refusal(reclaimed, SETTINGS, warned=False))
     assert "not reclaimed" in str(recovery_refusal(asked, SETTINGS, warned=False))
+    for reason in ("Client.UserInitiatedShutdown", "Client.InstanceInitiatedShutdown", "Client.InternalError"):
+        by_request = spot(state="terminated", tags=asked.tags, state_reason=reason)
+        assert f"terminated by request ({reason})" in str(recovery_refusal(by_request, SETTINGS, warned=True))
     assert "trainctl:recover" in str(recovery_refusal(spot(state="terminated"), SETTINGS, warned=True))
     undeployed = SETTINGS.model_copy(update={"recovery_state_machine_arn": None})
-    assert "not deployed" in str(recovery_refusal(asked, undeployed, warned=True))
+    assert "not deployed" in str(recovery_refusal(reclaimed, undeployed, warned=True))
+
+
+def warning(action: str = "terminate", at: datetime = WARNED, status: str = "handled") -> dict[str, Any]:
+    return {"kind": "warning", "status": status, "action": action, "event_time": at.isoformat(), "snapshots": []}
+
+
+def test_only_a_handled_terminate_warning_minutes_before_the_termination_counts() -> None:
+    """Issue 17 item 5: any handled warning in the ledger's history counted, a stop warning a week ago included."""
+    ended = WARNED + timedelta(minutes=2)
+    assert reclaim_warning([warning()], ended) == warning()
+    assert reclaim_warning([warning()], WARNED + RECLAIM_WINDOW) is not None
+    assert reclaim_warning([warning()], WARNED + RECLAIM_WINDOW + timedelta(seconds=1)) is None
+    assert reclaim_warning([warning()], WARNED + timedelta(days=7)) is None
+    assert reclaim_warning([warning()], WARNED - timedelta(seconds=1)) is None  # a warning after the end
+    assert reclaim_warning([warning("stop"), warning("hibernate")], ended) is None
+    assert reclaim_warning([warning(status="refused")], ended) is None
+    assert reclaim_warning([{"kind": "warning", "status": "handled"}], ended) is None  # nothing says terminate
+    assert reclaim_warning([{**warning(), "event_time": "yesterday"}], ended) is None
+    assert (
+        reclaim_warning([{"kind": "rebalance", "status": "handled", "event_time": WARNED.isoformat()}], ended) is None
+    )
+    latest = warning(at=WARNED + timedelta(minutes=1))
+    assert reclaim_warning([warning(), latest], ended) == latest
 
 
 def test_recovery_skips_the_lost_zone() -> None:

@@ -10,37 +10,53 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
 from trainctl.core import tags
 from trainctl.core.clock import format_instant
 
-if TYPE_CHECKING:
-    pass
-
 MAX_TAG_VALUE = 256
 TAG_BATCH = 500
 LAUNCH_TEMPLATE_TAG = "aws:ec2launchtemplate:id"
+# A scope or owner pattern with this prefix matches the identity that signed the call and nothing the caller
+# chose: an assumed role's ARN without its session name (see `Principal.identity`).
+ROLE_ONLY = "role:"
+# A launch's own volumes are attached at its launch time; EC2 reports the two instants up to a second apart.
+LAUNCH_ATTACH_SLACK = timedelta(seconds=2)
 
-# The response keys that name what each call created, and the id shape each must have. Key names,
-# not positions: CreateFleet and CreateSnapshots nest their ids differently across API versions,
-# and RunInstances also names the *source* AMI (imageId), which must never be stamped.
-CREATED_KEYS: dict[str, dict[str, str]] = {
-    "RunInstances": {"instanceId": "i"},
-    "CreateVolume": {"volumeId": "vol"},
-    "CreateSnapshot": {"snapshotId": "snap"},
-    "CreateSnapshots": {"snapshotId": "snap"},
-    "CopySnapshot": {"snapshotId": "snap"},
-    "CreateImage": {"imageId": "ami"},
-    "RequestSpotInstances": {"spotInstanceRequestId": "sir"},
-    "CreateFleet": {"instanceId": "i", "instanceIds": "i"},
+# EC2's resource ids: the prefix, then 8 (older) or 17 lowercase hexadecimal characters. `\Z`, not `$`, which
+# would also match before a trailing newline.
+_HEX = "(?:[0-9a-f]{8}|[0-9a-f]{17})"
+ID_PATTERNS: dict[str, re.Pattern[str]] = {
+    prefix: re.compile(rf"^{prefix}-{_HEX}\Z") for prefix in ("i", "vol", "snap", "ami")
+} | {
+    # Spot requests are `sir-` and 8 lowercase letters or digits (sir-dvxi7fsm, sir-86k84j6p in the EC2 User
+    # Guide); emulators write the 17-hex form of the other ids.
+    "sir": re.compile(r"^sir-(?:[0-9a-z]{8}|[0-9a-f]{17})\Z"),
 }
-STAMPED_EVENTS = tuple(CREATED_KEYS)
 
-
-def _id_pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(rf"^{prefix}-[0-9a-f]{{8,17}}$")
+# Where each call's response names what it created: a path of keys, "[]" for every member of an EC2 set
+# ({"items": [...]}, {"item": [...]}, a plain list, or the one member itself), and the kind of id found there.
+# Nothing else in a response is read: RunInstances also names its source AMI, its network interfaces (whose
+# attachments may name instances of other owners), and a requester; none of them is what the call created.
+CreatedPath = tuple[tuple[str, ...], str]
+CREATED_PATHS: dict[str, tuple[CreatedPath, ...]] = {
+    "RunInstances": (
+        (("instancesSet", "[]", "instanceId"), "i"),
+        (("instancesSet", "[]", "blockDeviceMapping", "[]", "ebs", "volumeId"), "vol"),
+    ),
+    "CreateVolume": ((("volumeId",), "vol"),),
+    "CreateSnapshot": ((("snapshotId",), "snap"),),
+    "CreateSnapshots": ((("snapshotSet", "[]", "snapshotId"), "snap"),),
+    "CopySnapshot": ((("snapshotId",), "snap"),),
+    "CreateImage": ((("imageId",), "ami"),),
+    "RequestSpotInstances": ((("spotInstanceRequestSet", "[]", "spotInstanceRequestId"), "sir"),),
+    "CreateFleet": ((("fleetInstanceSet", "[]", "instanceIds", "[]"), "i"),),
+}
+STAMPED_EVENTS = tuple(CREATED_PATHS)
+# invokedBy values that name the way a person came in, not a service acting on its own: the console.
+CONSOLE_FRONT_ENDS = frozenset({"signin.amazonaws.com", "console.amazonaws.com"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +66,10 @@ class Principal:
     kind: str  # assumed-role, iam-user, root, aws-service, federated-user, unknown
     created_by: str
     owner: str
-    arns: tuple[str, ...] = ()  # what scope patterns are matched against
+    arns: tuple[str, ...] = ()  # what scope patterns are matched against, session names included
+    # The identity that signed the call, with nothing its caller chose: an assumed role's ARN (no session name),
+    # a user's ARN, the root ARN, a service principal, the IAM user behind a federated session.
+    identity: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,51 +87,83 @@ def _clip(value: str) -> str:
     return value if len(value) <= MAX_TAG_VALUE else value[: MAX_TAG_VALUE - 1] + "…"
 
 
+def _is_service_call(kind: str, invoked_by: str) -> bool:
+    """An AWS service made the call itself: an AWSService identity, or a service principal acting for an identity.
+
+    Console sign-in also writes `invokedBy` (signin.amazonaws.com): the person at the console made that call.
+    "AWS Internal" and other values that are not service principals do not name a service either.
+    """
+    if kind == "AWSService":
+        return True
+    return invoked_by.endswith(".amazonaws.com") and invoked_by not in CONSOLE_FRONT_ENDS
+
+
 def principal_of(user_identity: Mapping[str, Any]) -> Principal:
     kind = str(user_identity.get("type", ""))
     arn = str(user_identity.get("arn", ""))
-    invoked_by = user_identity.get("invokedBy")
-    if kind == "AWSService" or (invoked_by and str(invoked_by).endswith(".amazonaws.com")):
+    invoked_by = str(user_identity.get("invokedBy") or "")
+    session_context = user_identity.get("sessionContext")
+    issuer = session_context.get("sessionIssuer", {}) if isinstance(session_context, Mapping) else {}
+    issuer = issuer if isinstance(issuer, Mapping) else {}
+    if _is_service_call(kind, invoked_by):
         service = str(invoked_by or user_identity.get("principalId") or "aws-service")
-        return Principal("aws-service", _clip(f"service:{service}"), service, (service, arn))
+        return Principal("aws-service", _clip(f"service:{service}"), service, (service, arn), service)
     if kind == "AssumedRole":
-        issuer = user_identity.get("sessionContext", {}).get("sessionIssuer", {})
         role_arn = str(issuer.get("arn") or arn)
         session = arn.rsplit("/", 1)[-1] if "/" in arn else ""
         created_by = f"{role_arn} session {session}" if session else role_arn
-        return Principal(
-            "assumed-role", _clip(created_by), session or str(issuer.get("userName", role_arn)), (role_arn, arn)
-        )
+        owner = session or str(issuer.get("userName", role_arn))
+        return Principal("assumed-role", _clip(created_by), owner, (role_arn, arn), role_arn)
     if kind == "IAMUser":
-        return Principal("iam-user", _clip(arn), str(user_identity.get("userName") or arn.rsplit("/", 1)[-1]), (arn,))
+        owner = str(user_identity.get("userName") or arn.rsplit("/", 1)[-1])
+        return Principal("iam-user", _clip(arn), owner, (arn,), arn)
     if kind == "Root":
         account = str(user_identity.get("accountId", ""))
-        return Principal("root", _clip(arn or f"arn:aws:iam::{account}:root"), "root", (arn,))
+        root = arn or f"arn:aws:iam::{account}:root"
+        return Principal("root", _clip(root), "root", (arn,), root)
     if kind == "FederatedUser":
-        return Principal("federated-user", _clip(arn), arn.rsplit("/", 1)[-1], (arn,))
+        return Principal("federated-user", _clip(arn), arn.rsplit("/", 1)[-1], (arn,), str(issuer.get("arn") or ""))
     return Principal("unknown", _clip(arn or "unknown"), "unknown", (arn,) if arn else ())
 
 
 def created_ids(event_name: str, response: Any) -> list[str]:
-    """Ids of what the call created, in order, each once; nothing for an unknown call."""
-    keys = CREATED_KEYS.get(event_name, {})
-    patterns = {key: _id_pattern(prefix) for key, prefix in keys.items()}
+    """Ids of what the call created, in order, each once; nothing for an unknown call or a value not an id."""
+    paths = CREATED_PATHS.get(event_name, ())
+    if not isinstance(response, Mapping):
+        return []
+    # CreateFleet and CreateSnapshots wrap their answer in "<Call>Response" (with xmlns, requestId, errorSet).
+    wrapped = response.get(f"{event_name}Response")
+    body = wrapped if isinstance(wrapped, Mapping) else response
     found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                if key in patterns:
-                    for candidate in _strings(value):
-                        if patterns[key].match(candidate) and candidate not in found:
-                            found.append(candidate)
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(response)
+    for path, prefix in paths:
+        for candidate in _follow(body, path):
+            if isinstance(candidate, str) and ID_PATTERNS[prefix].match(candidate) and candidate not in found:
+                found.append(candidate)
     return found
+
+
+def _follow(node: Any, path: Sequence[str]) -> Iterator[Any]:
+    if not path:
+        yield node
+        return
+    step, rest = path[0], path[1:]
+    if step == "[]":
+        for member in _members(node):
+            yield from _follow(member, rest)
+    elif isinstance(node, Mapping) and step in node:
+        yield from _follow(node[step], rest)
+
+
+def _members(node: Any) -> list[Any]:
+    """The members of an EC2 set as CloudTrail writes it: a list of one may be the member itself."""
+    if isinstance(node, Mapping):
+        inner = node.get("items", node.get("item"))
+        if inner is None:
+            return []
+        node = inner
+    if isinstance(node, list):
+        return node
+    return [node] if isinstance(node, Mapping | str) else []
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -128,19 +179,65 @@ def _strings(value: Any) -> Iterator[str]:
         yield from _strings(value.get("item") or value.get("items") or [])
 
 
+def requested_delete_on_termination(request: Any) -> dict[str, bool]:
+    """Device name -> DeleteOnTermination, for each EBS device a RunInstances request mapped itself."""
+    if not isinstance(request, Mapping):
+        return {}
+    asked: dict[str, bool] = {}
+    for mapping in _members(request.get("blockDeviceMapping")):
+        if not isinstance(mapping, Mapping):
+            continue
+        device, ebs = mapping.get("deviceName"), mapping.get("ebs")
+        if isinstance(device, str) and isinstance(ebs, Mapping) and isinstance(ebs.get("deleteOnTermination"), bool):
+            asked[device] = ebs["deleteOnTermination"]
+    return asked
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedVolume:
+    """One EBS entry of an instance's block device mapping, as DescribeInstances shows it."""
+
+    volume_id: str
+    device: str
+    attach_time: datetime | None
+    delete_on_termination: bool | None
+
+
+def launch_volumes(
+    launch_time: datetime, attached: Sequence[AttachedVolume], requested: Mapping[str, bool] | None = None
+) -> list[str]:
+    """The volumes the launch itself created, of all those attached now.
+
+    Attached at the launch time (a volume attached by hand comes later: AttachVolume needs a running or stopped
+    instance), and, for a device the launch mapped itself, with the DeleteOnTermination it asked for. A volume
+    attached after the launch, a shared dataset say, is someone else's: it is never stamped from this launch.
+    """
+    created = []
+    for volume in attached:
+        if volume.attach_time is None or abs(volume.attach_time - launch_time) > LAUNCH_ATTACH_SLACK:
+            continue
+        asked = (requested or {}).get(volume.device)
+        if asked is not None and volume.delete_on_termination is not asked:
+            continue
+        created.append(volume.volume_id)
+    return created
+
+
+def _matches(principal: Principal, pattern: str) -> bool:
+    if pattern.startswith(ROLE_ONLY):
+        return bool(principal.identity) and fnmatch.fnmatchcase(principal.identity, pattern[len(ROLE_ONLY) :])
+    return any(fnmatch.fnmatchcase(candidate, pattern) for candidate in (*principal.arns, principal.created_by))
+
+
 def owner_for(principal: Principal, owner_map: Mapping[str, str]) -> str:
     for pattern, owner in owner_map.items():
-        if any(fnmatch.fnmatchcase(candidate, pattern) for candidate in (*principal.arns, principal.created_by)):
+        if _matches(principal, pattern):
             return owner
     return principal.owner
 
 
 def in_scope_by_rules(principal: Principal | None, current: Mapping[str, str], rules: StampRules) -> bool:
-    if principal is not None and any(
-        fnmatch.fnmatchcase(candidate, pattern)
-        for pattern in rules.scope_principals
-        for candidate in (*principal.arns, principal.created_by)
-    ):
+    if principal is not None and any(_matches(principal, pattern) for pattern in rules.scope_principals):
         return True
     if current.get(LAUNCH_TEMPLATE_TAG) in rules.scope_launch_templates:
         return True
@@ -150,6 +247,14 @@ def in_scope_by_rules(principal: Principal | None, current: Mapping[str, str], r
     return False
 
 
+def stamped_by_another(current: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """The resource already names an owner or a creator other than the one this call would stamp.
+
+    Without a principal (a first start with no trail yet) any owner or creator already there is another's.
+    """
+    return any(key in current and current[key] != wanted.get(key) for key in (tags.OWNER, tags.CREATED_BY))
+
+
 def stamps_for(
     resource_ids: Sequence[str],
     current_tags: Mapping[str, Mapping[str, str]],
@@ -157,7 +262,11 @@ def stamps_for(
     created_at: datetime,
     rules: StampRules,
 ) -> dict[str, dict[str, str]]:
-    """The tags each resource lacks; a key already there, whatever its value, is left alone."""
+    """The tags each resource lacks; a key already there, whatever its value, is left alone.
+
+    The scope tag is added only where a scope rule matches and no other owner stamped the resource first:
+    trainctl never brings another person's resource into its own reach.
+    """
     planned: dict[str, dict[str, str]] = {}
     for resource_id in resource_ids:
         current = current_tags.get(resource_id, {})
@@ -165,7 +274,7 @@ def stamps_for(
         if principal is not None:
             wanted[tags.CREATED_BY] = principal.created_by
             wanted[tags.OWNER] = _clip(owner_for(principal, rules.owner_map))
-        if in_scope_by_rules(principal, current, rules):
+        if in_scope_by_rules(principal, current, rules) and not stamped_by_another(current, wanted):
             wanted[rules.scope_tag] = "true"
         missing = {key: value for key, value in wanted.items() if key not in current}
         if missing:
@@ -187,7 +296,7 @@ def tag_batches(planned: Mapping[str, Mapping[str, str]]) -> list[tuple[list[str
 
 # Calls that put a resource back to use, or move it in or out of scope: each makes a mark on it void.
 USE_EVENTS = ("AttachVolume", "StartInstances", "CreateTags", "DeleteTags")
-_USED_ID = re.compile(r"^(vol|i|snap)-[0-9a-f]{8,17}$")
+_USED_ID = re.compile(rf"^(vol|i|snap)-{_HEX}\Z")
 
 
 def used_ids(event_name: str, request: Any, scope_tag: str) -> list[str]:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from trainctl.age_guard.rules import Principal, StampRules, created_ids, principal_of, stamps_for, used_ids
+from trainctl.age_guard.rules import (
+    Principal,
+    StampRules,
+    created_ids,
+    launch_volumes,
+    principal_of,
+    requested_delete_on_termination,
+    stamps_for,
+    used_ids,
+)
 from trainctl.age_guard.stamper import Ec2Stamper
 from trainctl.age_guard.use import MarkVoider
 from trainctl.aws.clients import ClientFactory
@@ -87,9 +96,10 @@ def stamp_api_call(factory: ClientFactory, event: CloudTrailApiCall, settings: A
     ids = [i for i in ids if i in present]
     if not ids:
         return StampResult("ignored", f"{detail.event_name}: {', '.join(gone)} no longer exist")
+    asked = requested_delete_on_termination(detail.request_parameters) if detail.event_name == "RunInstances" else {}
     for details in launched.values():
-        # The volumes a launch creates were made by the same caller at the same moment.
-        ids.extend(v for v in details["volumes"] if v not in ids)
+        # The volumes the launch created, not whatever is attached by the time this (late) event arrives.
+        ids.extend(v for v in launch_volumes(details["launch_time"], details["attached"], asked) if v not in ids)
     result = _stamp(stamper, ids, principal_of(detail.user_identity), detail.event_time, rules_from(settings))
     if gone:
         return replace(result, reason=f"{', '.join(gone)} no longer exist")
@@ -121,7 +131,8 @@ def stamp_first_start(factory: ClientFactory, event: InstanceStateChange, settin
                 request_tags.get(tags.OWNER, "unknown"),
                 (request_tags[tags.CREATED_BY],),
             )
-    ids = [instance_id, *details["volumes"]]
+    # Only the volumes attached at this launch: a first start does not adopt a volume attached since.
+    ids = [instance_id, *launch_volumes(details["launch_time"], details["attached"])]
     return _stamp(stamper, ids, principal, details["launch_time"], rules_from(settings))
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from trainctl.age_guard.rules import tag_batches
+from trainctl.age_guard.rules import AttachedVolume, tag_batches
 from trainctl.aws.clients import access_error
 from trainctl.core.permissions import needs
 
@@ -46,7 +46,7 @@ class Ec2Stamper:
         return found
 
     def launch_details(self, instance_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Launch time, root and data volumes, and spot request of each instance still there."""
+        """Launch time, the EBS volumes attached now (with when and how), and spot request of each instance."""
         details: dict[str, dict[str, Any]] = {}
         try:
             pages = self._ec2.get_paginator("describe_instances").paginate(
@@ -57,8 +57,15 @@ class Ec2Stamper:
                     for instance in reservation["Instances"]:
                         details[instance["InstanceId"]] = {
                             "launch_time": instance["LaunchTime"],
-                            "volumes": [
-                                m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings", []) if "Ebs" in m
+                            "attached": [
+                                AttachedVolume(
+                                    str(m["Ebs"]["VolumeId"]),
+                                    str(m.get("DeviceName", "")),
+                                    m["Ebs"].get("AttachTime"),
+                                    m["Ebs"].get("DeleteOnTermination"),
+                                )
+                                for m in instance.get("BlockDeviceMappings", [])
+                                if "Ebs" in m and "VolumeId" in m["Ebs"]
                             ],
                             "spot_request": instance.get("SpotInstanceRequestId"),
                             "lifecycle": instance.get("InstanceLifecycle", "on-demand"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -11,7 +12,7 @@ from aws_lambda_powertools.utilities.parser.exceptions import InvalidModelTypeEr
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d\Z")  # \Z: `$` would let a trailing newline through
 
 
 def _region_names_only(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -43,13 +44,31 @@ class SweepRequest(BaseModel):
 
 
 class ScheduledEvent(EventBridgeModel):
-    """The classic EventBridge rule envelope, for deployments that schedule with a rule."""
+    """A schedule's envelope, which runs with the deployment's settings: nothing in it is read.
+
+    Two services send it: an EventBridge rule (`source: aws.events`, `detail: {}`), and an EventBridge Scheduler
+    schedule that sets no Input (`source: aws.scheduler`, `detail: "{}"`, a string), as a schedule a person adds
+    by hand does. The stack's own schedules set Input: the target's request, without an envelope.
+    """
 
     model_config = ConfigDict(defer_build=True)
 
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
-    source: Literal["aws.events"]
+    source: Literal["aws.events", "aws.scheduler"]
     detail: dict[str, Any]
+
+    @field_validator("detail", mode="before")
+    @classmethod
+    def _scheduler_sends_a_string(cls, value: Any) -> Any:
+        # Scheduler's detail is JSON text ("{}"); a rule's is an object. Either way it must be an object.
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict):
+                raise ValueError("detail is neither an object nor the JSON text of one")
+        return value
 
 
 def parse_sweep_trigger(event: object) -> SweepRequest:
@@ -65,7 +84,9 @@ def parse_sweep_trigger(event: object) -> SweepRequest:
         raise InvalidEvent(f"cleanup_sweep refused the event: {exc}") from exc
 
 
-_INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
+# EC2's documented instance ids: `i-` and 8 (older) or 17 lowercase hexadecimal characters. Pydantic's patterns
+# run on Rust's regex engine, where `$` is the end of the text (no trailing newline slips through).
+_INSTANCE_ID = r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$"
 
 
 class CloudTrailDetail(BaseModel):

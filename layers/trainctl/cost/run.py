@@ -16,6 +16,7 @@ from trainctl.core.clock import Clock, format_instant
 from trainctl.core.errors import TrainctlError
 from trainctl.core.resources import RegionInventory
 from trainctl.core.settings import CostSettings
+from trainctl.core.text import one_line
 from trainctl.cost.prices.chain import PriceBook
 from trainctl.cost.prices.price_file import PriceFile, load_price_file
 from trainctl.cost.prices.price_list import PriceListApi, RateLimiter
@@ -169,20 +170,31 @@ def run_cost_check(
     return _alert(result, effects.alerts, effects.notifier, settings)
 
 
+def shown(breach: Breach) -> Breach:
+    """The breach as a message shows it: owners come from a tag anyone may write, so each is one escaped line.
+
+    The breach itself (its key, what the alert state remembers) is left as it is.
+    """
+    offenders = tuple(replace(c, owner=one_line(c.owner), problem=one_line(c.problem)) for c in breach.offenders)
+    return replace(breach, scope=one_line(breach.scope), key=one_line(breach.key), offenders=offenders)
+
+
 def _alert(result: CostResult, alerts: AlertStore, notifier: Notifier, settings: CostSettings) -> CostResult:
     plan = plan_alerts(
         result.breaches, alerts.load(), result.at, cooldown=settings.alert_cooldown, growth=settings.alert_growth
     )
     notified = []
     for breach, why in plan.notify:
-        subject, message = breach_message(breach, why, result.at)
+        subject, message = breach_message(shown(breach), why, result.at)
         notifier.publish(subject, message)
         # Saved after the publish: a failed publish is retried next run rather than silently swallowed.
         alerts.save(AlertState(breach.key, breach.value, result.at, breach.headline()))
         notified.append(breach.key)
         logger.info("cost breach notified", extra={"breach": breach.to_json(), "why": why})
     for state in plan.cleared:
-        subject, message = cleared_message(state, result.at)
+        subject, message = cleared_message(
+            replace(state, key=one_line(state.key), headline=one_line(state.headline)), result.at
+        )
         notifier.publish(subject, message)
         alerts.clear(state.key)
     return replace(

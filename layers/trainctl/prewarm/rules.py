@@ -17,16 +17,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainctl.core import tags
-from trainctl.core.protections import in_scope
+from trainctl.core.protections import in_scope, is_persistent
 from trainctl.core.resources import Instance
+from trainctl.core.text import one_line
 from trainctl.prewarm.plan import CreateVolumeParameters, PrewarmPlan
 
-S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/=]*)?$"
-MOUNT_POINT = r"^/mnt/[A-Za-z0-9_.\-]{1,64}$"
-VOLUME_ID = r"^vol-[0-9a-f]{8,17}$"
-INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
-SNAPSHOT_ID = r"^snap-[0-9a-f]{8,17}$"
-ZONE = r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$"
+# Paths never have a `.` or `..` segment (a segment of dots alone): the same rule as the SSM documents'
+# allowedPattern. Pydantic's patterns run on Rust's regex engine, where `$` is the end of the text.
+S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/|(/\.{0,2}[A-Za-z0-9_=-][A-Za-z0-9_.=-]*)+/?)?$"
+MOUNT_POINT = r"^/mnt/\.{0,2}[A-Za-z0-9_-][A-Za-z0-9_.-]{0,61}$"
+# EC2's ids: 8 (older) or 17 lowercase hexadecimal characters after the prefix.
+VOLUME_ID = r"^vol-(?:[0-9a-f]{8}|[0-9a-f]{17})$"
+INSTANCE_ID = r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$"
+SNAPSHOT_ID = r"^snap-(?:[0-9a-f]{8}|[0-9a-f]{17})$"
+# A zone of a region (us-east-1a) or a Local Zone (us-west-2-lax-1a).
+ZONE = r"^[a-z]{2}(-[a-z0-9]+)+-\d[a-z]$"
 DEVICE = "/dev/sdf"
 # Aim to finish the copy within this; a bigger worker is chosen when a smaller one would take longer.
 TARGET_DURATION = timedelta(hours=1)
@@ -63,10 +68,15 @@ class PrewarmRequest(BaseModel):
 
     volume_id: str | None = Field(default=None, pattern=VOLUME_ID)
     volume: VolumeSpec | None = None
-    s3_uri: str = Field(pattern=S3_URI)
+    s3_uri: str = Field(pattern=S3_URI, max_length=1100)
     mount_point: str = Field(default="/mnt/prewarm", pattern=MOUNT_POINT)
     instance_id: str | None = Field(default=None, pattern=INSTANCE_ID)
     snapshot: bool = False
+    # Who asks: the `trainctl:owner` the caller goes by (the command line sends TRAINCTL_OWNER, else $USER).
+    # An existing volume that names an owner is filled only for that owner.
+    owner: str | None = Field(default=None, min_length=1, max_length=256)
+    # A persistent volume is filled only when the request says so.
+    force: bool = False
 
     @model_validator(mode="after")
     def _one_volume(self) -> PrewarmRequest:
@@ -175,6 +185,24 @@ def existing_volume(volume_id: str, volume: Mapping[str, Any], *, s3_uri: str, d
         # A restore reads slowly until every block was touched, unless it was created at a provisioned rate.
         read_all_blocks=bool(volume.get("SnapshotId")) and not volume.get("VolumeInitializationRate"),
     )
+
+
+def check_volume_claim(volume_id: str, labels: Mapping[str, str], request: PrewarmRequest, scope_tag: str) -> None:
+    """May this request fill the volume? In scope, the caller's (or nobody's yet), and persistent only if forced.
+
+    The worker mounts the volume as root and syncs S3 onto it: only a volume trainctl may touch at all (the scope
+    tag), that no one else owns, and that no one asked to keep as it is. A volume without `trainctl:owner` has
+    not been claimed yet (age_guard stamps the owner minutes after a volume is created): it counts as new.
+    Raises InvalidRequest naming the first problem.
+    """
+    if not tags.opts_in(labels.get(scope_tag)):
+        raise InvalidRequest(f"volume {volume_id} is out of scope: no {scope_tag}=true")
+    holder = labels.get(tags.OWNER)
+    if holder is not None and holder != request.owner:
+        asked = f"the request's owner {one_line(request.owner, 64)}" if request.owner else "a request that names none"
+        raise InvalidRequest(f"volume {volume_id} is owned by {one_line(holder, 64)}, not by {asked}")
+    if is_persistent(labels) and not request.force:
+        raise InvalidRequest(f"volume {volume_id} is tagged {tags.PERSISTENT}: pre-warm it only with force")
 
 
 def check_given_instance(instance: Instance, zone: str, scope_tag: str) -> None:

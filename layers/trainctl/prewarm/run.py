@@ -15,6 +15,7 @@ from trainctl.core import tags
 from trainctl.core.clock import Clock, format_instant, system_clock
 from trainctl.core.permissions import needs
 from trainctl.core.resources import Instance
+from trainctl.core.tags import tag_map
 from trainctl.prewarm.plan import PrewarmPlan
 from trainctl.prewarm.rules import (
     InvalidRequest,
@@ -22,6 +23,7 @@ from trainctl.prewarm.rules import (
     ReportRequest,
     Target,
     check_given_instance,
+    check_volume_claim,
     existing_volume,
     make_plan,
     new_volume,
@@ -81,7 +83,7 @@ def plan(
         data_bytes, objects = s3_size(s3, request.s3_uri)
     except ClientError as exc:
         raise InvalidRequest(f"cannot read {request.s3_uri}: {error_code(exc)}") from None
-    target = _target(request, ec2, data_bytes)
+    target = _target(request, ec2, data_bytes, scope_tag)
     if request.instance_id is not None:
         check_given_instance(_instance(ec2, region, request.instance_id), target.zone, scope_tag)
     return make_plan(
@@ -105,7 +107,7 @@ def s3_size(s3: Any, uri: str) -> tuple[int, int]:
     return total, count
 
 
-def _target(request: PrewarmRequest, ec2: EC2Client, data_bytes: int) -> Target:
+def _target(request: PrewarmRequest, ec2: EC2Client, data_bytes: int, scope_tag: str) -> Target:
     if request.volume is not None:
         _zone_exists(ec2, request.volume.zone)
         if request.volume.snapshot_id:
@@ -113,6 +115,7 @@ def _target(request: PrewarmRequest, ec2: EC2Client, data_bytes: int) -> Target:
         return new_volume(request, request.volume, data_bytes)
     assert request.volume_id is not None  # the request's own validator: one or the other
     volume = _volume(ec2, request.volume_id)
+    check_volume_claim(request.volume_id, tag_map(volume.get("Tags")), request, scope_tag)
     return existing_volume(request.volume_id, volume, s3_uri=request.s3_uri, data_bytes=data_bytes)
 
 

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Literal
+from datetime import datetime
+from typing import Literal
 
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import ClientFactory, access_error, error_code
 from trainctl.core import tags
-from trainctl.core.clock import Clock
+from trainctl.core.clock import Clock, ensure_utc
 from trainctl.core.permissions import needs
 from trainctl.core.settings import SpotSettings
+from trainctl.core.text import one_line
 from trainctl.spot.rules import (
     checkpoint_command,
+    reclaim_warning,
     recovery_refusal,
     recovery_zones,
 )
 from trainctl.spot.run import SpotLedger, SpotOutcome, describe_instance, owner_notice
-
-if TYPE_CHECKING:
-    pass
 
 PERMISSIONS = needs("ec2:DescribeAvailabilityZones", "states:StartExecution")
 
@@ -34,15 +34,20 @@ def start_recovery(
     *,
     instance_id: str,
     region: str,
+    terminated_at: datetime,
     clock: Clock,
 ) -> SpotOutcome:
-    """On a reclaimed spot instance tagged trainctl:recover=true: start the recovery workflow, once."""
+    """On a reclaimed spot instance tagged trainctl:recover=true: start the recovery workflow, once.
+
+    Reclaimed means: a terminate warning was handled minutes before this termination (`terminated_at`, the
+    state change's time), and EC2 gives no user-initiated reason for it. Anything else ended on purpose.
+    """
     outcome = SpotOutcome("recovery-started", instance_id, region, "terminated")
     ec2 = factory.ec2(region)
     instance = describe_instance(ec2, instance_id, region)
     ledger = SpotLedger(factory.dynamodb(), settings.ledger_table)
-    warnings = [h for h in ledger.history(instance_id) if h.get("kind") == "warning" and h.get("status") == "handled"]
-    why_not = recovery_refusal(instance, settings, warned=bool(warnings))
+    warning = reclaim_warning(ledger.history(instance_id), ensure_utc(terminated_at))
+    why_not = recovery_refusal(instance, settings, warned=warning is not None)
     if why_not is not None or instance is None:
         outcome.status, outcome.reason = "ignored", why_not or "unknown instance"
         return outcome
@@ -65,17 +70,15 @@ def start_recovery(
         ]
     ]
     candidates = recovery_zones(instance.availability_zone, zones)[: settings.recovery_max_attempts]
-    snapshots = warnings[-1]["snapshots"] if warnings else []
+    snapshots = list((warning or {}).get("snapshots") or [])
     command = checkpoint_command(instance, settings, mode="resume")
     restorable = [s for s in snapshots if s.get("device")]
+    # The workflow reads the launch template from the interrupted instance itself and writes its own tags: the
+    # input names neither. The owner becomes a message attribute and a tag there: one escaped line.
     execution_input = {
         "instance_id": instance_id,
         "region": region,
-        "owner": outcome.owner or "(no owner)",
-        "launch_template": {
-            "LaunchTemplateId": template_id,
-            "Version": instance.tags.get("aws:ec2launchtemplate:version", "$Default"),
-        },
+        "owner": one_line(outcome.owner) if outcome.owner else "(no owner)",
         "zones": candidates,
         "attempt": 0,
         "max_attempts": len(candidates),
@@ -88,11 +91,6 @@ def start_recovery(
             for s in restorable
         ],
         "keep_mappings": [{"DeviceName": s["device"], "Ebs": {"DeleteOnTermination": False}} for s in restorable],
-        "tags": [
-            {"Key": settings.scope_tag, "Value": "true"},
-            {"Key": tags.RECOVERED_FROM, "Value": instance_id},
-            {"Key": tags.OWNER, "Value": outcome.owner or "(no owner)"},
-        ],
         "resume": {"document": command.document, "parameters": command.parameters},
         "topic_arn": settings.topic_arn or "",
     }

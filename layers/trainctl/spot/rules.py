@@ -7,12 +7,13 @@ then the ledger and the owner's message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from trainctl.core import tags
+from trainctl.core.clock import ensure_utc
 from trainctl.core.protections import in_scope
 from trainctl.core.resources import Instance
 from trainctl.core.settings import SpotSettings
@@ -22,8 +23,8 @@ EventKind = Literal["warning", "rebalance"]
 WARNING_LEAD = timedelta(minutes=2)
 # What must be left after the checkpoint wait: the snapshot call, the persistence fix, and their retries.
 SAVE_MARGIN = timedelta(seconds=40)
-# What EC2 says when it reclaimed a spot instance.
-SPOT_TERMINATION_REASONS = frozenset({"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"})
+# A reclaim ends the instance about WARNING_LEAD after its warning; shutting down takes a few minutes more.
+RECLAIM_WINDOW = timedelta(minutes=7)
 GONE_STATES = frozenset({"shutting-down", "terminated"})
 
 
@@ -116,12 +117,38 @@ def snapshot_tags(instance: Instance, settings: SpotSettings, interruption_id: s
     return values
 
 
+def reclaim_warning(history: Sequence[Mapping[str, Any]], terminated_at: datetime) -> Mapping[str, Any] | None:
+    """The handled terminate warning this termination followed, or None.
+
+    Only a warning that said `terminate` counts (a stop or hibernate warning is not a reclaim), and only when
+    the termination came within RECLAIM_WINDOW of it: a warning days earlier says nothing of why the instance
+    ended now (a stop warning, a restart, and a sweep's termination a week later are not EC2 taking it back).
+    """
+    found: Mapping[str, Any] | None = None
+    for entry in history:
+        if entry.get("kind") != "warning" or entry.get("status") != "handled" or entry.get("action") != "terminate":
+            continue
+        try:
+            warned_at = ensure_utc(datetime.fromisoformat(str(entry.get("event_time", ""))))
+        except ValueError:
+            continue
+        if timedelta(0) <= terminated_at - warned_at <= RECLAIM_WINDOW:
+            found = entry
+    return found
+
+
+def user_initiated(state_reason: str) -> bool:
+    """EC2's `Client.*` state reasons: a person's (or the instance's own) shutdown, or a failed launch."""
+    return state_reason.startswith("Client.")
+
+
 def was_reclaimed(instance: Instance, warned: bool) -> bool:
-    """A termination EC2 made (or that followed a warning), not one a person asked for."""
-    return warned or instance.state_reason in SPOT_TERMINATION_REASONS
+    """EC2 took it back: a terminate warning came minutes before, and no one asked for the termination."""
+    return warned and not user_initiated(instance.state_reason)
 
 
 def recovery_refusal(instance: Instance | None, settings: SpotSettings, *, warned: bool) -> str | None:
+    """`warned`: a handled terminate warning within RECLAIM_WINDOW before the termination (`reclaim_warning`)."""
     if instance is None:
         return "unknown instance"
     if instance.lifecycle != "spot":
@@ -130,8 +157,11 @@ def recovery_refusal(instance: Instance | None, settings: SpotSettings, *, warne
         return f"out of scope: no {settings.scope_tag}=true"
     if not tags.opts_in(instance.tags.get(tags.RECOVER)):
         return f"no {tags.RECOVER}=true"
+    if user_initiated(instance.state_reason):
+        return f"terminated by request ({instance.state_reason}), not reclaimed by EC2"
     if not was_reclaimed(instance, warned):
-        return f"terminated by request ({instance.state_reason or 'no reason given'}), not reclaimed by EC2"
+        window = int(RECLAIM_WINDOW.total_seconds() // 60)
+        return f"no terminate warning in the {window} minutes before: not reclaimed by EC2"
     if settings.recovery_state_machine_arn is None:
         return "recovery is not deployed (no TRAINCTL_RECOVERY_STATE_MACHINE_ARN)"
     return None

@@ -21,12 +21,13 @@ from trainctl.aws.ec2 import find_instance, volume_from_api
 from trainctl.aws.keep_volumes import keep_volumes
 from trainctl.aws.notifications import SnsNotifier
 from trainctl.core import tags
-from trainctl.core.clock import Clock, ensure_utc
+from trainctl.core.clock import Clock, ensure_utc, format_instant
 from trainctl.core.errors import AwsAccessError
 from trainctl.core.permissions import needs
 from trainctl.core.protections import volumes_dying_with
 from trainctl.core.resources import Instance, Volume
 from trainctl.core.settings import SpotSettings
+from trainctl.core.text import one_line
 from trainctl.spot.rules import (
     EventKind,
     checkpoint_command,
@@ -88,6 +89,10 @@ class SpotOutcome:
     kept_volumes: list[str] = field(default_factory=list)
     execution_arn: str | None = None
     notes: list[str] = field(default_factory=list)
+    # What the warning said (terminate, stop, hibernate) and when: recovery follows only a terminate warning
+    # minutes before the termination.
+    action: str = ""
+    event_time: str = ""
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -106,6 +111,8 @@ class SpotOutcome:
             "execution_arn": self.execution_arn,
             "steps": [s.to_json() for s in self.steps],
             "notes": self.notes,
+            "action": self.action,
+            "event_time": self.event_time,
         }
 
 
@@ -121,7 +128,7 @@ class Stopwatch:
 
 
 def owner_notice(factory: ClientFactory, topic_arn: str, owner: str, subject: str, message: str) -> None:
-    """One message per interruption on the topic, with the owner as an attribute to filter on."""
+    """One message per interruption on the topic, with the owner as an attribute to filter on (escaped there)."""
     SnsNotifier(factory.sns(), topic_arn).publish(subject, message, {"owner": owner or "(no owner)", "kind": "spot"})
 
 
@@ -177,8 +184,11 @@ def handle_interruption(
     clock: Clock,
     watch: Stopwatch,
     sleep: Callable[[float], None] = time.sleep,
+    action: str = "",
 ) -> SpotOutcome:
-    outcome = SpotOutcome("handled", instance_id, region, kind)
+    """`action`: the warning's instance-action (terminate, stop, hibernate); none for a rebalance."""
+    outcome = SpotOutcome("handled", instance_id, region, kind, action=action)
+    outcome.event_time = format_instant(ensure_utc(event_time))
     ec2 = factory.ec2(region)
     instance = describe_instance(ec2, instance_id, region)
     why_not = refusal(instance, settings)
@@ -346,7 +356,8 @@ def _record_and_tell(
     subject, message = interruption_message(outcome)
     try:
         owner_notice(factory, settings.topic_arn, outcome.owner, subject, message)
-        outcome.steps.append(Step("notify", began, watch.now_ms() - began, "done", f"owner {outcome.owner or '-'}"))
+        owner = one_line(outcome.owner) if outcome.owner else "-"
+        outcome.steps.append(Step("notify", began, watch.now_ms() - began, "done", f"owner {owner}"))
     except AwsAccessError as exc:
         outcome.steps.append(Step("notify", began, watch.now_ms() - began, "failed", exc.code))
 
@@ -356,18 +367,21 @@ def interruption_message(outcome: SpotOutcome) -> tuple[str, str]:
     subject = f"trainctl spot {outcome.kind}: {outcome.instance_id}" + (
         f" ({', '.join(failed)} failed)" if failed else ""
     )
+    # Every value below may carry text from a tag or an error: each is one escaped line, never a line of its own.
     lines = [
         f"EC2 sent a spot {outcome.kind} for {outcome.instance_id} ({outcome.region}); trainctl did:",
         *(
-            f"  {s.name}: {s.outcome} at +{s.at_ms:.0f} ms, took {s.took_ms:.0f} ms {s.detail}".rstrip()
+            f"  {s.name}: {s.outcome} at +{s.at_ms:.0f} ms, took {s.took_ms:.0f} ms {one_line(s.detail)}".rstrip()
             for s in outcome.steps
         ),
     ]
     if outcome.snapshots:
-        lines.append("snapshots: " + ", ".join(f"{s['snapshot_id']} of {s['device']}" for s in outcome.snapshots))
+        lines.append(
+            "snapshots: " + ", ".join(one_line(f"{s['snapshot_id']} of {s['device']}") for s in outcome.snapshots)
+        )
     if outcome.kept_volumes:
-        lines.append("kept (DeleteOnTermination=false): " + ", ".join(outcome.kept_volumes))
-    lines.extend(outcome.notes)
+        lines.append("kept (DeleteOnTermination=false): " + ", ".join(one_line(v) for v in outcome.kept_volumes))
+    lines.extend(one_line(note, 1000) for note in outcome.notes)
     return subject, "\n".join(lines)
 
 

@@ -6,9 +6,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from trainctl.core.clock import format_instant
+from trainctl.core.text import one_line
 from trainctl.sweep.rules import Decision, SweepPlan
 
 MAX_LINES = 200  # SNS messages stop at 256 KB; the ledger holds the full story
+DETAIL_LIMIT = 1000  # per decision line; the ledger holds the rest
 
 
 def changed(decisions: Sequence[Decision]) -> list[Decision]:
@@ -28,7 +30,8 @@ def sweep_message(plan: SweepPlan, decisions: Sequence[Decision], *, dry_run: bo
     ]
     by_owner: dict[str, list[Decision]] = defaultdict(list)
     for decision in moved:
-        by_owner[decision.owner or "(no owner)"].append(decision)
+        # The owner is a tag anyone may write: shown escaped, it can never start a line of its own.
+        by_owner[one_line(decision.owner) if decision.owner else "(no owner)"].append(decision)
     shown = 0
     for owner in sorted(by_owner):
         lines.append(f"owner {owner}:")
@@ -36,11 +39,12 @@ def sweep_message(plan: SweepPlan, decisions: Sequence[Decision], *, dry_run: bo
             if shown >= MAX_LINES:
                 break
             shown += 1
-            why = ",".join(decision.reasons) or "-"
-            guard = f" protected by {','.join(decision.protections)}" if decision.protections else ""
+            why = one_line(",".join(decision.reasons), DETAIL_LIMIT) or "-"
+            guard = f" protected by {one_line(','.join(decision.protections))}" if decision.protections else ""
             lines.append(
-                f"  {decision.action:<9} {decision.resource_type:<8} {decision.resource_id} ({decision.region}) "
-                f"because {why}{guard}: {decision.outcome}; {decision.detail}"
+                f"  {decision.action:<9} {decision.resource_type:<8} {one_line(decision.resource_id)} "
+                f"({one_line(decision.region)}) because {why}{guard}: {one_line(decision.outcome)}; "
+                f"{one_line(decision.detail, DETAIL_LIMIT)}"
             )
     if len(moved) > shown:
         lines.append(f"... and {len(moved) - shown} more in the ledger")
