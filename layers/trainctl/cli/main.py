@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from trainctl.cli import automation
+from trainctl.cli import automation, report
 from trainctl.cli.commands import ebs, instances, resources, transfer_command
 from trainctl.cli.environment import unknown_variables
 from trainctl.cli.errors import TrainctlGroup
@@ -118,6 +118,7 @@ app.command()(automation.sweep)
 app.command()(automation.cost)
 app.command()(automation.prewarm)
 app.command()(automation.invoke)
+app.command("report")(report.report)
 app.add_typer(ebs, name="ebs")
 app.add_typer(instances, name="instances")
 app.add_typer(resources, name="resources")

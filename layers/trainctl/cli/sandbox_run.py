@@ -22,6 +22,7 @@ from trainctl.cli.local_lambda import failing_sdk_call, forget_finished_workers,
 from trainctl.cli.local_run import invoke_handler
 from trainctl.cli.prewarm_run import follow, start_prewarm
 from trainctl.cli.render import ESSENTIAL, Col, duration, print_cost, print_sweep, print_table
+from trainctl.cli.report import DEFAULT_SINCE, build_report, print_report, window_start
 from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
 from trainctl.core import tags
 from trainctl.core.clock import fixed_clock, format_instant, system_clock
@@ -341,6 +342,46 @@ def prewarm_story(
     return outcomes == [("SUCCEEDED", True), ("FAILED", True)]
 
 
+def report_story(
+    console: Console,
+    factory: ClientFactory,
+    resources: stack_resources.StackResources,
+    environ: dict[str, str],
+    at: datetime,
+    report: dict[str, Any],
+) -> bool:
+    """`trainctl report` on the sandbox's own ledger: it counts exactly what the enforced sweeps did."""
+    settings = CostSettings.from_env(environ).model_copy(
+        update={"ledger_table": resources.ledger_table, "price_table": resources.price_table}
+    )
+    clock = fixed_clock(at)
+    # The same chain as `trainctl report` on an emulator: moto has no Price List API, so the file answers.
+    book = price_book_for(factory, settings, clock, use_table=True, use_api=False)
+    result = build_report(
+        factory,
+        resources.ledger_table,
+        book,
+        since=window_start(DEFAULT_SINCE, at),
+        until=at,
+        window=DEFAULT_SINCE,
+    )
+    print_report(console, result, f"8. trainctl report --since {DEFAULT_SINCE}")
+    console.print()
+    said = result.to_json()
+    report["report"] = said
+    done: dict[str, set[str]] = {"terminate": set(), "delete": set(), "mark": set()}
+    for sweep in report.get("sweeps", []):
+        for decision in sweep["decisions"]:
+            if decision["outcome"] == "done" and decision["action"] in done:
+                done[decision["action"]].add(decision["resource_id"])
+    total = said["total"]
+    return (total["terminated"], total["deleted"], total["marked"]) == (
+        len(done["terminate"]),
+        len(done["delete"]),
+        len(done["mark"]),
+    )
+
+
 def run_sandbox(console: Console, *, as_json: bool = False) -> int:
     """The whole story as tables on `console`, or, with `as_json`, one JSON object on stdout and nothing else."""
     report: dict[str, Any] = {}
@@ -432,6 +473,8 @@ def _run(console: Console, report: dict[str, Any]) -> int:
 
         spot_saved = spot_story(console, factory, report)
         prewarmed = prewarm_story(console, factory, resources, report)
+        last_at = t0 + timedelta(hours=after_grace + 1)
+        reported = report_story(console, factory, resources, environ, last_at + timedelta(minutes=5), report)
         persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
         ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
         console.print(
@@ -449,7 +492,11 @@ def _run(console: Console, report: dict[str, Any]) -> int:
             )
         )
         failed = [d for d in last.decisions if d.outcome == "failed"]
-        code = 1 if failed or len(persistent) != 2 or not alerted_once or not spot_saved or not prewarmed else 0
+        code = (
+            1
+            if failed or len(persistent) != 2 or not alerted_once or not spot_saved or not prewarmed or not reported
+            else 0
+        )
         report["done"] = {
             "persistent_volumes": [v["VolumeId"] for v in persistent],
             "ledger_items": ledger_items,
