@@ -19,7 +19,13 @@ from aws_cdk import aws_iam as iam
 # Read-only actions that support no resource-level permissions: granted on "*" wherever they are declared.
 _READS_ON_ANY = re.compile(r"^ec2:Describe[A-Za-z]+$")
 READS_ON_ANY = frozenset(
-    {"cloudwatch:GetMetricData", "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation", "pricing:GetProducts"}
+    {
+        "cloudwatch:GetMetricData",
+        "ssm:GetCommandInvocation",
+        "ssm:DescribeInstanceInformation",
+        "pricing:GetProducts",
+        "autoscaling:DescribeLaunchConfigurations",
+    }
 )
 
 # What the Lambda service does with a function's role on its behalf; no trainctl code calls these.

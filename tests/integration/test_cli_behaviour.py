@@ -46,6 +46,7 @@ runner = CliRunner()
 EVERY_COMMAND: list[list[str]] = [
     ["sweep"],
     ["sweep", "--enforce"],
+    ["report"],
     ["cost"],
     ["prewarm", VOL, "s3://datasets/imagenet/"],
     ["invoke", "cleanup_sweep", "--event", EVENT],

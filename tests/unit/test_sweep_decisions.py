@@ -247,7 +247,7 @@ def test_marks_are_utc_iso8601() -> None:
 # Persistent volumes and instances ---------------------------------------------------------------------
 
 
-def test_terminating_an_instance_keeps_its_persistent_volumes() -> None:
+def test_terminating_an_instance_keeps_its_persistent_volumes_and_those_of_unknown_owner() -> None:
     devices = (
         BlockDevice("vol-data", "/dev/sdf", delete_on_termination=True),
         BlockDevice("vol-root", "/dev/xvda", delete_on_termination=True),
@@ -260,7 +260,8 @@ def test_terminating_an_instance_keeps_its_persistent_volumes() -> None:
     plan = plan_sweep([inventory(stopped, data, root, kept)], Observations(), SETTINGS, NOW)
     decision = next(d for d in plan.decisions if d.resource_id == stopped.resource_id)
     assert decision.action == "terminate"
-    assert decision.keep_volumes == (("vol-data", "/dev/sdf"),)
+    # The root carries no owner: whose it is is unknown, and unknown protects.
+    assert decision.keep_volumes == (("vol-data", "/dev/sdf"), ("vol-root", "/dev/xvda"))
 
 
 # Blast radius ------------------------------------------------------------------------------------
@@ -308,12 +309,13 @@ def test_only_running_candidates_without_other_protection_need_a_training_check(
 # Time-to-live: a warning ahead, then the same mark/act cycle -------------------------------------------
 
 
-def test_expiring_ttl_is_marked_for_the_expiry_instant_with_the_warning_lead() -> None:
+def test_expiring_ttl_is_marked_no_sooner_than_a_grace_period_after_the_warning() -> None:
     created = NOW - timedelta(hours=7, minutes=30)  # 8h ttl: expires in 30 minutes, inside the 1h lead
     decision = decide_one(snapshot(started=created, ttl="8h"))
     assert decision is not None
-    assert decision.reasons == ("ttl-expiring",) and decision.action == "mark"
-    assert decision.cleanup_after == created + timedelta(hours=8)
+    assert decision.reasons == ("ttl-expiring",) and decision.action == "mark" and decision.announced == "delete"
+    # Anyone may write a ttl: its expiry never shortens the notice below the grace period.
+    assert decision.cleanup_after == max(created + timedelta(hours=8), NOW + SETTINGS.grace_period)
 
 
 def test_an_expiring_ttl_is_never_acted_on_before_the_expiry() -> None:
@@ -321,14 +323,14 @@ def test_an_expiring_ttl_is_never_acted_on_before_the_expiry() -> None:
     early_mark = format_instant(NOW - timedelta(minutes=5))  # e.g. left by an earlier, shorter ttl
     decision = decide_one(volume(created=created, ttl="8h", cleanup_after=early_mark, state="in-use", attached_to=None))
     assert decision is not None and not decision.destructive
-    assert decision.action == "mark" and decision.cleanup_after == created + timedelta(hours=8)
+    assert decision.action == "mark" and decision.cleanup_after == NOW + SETTINGS.grace_period
 
 
-def test_expired_ttl_is_acted_on_after_the_warning_lead_not_the_whole_grace_period() -> None:
+def test_an_expired_ttl_nobody_was_warned_of_gets_the_whole_grace_period() -> None:
     created = NOW - timedelta(hours=10)
     marked = decide_one(volume(created=created, ttl="8h", state="in-use"))
     assert marked is not None and marked.reasons == ("ttl-expired",)
-    assert marked.cleanup_after == NOW + timedelta(hours=1)
+    assert marked.cleanup_after == NOW + SETTINGS.grace_period
     acted = decide_one(volume(created=created, ttl="8h", state="in-use", cleanup_after=MARK_PASSED))
     assert acted is not None and acted.action == "delete"
 

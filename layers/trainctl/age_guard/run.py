@@ -149,9 +149,14 @@ def void_marks_on_use(factory: ClientFactory, event: CloudTrailApiCall, settings
         return StampResult("ignored", f"{detail.event_name}: no resource trainctl watches")
     voider = MarkVoider(factory.ec2(detail.aws_region), factory.dynamodb(), settings.ledger_table)
     marked = voider.marked(ids)
+    at = ensure_utc(detail.event_time)
     who = one_line(principal_of(detail.user_identity).created_by, 128)
-    why = f"used since it was marked: {detail.event_name} by {who} at {format_instant(ensure_utc(detail.event_time))}"
-    kept_tags = [rid for rid in marked if not voider.void(rid, ensure_utc(detail.event_time), why)]
+    why = f"used since it was marked: {detail.event_name} by {who} at {format_instant(at)}"
+    # The tags first: a mark without its tag is void even if the ledger then refuses the line.
+    kept_tags = [rid for rid in marked if not voider.remove_mark(rid)]
+    # Every use is recorded, marked or not: a sweep that read the resource before the use may mark it after.
+    for resource_id in ids:
+        voider.record_use(resource_id, at, why)
     reason = f"the mark tag stayed on {', '.join(kept_tags)}; the ledger voids it" if kept_tags else ""
     return StampResult(
         "unmarked" if marked else "unchanged", reason, unchanged=tuple(i for i in ids if i not in marked)

@@ -45,8 +45,8 @@ class MarkVoider:
             raise access_error("DescribeTags", exc) from exc
         return sorted({str(t["ResourceId"]) for t in found})
 
-    def void(self, resource_id: str, at: datetime, why: str) -> bool:
-        """Record the use first (it is what a sweep reads), then take the tag away; False if the tag stayed."""
+    def record_use(self, resource_id: str, at: datetime, why: str) -> None:
+        """The line a sweep reads: any mark older than this use is void, also one written after it was heard."""
         entry = {
             "action": "unmark",
             "outcome": "done",
@@ -68,8 +68,19 @@ class MarkVoider:
             )
         except ClientError as exc:
             raise access_error("PutItem", exc) from exc
+
+    def remove_mark(self, resource_id: str) -> bool:
+        """Take the tag away: without it a candidate earns a fresh mark. False if the tag stayed."""
         try:
             self._ec2.delete_tags(Resources=[resource_id], Tags=[{"Key": tags.CLEANUP_AFTER}])
         except ClientError:
             return False
         return True
+
+    def void(self, resource_id: str, at: datetime, why: str) -> bool:
+        """Both ways at once: the tag goes even when the ledger cannot take the line (and then raises)."""
+        try:
+            self.record_use(resource_id, at, why)
+        finally:
+            removed = self.remove_mark(resource_id)
+        return removed

@@ -50,6 +50,8 @@ PERMISSIONS = needs(
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeLaunchTemplates",
     "ec2:DescribeLaunchTemplateVersions",
+    # Auto Scaling's older launch configurations restore snapshots too.
+    "autoscaling:DescribeLaunchConfigurations",
     # Guards of the few resources about to be acted on.
     "ec2:DescribeInstanceAttribute",
     "ec2:DescribeSnapshotAttribute",
@@ -244,9 +246,11 @@ class Ec2Inventory:
     Instance types are read once per distinct type and kept for the inventory's life (they do not change).
     """
 
-    def __init__(self, ec2: EC2Client, region: str) -> None:
+    def __init__(self, ec2: EC2Client, region: str, autoscaling: Any = None) -> None:
         self._ec2 = ec2
         self._region = region
+        # Without it, launch configurations are not read: only the command line's inventories go without.
+        self._autoscaling = autoscaling
         self._instance_store: dict[str, bool | None] = {}
         self._types_lock = threading.Lock()
 
@@ -365,10 +369,26 @@ class Ec2Inventory:
             template_ids = [str(t["LaunchTemplateId"]) for page in pages for t in page.get("LaunchTemplates", [])]
         except ClientError as exc:
             raise access_error("DescribeLaunchTemplates", exc) from exc
+        configured = self._launch_configuration_snapshots()
         if not template_ids:
-            return frozenset()
+            return frozenset(configured)
         with ThreadPoolExecutor(max_workers=min(_TEMPLATE_WORKERS, len(template_ids))) as pool:
-            return frozenset().union(*pool.map(self._template_snapshots, template_ids))
+            return frozenset(configured).union(*pool.map(self._template_snapshots, template_ids))
+
+    def _launch_configuration_snapshots(self) -> set[str]:
+        if self._autoscaling is None:
+            return set()
+        found: set[str] = set()
+        try:
+            for page in self._autoscaling.get_paginator("describe_launch_configurations").paginate():
+                for configuration in page.get("LaunchConfigurations", []):
+                    for mapping in configuration.get("BlockDeviceMappings", []):
+                        snapshot_id = (mapping.get("Ebs") or {}).get("SnapshotId")
+                        if snapshot_id:
+                            found.add(str(snapshot_id))
+        except ClientError as exc:
+            raise access_error("DescribeLaunchConfigurations", exc) from exc
+        return found
 
     def _template_snapshots(self, template_id: str) -> set[str]:
         found: set[str] = set()

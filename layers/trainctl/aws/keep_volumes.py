@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.core.permissions import needs
 
@@ -26,7 +26,7 @@ def keep_volumes(ec2: EC2Client, instance_id: str, volumes: Sequence[tuple[str, 
             ],
         )
         reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    except ClientError:
+    except (ClientError, BotoCoreError):
         return False
     wanted = {volume_id for volume_id, _ in volumes}
     for reservation in reservations:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import pairwise
 
 from trainctl.core import tags
 from trainctl.core.clock import parse_instant
+from trainctl.core.durations import format_duration
 from trainctl.core.resources import Resource
 
 
@@ -63,6 +65,9 @@ def distrust(
     intended: str,
     history: Sequence[LedgerEntry],
     sweeps: Sequence[RecordedSweep],
+    *,
+    now: datetime,
+    max_gap: timedelta | None = None,
 ) -> str | None:
     """Why the mark on a resource cannot be acted on, or None when trainctl may keep its promise.
 
@@ -88,6 +93,13 @@ def distrust(
             )
             if missed:
                 return f"it was not seen as a candidate by the sweep at {missed[0]:%Y-%m-%dT%H:%MZ}"
+            if max_gap is None:
+                return None
+            # Use nobody hears of (a running instance's work) needs watching: no stretch longer than max_gap unseen.
+            seen = sorted([entry.at, *(e.at for e in history if e.recorded_by in seen_since), now])
+            longest = max(later - earlier for earlier, later in pairwise(seen))
+            if longest > max_gap:
+                return f"no sweep saw it for {format_duration(longest)} since it was marked"
             return None
         if entry.action == "unmark" or (entry.recorded_by == "age_guard" and entry.action != "mark"):
             return entry.detail or "it was used or taken out of scope since it was marked"

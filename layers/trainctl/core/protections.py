@@ -83,7 +83,7 @@ def must_outlive(instance: Instance, volume: Volume | None, scope_tag: str) -> s
     """Why a volume attached to the instance must not die with it, or None when it may.
 
     Only a volume in scope, with the instance's owner, and not persistent goes with its instance; a volume
-    trainctl cannot see is unknown, and unknown protects.
+    trainctl cannot see, or whose owner it does not know, is unknown, and unknown protects.
     """
     if volume is None:
         return "not in the inventory"
@@ -92,8 +92,8 @@ def must_outlive(instance: Instance, volume: Volume | None, scope_tag: str) -> s
     if not in_scope(volume, scope_tag):
         return "out of scope"
     owner = volume.tags.get(tags.OWNER)
-    if owner is not None and owner != instance.tags.get(tags.OWNER):
-        return "owned by someone else"
+    if owner is None or owner != instance.tags.get(tags.OWNER):
+        return "owned by someone else" if owner else "its owner is unknown"
     return None
 
 

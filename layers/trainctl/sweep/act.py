@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from itertools import zip_longest
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws.clients import ClientFactory, error_code
 from trainctl.aws.keep_volumes import keep_volumes
@@ -42,6 +42,10 @@ RemainingTime = Callable[[], int] | None
 
 _GONE_CODES = {"InvalidVolume.NotFound", "InvalidSnapshot.NotFound", "InvalidInstanceID.NotFound"}
 _EXPECTED_INSTANCE_STATES = {"terminate": {"shutting-down", "terminated"}, "stop": {"stopping", "stopped"}}
+
+
+def _why(exc: Exception) -> str:
+    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
@@ -80,7 +84,7 @@ class SweepExecutor:
         by_id = {d.resource_id: d for d in decisions}
         self._tag_phase(by_id, [d for d in decisions if d.action == "mark"], mark=True)
         self._tag_phase(by_id, [d for d in decisions if d.action == "unmark"], mark=False)
-        destructive = [d for d in decisions if d.destructive]
+        destructive = self._recheck([d for d in decisions if d.destructive], by_id)
         storage = _interleaved([d for d in destructive if d.resource_type != "instance"])
         instances = [d for d in destructive if d.resource_type == "instance"]
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
@@ -115,15 +119,15 @@ class SweepExecutor:
                 try:
                     self._write_mark(ec2, list(chunk), value, mark=mark)
                     self._set(by_id, chunk, "done")
-                except ClientError:
+                except (ClientError, BotoCoreError):
                     # One resource gone or refused fails the whole batch: the others are tried one by one.
                     for resource_id in chunk:
                         try:
                             self._write_mark(ec2, [resource_id], value, mark=mark)
                             self._set(by_id, [resource_id], "done")
-                        except ClientError as exc:
+                        except (ClientError, BotoCoreError) as exc:
                             call = "CreateTags" if mark else "DeleteTags"
-                            self._set(by_id, [resource_id], "failed", f"{call}: {error_code(exc)}")
+                            self._set(by_id, [resource_id], "failed", f"{call}: {_why(exc)}")
 
     @staticmethod
     def _write_mark(ec2: EC2Client, resource_ids: list[str], value: str, *, mark: bool) -> None:
@@ -179,7 +183,7 @@ class SweepExecutor:
                     else:
                         ec2.stop_instances(InstanceIds=ids, Hibernate=hibernate)
                     results.extend(replace(d, outcome="requested") for d in batch)
-                except ClientError:
+                except (ClientError, BotoCoreError):
                     results.extend(self._act(d) for d in batch)
         return results
 
@@ -206,6 +210,9 @@ class SweepExecutor:
                 # A retry after a lost response finds the work already done: that is success.
                 return replace(decision, outcome="done", detail=f"{decision.detail}; already gone")
             return replace(decision, outcome="failed", detail=f"{decision.detail}; {error_code(exc)}")
+        except BotoCoreError as exc:
+            # A timeout once the retries are spent: the call may or may not have taken; the re-read will tell.
+            return replace(decision, outcome="requested", detail=f"{decision.detail}; {_why(exc)}")
         return replace(decision, outcome="requested")
 
     @staticmethod
@@ -222,14 +229,14 @@ class SweepExecutor:
             ids = [d.resource_id for d in decisions]
             try:
                 states = self._read_states(ec2, resource_type, ids)
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 for decision in decisions:
                     by_id[decision.resource_id] = replace(
-                        decision, outcome="unverified", detail=f"{decision.detail}; re-read failed: {error_code(exc)}"
+                        decision, outcome="unverified", detail=f"{decision.detail}; re-read failed: {_why(exc)}"
                     )
                 continue
             for decision in decisions:
-                state = states.get(decision.resource_id)
+                state = states[decision.resource_id][0] if decision.resource_id in states else None
                 if resource_type == "instance":
                     ok = state is None or state in _EXPECTED_INSTANCE_STATES[decision.action]
                 else:
@@ -240,10 +247,45 @@ class SweepExecutor:
                     detail=decision.detail if ok else f"{decision.detail}; still {state} after {decision.action}",
                 )
 
+    def _recheck(self, destructive: Sequence[Decision], by_id: dict[str, Decision]) -> list[Decision]:
+        """Re-read state and mark just before acting: a resource started, attached or unmarked since the sweep
+        read it (a person, or age_guard hearing them) is left alone."""
+        groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
+        for decision in destructive:
+            groups[(decision.region, decision.resource_type)].append(decision)
+        still: list[Decision] = []
+        for (region, resource_type), members in groups.items():
+            try:
+                now_seen = self._read_states(self._factory.ec2(region), resource_type, [d.resource_id for d in members])
+            except (ClientError, BotoCoreError) as exc:
+                now_seen = {}
+                why = f"could not be re-read before acting ({_why(exc)})"
+            else:
+                why = ""
+            for decision in members:
+                state, mark = now_seen.get(decision.resource_id, ("", None))
+                expected = format_instant(decision.cleanup_after) if decision.cleanup_after else None
+                if why or (decision.seen_state and state != decision.seen_state) or mark != expected:
+                    change = why or ("now " + (state or "gone") if state != decision.seen_state else "its mark changed")
+                    by_id[decision.resource_id] = replace(
+                        decision,
+                        action="keep",
+                        keep_volumes=(),
+                        outcome="skipped",
+                        detail=f"{decision.detail}; {change} since the sweep read it: nothing done",
+                    )
+                else:
+                    still.append(decision)
+        return still
+
     @staticmethod
-    def _read_states(ec2: EC2Client, resource_type: str, ids: Sequence[str]) -> dict[str, str]:
-        # Filters, not ids: a resource already gone must not fail the whole re-read.
-        states: dict[str, str] = {}
+    def _read_states(ec2: EC2Client, resource_type: str, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """(state, mark tag) of each resource still there. Filters, not ids: one gone must not fail the read."""
+        states: dict[str, tuple[str, str | None]] = {}
+
+        def mark_of(raw: Any) -> str | None:
+            return tags.tag_map(raw.get("Tags")).get(tags.CLEANUP_AFTER)
+
         for chunk in _chunks(ids, READ_BATCH):
             if resource_type == "instance":
                 for page in ec2.get_paginator("describe_instances").paginate(
@@ -251,17 +293,17 @@ class SweepExecutor:
                 ):
                     for reservation in page["Reservations"]:
                         for instance in reservation["Instances"]:
-                            states[instance["InstanceId"]] = instance["State"]["Name"]
+                            states[instance["InstanceId"]] = (instance["State"]["Name"], mark_of(instance))
             elif resource_type == "volume":
                 for volume_page in ec2.get_paginator("describe_volumes").paginate(
                     Filters=[{"Name": "volume-id", "Values": list(chunk)}]
                 ):
                     for volume in volume_page["Volumes"]:
-                        states[volume["VolumeId"]] = volume["State"]
+                        states[volume["VolumeId"]] = (volume["State"], mark_of(volume))
             else:
                 for snapshot_page in ec2.get_paginator("describe_snapshots").paginate(
                     Filters=[{"Name": "snapshot-id", "Values": list(chunk)}], OwnerIds=["self"]
                 ):
                     for snapshot in snapshot_page["Snapshots"]:
-                        states[snapshot["SnapshotId"]] = snapshot["State"]
+                        states[snapshot["SnapshotId"]] = (snapshot["State"], mark_of(snapshot))
         return states

@@ -1,4 +1,5 @@
-"""One summary per sweep that changed something, grouped by owner: what the topic's readers see."""
+"""What the topic's readers see of a sweep that changed something: one message per owner, so that no owner's
+notice is cut off by another's, each filterable by its `owner` attribute."""
 
 from __future__ import annotations
 
@@ -49,3 +50,16 @@ def sweep_message(plan: SweepPlan, decisions: Sequence[Decision], *, dry_run: bo
     if len(moved) > shown:
         lines.append(f"... and {len(moved) - shown} more in the ledger")
     return subject[:100], "\n".join(lines)
+
+
+def owner_messages(
+    plan: SweepPlan, decisions: Sequence[Decision], *, dry_run: bool
+) -> list[tuple[str | None, str, str]]:
+    """(owner, subject, message) for each owner with news; a mark is a promise to that person in particular."""
+    by_owner: dict[str | None, list[Decision]] = defaultdict(list)
+    for decision in changed(decisions):
+        by_owner[decision.owner].append(decision)
+    return [
+        (owner, *sweep_message(plan, mine, dry_run=dry_run))
+        for owner, mine in sorted(by_owner.items(), key=lambda item: item[0] or "")
+    ]

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from trainctl.aws import ledger
 from trainctl.aws.clients import access_error
 from trainctl.core.clock import format_instant, parse_instant
+from trainctl.core.errors import AwsAccessError
 from trainctl.core.marks import LedgerEntry, RecordedSweep
 from trainctl.core.permissions import needs
 from trainctl.core.protections import Protection
@@ -158,7 +159,8 @@ class DynamoDbLedger:
                     return
         except ClientError as exc:
             raise access_error("BatchWriteItem", exc) from exc
-        raise RuntimeError(f"ledger write left {len(requests[self._table])} items unprocessed")
+        # A throttled table that never takes the rest is the ledger failing: the sweep's error, not a crash.
+        raise AwsAccessError("BatchWriteItem", "UnprocessedItems", f"{len(requests[self._table])} items left")
 
 
 class InMemoryLedger:

@@ -72,6 +72,8 @@ class Decision:
     announced: Action | None = None
     # A stop of an instance configured for hibernation hibernates it, so its memory survives too.
     hibernate: bool = False
+    # The state the decision was taken on: the executor re-reads it just before acting, and acts only if unchanged.
+    seen_state: str = ""
 
     @property
     def destructive(self) -> bool:
@@ -333,14 +335,17 @@ def decide(
         # Only a warning: mark (or move the mark) to the expiry itself, announcing what expiry will do.
         expiry = lifetime_end(resource, settings)
         assert expiry is not None
+        # Never sooner than a grace period from the warning: a ttl anyone wrote cannot shorten the notice.
+        due = max(expiry, now + settings.grace_period)
         if mark.at is not None and mark.at >= expiry:
             return replace(base, detail=f"expires at {format_instant(expiry)}; owner warned")
         return replace(
             base,
             action="mark",
-            cleanup_after=expiry,
+            cleanup_after=due,
             announced=action,
-            detail=f"expires at {format_instant(expiry)}: will {action} then unless trainctl:ttl is extended",
+            detail=f"expires at {format_instant(expiry)}: will {action} after {format_instant(due)} "
+            "unless trainctl:ttl is extended",
         )
     if mark.at is None:
         return fresh_mark(base, resource, action, settings, now, why=mark.unreadable and "its mark was unreadable")
@@ -355,6 +360,7 @@ def decide(
         action=action,
         keep_volumes=keep_volumes,
         hibernate=hibernate,
+        seen_state=resource.state,
         detail=f"marked until {format_instant(mark.at)}; grace period over"
         + (f"; keeps {', '.join(v for v, _ in keep_volumes)} out of its fate" if keep_volumes else ""),
     )
@@ -363,11 +369,12 @@ def decide(
 def fresh_mark(
     base: Decision, resource: Resource, action: Action, settings: SweepSettings, now: datetime, *, why: str = ""
 ) -> Decision:
-    """A mark of trainctl's own: a full grace period, the action it announces, and a notice."""
+    """A mark of trainctl's own: a full grace period, the action it announces, and a notice.
+
+    Always the full grace period: anyone may write a ttl, so a lifetime that ran out unannounced (`ttl=0s`) gets
+    no shorter notice than any other reason.
+    """
     cleanup_after = now + settings.grace_period
-    if set(base.reasons) <= {Reason.TTL_EXPIRED}:
-        # An explicit lifetime ran out: the owner gets the warning lead, not the whole grace period.
-        cleanup_after = now + settings.ttl_warning_lead
     note = f"will {action} after {format_instant(cleanup_after)} if still a candidate"
     if action == "stop" and isinstance(resource, Instance) and resource.instance_store:
         note += "; its instance-store volumes will lose their data"

@@ -22,7 +22,7 @@ from trainctl.core.protections import in_scope
 from trainctl.core.resources import Guards, RegionInventory, Resource
 from trainctl.core.settings import SweepSettings
 from trainctl.sweep.act import RemainingTime, SweepExecutor
-from trainctl.sweep.notice import changed, sweep_message
+from trainctl.sweep.notice import owner_messages
 from trainctl.sweep.record import DynamoDbLedger, Ledger
 from trainctl.sweep.rules import (
     Decision,
@@ -91,7 +91,12 @@ def effects_for(factory: ClientFactory, settings: SweepSettings) -> SweepEffects
 
 def read_inventories(factory: ClientFactory, regions: tuple[str, ...]) -> list[RegionInventory]:
     with ThreadPoolExecutor(max_workers=max(1, len(regions))) as pool:
-        return list(pool.map(lambda region: Ec2Inventory(factory.ec2(region), region).read(), regions))
+        return list(
+            pool.map(
+                lambda region: Ec2Inventory(factory.ec2(region), region, factory.client("autoscaling", region)).read(),
+                regions,
+            )
+        )
 
 
 def observe(
@@ -163,7 +168,12 @@ def run_sweep(
 
 
 def vouch_for_marks(
-    ledger: Ledger | None, decisions: Sequence[Decision], resources: Mapping[str, Resource]
+    ledger: Ledger | None,
+    decisions: Sequence[Decision],
+    resources: Mapping[str, Resource],
+    *,
+    now: datetime,
+    idle_window: timedelta,
 ) -> dict[str, str]:
     """Why trainctl cannot vouch for the mark behind each destructive decision (absent: it can)."""
     destructive = [d for d in decisions if d.destructive and d.cleanup_after is not None]
@@ -183,7 +193,10 @@ def vouch_for_marks(
     distrusted: dict[str, str] = {}
     for decision, history in histories.items():
         assert decision.cleanup_after is not None
-        why = distrust(decision.cleanup_after, decision.action, history, sweeps)
+        # CloudTrail hears a volume attached or an instance started; nothing hears a running instance used, so an
+        # idle one must have been seen idle at least once per idle window since its mark.
+        gap = idle_window if set(decision.reasons) <= {"idle", "ttl-expiring"} else None
+        why = distrust(decision.cleanup_after, decision.action, history, sweeps, now=now, max_gap=gap)
         if why is not None:
             distrusted[decision.resource_id] = why
     return distrusted
@@ -225,7 +238,11 @@ def _sweep(
     plan = plan_sweep(inventories, observations, settings, now)
     resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
     decisions = confirm_marks(
-        plan.decisions, vouch_for_marks(ledger, plan.decisions, resources), resources, settings, now
+        plan.decisions,
+        vouch_for_marks(ledger, plan.decisions, resources, now=now, idle_window=settings.idle_window),
+        resources,
+        settings,
+        now,
     )
     decisions = apply_guards(decisions, guards_of(factory, decisions))
     notes: list[str] = []
@@ -245,8 +262,12 @@ def _sweep(
         deadline_margin_ms=int(settings.deadline_margin.total_seconds() * 1000),
     )
     acted = tuple(executor.execute(decisions))
+    # Tell first: a mark whose notice did not go out is recorded as unannounced, and no sweep acts on it.
+    acted, notified, notice_failure = _tell_owners(notifier, plan, acted)
+    if notice_failure is not None:
+        notes.append(f"a notice could not be sent: {notice_failure}")
     result = SweepResult(sweep_id, False, now, settings.regions, plan, acted, False, False)
-    recorded = notified = False
+    recorded = False
     ledger_failure: TrainctlError | None = None
     if ledger is not None:
         try:
@@ -257,16 +278,37 @@ def _sweep(
             notes.append(f"the ledger write failed: {exc}")
     else:
         notes.append("no ledger: decisions were not recorded")
-    if notifier is not None and changed(acted):
-        # The owners hear of every action, whether or not the ledger took it.
-        subject, message = sweep_message(plan, acted, dry_run=False)
-        notifier.publish(subject, message)
-        notified = True
     if any(d.outcome == "deferred" for d in acted):
         notes.append("stopped before the deadline; the next sweep resumes with what is left")
     if ledger_failure is not None:
         raise ledger_failure
+    if notice_failure is not None:
+        raise notice_failure
     return replace(result, recorded=recorded, notified=notified, notes=tuple(notes))
+
+
+def _tell_owners(
+    notifier: Notifier | None, plan: SweepPlan, acted: Sequence[Decision]
+) -> tuple[tuple[Decision, ...], bool, TrainctlError | None]:
+    """One message per owner; the owners hear of every action, whatever then happens to the ledger."""
+    if notifier is None:
+        return tuple(acted), False, None
+    unannounced: set[str | None] = set()
+    failure: TrainctlError | None = None
+    messages = owner_messages(plan, acted, dry_run=False)
+    for owner, subject, message in messages:
+        try:
+            notifier.publish(subject, message, {"owner": owner or "(no owner)", "kind": "sweep"})
+        except TrainctlError as exc:
+            unannounced.add(owner)
+            failure = exc
+    told = tuple(
+        replace(d, outcome="unannounced", detail=f"{d.detail}; its notice could not be sent")
+        if d.action == "mark" and d.outcome == "done" and d.owner in unannounced
+        else d
+        for d in acted
+    )
+    return told, bool(messages) and not unannounced, failure
 
 
 def _withheld(decision: Decision, why: str) -> Decision:
