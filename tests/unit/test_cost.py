@@ -25,6 +25,7 @@ from trainctl.cost.rules import (
     breach_message,
     estimate,
     find_breaches,
+    offender_line,
     plan_alerts,
     price_keys,
     running_hours,
@@ -208,6 +209,48 @@ def test_unknown_instance_type_is_unpriced_and_alerted_never_zero() -> None:
     assert [b.kind for b in breaches] == ["unpriced"]
     subject, body = breach_message(breaches[0], "new", AT)
     assert "no price" in subject and "i-new" in body and "zz9.mega" in body
+
+
+def test_burn_is_reported_per_gpu_as_well() -> None:
+    fleet = RegionInventory(
+        region=REGION,
+        instances=(
+            instance("i-p5", "p5.48xlarge"),
+            instance("i-off", "p3.2xlarge", state="stopped"),
+            instance("i-trn", "trn1.32xlarge"),
+            instance("i-cpu", "c6in.xlarge"),
+        ),
+    )
+    keys, _ = price_keys([fleet])
+    quotes = {
+        k: Quote(Price.flat(P.get((k.kind, k.region, k.name), 21.5), "hour", "price-file", "x"), "file") for k in keys
+    }
+    by_id = {c.resource_id: c for c in estimate([fleet], quotes, {}, {}, AT)}
+    p5 = by_id["i-p5"]
+    assert p5.accelerator_text() == "8 \N{MULTIPLICATION SIGN} H100 at $6.88 per GPU-hour"
+    assert p5.to_json()["accelerators"] == {
+        "count": 8,
+        "model": "H100",
+        "kind": "gpu",
+        "per_accelerator_hourly_usd": 6.88,
+        "text": "8 \N{MULTIPLICATION SIGN} H100 at $6.88 per GPU-hour",
+    }
+    assert "8 \N{MULTIPLICATION SIGN} H100 at $6.88 per GPU-hour" in offender_line(p5)
+    # A stopped instance burns nothing per GPU: its GPUs are still named, without a rate.
+    assert by_id["i-off"].accelerator_text() == "1 \N{MULTIPLICATION SIGN} V100"
+    # Trainium is counted in chips, not GPUs.
+    assert by_id["i-trn"].accelerator_text().endswith("per chip-hour")
+    assert by_id["i-trn"].to_json()["accelerators"]["kind"] == "neuron"
+    # A type without accelerators says nothing about them.
+    assert by_id["i-cpu"].accelerators is None and "accelerators" not in by_id["i-cpu"].to_json()
+
+
+def test_an_unpriced_accelerator_instance_still_names_its_gpus() -> None:
+    fleet = RegionInventory(region=REGION, instances=(instance("i-b3", "p6-b300.48xlarge"),))
+    quotes = {PriceKey("instance", REGION, "p6-b300.48xlarge"): Quote(None, "unpriced", "not sold on demand here")}
+    cost = estimate([fleet], quotes, {}, {}, AT)[0]
+    assert cost.hourly_usd is None and cost.accelerator_text() == "8 \N{MULTIPLICATION SIGN} B300"
+    assert cost.to_json()["accelerators"]["per_accelerator_hourly_usd"] is None
 
 
 # ------------------------------------------------------------------------------------------------- breaches

@@ -372,3 +372,10 @@ def test_price_file_generator_builds_a_loadable_file_and_leaves_out_what_it_cann
     assert loaded.price(keys[0]).cost(1) == 1.006 and loaded.price(keys[0]).origin == "price-file"
     assert loaded.price(keys[2]).cost(40_000) == pytest.approx(32_000 * 0.065 + 8_000 * 0.0455)
     assert loaded.price(keys[3]).cost(100) == pytest.approx(5.0)
+    # The generated file says where its prices came from and when, and what it could not price.
+    assert [(b.id, b.date, set(b.keys)) for b in loaded.blocks] == [
+        ("price-list-api-us-east-1", "2026-11-28", {keys[0], keys[2], keys[3]})
+    ]
+    gap = loaded.gap(keys[1])
+    assert gap is not None and gap.kind == "not-sold-on-demand" and gap.date == "2026-11-28"
+    assert loaded.regions == ("us-east-1",)

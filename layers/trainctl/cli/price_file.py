@@ -1,9 +1,13 @@
 """Regenerate the shipped price file from the Price List Query API: `make prices` (needs AWS credentials).
 
-    python -m trainctl.cli.price_file --region us-east-1 --output layers/trainctl/cost/prices/prices.json
+    python -m trainctl.cli.price_file --output layers/trainctl/cost/prices/prices.json
 
-Every price goes through the same filters and ambiguity check as the live chain; a key without exactly one
-price is left out (and so reported unpriced at run time), never guessed.
+Every GPU and accelerator type trainctl knows (every size of every family, see cost/prices/accelerators.py) and
+the types trainctl itself runs, in the regions training teams use (--region to choose others), with EBS storage,
+IOPS, throughput and snapshot prices. Every price goes through the same filters and ambiguity check as the live
+chain; a key without exactly one price is left out (and so reported unpriced at run time), never guessed, and the
+file says so: a type without an on-demand price in a region is listed as not sold on demand there, anything else
+as no price found. Each region's prices are one block, dated the day they were fetched.
 """
 
 from __future__ import annotations
@@ -20,42 +24,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 from trainctl.aws.clients import ClientFactory
 from trainctl.core.clock import system_clock
 from trainctl.core.errors import TrainctlError
-from trainctl.cost.prices.model import Price, PriceKey
-from trainctl.cost.prices.price_file import PRICE_FILE_FORMAT, PriceFile
+from trainctl.cost.prices.accelerators import ACCELERATORS
+from trainctl.cost.prices.model import Price, PriceKey, PriceNotFound
+from trainctl.cost.prices.price_file import PRICE_FILE_FORMAT, PriceBlock, PriceFile, PriceGap
 from trainctl.cost.prices.price_list import PriceListApi, RateLimiter
 
-# Instance types training teams run most, and the instances trainctl itself launches (pre-warm workers).
-DEFAULT_INSTANCE_TYPES = (
-    "t3.micro",
-    "t3.medium",
-    "m5.large",
-    "m5.xlarge",
-    "c5.xlarge",
-    "c6in.xlarge",
-    "c6in.4xlarge",
-    "g4dn.xlarge",
-    "g4dn.12xlarge",
-    "g5.xlarge",
-    "g5.2xlarge",
-    "g5.4xlarge",
-    "g5.12xlarge",
-    "g5.48xlarge",
-    "g6.xlarge",
-    "g6e.xlarge",
-    "p3.2xlarge",
-    "p3.8xlarge",
-    "p3.16xlarge",
-    "p4d.24xlarge",
-    "p5.48xlarge",
-    "trn1.2xlarge",
-    "trn1.32xlarge",
-    "inf2.xlarge",
-)
+# The regions the shipped file covers: where ML teams rent accelerators most.
+DEFAULT_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1")
+# Besides every accelerator type: the instances trainctl itself launches (pre-warm workers) and common helpers.
+OTHER_INSTANCE_TYPES = ("t3.micro", "t3.medium", "m5.large", "m5.xlarge", "c5.xlarge", "c6in.xlarge", "c6in.4xlarge")
+DEFAULT_INSTANCE_TYPES = (*sorted(ACCELERATORS), *OTHER_INSTANCE_TYPES)
 VOLUME_TYPES = ("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard")
 SOURCE = (
-    "AWS Price List Query API: EC2 on demand, Linux, shared tenancy; EBS volumes and standard snapshots. "
-    "Regenerate with `make prices`."
+    "AWS Price List Query API: EC2 on demand, Linux, shared tenancy; EBS volumes, provisioned IOPS and "
+    "throughput, standard snapshots. Regenerate with `make prices`."
 )
+API_SOURCE = "AWS Price List Query API (pricing:GetProducts), EC2 on demand, Linux, shared tenancy"
 
 
 def keys_for(regions: Iterable[str], instance_types: Iterable[str]) -> list[PriceKey]:
@@ -72,25 +56,60 @@ def build_price_file(api: PriceListApi, keys: Sequence[PriceKey], as_of: str) ->
     """The file, and what could not be priced (with why)."""
     prices: dict[PriceKey, Price] = {}
     missing = []
+    not_sold: list[PriceKey] = []
+    not_found: list[PriceKey] = []
     for key in keys:
         try:
             fetched = api.price(key)
         except TrainctlError as exc:
             missing.append(f"{key}: {exc}")
+            # No on-demand price for an instance type in a region: AWS does not sell it on demand there.
+            (not_sold if isinstance(exc, PriceNotFound) and key.kind == "instance" else not_found).append(key)
             continue
         prices[key] = Price(fetched.tiers, fetched.unit, "price-file", as_of)
-    return PriceFile(as_of, SOURCE, prices), missing
+    regions = tuple(dict.fromkeys(k.region for k in keys))
+    blocks = tuple(
+        PriceBlock(
+            f"price-list-api-{region}", f"{API_SOURCE}, {region}", as_of, tuple(k for k in prices if k.region == region)
+        )
+        for region in regions
+        if any(k.region == region for k in prices)
+    )
+    gaps = []
+    if not_sold:
+        gaps.append(
+            PriceGap(
+                "not-sold-on-demand",
+                "the Price List has no on-demand price for it here",
+                API_SOURCE,
+                as_of,
+                tuple(not_sold),
+            )
+        )
+    if not_found:
+        gaps.append(
+            PriceGap(
+                "no-price-found", "the Price List API gave no single price for it", API_SOURCE, as_of, tuple(not_found)
+            )
+        )
+    return PriceFile(as_of, SOURCE, prices, blocks, tuple(gaps), regions), missing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--region", action="append", required=True, help="region to price; repeat for more")
-    parser.add_argument("--instance-type", action="append", help="instance type; default: common training types")
+    parser.add_argument(
+        "--region", action="append", help=f"region to price; repeat for more; default: {', '.join(DEFAULT_REGIONS)}"
+    )
+    parser.add_argument(
+        "--instance-type",
+        action="append",
+        help="instance type; default: every accelerator type and those trainctl runs",
+    )
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     factory = ClientFactory()
     api = PriceListApi(factory.client("pricing", "us-east-1"), limiter=RateLimiter(5.0), clock=system_clock)
-    keys = keys_for(args.region, args.instance_type or DEFAULT_INSTANCE_TYPES)
+    keys = keys_for(args.region or DEFAULT_REGIONS, args.instance_type or DEFAULT_INSTANCE_TYPES)
     try:
         price_file, missing = build_price_file(api, keys, date.today().isoformat())
     except (ClientError, BotoCoreError) as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from rich import box
@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trainctl.core.durations import format_duration
+from trainctl.cost.prices.price_file import MAX_AGE_DAYS
 from trainctl.cost.run import CostResult
 from trainctl.sweep.run import SweepResult
 
@@ -279,6 +280,24 @@ COST_COLUMNS = (
 )
 
 
+def price_file_line(result: CostResult) -> Text | None:
+    """The price file's date and age, whenever it priced anything here; red once it is older than it may be."""
+    from_file = result.lookups.get("file", 0) > 0 or any(
+        "price-file" in cost.price_source.split("+") for cost in result.resources
+    )
+    if not from_file:
+        return None
+    as_of = result.price_file_as_of
+    try:
+        age = (result.at.date() - date.fromisoformat(as_of[:10])).days
+    except ValueError:
+        return Text(f"priced from the price file of {as_of}", style="yellow")
+    text = f"priced from the price file of {as_of}, {age} day{'' if age == 1 else 's'} old"
+    if age > MAX_AGE_DAYS:
+        return Text(f"{text}: older than {MAX_AGE_DAYS} days, regenerate it with `make prices`", style="red")
+    return Text(text, style="dim")
+
+
 def print_cost(console: Console, result: CostResult, title: str, *, quiet: bool = False) -> None:
     summary = result.to_json()
     rows: list[list[Cell]] = [
@@ -286,7 +305,7 @@ def print_cost(console: Console, result: CostResult, title: str, *, quiet: bool 
             cost.resource_id,
             usd(cost.hourly_usd, 4),
             usd(cost.accumulated_usd),
-            cost.description,
+            ", ".join(filter(None, (cost.description, cost.accelerator_text()))),
             cost.owner,
             ", ".join(cost.flags) or "-",
             cost.price_source,
@@ -306,14 +325,12 @@ def print_cost(console: Console, result: CostResult, title: str, *, quiet: bool 
     console.print(headline)
     for breach in result.breaches:
         console.print(Text.assemble(("breach: ", "red"), breach.headline()))
+    # Said even when quiet: a figure from the file is only as good as the file's date.
+    file_line = price_file_line(result)
+    if file_line is not None:
+        console.print(file_line)
     if not quiet:
-        console.print(
-            Text(
-                f"price look-ups: {counts(summary['pricing']['lookups'])}; "
-                f"price file as of {summary['pricing']['price_file_as_of']}",
-                style="dim",
-            )
-        )
+        console.print(Text(f"price look-ups: {counts(summary['pricing']['lookups'])}", style="dim"))
         for note in result.notes:
             console.print(Text(note, style="dim"))
 

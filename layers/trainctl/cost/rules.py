@@ -16,6 +16,7 @@ from trainctl.core import tags
 from trainctl.core.clock import format_instant
 from trainctl.core.resources import Instance, RegionInventory, Snapshot, Volume
 from trainctl.core.settings import CostSettings
+from trainctl.cost.prices.accelerators import Accelerators, accelerators_for
 from trainctl.cost.prices.model import HOURS_PER_MONTH, PriceKey, Quote, SpotKey
 
 # gp3 includes this much performance in its storage price.
@@ -48,10 +49,24 @@ class ResourceCost:
     since: datetime
     flags: tuple[str, ...] = ()
     problem: str = ""
+    accelerators: Accelerators | None = None  # GPUs or Neuron chips of an instance, from its type
 
     @property
     def priced(self) -> bool:
         return self.hourly_usd is not None
+
+    @property
+    def per_accelerator_hourly_usd(self) -> float | None:
+        """The burn per GPU (or Neuron chip): "8 x H100 at $6.88 per GPU-hour"; None without accelerators or price."""
+        if self.accelerators is None or self.hourly_usd is None:
+            return None
+        return self.accelerators.per_device(self.hourly_usd)
+
+    def accelerator_text(self) -> str:
+        """'8 x H100 at $6.88 per GPU-hour' while it burns, '1 x V100' when stopped or unpriced, '' without any."""
+        if self.accelerators is None:
+            return ""
+        return self.accelerators.describe(self.hourly_usd or None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +81,17 @@ class ResourceCost:
             "since": format_instant(self.since),
             "flags": list(self.flags),
             **({"problem": self.problem} if self.problem else {}),
+            **({"accelerators": self._accelerators_json()} if self.accelerators else {}),
+        }
+
+    def _accelerators_json(self) -> dict[str, Any]:
+        assert self.accelerators is not None
+        return {
+            "count": self.accelerators.count,
+            "model": self.accelerators.model,
+            "kind": self.accelerators.kind,
+            "per_accelerator_hourly_usd": _round(self.per_accelerator_hourly_usd),
+            "text": self.accelerator_text(),
         }
 
 
@@ -163,6 +189,7 @@ def instance_cost(
     flags += history_flags
     billed = instance.state in BILLED_INSTANCE_STATES
     description = f"{instance.instance_type} {instance.lifecycle} {instance.state}"
+    accelerators = accelerators_for(instance.instance_type)
     if quote is None or quote.price is None:
         problem = quote.problem if quote else "no price looked up"
         # A stopped instance costs nothing per hour whatever its price; its past still needs one.
@@ -178,6 +205,7 @@ def instance_cost(
             instance.launch_time,
             tuple(flags),
             problem or f"no price for {instance.instance_type} in {instance.region}",
+            accelerators,
         )
     hourly = quote.price.cost(1)
     return ResourceCost(
@@ -192,6 +220,7 @@ def instance_cost(
         quote.price.origin,
         instance.launch_time,
         tuple(flags),
+        accelerators=accelerators,
     )
 
 
@@ -458,8 +487,9 @@ def offender_line(cost: ResourceCost) -> str:
     accumulated = "" if cost.accumulated_usd is None else f", ${cost.accumulated_usd:,.2f} since {cost.since:%Y-%m-%d}"
     flags = f" [{', '.join(cost.flags)}]" if cost.flags else ""
     problem = f" ({cost.problem})" if cost.problem and cost.hourly_usd is None else ""
+    accelerators = f", {cost.accelerator_text()}" if cost.accelerators else ""
     return (
-        f"  {cost.resource_id} {cost.description} ({cost.region}, owner {cost.owner}): "
+        f"  {cost.resource_id} {cost.description}{accelerators} ({cost.region}, owner {cost.owner}): "
         f"{hourly}{accumulated}; price {cost.price_source}{flags}{problem}"
     )
 

@@ -1,0 +1,218 @@
+"""The shipped price file cannot silently rot: fresh, every family accounted for, every number with its source.
+
+A type/region the file has no price for must be listed as not sold on demand there, or as no published price
+found: a gap it knows about, never a silent one.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+
+import pytest
+from rich.console import Console
+
+from trainctl.cli.price_file import DEFAULT_INSTANCE_TYPES, DEFAULT_REGIONS
+from trainctl.cli.render import print_cost
+from trainctl.cost.prices.accelerators import ACCELERATORS, FAMILIES, accelerators_for, family_of, types_of
+from trainctl.cost.prices.model import PriceKey, PriceNotFound
+from trainctl.cost.prices.price_file import MAX_AGE_DAYS, PriceFile, load_price_file
+from trainctl.cost.rules import ResourceCost
+from trainctl.cost.run import CostResult
+
+# The families issue 19 names: a test fails when one is missing from the file.
+REQUIRED_FAMILIES = ("p4", "p5", "p6", "g4dn", "g5", "g6", "g6e", "g6f", "inf2", "trn1", "trn1n", "trn2")
+REQUIRED_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1")
+EBS_KEYS = (
+    *(("storage", v) for v in ("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard")),
+    *(("iops", v) for v in ("gp3", "io1", "io2")),
+    ("throughput", "gp3"),
+    ("snapshot", "standard"),
+)
+# What the sandbox fleet (cli/sandbox_fleet.py and the runs in cli/sandbox_run.py) makes: all of it is priced.
+SANDBOX_KEYS = (
+    *(
+        PriceKey("instance", "us-east-1", t)
+        for t in ("p4d.24xlarge", "g5.12xlarge", "g5.2xlarge", "g5.xlarge", "c6in.xlarge", "p3.2xlarge", "t3.micro")
+    ),
+    PriceKey("instance", "eu-west-1", "g4dn.xlarge"),
+    *(PriceKey("storage", r, v) for r in ("us-east-1", "eu-west-1") for v in ("gp3", "gp2")),
+    *(PriceKey("snapshot", r, "standard") for r in ("us-east-1", "eu-west-1")),
+)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> PriceFile:
+    return load_price_file()
+
+
+def accounted(shipped: PriceFile, key: PriceKey) -> bool:
+    return key in shipped.prices or shipped.gap(key) is not None
+
+
+def test_the_shipped_price_file_is_at_most_180_days_old(shipped: PriceFile) -> None:
+    age = shipped.age_days(date.today())
+    assert age <= MAX_AGE_DAYS, (
+        f"the price file is {age} days past its as_of {shipped.as_of} (at most {MAX_AGE_DAYS}): "
+        "regenerate it with `make prices`, or re-check it against AWS's published prices"
+    )
+
+
+def test_the_age_check_fails_one_day_past_180_days() -> None:
+    stale = PriceFile("2026-01-01", "x", {})
+    assert stale.age_days(date(2026, 6, 30)) == MAX_AGE_DAYS
+    assert stale.age_days(date(2026, 7, 1)) > MAX_AGE_DAYS
+
+
+def test_the_file_covers_the_regions_ml_teams_train_in(shipped: PriceFile) -> None:
+    assert set(REQUIRED_REGIONS) <= set(shipped.regions)
+    assert set(REQUIRED_REGIONS) <= set(DEFAULT_REGIONS)
+
+
+@pytest.mark.parametrize("family", REQUIRED_FAMILIES)
+def test_every_size_of_every_family_is_priced_or_a_known_gap_in_every_region(shipped: PriceFile, family: str) -> None:
+    assert family in FAMILIES, f"{family} is not in the accelerator table"
+    sizes = types_of(family)
+    assert sizes, f"no sizes of {family} are known"
+    silent = [
+        str(key)
+        for t in sizes
+        for region in shipped.regions
+        if not accounted(shipped, key := PriceKey("instance", region, t))
+    ]
+    assert silent == [], f"{family}: neither priced nor listed as a gap"
+    # `make prices` asks the Price List API for every one of them.
+    assert set(sizes) <= set(DEFAULT_INSTANCE_TYPES)
+
+
+def test_every_family_sold_on_demand_has_prices(shipped: PriceFile) -> None:
+    priced_families = {family_of(k.name) for k in shipped.prices if k.kind == "instance"}
+    # trn2 has no on-demand price in any covered region: it is listed as not sold on demand, size by size.
+    for family in set(REQUIRED_FAMILIES) - {"trn2"}:
+        assert priced_families & set(FAMILIES[family]), family
+
+
+def test_every_ebs_price_is_priced_or_a_known_gap_in_every_region(shipped: PriceFile) -> None:
+    silent = [
+        str(key)
+        for region in shipped.regions
+        for kind, name in EBS_KEYS
+        if not accounted(shipped, key := PriceKey(kind, region, name))  # type: ignore[arg-type]
+    ]
+    assert silent == []
+
+
+def test_every_price_has_one_dated_source(shipped: PriceFile) -> None:
+    in_blocks = [k for b in shipped.blocks for k in b.keys]
+    assert sorted(in_blocks) == sorted(shipped.prices), "each price belongs to exactly one block"
+    for block in shipped.blocks:
+        assert block.source and block.id
+        assert date.fromisoformat(block.date) <= date.fromisoformat(shipped.as_of), block.id
+
+
+def test_every_gap_says_why_where_from_and_when(shipped: PriceFile) -> None:
+    seen: set[PriceKey] = set()
+    for gap in shipped.gaps:
+        assert gap.why and gap.source and date.fromisoformat(gap.date)
+        assert not set(gap.keys) & set(shipped.prices), "a key is either priced or a gap"
+        assert not set(gap.keys) & seen, "a key is in one gap"
+        seen |= set(gap.keys)
+
+
+def test_what_the_sandbox_runs_is_priced(shipped: PriceFile) -> None:
+    assert [str(k) for k in SANDBOX_KEYS if k not in shipped.prices] == []
+
+
+def test_the_issues_own_figures(shipped: PriceFile) -> None:
+    assert shipped.price(PriceKey("instance", "us-east-1", "p5.48xlarge")).cost(1) == 55.04
+    assert shipped.price(PriceKey("instance", "us-east-1", "p5en.48xlarge")).cost(1) == 63.296
+    assert shipped.price(PriceKey("instance", "us-east-1", "p4d.24xlarge")).cost(1) == 21.957642
+    per_gpu = accelerators_for("p5.48xlarge")
+    assert per_gpu is not None and per_gpu.describe(55.04) == "8 \N{MULTIPLICATION SIGN} H100 at $6.88 per GPU-hour"
+
+
+def test_a_type_not_sold_on_demand_says_so_when_asked(shipped: PriceFile) -> None:
+    with pytest.raises(PriceNotFound, match="not offered in eu-west-1"):
+        shipped.price(PriceKey("instance", "eu-west-1", "p5.48xlarge"))
+    with pytest.raises(PriceNotFound, match="no on-demand price"):
+        shipped.price(PriceKey("instance", "us-east-2", "trn2.48xlarge"))
+
+
+# --------------------------------------------------------------------------------------------------- accelerators
+
+
+def test_every_accelerator_type_belongs_to_a_family() -> None:
+    members = {m for family in FAMILIES.values() for m in family}
+    assert {family_of(t) for t in ACCELERATORS} <= members
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "count", "model", "kind"),
+    [
+        ("p4d.24xlarge", 8, "A100", "gpu"),
+        ("p4de.24xlarge", 8, "A100 80GB", "gpu"),
+        ("p5.4xlarge", 1, "H100", "gpu"),
+        ("p5en.48xlarge", 8, "H200", "gpu"),
+        ("p6-b200.48xlarge", 8, "B200", "gpu"),
+        ("g5.12xlarge", 4, "A10G", "gpu"),
+        ("g6e.48xlarge", 8, "L40S", "gpu"),
+        ("g6f.large", 0.125, "L4", "gpu"),
+        ("g4dn.metal", 8, "T4", "gpu"),
+        ("inf2.48xlarge", 12, "Inferentia2", "neuron"),
+        ("trn1.32xlarge", 16, "Trainium", "neuron"),
+        ("trn2.48xlarge", 16, "Trainium2", "neuron"),
+    ],
+)
+def test_accelerators_per_instance_type(instance_type: str, count: float, model: str, kind: str) -> None:
+    found = accelerators_for(instance_type)
+    assert found is not None and (found.count, found.model, found.kind) == (count, model, kind)
+
+
+def test_a_fractional_gpu_is_priced_per_whole_gpu() -> None:
+    g6f = accelerators_for("g6f.large")
+    assert g6f is not None and g6f.describe(0.202) == "1/8 \N{MULTIPLICATION SIGN} L4 at $1.62 per GPU-hour"
+    assert accelerators_for("c6in.xlarge") is None
+
+
+# ------------------------------------------------------------------------------------------------- the cost table
+
+AT = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+def result(as_of: str, source: str = "price-file", lookups: dict[str, int] | None = None) -> CostResult:
+    p5 = ResourceCost(
+        "i-p5",
+        "instance",
+        "us-east-1",
+        "alice",
+        "p5.48xlarge on-demand running",
+        55.04,
+        110.08,
+        source,
+        AT,
+        accelerators=accelerators_for("p5.48xlarge"),
+    )
+    return CostResult(AT, ("us-east-1",), (p5,), (), lookups if lookups is not None else {"file": 1}, as_of)
+
+
+def shown(cost: CostResult, *, quiet: bool) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    print_cost(console, cost, "trainctl cost", quiet=quiet)
+    return console.export_text()
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_trainctl_cost_says_the_price_files_age_whenever_it_prices_from_it(quiet: bool) -> None:
+    text = shown(result("2026-11-01"), quiet=quiet)
+    assert "priced from the price file of 2026-11-01, 30 days old" in text
+    assert "8 \N{MULTIPLICATION SIGN} H100 at $6.88 per GPU-hour" in text
+
+
+def test_a_stale_price_file_is_called_stale() -> None:
+    text = shown(result("2026-05-01"), quiet=True)
+    assert f"214 days old: older than {MAX_AGE_DAYS} days, regenerate it with `make prices`" in text
+
+
+def test_no_word_about_the_file_when_nothing_came_from_it() -> None:
+    text = shown(result("2026-11-01", "price-list-api", {"api": 1}), quiet=False)
+    assert "price file of" not in text
