@@ -67,7 +67,7 @@ workflows: $(VENV)/.dev
 
 # Regenerates the shipped price file from the AWS Price List Query API (needs AWS credentials).
 prices: $(VENV)/.cli
-	$(BIN)/python -m trainctl.cli.price_file --region us-east-1 --region us-west-2 --region eu-west-1 \
+	$(BIN)/python -m trainctl.cli.price_file \
 		--output layers/trainctl/cost/prices/prices.json
 
 clean:

@@ -79,9 +79,11 @@ def test_scheduled_check_prices_the_fleet_from_the_chain(handler: types.ModuleTy
     # moto's spot price ($0.00001) is implausible: on demand stands in, flagged as an upper bound.
     spot = resource(result, account.fleet["spot-finetune"])
     assert spot["price_source"] == "on-demand-upper-bound" and "upper-bound" in spot["flags"]
-    # p4d.24xlarge is in neither the API (down) nor the file: unpriced, and not counted as $0.
-    assert resource(result, account.fleet["llm-pretrain"])["hourly_usd"] is None
-    assert account.fleet["llm-pretrain"] in result["unpriced"] and result["complete"] is False
+    # The API is down and the file prices every type the fleet runs (issue 19), per GPU as well: nothing unpriced.
+    p4d = resource(result, account.fleet["llm-pretrain"])
+    assert p4d["hourly_usd"] == 21.9576 and p4d["price_source"] == "price-file"
+    assert p4d["accelerators"]["model"] == "A100" and p4d["accelerators"]["per_accelerator_hourly_usd"] == 2.7447
+    assert result["unpriced"] == [] and result["complete"] is True
 
 
 def test_a_warm_function_prices_from_memory(
@@ -91,9 +93,8 @@ def test_a_warm_function_prices_from_memory(
     handler.clock = fixed_clock(account.t0 + timedelta(minutes=15))
     warm = handler.lambda_handler(load_event("cost_alerts", "scheduled"), LocalContext(function_name="x"))
     assert cold["pricing"]["lookups"].get("memory", 0) == 0
-    # Only what no link could price is looked up again (it may have become priceable), and the spot price
-    # that failed; everything else comes from memory.
-    assert set(warm["pricing"]["lookups"]) == {"memory", "spot-fallback", "unpriced"}
+    # Only the spot price that failed is looked up again; everything else comes from memory.
+    assert set(warm["pricing"]["lookups"]) == {"memory", "spot-fallback"}
     assert warm["pricing"]["lookups"]["memory"] == cold["pricing"]["lookups"]["file"]
 
 
@@ -113,9 +114,9 @@ def test_breaches_reach_the_topic_once_not_on_every_run(
 ) -> None:
     first = run(handler, load_event("cost_alerts", "scheduled"), account.t0)
     keys = {b["key"] for b in first["breaches"]}
-    # ~$7/h is under $50/h, but 24 h of it is over $100; the g5.12xlarge ran 8 days: over $500.
+    # ~$29/h is under $50/h, but 24 h of it is over $100; the g5.12xlarge and the p4d ran 8 days: over $500.
     assert "total:daily" in keys and "total:hourly" not in keys
-    assert f"resource:{account.fleet['forgotten-notebook']}" in keys and "unpriced" in keys
+    assert f"resource:{account.fleet['forgotten-notebook']}" in keys and "unpriced" not in keys
     told = messages(factory, account.queue_url)
     assert sorted(first["alerts"]["notified"]) == sorted(keys)
     assert len(told) == len(keys)
@@ -238,11 +239,12 @@ def test_cost_json_prints_the_documented_shape(cli_factory: ClientFactory) -> No
     assert grown == pytest.approx(24 * 5.672)
 
 
-def test_cost_table_names_breaches_and_unpriced(cli_factory: ClientFactory) -> None:
+def test_cost_table_names_breaches_and_the_price_files_age(cli_factory: ClientFactory) -> None:
     account = seed_account(cli_factory)
     result = run_cli(cli_factory, ["cost", "--at", format_instant(account.t0)])
     assert result.exit_code == 0, result.output
-    assert "burning $" in result.stdout and "breach:" in result.stdout and "unpriced" in result.stdout
+    assert "burning $" in result.stdout and "breach:" in result.stdout and "unpriced" not in result.stdout
+    assert "priced from the price file of" in result.stdout and "per GPU-hour" in result.stdout
 
 
 def test_cost_refuses_a_bad_instant_and_a_bad_setting(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -70,7 +71,8 @@ def test_stopped_instance_is_terminated_after_the_grace_period() -> None:
     [
         (IDLE, True),
         (BUSY, False),
-        (Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=None), True),
+        # The builder's p4d has GPUs: without a GPU reading there is no evidence of idleness.
+        (Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=None), False),
         (Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=50.0), False),
         (Utilisation(cpu_percent=1.0, network_bytes_per_second=1e6, gpu_percent=0.0), False),
         (Utilisation(cpu_percent=None, network_bytes_per_second=100.0), False),
@@ -351,3 +353,21 @@ def test_default_maximum_age_per_class_is_off_unless_configured() -> None:
     # An explicit ttl wins over the class default.
     longer = snapshot(started=NOW - timedelta(days=3), ttl="5d")
     assert decide_one(longer, settings=capped) is None
+
+
+@pytest.mark.parametrize(
+    "instance_type", ["p4d.24xlarge", "g5.xlarge", "trn1.32xlarge", "trn2.48xlarge", "inf2.xlarge"]
+)
+def test_an_accelerator_instance_without_an_accelerator_reading_is_not_idle(instance_type: str) -> None:
+    # No CloudWatch agent on a GPU instance, or Neuron chips (neuron-monitor is not read): no evidence is not idleness.
+    no_reading = Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=None)
+    observations = Observations(utilisation={"i-1": no_reading}, training={"i-1": TrainingCheck(Training.IDLE)})
+    decision = decide_one(replace(instance(), instance_type=instance_type), observations)
+    assert decision is None or "idle" not in decision.reasons
+
+
+def test_a_type_without_accelerators_is_idle_on_cpu_and_network_alone() -> None:
+    no_reading = Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=None)
+    observations = Observations(utilisation={"i-1": no_reading}, training={"i-1": TrainingCheck(Training.IDLE)})
+    decision = decide_one(replace(instance(), instance_type="c6in.xlarge"), observations)
+    assert decision is not None and "idle" in decision.reasons

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from trainctl.core import tags
+from trainctl.core.accelerators import Accelerators, accelerators_for
 from trainctl.core.clock import format_instant
 from trainctl.core.resources import Instance, RegionInventory, Snapshot, Volume
 from trainctl.core.settings import CostSettings
-from trainctl.cost.prices.accelerators import Accelerators, accelerators_for
 from trainctl.cost.prices.model import HOURS_PER_MONTH, PriceKey, Quote, SpotKey
 
 # gp3 includes this much performance in its storage price.

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Literal
 
 from trainctl.core import names, tags
+from trainctl.core.accelerators import accelerators_for
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.lifetimes import InvalidTtl, born_at, ttl_expiry
 from trainctl.core.marks import read_mark
@@ -140,7 +141,11 @@ def is_idle(instance: Instance, usage: Utilisation | None, settings: SweepSettin
         return False
     if usage.network_bytes_per_second >= settings.idle_network_bytes_per_second:
         return False
-    return usage.gpu_percent is None or usage.gpu_percent < settings.idle_gpu_percent
+    if usage.gpu_percent is None:
+        # No accelerator reading: fine for a type without accelerators; for one with GPUs (no CloudWatch agent)
+        # or Neuron chips (neuron-monitor, not read), no evidence is not idleness.
+        return accelerators_for(instance.instance_type) is None
+    return usage.gpu_percent < settings.idle_gpu_percent
 
 
 def unreadable_values(resource: Resource, settings: SweepSettings) -> list[str]:
