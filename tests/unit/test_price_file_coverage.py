@@ -14,7 +14,7 @@ from rich.console import Console
 
 from trainctl.cli.price_file import DEFAULT_INSTANCE_TYPES, DEFAULT_REGIONS
 from trainctl.cli.render import print_cost
-from trainctl.cost.prices.accelerators import ACCELERATORS, FAMILIES, accelerators_for, family_of, types_of
+from trainctl.core.accelerators import ACCELERATORS, FAMILIES, accelerators_for, family_of, types_of
 from trainctl.cost.prices.model import PriceKey, PriceNotFound
 from trainctl.cost.prices.price_file import MAX_AGE_DAYS, PriceFile, load_price_file
 from trainctl.cost.rules import ResourceCost

@@ -22,9 +22,9 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws.clients import ClientFactory
+from trainctl.core.accelerators import ACCELERATORS
 from trainctl.core.clock import system_clock
 from trainctl.core.errors import TrainctlError
-from trainctl.cost.prices.accelerators import ACCELERATORS
 from trainctl.cost.prices.model import Price, PriceKey, PriceNotFound
 from trainctl.cost.prices.price_file import PRICE_FILE_FORMAT, PriceBlock, PriceFile, PriceGap
 from trainctl.cost.prices.price_list import PriceListApi, RateLimiter
