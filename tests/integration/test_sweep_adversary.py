@@ -1,11 +1,9 @@
-"""HOLES: sequences after which the sweep breaks "trainctl never destroys what must live". EXPECTED TO FAIL.
+"""Holes an adversarial review found in the second safety round (issue 16), kept as regression tests.
 
-Found by an adversarial review of the second safety round (issue 16) against main at ec42299 (the sweep of
-4737da0), under moto. Every test here is named `test_hole_*` and FAILS on that main, on purpose: each is a
-sequence of tags, clock steps, people's actions or API failures after which a resource that should live is
-destroyed, the owner is never told, or a sweep raises where the safety model promises it does not. Each docstring
-gives the exact sequence and the promise it breaks (ARCHITECTURE.md's safety model, the README, or issue 16). A fix
-turns its test green unchanged.
+Each `test_hole_*` is a sequence of tags, clock steps, people's actions or API failures after which a resource
+that should live was destroyed, the owner was never told, or a sweep raised where the safety model promises it
+does not. Each failed on main at 4737da0 (the review's target) and passes since the fixes; its docstring gives
+the exact sequence and the promise it broke (ARCHITECTURE.md's safety model, the README, or issue 16).
 
 People act through their own clients (`people`), never through the sweep's factory, so that every call the
 sweep's factory sees is trainctl's own.

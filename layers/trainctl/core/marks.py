@@ -76,6 +76,16 @@ def distrust(
     about to be taken; after it, every recorded sweep saw the resource as a candidate and nothing unmarked it.
     """
     seen_since: set[str] = set()
+    marks = [e for e in history if e.action == "mark" and e.outcome == "done"]
+    if marks:
+        # The ledger keeps whole seconds: a use in the mark's own second may sort either side of it, and the
+        # sweep read the resource before it marked it, so such a use came after what the sweep saw.
+        marked_second = marks[0].at.replace(microsecond=0)
+        same_second_use = any(
+            e.recorded_by == "age_guard" and e.at.replace(microsecond=0) == marked_second for e in history
+        )
+        if same_second_use:
+            return "it was used in the second it was marked"
     for entry in history:
         if entry.action == "mark" and entry.outcome == "done":
             if entry.cleanup_after != tag_at:

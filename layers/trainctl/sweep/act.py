@@ -84,13 +84,14 @@ class SweepExecutor:
         by_id = {d.resource_id: d for d in decisions}
         self._tag_phase(by_id, [d for d in decisions if d.action == "mark"], mark=True)
         self._tag_phase(by_id, [d for d in decisions if d.action == "unmark"], mark=False)
-        destructive = self._recheck([d for d in decisions if d.destructive], by_id)
-        storage = _interleaved([d for d in destructive if d.resource_type != "instance"])
-        instances = [d for d in destructive if d.resource_type == "instance"]
+        destructive = [d for d in decisions if d.destructive]
+        storage = _interleaved(self._recheck([d for d in destructive if d.resource_type != "instance"], by_id))
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
             # EBS has no batch delete: one call per volume or snapshot, in parallel.
             for result in pool.map(self._act, storage):
                 by_id[result.resource_id] = result
+            # Re-read after the storage deletes, which take minutes on a big fleet: just before the instances.
+            instances = self._recheck([d for d in destructive if d.resource_type == "instance"], by_id)
             # Persistent volumes are kept out of their instance's fate first, instance by instance.
             ready = []
             for result in pool.map(self._prepare_instance, instances):

@@ -59,7 +59,9 @@ def owner_messages(
     by_owner: dict[str | None, list[Decision]] = defaultdict(list)
     for decision in changed(decisions):
         by_owner[decision.owner].append(decision)
+    # Every decision is named in some message: an owner with more news than one message holds gets several.
     return [
-        (owner, *sweep_message(plan, mine, dry_run=dry_run))
+        (owner, *sweep_message(plan, mine[start : start + MAX_LINES], dry_run=dry_run))
         for owner, mine in sorted(by_owner.items(), key=lambda item: item[0] or "")
+        for start in range(0, len(mine), MAX_LINES)
     ]

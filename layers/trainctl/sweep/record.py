@@ -102,8 +102,9 @@ class DynamoDbLedger:
         self._write_all(decision_items(sweep_id, at, [replace(d, outcome="intended") for d in decisions]))
 
     def history(self, resource_id: str) -> list[LedgerEntry]:
-        """Newest first, down to the newest mark trainctl wrote (nothing older can matter to it)."""
+        """Newest first, down to the newest mark trainctl wrote and its second (nothing older can matter)."""
         entries: list[LedgerEntry] = []
+        marked_at: datetime | None = None
         pages = self._dynamodb.get_paginator("query").paginate(
             TableName=self._table,
             KeyConditionExpression=f"{ledger.PARTITION_KEY} = :pk",
@@ -115,9 +116,12 @@ class DynamoDbLedger:
                 for item in page.get("Items", []):
                     raw = json.loads(item["decision"]["S"])
                     entry = entry_from(str(raw.get("recorded_by", "")), raw)
-                    entries.append(entry)
-                    if entry.action == "mark" and entry.outcome == "done":
+                    if marked_at is not None and entry.at.replace(microsecond=0) != marked_at:
                         return entries
+                    entries.append(entry)
+                    if marked_at is None and entry.action == "mark" and entry.outcome == "done":
+                        # Read on through the mark's own second: a use there may sort below it.
+                        marked_at = entry.at.replace(microsecond=0)
         except ClientError as exc:
             raise access_error("Query", exc) from exc
         return entries
@@ -187,11 +191,14 @@ class InMemoryLedger:
 
     def history(self, resource_id: str) -> list[LedgerEntry]:
         entries: list[LedgerEntry] = []
+        marked_at: datetime | None = None
         for at, sweep_id, raw in sorted(self.entries.get(resource_id, []), key=lambda row: row[0], reverse=True):
             entry = entry_from(sweep_id, {"at": format_instant(at), **raw})
-            entries.append(entry)
-            if entry.action == "mark" and entry.outcome == "done":
+            if marked_at is not None and entry.at != marked_at:
                 break
+            entries.append(entry)
+            if marked_at is None and entry.action == "mark" and entry.outcome == "done":
+                marked_at = entry.at
         return entries
 
     def sweeps_since(self, at: datetime) -> list[RecordedSweep]:
