@@ -144,7 +144,10 @@ def cost_routes(*, regions: Sequence[str], account: str, pricing_region: str) ->
     [reads, *attributes] = read_routes(regions, account, conditions=in_regions)
     return [
         Route(
-            reads.sid, reads.resources, select=lambda a: a.startswith("ec2:") and reads_on_any(a), conditions=in_regions
+            reads.sid,
+            reads.resources,
+            select=lambda a: a.startswith(("ec2:", "autoscaling:")) and reads_on_any(a),
+            conditions=in_regions,
         ),
         *attributes,
         Route(
