@@ -208,13 +208,22 @@ def test_invoke_a_spot_warning_against_an_emulator_saves_the_data_exactly_once(t
                 {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "DeleteOnTermination": True}},
                 {"DeviceName": "/dev/sdg", "Ebs": {"VolumeSize": 20, "DeleteOnTermination": True}},
             ],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": tags.MANAGED, "Value": "true"}, {"Key": tags.OWNER, "Value": "carol"}],
+                }
+            ],
         )["Instances"][0]
         instance_id = instance["InstanceId"]
         data = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]}
         ec2.create_tags(Resources=[data["/dev/sdf"]], Tags=[{"Key": tags.PERSISTENT, "Value": "true"}])
         # In scope, like its instance: a volume out of scope would be kept too (DeleteOnTermination cleared).
-        ec2.create_tags(Resources=[data["/dev/sdg"]], Tags=[{"Key": tags.MANAGED, "Value": "true"}])
+        # As age_guard stamps what the launch created: in scope, with the launcher as owner; it may go with it.
+        ec2.create_tags(
+            Resources=[data["/dev/sdg"]],
+            Tags=[{"Key": tags.MANAGED, "Value": "true"}, {"Key": tags.OWNER, "Value": "carol"}],
+        )
         text = (ROOT / "events/spot_interruption/warning.json").read_text().replace("i-0000000000000000a", instance_id)
         event = tmp_path / "warning.json"
         event.write_text(text)
