@@ -90,7 +90,10 @@ def test_throttling_that_never_ends_fails_one_action_and_the_rest_continue_then_
     faults.fail("DeleteSnapshot", code="RequestLimitExceeded", status=503, times=None)
     result = sweep(factory, account.after_grace())
     failed = [d for d in result.decisions if d.outcome == "failed"]
-    assert failed and all(d.resource_type == "snapshot" for d in failed)
+    snapshots = [
+        (d.resource_id, d.action, d.outcome, d.detail) for d in result.decisions if d.resource_type == "snapshot"
+    ]
+    assert failed and all(d.resource_type == "snapshot" for d in failed), snapshots
     assert all("RequestLimitExceeded" in d.detail for d in failed)
     assert not volume_exists(factory, account.fleet["scratch-1"])  # the volumes went ahead
     # The throttling passes; the next sweep finishes the job.

@@ -249,6 +249,9 @@ def moto_server(port: int | None = None, region: str | None = None) -> Iterator[
     # moto's Step Functions interpreter runs the definitions, calling back into this server.
     os.environ["MOTO_PORT"] = str(port)
     enable = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
+    # moto keeps its state per process, not per server: each emulator starts empty, as the sandbox's story needs.
+    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", data=b"", method="POST")  # noqa: S310
+    urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310
     # A loopback URL this function just built.
     request = urllib.request.Request(f"{endpoint}/moto-api/config", data=enable, method="POST")  # noqa: S310
     urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
