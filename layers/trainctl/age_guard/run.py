@@ -77,13 +77,20 @@ def _stamp(
     )
 
 
-def stamp_api_call(factory: ClientFactory, event: CloudTrailApiCall, settings: AgeGuardSettings) -> StampResult:
+def _not_for_us(event: CloudTrailApiCall, settings: AgeGuardSettings, what: str) -> StampResult | None:
+    """A failed call did nothing; another region's or account's call is not this deployment's to act on."""
     detail = event.detail
     if detail.error_code:
-        return StampResult("ignored", f"{detail.event_name} failed with {detail.error_code}: nothing was created")
+        return StampResult("ignored", f"{detail.event_name} failed with {detail.error_code}: nothing was {what}")
     refusal = _refusal(settings, detail.aws_region, detail.recipient_account_id or event.account)
-    if refusal:
-        return StampResult("refused", refusal)
+    return StampResult("refused", refusal) if refusal else None
+
+
+def stamp_api_call(factory: ClientFactory, event: CloudTrailApiCall, settings: AgeGuardSettings) -> StampResult:
+    detail = event.detail
+    skipped = _not_for_us(event, settings, "created")
+    if skipped:
+        return skipped
     ids = created_ids(detail.event_name, detail.response_elements or {})
     if not ids:
         return StampResult("ignored", f"{detail.event_name}: no created resource in the response")
@@ -139,11 +146,9 @@ def stamp_first_start(factory: ClientFactory, event: InstanceStateChange, settin
 def void_marks_on_use(factory: ClientFactory, event: CloudTrailApiCall, settings: AgeGuardSettings) -> StampResult:
     """AttachVolume, StartInstances or a scope tag written between two sweeps: the marks on what it touched go."""
     detail = event.detail
-    if detail.error_code:
-        return StampResult("ignored", f"{detail.event_name} failed with {detail.error_code}: nothing was used")
-    refusal = _refusal(settings, detail.aws_region, detail.recipient_account_id or event.account)
-    if refusal:
-        return StampResult("refused", refusal)
+    skipped = _not_for_us(event, settings, "used")
+    if skipped:
+        return skipped
     ids = used_ids(detail.event_name, detail.request_parameters, settings.scope_tag)
     if not ids:
         return StampResult("ignored", f"{detail.event_name}: no resource trainctl watches")
