@@ -222,6 +222,10 @@ def measure(sizes: list[int], region_counts: list[int], latency: float) -> tuple
                 for tool in ("trainctl", "custodian"):
                     built, expected = fleet.build(size, regions)
                     env.load_fleet(built)
+                    # A new account's ledger: the fleets reuse ids, and an earlier act run, clocked a grace period
+                    # ahead, would be a recorded sweep that never saw this fleet's marks (so none could be trusted).
+                    factory.client("dynamodb", "us-east-1").delete_table(TableName=names.LEDGER_TABLE)
+                    stack_resources.ensure_on_emulator(factory, ("us-east-1",))
                     with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as tmp:
                         work = Path(tmp)
                         for mode in MODES:

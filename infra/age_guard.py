@@ -4,6 +4,7 @@ acknowledgements."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import combinations
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
@@ -63,12 +64,19 @@ class AgeGuard(Construct):
                 *age_guard_routes(regions=regions, account=account, scope_tag=scope_tag),
             ]
         )
-        for arn in _stamped(regions, account):
+        for arn in _stamped(["*"], account):
             acknowledge(
                 self.role,
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
-                "Any new resource may need stamping; only the trainctl:created-at, created-by and owner keys "
-                "may be written, and the scope tag only where none is set.",
+                "Any new resource may need stamping, in the configured regions (aws:RequestedRegion); only the "
+                "trainctl:created-at, created-by, owner and scope keys, and each of created-at, owner and scope "
+                "only where unset.",
+            )
+        for arn in ec2_arns(regions, account, "instance", "volume", "snapshot"):
+            acknowledge(
+                self.role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                "A resource used between two sweeps loses its mark: only the trainctl:cleanup-after key, in scope.",
             )
 
     def _rules(self, failures: sqs.IQueue) -> None:
@@ -109,19 +117,33 @@ def _stamped(regions: Sequence[str], account: str) -> list[str]:
     ]
 
 
+_KEY_NAMES = {tags.CREATED_AT: "At", tags.OWNER: "Owner"}
+
+
+def _key_sets(keys: Sequence[str]) -> list[list[str]]:
+    """Every set of the keys, the empty one first."""
+    return [list(chosen) for size in range(len(keys) + 1) for chosen in combinations(keys, size)]
+
+
 def age_guard_routes(*, regions: Sequence[str], account: str, scope_tag: str) -> list[Route]:
-    stamped = _stamped(regions, account)
     return [
         *read_routes(regions, account),
-        Route("StampWhoAndWhen", stamped, actions=["ec2:CreateTags"], conditions=tag_keys_only(STAMP_KEYS)),
-        Route(
-            "BringIntoScopeOnlyWhereUnset",
-            stamped,
-            actions=["ec2:CreateTags"],
-            # Never overwrite a scope decision a person made.
-            conditions=merged(
-                tag_keys_only([*STAMP_KEYS, scope_tag]), {"Null": {f"aws:ResourceTag/{scope_tag}": "true"}}
-            ),
+        # Owner, birth time and scope only where unset, key by key (created-by may go with any of them): IAM's
+        # conditions hold for the whole request, so there is one statement per set of those keys the code may write
+        # (it writes exactly the keys a resource lacks), each requiring all of them to be absent.
+        *(
+            Route(
+                "Stamp" + ("".join(_KEY_NAMES.get(k, "Scope") for k in keys) + "OnlyWhereUnset" if keys else "Creator"),
+                # Eight statements: each names the kinds once for every region, so the role's policy keeps its size.
+                _stamped(["*"], account),
+                actions=["ec2:CreateTags"],
+                conditions=merged(
+                    tag_keys_only([*keys, tags.CREATED_BY]),
+                    {"Null": {f"aws:ResourceTag/{k}": "true" for k in keys}} if keys else {},
+                    {"StringEquals": {"aws:RequestedRegion": list(regions)}},
+                ),
+            )
+            for keys in _key_sets([tags.CREATED_AT, tags.OWNER, scope_tag])
         ),
         # A resource in use loses the sweep's mark (where the code declares it does): that one key, in scope.
         Route(

@@ -197,16 +197,7 @@ class PrewarmWorkflow:
             self._scope,
             "Plan",
             lambda_function=planner,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "volume_id.$": "$.volume_id",
-                    "volume.$": "$.volume",
-                    "s3_uri.$": "$.s3_uri",
-                    "mount_point.$": "$.mount_point",
-                    "instance_id.$": "$.instance_id",
-                    "snapshot.$": "$.snapshot",
-                }
-            ),
+            # No payload: the Lambda gets the whole request; owner and force reach it, an unknown field is refused.
             payload_response_only=True,
             result_path=PLAN,
             retry_on_service_exceptions=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -145,17 +146,41 @@ def test_every_destructive_permission_is_conditioned_on_the_scope_tag(synthesize
     assert sweep_tagging[0]["Condition"]["Null"] == {"aws:TagKeys": "false"}
 
 
+def _tagging_allowed(statement: dict[str, Any], keys: set[str], existing: set[str]) -> bool:
+    """IAM's reading of one CreateTags request by one statement: the request's keys, the resource's present keys."""
+    condition = statement.get("Condition", {})
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            if operator == "ForAllValues:StringEquals" and key == "aws:TagKeys":
+                if not keys <= set(as_list(expected)):
+                    return False
+            elif operator == "Null" and key == "aws:TagKeys":
+                if (expected == "true") != (not keys):
+                    return False
+            elif operator == "Null" and key.startswith("aws:ResourceTag/"):
+                if (expected == "true") != (key.removeprefix("aws:ResourceTag/") not in existing):
+                    return False
+            elif operator == "StringEquals" and key == "aws:RequestedRegion":
+                if "us-east-1" not in as_list(expected) or "ap-south-1" in as_list(expected):
+                    return False
+            else:
+                raise AssertionError(f"a condition this reading does not know: {operator} {key}")
+    return True
+
+
 def test_age_guard_may_only_stamp_and_never_overwrite_a_scope_decision(synthesized) -> None:
     tagging = [s for s in statements(synthesized[0], "AgeGuard") if "ec2:CreateTags" in as_list(s["Action"])]
-    stamp_keys = {tags.CREATED_AT, tags.CREATED_BY, tags.OWNER}
-    assert len(tagging) == 2
-    for statement in tagging:
-        keys = set(statement["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"])
-        assert keys <= stamp_keys | {tags.MANAGED}
-        if tags.MANAGED in keys:
-            assert statement["Condition"]["Null"] == {f"aws:ResourceTag/{tags.MANAGED}": "true", "aws:TagKeys": "false"}
-        else:
-            assert statement["Condition"]["Null"] == {"aws:TagKeys": "false"}
+    stamp_keys = [tags.CREATED_AT, tags.CREATED_BY, tags.OWNER, tags.MANAGED]
+    # Issue 17 item 1: owner, birth time and scope are written only where unset, in policy, key by key; the
+    # creator goes with them (the code never overwrites it either, but nothing decides on it alone).
+    guarded = {tags.CREATED_AT, tags.OWNER, tags.MANAGED}
+    every_set = [set(c) for n in range(len(stamp_keys) + 1) for c in itertools.combinations(stamp_keys, n)]
+    for existing in every_set:
+        for keys in every_set:
+            allowed = any(_tagging_allowed(s, keys, existing) for s in tagging)
+            assert allowed == (bool(keys) and not keys & existing & guarded), (sorted(keys), sorted(existing))
+        assert not any(_tagging_allowed(s, {"Name"}, existing) for s in tagging)
+        assert not any(_tagging_allowed(s, {tags.CREATED_AT, "Name"}, existing) for s in tagging)
     granted = [s for s in statements(synthesized[0], "AgeGuard") if s["Effect"] == "Allow"]
     assert not [s for s in granted if (DESTRUCTIVE - {"ec2:DeleteTags"}) & set(as_list(s["Action"]))]
     # Where its code voids a mark on use, it may delete that one key, in scope, and nothing else.

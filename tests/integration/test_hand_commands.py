@@ -386,11 +386,39 @@ def test_transfer_to_and_from_an_instance_goes_through_ssm_and_a_staging_prefix(
         ("s3://Bad_Bucket/x", "/tmp/x"),
         ("instance:i-123;reboot:/x", "s3://datasets/x"),
         ("instance:i-0123456789abcdef0:relative", "s3://datasets/x"),
+        # Issue 17 item 7: no `.` or `..` segment reaches the transfer document (refused here, before any call).
+        ("s3://datasets/run-1/../private/", "instance:i-0123456789abcdef0:/data/"),
+        ("s3://datasets/run-1/", "instance:i-0123456789abcdef0:/data/../root/.ssh/"),
+        ("s3://datasets/run-1/", "instance:i-0123456789abcdef0:/data/./x"),
+        ("s3://datasets/run-1/\n", "/tmp/x"),
     ],
 )
 def test_transfer_refuses_bad_endpoints(factory: ClientFactory, source: str, destination: str) -> None:
     refused = call("transfer", source, destination)
     assert refused.exit_code == 2 and "error:" in refused.stderr
+
+
+def test_a_download_never_writes_outside_its_destination(factory: ClientFactory, tmp_path: Path) -> None:
+    """A key is anyone's text: `run-1/../../outside.txt` must not climb out of the folder it is copied into."""
+    s3 = factory.client("s3", REGION)
+    s3.create_bucket(Bucket="datasets")
+    s3.put_object(Bucket="datasets", Key="run-1/a.txt", Body=b"a")
+    s3.put_object(Bucket="datasets", Key="run-1/../../outside.txt", Body=b"forged")
+    destination = tmp_path / "deep" / "back"
+    refused = call("transfer", "s3://datasets/run-1/", str(destination))
+    assert refused.exit_code == 1, refused.output
+    assert "outside" in refused.stderr and "nothing was copied" in refused.stderr
+    assert not (tmp_path / "outside.txt").exists() and not (destination / "a.txt").exists()
+
+
+def test_a_download_skips_folder_markers(factory: ClientFactory, tmp_path: Path) -> None:
+    s3 = factory.client("s3", REGION)
+    s3.create_bucket(Bucket="datasets")
+    s3.put_object(Bucket="datasets", Key="run-1/", Body=b"")
+    s3.put_object(Bucket="datasets", Key="run-1/shards/", Body=b"")
+    s3.put_object(Bucket="datasets", Key="run-1/shards/a.bin", Body=b"a")
+    down = ok_json("transfer", "s3://datasets/run-1/", str(tmp_path / "back"))
+    assert down["files"] == 1 and (tmp_path / "back" / "shards" / "a.bin").read_bytes() == b"a"
 
 
 def test_every_command_has_help_that_reads() -> None:

@@ -308,3 +308,55 @@ def test_the_command_line_follows_the_workflow(account: Account, monkeypatch: py
     forget_finished_workers()
     failed = run_cli(account.factory, ["prewarm", "vol-0123456789abcdef0", "s3://datasets/imagenet/", "--json"])
     assert failed.exit_code == 1 and json.loads(failed.stdout)["error"] == "InvalidRequest"
+
+
+@pytest.mark.parametrize(
+    ("labelled", "request_change"),
+    [
+        ({tags.MANAGED: "true", tags.OWNER: "bob"}, {"owner": "bob"}),
+        ({tags.MANAGED: "true", tags.PERSISTENT: "true"}, {"force": True}),
+    ],
+    ids=["the-owner-fills-their-own-volume", "a-persistent-volume-with-force"],
+)
+def test_the_request_owner_and_force_reach_the_plan(
+    account: Account, labelled: dict[str, str], request_change: dict[str, Any]
+) -> None:
+    """The Plan state forwards the whole request: an owner's own volume and a forced persistent one are filled."""
+    volume_id = account.factory.ec2(REGION).create_volume(
+        Size=100,
+        AvailabilityZone=f"{REGION}a",
+        TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in labelled.items()]}],
+    )["VolumeId"]
+    result = execute(account, volume_id=volume_id, **request_change)
+    assert result["status"] == "SUCCEEDED", result
+    assert len(account.commands) == 1
+    assert_clean(account, volume_id)
+
+
+def test_a_request_with_a_field_the_plan_does_not_know_is_refused(account: Account) -> None:
+    result = execute(account, instance_profile="arn:aws:iam::123456789012:instance-profile/admin")
+    assert result["status"] == "FAILED" and result["error"] == "InvalidRequest", result
+    assert result["entered"] == ["Plan", "Refused"]
+    assert account.launches == []
+
+
+def test_the_command_line_names_its_owner_to_the_workflow(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        stack_resources,
+        "resolve",
+        lambda factory, _env, regions: stack_resources.ensure_on_emulator(factory, regions),
+    )
+    monkeypatch.setenv("TRAINCTL_OWNER", "carol")
+    owned = account.factory.ec2(REGION).create_volume(
+        Size=100,
+        AvailabilityZone=f"{REGION}a",
+        TagSpecifications=[
+            {
+                "ResourceType": "volume",
+                "Tags": [{"Key": tags.MANAGED, "Value": "true"}, {"Key": tags.OWNER, "Value": "carol"}],
+            }
+        ],
+    )["VolumeId"]
+    shown = run_cli(account.factory, ["prewarm", owned, "s3://datasets/imagenet/"])
+    assert shown.exit_code == 0, shown.output
+    assert "SUCCEEDED" in shown.stdout

@@ -70,3 +70,22 @@ def test_no_path_parameter_accepts_a_dot_segment(document: str, name: str, patte
     for fine in (f"{base}/.hidden", f"{base}/v1.2", f"{base}/a..b"):
         if name != "MountPoint":  # the mount point is one segment under /mnt
             assert accepts(pattern, fine), (document, name, fine)
+
+
+@pytest.mark.parametrize(("document", "name", "pattern"), [p for p in parameters() if p[1] in PATHS])
+def test_core_path_rules_refuse_whatever_a_document_refuses(document: str, name: str, pattern: str) -> None:
+    """Settings and the command line check paths with trainctl.core.paths before anything is sent: a value they
+    accept must be one the document accepts too, so a bad one is a one-line error at once, not a failed command."""
+    from trainctl.core import paths
+
+    good = PATHS[name]
+    base = good.rstrip("/")
+    for value in (good, f"{base}/..", f"{base}/./x", f"{base}/../etc", f"{base}/a..b", f"{base}\n", f"{base}/ x"):
+        if name == "S3Uri":
+            ours = paths.split_s3_uri(value) is not None
+        elif name == "MountPoint":
+            ours = re.fullmatch(paths.MOUNT_POINT, value) is not None
+        else:
+            ours = paths.is_absolute_path(value)
+        if ours:
+            assert accepts(pattern, value), (document, name, value)

@@ -42,6 +42,10 @@ def test_reads_trainctl_variables() -> None:
         ("TRAINCTL_IDLE_ACTION", "delete"),
         ("TRAINCTL_TRAINING_PROCESS_PATTERNS", "train.py;$(reboot)"),
         ("TRAINCTL_TRAINING_PID_FILE", "relative/path"),
+        # Issue 17 item 7: no `.` or `..` segment, and `$` no longer lets a trailing newline through.
+        ("TRAINCTL_TRAINING_PID_FILE", "/var/run/../../etc/shadow"),
+        ("TRAINCTL_TRAINING_PID_FILE", "/var/run/./train.pid"),
+        ("TRAINCTL_TRAINING_PID_FILE", "/var/run/train.pid\n"),
     ],
 )
 def test_an_invalid_setting_is_a_clear_error_naming_it(variable: str, value: str) -> None:
@@ -98,6 +102,10 @@ def test_bad_age_guard_settings_name_themselves(variable: str, value: str) -> No
         ("TRAINCTL_SPOT_SIGNAL", "SIGKILL"),
         ("TRAINCTL_SPOT_CHECKPOINT_S3_URI", "s3://x; rm -rf /"),
         ("TRAINCTL_SPOT_CHECKPOINT_DIR", "relative/path"),
+        ("TRAINCTL_SPOT_CHECKPOINT_DIR", "/opt/ckpt/../../root"),
+        ("TRAINCTL_SPOT_CHECKPOINT_S3_URI", "s3://team-checkpoints/runs/../other-team/"),
+        ("TRAINCTL_SPOT_CHECKPOINT_S3_URI", "s3://team-checkpoints/runs/\n"),
+        ("TRAINCTL_SPOT_DEFAULT_HOOK", "default\n"),
         ("TRAINCTL_RECOVERY_MAX_ATTEMPTS", "0"),
     ],
 )

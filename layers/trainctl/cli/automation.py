@@ -48,7 +48,7 @@ from trainctl.core.errors import TrainctlError
 from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.cost.run import CostEffects, CostResult, has_price_list_api, price_book_for, run_cost_check
 from trainctl.cost.store import DynamoDbCostStore
-from trainctl.prewarm.rules import InvalidRequest, PrewarmRequest, parse_request
+from trainctl.prewarm.rules import InvalidRequest, parse_request
 from trainctl.sweep.run import SweepResult, effects_for, run_sweep
 
 Regions = Annotated[
@@ -257,13 +257,8 @@ def prewarm(
         "snapshot": snapshot,
     }
     # Who asks, and whether a persistent volume may be overwritten: the workflow checks both against the volume.
-    fields = PrewarmRequest.model_fields
-    if "owner" in fields:
-        asked["owner"] = person(os.environ)
-    if "force" in fields:
-        asked["force"] = allow_persistent
-    elif allow_persistent:
-        raise fail("--allow-persistent: this version of the pre-warm workflow has no such override", EXIT_USAGE)
+    asked["owner"] = person(os.environ)
+    asked["force"] = allow_persistent
     try:
         request = parse_request(asked)
     except InvalidRequest as exc:

@@ -13,11 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trainctl.core import tags
 from trainctl.core.durations import InvalidDuration, parse_duration
 from trainctl.core.errors import SettingsError
+from trainctl.core.paths import is_absolute_path, split_s3_uri
 
 ENV_PREFIX = "TRAINCTL_"
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/ ]{1,64}$")
-_PID_FILE = re.compile(r"^/[A-Za-z0-9_.\-/]{1,255}$")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+_PATTERN = re.compile(r"[A-Za-z0-9_.\-/ ]{1,64}")
 
 
 def _duration(value: object) -> object:
@@ -31,7 +31,7 @@ def _duration(value: object) -> object:
 
 def _region_names(value: tuple[str, ...]) -> tuple[str, ...]:
     for region in value:
-        if not _REGION.match(region):
+        if not _REGION.fullmatch(region):
             raise ValueError(f"{region!r} is not a region name such as us-east-1")
     # A region named twice would be swept twice in one run, each sweep acting on the other's reads.
     return tuple(dict.fromkeys(value))
@@ -137,15 +137,15 @@ class SweepSettings(BaseModel):
     def _plain_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         # They reach the instance as an SSM parameter; the document's allowedPattern repeats this check.
         for pattern in value:
-            if not _PATTERN.match(pattern):
+            if not _PATTERN.fullmatch(pattern):
                 raise ValueError(f"{pattern!r} may hold only letters, digits, space and _ . - /")
         return value
 
     @field_validator("training_pid_file")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
-        if not _PID_FILE.match(value):
-            raise ValueError(f"{value!r} must be an absolute path of letters, digits and _ . - /")
+        if not is_absolute_path(value):
+            raise ValueError(f"{value!r} must be an absolute path of letters, digits and _ . - / without . or .. parts")
         return value
 
     @field_validator("idle_window", "grace_period", "stopped_max_age", "snapshot_retention")
@@ -255,8 +255,7 @@ def cost_env_names() -> list[str]:
     return [ENV_PREFIX + name.upper() for name in CostSettings.model_fields]
 
 
-_HOOK = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[A-Za-z0-9_.\-/=]*)?$")
+_HOOK = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 class SpotSettings(BaseModel):
@@ -292,22 +291,22 @@ class SpotSettings(BaseModel):
     @classmethod
     def _hook_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for hook in value:
-            if not _HOOK.match(hook):
+            if not _HOOK.fullmatch(hook):
                 raise ValueError(f"{hook!r} is not a hook name (lowercase letters, digits, _ and -)")
         return value
 
     @field_validator("training_pid_file", "spot_checkpoint_dir")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
-        if not _PID_FILE.match(value):
-            raise ValueError(f"{value!r} must be an absolute path of letters, digits and _ . - /")
+        if not is_absolute_path(value):
+            raise ValueError(f"{value!r} must be an absolute path of letters, digits and _ . - / without . or .. parts")
         return value
 
     @field_validator("spot_checkpoint_s3_uri")
     @classmethod
     def _s3_uri(cls, value: str | None) -> str | None:
-        if value is not None and not _S3_URI.match(value):
-            raise ValueError(f"{value!r} is not an s3://bucket/prefix URI")
+        if value is not None and split_s3_uri(value) is None:
+            raise ValueError(f"{value!r} is not an s3://bucket/prefix URI (no . or .. parts)")
         return value
 
     @model_validator(mode="after")

@@ -21,7 +21,9 @@ from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import error_code
 from trainctl.core.errors import TrainctlError
+from trainctl.core.paths import is_absolute_path, split_s3_uri, stays_under
 from trainctl.core.permissions import needs
+from trainctl.core.text import one_line
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -31,8 +33,7 @@ PERMISSIONS = needs(
     "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObjects", "ssm:SendCommand", "ssm:GetCommandInvocation"
 )
 
-S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/(?P<key>[A-Za-z0-9_.\-/=]*))?$")
-INSTANCE = re.compile(r"^instance:(?P<id>i-[0-9a-f]{8,17}):(?P<path>/[A-Za-z0-9_.\-/]{1,255})$")
+INSTANCE = re.compile(r"instance:(?P<id>i-(?:[0-9a-f]{8}|[0-9a-f]{17})):(?P<path>/.*)", re.DOTALL)
 TRANSFER_CONFIG = TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=64 * 2**20, max_concurrency=16)
 _DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 
@@ -69,14 +70,20 @@ class Endpoint:
 
 def parse_endpoint(text: str) -> Endpoint:
     if text.startswith("s3://"):
-        match = S3_URI.match(text)
-        if not match:
-            raise BadEndpoint(f"{text!r} is not an s3://bucket/key URI (letters, digits and _ . - / = only)")
-        return Endpoint("s3", text, bucket=match["bucket"], key=match["key"] or "")
+        split = split_s3_uri(text)
+        if split is None:
+            raise BadEndpoint(
+                f"{one_line(text, 80)} is not an s3://bucket/key URI "
+                "(letters, digits and _ . - / = only, no . or .. parts)"
+            )
+        return Endpoint("s3", text, bucket=split[0], key=split[1])
     if text.startswith("instance:"):
-        match = INSTANCE.match(text)
-        if not match:
-            raise BadEndpoint(f"{text!r} is not instance:i-...:/absolute/path (letters, digits and _ . - / only)")
+        match = INSTANCE.fullmatch(text)
+        if not match or not is_absolute_path(match["path"]):
+            raise BadEndpoint(
+                f"{one_line(text, 80)} is not instance:i-...:/absolute/path (letters, digits and _ . - / only, "
+                "no . or .. parts)"
+            )
         return Endpoint("instance", text, instance_id=match["id"], path=match["path"])
     if "\x00" in text or not text:
         raise BadEndpoint("an empty or NUL-bearing local path")
@@ -128,16 +135,27 @@ def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
+def _below(key: str, prefix: str) -> str:
+    return key[len(prefix) :].lstrip("/")
+
+
 def download(s3: Any, source: Endpoint, destination: Path, progress: Progress | None = None) -> Moved:
     moved = Moved(route="transfer manager")
     if source.is_directory:
-        found = list(_objects(s3, source.bucket, source.key))
+        # A key ending in `/` is a folder marker the console makes: there is nothing in it to copy.
+        found = [item for item in _objects(s3, source.bucket, source.key) if not item["Key"].endswith("/")]
         if not found:
             raise TransferFailed(f"nothing under {source.uri}")
+        # A key is anyone's text: one that would climb out of the destination folder stops the copy before it starts.
+        escaping = [item["Key"] for item in found if not stays_under(_below(item["Key"], source.key))]
+        if escaping:
+            raise TransferFailed(
+                f"{len(escaping)} key(s) under {source.uri} would be written outside {destination}, "
+                f"for example {one_line(escaping[0], 80)}: nothing was copied"
+            )
         with _transfer_manager(s3) as manager:
             for item in found:
-                relative = item["Key"][len(source.key) :].lstrip("/")
-                target = destination / relative
+                target = destination / _below(item["Key"], source.key)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 manager.download_file(source.bucket, item["Key"], str(target), callback=progress)
                 moved.files += 1

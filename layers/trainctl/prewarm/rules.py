@@ -17,15 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainctl.core import tags
+from trainctl.core.paths import MOUNT_POINT, S3_URI
 from trainctl.core.protections import in_scope, is_persistent
 from trainctl.core.resources import Instance
 from trainctl.core.text import one_line
 from trainctl.prewarm.plan import CreateVolumeParameters, PrewarmPlan
 
-# Paths never have a `.` or `..` segment (a segment of dots alone): the same rule as the SSM documents'
-# allowedPattern. Pydantic's patterns run on Rust's regex engine, where `$` is the end of the text.
-S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/|(/\.{0,2}[A-Za-z0-9_=-][A-Za-z0-9_.=-]*)+/?)?$"
-MOUNT_POINT = r"^/mnt/\.{0,2}[A-Za-z0-9_-][A-Za-z0-9_.-]{0,61}$"
 # EC2's ids: 8 (older) or 17 lowercase hexadecimal characters after the prefix.
 VOLUME_ID = r"^vol-(?:[0-9a-f]{8}|[0-9a-f]{17})$"
 INSTANCE_ID = r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$"
