@@ -35,7 +35,8 @@ from trainctl.sweep.rules import (
 )
 
 LEASE_DURATION = timedelta(minutes=16)
-HISTORY_READERS = 4
+# One ledger Query per marked resource, each on its own partition: 16 at once fit the client's 32 connections.
+HISTORY_READERS = 16
 DRY_RUN_TRAINING_NOTE = "not checked: a dry-run sends no SSM command, and unknown protects"
 
 
