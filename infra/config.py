@@ -41,6 +41,7 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KMS_KEY = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]{1,64}$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+_UUID = r"^[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$"
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 
 
@@ -58,6 +59,16 @@ class DeployOptions(BaseModel):
     # IAM roles (names or ARNs) that the launch templates of in-scope spot instances may carry as instance
     # profile: the recovery workflow may pass these and no other. None: it relaunches only templates without one.
     recovery_instance_roles: tuple[str, ...] = ()
+    # Chat channels of Amazon Q Developer in chat applications subscribed to the topic; none is created when unset.
+    # The workspace (or tenant and team) must first be authorised in its console, once, by a person.
+    slack_workspace_id: str | None = Field(default=None, pattern=r"^[0-9A-Z]{1,255}$")
+    slack_channel_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,255}$")
+    teams_tenant_id: str | None = Field(default=None, pattern=_UUID)
+    teams_team_id: str | None = Field(default=None, pattern=_UUID)
+    # The channel id as Teams' channel link carries it, URL-encoded: 19%3a...%40thread.tacv2.
+    teams_channel_id: str | None = Field(
+        default=None, pattern=r"^([a-zA-Z0-9-_=+/.,])*%3[aA]([a-zA-Z0-9-_=+/.,])*%40([a-zA-Z0-9-_=+/.,])*$"
+    )
     # Active tracing records every invocation either way; this adds the X-Ray SDK and a subsegment per AWS
     # call, at 150-250 ms of each cold start.
     trace_aws_calls: bool = False
@@ -92,6 +103,20 @@ class DeployOptions(BaseModel):
             if not (_ROLE_NAME.match(role) or _ROLE_ARN.match(role)):
                 raise ValueError(f"{role!r} is not an IAM role name or role ARN (no wildcards)")
         return value
+
+    @model_validator(mode="after")
+    def _whole_chat_channels(self) -> DeployOptions:
+        for names, given in (
+            (("slack_workspace_id", "slack_channel_id"), (self.slack_workspace_id, self.slack_channel_id)),
+            (
+                ("teams_tenant_id", "teams_team_id", "teams_channel_id"),
+                (self.teams_tenant_id, self.teams_team_id, self.teams_channel_id),
+            ),
+        ):
+            if any(given) and not all(given):
+                missing = [name for name, value in zip(names, given, strict=True) if not value]
+                raise ValueError(f"a chat channel needs {', '.join(names)}: {', '.join(missing)} is not set")
+        return self
 
     @model_validator(mode="after")
     def _keys_need_buckets(self) -> DeployOptions:

@@ -44,6 +44,11 @@ DEPLOY_MEANINGS = {
     "prewarm_buckets": "S3 buckets the pre-warm worker may read (list or comma-separated); none means it reads none",
     "prewarm_bucket_keys": "KMS key ARNs of SSE-KMS buckets among `prewarm_buckets` (the worker decrypts through S3)",
     "recovery_instance_roles": "IAM roles (names or ARNs) the recovery workflow may pass to a relaunched instance",
+    "slack_workspace_id": "Slack workspace id (authorised once in the Amazon Q Developer console) for a chat channel",
+    "slack_channel_id": "Slack channel id the topic's notices go to; with `slack_workspace_id`",
+    "teams_tenant_id": "Microsoft Teams tenant id for a chat channel; with `teams_team_id` and `teams_channel_id`",
+    "teams_team_id": "Microsoft Teams team id (authorised once in the Amazon Q Developer console)",
+    "teams_channel_id": "Microsoft Teams channel id, URL-encoded as in the channel's link (`19%3a...%40thread.tacv2`)",
     "trace_aws_calls": "`true` adds the X-Ray SDK and a subsegment per AWS call (150 to 250 ms of each cold start)",
 }
 

@@ -23,6 +23,7 @@ from constructs import Construct
 
 from infra.age_guard import AgeGuard
 from infra.alarms import Alarms
+from infra.chat import ChatChannels
 from infra.cleanup_sweep import CleanupSweep
 from infra.config import DeployConfig
 from infra.cost_alerts import CostAlerts
@@ -101,6 +102,8 @@ class TrainctlStack(cdk.Stack):
             self.topic.add_subscription(
                 subscriptions.EmailSubscription(config.options.notification_email, dead_letter_queue=self.failures)
             )
+        if config.options.slack_channel_id or config.options.teams_channel_id:
+            ChatChannels(self, "Chat", options=config.options, topic=self.topic)
         self.training_document = self._document(
             "TrainingCheckDocument", names.TRAINING_DOCUMENT, documents.TRAINING_CHECK
         )

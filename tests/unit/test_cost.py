@@ -12,6 +12,7 @@ from botocore.stub import ANY, Stubber
 from tests import price_list
 from trainctl.core import tags
 from trainctl.core.clock import fixed_clock
+from trainctl.core.notices import email_text
 from trainctl.core.resources import Attachment, Instance, RegionInventory, Snapshot, Volume
 from trainctl.core.settings import CostSettings
 from trainctl.cost.prices.chain import PriceBook
@@ -22,7 +23,7 @@ from trainctl.cost.rules import (
     AlertState,
     Breach,
     Transition,
-    breach_message,
+    breach_notice,
     estimate,
     find_breaches,
     offender_line,
@@ -207,8 +208,9 @@ def test_unknown_instance_type_is_unpriced_and_alerted_never_zero() -> None:
     assert totals(costs).unpriced == 1
     breaches = find_breaches(costs, CostSettings())
     assert [b.kind for b in breaches] == ["unpriced"]
-    subject, body = breach_message(breaches[0], "new", AT)
-    assert "no price" in subject and "i-new" in body and "zz9.mega" in body
+    notice = breach_notice(breaches[0], "new", AT)
+    body = email_text(notice)
+    assert "no price" in notice.title and "i-new" in body and "zz9.mega" in body
 
 
 def test_burn_is_reported_per_gpu_as_well() -> None:

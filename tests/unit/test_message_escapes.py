@@ -6,16 +6,18 @@ every owner reads, nor a control character reach a subject or the attribute subs
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trainctl.aws.notifications import InMemoryNotifier, SnsNotifier
+from trainctl.core.notices import Notice, chat_payload, email_text
 from trainctl.core.settings import CostSettings, OwnerThresholds
 from trainctl.cost.rules import AlertState, ResourceCost, find_breaches
 from trainctl.cost.run import CostResult, _alert
 from trainctl.cost.store import InMemoryCostStore
-from trainctl.spot.run import SpotOutcome, Step, interruption_message
-from trainctl.sweep.notice import sweep_message
+from trainctl.spot.run import SpotOutcome, Step, interruption_notice
+from trainctl.sweep.notice import owner_notices
 from trainctl.sweep.rules import Decision, SweepPlan
 
 AT = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -39,35 +41,40 @@ class FakeSns:
 
 def test_the_notifier_escapes_subjects_and_attribute_values() -> None:
     sns = FakeSns()
-    SnsNotifier(sns, "arn:aws:sns:us-east-1:123456789012:trainctl").publish(  # type: ignore[arg-type]
-        f"trainctl spot warning: {FORGED}", "body\nlines stay", {"owner": FORGED, "kind": "spot"}
-    )
+    notice = Notice(kind="spot", title=f"trainctl spot warning: {FORGED}", summary="body", owner=FORGED)
+    SnsNotifier(sns, "arn:aws:sns:us-east-1:123456789012:trainctl").publish(notice)  # type: ignore[arg-type]
     [call] = sns.calls
     subject = call["Subject"]
     assert len(subject) <= 100 and subject.isascii() and subject.isprintable() and "\n" not in subject
     owner = call["MessageAttributes"]["owner"]["StringValue"]
     assert owner.startswith("bob\\nowner alice:") and owner.isprintable() and "\x1b" not in owner
     assert call["MessageAttributes"]["kind"]["StringValue"] == "spot"
-    assert call["Message"] == "body\nlines stay"  # the message's own lines are the code's
+    assert call["MessageStructure"] == "json"
+    rendered = json.loads(call["Message"])
+    assert "\nowner alice:" not in rendered["email"] and "\x1b" not in rendered["email"]
+    assert json.loads(rendered["default"])["owner"].startswith("bob\\nowner alice:")
     memory = InMemoryNotifier()
-    memory.publish(FORGED, "x", {"owner": FORGED})
+    memory.publish(Notice(kind="sweep", title=FORGED, summary="x", owner=FORGED))
     assert "\n" not in memory.messages[0][0] and "\n" not in memory.attributes[0]["owner"]
 
 
-def test_the_sweep_summary_shows_an_owner_as_one_line() -> None:
+def test_the_sweep_notice_shows_an_owner_as_one_line() -> None:
     decisions = [
         Decision("vol-0aaaaaaaaaaaaaaaa", "volume", "us-east-1", "mark", ("orphaned",), owner=FORGED, detail="d\nx"),
         Decision("vol-0bbbbbbbbbbbbbbbb", "volume", "us-east-1", "mark", ("orphaned",), owner="alice"),
     ]
     plan = SweepPlan(at=AT, decisions=tuple(decisions), scanned=2, in_scope=2)
-    subject, message = sweep_message(plan, decisions, dry_run=True)
-    lines = printable_lines(message)
-    assert [line for line in lines if line.startswith("owner ")] == [
-        "owner alice:",
-        "owner " + FORGED.replace("\n", "\\n").replace("\x1b", "\\x1b").replace("\u202e", "\\u202e") + ":",
-    ]
-    assert not any(line.startswith("  delete") for line in lines)
-    assert "\n" not in subject
+    notices = owner_notices(plan, decisions, dry_run=True, sweep_id="s-1")
+    assert [n.owner for n in notices] == ["alice", FORGED]
+    for notice in notices:
+        lines = printable_lines(email_text(notice))
+        assert not any(line.startswith(("owner alice", "  delete", "delete")) for line in lines), lines
+        assert "\n" not in notice.title
+        chat = chat_payload(notice)
+        description = chat["content"]["description"]
+        assert printable_lines(description) and not any(line.startswith("  delete") for line in description.split("\n"))
+    # Two owners, two chat threads of the same sweep.
+    assert len({n.thread for n in notices}) == 2
 
 
 def test_the_spot_notice_escapes_what_a_tag_put_in_its_notes_and_steps() -> None:
@@ -75,10 +82,11 @@ def test_the_spot_notice_escapes_what_a_tag_put_in_its_notes_and_steps() -> None
     outcome.steps.append(Step("notify", 1.0, 1.0, "done", f"owner {FORGED}"))
     outcome.notes.append(f"trainctl:checkpoint-hook={FORGED} is not a configured hook")
     outcome.snapshots.append({"snapshot_id": "snap-0123456789abcdef0", "device": "/dev/sdf\nkept: all"})
-    subject, message = interruption_message(outcome)
-    assert "\n" not in subject
-    lines = printable_lines(message)
-    assert len(lines) == 4 and not any(line.startswith(("owner alice", "kept: all")) for line in lines)
+    notice = interruption_notice(outcome)
+    assert "\n" not in notice.title
+    assert len(notice.lines) == 3 and all(line.isprintable() for line in notice.lines)
+    lines = printable_lines(email_text(notice))
+    assert not any(line.startswith(("owner alice", "kept: all")) for line in lines)
 
 
 def cost(resource_id: str, owner: str) -> ResourceCost:

@@ -1,4 +1,5 @@
-"""The one SNS topic every capability tells people through: a subject, a message, and attributes to filter on."""
+"""The one SNS topic every capability tells people through: a notice rendered per protocol (trainctl.core.notices),
+with attributes to filter on."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import access_error
+from trainctl.core.notices import Notice, email_subject, email_text, sns_message
 from trainctl.core.permissions import needs
 from trainctl.core.text import one_line
 
@@ -35,7 +37,7 @@ def safe_attributes(attributes: Attributes | None) -> dict[str, str]:
 
 
 class Notifier(Protocol):
-    def publish(self, subject: str, message: str, attributes: Attributes | None = None) -> None: ...
+    def publish(self, notice: Notice) -> None: ...
 
 
 class SnsNotifier:
@@ -43,14 +45,20 @@ class SnsNotifier:
         self._sns = sns
         self._topic_arn = topic_arn
 
-    def publish(self, subject: str, message: str, attributes: Attributes | None = None) -> None:
+    def publish(self, notice: Notice) -> None:
         # Subscribers filter on the attributes (an owner's own notices, say): SNS wants them typed.
         typed: dict[str, Any] = {
-            name: {"DataType": "String", "StringValue": value} for name, value in safe_attributes(attributes).items()
+            name: {"DataType": "String", "StringValue": value}
+            for name, value in safe_attributes(notice.attributes()).items()
         }
         try:
+            # One rendering per protocol: e-mail reads text, chat its notification schema, programs JSON.
             self._sns.publish(
-                TopicArn=self._topic_arn, Subject=safe_subject(subject), Message=message, MessageAttributes=typed
+                TopicArn=self._topic_arn,
+                Subject=safe_subject(email_subject(notice)),
+                Message=sns_message(notice),
+                MessageStructure="json",
+                MessageAttributes=typed,
             )
         except ClientError as exc:
             raise access_error("Publish", exc) from exc
@@ -58,9 +66,12 @@ class SnsNotifier:
 
 class InMemoryNotifier:
     def __init__(self) -> None:
+        self.notices: list[Notice] = []
+        # (subject, e-mail text): what a person reads.
         self.messages: list[tuple[str, str]] = []
         self.attributes: list[Attributes] = []
 
-    def publish(self, subject: str, message: str, attributes: Attributes | None = None) -> None:
-        self.messages.append((safe_subject(subject), message))
-        self.attributes.append(safe_attributes(attributes))
+    def publish(self, notice: Notice) -> None:
+        self.notices.append(notice)
+        self.messages.append((safe_subject(email_subject(notice)), email_text(notice)))
+        self.attributes.append(safe_attributes(notice.attributes()))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
+import re
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -342,6 +344,65 @@ def prewarm_story(
     return outcomes == [("SUCCEEDED", True), ("FAILED", True)]
 
 
+def capture_publishes(factory: ClientFactory) -> list[dict[str, Any]]:
+    """Every Publish the sandbox makes, as SNS was handed it: what each kind of subscriber is sent."""
+    published: list[dict[str, Any]] = []
+    factory.register("provide-client-params.sns.Publish", lambda params, **_: published.append(dict(params)))
+    return published
+
+
+def as_chat_shows(markdown: str) -> str:
+    """The notice's markdown as a chat client shows it: escapes and entities read as the characters they stand for."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
+
+
+def notice_story(console: Console, published: list[dict[str, Any]], report: dict[str, Any]) -> bool:
+    """One owner's notice from the acting sweep, as their e-mail and as their chat channel show it."""
+    for params in published:
+        if params.get("MessageStructure") != "json":
+            continue
+        rendered = json.loads(params["Message"])
+        chat = json.loads(rendered["https"])
+        owner = params["MessageAttributes"]["owner"]["StringValue"]
+        content, metadata = chat["content"], chat["metadata"]
+        report["notice"] = {"owner": owner, "subject": params["Subject"], "email": rendered["email"], "chat": chat}
+        console.print(
+            Text.assemble(("3b. what the owner reads", "bold"), f" (owner {owner}, one notice, two channels)")
+        )
+        console.print(
+            Panel(
+                Text(f"Subject: {params['Subject']}\n\n{rendered['email']}"),
+                title="e-mail (SNS 'email': plain text)",
+                title_align="left",
+            )
+        )
+        steps = "\n".join(f"- {as_chat_shows(step)}" for step in content["nextSteps"])
+        console.print(
+            Panel(
+                Text.assemble(
+                    (as_chat_shows(content["title"]), "bold"),
+                    "\n",
+                    as_chat_shows(content["description"]),
+                    "\n\n",
+                    ("Next steps\n", "bold"),
+                    steps,
+                ),
+                title="chat (SNS 'https': Amazon Q Developer custom notification)",
+                title_align="left",
+            )
+        )
+        console.print(
+            Text(
+                f"schema {chat['version']}/{chat['source']}, textType {content['textType']}, "
+                f"thread {metadata['threadId']}; queues and functions get JSON (SNS 'default')\n",
+                style="dim",
+            )
+        )
+        return True
+    console.print(Text("3b. no notice was published by the acting sweep\n", style="red"))
+    return False
+
+
 def report_story(
     console: Console,
     factory: ClientFactory,
@@ -462,11 +523,13 @@ def _run(console: Console, report: dict[str, Any]) -> int:
             Text(f"meanwhile: {fleet['scratch-2']} is attached to {fleet['forgotten-notebook']}\n", style="dim")
         )
         after_grace = (base.grace_period + timedelta(minutes=1)).total_seconds() / 3600
+        published = capture_publishes(factory)
         sweep(
             "3. enforced after the grace period: act, within the blast radius",
             dry_run=False,
             at_offset_hours=after_grace,
         )
+        told = notice_story(console, list(published), report)
         last = sweep(
             "4. the next sweep continues where the cap stopped", dry_run=False, at_offset_hours=after_grace + 1
         )
@@ -494,7 +557,13 @@ def _run(console: Console, report: dict[str, Any]) -> int:
         failed = [d for d in last.decisions if d.outcome == "failed"]
         code = (
             1
-            if failed or len(persistent) != 2 or not alerted_once or not spot_saved or not prewarmed or not reported
+            if failed
+            or len(persistent) != 2
+            or not alerted_once
+            or not spot_saved
+            or not prewarmed
+            or not reported
+            or not told
             else 0
         )
         report["done"] = {

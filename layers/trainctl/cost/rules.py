@@ -15,6 +15,7 @@ from typing import Any, Literal
 from trainctl.core import tags
 from trainctl.core.accelerators import Accelerators, accelerators_for
 from trainctl.core.clock import format_instant
+from trainctl.core.notices import Notice, digest
 from trainctl.core.resources import Instance, RegionInventory, Snapshot, Volume
 from trainctl.core.settings import CostSettings
 from trainctl.cost.prices.model import HOURS_PER_MONTH, PriceKey, Quote, SpotKey
@@ -329,6 +330,8 @@ class Breach:
     value: float  # USD, or a count of resources for "unpriced"
     threshold: float
     offenders: tuple[ResourceCost, ...] = ()
+    # Whose notice it is (an owner's own limit, a resource's owner); a total breach is everyone's.
+    owner: str | None = None
 
     def headline(self) -> str:
         who = "" if self.scope == "total" else f" ({self.scope})"
@@ -417,6 +420,7 @@ def find_breaches(costs: Sequence[ResourceCost], settings: CostSettings) -> list
                         value,
                         limit,
                         _top(by_owner[owner], n, by="hourly"),
+                        owner=owner,
                     )
                 )
     for cost in sorted(costs, key=lambda c: c.resource_id):
@@ -429,6 +433,7 @@ def find_breaches(costs: Sequence[ResourceCost], settings: CostSettings) -> list
                     cost.accumulated_usd,
                     settings.resource_threshold_usd,
                     (cost,),
+                    owner=cost.owner,
                 )
             )
     unpriced = tuple(c for c in costs if not c.priced)
@@ -494,21 +499,37 @@ def offender_line(cost: ResourceCost) -> str:
     )
 
 
-def breach_message(breach: Breach, why: str, at: datetime) -> tuple[str, str]:
+def breach_notice(breach: Breach, why: str, at: datetime) -> Notice:
+    """`breach` with every tag value already escaped (cost.run.shown)."""
     prefix = {"new": "", "grew": "grown: ", "reminder": "still: "}.get(why, "")
-    subject = f"trainctl cost: {prefix}{breach.headline()}"
-    lines = [f"trainctl cost alert at {format_instant(at)} ({why})", breach.headline(), ""]
-    if breach.offenders:
-        lines.append("top offenders:" if breach.kind != "unpriced" else "unpriced resources:")
-        lines.extend(offender_line(c) for c in breach.offenders)
-    lines += ["", "Figures are estimates from the live inventory and published prices; the bill comes later."]
-    return subject[:100], "\n".join(lines)
-
-
-def cleared_message(state: AlertState, at: datetime) -> tuple[str, str]:
-    subject = f"trainctl cost: cleared {state.key}"
-    body = (
-        f"trainctl cost alert cleared at {format_instant(at)}: {state.key} is back under its threshold.\n"
-        f"Last reported {format_instant(state.notified_at)}: {state.headline}"
+    lines = [("unpriced: " if breach.kind == "unpriced" else "") + offender_line(c).strip() for c in breach.offenders]
+    steps = ["Stop or delete what is not needed: trainctl instances stop ID, trainctl ebs delete ID."]
+    if breach.kind == "unpriced":
+        steps = ["Refresh the price file (make prices), or give trainctl pricing:GetProducts, to price them."]
+    return Notice(
+        kind="cost",
+        title=f"trainctl cost: {prefix}{breach.headline()}",
+        summary=(
+            f"Cost alert at {format_instant(at)} ({why}): {breach.headline()}. Figures are estimates from the live "
+            "inventory and published prices; the bill comes later."
+        ),
+        lines=tuple(lines),
+        next_steps=(*steps, "Reminders follow while it lasts (TRAINCTL_ALERT_COOLDOWN); trainctl cost shows it now."),
+        owner=breach.owner,
+        severity="critical" if why != "reminder" else "warning",
+        thread=f"trainctl-cost-{digest(breach.key)}",
+        resources=tuple(c.resource_id for c in breach.offenders),
+        facts={"breach": breach.key, "value": f"{breach.value:.4f}", "threshold": f"{breach.threshold:.4f}"},
     )
-    return subject[:100], body
+
+
+def cleared_notice(state: AlertState, at: datetime) -> Notice:
+    return Notice(
+        kind="cost",
+        title=f"trainctl cost: cleared {state.key}",
+        summary=f"Cost alert cleared at {format_instant(at)}: {state.key} is back under its threshold.",
+        lines=(f"Last reported {format_instant(state.notified_at)}: {state.headline}",),
+        severity="info",
+        thread=f"trainctl-cost-{digest(state.key)}",
+        facts={"breach": state.key},
+    )

@@ -27,8 +27,8 @@ from trainctl.cost.rules import (
     Breach,
     ResourceCost,
     Transition,
-    breach_message,
-    cleared_message,
+    breach_notice,
+    cleared_notice,
     estimate,
     find_breaches,
     plan_alerts,
@@ -185,17 +185,15 @@ def _alert(result: CostResult, alerts: AlertStore, notifier: Notifier, settings:
     )
     notified = []
     for breach, why in plan.notify:
-        subject, message = breach_message(shown(breach), why, result.at)
-        notifier.publish(subject, message)
+        notifier.publish(breach_notice(shown(breach), why, result.at))
         # Saved after the publish: a failed publish is retried next run rather than silently swallowed.
         alerts.save(AlertState(breach.key, breach.value, result.at, breach.headline()))
         notified.append(breach.key)
         logger.info("cost breach notified", extra={"breach": breach.to_json(), "why": why})
     for state in plan.cleared:
-        subject, message = cleared_message(
-            replace(state, key=one_line(state.key), headline=one_line(state.headline)), result.at
+        notifier.publish(
+            cleared_notice(replace(state, key=one_line(state.key), headline=one_line(state.headline)), result.at)
         )
-        notifier.publish(subject, message)
         alerts.clear(state.key)
     return replace(
         result,

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from trainctl.aws.clients import ClientFactory, access_error, error_code
 from trainctl.core import tags
 from trainctl.core.clock import Clock, ensure_utc
+from trainctl.core.notices import Notice, digest
 from trainctl.core.permissions import needs
 from trainctl.core.settings import SpotSettings
 from trainctl.core.text import one_line
@@ -116,7 +117,14 @@ def _tell_unrecoverable(factory: ClientFactory, settings: SpotSettings, outcome:
         owner_notice(
             factory,
             settings.topic_arn,
-            outcome.owner,
-            f"trainctl spot: cannot recover {outcome.instance_id}",
-            f"{outcome.instance_id} was reclaimed and asked for recovery, but {outcome.reason}.",
+            Notice(
+                kind="spot",
+                title=f"trainctl spot: cannot recover {outcome.instance_id}",
+                summary=f"{outcome.instance_id} was reclaimed and asked for recovery, but {one_line(outcome.reason)}.",
+                next_steps=("Launch a replacement yourself from its launch template, and restore its snapshots.",),
+                owner=outcome.owner or None,
+                severity="critical",
+                thread=f"trainctl-spot-{digest(outcome.instance_id)}",
+                resources=(outcome.instance_id,),
+            ),
         )

@@ -23,6 +23,7 @@ from trainctl.aws.notifications import SnsNotifier
 from trainctl.core import tags
 from trainctl.core.clock import Clock, ensure_utc, format_instant
 from trainctl.core.errors import AwsAccessError
+from trainctl.core.notices import Notice, digest
 from trainctl.core.permissions import needs
 from trainctl.core.protections import volumes_dying_with
 from trainctl.core.resources import Instance, Volume
@@ -127,9 +128,9 @@ class Stopwatch:
         return (self._monotonic() - self._started) * 1000
 
 
-def owner_notice(factory: ClientFactory, topic_arn: str, owner: str, subject: str, message: str) -> None:
-    """One message per interruption on the topic, with the owner as an attribute to filter on (escaped there)."""
-    SnsNotifier(factory.sns(), topic_arn).publish(subject, message, {"owner": owner or "(no owner)", "kind": "spot"})
+def owner_notice(factory: ClientFactory, topic_arn: str, notice: Notice) -> None:
+    """One notice per interruption on the topic, with the owner as an attribute to filter on (escaped there)."""
+    SnsNotifier(factory.sns(), topic_arn).publish(notice)
 
 
 def describe_instance(ec2: EC2Client, instance_id: str, region: str) -> Instance | None:
@@ -353,27 +354,24 @@ def _record_and_tell(
     if settings.topic_arn is None:
         return
     began = watch.now_ms()
-    subject, message = interruption_message(outcome)
+    notice = interruption_notice(outcome)
     try:
-        owner_notice(factory, settings.topic_arn, outcome.owner, subject, message)
+        owner_notice(factory, settings.topic_arn, notice)
         owner = one_line(outcome.owner) if outcome.owner else "-"
         outcome.steps.append(Step("notify", began, watch.now_ms() - began, "done", f"owner {owner}"))
     except AwsAccessError as exc:
         outcome.steps.append(Step("notify", began, watch.now_ms() - began, "failed", exc.code))
 
 
-def interruption_message(outcome: SpotOutcome) -> tuple[str, str]:
+def interruption_notice(outcome: SpotOutcome) -> Notice:
     failed = [s.name for s in outcome.steps if s.outcome == "failed"]
-    subject = f"trainctl spot {outcome.kind}: {outcome.instance_id}" + (
+    title = f"trainctl spot {outcome.kind}: {outcome.instance_id}" + (
         f" ({', '.join(failed)} failed)" if failed else ""
     )
     # Every value below may carry text from a tag or an error: each is one escaped line, never a line of its own.
     lines = [
-        f"EC2 sent a spot {outcome.kind} for {outcome.instance_id} ({outcome.region}); trainctl did:",
-        *(
-            f"  {s.name}: {s.outcome} at +{s.at_ms:.0f} ms, took {s.took_ms:.0f} ms {one_line(s.detail)}".rstrip()
-            for s in outcome.steps
-        ),
+        f"{s.name}: {s.outcome} at +{s.at_ms:.0f} ms, took {s.took_ms:.0f} ms {one_line(s.detail)}".rstrip()
+        for s in outcome.steps
     ]
     if outcome.snapshots:
         lines.append(
@@ -382,7 +380,25 @@ def interruption_message(outcome: SpotOutcome) -> tuple[str, str]:
     if outcome.kept_volumes:
         lines.append("kept (DeleteOnTermination=false): " + ", ".join(one_line(v) for v in outcome.kept_volumes))
     lines.extend(one_line(note, 1000) for note in outcome.notes)
-    return subject, "\n".join(lines)
+    steps = []
+    if outcome.snapshots:
+        steps.append("Restore from the snapshots above: trainctl resources graph shows what each was taken of.")
+    if outcome.kind == "warning":
+        steps.append("EC2 reclaims the instance in about two minutes: resume from the last checkpoint elsewhere.")
+    if failed:
+        steps.append("Some steps failed: the spot_interruption function's log says why.")
+    return Notice(
+        kind="spot",
+        title=title,
+        summary=f"EC2 sent a spot {one_line(outcome.kind)} for {outcome.instance_id} ({outcome.region}); trainctl did:",
+        lines=tuple(lines),
+        next_steps=tuple(steps),
+        owner=outcome.owner or None,
+        severity="critical" if failed else "warning",
+        thread=f"trainctl-spot-{digest(outcome.instance_id)}",
+        resources=(outcome.instance_id, *(one_line(s["snapshot_id"]) for s in outcome.snapshots)),
+        facts={"region": outcome.region, "event_time": one_line(outcome.event_time or "")},
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- recovery

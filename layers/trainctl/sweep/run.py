@@ -22,7 +22,7 @@ from trainctl.core.protections import in_scope
 from trainctl.core.resources import Guards, RegionInventory, Resource
 from trainctl.core.settings import SweepSettings
 from trainctl.sweep.act import RemainingTime, SweepExecutor
-from trainctl.sweep.notice import owner_messages
+from trainctl.sweep.notice import owner_notices
 from trainctl.sweep.record import DynamoDbLedger, Ledger
 from trainctl.sweep.rules import (
     Decision,
@@ -264,7 +264,7 @@ def _sweep(
     )
     acted = tuple(executor.execute(decisions))
     # Tell first: a mark whose notice did not go out is recorded as unannounced, and no sweep acts on it.
-    acted, notified, notice_failure = _tell_owners(notifier, plan, acted)
+    acted, notified, notice_failure = _tell_owners(notifier, plan, acted, sweep_id)
     if notice_failure is not None:
         notes.append(f"a notice could not be sent: {notice_failure}")
     result = SweepResult(sweep_id, False, now, settings.regions, plan, acted, False, False)
@@ -289,19 +289,19 @@ def _sweep(
 
 
 def _tell_owners(
-    notifier: Notifier | None, plan: SweepPlan, acted: Sequence[Decision]
+    notifier: Notifier | None, plan: SweepPlan, acted: Sequence[Decision], sweep_id: str
 ) -> tuple[tuple[Decision, ...], bool, TrainctlError | None]:
-    """One message per owner; the owners hear of every action, whatever then happens to the ledger."""
+    """One notice per owner; the owners hear of every action, whatever then happens to the ledger."""
     if notifier is None:
         return tuple(acted), False, None
     unannounced: set[str | None] = set()
     failure: TrainctlError | None = None
-    messages = owner_messages(plan, acted, dry_run=False)
-    for owner, subject, message in messages:
+    notices = owner_notices(plan, acted, dry_run=False, sweep_id=sweep_id)
+    for notice in notices:
         try:
-            notifier.publish(subject, message, {"owner": owner or "(no owner)", "kind": "sweep"})
+            notifier.publish(notice)
         except TrainctlError as exc:
-            unannounced.add(owner)
+            unannounced.add(notice.owner)
             failure = exc
     told = tuple(
         replace(d, outcome="unannounced", detail=f"{d.detail}; its notice could not be sent")
@@ -309,7 +309,7 @@ def _tell_owners(
         else d
         for d in acted
     )
-    return told, bool(messages) and not unannounced, failure
+    return told, bool(notices) and not unannounced, failure
 
 
 def _withheld(decision: Decision, why: str) -> Decision:
