@@ -84,11 +84,15 @@ def created_by(action: str) -> Conditions:
     return {"StringEquals": {"ec2:CreateAction": action}}
 
 
-def never_destroy_persistent() -> iam.PolicyStatement:
+def never_destroy_persistent(*, except_detach: bool = False) -> iam.PolicyStatement:
+    """Deny destroying what is tagged trainctl:persistent (anything but an explicit false), whatever else allows it.
+
+    `except_detach`: for the pre-warm workflow alone, which may fill a persistent volume when the request forces
+    it and must then detach what it attached (detaching destroys nothing; its grant is held to scope)."""
     return iam.PolicyStatement(
         sid="NeverDestroyPersistent",
         effect=iam.Effect.DENY,
-        actions=PERSISTENT_DENIED,
+        actions=[a for a in PERSISTENT_DENIED if not (except_detach and a == "ec2:DetachVolume")],
         resources=["*"],
         conditions={
             "Null": {f"aws:ResourceTag/{tags.PERSISTENT}": "false"},

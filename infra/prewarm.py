@@ -87,6 +87,8 @@ class Prewarm(Construct):
             self,
             name=names.PREWARM_STATE_MACHINE,
             start=workflow.start,
+            # A forced pre-warm fills a persistent volume: the workflow must detach what it attached.
+            detaches_persistent=True,
             timeout=cdk.Duration.hours(14),
             log_retention=log_retention,
             key=key,

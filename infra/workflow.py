@@ -102,6 +102,7 @@ def state_machine(
     key: kms.IKey,
     routes: Iterable[Route],
     withheld: Mapping[str, str] | None = None,
+    detaches_persistent: bool = False,
 ) -> tuple[sfn.StateMachine, iam.Role, logs.LogGroup]:
     log_group = logs.LogGroup(
         scope, "Logs", retention=log_retention, encryption_key=key, removal_policy=cdk.RemovalPolicy.DESTROY
@@ -126,7 +127,7 @@ def state_machine(
     # Log delivery and X-Ray take no resource ARNs (AWS documents "*" for both).
     role.add_to_policy(platform_statement("DeliverExecutionLogs", logs_actions, ["*"]))
     role.add_to_policy(platform_statement("TraceExecutions", xray_actions, ["*"]))
-    role.add_to_policy(never_destroy_persistent())
+    role.add_to_policy(never_destroy_persistent(except_detach=detaches_persistent))
     for statement in DeclaredPolicy(name, declared, dict(withheld or {})).statements(routes):
         role.add_to_policy(statement)
     return machine, role, log_group

@@ -117,13 +117,16 @@ def pass_role_unnamed(statements: Iterable[Statement]) -> list[str]:
     return found
 
 
-def without_persistent_deny(statements: Iterable[Statement]) -> list[str]:
-    """The role denies every destructive action on anything tagged trainctl:persistent but explicitly false."""
+def without_persistent_deny(statements: Iterable[Statement], *, may_detach: bool = False) -> list[str]:
+    """The role denies every destructive action on anything tagged trainctl:persistent but explicitly false.
+
+    `may_detach`: the pre-warm workflow's role, which detaches a forced persistent volume it attached."""
     key = f"aws:ResourceTag/{tags.PERSISTENT}"
+    denied = set(PERSISTENT_DENIED) - ({"ec2:DetachVolume"} if may_detach else set())
     for statement in statements:
         if (
             statement.get("Effect") == "Deny"
-            and set(PERSISTENT_DENIED) <= set(as_list(statement["Action"]))
+            and denied <= set(as_list(statement["Action"]))
             and as_list(statement["Resource"]) == ["*"]
             and statement.get("Condition")
             == {"Null": {key: "false"}, "StringNotEqualsIgnoreCase": {key: EXPLICIT_FALSE}}

@@ -166,6 +166,10 @@ def test_sandbox_runs_end_to_end_and_exits_zero() -> None:
     ):
         assert word in out
     assert "persistent volumes still there" in out
+    # Issue 18: one owner's notice from the acting sweep, as e-mail and as chat, for the same sweep.
+    assert "e-mail (SNS 'email': plain text)" in out and "What you can do:" in out
+    assert "chat (SNS 'https': Amazon Q Developer custom notification)" in out and "Next steps" in out
+    assert "schema 1.0/custom, textType client-markdown" in out
     assert max(len(line) for line in out.splitlines()) <= 80  # an ordinary terminal, every table in it
     assert completed.stderr.strip() == ""  # nothing else on the terminal: no log line, no traceback
 

@@ -360,3 +360,17 @@ def test_the_command_line_names_its_owner_to_the_workflow(account: Account, monk
     shown = run_cli(account.factory, ["prewarm", owned, "s3://datasets/imagenet/"])
     assert shown.exit_code == 0, shown.output
     assert "SUCCEEDED" in shown.stdout
+
+
+def test_a_snapshot_of_this_account_restores_only_for_its_owner(account: Account) -> None:
+    """Restoring bob's snapshot into a volume mallory asked for would copy bob's data to her: refused."""
+    ec2 = account.factory.ec2(REGION)
+    bobs = ec2.create_snapshot(
+        VolumeId=account.volume_id,
+        TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": tags.OWNER, "Value": "bob"}]}],
+    )["SnapshotId"]
+    spec = {"size_gib": 100, "volume_type": "gp3", "zone": f"{REGION}a", "snapshot_id": bobs}
+    refused = execute(account, volume_id=None, volume=spec, owner="mallory")
+    assert refused["status"] == "FAILED" and refused["error"] == "InvalidRequest", refused
+    assert "owned by bob" in refused["cause"] and refused["entered"] == ["Plan", "Refused"]
+    assert execute(account, volume_id=None, volume=spec, owner="bob")["status"] == "SUCCEEDED"

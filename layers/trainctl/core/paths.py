@@ -9,6 +9,7 @@ Rust engine reads them the same way.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 # One segment: up to two dots, then a character that is not a dot; so `.` and `..` alone are never a segment.
@@ -42,3 +43,22 @@ def stays_under(relative: str) -> bool:
     """Does a relative path from outside (an S3 key below a prefix) stay below the folder it is written into?"""
     parts = PurePosixPath(relative).parts
     return bool(parts) and not relative.startswith("/") and all(p not in (".", "..") for p in relative.split("/"))
+
+
+def below(key: str, prefix: str) -> str:
+    """An S3 key as a path below the prefix it was listed under (what a sync writes it as)."""
+    return key[len(prefix) :].lstrip("/")
+
+
+def escaping_keys(keys: Iterable[str], prefix: str) -> list[str]:
+    """Keys under `prefix` that a copy into a folder would write outside it (`a/../../x`): a key is anyone's text.
+
+    Folder markers (a key ending in `/`) hold nothing and the object named by the prefix itself is its own file."""
+    escaping = []
+    for key in keys:
+        relative = below(key, prefix)
+        if key.endswith("/") or not relative:
+            continue
+        if not stays_under(relative):
+            escaping.append(key)
+    return escaping

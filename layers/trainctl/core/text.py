@@ -9,12 +9,14 @@ from __future__ import annotations
 import unicodedata
 
 MAX_VALUE = 256  # EC2's longest tag value
+_BREAKING = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def one_line(value: object, limit: int = MAX_VALUE) -> str:
     """The value with every control or format character shown as an escape, and cut to `limit` characters."""
     text = str(value)
+    # Control and format characters (C*), and the line and paragraph separators (Zl, Zp) that break a line too.
     shown = "".join(
-        ch if unicodedata.category(ch)[0] != "C" else ch.encode("unicode_escape").decode("ascii") for ch in text
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _BREAKING else ch for ch in text
     )
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import error_code
 from trainctl.core.errors import TrainctlError
-from trainctl.core.paths import is_absolute_path, split_s3_uri, stays_under
+from trainctl.core.paths import below, escaping_keys, is_absolute_path, split_s3_uri
 from trainctl.core.permissions import needs
 from trainctl.core.text import one_line
 
@@ -135,8 +135,8 @@ def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
-def _below(key: str, prefix: str) -> str:
-    return key[len(prefix) :].lstrip("/")
+def _resolves_under(target: Path, root: Path) -> bool:
+    return target.resolve().is_relative_to(root)
 
 
 def download(s3: Any, source: Endpoint, destination: Path, progress: Progress | None = None) -> Moved:
@@ -147,15 +147,23 @@ def download(s3: Any, source: Endpoint, destination: Path, progress: Progress | 
         if not found:
             raise TransferFailed(f"nothing under {source.uri}")
         # A key is anyone's text: one that would climb out of the destination folder stops the copy before it starts.
-        escaping = [item["Key"] for item in found if not stays_under(_below(item["Key"], source.key))]
+        escaping = escaping_keys((item["Key"] for item in found), source.key)
         if escaping:
             raise TransferFailed(
                 f"{len(escaping)} key(s) under {source.uri} would be written outside {destination}, "
                 f"for example {one_line(escaping[0], 80)}: nothing was copied"
             )
+        root = destination.resolve()
+        targets = [(item, destination / below(item["Key"], source.key)) for item in found]
+        # A folder already in the destination may be a link to elsewhere: every file must land under it, resolved.
+        outside = [str(target) for _, target in targets if not _resolves_under(target, root)]
+        if outside:
+            raise TransferFailed(
+                f"{one_line(outside[0], 120)} leads outside {destination} (a symbolic link on the way): "
+                "nothing was copied"
+            )
         with _transfer_manager(s3) as manager:
-            for item in found:
-                target = destination / _below(item["Key"], source.key)
+            for item, target in targets:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 manager.download_file(source.bucket, item["Key"], str(target), callback=progress)
                 moved.files += 1
@@ -211,6 +219,16 @@ def run_on_instance(
     return command_id
 
 
+def refuse_escaping_keys(s3: Any, source: Endpoint, destination: Endpoint) -> None:
+    """The document syncs as root on the instance: a key that climbs out of the destination path never goes."""
+    escaping = escaping_keys((item["Key"] for item in _objects(s3, source.bucket, source.key)), source.key)
+    if escaping:
+        raise TransferFailed(
+            f"{len(escaping)} key(s) under {source.uri} would be written outside {destination.path} on "
+            f"{destination.instance_id}, for example {one_line(escaping[0], 80)}: nothing was sent"
+        )
+
+
 def staging_prefix(staging_uri: str | None) -> Endpoint:
     if not staging_uri:
         raise BadEndpoint(
@@ -243,6 +261,7 @@ def transfer(
     if kinds == ("s3", "local"):
         return download(s3, source, Path(destination.path), progress)
     if kinds == ("s3", "instance"):
+        refuse_escaping_keys(s3, source, destination)
         command = run_on_instance(
             ssm_for(),
             document,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainctl.core import tags
-from trainctl.core.paths import MOUNT_POINT, S3_URI
+from trainctl.core.paths import MOUNT_POINT, S3_URI, escaping_keys
 from trainctl.core.protections import in_scope, is_persistent
 from trainctl.core.resources import Instance
 from trainctl.core.text import one_line
@@ -194,16 +194,13 @@ def check_volume_claim(volume_id: str, labels: Mapping[str, str], request: Prewa
     """
     if not tags.opts_in(labels.get(scope_tag)):
         raise InvalidRequest(f"volume {volume_id} is out of scope: no {scope_tag}=true")
-    holder = labels.get(tags.OWNER)
-    if holder is not None and holder != request.owner:
-        asked = f"the request's owner {one_line(request.owner, 64)}" if request.owner else "a request that names none"
-        raise InvalidRequest(f"volume {volume_id} is owned by {one_line(holder, 64)}, not by {asked}")
+    _claimed_by_caller("volume", volume_id, labels, request.owner)
     if is_persistent(labels) and not request.force:
         raise InvalidRequest(f"volume {volume_id} is tagged {tags.PERSISTENT}: pre-warm it only with force")
 
 
-def check_given_instance(instance: Instance, zone: str, scope_tag: str) -> None:
-    """The caller's instance may do the work: in the volume's zone, running, and in scope."""
+def check_given_instance(instance: Instance, zone: str, scope_tag: str, owner: str | None = None) -> None:
+    """The caller's instance may do the work: in the volume's zone, running, in scope, and not someone else's."""
     if instance.availability_zone != zone:
         raise InvalidRequest(
             f"instance {instance.resource_id} is in {instance.availability_zone}, the volume in {zone}"
@@ -213,6 +210,32 @@ def check_given_instance(instance: Instance, zone: str, scope_tag: str) -> None:
     if not in_scope(instance, scope_tag):
         # The pre-warm document runs as root; trainctl runs commands only where it was let in.
         raise InvalidRequest(f"instance {instance.resource_id} is out of scope: no {scope_tag}=true")
+    _claimed_by_caller("instance", instance.resource_id, instance.tags, owner)
+
+
+def check_snapshot_claim(snapshot_id: str, labels: Mapping[str, str], owner: str | None, *, own: bool) -> None:
+    """A snapshot of this account restores into a new volume only for its owner (or when nobody claimed it):
+    its data is someone's. A snapshot another account shared or made public was given to read."""
+    if own:
+        _claimed_by_caller("snapshot", snapshot_id, labels, owner)
+
+
+def check_keys(s3_uri: str, keys: Sequence[str]) -> None:
+    """The document syncs the prefix as root: a key that would land outside the mount point refuses the request."""
+    prefix = s3_uri.removeprefix("s3://").partition("/")[2]
+    escaping = escaping_keys(keys, prefix)
+    if escaping:
+        raise InvalidRequest(
+            f"{len(escaping)} key(s) under {s3_uri} would be written outside the mount point, "
+            f"for example {one_line(escaping[0], 80)}"
+        )
+
+
+def _claimed_by_caller(kind: str, resource_id: str, labels: Mapping[str, str], owner: str | None) -> None:
+    holder = labels.get(tags.OWNER)
+    if holder is not None and holder != owner:
+        asked = f"the request's owner {one_line(owner, 64)}" if owner else "a request that names none"
+        raise InvalidRequest(f"{kind} {resource_id} is owned by {one_line(holder, 64)}, not by {asked}")
 
 
 def make_plan(

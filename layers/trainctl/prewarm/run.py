@@ -23,6 +23,8 @@ from trainctl.prewarm.rules import (
     ReportRequest,
     Target,
     check_given_instance,
+    check_keys,
+    check_snapshot_claim,
     check_volume_claim,
     existing_volume,
     make_plan,
@@ -85,7 +87,7 @@ def plan(
         raise InvalidRequest(f"cannot read {request.s3_uri}: {error_code(exc)}") from None
     target = _target(request, ec2, data_bytes, scope_tag)
     if request.instance_id is not None:
-        check_given_instance(_instance(ec2, region, request.instance_id), target.zone, scope_tag)
+        check_given_instance(_instance(ec2, region, request.instance_id), target.zone, scope_tag, request.owner)
     return make_plan(
         request,
         target,
@@ -97,11 +99,13 @@ def plan(
 
 
 def s3_size(s3: Any, uri: str) -> tuple[int, int]:
-    """(bytes, objects) under the S3 prefix, read in pages."""
+    """(bytes, objects) under the S3 prefix, read in pages; InvalidRequest when a key would land outside."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     total = count = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
+        items = page.get("Contents", [])
+        check_keys(uri, [item["Key"] for item in items])
+        for item in items:
             total += int(item["Size"])
             count += 1
     return total, count
@@ -111,7 +115,7 @@ def _target(request: PrewarmRequest, ec2: EC2Client, data_bytes: int, scope_tag:
     if request.volume is not None:
         _zone_exists(ec2, request.volume.zone)
         if request.volume.snapshot_id:
-            _snapshot_exists(ec2, request.volume.snapshot_id)
+            _snapshot_claim(ec2, request.volume.snapshot_id, request.owner)
         return new_volume(request, request.volume, data_bytes)
     assert request.volume_id is not None  # the request's own validator: one or the other
     volume = _volume(ec2, request.volume_id)
@@ -144,10 +148,16 @@ def _zone_exists(ec2: EC2Client, zone: str) -> None:
         raise InvalidRequest(f"zone {zone} is not in this region ({', '.join(zones)})")
 
 
-def _snapshot_exists(ec2: EC2Client, snapshot_id: str) -> None:
+def _snapshot_claim(ec2: EC2Client, snapshot_id: str, owner: str | None) -> None:
+    """The snapshot exists, and if this account owns it, it is the caller's or nobody's."""
     try:
-        ec2.describe_snapshots(SnapshotIds=[snapshot_id])
+        # This account's own first; otherwise one shared with it (or public), which was given to read.
+        own = ec2.describe_snapshots(SnapshotIds=[snapshot_id], OwnerIds=["self"])["Snapshots"]
+        found = own or ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
     except ClientError as exc:
         if error_code(exc).startswith("InvalidSnapshot"):
             raise InvalidRequest(f"snapshot {snapshot_id} does not exist") from None
         raise
+    if not found:
+        raise InvalidRequest(f"snapshot {snapshot_id} does not exist")
+    check_snapshot_claim(snapshot_id, tag_map(found[0].get("Tags")), owner, own=bool(own))
