@@ -282,7 +282,9 @@ def prewarm_routes(regions: Sequence[str], account: str, scope_tag: str) -> list
     volumes = ec2_arns(regions, account, "volume")
     snapshots = ec2_arns(regions, account, "snapshot")
     in_scope = in_scope_condition(scope_tag)
-    created_here = tag_present(tags.PREWARMED_FROM)
+    # What the execution created carries trainctl:prewarmed-from from its CreateVolume and no scope decision yet;
+    # a pre-warmed volume someone then took out of scope (its scope tag set to false) is not "created here".
+    created_here = merged(tag_present(tags.PREWARMED_FROM), {"Null": {f"aws:ResourceTag/{scope_tag}": "true"}})
     worker = {"StringEquals": {f"aws:RequestTag/{tags.ROLE}": tags.PREWARM_WORKER_ROLE}}
     worker_keys = [tag["Key"] for tag in worker_tags(scope_tag)]
     return [

@@ -212,11 +212,16 @@ def test_prewarm_role_acts_only_in_scope_or_on_what_the_execution_created(synthe
     """Issue 17 item 8: AttachVolume, DetachVolume, CreateTags, CreateVolume, CreateSnapshot were on * unconditioned."""
     allowed = [s for s in statements(synthesized[0], "PrewarmStateMachine") if s["Effect"] == "Allow"]
     in_scope = {f"aws:ResourceTag/{tags.MANAGED}": ["true", "yes", "1"]}
-    created = {f"aws:ResourceTag/{tags.PREWARMED_FROM}": "false"}
+    # Created by the execution: prewarmed-from, and no scope decision yet (adversary round 2: a pre-warmed volume
+    # someone took out of scope must not count as the execution's own).
+    created = {f"aws:ResourceTag/{tags.PREWARMED_FROM}": "false", f"aws:ResourceTag/{tags.MANAGED}": "true"}
     for action in ("ec2:AttachVolume", "ec2:DetachVolume"):
         on_volumes = [s for s in allowed if action in as_list(s["Action"]) and ":volume/" in json.dumps(s["Resource"])]
         assert sorted(json.dumps(s["Condition"], sort_keys=True) for s in on_volumes) == sorted(
-            [json.dumps({"StringEqualsIgnoreCase": in_scope}), json.dumps({"Null": created})]
+            [
+                json.dumps({"StringEqualsIgnoreCase": in_scope}, sort_keys=True),
+                json.dumps({"Null": created}, sort_keys=True),
+            ]
         ), action
     creating = {
         "ec2:CreateVolume": (":volume/", tags.PREWARMED_FROM),
