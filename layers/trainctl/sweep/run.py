@@ -238,14 +238,18 @@ def _sweep(
     observations = observe(factory, inventories, settings, now, remaining_ms)
     plan = plan_sweep(inventories, observations, settings, now)
     resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
-    decisions = confirm_marks(
-        plan.decisions,
-        vouch_for_marks(ledger, plan.decisions, resources, now=now, idle_window=settings.idle_window),
-        resources,
-        settings,
-        now,
-    )
-    decisions = apply_guards(decisions, guards_of(factory, decisions))
+    # EC2's guards and the ledger's histories are read at once: both are one call per resource, and confirming
+    # marks only ever turns a destructive decision into a fresh mark, so the planned ones cover what will act.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        guards = background.submit(guards_of, factory, plan.decisions)
+        decisions = confirm_marks(
+            plan.decisions,
+            vouch_for_marks(ledger, plan.decisions, resources, now=now, idle_window=settings.idle_window),
+            resources,
+            settings,
+            now,
+        )
+        decisions = apply_guards(decisions, guards.result())
     notes: list[str] = []
     if settings.dry_run:
         previews = tuple(replace(d, outcome="dry-run") for d in decisions)
