@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,7 @@ def main() -> None:
 
     handler = load_handler("cleanup_sweep")
     imported = time.perf_counter()
+    phases = _time_phases()
     if args.mode == "act":
         grace = handler.deployed_settings().grace_period
         handler.clock = lambda: system_clock() + grace + timedelta(minutes=1)
@@ -65,9 +67,44 @@ def main() -> None:
                 "outcomes": Counter(d["outcome"] for d in decisions if d["action"] != "keep"),
                 "failed": [d["resource_id"] + ": " + d["detail"] for d in decisions if d["outcome"] == "failed"][:20],
                 "notes": result.get("notes", []),
+                "phases": {name: round(seconds, 2) for name, seconds in phases.items()},
             }
         )
     )
+
+
+def _time_phases() -> dict[str, float]:
+    """Seconds spent in each phase of the sweep, summed over calls: where an act run's time goes."""
+    import functools
+
+    from trainctl.sweep import act, run
+
+    spent: dict[str, float] = {}
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - began
+
+        setattr(owner, name, wrapper)
+
+    for owner, name, label in (
+        (run, "read_inventories", "inventory"),
+        (run, "observe", "observe"),
+        (run, "vouch_for_marks", "ledger histories"),
+        (run, "guards_of", "EC2 guards"),
+        (run, "_record_intent", "intent rows"),
+        (act.SweepExecutor, "execute", "actions"),
+        (run, "_tell_owners", "notices"),
+    ):
+        timed(owner, name, label)
+    return spent
 
 
 if __name__ == "__main__":

@@ -59,7 +59,14 @@ def prewarm_table() -> Table:
         )["Instances"][0]["InstanceId"]
 
         def volume() -> str:
-            return str(ec2.create_volume(Size=100, AvailabilityZone="us-east-1a")["VolumeId"])
+            # In scope and unclaimed: a volume pre-warm may fill.
+            return str(
+                ec2.create_volume(
+                    Size=100,
+                    AvailabilityZone="us-east-1a",
+                    TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
+                )["VolumeId"]
+            )
 
         base = {"volume": None, "s3_uri": "s3://datasets/d/", "mount_point": "/mnt/prewarm", "snapshot": False}
         cases = {

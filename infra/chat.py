@@ -7,6 +7,8 @@ role holds no permission, and the guardrail caps whatever a channel member could
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_iam as iam
@@ -29,6 +31,14 @@ class ChatChannels(Construct):
             description="trainctl chat channels: receive notices only",
         )
         guardrail = f"arn:{cdk.Aws.PARTITION}:iam::aws:policy/{READ_ONLY_GUARDRAIL}"
+        # What every channel shares: the topic, the role, the guardrail, errors logged, no per-user roles.
+        shared: dict[str, Any] = {
+            "iam_role_arn": self.role.role_arn,
+            "sns_topic_arns": [topic.topic_arn],
+            "guardrail_policies": [guardrail],
+            "logging_level": "ERROR",
+            "user_role_required": False,
+        }
         self.channels: list[cdk.CfnResource] = []
         if options.slack_workspace_id and options.slack_channel_id:
             self.channels.append(
@@ -36,13 +46,9 @@ class ChatChannels(Construct):
                     self,
                     "Slack",
                     configuration_name="trainctl-slack",
-                    iam_role_arn=self.role.role_arn,
                     slack_workspace_id=options.slack_workspace_id,
                     slack_channel_id=options.slack_channel_id,
-                    sns_topic_arns=[topic.topic_arn],
-                    guardrail_policies=[guardrail],
-                    logging_level="ERROR",
-                    user_role_required=False,
+                    **shared,
                 )
             )
         if options.teams_tenant_id and options.teams_team_id and options.teams_channel_id:
@@ -51,13 +57,9 @@ class ChatChannels(Construct):
                     self,
                     "Teams",
                     configuration_name="trainctl-teams",
-                    iam_role_arn=self.role.role_arn,
                     teams_tenant_id=options.teams_tenant_id,
                     team_id=options.teams_team_id,
                     teams_channel_id=options.teams_channel_id,
-                    sns_topic_arns=[topic.topic_arn],
-                    guardrail_policies=[guardrail],
-                    logging_level="ERROR",
-                    user_role_required=False,
+                    **shared,
                 )
             )

@@ -69,6 +69,16 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
             events.unregister(event, record)
 
 
+@pytest.fixture
+def on_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As against an emulator: the stack's resources are there, made by ensure_on_emulator."""
+    monkeypatch.setattr(
+        stack_resources,
+        "resolve",
+        lambda factory, _env, regions: stack_resources.ensure_on_emulator(factory, regions),
+    )
+
+
 def execute(account: Account, **request: Any) -> dict[str, Any]:
     payload = {
         "volume_id": account.volume_id,
@@ -287,14 +297,7 @@ def test_invalid_requests_are_refused_before_any_launch(
     assert account.commands == []
 
 
-def test_the_command_line_follows_the_workflow(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
-
-    # As against an emulator: the stack's resources are there, made by ensure_on_emulator.
-    monkeypatch.setattr(
-        stack_resources,
-        "resolve",
-        lambda factory, _env, regions: stack_resources.ensure_on_emulator(factory, regions),
-    )
+def test_the_command_line_follows_the_workflow(account: Account, on_emulator: None) -> None:
     shown = run_cli(account.factory, ["prewarm", account.volume_id, "s3://datasets/imagenet/"])
     assert shown.exit_code == 0, shown.output
     assert "attaching the volume" in shown.stdout and "SUCCEEDED" in shown.stdout
@@ -340,12 +343,9 @@ def test_a_request_with_a_field_the_plan_does_not_know_is_refused(account: Accou
     assert account.launches == []
 
 
-def test_the_command_line_names_its_owner_to_the_workflow(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        stack_resources,
-        "resolve",
-        lambda factory, _env, regions: stack_resources.ensure_on_emulator(factory, regions),
-    )
+def test_the_command_line_names_its_owner_to_the_workflow(
+    account: Account, on_emulator: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRAINCTL_OWNER", "carol")
     owned = account.factory.ec2(REGION).create_volume(
         Size=100,

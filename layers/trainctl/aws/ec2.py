@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -467,11 +468,13 @@ def read_guards(
     """
     instances = list(dict.fromkeys(instance_ids))
     snapshots = list(dict.fromkeys(snapshot_ids))
-    reads: list[tuple[str, str, Any]] = [
+    instance_reads: list[tuple[str, str, Any]] = [
         *((i, "termination", lambda i=i: _instance_attribute(ec2, i, "disableApiTermination")) for i in instances),
         *((i, "stop", lambda i=i: _instance_attribute(ec2, i, "disableApiStop")) for i in instances),
-        *((s, "shared", lambda s=s: _shared(ec2, s)) for s in snapshots),
     ]
+    snapshot_reads: list[tuple[str, str, Any]] = [(s, "shared", lambda s=s: _shared(ec2, s)) for s in snapshots]
+    # Taken in turn: EC2 throttles each API on its own, so both drain their own bucket at once.
+    reads = [read for pair in zip_longest(instance_reads, snapshot_reads) for read in pair if read is not None]
     if not reads:
         return Guards()
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(reads)))) as pool:

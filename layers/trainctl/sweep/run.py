@@ -35,8 +35,8 @@ from trainctl.sweep.rules import (
 )
 
 LEASE_DURATION = timedelta(minutes=16)
-# One ledger Query per marked resource, each on its own partition: 16 at once fit the client's 32 connections.
-HISTORY_READERS = 16
+# One ledger Query per marked resource, each on its own partition: 32 at once, the client's connection pool.
+HISTORY_READERS = 32
 DRY_RUN_TRAINING_NOTE = "not checked: a dry-run sends no SSM command, and unknown protects"
 
 
@@ -240,7 +240,7 @@ def _sweep(
     resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
     # EC2's guards and the ledger's histories are read at once: both are one call per resource, and confirming
     # marks only ever turns a destructive decision into a fresh mark, so the planned ones cover what will act.
-    with ThreadPoolExecutor(max_workers=1) as background:
+    with ThreadPoolExecutor(max_workers=2) as background:
         guards = background.submit(guards_of, factory, plan.decisions)
         decisions = confirm_marks(
             plan.decisions,
@@ -249,24 +249,29 @@ def _sweep(
             settings,
             now,
         )
-        decisions = apply_guards(decisions, guards.result())
-    notes: list[str] = []
-    if settings.dry_run:
-        previews = tuple(replace(d, outcome="dry-run") for d in decisions)
-        notes.append("dry-run: nothing was changed and nothing was recorded")
-        return SweepResult(sweep_id, True, now, settings.regions, plan, previews, False, False, tuple(notes))
+        notes: list[str] = []
+        if settings.dry_run:
+            previews = tuple(replace(d, outcome="dry-run") for d in apply_guards(decisions, guards.result()))
+            notes.append("dry-run: nothing was changed and nothing was recorded")
+            return SweepResult(sweep_id, True, now, settings.regions, plan, previews, False, False, tuple(notes))
 
-    if lease is not None and not lease.renew(clock(), LEASE_DURATION):
-        # The lease ran out while this sweep read and decided: another may be acting now.
-        decisions = [_withheld(d, "the sweep's lease ran out before it could act") for d in decisions]
-    decisions = _record_intent(ledger, sweep_id, now, decisions)
-    executor = SweepExecutor(
-        factory,
-        concurrency=settings.action_concurrency,
-        remaining_ms=remaining_ms,
-        deadline_margin_ms=int(settings.deadline_margin.total_seconds() * 1000),
-    )
-    acted = tuple(executor.execute(decisions))
+        if lease is not None and not lease.renew(clock(), LEASE_DURATION):
+            # The lease ran out while this sweep read and decided: another may be acting now.
+            decisions = [_withheld(d, "the sweep's lease ran out before it could act") for d in decisions]
+        executor = SweepExecutor(
+            factory,
+            concurrency=settings.action_concurrency,
+            remaining_ms=remaining_ms,
+            deadline_margin_ms=int(settings.deadline_margin.total_seconds() * 1000),
+        )
+        # What EC2 guards (instances, snapshots) waits for its guards; the rest (volumes, marks) need none and
+        # starts now, its deletes draining their own throttling bucket while the guards are still being read.
+        unguarded = _record_intent(ledger, sweep_id, now, [d for d in decisions if not _guarded(d)])
+        first = background.submit(executor.execute, unguarded)
+        guarded = apply_guards([d for d in decisions if _guarded(d)], guards.result())
+        acted_by_id = {d.resource_id: d for d in executor.execute(_record_intent(ledger, sweep_id, now, guarded))}
+        acted_by_id.update((d.resource_id, d) for d in first.result())
+    acted = tuple(acted_by_id[d.resource_id] for d in decisions)
     # Tell first: a mark whose notice did not go out is recorded as unannounced, and no sweep acts on it.
     acted, notified, notice_failure = _tell_owners(notifier, plan, acted, sweep_id)
     if notice_failure is not None:
@@ -314,6 +319,11 @@ def _tell_owners(
         for d in acted
     )
     return told, bool(notices) and not unannounced, failure
+
+
+def _guarded(decision: Decision) -> bool:
+    """Acting on it waits for EC2's own guards (termination and stop protection, sharing): guards_of reads them."""
+    return decision.destructive and decision.resource_type in ("instance", "snapshot")
 
 
 def _withheld(decision: Decision, why: str) -> Decision:
