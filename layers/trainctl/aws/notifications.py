@@ -66,12 +66,10 @@ class SnsNotifier:
 
 class InMemoryNotifier:
     def __init__(self) -> None:
-        self.notices: list[Notice] = []
         # (subject, e-mail text): what a person reads.
         self.messages: list[tuple[str, str]] = []
         self.attributes: list[Attributes] = []
 
     def publish(self, notice: Notice) -> None:
-        self.notices.append(notice)
         self.messages.append((safe_subject(email_subject(notice)), email_text(notice)))
         self.attributes.append(safe_attributes(notice.attributes()))

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from botocore.exceptions import NoRegionError
@@ -50,6 +50,9 @@ from trainctl.cost.run import CostEffects, CostResult, has_price_list_api, price
 from trainctl.cost.store import DynamoDbCostStore
 from trainctl.prewarm.rules import InvalidRequest, parse_request
 from trainctl.sweep.run import SweepResult, effects_for, run_sweep
+
+# Sweep or cost settings: both carry the regions a command runs in.
+RegionalSettings = TypeVar("RegionalSettings", SweepSettings, CostSettings)
 
 Regions = Annotated[
     list[str] | None, typer.Option("--region", help="Region; repeat for more (default: AWS_REGION, the profile's).")
@@ -139,10 +142,7 @@ def sweep(
     settings = SweepSettings.from_env(environ, regions=regions or None, dry_run=not enforce)
     if ignore_min_age:
         settings = settings.model_copy(update={"min_age": timedelta(0)})
-    factory = home_factory(ctx, regions, environ)
-    if not regions and "TRAINCTL_REGIONS" not in environ and factory.default_region:
-        settings = settings.model_copy(update={"regions": (factory.default_region,)})
-    clock = fixed_clock(instant) if instant else now_from_aws(ctx, factory, settings.regions[0])
+    factory, settings, clock = _where_and_when(ctx, regions, environ, settings, instant)
     result = sweep_once(factory, settings, clock, environ)
     emit(
         fmt,
@@ -167,11 +167,9 @@ def cost(
     instant = _instant(at)
     environ = dict(os.environ)
     check_settings(environ)
-    settings = CostSettings.from_env(environ, regions=regions or None)
-    factory = home_factory(ctx, regions, environ)
-    if not regions and "TRAINCTL_REGIONS" not in environ and factory.default_region:
-        settings = settings.model_copy(update={"regions": (factory.default_region,)})
-    clock = fixed_clock(instant) if instant else now_from_aws(ctx, factory, settings.regions[0])
+    factory, settings, clock = _where_and_when(
+        ctx, regions, environ, CostSettings.from_env(environ, regions=regions or None), instant
+    )
     result = cost_once(factory, settings, clock, environ)
     emit(
         fmt,
@@ -195,7 +193,24 @@ def cost_once(factory: ClientFactory, settings: CostSettings, clock: Clock, envi
     return run_cost_check(factory, settings, clock, book, CostEffects(history=history))
 
 
-def _duration_option(name: str, value: str) -> timedelta:
+def _where_and_when(
+    ctx: typer.Context,
+    regions: tuple[str, ...],
+    environ: dict[str, str],
+    settings: RegionalSettings,
+    instant: datetime | None,
+) -> tuple[ClientFactory, RegionalSettings, Clock]:
+    """The client factory, the settings in the session's region when none was asked for, and the clock (an
+    instant given, else AWS's own time)."""
+    factory = home_factory(ctx, regions, environ)
+    if not regions and "TRAINCTL_REGIONS" not in environ and factory.default_region:
+        settings = settings.model_copy(update={"regions": (factory.default_region,)})
+    clock = fixed_clock(instant) if instant else now_from_aws(ctx, factory, settings.regions[0])
+    return factory, settings, clock
+
+
+def duration_option(name: str, value: str) -> timedelta:
+    """A duration option (`--timeout 30m`): longer than 0s, or a one-line usage error naming the option."""
     try:
         parsed = parse_duration(value)
     except InvalidDuration as exc:
@@ -248,7 +263,7 @@ def prewarm(
     """Fill an EBS volume from S3 (and initialise a restored one) with the pre-warm workflow, and follow it."""
     fmt = output_format(ctx, output, as_json)
     regions = check_regions(region, command="prewarm", single=True)
-    limit = _duration_option("--timeout", timeout)
+    limit = duration_option("--timeout", timeout)
     asked: dict[str, Any] = {
         "volume_id": volume_id,
         "s3_uri": s3_uri,

@@ -43,7 +43,7 @@ from trainctl.aws import ledger
 from trainctl.aws.clients import ClientFactory, access_error, error_code
 from trainctl.aws.observability import logger
 from trainctl.cli import stack_resources
-from trainctl.cli.automation import home_factory
+from trainctl.cli.automation import duration_option, home_factory
 from trainctl.cli.environment import check_settings
 from trainctl.cli.errors import humanise
 from trainctl.cli.output import EXIT_USAGE, AsJson, Output, console, emit, fail, output_format, state_of
@@ -775,16 +775,6 @@ def window_start(value: str, now: datetime) -> datetime:
             ) from duration_error
 
 
-def noticed_option(value: str) -> timedelta:
-    try:
-        parsed = parse_duration(value)
-    except InvalidDuration as exc:
-        raise fail(f"--noticed-after {value}: {humanise(str(exc))}", EXIT_USAGE) from exc
-    if parsed <= timedelta(0):
-        raise fail(f"--noticed-after {value}: must be longer than 0s", EXIT_USAGE)
-    return parsed
-
-
 def report(
     ctx: typer.Context,
     since: Annotated[
@@ -813,7 +803,7 @@ def report(
     start = window_start(since, now)
     if start >= now:
         raise fail(f"--since {since}: that is not in the past", EXIT_USAGE)
-    noticed = noticed_option(noticed_after)
+    noticed = duration_option("--noticed-after", noticed_after)
     if owner is not None and not owner.strip():
         raise fail("--owner needs a name", EXIT_USAGE)
     environ = dict(os.environ)

@@ -92,22 +92,6 @@ class Notice:
             "facts": dict(self.facts),
         }
 
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Notice:
-        return cls(
-            kind=raw["kind"],
-            title=str(raw["title"]),
-            summary=str(raw["summary"]),
-            lines=tuple(str(x) for x in raw.get("lines", [])),
-            next_steps=tuple(str(x) for x in raw.get("next_steps", [])),
-            owner=raw.get("owner"),
-            severity=raw.get("severity", "info"),
-            thread=str(raw.get("thread", "")),
-            resources=tuple(str(x) for x in raw.get("resources", [])),
-            left_out=int(raw.get("left_out", 0)),
-            facts={str(k): str(v) for k, v in (raw.get("facts") or {}).items()},
-        )
-
 
 def email_subject(notice: Notice) -> str:
     return one_line(notice.title, TITLE_LIMIT)

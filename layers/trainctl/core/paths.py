@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import PurePosixPath
 
 # One segment: up to two dots, then a character that is not a dot; so `.` and `..` alone are never a segment.
 _SEGMENT = r"\.{0,2}[A-Za-z0-9_-][A-Za-z0-9_.-]*"
@@ -41,8 +40,7 @@ def split_s3_uri(value: str) -> tuple[str, str] | None:
 
 def stays_under(relative: str) -> bool:
     """Does a relative path from outside (an S3 key below a prefix) stay below the folder it is written into?"""
-    parts = PurePosixPath(relative).parts
-    return bool(parts) and not relative.startswith("/") and all(p not in (".", "..") for p in relative.split("/"))
+    return bool(relative) and not relative.startswith("/") and all(p not in (".", "..") for p in relative.split("/"))
 
 
 def below(key: str, prefix: str) -> str:
