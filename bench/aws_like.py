@@ -17,17 +17,24 @@ The fleet's EC2 calls (Describe*, CreateTags, DeleteTags, DeleteVolume, DeleteSn
 TerminateInstances) are answered here from memory: moto scans every tag on every describe, which at
 10,000 resources already costs it more than either tool's own work. Each resource's XML is rendered once
 from botocore's own EC2 model (and again only when it changes), so what a tool parses is what EC2 sends.
-Every other call (DynamoDB, SNS, CloudWatch, STS, SSM) is forwarded to the moto server behind.
+Every other call (DynamoDB, SNS, CloudWatch, STS, SSM) is forwarded to the moto server behind. Two of the
+moto server's costs that AWS does not have are taken away (`queries_by_partition`, the listen backlog):
+moto answers a DynamoDB Query by sorting the whole table, so each Query would cost more as the ledger grew,
+and socketserver's backlog of 5 would drop the connections of a client opening 32 at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
+import inspect
 import re
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -397,14 +404,17 @@ class AwsLike:
         self.fleet = Fleet(Ec2Xml())
         self._local = threading.local()
         self._server: ThreadingHTTPServer | None = None
+        self._moto_patch: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         self.endpoint = ""
 
     # -- control --
 
     def __enter__(self) -> AwsLike:
+        self._moto_patch = queries_by_partition()
+        self._moto_patch.__enter__()
         port = free_loopback_port()
         handler = _handler_for(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._server = _Server(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.endpoint = f"http://127.0.0.1:{port}"
@@ -414,6 +424,7 @@ class AwsLike:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        self._moto_patch.__exit__(None, None, None)
 
     def load_fleet(self, regions: dict[str, RegionFleet]) -> None:
         self.fleet.load(regions)
@@ -568,6 +579,101 @@ def _ec2_error(code: str, message: str) -> bytes:
         f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
         f"<Message>{escape(message)}</Message></Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     ).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's backlog of 5 drops the SYNs of a client opening 32 connections at once, each then retried
+    # a second later: a cost no AWS endpoint has.
+    request_queue_size = 128
+
+
+_QUERIED_PARTITION = threading.local()
+
+
+@contextlib.contextmanager
+def queries_by_partition() -> Iterator[None]:
+    """While open, this process's moto answers a DynamoDB Query on a table from the queried partition alone.
+
+    moto reads every item of the table, sorted, and keeps those of the partition: a Query's cost grows with the
+    table, where DynamoDB's grows with the partition. Same items, same order; index queries are left as they are.
+    """
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table.query, "by_partition", False):  # an enclosing AwsLike already answers so
+        yield
+        return
+    query, all_items = Table.query, Table.all_items
+    signature = inspect.signature(query)
+
+    @functools.wraps(query)
+    def partition_query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        if bound.arguments.get("index_name") or not self.range_key_attr or bound.arguments["hash_key"] is None:
+            return query(self, *args, **kwargs)
+        _QUERIED_PARTITION.key = bound.arguments["hash_key"]
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _QUERIED_PARTITION.key = None
+
+    @functools.wraps(all_items)
+    def partition_items(self: Any) -> Any:
+        key = getattr(_QUERIED_PARTITION, "key", None)
+        if key is None:
+            return all_items(self)
+        return sorted(self.items.get(key, {}).values(), key=lambda item: item.range_key)
+
+    partition_query.by_partition = True  # type: ignore[attr-defined]
+    Table.query, Table.all_items = partition_query, partition_items  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Table.query, Table.all_items = query, all_items  # type: ignore[method-assign]
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's backlog of 5 drops the SYNs of a client opening 32 connections at once, each then retried
+    # a second later: a cost no AWS endpoint has.
+    request_queue_size = 128
+
+
+_QUERIED_PARTITION = threading.local()
+
+
+def answer_queries_by_partition() -> None:
+    """Make this process's moto answer a DynamoDB Query on a table from the queried partition alone.
+
+    moto reads every item of the table, sorted, and keeps those of the partition: a Query's cost grows with the
+    table, where DynamoDB's grows with the partition. Same items, same order; index queries are left as they are.
+    """
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table.query, "by_partition", False):
+        return
+    query, all_items = Table.query, Table.all_items
+    signature = inspect.signature(query)
+
+    @functools.wraps(query)
+    def partition_query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        if bound.arguments.get("index_name") or not self.range_key_attr or bound.arguments["hash_key"] is None:
+            return query(self, *args, **kwargs)
+        _QUERIED_PARTITION.key = bound.arguments["hash_key"]
+        try:
+            return query(self, *args, **kwargs)
+        finally:
+            _QUERIED_PARTITION.key = None
+
+    @functools.wraps(all_items)
+    def partition_items(self: Any) -> Any:
+        key = getattr(_QUERIED_PARTITION, "key", None)
+        if key is None:
+            return all_items(self)
+        return sorted(self.items.get(key, {}).values(), key=lambda item: item.range_key)
+
+    partition_query.by_partition = True  # type: ignore[attr-defined]
+    Table.query = partition_query  # type: ignore[method-assign]
+    Table.all_items = partition_items  # type: ignore[method-assign]
 
 
 def _handler_for(env: AwsLike) -> type[BaseHTTPRequestHandler]:

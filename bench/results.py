@@ -147,7 +147,10 @@ def main() -> None:
         "answering `RequestLimitExceeded`, and EC2's page sizes "
         f"({', '.join(f'{k} {v}' for k, v in PAGE_LIMITS.items())}). The fleet's EC2 calls are answered from "
         "memory (XML rendered from botocore's EC2 model), everything else by moto; the endpoint's own time is "
-        "shown as 'emulator s'. Each tool runs as its own process on a freshly built, identical fleet "
+        "shown as 'emulator s'. Two costs of moto's server that AWS lacks are taken away: moto answers a DynamoDB "
+        "Query by sorting the whole table (here it reads the queried partition, with the same items in the same "
+        "order), and a listen backlog of 5 that dropped the connections of a client opening 32 at once. "
+        "Each tool runs as its own process on a freshly built, identical fleet "
         "(`bench/fleet.py`): 20 % instances, 50 % volumes, 30 % snapshots, about 2 % of them forgotten.\n",
         "Custodian runs equivalent policies (`bench/custodian.py`): the same scope and protection tags, the same "
         "age thresholds, the same grace period (mark, then act a day later), and idleness by CPU with no "

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from botocore.awsrequest import AWSResponse
 
 from tests.integration.fleet import ENFORCING, instance_state, seed_account, volume_exists
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.notifications import InMemoryNotifier
 from trainctl.core.clock import fixed_clock
+from trainctl.sweep import run
 from trainctl.sweep.record import InMemoryLedger
 from trainctl.sweep.run import run_sweep
 
@@ -161,3 +165,81 @@ def test_one_refused_instance_does_not_hold_back_the_batch(factory: ClientFactor
     assert instance_state(factory, refused) == "stopped"
     for other in stopped[1:]:
         assert outcomes[other].outcome == "done" and instance_state(factory, other) == "terminated"
+
+
+def test_volume_deletes_start_while_later_volumes_are_still_being_vouched_for(
+    factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Volumes go a batch at a time: each batch's marks are vouched for and its intent recorded before its own
+    deletes, and those deletes do not wait for the histories of the batches after it (they drain EC2's bucket).
+    Before, every history was read before the first delete: the last read here would wait for a delete in vain."""
+    account = seed_account(factory)
+    monkeypatch.setattr(run, "VOUCH_BATCH", 1)
+    ledger, notifier = InMemoryLedger(), InMemoryNotifier()
+    run_sweep(factory, SETTINGS, fixed_clock(account.t0), ledger=ledger, notifier=notifier)
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    deleted = threading.Event()
+    volumes = [d.resource_id for d in ledger.sweeps[-1][3] if d.resource_type == "volume" and d.action == "mark"]
+    assert len(volumes) >= 2
+
+    def note(kind: str, resource_id: str) -> None:
+        with lock:
+            events.append((kind, resource_id))
+
+    def delete_seen(params: dict[str, Any], **_: Any) -> None:
+        note("delete", params["VolumeId"])
+        deleted.set()
+
+    factory.register("provide-client-params.ec2.DeleteVolume", delete_seen)
+    read, intended = ledger.histories, ledger.record_intent
+
+    def histories(resource_ids: Sequence[str]) -> dict[str, Any]:
+        if resource_ids and resource_ids[-1] == volumes[-1]:
+            deleted.wait(timeout=10)  # the last volume's history: an earlier volume's delete should be under way
+        for resource_id in resource_ids:
+            note("history", resource_id)
+        return read(resource_ids)
+
+    def record_intent(sweep_id: str, at: datetime, decisions: Sequence[Any]) -> None:
+        for decision in decisions:
+            note("intent", decision.resource_id)
+        intended(sweep_id, at, decisions)
+
+    monkeypatch.setattr(ledger, "histories", histories)
+    monkeypatch.setattr(ledger, "record_intent", record_intent)
+    result = run_sweep(
+        factory, SETTINGS, fixed_clock(account.t0 + timedelta(days=1, minutes=1)), ledger=ledger, notifier=notifier
+    )
+    assert {d.resource_id for d in result.decisions if d.outcome == "done"} >= set(volumes)
+    first_delete = events.index(next(e for e in events if e[0] == "delete"))
+    assert events.index(("history", volumes[-1])) > first_delete
+    for volume_id in volumes:
+        assert events.index(("history", volume_id)) < events.index(("intent", volume_id))
+        assert events.index(("intent", volume_id)) < events.index(("delete", volume_id))
+
+
+def test_a_crash_while_volumes_are_vouched_for_touches_no_instance_or_snapshot(
+    factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Volumes are decided in the background while instances and snapshots wait: if deciding them fails in a way
+    nobody foresaw, the sweep stops there, as it did when everything was decided before anything was done."""
+    account = seed_account(factory)
+    ledger, notifier = InMemoryLedger(), InMemoryNotifier()
+    run_sweep(factory, SETTINGS, fixed_clock(account.t0), ledger=ledger, notifier=notifier)
+    marked = {d.resource_id: d.resource_type for d in ledger.sweeps[-1][3] if d.action == "mark"}
+    assert {"volume", "instance", "snapshot"} <= set(marked.values())
+    read = ledger.histories
+
+    def histories(resource_ids: Sequence[str]) -> dict[str, Any]:
+        if any(marked.get(r) == "volume" for r in resource_ids):
+            raise RuntimeError("a fault nobody foresaw")
+        return read(resource_ids)
+
+    monkeypatch.setattr(ledger, "histories", histories)
+    destructive: list[str] = []
+    for operation in ("TerminateInstances", "StopInstances", "DeleteSnapshot", "DeleteVolume"):
+        factory.register(f"provide-client-params.ec2.{operation}", lambda params, **_: destructive.append(str(params)))
+    with pytest.raises(RuntimeError, match="nobody foresaw"):
+        run_sweep(factory, SETTINGS, fixed_clock(account.after_grace()), ledger=ledger, notifier=notifier)
+    assert destructive == []

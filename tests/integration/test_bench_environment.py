@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from moto.dynamodb.models.table import Table
 
 from bench import fleet
 from bench.aws_like import AwsLike, BucketSpec
@@ -132,3 +134,56 @@ def test_an_enforced_sweep_rides_out_throttling_without_surfacing_it(
     assert stats.throttled, "the buckets were meant to run dry"
     assert outcomes == {"done"} and not left
     assert len([d for d in result.decisions if d.destructive]) == expected.actions
+
+
+def test_the_bench_answers_a_ledger_query_from_its_partition_with_the_items_moto_gives(moto: str) -> None:
+    """moto sorts the whole table for every Query; the bench reads the partition alone. What comes back (items,
+    order, pages) must be what moto gives, or the benchmark's sweeps would decide on a ledger that is not there."""
+    dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto)
+    table = "bench-partition-check"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for partition in ("resource#vol-b", "resource#vol-a", "sweep"):
+        for sort in ("2026-03-01T00:00:00Z#s2", "2026-01-01T00:00:00Z#s1", "2026-02-01T00:00:00Z#s3"):
+            dynamodb.put_item(TableName=table, Item={"pk": {"S": partition}, "sk": {"S": sort}, "v": {"S": partition}})
+
+    def pages(partition: str, forward: bool, limit: int) -> list[list[str]]:
+        found, start = [], None
+        while True:
+            kwargs: dict[str, Any] = {"ExclusiveStartKey": start} if start else {}
+            page = dynamodb.query(
+                TableName=table,
+                KeyConditionExpression="pk = :pk AND sk >= :from",
+                ExpressionAttributeValues={":pk": {"S": partition}, ":from": {"S": "2026-01-15"}},
+                ScanIndexForward=forward,
+                Limit=limit,
+                **kwargs,
+            )
+            found.append([f"{item['pk']['S']} {item['sk']['S']}" for item in page["Items"]])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found
+
+    asked = [
+        (p, forward, limit)
+        for p in ("resource#vol-a", "sweep", "resource#none")
+        for forward in (True, False)
+        for limit in (1, 5)
+    ]
+    as_moto_answers = [pages(*question) for question in asked]
+    with AwsLike(moto, latency=0):
+        assert getattr(Table.query, "by_partition", False)  # moto here is this process's, as in the benchmark
+        by_partition = [pages(*question) for question in asked]
+    assert not getattr(Table.query, "by_partition", False)
+    assert by_partition == as_moto_answers
+    assert as_moto_answers[asked.index(("resource#vol-a", False, 5))] == [
+        ["resource#vol-a 2026-03-01T00:00:00Z#s2", "resource#vol-a 2026-02-01T00:00:00Z#s3"]
+    ]
+    dynamodb.delete_table(TableName=table)

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 
 from trainctl.aws.clients import ClientFactory, parse_timestamp
-from trainctl.sweep.act import _interleaved
+from trainctl.sweep.act import interleaved
 from trainctl.sweep.rules import Decision
 
 instants = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)).map(
@@ -44,6 +45,25 @@ def test_clients_of_a_factory_read_timestamps_with_it() -> None:
     assert endpoint._response_parser_factory.create_parser("ec2")._timestamp_parser is parse_timestamp
 
 
+def test_a_lane_is_a_client_of_its_own_that_every_hook_still_reaches() -> None:
+    """Adaptive retries slow a whole client once one of its calls is throttled: a lane keeps the deletes' slowdown
+    off the reads. Tests and the call ledger hook the factory, so a lane's client must hear its hooks too."""
+    factory = ClientFactory("us-east-1")
+    heard: list[str] = []
+    factory.register("before-parameter-build.ec2.DescribeVolumes", lambda **_: heard.append("early"))
+    plain, deletes = factory.ec2("us-east-1"), factory.ec2("us-east-1", lane="delete-volume")
+    assert deletes is not plain and deletes is factory.ec2("us-east-1", lane="delete-volume")
+    assert deletes.meta.config.retries == plain.meta.config.retries  # the same retry mode, its own rate limiter
+    factory.register("before-parameter-build.ec2.DescribeVolumes", lambda **_: heard.append("late"))
+    # Answered before anything is sent: no endpoint is needed.
+    answer = AWSResponse("https://ec2", 200, {}, None), {"Volumes": [], "ResponseMetadata": {"HTTPStatusCode": 200}}
+    factory.register("before-call.ec2.DescribeVolumes", lambda **_: answer)
+    for client in (plain, deletes, factory.ec2("us-east-1", lane="guard-instances")):
+        heard.clear()
+        assert client.describe_volumes(VolumeIds=["vol-1"])["Volumes"] == []
+        assert heard == ["early", "late"]
+
+
 def _decision(resource_id: str, region: str, resource_type: str) -> Decision:
     return Decision(
         resource_id=resource_id,
@@ -62,7 +82,7 @@ def test_deletes_take_turns_across_apis_and_regions_and_none_is_lost() -> None:
         *(_decision(f"snap-{n}", "us-east-1", "snapshot") for n in range(2)),
         _decision("vol-w", "us-west-2", "volume"),
     ]
-    order = [d.resource_id for d in _interleaved(decisions)]
+    order = [d.resource_id for d in interleaved(decisions)]
     assert order == ["vol-0", "snap-0", "vol-w", "vol-1", "snap-1", "vol-2", "vol-3"]
 
 

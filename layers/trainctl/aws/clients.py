@@ -87,7 +87,7 @@ class ClientFactory:
         if region:
             self._session.set_config_variable("region", region)
         self._config = config
-        self._clients: dict[tuple[str, str | None], Any] = {}
+        self._clients: dict[tuple[str, str | None, str], Any] = {}
         self._lock = threading.Lock()
         self.calls = ApiCalls()
         self._events = self._session.get_component("event_emitter")
@@ -110,8 +110,10 @@ class ClientFactory:
         region: str | None = self._session.get_config_variable("region")
         return region
 
-    def client(self, service: str, region: str | None = None) -> Any:
-        key = (service, region)
+    def client(self, service: str, region: str | None = None, *, lane: str = "") -> Any:
+        """`lane` gives a caller a client of its own: adaptive retries slow a whole client once any of its calls
+        is throttled, and EC2 throttles each API apart, so reads must not wait behind a throttled delete."""
+        key = (service, region, lane)
         with self._lock:
             if key not in self._clients:
                 self._clients[key] = self._session.create_client(
@@ -121,8 +123,8 @@ class ClientFactory:
                 )
             return self._clients[key]
 
-    def ec2(self, region: str) -> EC2Client:
-        client: EC2Client = self.client("ec2", region)
+    def ec2(self, region: str, *, lane: str = "") -> EC2Client:
+        client: EC2Client = self.client("ec2", region, lane=lane)
         return client
 
     def ssm(self, region: str) -> SSMClient:

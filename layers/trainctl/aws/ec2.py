@@ -61,8 +61,8 @@ PERMISSIONS = needs(
 # DescribeInstanceTypes takes at most 100 types a call; a refusal names the types it does not know.
 _TYPE_NAME = re.compile(r"[\w.-]+\.[\w-]+")
 _INSTANCE_TYPES_PER_CALL = 100
-# Per-resource guard reads: a few at once, well inside EC2's request-rate bucket.
-GUARD_WORKERS = 4
+# Per-resource guard reads: a few at once; past the bucket's burst, EC2's refill rate (20 a second) sets the pace.
+GUARD_WORKERS = 8
 _TEMPLATE_WORKERS = 4
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
@@ -53,7 +53,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
-def _interleaved(decisions: Sequence[Decision]) -> list[Decision]:
+def interleaved(decisions: Sequence[Decision]) -> list[Decision]:
     """One of each (region, type) in turn: EC2 throttles per region and API, so DeleteVolume and DeleteSnapshot
     calls, or two regions' calls, drain separate buckets at once instead of queueing behind each other."""
     groups: dict[tuple[str, str], list[Decision]] = defaultdict(list)
@@ -81,14 +81,28 @@ class SweepExecutor:
         return self._remaining_ms is not None and self._remaining_ms() < self._margin_ms
 
     def execute(self, decisions: Sequence[Decision]) -> list[Decision]:
-        by_id = {d.resource_id: d for d in decisions}
-        self._tag_phase(by_id, [d for d in decisions if d.action == "mark"], mark=True)
-        self._tag_phase(by_id, [d for d in decisions if d.action == "unmark"], mark=False)
-        destructive = [d for d in decisions if d.destructive]
-        storage = _interleaved(self._recheck([d for d in destructive if d.resource_type != "instance"], by_id))
+        return self.execute_batches([decisions])
+
+    def execute_batches(self, batches: Iterable[Sequence[Decision]]) -> list[Decision]:
+        """Act on each batch as it comes: its storage deletes start while later batches are still being decided."""
+        by_id: dict[str, Decision] = {}
+        given: list[Decision] = []
+        destructive: list[Decision] = []
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            # EBS has no batch delete: one call per volume or snapshot, in parallel.
-            for result in pool.map(self._act, storage):
+            started: list[Future[Decision]] = []
+            for batch in batches:
+                by_id.update((d.resource_id, d) for d in batch)
+                given.extend(batch)
+                self._tag_phase(by_id, [d for d in batch if d.action == "mark"], mark=True)
+                self._tag_phase(by_id, [d for d in batch if d.action == "unmark"], mark=False)
+                mine = [d for d in batch if d.destructive]
+                destructive.extend(mine)
+                # Re-read batch by batch: each resource just before its own delete, not minutes before.
+                storage = interleaved(self._recheck([d for d in mine if d.resource_type != "instance"], by_id))
+                # EBS has no batch delete: one call per volume or snapshot, in parallel.
+                started.extend(pool.submit(self._act, d) for d in storage)
+            for future in started:
+                result = future.result()
                 by_id[result.resource_id] = result
             # Re-read after the storage deletes, which take minutes on a big fleet: just before the instances.
             instances = self._recheck([d for d in destructive if d.resource_type == "instance"], by_id)
@@ -101,10 +115,10 @@ class SweepExecutor:
         for result in self._act_on_instances(ready):
             by_id[result.resource_id] = result
         self._verify([by_id[d.resource_id] for d in destructive if by_id[d.resource_id].outcome == "requested"], by_id)
-        for decision in decisions:
+        for decision in given:
             if decision.action == "keep" and by_id[decision.resource_id].outcome == "planned":
                 by_id[decision.resource_id] = replace(decision, outcome="kept")
-        return [by_id[d.resource_id] for d in decisions]
+        return [by_id[d.resource_id] for d in given]
 
     def _tag_phase(self, by_id: dict[str, Decision], decisions: Sequence[Decision], *, mark: bool) -> None:
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -193,7 +207,8 @@ class SweepExecutor:
             return replace(
                 decision, outcome="deferred", detail=decision.detail + "; stopped before the Lambda deadline"
             )
-        ec2 = self._factory.ec2(decision.region)
+        # A client per API: EC2 throttles each API apart, and adaptive retries slow a whole client once throttled.
+        ec2 = self._factory.ec2(decision.region, lane=f"{decision.action}-{decision.resource_type}")
         try:
             if decision.action == "delete" and decision.resource_type == "volume":
                 ec2.delete_volume(VolumeId=decision.resource_id)
@@ -226,7 +241,7 @@ class SweepExecutor:
         for decision in requested:
             groups[(decision.region, decision.resource_type)].append(decision)
         for (region, resource_type), decisions in groups.items():
-            ec2 = self._factory.ec2(region)
+            ec2 = self._factory.ec2(region, lane=f"read-{resource_type}")
             ids = [d.resource_id for d in decisions]
             try:
                 states = self._read_states(ec2, resource_type, ids)
@@ -257,7 +272,8 @@ class SweepExecutor:
         still: list[Decision] = []
         for (region, resource_type), members in groups.items():
             try:
-                now_seen = self._read_states(self._factory.ec2(region), resource_type, [d.resource_id for d in members])
+                ec2 = self._factory.ec2(region, lane=f"read-{resource_type}")  # not behind a throttled delete
+                now_seen = self._read_states(ec2, resource_type, [d.resource_id for d in members])
             except (ClientError, BotoCoreError) as exc:
                 now_seen = {}
                 why = f"could not be re-read before acting ({_why(exc)})"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.ec2 import Ec2Inventory, read_guards
@@ -17,11 +18,12 @@ from trainctl.aws.utilisation import read_utilisation
 from trainctl.core.clock import Clock, format_instant
 from trainctl.core.errors import TrainctlError
 from trainctl.core.marks import distrust
+from trainctl.core.notices import Notice
 from trainctl.core.observations import TrainingCheck
 from trainctl.core.protections import in_scope
 from trainctl.core.resources import Guards, RegionInventory, Resource
 from trainctl.core.settings import SweepSettings
-from trainctl.sweep.act import RemainingTime, SweepExecutor
+from trainctl.sweep.act import RemainingTime, SweepExecutor, interleaved
 from trainctl.sweep.notice import owner_notices
 from trainctl.sweep.record import DynamoDbLedger, Ledger
 from trainctl.sweep.rules import (
@@ -35,8 +37,9 @@ from trainctl.sweep.rules import (
 )
 
 LEASE_DURATION = timedelta(minutes=16)
-# One ledger Query per marked resource, each on its own partition: 32 at once, the client's connection pool.
-HISTORY_READERS = 32
+# Volumes are vouched for and deleted this many at a time: small enough that deletes start within seconds.
+VOUCH_BATCH = 100
+NOTICE_SENDERS = 8
 DRY_RUN_TRAINING_NOTE = "not checked: a dry-run sends no SSM command, and unknown protects"
 
 
@@ -183,10 +186,8 @@ def vouch_for_marks(
     if ledger is None:
         return {d.resource_id: "there is no ledger to confirm its mark" for d in destructive}
     try:
-        with ThreadPoolExecutor(max_workers=HISTORY_READERS) as pool:
-            histories = dict(
-                zip(destructive, pool.map(lambda d: ledger.history(d.resource_id), destructive), strict=True)
-            )
+        by_resource = ledger.histories([d.resource_id for d in destructive])
+        histories = {d: by_resource[d.resource_id] for d in destructive}
         marked_at = [e.at for h in histories.values() for e in h if e.action == "mark" and e.outcome == "done"]
         sweeps = ledger.sweeps_since(min(marked_at)) if marked_at else []
     except TrainctlError as exc:
@@ -213,7 +214,15 @@ def guards_of(factory: ClientFactory, decisions: Sequence[Decision]) -> Guards:
                 instances.append(decision.resource_id)
             elif decision.resource_type == "snapshot":
                 snapshots.append(decision.resource_id)
-    read = [read_guards(factory.ec2(region), i, s) for region, (i, s) in by_region.items() if i or s]
+    # A client per API and region: EC2 throttles each apart, and the guards are read while volumes are deleted.
+    reads = [
+        *((region, "instances", ids, ()) for region, (ids, _) in by_region.items() if ids),
+        *((region, "snapshots", (), ids) for region, (_, ids) in by_region.items() if ids),
+    ]
+    if not reads:
+        return Guards()
+    with ThreadPoolExecutor(max_workers=len(reads)) as pool:
+        read = list(pool.map(lambda r: read_guards(factory.ec2(r[0], lane=f"guard-{r[1]}"), r[2], r[3]), reads))
     return Guards(
         termination_protected=frozenset().union(*(g.termination_protected for g in read)),
         stop_protected=frozenset().union(*(g.stop_protected for g in read)),
@@ -238,40 +247,57 @@ def _sweep(
     observations = observe(factory, inventories, settings, now, remaining_ms)
     plan = plan_sweep(inventories, observations, settings, now)
     resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
-    # EC2's guards and the ledger's histories are read at once: both are one call per resource, and confirming
-    # marks only ever turns a destructive decision into a fresh mark, so the planned ones cover what will act.
+    notes: list[str] = []
+
+    def confirmed(decisions: Sequence[Decision]) -> list[Decision]:
+        # Confirming marks only ever turns a destructive decision into a fresh mark: the planned ones cover what acts.
+        distrusted = vouch_for_marks(ledger, decisions, resources, now=now, idle_window=settings.idle_window)
+        return confirm_marks(decisions, distrusted, resources, settings, now)
+
+    # EC2's guards are read while the ledger's histories are: both are one call per resource.
     with ThreadPoolExecutor(max_workers=2) as background:
         guards = background.submit(guards_of, factory, plan.decisions)
-        decisions = confirm_marks(
-            plan.decisions,
-            vouch_for_marks(ledger, plan.decisions, resources, now=now, idle_window=settings.idle_window),
-            resources,
-            settings,
-            now,
-        )
-        notes: list[str] = []
         if settings.dry_run:
+            decisions = confirmed(plan.decisions)
             previews = tuple(replace(d, outcome="dry-run") for d in apply_guards(decisions, guards.result()))
             notes.append("dry-run: nothing was changed and nothing was recorded")
             return SweepResult(sweep_id, True, now, settings.regions, plan, previews, False, False, tuple(notes))
 
-        if lease is not None and not lease.renew(clock(), LEASE_DURATION):
-            # The lease ran out while this sweep read and decided: another may be acting now.
-            decisions = [_withheld(d, "the sweep's lease ran out before it could act") for d in decisions]
         executor = SweepExecutor(
             factory,
             concurrency=settings.action_concurrency,
             remaining_ms=remaining_ms,
             deadline_margin_ms=int(settings.deadline_margin.total_seconds() * 1000),
         )
-        # What EC2 guards (instances, snapshots) waits for its guards; the rest (volumes, marks) need none and
-        # starts now, its deletes draining their own throttling bucket while the guards are still being read.
-        unguarded = _record_intent(ledger, sweep_id, now, [d for d in decisions if not _guarded(d)])
-        first = background.submit(executor.execute, unguarded)
-        guarded = apply_guards([d for d in decisions if _guarded(d)], guards.result())
-        acted_by_id = {d.resource_id: d for d in executor.execute(_record_intent(ledger, sweep_id, now, guarded))}
-        acted_by_id.update((d.resource_id, d) for d in first.result())
-    acted = tuple(acted_by_id[d.resource_id] for d in decisions)
+        if lease is not None and not lease.renew(clock(), LEASE_DURATION):
+            # The lease ran out while this sweep read and decided: another may be acting now.
+            why = "the sweep's lease ran out before it could act"
+            withheld = [_withheld(d, why) for d in confirmed(plan.decisions)]
+            acted_by_id = {d.resource_id: d for d in executor.execute(withheld)}
+        else:
+            # What EC2 guards (instances, snapshots) waits for its guards. Volumes are vouched for, recorded and
+            # deleted a batch at a time: the first deletes start within seconds and drain their own throttling
+            # bucket while later histories and the guards are still being read.
+            unguarded = [d for d in plan.decisions if not _guarded(d)]
+            volumes_vouched: Future[Any] = Future()
+
+            def unguarded_batches() -> Iterator[list[Decision]]:
+                # Regions in turn: a batch holding one region's deletes only would leave the other's bucket idle.
+                destructive = interleaved([d for d in unguarded if d.destructive])
+                for start in range(0, len(destructive), VOUCH_BATCH):
+                    yield _record_intent(ledger, sweep_id, now, confirmed(destructive[start : start + VOUCH_BATCH]))
+                volumes_vouched.set_result(None)
+                yield [d for d in unguarded if not d.destructive]
+
+            first = background.submit(executor.execute_batches, unguarded_batches())
+            # The ledger's 32 readers are taken by the volumes' histories until they are read (or that thread fails).
+            wait([first, volumes_vouched], return_when=FIRST_COMPLETED)
+            if not volumes_vouched.done():
+                first.result()  # what stopped the volumes stops the sweep, before any instance or snapshot is touched
+            guarded = apply_guards(confirmed([d for d in plan.decisions if _guarded(d)]), guards.result())
+            acted_by_id = {d.resource_id: d for d in executor.execute(_record_intent(ledger, sweep_id, now, guarded))}
+            acted_by_id.update((d.resource_id, d) for d in first.result())
+    acted = tuple(acted_by_id[d.resource_id] for d in plan.decisions)
     # Tell first: a mark whose notice did not go out is recorded as unannounced, and no sweep acts on it.
     acted, notified, notice_failure = _tell_owners(notifier, plan, acted, sweep_id)
     if notice_failure is not None:
@@ -306,12 +332,20 @@ def _tell_owners(
     unannounced: set[str | None] = set()
     failure: TrainctlError | None = None
     notices = owner_notices(plan, acted, dry_run=False, sweep_id=sweep_id)
-    for notice in notices:
+
+    def publish(notice: Notice) -> TrainctlError | None:
         try:
             notifier.publish(notice)
         except TrainctlError as exc:
-            unannounced.add(notice.owner)
-            failure = exc
+            return exc
+        return None
+
+    # One Publish per owner, a few at once: a big sweep tells dozens of owners.
+    with ThreadPoolExecutor(max_workers=NOTICE_SENDERS) as pool:
+        for notice, error in zip(notices, pool.map(publish, notices), strict=True):
+            if error is not None:
+                unannounced.add(notice.owner)
+                failure = error
     told = tuple(
         replace(d, outcome="unannounced", detail=f"{d.detail}; its notice could not be sent")
         if d.action == "mark" and d.outcome == "done" and d.owner in unannounced
