@@ -222,8 +222,8 @@ def test_volume_deletes_start_while_later_volumes_are_still_being_vouched_for(
 def test_a_crash_while_volumes_are_vouched_for_touches_no_instance_or_snapshot(
     factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Volumes are decided in the background while instances and snapshots wait: if deciding them fails in a way
-    nobody foresaw, the sweep stops there, as it did when everything was decided before anything was done."""
+    """Volumes are decided in the background while instances and snapshots wait: if deciding the first batch fails
+    in a way nobody foresaw, the sweep stops there, before any instance or snapshot is touched."""
     account = seed_account(factory)
     ledger, notifier = InMemoryLedger(), InMemoryNotifier()
     run_sweep(factory, SETTINGS, fixed_clock(account.t0), ledger=ledger, notifier=notifier)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws.clients import access_error, error_code
 from trainctl.core import tags
@@ -442,6 +442,8 @@ def _instance_attribute(ec2: EC2Client, instance_id: str, attribute: InstanceAtt
         if attribute == "disableApiStop" and error_code(exc) in _UNSUPPORTED_ATTRIBUTE:
             return True
         return f"{attribute} could not be read: {error_code(exc)}"
+    except BotoCoreError as exc:
+        return f"{attribute} could not be read: {type(exc).__name__}"  # a timeout protects, by name
     answer: dict[str, Any] = dict(response)
     value = (answer.get(attribute[0].upper() + attribute[1:]) or {}).get("Value")
     return True if value is None else bool(value)
@@ -452,6 +454,8 @@ def _shared(ec2: EC2Client, snapshot_id: str) -> bool | str:
         response = ec2.describe_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission")
     except ClientError as exc:
         return f"createVolumePermission could not be read: {error_code(exc)}"
+    except BotoCoreError as exc:
+        return f"createVolumePermission could not be read: {type(exc).__name__}"
     return bool(response.get("CreateVolumePermissions"))
 
 

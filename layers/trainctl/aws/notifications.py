@@ -3,12 +3,14 @@ with attributes to filter on."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws.clients import access_error
+from trainctl.core.errors import AwsAccessError
 from trainctl.core.notices import Notice, email_subject, email_text, sns_message
 from trainctl.core.permissions import needs
 from trainctl.core.text import one_line
@@ -62,6 +64,9 @@ class SnsNotifier:
             )
         except ClientError as exc:
             raise access_error("Publish", exc) from exc
+        except BotoCoreError as exc:
+            # A timeout once retries are spent: the notice did not go out, like a refusal (its marks are unannounced).
+            raise AwsAccessError("Publish", type(exc).__name__, str(exc)) from exc
 
 
 class InMemoryNotifier:
@@ -69,7 +74,9 @@ class InMemoryNotifier:
         # (subject, e-mail text): what a person reads.
         self.messages: list[tuple[str, str]] = []
         self.attributes: list[Attributes] = []
+        self._lock = threading.Lock()
 
     def publish(self, notice: Notice) -> None:
-        self.messages.append((safe_subject(email_subject(notice)), email_text(notice)))
-        self.attributes.append(safe_attributes(notice.attributes()))
+        with self._lock:  # notices go out a few at once: a message and its attributes stay at the same index
+            self.messages.append((safe_subject(email_subject(notice)), email_text(notice)))
+            self.attributes.append(safe_attributes(notice.attributes()))

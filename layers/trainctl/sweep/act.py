@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
@@ -84,26 +84,49 @@ class SweepExecutor:
         return self.execute_batches([decisions])
 
     def execute_batches(self, batches: Iterable[Sequence[Decision]]) -> list[Decision]:
-        """Act on each batch as it comes: its storage deletes start while later batches are still being decided."""
+        """Act on each batch as it comes: its storage deletes start while later batches are still being decided.
+
+        A batch is re-read only once the deletes before it are nearly done, so what a person changed meanwhile is
+        seen: the re-read comes at most one batch's deletes before the resource's own, however EC2 paces them.
+        """
         by_id: dict[str, Decision] = {}
         given: list[Decision] = []
         destructive: list[Decision] = []
+        waiting: deque[list[Decision]] = deque()  # decided and recorded, not yet re-read
+        in_flight: set[Future[Decision]] = set()
+
+        def settle(done: Iterable[Future[Decision]]) -> None:
+            for future in done:
+                in_flight.discard(future)
+                result = future.result()
+                by_id[result.resource_id] = result
+
+        def start_ready(pool: ThreadPoolExecutor, *, until_all_started: bool) -> None:
+            settle([future for future in in_flight if future.done()])
+            while waiting:
+                if len(in_flight) >= self._concurrency:
+                    if not until_all_started:
+                        return
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    settle(finished)
+                    continue
+                # EBS has no batch delete: one call per volume or snapshot, in parallel.
+                storage = interleaved(self._recheck(waiting.popleft(), by_id))
+                in_flight.update(pool.submit(self._act, d) for d in storage)
+
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            started: list[Future[Decision]] = []
             for batch in batches:
                 by_id.update((d.resource_id, d) for d in batch)
                 given.extend(batch)
                 self._tag_phase(by_id, [d for d in batch if d.action == "mark"], mark=True)
                 self._tag_phase(by_id, [d for d in batch if d.action == "unmark"], mark=False)
-                mine = [d for d in batch if d.destructive]
+                # Deferred before it came (the deadline): passed through, nothing read or done.
+                mine = [d for d in batch if d.destructive and d.outcome == "planned"]
                 destructive.extend(mine)
-                # Re-read batch by batch: each resource just before its own delete, not minutes before.
-                storage = interleaved(self._recheck([d for d in mine if d.resource_type != "instance"], by_id))
-                # EBS has no batch delete: one call per volume or snapshot, in parallel.
-                started.extend(pool.submit(self._act, d) for d in storage)
-            for future in started:
-                result = future.result()
-                by_id[result.resource_id] = result
+                waiting.append([d for d in mine if d.resource_type != "instance"])
+                start_ready(pool, until_all_started=False)
+            start_ready(pool, until_all_started=True)
+            settle(list(in_flight))
             # Re-read after the storage deletes, which take minutes on a big fleet: just before the instances.
             instances = self._recheck([d for d in destructive if d.resource_type == "instance"], by_id)
             # Persistent volumes are kept out of their instance's fate first, instance by instance.
@@ -119,6 +142,10 @@ class SweepExecutor:
             if decision.action == "keep" and by_id[decision.resource_id].outcome == "planned":
                 by_id[decision.resource_id] = replace(decision, outcome="kept")
         return [by_id[d.resource_id] for d in given]
+
+    def out_of_time(self) -> bool:
+        """Inside the deadline margin: what is left is deferred to the next sweep, untouched."""
+        return self._out_of_time()
 
     def _tag_phase(self, by_id: dict[str, Decision], decisions: Sequence[Decision], *, mark: bool) -> None:
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws import ledger
 from trainctl.aws.clients import access_error
@@ -91,6 +91,13 @@ def entry_from(recorded_by: str, raw: Mapping[str, Any]) -> LedgerEntry:
     )
 
 
+def _ledger_error(operation: str, exc: ClientError | BotoCoreError) -> AwsAccessError:
+    # A timeout once retries are spent is the ledger failing too: it protects, as a refusal does, never crashes.
+    if isinstance(exc, ClientError):
+        return access_error(operation, exc)
+    return AwsAccessError(operation, type(exc).__name__, str(exc))
+
+
 def _json(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -140,8 +147,8 @@ class DynamoDbLedger:
                     if marked_at is None and entry.action == "mark" and entry.outcome == "done":
                         # Read on through the mark's own second: a use there may sort below it.
                         marked_at = entry.at.replace(microsecond=0)
-        except ClientError as exc:
-            raise access_error("Query", exc) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise _ledger_error("Query", exc) from exc
         return entries
 
     def sweeps_since(self, at: datetime) -> list[RecordedSweep]:
@@ -159,8 +166,8 @@ class DynamoDbLedger:
                 for item in page.get("Items", []):
                     stamp, _, sweep_id = item[ledger.SORT_KEY]["S"].partition("#")
                     found.append(RecordedSweep(parse_instant(stamp), sweep_id))
-        except ClientError as exc:
-            raise access_error("Query", exc) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise _ledger_error("Query", exc) from exc
         return found
 
     def _write_all(self, items: list[dict[str, Any]]) -> None:
@@ -179,8 +186,8 @@ class DynamoDbLedger:
                 requests = dict(response.get("UnprocessedItems") or {})
                 if not requests:
                     return
-        except ClientError as exc:
-            raise access_error("BatchWriteItem", exc) from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise _ledger_error("BatchWriteItem", exc) from exc
         # A throttled table that never takes the rest is the ledger failing: the sweep's error, not a crash.
         raise AwsAccessError("BatchWriteItem", "UnprocessedItems", f"{len(requests[self._table])} items left")
 

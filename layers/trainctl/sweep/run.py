@@ -248,6 +248,7 @@ def _sweep(
     plan = plan_sweep(inventories, observations, settings, now)
     resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
     notes: list[str] = []
+    crash: Exception | None = None
 
     def confirmed(decisions: Sequence[Decision]) -> list[Decision]:
         # Confirming marks only ever turns a destructive decision into a fresh mark: the planned ones cover what acts.
@@ -285,6 +286,10 @@ def _sweep(
                 # Regions in turn: a batch holding one region's deletes only would leave the other's bucket idle.
                 destructive = interleaved([d for d in unguarded if d.destructive])
                 for start in range(0, len(destructive), VOUCH_BATCH):
+                    if executor.out_of_time():
+                        # Inside the deadline margin: no more ledger reads or intent rows, the rest waits its turn.
+                        yield [_deferred(d) for d in destructive[start:]]
+                        break
                     yield _record_intent(ledger, sweep_id, now, confirmed(destructive[start : start + VOUCH_BATCH]))
                 volumes_vouched.set_result(None)
                 yield [d for d in unguarded if not d.destructive]
@@ -294,8 +299,16 @@ def _sweep(
             wait([first, volumes_vouched], return_when=FIRST_COMPLETED)
             if not volumes_vouched.done():
                 first.result()  # what stopped the volumes stops the sweep, before any instance or snapshot is touched
-            guarded = apply_guards(confirmed([d for d in plan.decisions if _guarded(d)]), guards.result())
-            acted_by_id = {d.resource_id: d for d in executor.execute(_record_intent(ledger, sweep_id, now, guarded))}
+            planned = [d for d in plan.decisions if _guarded(d)]
+            try:
+                if executor.out_of_time():
+                    guarded = [_deferred(d) if d.destructive else d for d in planned]
+                else:
+                    guarded = _record_intent(ledger, sweep_id, now, apply_guards(confirmed(planned), guards.result()))
+            except Exception as exc:  # re-raised once what was already done is told and recorded
+                crash = exc
+                guarded = [_withheld(d, "the sweep failed while deciding on it") for d in planned]
+            acted_by_id = {d.resource_id: d for d in executor.execute(guarded)}
             acted_by_id.update((d.resource_id, d) for d in first.result())
     acted = tuple(acted_by_id[d.resource_id] for d in plan.decisions)
     # Tell first: a mark whose notice did not go out is recorded as unannounced, and no sweep acts on it.
@@ -316,6 +329,8 @@ def _sweep(
         notes.append("no ledger: decisions were not recorded")
     if any(d.outcome == "deferred" for d in acted):
         notes.append("stopped before the deadline; the next sweep resumes with what is left")
+    if crash is not None:
+        raise crash
     if ledger_failure is not None:
         raise ledger_failure
     if notice_failure is not None:
@@ -360,6 +375,10 @@ def _guarded(decision: Decision) -> bool:
     return decision.destructive and decision.resource_type in ("instance", "snapshot")
 
 
+def _deferred(decision: Decision) -> Decision:
+    return replace(decision, outcome="deferred", detail=f"{decision.detail}; stopped before the Lambda deadline")
+
+
 def _withheld(decision: Decision, why: str) -> Decision:
     if not decision.destructive:
         return decision
@@ -372,7 +391,7 @@ def _record_intent(
     ledger: Ledger | None, sweep_id: str, now: datetime, decisions: Sequence[Decision]
 ) -> list[Decision]:
     """No destructive call without a ledger row written first (safety model 7)."""
-    destructive = [d for d in decisions if d.destructive]
+    destructive = [d for d in decisions if d.destructive and d.outcome == "planned"]
     if not destructive:
         return list(decisions)
     if ledger is None:
