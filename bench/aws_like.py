@@ -631,51 +631,6 @@ def queries_by_partition() -> Iterator[None]:
         Table.query, Table.all_items = query, all_items  # type: ignore[method-assign]
 
 
-class _Server(ThreadingHTTPServer):
-    # socketserver's backlog of 5 drops the SYNs of a client opening 32 connections at once, each then retried
-    # a second later: a cost no AWS endpoint has.
-    request_queue_size = 128
-
-
-_QUERIED_PARTITION = threading.local()
-
-
-def answer_queries_by_partition() -> None:
-    """Make this process's moto answer a DynamoDB Query on a table from the queried partition alone.
-
-    moto reads every item of the table, sorted, and keeps those of the partition: a Query's cost grows with the
-    table, where DynamoDB's grows with the partition. Same items, same order; index queries are left as they are.
-    """
-    from moto.dynamodb.models.table import Table
-
-    if getattr(Table.query, "by_partition", False):
-        return
-    query, all_items = Table.query, Table.all_items
-    signature = inspect.signature(query)
-
-    @functools.wraps(query)
-    def partition_query(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(self, *args, **kwargs)
-        if bound.arguments.get("index_name") or not self.range_key_attr or bound.arguments["hash_key"] is None:
-            return query(self, *args, **kwargs)
-        _QUERIED_PARTITION.key = bound.arguments["hash_key"]
-        try:
-            return query(self, *args, **kwargs)
-        finally:
-            _QUERIED_PARTITION.key = None
-
-    @functools.wraps(all_items)
-    def partition_items(self: Any) -> Any:
-        key = getattr(_QUERIED_PARTITION, "key", None)
-        if key is None:
-            return all_items(self)
-        return sorted(self.items.get(key, {}).values(), key=lambda item: item.range_key)
-
-    partition_query.by_partition = True  # type: ignore[attr-defined]
-    Table.query = partition_query  # type: ignore[method-assign]
-    Table.all_items = partition_items  # type: ignore[method-assign]
-
-
 def _handler_for(env: AwsLike) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
