@@ -53,6 +53,14 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
         yield items[start : start + size]
 
 
+DEFERRED = "stopped before the Lambda deadline"
+
+
+def deferred(decision: Decision) -> Decision:
+    """Left for the next sweep, untouched: its mark is in its tags."""
+    return replace(decision, outcome="deferred", detail=f"{decision.detail}; {DEFERRED}")
+
+
 def interleaved(decisions: Sequence[Decision]) -> list[Decision]:
     """One of each (region, type) in turn: EC2 throttles per region and API, so DeleteVolume and DeleteSnapshot
     calls, or two regions' calls, drain separate buckets at once instead of queueing behind each other."""
@@ -77,7 +85,8 @@ class SweepExecutor:
         self._remaining_ms = remaining_ms
         self._margin_ms = deadline_margin_ms
 
-    def _out_of_time(self) -> bool:
+    def out_of_time(self) -> bool:
+        """Inside the deadline margin: what is left is deferred to the next sweep, untouched."""
         return self._remaining_ms is not None and self._remaining_ms() < self._margin_ms
 
     def execute(self, decisions: Sequence[Decision]) -> list[Decision]:
@@ -143,10 +152,6 @@ class SweepExecutor:
                 by_id[decision.resource_id] = replace(decision, outcome="kept")
         return [by_id[d.resource_id] for d in given]
 
-    def out_of_time(self) -> bool:
-        """Inside the deadline margin: what is left is deferred to the next sweep, untouched."""
-        return self._out_of_time()
-
     def _tag_phase(self, by_id: dict[str, Decision], decisions: Sequence[Decision], *, mark: bool) -> None:
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
         for decision in decisions:
@@ -155,8 +160,8 @@ class SweepExecutor:
         for (region, value), ids in groups.items():
             ec2 = self._factory.ec2(region)
             for chunk in _chunks(ids, TAG_BATCH):
-                if self._out_of_time():
-                    self._set(by_id, chunk, "deferred", "stopped before the Lambda deadline")
+                if self.out_of_time():
+                    self._set(by_id, chunk, "deferred", DEFERRED)
                     continue
                 try:
                     self._write_mark(ec2, list(chunk), value, mark=mark)
@@ -186,10 +191,8 @@ class SweepExecutor:
             by_id[resource_id] = replace(decision, outcome=outcome, detail=detail)
 
     def _prepare_instance(self, decision: Decision) -> Decision:
-        if self._out_of_time():
-            return replace(
-                decision, outcome="deferred", detail=decision.detail + "; stopped before the Lambda deadline"
-            )
+        if self.out_of_time():
+            return deferred(decision)
         if decision.action == "terminate" and decision.keep_volumes:
             ec2 = self._factory.ec2(decision.region)
             if not self._keep_persistent_volumes(ec2, decision):
@@ -212,11 +215,8 @@ class SweepExecutor:
             ec2 = self._factory.ec2(region)
             for start in range(0, len(members), INSTANCE_BATCH):
                 batch = members[start : start + INSTANCE_BATCH]
-                if self._out_of_time():
-                    results.extend(
-                        replace(d, outcome="deferred", detail=d.detail + "; stopped before the Lambda deadline")
-                        for d in batch
-                    )
+                if self.out_of_time():
+                    results.extend(deferred(d) for d in batch)
                     continue
                 try:
                     ids = [d.resource_id for d in batch]
@@ -230,10 +230,8 @@ class SweepExecutor:
         return results
 
     def _act(self, decision: Decision) -> Decision:
-        if self._out_of_time():
-            return replace(
-                decision, outcome="deferred", detail=decision.detail + "; stopped before the Lambda deadline"
-            )
+        if self.out_of_time():
+            return deferred(decision)
         # A client per API: EC2 throttles each API apart, and adaptive retries slow a whole client once throttled.
         ec2 = self._factory.ec2(decision.region, lane=f"{decision.action}-{decision.resource_type}")
         try:

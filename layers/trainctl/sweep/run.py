@@ -23,7 +23,7 @@ from trainctl.core.observations import TrainingCheck
 from trainctl.core.protections import in_scope
 from trainctl.core.resources import Guards, RegionInventory, Resource
 from trainctl.core.settings import SweepSettings
-from trainctl.sweep.act import RemainingTime, SweepExecutor, interleaved
+from trainctl.sweep.act import RemainingTime, SweepExecutor, deferred, interleaved
 from trainctl.sweep.notice import owner_notices
 from trainctl.sweep.record import DynamoDbLedger, Ledger
 from trainctl.sweep.rules import (
@@ -288,7 +288,7 @@ def _sweep(
                 for start in range(0, len(destructive), VOUCH_BATCH):
                     if executor.out_of_time():
                         # Inside the deadline margin: no more ledger reads or intent rows, the rest waits its turn.
-                        yield [_deferred(d) for d in destructive[start:]]
+                        yield [deferred(d) for d in destructive[start:]]
                         break
                     yield _record_intent(ledger, sweep_id, now, confirmed(destructive[start : start + VOUCH_BATCH]))
                 volumes_vouched.set_result(None)
@@ -302,7 +302,7 @@ def _sweep(
             planned = [d for d in plan.decisions if _guarded(d)]
             try:
                 if executor.out_of_time():
-                    guarded = [_deferred(d) if d.destructive else d for d in planned]
+                    guarded = [deferred(d) if d.destructive else d for d in planned]
                 else:
                     guarded = _record_intent(ledger, sweep_id, now, apply_guards(confirmed(planned), guards.result()))
             except Exception as exc:  # re-raised once what was already done is told and recorded
@@ -373,10 +373,6 @@ def _tell_owners(
 def _guarded(decision: Decision) -> bool:
     """Acting on it waits for EC2's own guards (termination and stop protection, sharing): guards_of reads them."""
     return decision.destructive and decision.resource_type in ("instance", "snapshot")
-
-
-def _deferred(decision: Decision) -> Decision:
-    return replace(decision, outcome="deferred", detail=f"{decision.detail}; stopped before the Lambda deadline")
 
 
 def _withheld(decision: Decision, why: str) -> Decision:
