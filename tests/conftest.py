@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from tests.aws_calls import CallLedger
 from trainctl.aws.clients import ClientFactory, is_read
+from trainctl.cli.ssm_agent import SsmAgents, emulated_agents
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -70,6 +71,13 @@ def aws() -> Iterator[None]:
 @pytest.fixture
 def factory(aws: None) -> ClientFactory:
     return ClientFactory("us-east-1")
+
+
+@pytest.fixture
+def ssm_agents(aws: None) -> Iterator[SsmAgents]:
+    """The emulated SSM agents: an instance told what it runs answers the training check as its agent would."""
+    with emulated_agents(SsmAgents()) as agents:
+        yield agents
 
 
 class WriteForbidden(AssertionError):
