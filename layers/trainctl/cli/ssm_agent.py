@@ -95,8 +95,8 @@ def emulated_agents(agents: SsmAgents) -> Iterator[SsmAgents]:
     """moto's SSM answers as `agents` would, in this process (in-process mocks and moto servers alike)."""
     # Only the emulator and the tests load moto's SSM models.
     from moto.ssm import models as ssm_models
-    from moto.ssm.exceptions import SSMException
     from moto.ssm import responses as ssm_responses
+    from moto.ssm.exceptions import SSMException
 
     command_class: Any = ssm_models.Command
     backend_class: Any = ssm_models.SimpleSystemManagerBackend
