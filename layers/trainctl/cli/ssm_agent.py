@@ -93,7 +93,7 @@ class SsmAgents:
 @contextmanager
 def emulated_agents(agents: SsmAgents) -> Iterator[SsmAgents]:
     """moto's SSM answers as `agents` would, in this process (in-process mocks and moto servers alike)."""
-    # Only the emulator and the tests load moto's SSM models.
+    # Cold start: only the emulator and the tests load moto's SSM models.
     from moto.ssm import models as ssm_models
     from moto.ssm import responses as ssm_responses
     from moto.ssm.exceptions import SSMException
