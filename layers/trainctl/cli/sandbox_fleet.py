@@ -15,6 +15,7 @@ from typing import Any
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import stack_resources
+from trainctl.cli.ssm_agent import SsmAgents
 from trainctl.core import names, tags
 from trainctl.core.clock import format_instant
 
@@ -200,6 +201,30 @@ def seed_training_fleet(factory: ClientFactory, regions: tuple[str, ...], sweep_
             TagSpecifications=_tag_spec("snapshot", {"Name": "eu-snapshot", **_managed("frank")}),  # type: ignore[arg-type]
         )["SnapshotId"]
     return fleet
+
+
+def seed_agents(factory: ClientFactory, agents: SsmAgents, fleet: SeededFleet, region: str, sweep_at: datetime) -> None:
+    """The seeded fleet's running instances get SSM agents, and two instances join it whose story only an agent
+    tells: one idle by its metrics while its job waits on data, one that SSM does not manage."""
+    ec2 = factory.ec2(region)
+    for name, owner in (("data-wait-finetune", "dave"), ("debug-box-no-ssm", "erin")):
+        fleet.ids[name] = ec2.run_instances(
+            ImageId="ami-0abcdef1234567890",
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="g5.2xlarge",
+            Placement={"AvailabilityZone": f"{region}a"},
+            TagSpecifications=_tag_spec("instance", {"Name": name, **_managed(owner)}),  # type: ignore[arg-type]
+        )["Instances"][0]["InstanceId"]
+        _put_usage(factory, region, fleet[name], sweep_at, 1.0, 0.0)
+    agents.run(fleet["llm-pretrain"], "torchrun --nproc_per_node=8 train.py --config llm-7b.yaml", gpu=True)
+    agents.run(fleet["spot-finetune"], "accelerate launch finetune.py", gpu=True)
+    agents.run(fleet["data-wait-finetune"], "torchrun --nproc_per_node=1 train.py --data s3://corpus", gpu=True)
+    # A notebook server with no kernel on the GPU: nothing the training check looks for.
+    agents.run(fleet["forgotten-notebook"], "jupyter-lab --no-browser --port=8888")
+    agents.idle(fleet["prewarm-worker"])
+    # Launched without an instance profile: SendCommand refuses it, so no training check can ever answer.
+    agents.without_agent(fleet["debug-box-no-ssm"])
 
 
 def free_loopback_port() -> int:

@@ -23,9 +23,17 @@ from trainctl.cli import stack_resources
 from trainctl.cli.local_lambda import failing_sdk_call, forget_finished_workers, lambda_tasks_in_process
 from trainctl.cli.local_run import invoke_handler
 from trainctl.cli.prewarm_run import follow, start_prewarm
-from trainctl.cli.render import ESSENTIAL, Col, duration, print_cost, print_sweep, print_table
+from trainctl.cli.render import ESSENTIAL, Col, duration, print_cost, print_sweep, print_table, sweep_summary
 from trainctl.cli.report import DEFAULT_SINCE, build_report, print_report, window_start
-from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SANDBOX_REGIONS, moto_server, seed_training_fleet
+from trainctl.cli.sandbox_fleet import (
+    SANDBOX_CLOCK_OFFSET,
+    SANDBOX_REGIONS,
+    SeededFleet,
+    moto_server,
+    seed_agents,
+    seed_training_fleet,
+)
+from trainctl.cli.ssm_agent import SsmAgents, emulated_agents
 from trainctl.core import tags
 from trainctl.core.clock import fixed_clock, format_instant, system_clock
 from trainctl.core.settings import CostSettings, SweepSettings
@@ -39,6 +47,9 @@ SANDBOX_SETTINGS = {
     "TRAINCTL_SNAPSHOT_RETENTION": "7d",
     "TRAINCTL_TRAINING_CHECK_TIMEOUT": "5s",
     "TRAINCTL_SCOPE_PRINCIPALS": "arn:aws:iam::*:role/MLTeam*",
+    # An idle instance is stopped only if a sweep saw it idle once per idle window (2h) of its grace: a 2h grace
+    # needs one sweep inside it, where the default day would need a dozen.
+    "TRAINCTL_GRACE_PERIOD": "2h",
 }
 EVENTS = Path(__file__).resolve().parents[3] / "events" / "age_guard"
 SPOT_EVENTS = EVENTS.parent / "spot_interruption"
@@ -344,6 +355,68 @@ def prewarm_story(
     return outcomes == [("SUCCEEDED", True), ("FAILED", True)]
 
 
+SSM_STORY = ("forgotten-notebook", "data-wait-finetune", "debug-box-no-ssm")
+
+
+def agent_says(agents: SsmAgents, instance_id: str) -> str:
+    host = agents.host(instance_id)
+    if host is None:
+        return "no SSM agent"
+    return "; ".join(host.processes) + ("; GPU compute" if host.gpu_processes else "") or "nothing"
+
+
+def ssm_story(
+    console: Console, agents: SsmAgents, fleet: SeededFleet, result: SweepResult, report: dict[str, Any]
+) -> None:
+    """What each instance's SSM agent answered the training check, and what the sweep made of it."""
+    decisions = {d.resource_id: d for d in result.decisions}
+    rows = []
+    for name in SSM_STORY:
+        decision = decisions[fleet[name]]
+        why = decision.detail.split(";")[0]  # the first clause says it; --json has the rest
+        rows.append(
+            [
+                f"{name}\n{fleet[name]}",
+                agent_says(agents, fleet[name]),
+                decision.action,
+                f"{', '.join(decision.protections)}: {why}" if decision.protections else why,
+            ]
+        )
+    report["ssm_agents"] = [
+        dict(zip(("instance", "runs", "action", "why"), (fleet[name], *row[1:]), strict=True))
+        for name, row in zip(SSM_STORY, rows, strict=True)
+    ]
+    print_table(
+        console,
+        "2b. the training check: what each instance's SSM agent answered",
+        (
+            Col("instance", ESSENTIAL, whole=True),
+            Col("its agent sees", 80, min_width=14),
+            Col("action", ESSENTIAL, whole=True),
+            Col("why", 90, min_width=20),
+        ),
+        rows,
+    )
+    unmanaged = result.summary().get("not_managed_by_ssm", 0)
+    console.print(Text(f"not_managed_by_ssm: {unmanaged} in the summary (no check can reach it: kept, counted)\n"))
+
+
+def notebook_story(
+    console: Console, notebook: str, marked: SweepResult, acted: SweepResult, grace: timedelta, lag: timedelta
+) -> bool:
+    """The forgotten notebook: marked by one sweep, stopped by the first sweep after its grace and the events' lag."""
+    mark = next(d for d in marked.decisions if d.resource_id == notebook)
+    act = next(d for d in acted.decisions if d.resource_id == notebook)
+    console.print(
+        Text(
+            f"the forgotten notebook {notebook}: {mark.action} at {format_instant(marked.at)}; grace "
+            f"{duration(grace)}, then {duration(lag)} for late events; {act.action} at {format_instant(acted.at)}: "
+            f"{act.outcome}\n"
+        )
+    )
+    return (mark.action, act.action, act.outcome) == ("mark", "stop", "done")
+
+
 def capture_publishes(factory: ClientFactory) -> list[dict[str, Any]]:
     """Every Publish the sandbox makes, as SNS was handed it: what each kind of subscriber is sent."""
     published: list[dict[str, Any]] = []
@@ -459,7 +532,7 @@ def _settings_words(settings: dict[str, str]) -> str:
 
 def _run(console: Console, report: dict[str, Any]) -> int:
     started = time.monotonic()
-    with moto_server() as endpoint:
+    with moto_server() as endpoint, emulated_agents(SsmAgents()) as agents:
         factory = ClientFactory()
         environ = {**os.environ, **SANDBOX_SETTINGS, "TRAINCTL_REGIONS": ",".join(SANDBOX_REGIONS)}
         base = SweepSettings.from_env(environ)
@@ -473,6 +546,7 @@ def _run(console: Console, report: dict[str, Any]) -> int:
         )
         t0 = system_clock() + SANDBOX_CLOCK_OFFSET
         fleet = seed_training_fleet(factory, base.regions, t0)
+        seed_agents(factory, agents, fleet, base.regions[0], t0)
         os.environ.update(SANDBOX_SETTINGS)
         os.environ["TRAINCTL_REGIONS"] = ",".join(SANDBOX_REGIONS)
         console.print(
@@ -495,9 +569,9 @@ def _run(console: Console, report: dict[str, Any]) -> int:
             "settings": SANDBOX_SETTINGS,
         }
 
-        def sweep(title: str, *, dry_run: bool, at_offset_hours: float = 0) -> SweepResult:
+        def sweep(title: str, *, dry_run: bool, after: timedelta = timedelta(0), table: bool = True) -> SweepResult:
             settings = base.model_copy(update={"dry_run": dry_run})
-            at = t0 + timedelta(hours=at_offset_hours)
+            at = t0 + after
             effects = effects_for(factory, settings)
             result = run_sweep(
                 factory,
@@ -508,35 +582,48 @@ def _run(console: Console, report: dict[str, Any]) -> int:
                 lease=effects.lease,
             )
             report.setdefault("sweeps", []).append({"title": title, **result.to_json()})
-            print_sweep(console, result, f"{title} at {format_instant(at)}")
-            console.print()
+            if table:
+                print_sweep(console, result, f"{title} at {format_instant(at)}")
+                console.print()
+            else:
+                console.print(Text(f"{title} at {format_instant(at)}", style="bold"))
+                console.print(Text(sweep_summary(result)))
             return result
 
         fleet.ids.update(replay_creation(console, factory, t0 - timedelta(minutes=2), report))
         alerted_once = cost_checks(console, factory, environ, resources.topic_arn, t0, report)
         sweep("1. dry-run: what would happen (nothing is written)", dry_run=True)
-        sweep("2. enforced: candidates are marked with trainctl:cleanup-after", dry_run=False)
+        marked = sweep("2. enforced: candidates are marked with trainctl:cleanup-after", dry_run=False)
+        ssm_story(console, agents, fleet, marked, report)
+        # The schedule sweeps during the grace too: the marked notebook is asked again, and stays marked.
+        during = sweep(
+            "2c. enforced, halfway through the grace period", dry_run=False, after=base.grace_period / 2, table=False
+        )
+        waiting = next(d for d in during.decisions if d.resource_id == fleet["forgotten-notebook"])
+        console.print(Text(f"the forgotten notebook: {waiting.action}, {waiting.detail}\n"))
         # Meanwhile someone puts a marked scratch volume back to use: the next sweep must unmark it.
         ec2 = factory.ec2(base.regions[0])
-        ec2.attach_volume(VolumeId=fleet["scratch-2"], InstanceId=fleet["forgotten-notebook"], Device="/dev/sdh")
-        console.print(
-            Text(f"meanwhile: {fleet['scratch-2']} is attached to {fleet['forgotten-notebook']}\n", style="dim")
-        )
-        after_grace = (base.grace_period + timedelta(minutes=1)).total_seconds() / 3600
+        ec2.attach_volume(VolumeId=fleet["scratch-2"], InstanceId=fleet["llm-pretrain"], Device="/dev/sdh")
+        console.print(Text(f"meanwhile: {fleet['scratch-2']} is attached to {fleet['llm-pretrain']}\n", style="dim"))
+        # A mark is acted on once its grace ended at least the delivery lag ago: late CloudTrail events are heard.
+        after_grace = base.grace_period + base.event_delivery_lag
         published = capture_publishes(factory)
-        sweep(
-            "3. enforced after the grace period: act, within the blast radius",
+        acted = sweep(
+            "3. enforced after the grace period and the events' lag: act, within the blast radius",
             dry_run=False,
-            at_offset_hours=after_grace,
+            after=after_grace,
+        )
+        stopped = notebook_story(
+            console, fleet["forgotten-notebook"], marked, acted, base.grace_period, base.event_delivery_lag
         )
         told = notice_story(console, list(published), report)
         last = sweep(
-            "4. the next sweep continues where the cap stopped", dry_run=False, at_offset_hours=after_grace + 1
+            "4. the next sweep continues where the cap stopped", dry_run=False, after=after_grace + timedelta(hours=1)
         )
 
         spot_saved = spot_story(console, factory, report)
         prewarmed = prewarm_story(console, factory, resources, report)
-        last_at = t0 + timedelta(hours=after_grace + 1)
+        last_at = t0 + after_grace + timedelta(hours=1)
         reported = report_story(console, factory, resources, environ, last_at + timedelta(minutes=5), report)
         persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
         ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
@@ -564,6 +651,7 @@ def _run(console: Console, report: dict[str, Any]) -> int:
             or not prewarmed
             or not reported
             or not told
+            or not stopped
             else 0
         )
         report["done"] = {
