@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -170,6 +172,18 @@ def test_sandbox_runs_end_to_end_and_exits_zero() -> None:
     assert "e-mail (SNS 'email': plain text)" in out and "What you can do:" in out
     assert "chat (SNS 'https': Amazon Q Developer custom notification)" in out and "Next steps" in out
     assert "schema 1.0/custom, textType client-markdown" in out
+    # Issue 24: the training check answers from each instance's emulated SSM agent, and the story says so.
+    assert "2b. the training check: what each instance's SSM agent answered" in out
+    assert "no SSM agent" in out and "not-managed-by-ssm" in out
+    assert "not_managed_by_ssm: 1 in the summary" in out
+    said = " ".join(out.split())  # the story's lines, as rich wrapped them at 80 columns, read as one
+    story = re.search(
+        r"the forgotten notebook i-[0-9a-f]+: mark at (\S+); grace 2h, then 15m for late events; stop at (\S+): done",
+        said,
+    )
+    assert story, said
+    marked, stopped = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in story.groups())
+    assert stopped - marked == timedelta(hours=2, minutes=15)
     assert max(len(line) for line in out.splitlines()) <= 80  # an ordinary terminal, every table in it
     assert completed.stderr.strip() == ""  # nothing else on the terminal: no log line, no traceback
 

@@ -608,8 +608,27 @@ def test_the_sandbox_prints_one_valid_json_object() -> None:
     )
     report = json.loads(completed.stdout)
     assert completed.returncode == report["done"]["exit_code"]
-    assert [s["dry_run"] for s in report["sweeps"]] == [True, False, False, False]
-    assert {"sandbox", "age_guard", "cost", "spot", "prewarm", "done"} <= set(report)
+    assert [s["dry_run"] for s in report["sweeps"]] == [True, False, False, False, False]
+    assert {"sandbox", "age_guard", "cost", "spot", "prewarm", "ssm_agents", "done"} <= set(report)
+    # Issue 24: each instance's emulated SSM agent answers the training check.
+    seeded = report["sandbox"]["seeded"]
+
+    def decided(name: str) -> list[dict]:
+        return [next(d for d in s["decisions"] if d["resource_id"] == seeded[name]) for s in report["sweeps"][1:]]
+
+    marked, during_grace, acted, _ = decided("forgotten-notebook")
+    assert (marked["action"], marked["outcome"]) == ("mark", "done")
+    assert during_grace["action"] == "keep" and during_grace["cleanup_after"] == marked["cleanup_after"]
+    assert (acted["action"], acted["outcome"]) == ("stop", "done")
+    mark_at = datetime.fromisoformat(report["sweeps"][1]["at"].replace("Z", "+00:00"))
+    acted_at = datetime.fromisoformat(report["sweeps"][3]["at"].replace("Z", "+00:00"))
+    assert acted_at - mark_at == timedelta(hours=2, minutes=15)  # the sandbox's grace, then the delivery lag
+    for decision in decided("data-wait-finetune"):
+        assert decision["action"] == "keep" and decision["protections"] == ["training-active"]
+        assert decision["detail"] == "training running (pattern=torchrun)"
+    for decision in decided("debug-box-no-ssm"):
+        assert decision["action"] == "keep" and decision["protections"] == ["not-managed-by-ssm"]
+    assert [s["summary"]["not_managed_by_ssm"] for s in report["sweeps"][1:]] == [1, 1, 1, 1]
 
 
 def test_prewarm_asks_as_its_owner_and_names_the_persistent_override(

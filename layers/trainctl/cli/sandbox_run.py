@@ -184,6 +184,17 @@ def reclaimed_by_ec2(instance_id: str, region: str) -> None:
     )
 
 
+def stopped_on_the_sandbox_clock(instance_id: str, region: str, at: datetime) -> None:
+    """moto dates a stop by the wall clock, SANDBOX_CLOCK_OFFSET behind the sweeps': dated when the sweep stopped it,
+    the instance is not taken by the next sweep for one stopped days ago. The server runs in this process."""
+    # Cold start: moto's EC2 models, only for the sandbox.
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    instance = ec2_backends[DEFAULT_ACCOUNT_ID][region].get_instance(instance_id)
+    instance._reason = f"User initiated ({at:%Y-%m-%d %H:%M:%S} UTC)"
+
+
 def spot_story(console: Console, factory: ClientFactory, report: dict[str, Any]) -> bool:
     """A spot instance gets its two-minute warning, is reclaimed, and the recovery workflow relaunches it."""
     region = SANDBOX_REGIONS[0]
@@ -582,6 +593,9 @@ def _run(console: Console, report: dict[str, Any]) -> int:
                 lease=effects.lease,
             )
             report.setdefault("sweeps", []).append({"title": title, **result.to_json()})
+            for decision in result.decisions:
+                if decision.action == "stop" and decision.outcome == "done":
+                    stopped_on_the_sandbox_clock(decision.resource_id, decision.region, at)
             if table:
                 print_sweep(console, result, f"{title} at {format_instant(at)}")
                 console.print()
