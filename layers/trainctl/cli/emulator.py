@@ -5,19 +5,26 @@ prices them) and records Step Functions executions without running them. This on
 the workflows (their Lambda tasks in this process, as the sandbox does), and has the stack's stateful resources
 (tables, topic, SSM documents, state machines) made, so `trainctl sweep --enforce`, `cost`, `prewarm` and
 `invoke` work against it as against a deployed account.
+
+Each instance's SSM agent is emulated (trainctl.cli.ssm_agent): the seeded fleet's instances run what the sandbox
+says, and `POST /trainctl-emulator/agents/<instance id>` on the emulator's own port sets what an instance runs
+(`DELETE` gives it back to moto's answer). Only this process serves that path: no real account has a control
+channel, and no tag is read as one.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from rich.console import Console
 from rich.text import Text
 
@@ -25,10 +32,67 @@ from trainctl.aws.clients import ClientFactory
 from trainctl.cli import stack_resources
 from trainctl.cli.local_lambda import lambda_tasks_in_process
 from trainctl.cli.output import EXIT_USAGE, fail
-from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SANDBOX_ENV, moto_server, seed_training_fleet
+from trainctl.cli.sandbox_fleet import SANDBOX_CLOCK_OFFSET, SANDBOX_ENV, moto_server, seed_agents, seed_training_fleet
+from trainctl.cli.ssm_agent import SsmAgents, emulated_agents
 from trainctl.core.clock import format_instant, system_clock
 
 DEFAULT_PORT = 5000
+AGENTS_PATH = "/trainctl-emulator/agents/"
+_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+# Upper bounds on a request's size: the table lives in the emulator's memory.
+_REQUEST_BYTES = 1 << 16
+
+
+class AgentRequest(BaseModel):
+    """What an instance's agent would see: its command lines, a pid in the training pid file, GPU compute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: bool = True  # false: SSM does not manage the instance
+    processes: list[Annotated[str, StringConstraints(max_length=1024)]] = Field(default_factory=list, max_length=64)
+    pid_file_pid: int | None = Field(default=None, gt=0)
+    gpu: bool = False
+
+
+def agents_request(agents: SsmAgents, method: str, instance_id: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """One request to the emulator's agents path: (HTTP status, JSON answer). Nothing from it is ever run."""
+    if not _INSTANCE_ID.fullmatch(instance_id):
+        return 400, {"error": "not an instance id (i- and 8 or 17 hex digits)"}
+    if method == "DELETE":
+        agents.forget(instance_id)
+        return 200, {"instance_id": instance_id, "agent": "moto's default"}
+    if method != "POST":
+        return 405, {"error": "POST sets what the instance runs, DELETE gives it back to moto's answer"}
+    try:
+        asked = AgentRequest.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        # Named by field, without the values sent: nothing of the request is echoed back.
+        wrong = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)]
+        return 400, {"error": wrong}
+    if asked.agent:
+        agents.run(instance_id, *asked.processes, pid_file_pid=asked.pid_file_pid, gpu=asked.gpu)
+    else:
+        agents.without_agent(instance_id)
+    return 200, {"instance_id": instance_id, **asked.model_dump()}
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def agents_endpoint(app: WsgiApp, agents: SsmAgents) -> WsgiApp:
+    """moto's app, with the agents path in front of it."""
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if not path.startswith(AGENTS_PATH):
+            return app(environ, start_response)
+        length = min(int(environ.get("CONTENT_LENGTH") or 0), _REQUEST_BYTES)
+        body = environ["wsgi.input"].read(length) if length else b""
+        status, answer = agents_request(agents, str(environ.get("REQUEST_METHOD")), path[len(AGENTS_PATH) :], body)
+        start_response(f"{status} {'OK' if status == 200 else 'Refused'}", [("Content-Type", "application/json")])
+        return [json.dumps(answer).encode()]
+
+    return serve
 
 
 def port_is_free(port: int) -> bool:
@@ -96,15 +160,23 @@ def run_emulator(
     """Serve until Ctrl-C (or `run_for` seconds, for tests); prints how to point a shell at it first."""
     if not port_is_free(port):
         raise fail(f"port {port} is in use: pass --port with a free one", EXIT_USAGE)
-    with moto_server(port=port, region=regions[0]) as endpoint:
+    agents = SsmAgents()
+    with (
+        moto_server(port=port, region=regions[0], middleware=lambda app: agents_endpoint(app, agents)) as endpoint,
+        emulated_agents(agents),
+    ):
         factory = ClientFactory(regions[0])
         resources = stack_resources.ensure_on_emulator(factory, regions)
         seeded: dict[str, str] = {}
         if seed:
-            seeded = seed_training_fleet(factory, regions, system_clock()).ids
+            fleet = seed_training_fleet(factory, regions, system_clock())
+            seed_agents(factory, agents, fleet, regions[0], system_clock())
+            seeded = fleet.ids
         variables = environment(endpoint, regions[0])
+        agents_url = f"{endpoint}{AGENTS_PATH}"
         if as_json:
-            typer.echo(json.dumps({"endpoint": endpoint, "environment": variables, "seeded": seeded}, indent=2))
+            shown = {"endpoint": endpoint, "environment": variables, "seeded": seeded, "agents": agents_url}
+            typer.echo(json.dumps(shown, indent=2))
         else:
             console.print(Text(f"trainctl emulator on {endpoint} (moto, no default AMIs or snapshots)", style="bold"))
             console.print(Text("point a shell at it:", style="dim"))
@@ -120,6 +192,11 @@ def run_emulator(
                 later = format_instant(system_clock() + SANDBOX_CLOCK_OFFSET + timedelta(minutes=5))
                 console.print(Text(f"seeded the sandbox's training fleet: {len(seeded)} named resources"))
                 console.print(Text(f"try: trainctl sweep --region {' --region '.join(regions)} --at {later}"))
+            console.print(Text("set what an instance's SSM agent sees (the training check answers from it):"))
+            console.print(
+                Text(f'curl -X POST {agents_url}i-… -d \'{{"processes": ["torchrun train.py"]}}\''), soft_wrap=True
+            )
+            console.print(Text('(or {"agent": false}: SSM does not manage it; DELETE: moto\'s answer)', style="dim"))
             console.print(Text("Ctrl-C stops it (everything in it is forgotten)", style="dim"))
         environment_for_lambdas = {
             "TRAINCTL_PREWARM_INSTANCE_PROFILE_ARN": resources.prewarm_instance_profile or "",

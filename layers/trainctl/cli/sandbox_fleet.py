@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -244,11 +244,14 @@ SANDBOX_ENV = {
 
 
 @contextmanager
-def moto_server(port: int | None = None, region: str | None = None) -> Iterator[str]:
+def moto_server(
+    port: int | None = None, region: str | None = None, middleware: Callable[[Any], Any] | None = None
+) -> Iterator[str]:
     """A moto server on loopback (a free port unless given), the process environment pointed at it, stopped on exit.
 
     Like the sandbox's: no default AMIs or snapshots (a plain moto server has over a thousand, which a sweep would
-    scan and the cost check would price), and Step Functions executes the workflows it is given.
+    scan and the cost check would price), and Step Functions executes the workflows it is given. `middleware`, when
+    given, wraps the server's WSGI app: the emulator serves its own paths beside moto's.
     """
     # Cold start: moto's server costs about half a second, and only the sandbox and tests start one.
     from moto.server import ThreadedMotoServer
@@ -269,6 +272,9 @@ def moto_server(port: int | None = None, region: str | None = None) -> Iterator[
     port = port or free_loopback_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    if middleware is not None and server._server is not None:
+        # moto's server takes no WSGI wrapper: the emulator's own paths go in front of its app once it is made.
+        server._server.app = middleware(server._server.app)
     endpoint = f"http://127.0.0.1:{port}"
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     # moto's Step Functions interpreter runs the definitions, calling back into this server.
