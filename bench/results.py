@@ -1,10 +1,12 @@
 """Every benchmark, one run, one file: python -m bench.results  (or `make bench`) rewrites bench/RESULTS.md.
 
     python -m bench.results [--sizes 1000,10000,50000] [--regions 1,2] [--latency 0.05] [--output PATH]
+    python -m bench.results --section timelapse [--timelapse-days 30] [--timelapse-seed 1]
 
 Scenarios: (a) the sweep against Cloud Custodian, (b) the spot handler and every handler's cold import,
-(c) Lambda package sizes, (d) pre-warm workflow runs, (e) cost price look-ups. Figures are this machine's,
-on the day it ran; the file says which machine and which day.
+(c) Lambda package sizes, (d) pre-warm workflow runs, (e) cost price look-ups, (f) the time-lapse (weeks of the
+deployed schedules against a cast of users, judged by an oracle). Figures are this machine's, on the day it ran;
+the file says which machine and which day. `--section timelapse` reruns (f) alone and replaces only its section.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from bench import cold_start, custodian, spot_checkpoint, sweep_compare, workflow_runs
 from bench.aws_like import MUTATING, NON_MUTATING, PAGE_LIMITS
 from bench.report import Table
+from bench.timelapse.report import SECTION_HEADING, markdown_section
+from bench.timelapse.run import time_lapse
 
 ROOT = Path(__file__).resolve().parents[1]
 DRY_RUN_TARGET_SECONDS = 300
@@ -109,13 +113,39 @@ def targets(comparisons: list[sweep_compare.Comparison], imports: Table, spot: T
     return table
 
 
+def timelapse_section(days: float, seed: int) -> str:
+    """(f): the large cast for `days` on the deployed schedules, judged; the command that reproduces it."""
+    print(f"(f) time-lapse, {days:g} days, seed {seed} ...", flush=True)
+    run = time_lapse(days=days, seed=seed, cast="large")
+    command = f"python -m bench.timelapse --days {days:g} --seed {seed} --cast large"
+    return markdown_section(run.record, run.judgement, command=command, wall_seconds=run.wall_seconds)
+
+
+def replace_section(text: str, heading: str, section: str) -> str:
+    """`text` with the section under `heading` (up to the next `## `) replaced by `section`, or it appended."""
+    start = text.find(heading)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    end = text.find("\n## ", start + len(heading))
+    return text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,10000,50000")
     parser.add_argument("--regions", default="1,2")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--section", choices=["timelapse"], help="regenerate only this section of the output")
+    parser.add_argument("--timelapse-days", type=float, default=30)
+    parser.add_argument("--timelapse-seed", type=int, default=1)
     args = parser.parse_args()
+    if args.section == "timelapse":
+        section = timelapse_section(args.timelapse_days, args.timelapse_seed)
+        current = args.output.read_text() if args.output.exists() else "# trainctl benchmarks\n"
+        args.output.write_text(replace_section(current, SECTION_HEADING, section))
+        print(f"wrote the time-lapse section of {args.output}")
+        return
     started = time.perf_counter()
     workflow_runs.prepare()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -130,6 +160,7 @@ def main() -> None:
     print("(d) pre-warm runs, (e) cost look-ups ...", flush=True)
     prewarm = workflow_runs.prewarm_table()
     cost = workflow_runs.cost_table()
+    timelapse = timelapse_section(args.timelapse_days, args.timelapse_seed)
     took = time.perf_counter() - started
 
     now = datetime.now(UTC)
@@ -169,6 +200,7 @@ def main() -> None:
         prewarm.markdown(),
         "## (e) Cost report\n",
         cost.markdown(),
+        timelapse,
     ]
     args.output.write_text("\n".join(parts))
     print(f"wrote {args.output} in {took:.0f} s")

@@ -1,0 +1,330 @@
+"""The oracle: per resource, what must happen and by when, and what must never happen, judged against what the
+time-lapse saw.
+
+A promise is "this resource became a lasting candidate at T": trainctl must act (stop, terminate, delete) no
+earlier than T + grace (a full grace period after the first sweep that could see it; never before a ttl ends),
+and no later than
+
+    T (+ idle window, for idleness) + grace + delivery lag + 2 sweep periods
+
+The two sweep periods: the first sweep after the resource became a candidate (or after its idle window filled)
+comes up to one period later and marks it; the first sweep after the grace and the delivery lag have passed comes
+up to one period after that and acts. The delivery lag is TRAINCTL_EVENT_DELIVERY_LAG (0 where the deployed
+settings have none): a mark is acted on only once every use before its grace ended has been heard.
+
+Never: a destructive action on a resource in use at any time in the grace period before the action (a use
+withdraws the mark), or on one that never became a candidate. At most two sweep notices per mark (the mark,
+and its outcome or withdrawal).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from bench.timelapse.clock import DeployedStack
+from bench.timelapse.harness import Record, SweepDecision
+from trainctl.core.clock import format_instant
+
+DESTRUCTIVE = ("stop", "terminate", "delete")
+NOTICES_PER_MARK = 2
+Verdict = Literal["correct", "too late", "too early", "wrong"]
+
+
+@dataclass(frozen=True)
+class Promise:
+    """The resource became a lasting candidate at `since` for `reason`; trainctl must `action` it."""
+
+    name: str  # e.g. "idle instance stopped"
+    since: datetime
+    action: str
+    idle: bool = False
+    # A ttl ends here: nothing may happen before it, whatever the grace says.
+    not_before: datetime | None = None
+
+
+@dataclass
+class Truth:
+    """What a user's script knows of one resource: when it is in use, and what trainctl owes it."""
+
+    user: str
+    story: str
+    resource_id: str
+    kind: str  # instance, volume, snapshot
+    uses: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+    promises: list[Promise] = field(default_factory=list)
+    # Ended by someone else (EC2 reclaiming a spot instance, the user): no action of trainctl is owed after.
+    ended_by_others: datetime | None = None
+    # Spot warnings EC2 sent for it: each owes a handled interruption and a notice.
+    spot_warnings: list[datetime] = field(default_factory=list)
+
+    def begin_use(self, at: datetime) -> None:
+        if not self.uses or self.uses[-1][1] is not None:
+            self.uses.append((at, None))
+
+    def end_use(self, at: datetime) -> None:
+        if self.uses and self.uses[-1][1] is None:
+            self.uses[-1] = (self.uses[-1][0], at)
+
+    def used_between(self, start: datetime, end: datetime) -> datetime | None:
+        """The latest instant of use within [start, end], if any."""
+        latest = None
+        for began, ended in self.uses:
+            stop = ended or end
+            if began <= end and stop >= start:
+                latest = min(stop, end)
+        return latest
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One judged fact, with who, what and when: a failure message names all three."""
+
+    promise: str
+    verdict: Verdict
+    user: str
+    story: str
+    resource_id: str
+    at: datetime | None
+    detail: str
+
+    def __str__(self) -> str:
+        when = format_instant(self.at) if self.at else "-"
+        return f"{self.verdict}: {self.promise}: {self.user} ({self.story}) {self.resource_id} at {when}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    grace: timedelta
+    delivery_lag: timedelta
+    idle_window: timedelta
+    sweep_period: timedelta
+
+    @classmethod
+    def of(cls, stack: DeployedStack) -> Bounds:
+        sweep = stack.config.sweep
+        return cls(
+            grace=sweep.grace_period,
+            # Settings without it (before the delivery lag existed) wait for no late event.
+            delivery_lag=getattr(sweep, "event_delivery_lag", None) or timedelta(0),
+            idle_window=sweep.idle_window,
+            sweep_period=stack.schedule_of("cleanup_sweep").period,
+        )
+
+    def earliest(self, promise: Promise) -> datetime:
+        start = promise.since + (self.idle_window if promise.idle else timedelta(0)) + self.grace
+        return max(start, promise.not_before) if promise.not_before else start
+
+    def latest(self, promise: Promise) -> datetime:
+        start = promise.since + (self.idle_window if promise.idle else timedelta(0))
+        return start + self.grace + self.delivery_lag + 2 * self.sweep_period
+
+
+@dataclass
+class MarkLife:
+    """One mark of one resource: the sweep that made it, the notices told while it stood, how it ended."""
+
+    resource_id: str
+    marked_at: datetime
+    notices: int = 0
+    ended: str = "standing"
+
+
+@dataclass
+class Judgement:
+    findings: list[Finding]
+    marks: dict[str, list[MarkLife]]
+    notices_per_resource: dict[str, int]
+    truths: list[Truth]
+
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.verdict != "correct"]
+
+    def by_promise(self) -> dict[str, dict[str, int]]:
+        table: dict[str, dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(("correct", "too late", "too early", "wrong"), 0)
+        )
+        for finding in self.findings:
+            table[finding.promise][finding.verdict] += 1
+        return dict(table)
+
+
+def judge(record: Record, truths: list[Truth], stack: DeployedStack) -> Judgement:
+    bounds = Bounds.of(stack)
+    marks = mark_lives(record)
+    findings: list[Finding] = []
+    for truth in truths:
+        acted = [
+            d for d in record.decisions.get(truth.resource_id, []) if d.action in DESTRUCTIVE and d.outcome == "done"
+        ]
+        findings += _judge_actions(truth, acted, marks.get(truth.resource_id, []), bounds, record.end)
+        findings += _judge_spot(truth, record)
+    for resource_id, lives in marks.items():
+        owner = next((t for t in truths if t.resource_id == resource_id), None)
+        for life in lives:
+            if life.notices > NOTICES_PER_MARK:
+                findings.append(
+                    Finding(
+                        "at most two notices per mark",
+                        "wrong",
+                        owner.user if owner else "?",
+                        owner.story if owner else "?",
+                        resource_id,
+                        life.marked_at,
+                        f"{life.notices} notices for the mark made at {format_instant(life.marked_at)}",
+                    )
+                )
+    notices: dict[str, int] = defaultdict(int)
+    for notice in record.notices:
+        for resource_id in notice.resources:
+            notices[resource_id] += 1
+    return Judgement(findings, marks, dict(notices), truths)
+
+
+def _judge_actions(
+    truth: Truth, acted: list[SweepDecision], lives: list[MarkLife], bounds: Bounds, end: datetime
+) -> list[Finding]:
+    findings: list[Finding] = []
+    kept = list(acted)
+    for index, promise in enumerate(truth.promises):
+        # A later promise starts a new story: an action after it answers that one.
+        until = truth.promises[index + 1].since if index + 1 < len(truth.promises) else end
+        earliest, latest = bounds.earliest(promise), bounds.latest(promise)
+        window = (
+            f"became a candidate at {format_instant(promise.since)}; due between {format_instant(earliest)} "
+            f"and {format_instant(latest)}"
+        )
+        match = next((d for d in kept if promise.since <= d.at < until), None)
+        if truth.ended_by_others and truth.ended_by_others < latest and match is None:
+            continue
+        if match is None:
+            if latest <= end:
+                findings.append(
+                    Finding(
+                        promise.name,
+                        "too late",
+                        truth.user,
+                        truth.story,
+                        truth.resource_id,
+                        latest,
+                        f"never {promise.action}: {window}; {_flapping(lives, promise.since)}",
+                    )
+                )
+            continue
+        kept.remove(match)
+        used = truth.used_between(match.at - bounds.grace, match.at)
+        if used is not None or match.action != promise.action:
+            verdict: Verdict = "wrong"
+            why = f"in use at {format_instant(used)}" if used else f"{match.action} where {promise.action} was due"
+        elif match.at < earliest:
+            verdict, why = "too early", window
+        elif match.at > latest:
+            verdict, why = "too late", f"{window}; {_flapping(lives, promise.since)}"
+        else:
+            verdict, why = "correct", window
+        findings.append(
+            Finding(
+                promise.name, verdict, truth.user, truth.story, truth.resource_id, match.at, f"{match.action}: {why}"
+            )
+        )
+    for decision in kept:
+        used = truth.used_between(decision.at - bounds.grace, decision.at)
+        why = f"in use at {format_instant(used)}" if used else "it never became a lasting candidate"
+        findings.append(
+            Finding(
+                "nothing in use is stopped or destroyed",
+                "wrong",
+                truth.user,
+                truth.story,
+                truth.resource_id,
+                decision.at,
+                f"{decision.action} ({decision.detail}): {why}",
+            )
+        )
+    if not acted and not truth.promises:
+        findings.append(
+            Finding(
+                "nothing in use is stopped or destroyed",
+                "correct",
+                truth.user,
+                truth.story,
+                truth.resource_id,
+                None,
+                "never acted on",
+            )
+        )
+    return findings
+
+
+def _judge_spot(truth: Truth, record: Record) -> list[Finding]:
+    findings = []
+    for warned in truth.spot_warnings:
+        handled = [
+            i
+            for i in record.invocations
+            if i.function == "spot_interruption"
+            and i.at >= warned
+            and i.result
+            and i.result.get("instance_id") == truth.resource_id
+            and i.result.get("kind", "warning") == "warning"
+        ]
+        told = [n for n in record.notices if n.kind == "spot" and truth.resource_id in n.resources and n.at >= warned]
+        failed = [i for i in record.invocations if i.function == "spot_interruption" and i.error and i.at >= warned]
+        ok = bool(handled) and bool(told)
+        detail = (
+            f"warning handled ({handled[0].result.get('status') if handled else 'no run'}), "
+            f"{len(told)} spot notice(s)" + (f"; failed: {failed[0].error.splitlines()[0]}" if failed else "")
+        )
+        findings.append(
+            Finding(
+                "a spot warning is handled and told",
+                "correct" if ok else "wrong",
+                truth.user,
+                truth.story,
+                truth.resource_id,
+                warned,
+                detail,
+            )
+        )
+    return findings
+
+
+def _flapping(lives: list[MarkLife], since: datetime) -> str:
+    after = [life for life in lives if life.marked_at >= since]
+    if not after:
+        return "never marked"
+    endings: dict[str, int] = defaultdict(int)
+    for life in after:
+        endings[life.ended] += 1
+    ends = ", ".join(f"{n} {how}" for how, n in sorted(endings.items()))
+    return (
+        f"marked {len(after)} times from {format_instant(after[0].marked_at)} to "
+        f"{format_instant(after[-1].marked_at)} ({ends}); {sum(life.notices for life in after)} notices"
+    )
+
+
+def mark_lives(record: Record) -> dict[str, list[MarkLife]]:
+    """Each resource's marks from the sweeps' decisions, with the sweep notices told while each stood."""
+    lives: dict[str, list[MarkLife]] = {}
+    for resource_id, decisions in record.decisions.items():
+        mine: list[MarkLife] = []
+        for decision in decisions:
+            if decision.action == "mark" and decision.outcome in ("done", "planned"):
+                if mine and mine[-1].ended == "standing":
+                    mine[-1].ended = "re-marked"
+                mine.append(MarkLife(resource_id, decision.at))
+            elif mine and mine[-1].ended == "standing" and decision.action != "keep":
+                why = decision.protections[0] if decision.protections else decision.detail.split(";")[0][:40]
+                mine[-1].ended = f"{decision.action} ({why})" if decision.action == "unmark" else decision.action
+        if mine:
+            lives[resource_id] = mine
+    for notice in record.notices:
+        if notice.kind != "sweep":
+            continue
+        for resource_id in notice.resources:
+            standing = [life for life in lives.get(resource_id, []) if life.marked_at <= notice.at]
+            if standing:
+                standing[-1].notices += 1
+    return lives
