@@ -52,8 +52,10 @@ def main() -> None:
     imported = time.perf_counter()
     phases = _time_phases()
     if args.mode == "act":
-        grace = handler.deployed_settings().grace_period
-        handler.clock = lambda: system_clock() + grace + timedelta(minutes=1)
+        deployed = handler.deployed_settings()
+        # Due: past the grace and the delivery lag after it, by a minute.
+        due = deployed.grace_period + deployed.event_delivery_lag + timedelta(minutes=1)
+        handler.clock = lambda: system_clock() + due
     result = handler.lambda_handler({"task": "cleanup_sweep"}, LocalContext(function_name="trainctl-cleanup_sweep"))
     finished = time.perf_counter()
     decisions = result["decisions"]

@@ -66,7 +66,12 @@ MEANINGS = {
     "max_age_volume": "default lifetime of a volume without `trainctl:ttl`",
     "max_age_snapshot": "default lifetime of a snapshot without `trainctl:ttl`",
     "idle_action": "`stop` or `terminate` an idle instance",
-    "stop_instance_store": "may stop an idle instance with instance-store volumes (what they hold is lost)",
+    "stop_instance_store": "stops an idle instance with instance-store volumes after its notice (what they hold is "
+    "lost); `false` keeps every such instance running",
+    "idle_without_training_check": "an instance SSM does not manage: `protect` keeps it (named and counted), "
+    "`metrics` decides it on utilisation alone (accelerator types still need an accelerator reading)",
+    "event_delivery_lag": "a mark is acted on only once its grace ended at least this long ago, so that a use "
+    "CloudTrail delivers late has been heard",
     "idle_window": "utilisation window (and minimum uptime) for idleness",
     "idle_cpu_percent": "peak CPU under this is idle",
     "idle_gpu_percent": "peak GPU under this is idle (when the metric exists)",

@@ -400,6 +400,6 @@ def test_an_enforced_sweep_emits_the_dollars_it_avoided(factory, monkeypatch, ca
     marked = sweep_at(t0)
     assert [d["action"] for d in marked["decisions"] if d["resource_id"] == volume["VolumeId"]] == ["mark"]
     assert marked["avoided"] == 0
-    acted = sweep_at(t0 + timedelta(hours=24, minutes=1))
+    acted = sweep_at(t0 + timedelta(hours=24, minutes=16))  # past the grace and the delivery lag
     assert [d["outcome"] for d in acted["decisions"] if d["resource_id"] == volume["VolumeId"]] == ["done"]
     assert acted["avoided"] == pytest.approx(500 * 0.08 / 730 * 168, abs=0.01)

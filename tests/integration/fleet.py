@@ -33,7 +33,8 @@ class SeededAccount:
     queue_url: str
 
     def after_grace(self, grace: timedelta = timedelta(hours=24)) -> datetime:
-        return self.t0 + grace + timedelta(minutes=1)
+        # Due: past the grace and the delivery lag after it, by a minute.
+        return self.t0 + grace + SweepSettings().event_delivery_lag + timedelta(minutes=1)
 
 
 def seed_account(factory: ClientFactory) -> SeededAccount:

@@ -21,6 +21,11 @@ from trainctl.sweep.run import run_sweep
 SETTINGS = ENFORCING
 
 
+def due_after(t0: datetime) -> datetime:
+    """The first moment a mark written at t0 may be acted on: grace and delivery lag over, by a minute."""
+    return t0 + SETTINGS.grace_period + SETTINGS.event_delivery_lag + timedelta(minutes=1)
+
+
 def answer(factory: ClientFactory, operation: str, *, status: int, body: dict[str, Any], only: set[str] | None = None):
     """Short-circuit one EC2 operation with a canned answer, as a failing or lying endpoint would."""
 
@@ -37,9 +42,7 @@ def sweep_twice(factory: ClientFactory, t0, **kw: Any):
     ledger, notifier = InMemoryLedger(), InMemoryNotifier()
     run_sweep(factory, SETTINGS, fixed_clock(t0), ledger=ledger, notifier=notifier)
     return (
-        run_sweep(
-            factory, SETTINGS, fixed_clock(t0 + timedelta(days=1, minutes=1)), ledger=ledger, notifier=notifier, **kw
-        ),
+        run_sweep(factory, SETTINGS, fixed_clock(due_after(t0)), ledger=ledger, notifier=notifier, **kw),
         ledger,
         notifier,
     )
@@ -106,7 +109,7 @@ def test_the_sweep_stops_before_the_lambda_deadline_and_the_next_one_resumes(fac
     resumed = run_sweep(
         factory,
         SETTINGS,
-        fixed_clock(account.t0 + timedelta(days=1, minutes=2)),
+        fixed_clock(due_after(account.t0) + timedelta(minutes=1)),
         ledger=ledger,
         notifier=InMemoryNotifier(),
     )
@@ -208,9 +211,7 @@ def test_volume_deletes_start_while_later_volumes_are_still_being_vouched_for(
 
     monkeypatch.setattr(ledger, "histories", histories)
     monkeypatch.setattr(ledger, "record_intent", record_intent)
-    result = run_sweep(
-        factory, SETTINGS, fixed_clock(account.t0 + timedelta(days=1, minutes=1)), ledger=ledger, notifier=notifier
-    )
+    result = run_sweep(factory, SETTINGS, fixed_clock(due_after(account.t0)), ledger=ledger, notifier=notifier)
     assert {d.resource_id for d in result.decisions if d.outcome == "done"} >= set(volumes)
     first_delete = events.index(next(e for e in events if e[0] == "delete"))
     assert events.index(("history", volumes[-1])) > first_delete

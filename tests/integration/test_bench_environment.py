@@ -125,7 +125,7 @@ def test_an_enforced_sweep_rides_out_throttling_without_surfacing_it(
             topic_arn=resources.topic_arn,
         )
         now = system_clock()
-        for at in (now, now + settings.grace_period + timedelta(minutes=1)):
+        for at in (now, now + settings.grace_period + settings.event_delivery_lag + timedelta(minutes=1)):
             effects = effects_for(factory, settings)
             result = run_sweep(factory, settings, fixed_clock(at), ledger=effects.ledger, notifier=effects.notifier)
         stats = env.stats()

@@ -309,7 +309,9 @@ def test_ttl_expiry_is_announced_ahead_then_acted_on_and_min_age_still_rules(
     expired_early = run(handler, load_event("cleanup_sweep", "scheduled"), created + timedelta(hours=8, minutes=1))
     assert decision(expired_early, eight_hours)["action"] == "keep"  # type: ignore[index]
 
-    expired = run(handler, load_event("cleanup_sweep", "scheduled"), due + timedelta(minutes=1))
+    heard_late = run(handler, load_event("cleanup_sweep", "scheduled"), due + timedelta(minutes=1))
+    assert "late events" in decision(heard_late, eight_hours)["detail"]  # type: ignore[index]
+    expired = run(handler, load_event("cleanup_sweep", "scheduled"), due + timedelta(minutes=16))
     acted = decision(expired, eight_hours)
     assert acted is not None and acted["action"] == "delete" and acted["outcome"] == "done"
 

@@ -392,7 +392,7 @@ class SweepUnderAdversary(RuleBasedStateMachine):
                 answers = {}
                 for instance_id in instance_ids:
                     if not machine.ssm_managed.get(instance_id, False):
-                        answers[instance_id] = TrainingCheck(Training.UNKNOWN, "not managed by SSM")
+                        answers[instance_id] = TrainingCheck(Training.NOT_MANAGED, "not managed by SSM")
                     elif instance_id in machine.busy:
                         answers[instance_id] = TrainingCheck(Training.ACTIVE, "training running (torchrun)")
                     else:

@@ -101,7 +101,7 @@ def test_an_instance_ssm_does_not_manage_is_left_out_before_sending_and_the_othe
     results = checker(client).check(["i-managed", "i-unmanaged", "i-other"])
     assert results["i-managed"].status is Training.IDLE
     assert results["i-other"].status is Training.ACTIVE
-    assert results["i-unmanaged"] == TrainingCheck(Training.UNKNOWN, "not managed by SSM")
+    assert results["i-unmanaged"] == TrainingCheck(Training.NOT_MANAGED, "not managed by SSM")
     stubber.assert_no_pending_responses()
 
 
@@ -122,7 +122,7 @@ def test_without_instance_information_a_refused_batch_is_asked_one_by_one(ssm) -
     stubber.add_response("get_command_invocation", invocation("i-managed", "Success", "TRAINCTL_TRAINING=idle"))
     results = checker(client).check(["i-managed", "i-unmanaged"])
     assert results["i-managed"].status is Training.IDLE
-    assert results["i-unmanaged"].status is Training.UNKNOWN
+    assert results["i-unmanaged"].status is Training.NOT_MANAGED
     assert "not managed" in results["i-unmanaged"].detail
     stubber.assert_no_pending_responses()
 

@@ -94,7 +94,7 @@ def test_one_unmanaged_instance_is_left_out_and_the_others_go_in_one_send(factor
     calls = factory.calls.by_operation - before
     assert ssm.sent == [managed]
     assert calls["ssm:SendCommand"] == 1 and calls["ssm:DescribeInstanceInformation"] == 1
-    assert results[unmanaged] == TrainingCheck(Training.UNKNOWN, "not managed by SSM")
+    assert results[unmanaged] == TrainingCheck(Training.NOT_MANAGED, "not managed by SSM")
     assert all(results[i].status is Training.IDLE for i in managed)
 
 
@@ -118,7 +118,7 @@ def test_without_the_pre_filter_a_refused_batch_is_split_into_single_sends_made_
     assert len(ssm.sent) == 1 + 21 and sorted(ssm.sent[0]) == sorted([*managed, unmanaged])
     assert sorted(i for batch in ssm.sent[1:] for i in batch) == sorted([*managed, unmanaged])
     assert ssm.most_in_flight > 1  # the 21 single sends overlap: each takes 50 ms here
-    assert results[unmanaged] == TrainingCheck(Training.UNKNOWN, "not managed by SSM")
+    assert results[unmanaged] == TrainingCheck(Training.NOT_MANAGED, "not managed by SSM")
     assert all(results[i].status is Training.IDLE for i in managed)
 
 

@@ -17,7 +17,8 @@ from trainctl.sweep.rules import Decision, Observations, apply_blast_radius, ins
 SETTINGS = SweepSettings(max_actions=1000, max_action_share=1.0)
 IDLE = Utilisation(cpu_percent=1.0, network_bytes_per_second=100.0, gpu_percent=0.0)
 BUSY = Utilisation(cpu_percent=90.0, network_bytes_per_second=5e7, gpu_percent=95.0)
-MARK_PASSED = format_instant(NOW - timedelta(minutes=1))
+# Past the grace period and the delivery lag after it: the mark is due.
+MARK_PASSED = format_instant(NOW - SETTINGS.event_delivery_lag - timedelta(minutes=1))
 MARK_PENDING = format_instant(NOW + timedelta(hours=3))
 
 
@@ -158,16 +159,115 @@ def test_attached_protects_a_volume_with_an_expired_ttl() -> None:
 
 
 @pytest.mark.parametrize(
-    ("training", "protected"),
-    [(Training.ACTIVE, True), (Training.UNKNOWN, True), (None, True), (Training.IDLE, False)],
+    ("training", "action", "protections"),
+    [
+        (Training.ACTIVE, "unmark", ("training-active",)),  # evidence of use withdraws the mark
+        (Training.UNKNOWN, "keep", ()),  # no answer is no evidence: the mark stays, the action waits
+        (None, "keep", ()),
+        (Training.NOT_MANAGED, "unmark", ("not-managed-by-ssm",)),  # no check will ever answer: never acted on
+        (Training.IDLE, "stop", ()),
+    ],
 )
-def test_training_active_or_unknown_protects_a_running_instance(training: Training | None, protected: bool) -> None:
-    checks = {"i-1": TrainingCheck(training)} if training else {}
+def test_only_an_idle_verdict_acts_and_only_evidence_of_use_withdraws_a_due_mark(
+    training: Training | None, action: str, protections: tuple[str, ...]
+) -> None:
+    checks = {"i-1": TrainingCheck(training, "no answer in time")} if training else {}
     observations = Observations(utilisation={"i-1": IDLE}, training=checks)
     decision = decide_one(instance(cleanup_after=MARK_PASSED), observations)
     assert decision is not None
-    assert ("training-active" in decision.protections) is protected
-    assert decision.destructive is not protected
+    assert (decision.action, decision.protections) == (action, protections)
+    if training is Training.UNKNOWN:
+        assert "no answer in time" in decision.detail and "mark stays" in decision.detail
+
+
+@pytest.mark.parametrize("training", [Training.UNKNOWN, None])
+def test_a_marked_instance_in_its_grace_keeps_its_mark_when_the_check_cannot_answer(training: Training | None) -> None:
+    """Defect (issue 24): an unanswered check during the grace was `training-active`, which unmarked the instance;
+    the next sweep marked it afresh, so an idle instance was never stopped and its owner heard every hour."""
+    checks = {"i-1": TrainingCheck(training, "deferred: deadline")} if training else {}
+    decision = decide_one(
+        instance(cleanup_after=MARK_PENDING), Observations(utilisation={"i-1": IDLE}, training=checks)
+    )
+    assert decision is not None
+    assert decision.action == "keep" and decision.protections == ()
+    assert "grace period until" in decision.detail
+
+
+def test_an_unanswered_check_marks_nothing_and_names_why() -> None:
+    checks = {"i-1": TrainingCheck(Training.UNKNOWN, "no answer in time")}
+    decision = decide_one(instance(), Observations(utilisation={"i-1": IDLE}, training=checks))
+    assert decision is not None
+    assert decision.action == "keep" and decision.protections == ("training-active",)
+    assert "no answer in time" in decision.detail
+
+
+def test_an_instance_ssm_does_not_manage_is_kept_named_and_counted() -> None:
+    observations = Observations(
+        utilisation={"i-1": IDLE}, training={"i-1": TrainingCheck(Training.NOT_MANAGED, "not managed by SSM")}
+    )
+    plan = plan_sweep([inventory(instance())], observations, SETTINGS, NOW)
+    (decision,) = plan.decisions
+    assert decision.action == "keep" and decision.protections == ("not-managed-by-ssm",)
+    assert plan.summary()["not_managed_by_ssm"] == 1
+
+
+def test_metrics_mode_decides_an_unmanaged_instance_on_utilisation_alone() -> None:
+    settings = SETTINGS.model_copy(update={"idle_without_training_check": "metrics"})
+    unmanaged = {"i-1": TrainingCheck(Training.NOT_MANAGED, "not managed by SSM")}
+    fresh = decide_one(instance(), Observations(utilisation={"i-1": IDLE}, training=unmanaged), settings=settings)
+    assert fresh is not None and fresh.action == "mark" and fresh.announced == "stop"
+    due = decide_one(
+        instance(cleanup_after=MARK_PASSED),
+        Observations(utilisation={"i-1": IDLE}, training=unmanaged),
+        settings=settings,
+    )
+    assert due is not None and due.action == "stop"
+    # An accelerator type with no accelerator reading is no evidence of idleness, checked or not.
+    gpu = decide_one(
+        instance(),
+        Observations(utilisation={"i-1": replace(IDLE, gpu_percent=None)}, training=unmanaged),
+        settings=settings,
+    )
+    assert gpu is None or gpu.action != "mark"
+
+
+def test_a_due_mark_waits_out_the_delivery_lag_before_acting() -> None:
+    """Defect (issue 24): a use made just before the grace ended is heard minutes later; the sweep acted at once."""
+    just_over = format_instant(NOW - SETTINGS.event_delivery_lag + timedelta(minutes=1))
+    decision = decide_one(volume(cleanup_after=just_over))
+    assert decision is not None and decision.action == "keep"
+    assert "late events" in decision.detail
+    over_by_the_lag = decide_one(volume(cleanup_after=format_instant(NOW - SETTINGS.event_delivery_lag)))
+    assert over_by_the_lag is not None and over_by_the_lag.action == "delete"
+
+
+def test_marked_instances_are_asked_the_training_check_on_every_sweep_of_their_grace() -> None:
+    """Defect (issue 24): only instances about to be marked or acted on were asked."""
+    marked = instance("i-marked", cleanup_after=MARK_PENDING)
+    fresh = instance("i-fresh")
+    unmarked_busy = instance("i-busy")
+    observations = Observations(utilisation={"i-marked": IDLE, "i-fresh": IDLE, "i-busy": BUSY})
+    asked = instances_to_check([inventory(marked, fresh, unmarked_busy)], observations, SETTINGS, NOW)
+    assert sorted(i.resource_id for i in asked) == ["i-fresh", "i-marked"]
+
+
+def test_an_idle_instance_with_instance_store_is_stopped_by_default_and_told_what_is_lost() -> None:
+    store = replace(instance(), instance_type="g5.xlarge", instance_store=True)
+    observations = Observations(
+        utilisation={"i-1": IDLE}, training={"i-1": TrainingCheck(Training.IDLE, "no training process found")}
+    )
+    marked = decide_one(store, observations)
+    assert marked is not None and marked.action == "mark" and marked.announced == "stop"
+    assert "will be lost" in marked.detail and "trainctl:persistent=true" in marked.detail
+    assert "TRAINCTL_STOP_INSTANCE_STORE=false" in marked.detail
+    acted = decide_one(replace(store, tags={**store.tags, "trainctl:cleanup-after": MARK_PASSED}), observations)
+    assert acted is not None and acted.action == "stop"
+    kept = decide_one(
+        replace(store, tags={**store.tags, "trainctl:cleanup-after": MARK_PASSED}),
+        observations,
+        settings=SETTINGS.model_copy(update={"stop_instance_store": False}),
+    )
+    assert kept is not None and "instance-store" in kept.protections
 
 
 def test_training_check_does_not_apply_to_a_stopped_instance() -> None:

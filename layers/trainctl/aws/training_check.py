@@ -31,7 +31,7 @@ _INFORMATION_IDS_PER_CALL = 50
 DEFAULT_PARALLEL = 8
 # Left for the caller after the check returns, when it is given the time remaining.
 DEFAULT_DEADLINE_RESERVE = timedelta(seconds=30)
-NOT_MANAGED = TrainingCheck(Training.UNKNOWN, "not managed by SSM")
+NOT_MANAGED = TrainingCheck(Training.NOT_MANAGED, "not managed by SSM")
 DEFERRED = TrainingCheck(Training.UNKNOWN, "deferred: deadline")
 _TERMINAL = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 _NOT_MANAGED = {"InvalidInstanceId", "UnsupportedPlatformType"}

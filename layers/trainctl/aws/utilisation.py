@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -98,3 +98,60 @@ def read_utilisation(
             gpu_percent=found.get("gpu"),
         )
     return usage
+
+
+# EBS publishes a volume's metrics only while it is attached to an instance: any datapoint means it was attached.
+_EBS_ACTIVITY: tuple[tuple[str, str], ...] = (
+    ("idle", "VolumeIdleTime"),
+    ("reads", "VolumeReadOps"),
+    ("writes", "VolumeWriteOps"),
+)
+
+
+def volumes_attached_since(
+    cloudwatch: CloudWatchClient, since: Mapping[str, datetime], now: datetime
+) -> dict[str, datetime]:
+    """The volumes EBS reported any datapoint for since their given instant, each with its earliest datapoint.
+
+    CloudTrail may not have told trainctl of an attach yet: EBS's own metrics say so without it.
+    """
+    volume_ids = list(since)
+    per_call = MAX_QUERIES_PER_CALL // len(_EBS_ACTIVITY)
+    attached: dict[str, datetime] = {}
+    for start in range(0, len(volume_ids), per_call):
+        batch = volume_ids[start : start + per_call]
+        queries = [
+            {
+                "Id": f"v{start + offset}_{kind}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/EBS",
+                        "MetricName": metric,
+                        "Dimensions": [{"Name": "VolumeId", "Value": volume_id}],
+                    },
+                    "Period": PERIOD_SECONDS,
+                    "Stat": "SampleCount",
+                },
+                "ReturnData": True,
+            }
+            for offset, volume_id in enumerate(batch)
+            for kind, metric in _EBS_ACTIVITY
+        ]
+        # A datapoint stands for the period that starts at its timestamp: one overlapping the instant counts.
+        earliest = min(since[v] for v in batch) - timedelta(seconds=PERIOD_SECONDS)
+        try:
+            pages = cloudwatch.get_paginator("get_metric_data").paginate(
+                MetricDataQueries=queries,  # type: ignore[arg-type]
+                StartTime=earliest,
+                EndTime=now,
+            )
+            for page in pages:
+                for result in page.get("MetricDataResults", []):
+                    volume_id = volume_ids[int(result["Id"][1:].split("_", 1)[0])]
+                    period = timedelta(seconds=PERIOD_SECONDS)
+                    seen = [t for t in result.get("Timestamps", []) if t + period > since[volume_id]]
+                    if seen:
+                        attached[volume_id] = min([*seen, attached.get(volume_id, min(seen))])
+        except ClientError as exc:
+            raise access_error("GetMetricData", exc) from exc
+    return attached

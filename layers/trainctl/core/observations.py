@@ -9,13 +9,18 @@ from enum import StrEnum
 class Training(StrEnum):
     ACTIVE = "active"
     IDLE = "idle"
-    UNKNOWN = "unknown"
+    UNKNOWN = "unknown"  # could not answer this time (timeout, deadline, no verdict): no evidence either way
+    NOT_MANAGED = "not-managed"  # SSM does not manage the instance: no check will ever answer
 
 
 @dataclass(frozen=True, slots=True)
 class TrainingCheck:
     status: Training
     detail: str = ""
+
+    @property
+    def answered(self) -> bool:
+        return self.status in (Training.ACTIVE, Training.IDLE)
 
 
 @dataclass(frozen=True, slots=True)

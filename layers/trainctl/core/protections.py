@@ -22,6 +22,8 @@ class Protection(StrEnum):
     MIN_AGE = "min-age"
     ATTACHED = "attached"
     TRAINING_ACTIVE = "training-active"
+    # SSM does not manage the instance, so no training check can ever answer: kept unless decided on metrics.
+    NOT_MANAGED_BY_SSM = "not-managed-by-ssm"
     AMI_BACKED = "ami-backed"
     LAUNCH_TEMPLATE = "launch-template"
     BACKUP_MANAGED = "backup-managed"

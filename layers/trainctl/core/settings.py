@@ -96,8 +96,15 @@ class SweepSettings(BaseModel):
     max_age_volume: timedelta | None = None
     max_age_snapshot: timedelta | None = None
     idle_action: Literal["stop", "terminate"] = "stop"
-    # Stopping loses what instance-store volumes hold (g5, p4d, p5 have them): only when a team says so.
-    stop_instance_store: bool = False
+    # Instance store is scratch by AWS's definition: an idle instance with it is stopped after its notice and grace
+    # like any other (the notice says what is lost); false keeps every such instance running.
+    stop_instance_store: bool = True
+    # An instance SSM does not manage cannot be asked for a training process: protect it (kept, named, counted),
+    # or decide it on utilisation alone (`metrics`; accelerator types still need an accelerator reading).
+    idle_without_training_check: Literal["protect", "metrics"] = "protect"
+    # CloudTrail delivers an API call minutes after it is made: a mark is acted on only once its grace ended at
+    # least this long ago, so a use made before the grace ended has been heard.
+    event_delivery_lag: timedelta = timedelta(minutes=15)
     idle_window: timedelta = timedelta(hours=2)
     idle_cpu_percent: float = Field(default=5.0, ge=0, le=100)
     idle_gpu_percent: float = Field(default=5.0, ge=0, le=100)
@@ -123,6 +130,7 @@ class SweepSettings(BaseModel):
         "training_check_timeout",
         "deadline_margin",
         "ttl_warning_lead",
+        "event_delivery_lag",
         "max_age_instance",
         "max_age_volume",
         "max_age_snapshot",

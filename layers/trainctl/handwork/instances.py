@@ -64,7 +64,7 @@ def check_termination(
         reasons.append(f"younger than the minimum age {format_duration(min_age)} (--ignore-min-age)")
     if training.status is Training.ACTIVE:
         reasons.append(f"a training job is running: {one_line(training.detail)}")
-    elif training.status is Training.UNKNOWN and not ignore_unknown_training:
+    elif not training.answered and not ignore_unknown_training:
         said = one_line(training.detail) or "the training check gave no verdict"
         reasons.append(f"{said} (--ignore-unknown-training)")
     keep = volumes_dying_with(machine, {v.resource_id: v for v in volumes}, scope_tag)

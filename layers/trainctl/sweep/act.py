@@ -6,6 +6,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +14,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws.clients import ClientFactory, error_code
 from trainctl.aws.keep_volumes import keep_volumes
+from trainctl.aws.utilisation import volumes_attached_since
 from trainctl.core import tags
 from trainctl.core.clock import format_instant
+from trainctl.core.errors import TrainctlError
 from trainctl.core.permissions import needs
 from trainctl.sweep.rules import Decision
 
@@ -79,11 +82,16 @@ class SweepExecutor:
         concurrency: int,
         remaining_ms: RemainingTime = None,
         deadline_margin_ms: int = 30_000,
+        grace_period: timedelta = timedelta(hours=24),
+        now: datetime | None = None,
     ) -> None:
         self._factory = factory
         self._concurrency = concurrency
         self._remaining_ms = remaining_ms
         self._margin_ms = deadline_margin_ms
+        # Where the ledger did not say when a mark was written, it was written a grace period before it falls due.
+        self._grace_period = grace_period
+        self._now = now
 
     def out_of_time(self) -> bool:
         """Inside the deadline margin: what is left is deferred to the next sweep, untouched."""
@@ -287,6 +295,19 @@ class SweepExecutor:
                     outcome="done" if ok else "failed",
                     detail=decision.detail if ok else f"{decision.detail}; still {state} after {decision.action}",
                 )
+            stopped = [
+                d.resource_id for d in decisions if d.action == "stop" and by_id[d.resource_id].outcome == "done"
+            ]
+            self._close_marks(ec2, stopped, by_id)
+
+    def _close_marks(self, ec2: EC2Client, stopped: Sequence[str], by_id: dict[str, Decision]) -> None:
+        """A stopped instance lives on: its kept promise is taken off it, or the next sweep would announce the mark's
+        withdrawal as news. A new reason (stopped too long) earns a new mark and a new notice."""
+        for chunk in _chunks(stopped, TAG_BATCH):
+            try:
+                self._write_mark(ec2, list(chunk), "", mark=False)
+            except (ClientError, BotoCoreError) as exc:
+                self._set(by_id, chunk, "done", f"its mark could not be removed ({_why(exc)})")
 
     def _recheck(self, destructive: Sequence[Decision], by_id: dict[str, Decision]) -> list[Decision]:
         """Re-read state and mark just before acting: a resource started, attached or unmarked since the sweep
@@ -318,7 +339,53 @@ class SweepExecutor:
                     )
                 else:
                     still.append(decision)
-        return still
+        return self._withdraw_used_volumes(still, by_id)
+
+    def _withdraw_used_volumes(self, destructive: Sequence[Decision], by_id: dict[str, Decision]) -> list[Decision]:
+        """A volume EBS reported metrics for since its mark was attached meanwhile, whether or not CloudTrail has
+        told trainctl yet: its mark is withdrawn. Metrics that cannot be read keep the volume, as a failure does."""
+        volumes = [d for d in destructive if d.resource_type == "volume" and d.action == "delete"]
+        if not volumes:
+            return list(destructive)
+        now = self._now or datetime.now(UTC)
+        changed: dict[str, Decision] = {}
+        by_region: dict[str, list[Decision]] = defaultdict(list)
+        for decision in volumes:
+            by_region[decision.region].append(decision)
+        for region, members in by_region.items():
+            since = {d.resource_id: self._marked_at(d) for d in members}
+            try:
+                attached = volumes_attached_since(self._factory.cloudwatch(region), since, now)
+            except (TrainctlError, BotoCoreError) as exc:
+                for decision in members:
+                    changed[decision.resource_id] = replace(
+                        decision,
+                        action="keep",
+                        outcome="skipped",
+                        detail=f"{decision.detail}; its EBS metrics since the mark could not be read ({exc}): "
+                        "nothing done",
+                    )
+                continue
+            withdrawn = {
+                d.resource_id: replace(
+                    d,
+                    action="unmark",
+                    detail=f"attached since its mark (EBS reported it at {format_instant(attached[d.resource_id])}"
+                    "): mark withdrawn",
+                )
+                for d in members
+                if d.resource_id in attached
+            }
+            changed.update(withdrawn)
+            self._tag_phase(changed, list(withdrawn.values()), mark=False)
+        by_id.update(changed)
+        return [d for d in destructive if d.resource_id not in changed]
+
+    def _marked_at(self, decision: Decision) -> datetime:
+        if decision.marked_at is not None:
+            return decision.marked_at
+        assert decision.cleanup_after is not None  # every destructive decision stands on a mark
+        return decision.cleanup_after - self._grace_period
 
     @staticmethod
     def _read_states(ec2: EC2Client, resource_type: str, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:

@@ -50,7 +50,7 @@ class Reason(StrEnum):
 class Observations:
     utilisation: Mapping[str, Utilisation] = field(default_factory=dict)
     training: Mapping[str, TrainingCheck] = field(default_factory=dict)
-    # When the training check is skipped (dry-run), this says why; the instance stays protected.
+    # When the training check is skipped (dry-run), this says why: no answer, so no mark and no action.
     training_unchecked_reason: str = "no answer from the training check"
 
 
@@ -75,6 +75,8 @@ class Decision:
     hibernate: bool = False
     # The state the decision was taken on: the executor re-reads it just before acting, and acts only if unchanged.
     seen_state: str = ""
+    # When trainctl's ledger says the mark behind a destructive decision was written: use since then withdraws it.
+    marked_at: datetime | None = None
 
     @property
     def destructive(self) -> bool:
@@ -122,6 +124,8 @@ class SweepPlan:
             "protections": dict(sorted(protections.items())),
             "outcomes": dict(sorted(outcomes.items())),
             "warnings": len(self.warnings),
+            # Instances no training check can reach: kept unless decided on metrics; the README says how to fix.
+            "not_managed_by_ssm": protections.get(str(Protection.NOT_MANAGED_BY_SSM), 0),
         }
 
 
@@ -227,7 +231,11 @@ def protections_for(
     settings: SweepSettings,
     now: datetime,
 ) -> tuple[list[str], list[str]]:
-    """Every protection that applies, by name, with a line of detail for each."""
+    """Every protection that applies, by name, with a line of detail for each.
+
+    A training check that could not answer this time is no protection (no answer is not evidence of use): see
+    `unanswered_training_check`, which holds back marking and acting instead.
+    """
     found: list[str] = []
     details: list[str] = []
     if not in_scope(resource, settings.scope_tag):
@@ -276,15 +284,49 @@ def _instance_protections(
             if instance.instance_store
             else "whether it has instance-store volumes is unknown"
         )
-    if instance.state in ("running", "pending") and action in ("stop", "terminate") and not is_prewarm_worker(instance):
+    if needs_training_check(instance, action):
         check = observations.training.get(instance.resource_id)
-        if check is None:
+        if check is not None and check.status is Training.ACTIVE:
             found.append(Protection.TRAINING_ACTIVE)
-            details.append(observations.training_unchecked_reason)
-        elif check.status is not Training.IDLE:
-            found.append(Protection.TRAINING_ACTIVE)
-            details.append(check.detail or f"training {check.status}")
+            details.append(check.detail or "training running")
+        elif check is not None and check.status is Training.NOT_MANAGED and not _decided_on_metrics(action, settings):
+            found.append(Protection.NOT_MANAGED_BY_SSM)
+            details.append(
+                "SSM does not manage it, so no training check can answer; "
+                "TRAINCTL_IDLE_WITHOUT_TRAINING_CHECK=metrics decides such instances on utilisation"
+            )
     return found, details
+
+
+def needs_training_check(instance: Instance, action: Action) -> bool:
+    """A running instance is stopped or terminated only once SSM has said no training process runs on it."""
+    return (
+        instance.state in ("running", "pending") and action in ("stop", "terminate") and not is_prewarm_worker(instance)
+    )
+
+
+def _decided_on_metrics(action: Action, settings: SweepSettings) -> bool:
+    # Utilisation alone decides idleness only, and only when the team chose it; an expiry is no idleness.
+    return settings.idle_without_training_check == "metrics" and action == settings.idle_action
+
+
+def unanswered_training_check(
+    resource: Resource, action: Action, observations: Observations, settings: SweepSettings
+) -> str | None:
+    """Why the training check gave no verdict on an instance about to be marked or acted on, or None.
+
+    No answer is not evidence of use: it withdraws no mark. It only holds back a new mark and the action.
+    """
+    if not isinstance(resource, Instance) or not needs_training_check(resource, action):
+        return None
+    check = observations.training.get(resource.resource_id)
+    if check is None:
+        return observations.training_unchecked_reason
+    if check.status is Training.NOT_MANAGED and _decided_on_metrics(action, settings):
+        return None
+    if check.status is Training.UNKNOWN:
+        return check.detail or "the training check gave no verdict"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +378,7 @@ def decide(
             protections=tuple(str(p) for p in protections),
             detail="; ".join(details),
         )
+    unanswered = unanswered_training_check(resource, action, observations, settings)
     if set(reasons) == {Reason.TTL_EXPIRING}:
         # Only a warning: mark (or move the mark) to the expiry itself, announcing what expiry will do.
         expiry = lifetime_end(resource, settings)
@@ -353,9 +396,25 @@ def decide(
             "unless trainctl:ttl is extended",
         )
     if mark.at is None:
+        if unanswered:
+            # A notice would promise an action that waits on an answer: no mark until the check says idle.
+            return replace(
+                base,
+                protections=(str(Protection.TRAINING_ACTIVE),),
+                detail=f"{unanswered}; not marked until the training check answers",
+            )
         return fresh_mark(base, resource, action, settings, now, why=mark.unreadable and "its mark was unreadable")
     if now < mark.at:
-        return replace(base, detail=f"grace period until {format_instant(mark.at)}")
+        waiting = f"; training check: {unanswered}" if unanswered else ""
+        return replace(base, detail=f"grace period until {format_instant(mark.at)}{waiting}")
+    if now < mark.at + settings.event_delivery_lag:
+        # CloudTrail is minutes late: a use made just before the grace ended may not have been heard yet.
+        heard_by = format_instant(mark.at + settings.event_delivery_lag)
+        return replace(base, detail=f"grace period over; waits for late events until {heard_by}")
+    if unanswered:
+        return replace(
+            base, detail=f"grace period over; {unanswered}: the mark stays, and it will {action} once idle by SSM"
+        )
     keep_volumes = (
         volumes_dying_with(resource, facts.volumes, settings.scope_tag) if isinstance(resource, Instance) else ()
     )
@@ -381,8 +440,12 @@ def fresh_mark(
     """
     cleanup_after = now + settings.grace_period
     note = f"will {action} after {format_instant(cleanup_after)} if still a candidate"
-    if action == "stop" and isinstance(resource, Instance) and resource.instance_store:
-        note += "; its instance-store volumes will lose their data"
+    if action == "stop" and isinstance(resource, Instance) and resource.instance_store is not False:
+        which = "its instance-store volumes" if resource.instance_store else "any instance-store volumes it has"
+        note += (
+            f"; what {which} hold will be lost (to keep it: tag {tags.PERSISTENT}=true, or deploy with "
+            "TRAINCTL_STOP_INSTANCE_STORE=false)"
+        )
     return replace(
         base,
         action="mark",
@@ -526,10 +589,12 @@ def instances_to_check(
             if instance.state in ("running", "pending"):
                 assumed_idle[instance.resource_id] = TrainingCheck(Training.IDLE)
     preview = plan_sweep(inventories, replace(observations, training=assumed_idle), settings, now)
+    # Marked ones too, on every sweep of their grace: a training process found there is evidence of use.
     wanted = {
         d.resource_id
         for d in preview.decisions
-        if d.resource_type == "instance" and (d.action == "mark" or d.destructive)
+        if d.resource_type == "instance"
+        and (d.action == "mark" or d.destructive or (d.action == "keep" and d.cleanup_after and not d.protections))
     }
     # A stopped instance runs no training and SSM cannot reach it: only running ones are asked.
     return [

@@ -178,22 +178,27 @@ def vouch_for_marks(
     *,
     now: datetime,
     idle_window: timedelta,
-) -> dict[str, str]:
-    """Why trainctl cannot vouch for the mark behind each destructive decision (absent: it can)."""
+) -> Vouched:
+    """Why trainctl cannot vouch for the mark behind each destructive decision (absent: it can), and when the
+    ledger says each mark was written."""
     destructive = [d for d in decisions if d.destructive and d.cleanup_after is not None]
     if not destructive:
-        return {}
+        return Vouched()
     if ledger is None:
-        return {d.resource_id: "there is no ledger to confirm its mark" for d in destructive}
+        return Vouched({d.resource_id: "there is no ledger to confirm its mark" for d in destructive})
     try:
         by_resource = ledger.histories([d.resource_id for d in destructive])
         histories = {d: by_resource[d.resource_id] for d in destructive}
         marked_at = [e.at for h in histories.values() for e in h if e.action == "mark" and e.outcome == "done"]
         sweeps = ledger.sweeps_since(min(marked_at)) if marked_at else []
     except TrainctlError as exc:
-        return {d.resource_id: f"the ledger could not be read ({exc})" for d in destructive}
+        return Vouched({d.resource_id: f"the ledger could not be read ({exc})" for d in destructive})
     distrusted: dict[str, str] = {}
+    written: dict[str, datetime] = {}
     for decision, history in histories.items():
+        newest_mark = next((e.at for e in history if e.action == "mark" and e.outcome == "done"), None)
+        if newest_mark is not None:
+            written[decision.resource_id] = newest_mark
         assert decision.cleanup_after is not None
         # CloudTrail hears a volume attached or an instance started; nothing hears a running instance used, so an
         # idle one must have been seen idle at least once per idle window since its mark.
@@ -201,7 +206,15 @@ def vouch_for_marks(
         why = distrust(decision.cleanup_after, decision.action, history, sweeps, now=now, max_gap=gap)
         if why is not None:
             distrusted[decision.resource_id] = why
-    return distrusted
+    return Vouched(distrusted, written)
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """What the ledger says of the marks behind destructive decisions."""
+
+    distrusted: Mapping[str, str] = field(default_factory=dict)  # resource id -> why its mark is not trainctl's
+    marked_at: Mapping[str, datetime] = field(default_factory=dict)  # resource id -> when trainctl wrote its mark
 
 
 def guards_of(factory: ClientFactory, decisions: Sequence[Decision]) -> Guards:
@@ -252,8 +265,11 @@ def _sweep(
 
     def confirmed(decisions: Sequence[Decision]) -> list[Decision]:
         # Confirming marks only ever turns a destructive decision into a fresh mark: the planned ones cover what acts.
-        distrusted = vouch_for_marks(ledger, decisions, resources, now=now, idle_window=settings.idle_window)
-        return confirm_marks(decisions, distrusted, resources, settings, now)
+        vouched = vouch_for_marks(ledger, decisions, resources, now=now, idle_window=settings.idle_window)
+        return [
+            replace(d, marked_at=vouched.marked_at.get(d.resource_id)) if d.destructive else d
+            for d in confirm_marks(decisions, vouched.distrusted, resources, settings, now)
+        ]
 
     # EC2's guards are read while the ledger's histories are: both are one call per resource.
     with ThreadPoolExecutor(max_workers=2) as background:
@@ -269,6 +285,8 @@ def _sweep(
             concurrency=settings.action_concurrency,
             remaining_ms=remaining_ms,
             deadline_margin_ms=int(settings.deadline_margin.total_seconds() * 1000),
+            grace_period=settings.grace_period,
+            now=now,
         )
         if lease is not None and not lease.renew(clock(), LEASE_DURATION):
             # The lease ran out while this sweep read and decided: another may be acting now.
