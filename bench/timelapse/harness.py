@@ -247,6 +247,8 @@ class TimeLapse:
         # Schedules start when the stack is deployed: a few minutes into the story, not on the hour.
         self.sweep_phase = timedelta(minutes=7)
         self.load: dict[str, list[tuple[datetime, bool]]] = {}
+        # Attachments the users made, as (attached, detached or None) per volume.
+        self.attachments: dict[str, list[tuple[datetime, datetime | None]]] = {}
         self.record = Record(seed=seed, start=self.start, end=self.end)
         self.cast: list[Any] = []
         self._metrics_written_until = self.start
@@ -301,6 +303,8 @@ class TimeLapse:
         self.cloudtrail = CloudTrail(self.deliver_later, self.lag, self.clock.now)
         self.users.register("provide-client-params.ec2", self.cloudtrail.keep_params)
         self.users.register("after-call.ec2", self.cloudtrail.record)
+        self.users.register("after-call.ec2.AttachVolume", self._attached)
+        self.users.register("after-call.ec2.DetachVolume", self._detached)
         self.handlers = {function: self._handler(function) for function in FUNCTIONS}
         self.world = World(self)
         self.cast = self.cast_builder(self.world)
@@ -319,6 +323,15 @@ class TimeLapse:
         if hasattr(module, "sleep"):
             module.sleep = lambda _seconds: None  # the spot handler's waits for SSM: moto answers at once
         return module
+
+    def _attached(self, parsed: dict[str, Any], **_: Any) -> None:
+        if "VolumeId" in parsed:
+            self.attachments.setdefault(str(parsed["VolumeId"]), []).append((self.clock.now(), None))
+
+    def _detached(self, parsed: dict[str, Any], **_: Any) -> None:
+        found = self.attachments.get(str(parsed.get("VolumeId", "")), [])
+        if found and found[-1][1] is None:
+            found[-1] = (found[-1][0], self.clock.now())
 
     def _count_call(self, **_: Any) -> None:
         self._calls += 1
@@ -490,29 +503,21 @@ class TimeLapse:
                     agent_data.append(
                         {"MetricName": GPU_METRIC, "Dimensions": dimensions, "Timestamp": at, "Value": load["gpu"]}
                     )
+        # EBS publishes while a volume is attached to a running instance: also an attachment made and undone
+        # since the last sweep, which the volume no longer shows.
+        spans = {volume_id: list(found) for volume_id, found in self.attachments.items()}
         for volume_id, volume in backend.volumes.items():
             attachment = volume.attachment
-            if attachment is None or attachment.instance.id not in running_by_id:
-                continue
-            attached_at = _moto_instant(attachment.attach_time)
-            busy = _busy_at(self.load.get(attachment.instance.id, []), now)
+            if attachment is not None and attachment.instance.id in running_by_id:
+                spans.setdefault(volume_id, []).append((_moto_instant(attachment.attach_time), None))
+        for volume_id, found in spans.items():
             dimensions = [{"Name": "VolumeId", "Value": volume_id}]
             for at in samples:
-                if at < attached_at:
+                if not any(began <= at and (ended is None or at < ended) for began, ended in found):
                     continue
                 ebs_data += [
-                    {
-                        "MetricName": "VolumeReadOps",
-                        "Dimensions": dimensions,
-                        "Timestamp": at,
-                        "Value": 9000.0 if busy else 3.0,
-                    },
-                    {
-                        "MetricName": "VolumeIdleTime",
-                        "Dimensions": dimensions,
-                        "Timestamp": at,
-                        "Value": 10.0 if busy else 295.0,
-                    },
+                    {"MetricName": "VolumeReadOps", "Dimensions": dimensions, "Timestamp": at, "Value": 9000.0},
+                    {"MetricName": "VolumeIdleTime", "Dimensions": dimensions, "Timestamp": at, "Value": 10.0},
                 ]
         cloudwatch = self.harness.cloudwatch(REGION)
         for namespace, data in (("AWS/EC2", ec2_data), (GPU_NAMESPACE, agent_data), ("AWS/EBS", ebs_data)):
