@@ -113,6 +113,8 @@ MEANINGS = {
     "spot_checkpoint_s3_uri": "`s3://bucket/prefix` to sync checkpoints to; none skips the sync",
     "spot_checkpoint_wait": "how long the snapshot waits for the checkpoint",
     "spot_rebalance_action": "`checkpoint` or `all` on a rebalance recommendation",
+    "spot_event_delivery_lag": "a spot warning older than two minutes plus this is recorded and reported, nothing "
+    "saved; recovery starts only this long past the reclaim window after its warning",
     "recovery_state_machine_arn": "the recovery workflow",
     "recovery_max_attempts": "zones tried before recovery gives up",
 }

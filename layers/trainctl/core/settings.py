@@ -286,12 +286,14 @@ class SpotSettings(BaseModel):
     # How long to let the checkpoint run before the snapshot starts; capped by the two-minute window.
     spot_checkpoint_wait: timedelta = timedelta(seconds=30)
     spot_rebalance_action: Literal["checkpoint", "all"] = "checkpoint"
+    # How late a spot event may arrive and still be acted on: an older warning is recorded, nothing is saved.
+    spot_event_delivery_lag: timedelta = timedelta(minutes=5)
     recovery_state_machine_arn: str | None = None
     recovery_max_attempts: int = Field(default=3, ge=1, le=10)
     ledger_table: str = "trainctl-ledger"
     topic_arn: str | None = None
 
-    _durations = field_validator("spot_checkpoint_wait", mode="before")(_duration)
+    _durations = field_validator("spot_checkpoint_wait", "spot_event_delivery_lag", mode="before")(_duration)
     _lists = field_validator("regions", "spot_hooks", mode="before")(_csv)
     _known_region_shape = field_validator("regions")(_region_names)
 
