@@ -69,8 +69,7 @@ class AgeGuard(Construct):
                 self.role,
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
                 "Any new resource may need stamping, in the configured regions (aws:RequestedRegion); only the "
-                "trainctl:created-at, created-by, owner and scope keys, and each of created-at, owner and scope "
-                "only where unset.",
+                "trainctl:created-at, created-by, owner and scope keys, each only where unset.",
             )
         for arn in ec2_arns(regions, account, "instance", "volume", "snapshot"):
             acknowledge(
@@ -117,33 +116,33 @@ def _stamped(regions: Sequence[str], account: str) -> list[str]:
     ]
 
 
-_KEY_NAMES = {tags.CREATED_AT: "At", tags.OWNER: "Owner"}
+_KEY_NAMES = {tags.CREATED_AT: "At", tags.CREATED_BY: "By", tags.OWNER: "Owner"}
 
 
 def _key_sets(keys: Sequence[str]) -> list[list[str]]:
-    """Every set of the keys, the empty one first."""
-    return [list(chosen) for size in range(len(keys) + 1) for chosen in combinations(keys, size)]
+    """Every non-empty set of the keys, smallest first."""
+    return [list(chosen) for size in range(1, len(keys) + 1) for chosen in combinations(keys, size)]
 
 
 def age_guard_routes(*, regions: Sequence[str], account: str, scope_tag: str) -> list[Route]:
     return [
         *read_routes(regions, account),
-        # Owner, birth time and scope only where unset, key by key (created-by may go with any of them): IAM's
-        # conditions hold for the whole request, so there is one statement per set of those keys the code may write
-        # (it writes exactly the keys a resource lacks), each requiring all of them to be absent.
+        # Creator, owner, birth time and scope only where unset, key by key: IAM's conditions hold for the whole
+        # request, so there is one statement per set of those keys the code may write (it writes exactly the keys a
+        # resource lacks), each requiring all of them to be absent.
         *(
             Route(
-                "Stamp" + ("".join(_KEY_NAMES.get(k, "Scope") for k in keys) + "OnlyWhereUnset" if keys else "Creator"),
-                # Eight statements: each names the kinds once for every region, so the role's policy keeps its size.
+                "Stamp" + "".join(_KEY_NAMES.get(k, "Scope") for k in keys) + "OnlyWhereUnset",
+                # Each names the kinds once for every region, so the role's policy keeps its size.
                 _stamped(["*"], account),
                 actions=["ec2:CreateTags"],
                 conditions=merged(
-                    tag_keys_only([*keys, tags.CREATED_BY]),
-                    {"Null": {f"aws:ResourceTag/{k}": "true" for k in keys}} if keys else {},
+                    tag_keys_only(keys),
+                    {"Null": {f"aws:ResourceTag/{k}": "true" for k in keys}},
                     {"StringEquals": {"aws:RequestedRegion": list(regions)}},
                 ),
             )
-            for keys in _key_sets([tags.CREATED_AT, tags.OWNER, scope_tag])
+            for keys in _key_sets([tags.CREATED_AT, tags.CREATED_BY, tags.OWNER, scope_tag])
         ),
         # A resource in use loses the sweep's mark (where the code declares it does): that one key, in scope.
         Route(

@@ -177,3 +177,15 @@ def test_the_persistent_gate_catches_a_missing_or_narrower_deny() -> None:
     present_only = {**narrow, "Action": PERSISTENT_DENIED, "Condition": {"Null": {PERSISTENT: "false"}}}
     assert gates.without_persistent_deny([present_only]) != []  # would protect even trainctl:persistent=false
     assert gates.without_persistent_deny([{**narrow, "Action": PERSISTENT_DENIED}]) == []
+
+
+def test_age_guard_writes_every_stamp_key_only_where_the_resource_lacks_it_the_creator_too() -> None:
+    """Issue 25: age_guard's role could rewrite trainctl:created-by on any resource; only its code refrained."""
+    from infra.age_guard import age_guard_routes
+
+    routes = age_guard_routes(regions=["us-east-1"], account="123456789012", scope_tag=SCOPE)
+    stamping = {r.sid: r.conditions or {} for r in routes if "ec2:CreateTags" in r.actions}
+    written = {sid: set(c["ForAllValues:StringEquals"]["aws:TagKeys"]) for sid, c in stamping.items()}
+    assert any(tags.CREATED_BY in keys for keys in written.values()), "age guard must still stamp a creator"
+    for sid, conditions in stamping.items():
+        assert all(conditions["Null"].get(f"aws:ResourceTag/{key}") == "true" for key in written[sid]), sid

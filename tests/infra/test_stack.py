@@ -171,14 +171,13 @@ def _tagging_allowed(statement: dict[str, Any], keys: set[str], existing: set[st
 def test_age_guard_may_only_stamp_and_never_overwrite_a_scope_decision(synthesized) -> None:
     tagging = [s for s in statements(synthesized[0], "AgeGuard") if "ec2:CreateTags" in as_list(s["Action"])]
     stamp_keys = [tags.CREATED_AT, tags.CREATED_BY, tags.OWNER, tags.MANAGED]
-    # Issue 17 item 1: owner, birth time and scope are written only where unset, in policy, key by key; the
-    # creator goes with them (the code never overwrites it either, but nothing decides on it alone).
-    guarded = {tags.CREATED_AT, tags.OWNER, tags.MANAGED}
+    # Issue 17 item 1, issue 25: creator, owner, birth time and scope are written only where unset, in policy,
+    # key by key: any set of them on a resource that lacks every one, never one a resource already has.
     every_set = [set(c) for n in range(len(stamp_keys) + 1) for c in itertools.combinations(stamp_keys, n)]
     for existing in every_set:
         for keys in every_set:
             allowed = any(_tagging_allowed(s, keys, existing) for s in tagging)
-            assert allowed == (bool(keys) and not keys & existing & guarded), (sorted(keys), sorted(existing))
+            assert allowed == (bool(keys) and not keys & existing), (sorted(keys), sorted(existing))
         assert not any(_tagging_allowed(s, {"Name"}, existing) for s in tagging)
         assert not any(_tagging_allowed(s, {tags.CREATED_AT, "Name"}, existing) for s in tagging)
     granted = [s for s in statements(synthesized[0], "AgeGuard") if s["Effect"] == "Allow"]
