@@ -1,40 +1,46 @@
 """The spot recovery workflow: relaunch from the launch template in another zone, restore, resume, or give up clean.
 
-Direct SDK integrations only, no Lambda: the spot handler prepares the input (zones to try, the block device
-mappings that restore the snapshots, the resume command). The data volumes are restored by RunInstances
-itself, with DeleteOnTermination=true, so that compensation is one idempotent TerminateInstances; only after
-the instance runs are they switched to DeleteOnTermination=false.
+The input is trusted with nothing but an instance id. The first task (functions/spot_recovery_plan, which only
+reads) requires that instance to be terminated by EC2 for its spot capacity after a terminate warning the spot
+handler recorded, and reads from that record and from EC2 everything else: the launch template (the
+`aws:ec2launchtemplate:id` and `:version` tags EC2 puts on the instance), the snapshots to restore (each the
+spot handler's checkpoint of that very instance), the owner, the zones to try and the resume command. Any other
+input field is refused by name. The rest are direct SDK integrations. The data volumes are restored by
+RunInstances itself, with DeleteOnTermination=true, so that compensation is one idempotent TerminateInstances;
+only after the instance runs are they switched to DeleteOnTermination=false. The workflow tags what it launches
+itself. Its role may pass only the roles a deploy setting names (`recovery_instance_roles`); with none, it
+relaunches only templates without an instance profile; it may restore no snapshot that a person's tags claim
+and the spot handler's tag does not.
 
-The input is not trusted with what to launch: the workflow reads the launch template from the interrupted
-instance itself (the `aws:ec2launchtemplate:id` and `:version` tags EC2 puts on it), refuses an instance out of
-scope, and tags what it launches itself. Its role may pass only the roles a deploy setting names
-(`recovery_instance_roles`); with none, it relaunches only templates without an instance profile.
-
-Phases: find the template -> pick a zone -> launch and wait until running -> keep the restored volumes ->
-resume -> tell the owner. A failure after the launch terminates the half-built instance and tries the next
-zone; out of zones, give up.
+Phases: plan -> pick a zone -> launch and wait until running -> keep the restored volumes -> resume -> tell the
+owner. A failure after the launch terminates the half-built instance and tries the next zone; out of zones, give
+up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from infra.function import TrainctlFunction
 from infra.permissions import (
-    IN_SCOPE_VALUES,
     acknowledge,
     created_by,
     document_arns,
     ec2_arns,
     in_scope_condition,
+    logical_id,
     merged,
     tag_present,
 )
@@ -47,13 +53,11 @@ POLL_SECONDS = 10
 MAX_POLLS = 30
 RESUME_ATTEMPTS = 8  # SSM needs the new instance's agent registered: retried 15 s apart, backing off
 EC2_ALL = ["*"]
-TEMPLATE_ID = "aws:ec2launchtemplate:id"
-TEMPLATE_VERSION = "aws:ec2launchtemplate:version"
-# What RunInstances from a launch template may also authorise on, besides the instance and volumes it creates.
+# What RunInstances from a launch template may also authorise on, besides the instance and volumes it creates
+# and the snapshots it restores (RESTORABLE_SNAPSHOTS).
 LAUNCH_INPUTS = [
     "launch-template",
     "image",
-    "snapshot",
     "subnet",
     "security-group",
     "network-interface",
@@ -70,16 +74,45 @@ class SpotRecovery(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        layer: lambda_.ILayerVersion,
+        settings_environment: Mapping[str, str],
         regions: Sequence[str],
         scope_tag: str,
         instance_roles: Sequence[str],
+        ledger: dynamodb.ITable,
         topic: sns.ITopic,
         key: kms.IKey,
+        failures: sqs.IQueue,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         account = cdk.Stack.of(self).account
         self._scope_tag = scope_tag
+        self.planner = TrainctlFunction(
+            self,
+            "PlanFunction",
+            folder="spot_recovery_plan",
+            description="trainctl spot recovery: what to relaunch, from EC2 and the spot handler's record only",
+            layer=layer,
+            environment={
+                **settings_environment,
+                "TRAINCTL_LEDGER_TABLE": ledger.table_name,
+                "TRAINCTL_TOPIC_ARN": topic.topic_arn,
+                "TRAINCTL_SPOT_DOCUMENT": names.SPOT_DOCUMENT,
+            },
+            failures=failures,
+            log_retention=log_retention,
+            timeout=cdk.Duration.seconds(60),
+            retry_attempts=0,
+            function_name=names.SPOT_RECOVERY_PLAN_FUNCTION,
+        )
+        self.planner.grant_declared(
+            [
+                Route("ReadTheSpotRecords", [ledger.table_arn], select=service("dynamodb")),
+                Route("EncryptedLedger", [key.key_arn], select=service("kms")),
+                *read_routes(regions, account),
+            ]
+        )
         pick_zone = sfn.Pass(
             self,
             "PickZone",
@@ -99,14 +132,16 @@ class SpotRecovery(Construct):
         keep = self._keep_resume_and_tell(compensate, topic, resume_instances)
         pick_zone.next(self._launch_until_running(compensate, next_attempt, keep))
         roles = role_arns(instance_roles, account)
+        planner = self.planner.function
         self.state_machine, self.role, self.log_group = state_machine(
             self,
             name=names.RECOVERY_STATE_MACHINE,
-            start=self._find_template(then=pick_zone),
+            start=self._plan(planner, then=pick_zone),
             timeout=cdk.Duration.hours(2),
             log_retention=log_retention,
             key=key,
             routes=[
+                Route("RunItsPlan", [planner.function_arn, f"{planner.function_arn}:*"], ["lambda:InvokeFunction"]),
                 *recovery_routes(regions, account, scope_tag, roles),
                 Route("TellTheOwner", [topic.topic_arn], select=service("sns")),
                 Route("EncryptedTopic", [key.key_arn], select=service("kms")),
@@ -122,57 +157,22 @@ class SpotRecovery(Construct):
             self.role.add_to_policy(statement)
         self._acknowledge_findings(regions, account)
 
-    def _find_template(self, *, then: sfn.IChainable) -> sfn.IChainable:
-        """The launch template comes from the interrupted instance itself, which must be in scope; never the input."""
-        instance = "$.Reservations[0].Instances[0].Tags"
-        describe = tasks.CallAwsService(
+    def _plan(self, planner: lambda_.IFunction, *, then: sfn.IChainable) -> sfn.IChainable:
+        """The whole state comes from the plan: nothing of the input but the instance id reaches a later step."""
+        plan = tasks.LambdaInvoke(
             self,
-            "DescribeInterrupted",
-            comment="What to relaunch is read from the interrupted instance, not taken from the input",
-            service="ec2",
-            action="describeInstances",
-            parameters={"InstanceIds.$": "States.Array($.instance_id)"},
-            iam_resources=EC2_ALL,
-            iam_action="ec2:DescribeInstances",
-            result_selector={
-                "template_ids.$": f"{instance}[?(@.Key == '{TEMPLATE_ID}')].Value",
-                "versions.$": f"{instance}[?(@.Key == '{TEMPLATE_VERSION}')].Value",
-                "scope.$": f"{instance}[?(@.Key == '{self._scope_tag}')].Value",
-            },
-            result_path="$.interrupted",
+            "Plan",
+            comment="What to relaunch, restore and resume, read from EC2 and the spot handler's record",
+            lambda_function=planner,
+            # No payload: the Lambda gets the whole input, and refuses any field but instance_id by name.
+            payload_response_only=True,
+            result_path="$",
+            retry_on_service_exceptions=True,
         )
-        refused = sfn.Fail(
-            self,
-            "NotRecoverable",
-            error="NotRecoverable",
-            cause="The interrupted instance is unknown, out of scope, or was not launched from a launch template",
-        )
-        describe.add_catch(refused, errors=["States.ALL"], result_path="$.error")
-        use_template = sfn.Pass(
-            self,
-            "UseItsTemplate",
-            parameters={
-                "LaunchTemplateId.$": "$.interrupted.template_ids[0]",
-                "Version.$": "$.interrupted.versions[0]",
-            },
-            result_path="$.launch_template",
-        )
-        use_template.next(then)
-        in_scope = sfn.Condition.or_(
-            *(
-                sfn.Condition.string_equals("$.interrupted.scope[0]", spelling)
-                for value in IN_SCOPE_VALUES
-                for spelling in sorted({value, value.upper(), value.capitalize()})
-            )
-        )
-        recoverable = sfn.Condition.and_(
-            sfn.Condition.is_present("$.interrupted.template_ids[0]"),
-            sfn.Condition.is_present("$.interrupted.versions[0]"),
-            sfn.Condition.is_present("$.interrupted.scope[0]"),
-            in_scope,
-        )
-        describe.next(sfn.Choice(self, "InScopeFromATemplate").when(recoverable, use_template).otherwise(refused))
-        return describe
+        refused = sfn.Fail(self, "NotRecoverable", error="NotRecoverable", cause_path="$.error.Cause")
+        plan.add_catch(refused, errors=["States.ALL"], result_path="$.error")
+        plan.next(then)
+        return plan
 
     def _launch_until_running(
         self, compensate: sfn.IChainable, next_attempt: sfn.IChainable, keep: sfn.IChainable
@@ -384,6 +384,11 @@ class SpotRecovery(Construct):
         )
 
     def _acknowledge_findings(self, regions: Sequence[str], account: str) -> None:
+        acknowledge(
+            self.role,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(self.planner.function)}.Arn>:*]",
+            "The workflow invokes any version of its own plan function, and no other.",
+        )
         for arn in ec2_arns(regions, account, "instance", "volume"):
             acknowledge(
                 self.role,
@@ -391,7 +396,7 @@ class SpotRecovery(Construct):
                 "Launched only with the scope and trainctl:recovered-from request tags; later calls (keep, resume, "
                 "terminate) only on instances carrying trainctl:recovered-from, which this workflow writes.",
             )
-        for arn in ec2_arns(regions, account, *LAUNCH_INPUTS):
+        for arn in ec2_arns(regions, account, *LAUNCH_INPUTS, "snapshot"):
             acknowledge(
                 self.role,
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
@@ -414,6 +419,8 @@ def role_arns(roles: Sequence[str], account: str) -> list[str]:
 def recovery_routes(regions: Sequence[str], account: str, scope_tag: str, roles: Sequence[str]) -> list[Route]:
     """Launch only in scope and tagged as recovered; act later only on what carries that tag."""
     launched = ec2_arns(regions, account, "instance", "volume")
+    # The tags that say a snapshot is someone's: age_guard's stamps, and the scope tag.
+    claims = (scope_tag, tags.OWNER, tags.CREATED_BY)
     recovered = merged(in_scope_condition(scope_tag), tag_present(tags.RECOVERED_FROM))
     return [
         *read_routes(regions, account),
@@ -427,6 +434,21 @@ def recovery_routes(regions: Sequence[str], account: str, scope_tag: str, roles:
             ),
         ),
         Route("LaunchFromTheTemplate", ec2_arns(regions, account, *LAUNCH_INPUTS), ["ec2:RunInstances"]),
+        # IAM cannot compare a snapshot's tag with the instance being recovered (the plan's code does): it holds
+        # that a restored snapshot is one the spot handler tagged as a checkpoint...
+        Route(
+            "RestoreOnlySpotCheckpoints",
+            ec2_arns(regions, account, "snapshot"),
+            ["ec2:RunInstances"],
+            conditions=tag_present(tags.SPOT_INSTANCE),
+        ),
+        # ...or one no one claims (the template image's own): never a snapshot a person's tags claim.
+        Route(
+            "BootFromUnclaimedImageSnapshots",
+            ec2_arns(regions, account, "snapshot"),
+            ["ec2:RunInstances"],
+            conditions={"Null": {f"aws:ResourceTag/{key}": "true" for key in (tags.SPOT_INSTANCE, *claims)}},
+        ),
         # At creation only; the launch template's own tags are written with trainctl's (IAM sees them as the
         # request's), so keys are not limited here.
         Route(

@@ -161,11 +161,15 @@ class TrainctlStack(cdk.Stack):
         self.recovery = SpotRecovery(
             self,
             "SpotRecovery",
+            layer=layer,
+            settings_environment=config.spot_environment(),
             regions=config.spot.regions,
             scope_tag=config.spot.scope_tag,
             instance_roles=config.options.recovery_instance_roles,
+            ledger=self.ledger,
             topic=self.topic,
             key=self.key,
+            failures=self.failures,
             log_retention=retention,
         )
         self.spot = SpotInterruption(

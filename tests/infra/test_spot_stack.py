@@ -17,9 +17,7 @@ pytestmark = pytest.mark.infra
 
 
 def recovery_definition(template: dict[str, Any]) -> dict[str, Any]:
-    machine = next(r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine")
-    parsed: dict[str, Any] = json.loads(workflows.resolve_definition(machine["Properties"]["DefinitionString"]))
-    return parsed
+    return dict(json.loads(definitions(template)[workflows.SPOT_RECOVERY]))
 
 
 def test_the_shipped_workflow_is_exactly_what_the_stack_synthesises(synthesized) -> None:
@@ -126,18 +124,16 @@ def test_recovery_launches_only_in_scope_and_passes_no_role_by_default(synthesiz
     assert not [s for s in launching if "*" in as_list(s["Resource"])]
 
 
-def test_recovery_reads_the_template_from_the_instance_and_checks_its_scope(synthesized) -> None:
+def test_recovery_starts_from_its_plan_and_keeps_nothing_of_the_input(synthesized) -> None:
+    """Issue 25: the plan (EC2 and the spot handler's record) is the whole state; the launch reads it alone."""
     definition = recovery_definition(synthesized[0])
-    assert definition["StartAt"] == "DescribeInterrupted"
-    lookup = definition["States"]["DescribeInterrupted"]
-    assert lookup["Parameters"] == {"InstanceIds.$": "States.Array($.instance_id)"}
-    assert "aws:ec2launchtemplate:id" in lookup["ResultSelector"]["template_ids.$"]
+    assert definition["StartAt"] == "Plan"
+    plan = definition["States"]["Plan"]
+    assert plan["ResultPath"] == "$" and plan["Next"] == "PickZone"
+    assert plan["Catch"][0]["Next"] == "NotRecoverable"  # refused: nothing launched
     launch = definition["States"]["Launch"]["Parameters"]
-    assert launch["LaunchTemplate.$"] == "$.launch_template"  # written by UseItsTemplate, from the lookup
-    assert definition["States"]["UseItsTemplate"]["ResultPath"] == "$.launch_template"
+    assert launch["LaunchTemplate.$"] == "$.launch_template"
     assert "$.tags" not in json.dumps(launch)  # the tags are the workflow's own, not the input's
-    choice = definition["States"]["InScopeFromATemplate"]
-    assert choice["Default"] == "NotRecoverable" and choice["Choices"][0]["Next"] == "UseItsTemplate"
 
 
 def test_every_step_after_the_launch_is_caught_and_every_wait_is_bounded(synthesized) -> None:

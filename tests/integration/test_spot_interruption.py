@@ -22,13 +22,16 @@ from tests.conftest import load_event
 from tests.integration.fleet import messages
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import stack_resources
+from trainctl.cli.local_lambda import lambda_tasks_in_process
 from trainctl.cli.local_run import LocalContext, load_handler
-from trainctl.core import names, tags
+from trainctl.core import clock, names, tags
 from trainctl.core.clock import format_instant
 from trainctl.core.events import InvalidEvent
 
 REGION = "us-east-1"
 WARNED_AT = datetime(2026, 11, 28, 8, 22, tzinfo=UTC)
+# When the recovery workflow plans: minutes after the warning, as a reclaim's termination event is handled.
+PLANNED_AFTER = timedelta(minutes=3)
 
 
 @dataclass
@@ -107,7 +110,7 @@ def fleet(factory: ClientFactory) -> SpotFleet:
 @pytest.fixture
 def handler(
     factory: ClientFactory, fleet: SpotFleet, sent: SentCommands, monkeypatch: pytest.MonkeyPatch
-) -> types.ModuleType:
+) -> Iterator[types.ModuleType]:
     monkeypatch.setenv("TRAINCTL_REGIONS", REGION)
     monkeypatch.setenv("TRAINCTL_TOPIC_ARN", fleet.topic_arn)
     monkeypatch.setenv("TRAINCTL_SPOT_HOOKS", "default,fast,resume")
@@ -118,7 +121,10 @@ def handler(
     monkeypatch.setattr(module, "client_factory", lambda: factory)
     module.clock = lambda: WARNED_AT + timedelta(seconds=5)
     module.sleep = lambda _: None
-    return module
+    # The workflow's plan task runs in-process, loaded afresh each time: its clock is the library's.
+    monkeypatch.setattr(clock, "system_clock", lambda: WARNED_AT + PLANNED_AFTER)
+    with lambda_tasks_in_process({}):
+        yield module
 
 
 def invoke(handler: types.ModuleType, event: dict[str, Any]) -> dict[str, Any]:
@@ -383,45 +389,12 @@ def test_recovery_relaunches_in_another_zone_restores_the_data_and_resumes(
     assert len(recovered_instances(factory, fleet.trainer)) == 1
 
 
-class AfterTheLookup:
-    """A fault that lets the workflow's first call through: its DescribeInstances of the interrupted instance."""
-
-    def __init__(self, fault: Any) -> None:
-        self.fault = fault
-        self.passed = 0
-
-    def __call__(self, model: Any, **kwargs: Any) -> Any:
-        if model.name == self.fault.operation and not self.passed:
-            self.passed += 1
-            return None
-        return self.fault(model, **kwargs)
-
-
-@pytest.fixture
-def fault_after_the_lookup(workflow_fault: Any) -> Iterator[Any]:
-    events = boto3._get_default_session().events
-    installed: list[AfterTheLookup] = []
-
-    def install(operation: str) -> Any:
-        fault = workflow_fault(operation)
-        if operation != "DescribeInstances":
-            return fault
-        events.unregister("before-call", fault)
-        wrapper = AfterTheLookup(fault)
-        events.register_first("before-call", wrapper)
-        installed.append(wrapper)
-        return fault
-
-    yield install
-    for wrapper in installed:
-        events.unregister("before-call", wrapper)
-
-
 @pytest.mark.parametrize("operation", ["DescribeInstances", "ModifyInstanceAttribute", "SendCommand"])
 def test_every_failure_after_the_launch_is_compensated(
-    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, fault_after_the_lookup: Any, operation: str
+    handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, workflow_fault: Any, operation: str
 ) -> None:
-    fault = fault_after_the_lookup(operation)
+    # The plan's own reads are not the workflow's SDK calls: the fault reaches only what follows the launch.
+    fault = workflow_fault(operation)
     started = reclaim(handler, factory, fleet.trainer)
     finished = wait_for(factory, started["execution_arn"])
     assert finished["status"] == "FAILED" and finished["error"] == "RecoveryFailed"
@@ -574,13 +547,11 @@ def handler_input(handler: types.ModuleType, factory: ClientFactory, instance_id
     return found
 
 
-def test_the_recovery_input_names_no_launch_template_and_no_tags(
+def test_the_recovery_input_is_the_instance_id_alone(
     handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet
 ) -> None:
-    """The workflow derives both from the interrupted instance: the input carries neither."""
-    execution_input = handler_input(handler, factory, fleet.trainer)
-    assert "launch_template" not in execution_input and "tags" not in execution_input
-    assert execution_input["owner"] == "carol" and execution_input["instance_id"] == fleet.trainer
+    """Issue 25: the workflow reads everything else from EC2 and the spot handler's record."""
+    assert handler_input(handler, factory, fleet.trainer) == {"instance_id": fleet.trainer}
 
 
 def start_by_hand(fleet: SpotFleet, execution_input: dict[str, Any]) -> str:
@@ -591,12 +562,11 @@ def start_by_hand(fleet: SpotFleet, execution_input: dict[str, Any]) -> str:
     return str(started["executionArn"])
 
 
-def test_the_workflow_relaunches_the_interrupted_instances_own_template_whatever_the_input_names(
+def test_the_workflow_refuses_a_launch_template_or_tags_in_its_input_by_name(
     handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet
 ) -> None:
     """Issue 17 item 6: a hand-written input naming another launch template (an admin profile, say) launched it."""
     ec2 = factory.ec2(REGION)
-    trainer = ec2.describe_instances(InstanceIds=[fleet.trainer])["Reservations"][0]["Instances"][0]
     admin = ec2.create_launch_template(
         LaunchTemplateName="admin",
         LaunchTemplateData={"ImageId": "ami-0abcdef1234567890", "InstanceType": "m5.large"},
@@ -604,13 +574,11 @@ def test_the_workflow_relaunches_the_interrupted_instances_own_template_whatever
     forged = {
         **handler_input(handler, factory, fleet.trainer),
         "launch_template": {"LaunchTemplateId": admin, "Version": "1"},
-        "tags": [{"Key": "team", "Value": "admin"}],
     }
-    assert wait_for(factory, start_by_hand(fleet, forged))["status"] == "SUCCEEDED"
-    [relaunched] = recovered_instances(factory, fleet.trainer)
-    assert template_of(relaunched) == template_of(trainer) != admin
-    labels = {t["Key"]: t["Value"] for t in relaunched["Tags"]}
-    assert labels[tags.MANAGED] == "true" and labels[tags.OWNER] == "carol" and "team" not in labels
+    finished = wait_for(factory, start_by_hand(fleet, forged))
+    assert finished["status"] == "FAILED" and finished["error"] == "NotRecoverable"
+    assert "unexpected field 'launch_template'" in finished["cause"]
+    assert recovered_instances(factory, fleet.trainer) == []
 
 
 @pytest.mark.parametrize("who", ["out_of_scope", "no_template"])
@@ -618,8 +586,8 @@ def test_the_workflow_refuses_an_instance_out_of_scope_or_without_a_template(
     handler: types.ModuleType, factory: ClientFactory, fleet: SpotFleet, who: str
 ) -> None:
     instance_id = getattr(fleet, who)
-    forged = {**handler_input(handler, factory, fleet.trainer), "instance_id": instance_id}
-    finished = wait_for(factory, start_by_hand(fleet, forged))
+    handler_input(handler, factory, fleet.trainer)
+    finished = wait_for(factory, start_by_hand(fleet, {"instance_id": instance_id}))
     assert finished["status"] == "FAILED" and finished["error"] == "NotRecoverable"
     assert recovered_instances(factory, instance_id) == []
     assert recovered_instances(factory, fleet.trainer) == []

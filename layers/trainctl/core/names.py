@@ -13,6 +13,7 @@ PREWARM_STATE_MACHINE = "trainctl-prewarm"
 PREWARM_PROFILE = "trainctl-prewarm-worker"
 PREWARM_PLAN_FUNCTION = "trainctl-prewarm_plan"
 PREWARM_REPORT_FUNCTION = "trainctl-prewarm_report"
+SPOT_RECOVERY_PLAN_FUNCTION = "trainctl-spot_recovery_plan"
 # The environment every trainctl function runs with, beside its own settings.
 FUNCTION_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "trainctl",

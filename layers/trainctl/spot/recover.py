@@ -1,10 +1,11 @@
-"""Spot recovery: when EC2 reclaimed an instance that asked for it, start the relaunch workflow with its input."""
+"""Spot recovery: when EC2 reclaimed an instance that asked for it, start the relaunch workflow with its id alone."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -15,15 +16,10 @@ from trainctl.core.notices import Notice, digest
 from trainctl.core.permissions import needs
 from trainctl.core.settings import SpotSettings
 from trainctl.core.text import one_line
-from trainctl.spot.rules import (
-    checkpoint_command,
-    reclaim_warning,
-    recovery_refusal,
-    recovery_zones,
-)
+from trainctl.spot.rules import reclaim_warning, recovery_is_late, recovery_refusal
 from trainctl.spot.run import SpotLedger, SpotOutcome, describe_instance, owner_notice
 
-PERMISSIONS = needs("ec2:DescribeAvailabilityZones", "states:StartExecution")
+PERMISSIONS = needs("states:StartExecution")
 
 Status = Literal["handled", "refused", "ignored", "recovery-started", "unrecoverable"]
 _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
@@ -61,40 +57,13 @@ def start_recovery(
     elif region != workflow_region:
         # Step Functions SDK integrations act in the workflow's own region.
         outcome.status, outcome.reason = "unrecoverable", f"recovery runs in {workflow_region} only, not {region}"
+    elif warning is not None and recovery_is_late(_warned_at(warning), clock(), settings):
+        outcome.status, outcome.reason = "unrecoverable", "the termination came to trainctl too late after its warning"
     if outcome.status == "unrecoverable":
         _tell_unrecoverable(factory, settings, outcome)
         return outcome
-    zones = [
-        z["ZoneName"]
-        for z in ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])[
-            "AvailabilityZones"
-        ]
-    ]
-    candidates = recovery_zones(instance.availability_zone, zones)[: settings.recovery_max_attempts]
-    snapshots = list((warning or {}).get("snapshots") or [])
-    command = checkpoint_command(instance, settings, mode="resume")
-    restorable = [s for s in snapshots if s.get("device")]
-    # The workflow reads the launch template from the interrupted instance itself and writes its own tags: the
-    # input names neither. The owner becomes a message attribute and a tag there: one escaped line.
-    execution_input = {
-        "instance_id": instance_id,
-        "region": region,
-        "owner": one_line(outcome.owner) if outcome.owner else "(no owner)",
-        "zones": candidates,
-        "attempt": 0,
-        "max_attempts": len(candidates),
-        # Restored by RunInstances itself, dying with a half-built instance; kept once it runs.
-        "block_devices": [
-            {
-                "DeviceName": s["device"],
-                "Ebs": {"SnapshotId": s["snapshot_id"], "VolumeType": s["volume_type"], "DeleteOnTermination": True},
-            }
-            for s in restorable
-        ],
-        "keep_mappings": [{"DeviceName": s["device"], "Ebs": {"DeleteOnTermination": False}} for s in restorable],
-        "resume": {"document": command.document, "parameters": command.parameters},
-        "topic_arn": settings.topic_arn or "",
-    }
+    # The instance id alone: the workflow reads what to restore, whose it is and where from its records.
+    execution_input = {"instance_id": instance_id}
     sfn = factory.client("stepfunctions", workflow_region)
     try:
         # The name makes the start idempotent: a repeated event finds the execution already there.
@@ -108,8 +77,13 @@ def start_recovery(
         if error_code(exc) != "ExecutionAlreadyExists":
             raise access_error("StartExecution", exc) from exc
         outcome.reason = "recovery already started for this instance"
-    outcome.notes.append(f"zones to try: {', '.join(candidates) or 'none'}; {len(restorable)} volume(s) to restore")
+    restorable = [s for s in (warning or {}).get("snapshots") or [] if s.get("device")]
+    outcome.notes.append(f"{len(restorable)} volume(s) to restore, as the warning's record says")
     return outcome
+
+
+def _warned_at(warning: Mapping[str, Any]) -> datetime:
+    return ensure_utc(datetime.fromisoformat(str(warning.get("event_time", ""))))
 
 
 def _tell_unrecoverable(factory: ClientFactory, settings: SpotSettings, outcome: SpotOutcome) -> None:

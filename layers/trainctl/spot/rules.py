@@ -7,16 +7,18 @@ then the ledger and the owner's message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from trainctl.core import tags
-from trainctl.core.clock import ensure_utc
+from trainctl.core.clock import ensure_utc, format_instant
 from trainctl.core.protections import in_scope
 from trainctl.core.resources import Instance
 from trainctl.core.settings import SpotSettings
+from trainctl.core.text import one_line
 
 EventKind = Literal["warning", "rebalance"]
 # EC2 reclaims the instance about this long after the warning.
@@ -26,6 +28,15 @@ SAVE_MARGIN = timedelta(seconds=40)
 # A reclaim ends the instance about WARNING_LEAD after its warning; shutting down takes a few minutes more.
 RECLAIM_WINDOW = timedelta(minutes=7)
 GONE_STATES = frozenset({"shutting-down", "terminated"})
+# EC2's StateReason when it takes spot capacity back; no person and no API call can give an instance this reason.
+SPOT_RECLAIM_REASONS = frozenset({"Server.SpotInstanceTermination"})
+# All a recovery execution is given: everything else comes from the ledger and from EC2.
+RECOVERY_INPUT_FIELDS = ("instance_id",)
+_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8}(?:[0-9a-f]{9})?$")
+
+
+class RecoveryRefused(ValueError):
+    """The recovery workflow may not relaunch this instance; nothing was launched."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,11 @@ def checkpoint_command(
         hook=hook,
         note=note,
     )
+
+
+def warning_is_late(event_time: datetime, now: datetime, settings: SpotSettings) -> bool:
+    """A warning older than its two-minute window and a delivery lag: the instance it spoke of is gone or spared."""
+    return now - event_time > WARNING_LEAD + settings.spot_event_delivery_lag
 
 
 def saves_data(kind: EventKind, settings: SpotSettings) -> bool:
@@ -170,3 +186,85 @@ def recovery_refusal(instance: Instance | None, settings: SpotSettings, *, warne
 def recovery_zones(lost_zone: str, available: Sequence[str]) -> list[str]:
     """The other zones of the region, in a stable order: the zone that just lost its capacity is skipped."""
     return sorted(z for z in available if z != lost_zone)
+
+
+def recovery_is_late(warned_at: datetime, now: datetime, settings: SpotSettings) -> bool:
+    """Recovery follows a reclaim at once: a warning older than the reclaim window and a delivery lag is history."""
+    return now - warned_at > RECLAIM_WINDOW + settings.spot_event_delivery_lag
+
+
+def recovery_instance_id(event: object) -> str:
+    """The one thing a recovery execution is given; any other field is refused by name."""
+    if not isinstance(event, Mapping):
+        raise RecoveryRefused("the recovery input must be an object holding instance_id alone")
+    for name in event:
+        if name not in RECOVERY_INPUT_FIELDS:
+            raise RecoveryRefused(
+                f"unexpected field {one_line(name, 64)!r} in the recovery input: it holds instance_id alone, "
+                "the workflow reads the rest from the spot handler's record"
+            )
+    instance_id = event.get("instance_id")
+    if not isinstance(instance_id, str) or not _INSTANCE_ID.fullmatch(instance_id):
+        raise RecoveryRefused(f"instance_id {one_line(instance_id, 64)!r} is not an instance id")
+    return instance_id
+
+
+def reclaimed_by_spot(instance: Instance) -> bool:
+    """EC2 itself says it terminated the instance to take its spot capacity back."""
+    return instance.state == "terminated" and instance.state_reason in SPOT_RECLAIM_REASONS
+
+
+def plan_refusal(
+    instance: Instance | None, warning: Mapping[str, Any] | None, settings: SpotSettings, *, now: datetime
+) -> str | None:
+    """Why the workflow may not relaunch this instance, from EC2's word and the spot handler's record alone.
+
+    `warning`: the latest handled terminate warning the spot handler recorded for the instance.
+    """
+    if instance is None:
+        return "unknown instance: EC2 does not know it"
+    if instance.lifecycle != "spot":
+        return "not a spot instance"
+    if not in_scope(instance, settings.scope_tag):
+        return f"out of scope: no {settings.scope_tag}=true"
+    if not tags.opts_in(instance.tags.get(tags.RECOVER)):
+        return f"no {tags.RECOVER}=true"
+    if not reclaimed_by_spot(instance):
+        reason = one_line(instance.state_reason or "none", 64)
+        return f"not reclaimed by EC2: {instance.state} with state reason {reason}"
+    if warning is None:
+        return "no handled terminate warning recorded for it: the spot handler saved nothing to restore"
+    warned_at = ensure_utc(datetime.fromisoformat(str(warning["event_time"])))
+    if recovery_is_late(warned_at, now, settings):
+        return f"its warning ({format_instant(warned_at)}) is too old: recovery follows a reclaim at once"
+    return None
+
+
+def snapshot_refusal(instance_id: str, recorded: Mapping[str, Any], described: Mapping[str, Any] | None) -> str | None:
+    """A snapshot the record names is restored only if it is the spot handler's checkpoint of that very instance."""
+    snapshot_id = one_line(recorded.get("snapshot_id", ""), 64)
+    if described is None:
+        return f"snapshot {snapshot_id} is not in this account"
+    labels = {str(t.get("Key")): str(t.get("Value")) for t in described.get("Tags", [])}
+    if labels.get(tags.SPOT_INSTANCE) != instance_id:
+        return f"snapshot {snapshot_id} is not tagged {tags.SPOT_INSTANCE}={instance_id}"
+    if described.get("VolumeId") != recorded.get("volume_id"):
+        return f"snapshot {snapshot_id} was not taken of the volume the record names"
+    return None
+
+
+def restore_mappings(snapshots: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """RunInstances' mappings that restore each data volume, and those that keep them once the instance runs.
+
+    Restored with DeleteOnTermination=true, they die with a half-built instance; kept once it runs.
+    """
+    restorable = [s for s in snapshots if s.get("device")]
+    launch = [
+        {
+            "DeviceName": s["device"],
+            "Ebs": {"SnapshotId": s["snapshot_id"], "VolumeType": s["volume_type"], "DeleteOnTermination": True},
+        }
+        for s in restorable
+    ]
+    keep = [{"DeviceName": s["device"], "Ebs": {"DeleteOnTermination": False}} for s in restorable]
+    return launch, keep

@@ -29,6 +29,7 @@ from trainctl.core.protections import volumes_dying_with
 from trainctl.core.resources import Instance, Volume
 from trainctl.core.settings import SpotSettings
 from trainctl.core.text import one_line
+from trainctl.spot.plan import recorded_history
 from trainctl.spot.rules import (
     EventKind,
     checkpoint_command,
@@ -37,6 +38,7 @@ from trainctl.spot.rules import (
     refusal,
     saves_data,
     snapshot_tags,
+    warning_is_late,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ PERMISSIONS = needs(
     "ssm:GetCommandInvocation",
 )
 
-Status = Literal["handled", "refused", "ignored", "recovery-started", "unrecoverable"]
+Status = Literal["handled", "refused", "late", "ignored", "recovery-started", "unrecoverable"]
 _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 
 
@@ -94,6 +96,8 @@ class SpotOutcome:
     # minutes before the termination.
     action: str = ""
     event_time: str = ""
+    # The zone that lost its capacity: recovery relaunches elsewhere.
+    zone: str = ""
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -114,6 +118,7 @@ class SpotOutcome:
             "notes": self.notes,
             "action": self.action,
             "event_time": self.event_time,
+            "zone": self.zone,
         }
 
 
@@ -162,15 +167,7 @@ class SpotLedger:
             raise access_error("PutItem", exc) from exc
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
-        try:
-            items = self._dynamodb.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": ledger.spot_partition(instance_id)}},
-            ).get("Items", [])
-        except ClientError as exc:
-            raise access_error("Query", exc) from exc
-        return [json.loads(item["outcome"]["S"]) for item in items]
+        return recorded_history(self._dynamodb, self._table, instance_id)
 
 
 def handle_interruption(
@@ -197,6 +194,17 @@ def handle_interruption(
         outcome.status, outcome.reason = "refused", why_not or "unknown instance"
         return outcome
     outcome.owner = instance.tags.get(tags.OWNER, "")
+    outcome.zone = instance.availability_zone
+    if kind == "warning" and warning_is_late(ensure_utc(event_time), clock(), settings):
+        # Recorded and reported, never acted on: nothing is snapshotted, and recovery never follows it.
+        outcome.status = "late"
+        outcome.reason = (
+            f"the warning is from {outcome.event_time}, more than its two minutes and "
+            f"TRAINCTL_SPOT_EVENT_DELIVERY_LAG ago: nothing was saved for it"
+        )
+        outcome.notes.append(outcome.reason)
+        _record_and_tell(factory, settings, outcome, clock(), watch)
+        return outcome
 
     # (a) The checkpoint command: the one step whose every second counts.
     command = checkpoint_command(instance, settings)
@@ -366,7 +374,7 @@ def _record_and_tell(
 def interruption_notice(outcome: SpotOutcome) -> Notice:
     failed = [s.name for s in outcome.steps if s.outcome == "failed"]
     title = f"trainctl spot {outcome.kind}: {outcome.instance_id}" + (
-        f" ({', '.join(failed)} failed)" if failed else ""
+        f" ({', '.join(failed)} failed)" if failed else " (late: nothing saved)" if outcome.status == "late" else ""
     )
     # Every value below may carry text from a tag or an error: each is one escaped line, never a line of its own.
     lines = [
@@ -383,7 +391,9 @@ def interruption_notice(outcome: SpotOutcome) -> Notice:
     steps = []
     if outcome.snapshots:
         steps.append("Restore from the snapshots above: trainctl resources graph shows what each was taken of.")
-    if outcome.kind == "warning":
+    if outcome.status == "late":
+        steps.append("Nothing was checkpointed, snapshotted or kept for this warning, and it starts no recovery.")
+    elif outcome.kind == "warning":
         steps.append("EC2 reclaims the instance in about two minutes: resume from the last checkpoint elsewhere.")
     if failed:
         steps.append("Some steps failed: the spot_interruption function's log says why.")
