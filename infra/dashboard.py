@@ -27,6 +27,7 @@ from infra.metrics import (
     protection_metric,
     spot_metric,
 )
+from trainctl.core.protections import Protection
 
 DASHBOARD_NAME = "trainctl"
 HOUR = cdk.Duration.hours(1)
@@ -115,6 +116,14 @@ class Dashboard(Construct):
                 left=[emitted(protection_metric(p), label=p) for p in PROTECTIONS],
                 stacked=True,
                 width=12,
+            ),
+            # No training check can reach them, so an idle one is never stopped: the README says how to fix it.
+            cloudwatch.SingleValueWidget(
+                title="Instances SSM does not manage (latest sweep; README: Instances SSM does not manage)",
+                metrics=[
+                    emitted(protection_metric(Protection.NOT_MANAGED_BY_SSM), statistic="Maximum", label="instances")
+                ],
+                width=24,
             ),
         ]
 

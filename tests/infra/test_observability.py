@@ -232,6 +232,17 @@ def test_the_dollars_avoided_widget_states_its_assumption(synthesized) -> None:
         assert "estimate" in text and f"{hours} h" in text
 
 
+def test_the_dashboard_counts_the_instances_ssm_does_not_manage_on_their_own(synthesized) -> None:
+    widgets = [w["properties"] for w in dashboard(synthesized[0])["widgets"]]
+    counted = [
+        w
+        for w in widgets
+        if w.get("view") == "singleValue"
+        and any("Protection_not-managed-by-ssm" in line for line in w.get("metrics", []))
+    ]
+    assert len(counted) == 1 and "README" in counted[0]["title"]
+
+
 # -------------------------------------------------------------------------------------------------- the alarms
 
 

@@ -613,10 +613,14 @@ def test_the_sandbox_prints_one_valid_json_object() -> None:
     # Issue 24: each instance's emulated SSM agent answers the training check.
     seeded = report["sandbox"]["seeded"]
 
-    def decided(name: str) -> list[dict]:
-        return [next(d for d in s["decisions"] if d["resource_id"] == seeded[name]) for s in report["sweeps"][1:]]
+    def decided(name: str) -> list[dict | None]:
+        return [
+            next((d for d in s["decisions"] if d["resource_id"] == seeded[name]), None) for s in report["sweeps"][1:]
+        ]
 
-    marked, during_grace, acted, _ = decided("forgotten-notebook")
+    marked, during_grace, acted, after = decided("forgotten-notebook")
+    assert after is None  # the stop took its fulfilled mark off: no news for its owner the next hour
+    assert marked is not None and during_grace is not None and acted is not None
     assert (marked["action"], marked["outcome"]) == ("mark", "done")
     assert during_grace["action"] == "keep" and during_grace["cleanup_after"] == marked["cleanup_after"]
     assert (acted["action"], acted["outcome"]) == ("stop", "done")
@@ -624,10 +628,10 @@ def test_the_sandbox_prints_one_valid_json_object() -> None:
     acted_at = datetime.fromisoformat(report["sweeps"][3]["at"].replace("Z", "+00:00"))
     assert acted_at - mark_at == timedelta(hours=2, minutes=15)  # the sandbox's grace, then the delivery lag
     for decision in decided("data-wait-finetune"):
-        assert decision["action"] == "keep" and decision["protections"] == ["training-active"]
+        assert decision is not None and decision["action"] == "keep" and decision["protections"] == ["training-active"]
         assert decision["detail"] == "training running (pattern=torchrun)"
     for decision in decided("debug-box-no-ssm"):
-        assert decision["action"] == "keep" and decision["protections"] == ["not-managed-by-ssm"]
+        assert decision is not None and decision["action"] == "keep" and decision["protections"] == ["not-managed-by-ssm"]
     assert [s["summary"]["not_managed_by_ssm"] for s in report["sweeps"][1:]] == [1, 1, 1, 1]
 
 

@@ -364,6 +364,25 @@ def test_an_empty_ledger_reports_nothing_done(stack: ClientFactory) -> None:
     assert table.exit_code == 0 and "nothing was stopped, terminated or deleted" in table.stdout
 
 
+def test_the_report_counts_the_instances_ssm_does_not_manage(stack: ClientFactory) -> None:
+    ledger = DynamoDbLedger(stack.dynamodb(), names.LEDGER_TABLE)
+    unmanaged = Decision(
+        "i-0a1b2c3d4e5f60718",
+        "instance",
+        REGION,
+        "keep",
+        reasons=("idle",),
+        protections=("not-managed-by-ssm",),
+        detail="SSM does not manage it",
+        owner="alice",
+    )
+    for hours_ago in (3, 2):  # one instance, seen by two sweeps
+        ledger.record(f"sweep-{hours_ago}", NOW - timedelta(hours=hours_ago), {}, [unmanaged])
+    assert report_json(stack, [])["not_managed_by_ssm"] == 1
+    table = report(stack, [])
+    assert table.exit_code == 0 and "instances SSM does not manage: 1;" in table.stdout
+
+
 # ------------------------------------------------------------------------------------ refusals, one line each
 
 

@@ -54,6 +54,7 @@ from trainctl.core.clock import Clock, format_instant, parse_instant
 from trainctl.core.durations import InvalidDuration, format_duration, parse_duration
 from trainctl.core.errors import TrainctlError
 from trainctl.core.permissions import needs
+from trainctl.core.protections import Protection
 from trainctl.core.resources import RegionInventory, Volume
 from trainctl.core.settings import CostSettings
 from trainctl.cost.prices.chain import PriceBook
@@ -549,6 +550,7 @@ class Report:
             },
             "owners": [each.to_json() for each in self.owners],
             "total": total,
+            "not_managed_by_ssm": self.not_managed_by_ssm,
             "acted": [each.to_json(self.hours) for each in self.acted],
             "read": {
                 "method": "query+scan",
@@ -561,6 +563,11 @@ class Report:
                 "unreadable_items": self.read.unreadable,
             },
         }
+
+    @property
+    def not_managed_by_ssm(self) -> int:
+        """Instances no training check could reach in the window: an idle one is kept, not stopped."""
+        return len(self.total.protections.get(str(Protection.NOT_MANAGED_BY_SSM), ()))
 
     def csv_rows(self) -> list[dict[str, Any]]:
         """One row per owner and a last one for the total."""
@@ -735,6 +742,14 @@ def print_report(console: Console, report: Report, title: str, *, quiet: bool = 
     more = f" (the {shown} largest of {len(report.acted)})" if len(report.acted) > shown else ""
     print_table(console, f"stopped, terminated and deleted{more}", ACTED_COLUMNS, acted_rows(report))
     console.print(headline(report))
+    if report.not_managed_by_ssm:
+        console.print(
+            Text(
+                f"instances SSM does not manage: {report.not_managed_by_ssm}; an idle one is kept, never "
+                "stopped (README: Instances SSM does not manage)",
+                style="yellow",
+            )
+        )
     console.print(Text(f"the estimate: {report.assumption()}", style="dim"))
     if not quiet:
         lookups = ", ".join(f"{n} {link}" for link, n in sorted(report.lookups.items())) or "none"
