@@ -25,6 +25,7 @@ from trainctl.core.errors import TrainctlError
 from trainctl.core.events import parse_age_guard_event, parse_cost_event, parse_spot_event, parse_sweep_trigger
 from trainctl.core.settings import SweepSettings
 from trainctl.prewarm.rules import parse_request
+from trainctl.spot.rules import recovery_instance_id
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
 
@@ -35,6 +36,7 @@ EVENT_PARSERS: dict[str, Callable[[object], object]] = {
     "cost_alerts": parse_cost_event,
     "spot_interruption": parse_spot_event,
     "prewarm_plan": parse_request,
+    "spot_recovery_plan": recovery_instance_id,
 }
 
 

@@ -240,16 +240,18 @@ def spot_story(console: Console, factory: ClientFactory, report: dict[str, Any])
     again = invoke_handler(factory, "spot_interruption", event("warning"))
     ec2.terminate_instances(InstanceIds=[instance_id])
     reclaimed_by_ec2(instance_id, region)
-    started = invoke_handler(factory, "spot_interruption", event("terminated"))
     sfn = factory.client("stepfunctions", region)
     execution = {"status": "NOT STARTED"}
-    if started.get("execution_arn"):
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            execution = sfn.describe_execution(executionArn=started["execution_arn"])
-            if execution["status"] != "RUNNING":
-                break
-            time.sleep(0.2)
+    # The workflow's plan task (spot_recovery_plan) runs in this process.
+    with lambda_tasks_in_process({}):
+        started = invoke_handler(factory, "spot_interruption", event("terminated"))
+        if started.get("execution_arn"):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                execution = sfn.describe_execution(executionArn=started["execution_arn"])
+                if execution["status"] != "RUNNING":
+                    break
+                time.sleep(0.2)
     history = (
         sfn.get_execution_history(executionArn=started["execution_arn"], maxResults=1000)["events"]
         if started.get("execution_arn")
