@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from typer.testing import CliRunner
 
 from tests.integration.conftest import run_cli
@@ -93,7 +95,7 @@ def test_ebs_attach_refuses_another_zone_and_detach_needs_an_attachment(factory:
     assert call("ebs", "attach", volume_id, here).exit_code == 0
     again = call("ebs", "attach", volume_id, here)
     assert again.exit_code == 1 and "already attached" in again.stderr
-    assert call("ebs", "detach", volume_id).exit_code == 0
+    assert call("ebs", "detach", volume_id, "--yes").exit_code == 0
 
 
 def test_ebs_delete_shows_what_goes_and_asks_and_yes_answers_for_scripts(factory: ClientFactory) -> None:
@@ -299,6 +301,106 @@ def test_terminate_never_stops_a_training_job_or_a_persistent_instance(
     assert persistent.exit_code == 1 and tags.PERSISTENT in persistent.stderr
     running = factory.ec2(REGION).describe_instances(InstanceIds=[busy, kept])["Reservations"]
     assert {i["State"]["Name"] for r in running for i in r["Instances"]} == {"running"}
+
+
+def attached_later(factory: ClientFactory, instance_id: str, device: str, **labels: str) -> str:
+    """A volume attached by hand ten minutes after the launch (AttachVolume needs a running instance)."""
+    ec2 = factory.ec2(REGION)
+    spec = [{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in labels.items()]}] if labels else []
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=10), tick=False):
+        volume_id = ec2.create_volume(Size=20, VolumeType="gp3", AvailabilityZone="us-east-1a", TagSpecifications=spec)[
+            "VolumeId"
+        ]
+        ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
+    return str(volume_id)
+
+
+def root_of(factory: ClientFactory, instance_id: str) -> str:
+    found = factory.ec2(REGION).describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return next(
+        m["Ebs"]["VolumeId"] for m in found["BlockDeviceMappings"] if m["DeviceName"] == found["RootDeviceName"]
+    )
+
+
+def attachments(factory: ClientFactory, volume_id: str) -> list[Any]:
+    return list(factory.ec2(REGION).describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Attachments"])
+
+
+def test_terminate_by_hand_takes_the_launchs_own_root_and_names_each_volume_it_leaves(factory: ClientFactory) -> None:
+    """Issue 25: the untagged root volume the launch made is the instance's; kept, it would be an orphan."""
+    instance_id = launch(factory, **managed())
+    root = root_of(factory, instance_id)
+    loose = attached_later(factory, instance_id, "/dev/sdg")
+    factory.ec2(REGION).modify_instance_attribute(
+        InstanceId=instance_id, BlockDeviceMappings=[{"DeviceName": "/dev/sdg", "Ebs": {"DeleteOnTermination": True}}]
+    )
+    waived = ("--ignore-min-age", "--ignore-unknown-training")
+    declined = asked("instances", "terminate", instance_id, *waived, answer="n\n")
+    assert f"kept: {loose} (no owner tag, 20 GiB gp3, $1.60 a month: out of scope)" in declined.stderr
+    assert f"deleted with it: {root}" in declined.stderr
+    done = ok_json("instances", "terminate", instance_id, *waived, "--yes")
+    assert done["kept_volumes"] == [loose] and done["left_behind"] == [loose]
+    assert exists(factory, loose) and not exists(factory, root)
+
+
+def test_detach_refuses_the_root_of_a_running_instance_whatever_is_waived(factory: ClientFactory) -> None:
+    instance_id = launch(factory, **managed())
+    root = root_of(factory, instance_id)
+    refused = call("ebs", "detach", root, "--yes")
+    assert refused.exit_code == 1 and f"the root volume of {instance_id}, which is running" in refused.stderr
+    every_waiver = ("--allow-out-of-scope", "--allow-other-owner", "--force-detach", "--yes")
+    waived = call("ebs", "detach", root, *every_waiver)
+    assert waived.exit_code == 1 and f"the root volume of {instance_id}, which is running" in waived.stderr
+    assert attachments(factory, root)
+    # Stopped, it may go (the person's own untagged root still names its waiver, and asks).
+    factory.ec2(REGION).stop_instances(InstanceIds=[instance_id])
+    unwaived = call("ebs", "detach", root, "--yes")
+    assert unwaived.exit_code == 1 and "--allow-out-of-scope" in unwaived.stderr and attachments(factory, root)
+    assert call("ebs", "detach", root, "--allow-out-of-scope", "--yes").exit_code == 0
+
+
+def test_detach_of_another_owners_volume_or_from_another_owners_instance_needs_its_override_and_asks(
+    factory: ClientFactory,
+) -> None:
+    mine = launch(factory, **managed())
+    checkpoint = attached_later(factory, mine, "/dev/sdf", **{tags.MANAGED: "true", tags.OWNER: "bob"})
+    refused = call("ebs", "detach", checkpoint, "--yes")
+    assert refused.exit_code == 1 and "its owner is bob, not alice: --allow-other-owner" in refused.stderr
+    assert attachments(factory, checkpoint)
+    declined = asked("ebs", "detach", checkpoint, "--allow-other-owner", answer="n\n")
+    assert declined.exit_code == 1 and f"detach {checkpoint}" in declined.stderr and "owner bob" in declined.stderr
+    assert attachments(factory, checkpoint)
+    unasked = call("ebs", "detach", checkpoint, "--allow-other-owner")  # off a terminal nobody can answer
+    assert unasked.exit_code == 2 and attachments(factory, checkpoint)
+    assert call("ebs", "detach", checkpoint, "--allow-other-owner", "--yes").exit_code == 0
+    assert not attachments(factory, checkpoint)
+    # Alice's own volume on Bob's instance: detaching it hurts Bob.
+    bobs = launch(factory, **managed("bob"))
+    lent = attached_later(factory, bobs, "/dev/sdf", **{tags.MANAGED: "true", tags.OWNER: "alice"})
+    refused = call("ebs", "detach", lent, "--yes")
+    assert refused.exit_code == 1 and f"the owner of {bobs} is bob" in refused.stderr and attachments(factory, lent)
+    # The hand library refuses by itself too: a caller that skips the command line's check detaches nothing.
+    from trainctl.handwork import volumes as hand_volumes
+    from trainctl.handwork.ownership import Waivers
+    from trainctl.handwork.refusals import Refused
+
+    ec2 = factory.ec2(REGION)
+    check = hand_volumes.check_detach(ec2, REGION, lent, me="alice", scope_tag=tags.MANAGED, waivers=Waivers())
+    with pytest.raises(Refused, match="not detached"):
+        hand_volumes.detach(ec2, check, force=False)
+    assert attachments(factory, lent)
+
+
+def test_attach_to_another_owners_instance_needs_its_override_and_asks(factory: ClientFactory) -> None:
+    volume_id = ok_json("ebs", "create", "--zone", "us-east-1a")["volume_id"]
+    bobs = launch(factory, **managed("bob"))
+    refused = call("ebs", "attach", volume_id, bobs)
+    assert refused.exit_code == 1 and f"the owner of {bobs} is bob" in refused.stderr
+    assert "--allow-other-owner" in refused.stderr and not attachments(factory, volume_id)
+    unasked = call("ebs", "attach", volume_id, bobs, "--allow-other-owner")
+    assert unasked.exit_code == 2 and not attachments(factory, volume_id)
+    assert call("ebs", "attach", volume_id, bobs, "--allow-other-owner", "--yes").exit_code == 0
+    assert attachments(factory, volume_id)
 
 
 def test_a_bad_id_and_a_missing_region_are_one_line_errors(

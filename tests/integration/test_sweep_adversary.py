@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ReadTimeoutError
@@ -602,7 +603,9 @@ def test_hole_a_volume_of_unknown_owner_dies_with_a_swept_instance(account: Acco
         AvailabilityZone=ZONE,
         TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
     )["VolumeId"]
-    account.ec2.attach_volume(VolumeId=bobs, InstanceId=instance_id, Device="/dev/sdg")
+    # Attached by hand once the instance runs (a launch's own volumes follow their instance: issue 25).
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=10), tick=False):
+        account.ec2.attach_volume(VolumeId=bobs, InstanceId=instance_id, Device="/dev/sdg")
     account.ec2.modify_instance_attribute(
         InstanceId=instance_id, BlockDeviceMappings=[{"DeviceName": "/dev/sdg", "Ebs": {"DeleteOnTermination": True}}]
     )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 
 from tests.integration.faults import Faults
 from trainctl.aws.clients import ClientFactory
@@ -388,8 +389,9 @@ def test_every_attached_volume_not_in_scope_with_the_same_owner_outlives_a_termi
     shared = account.volume(**{tags.MANAGED: "false"})
     bobs = account.volume(**{tags.OWNER: "bob"})
     alices = account.volume()
-    for device, volume_id in (("/dev/sdf", shared), ("/dev/sdg", bobs), ("/dev/sdh", alices)):
-        account.ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
+    with time_machine.travel(datetime.now(UTC) + timedelta(minutes=10), tick=False):  # by hand, after the launch
+        for device, volume_id in (("/dev/sdf", shared), ("/dev/sdg", bobs), ("/dev/sdh", alices)):
+            account.ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
     account.ec2.modify_instance_attribute(
         InstanceId=instance_id,
         BlockDeviceMappings=[
@@ -402,7 +404,7 @@ def test_every_attached_volume_not_in_scope_with_the_same_owner_outlives_a_termi
     assert decision(account.sweep(later, settings), instance_id).action == "mark"
     acted = decision(account.sweep(later + GRACE + timedelta(hours=1), settings), instance_id)
     kept = {v for v, _ in acted.keep_volumes}
-    # The untagged root volume the launch made is out of scope too: it outlives the instance, never the reverse.
-    assert acted.action == "terminate" and {shared, bobs} <= kept and alices not in kept
+    # The untagged root volume the launch made is the instance's own: it goes with it (issue 25), never an orphan.
+    assert acted.action == "terminate" and kept == {shared, bobs}
     # They outlived it; the instance's own volume went with it.
     assert account.exists(shared) and account.exists(bobs)

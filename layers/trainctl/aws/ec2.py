@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +108,16 @@ def _spot_facts(
     return None, None, request_id
 
 
+def first_launch_time(raw: dict[str, Any]) -> datetime | None:
+    """When the instance was first launched: its primary network interface is attached then and never detached,
+    while LaunchTime moves with every start. None when EC2 does not say."""
+    for interface in raw.get("NetworkInterfaces", []):
+        attachment = interface.get("Attachment", {})
+        if attachment.get("DeviceIndex") == 0 and attachment.get("AttachTime"):
+            return ensure_utc(attachment["AttachTime"])
+    return None
+
+
 def instance_from_api(
     region: str,
     raw: dict[str, Any],
@@ -121,6 +132,7 @@ def instance_from_api(
             volume_id=str(mapping["Ebs"]["VolumeId"]),
             device_name=str(mapping.get("DeviceName", "")),
             delete_on_termination=bool(mapping["Ebs"].get("DeleteOnTermination", False)),
+            attach_time=ensure_utc(mapping["Ebs"]["AttachTime"]) if mapping["Ebs"].get("AttachTime") else None,
         )
         for mapping in raw.get("BlockDeviceMappings", [])
         if "Ebs" in mapping and "VolumeId" in mapping["Ebs"]
@@ -141,6 +153,7 @@ def instance_from_api(
         launch_time=ensure_utc(raw["LaunchTime"]),
         availability_zone=str(raw.get("Placement", {}).get("AvailabilityZone", "")),
         lifecycle=lifecycle,
+        first_launch_time=first_launch_time(raw),
         # No time in the state reason: unknown, never guessed from the launch time.
         stopped_since=stopped_since(raw.get("StateTransitionReason")) if state == "stopped" else None,
         block_devices=devices,

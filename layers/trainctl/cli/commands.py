@@ -45,10 +45,13 @@ from trainctl.core.observations import Training, TrainingCheck
 from trainctl.core.protections import in_scope, is_persistent
 from trainctl.core.resources import Instance, RegionInventory, Volume
 from trainctl.core.settings import CostSettings, SweepSettings
+from trainctl.core.text import one_line
+from trainctl.cost.left_behind import left_behind_words
 from trainctl.cost.run import has_price_list_api, price_book_for, price_inventories
 from trainctl.handwork import graph as hand_graph
 from trainctl.handwork import instances as hand_instances
 from trainctl.handwork import volumes as hand_volumes
+from trainctl.handwork.ownership import Waivers, ownership
 from trainctl.handwork.refusals import Refused
 from trainctl.handwork.transfer import BadEndpoint, parse_endpoint, transfer
 
@@ -141,19 +144,13 @@ def ownership_problems(
     resource: Instance | Volume, *, allow_out_of_scope: bool, allow_other_owner: bool, scope: str
 ) -> list[str]:
     """What a destructive hand command needs an override for: a resource outside the scope, or another's."""
-    problems = []
-    if not in_scope(resource, scope) and not allow_out_of_scope:
-        problems.append(f"it is outside trainctl's scope (no {scope}=true): --allow-out-of-scope to go ahead")
-    holder = resource.tags.get(tags.OWNER)
-    me = owner()
-    if holder and holder != me and not allow_other_owner:
-        problems.append(f"its owner is {holder}, not {me or 'you'}: --allow-other-owner to go ahead")
-    return problems
+    waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner)
+    return [str(p) for p in waivers.unwaived(ownership(resource, me=owner(), scope_tag=scope))]
 
 
 def describe_owner(resource: Instance | Volume, scope: str) -> str:
     holder = resource.tags.get(tags.OWNER)
-    parts = [f"owner {holder}" if holder else "no owner tag"]
+    parts = [f"owner {one_line(holder, 64)}" if holder else "no owner tag"]
     parts.append("in scope" if in_scope(resource, scope) else f"outside the scope (no {scope}=true)")
     if is_persistent(resource.tags):
         parts.append(f"tagged {tags.PERSISTENT}")
@@ -317,16 +314,27 @@ def ebs_attach(
     volume_id: str,
     instance_id: str,
     device: Annotated[str, typer.Option(help="Device name on the instance.")] = "/dev/sdf",
+    allow_other_owner: AllowOtherOwner = False,
+    yes: Yes = False,
     region: Region = None,
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
-    """Attach a volume to an instance in the same zone."""
+    """Attach a volume to an instance in the same zone. Another owner's instance or volume needs
+    --allow-other-owner, and then it asks."""
     fmt = output_format(ctx, output, as_json)
     check_id("volume", volume_id)
     check_id("instance", instance_id)
     factory, chosen = context(ctx, region, "ebs attach")
-    hand_volumes.attach(factory.ec2(chosen), chosen, volume_id, instance_id, device)
+    ec2 = factory.ec2(chosen)
+    waivers = Waivers.of(allow_other_owner=allow_other_owner)
+    check = hand_volumes.check_attach(ec2, chosen, volume_id, instance_id, me=owner(), waivers=waivers)
+    if check.refusals:
+        raise Refused(f"{volume_id} not attached: {'; '.join(map(str, check.refusals))}")
+    if check.waived:
+        plan = [f"attach {volume_id} to {instance_id} as {device}", *(f"waived: {p.text}" for p in check.waived)]
+        confirm(ctx, plan, f"Attach {volume_id}?", yes=yes)
+    hand_volumes.attach(ec2, check, device)
     emit(
         fmt,
         {"volume_id": volume_id, "instance_id": instance_id, "device": device},
@@ -344,13 +352,16 @@ def ebs_detach(
             "--force-detach", help="Detach even if the instance does not answer: writes in flight are lost (asks)."
         ),
     ] = False,
+    allow_out_of_scope: AllowOutOfScope = False,
+    allow_other_owner: AllowOtherOwner = False,
     force: Annotated[bool, typer.Option("--force", hidden=True, help="Deprecated: --force-detach.")] = False,
     yes: Yes = False,
     region: Region = None,
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
-    """Detach a volume from its instance (unmount it there first)."""
+    """Detach a volume from its instance (unmount it there first): shows what it does and asks. Refuses the root
+    volume of an instance that is not stopped; one outside the scope or someone else's needs the override."""
     fmt = output_format(ctx, output, as_json)
     check_id("volume", volume_id)
     if force:
@@ -358,24 +369,27 @@ def ebs_detach(
         force_detach = True
     factory, chosen = context(ctx, region, "ebs detach")
     ec2 = factory.ec2(chosen)
+    scope = scope_tag()
+    waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner)
+    check = hand_volumes.check_detach(ec2, chosen, volume_id, me=owner(), scope_tag=scope, waivers=waivers)
+    if check.refusals:
+        raise Refused(f"{volume_id} not detached: {'; '.join(map(str, check.refusals))}")
+    disk, holder = check.volume, check.instance
+    plan = [
+        f"detach {volume_id} ({disk.size_gib} GiB {disk.volume_type}, {describe_owner(disk, scope)}) from "
+        f"{holder.resource_id} ({holder.state}, {describe_owner(holder, scope)})",
+        *(f"waived: {p.text}" for p in check.waived),
+    ]
     if force_detach:
-        disk = hand_volumes.volume(ec2, chosen, volume_id)
-        if not disk.attachments:
-            raise Refused(f"{volume_id} is not attached")
-        confirm(
-            ctx,
-            [
-                f"force-detach {volume_id} ({disk.size_gib} GiB {disk.volume_type}) from "
-                f"{disk.attachments[0].instance_id}: writes the instance has not flushed are lost"
-            ],
-            f"Force-detach {volume_id}?",
-            yes=yes,
-        )
-    holder = hand_volumes.detach(ec2, chosen, volume_id, force=force_detach)
+        plan.append("forced: writes the instance has not flushed are lost")
+    elif holder.state == "running":
+        plan.append(f"unmount it on {holder.resource_id} first: a process still writing to it fails")
+    confirm(ctx, plan, f"{'Force-detach' if force_detach else 'Detach'} {volume_id}?", yes=yes)
+    hand_volumes.detach(ec2, check, force=force_detach)
     emit(
         fmt,
-        {"volume_id": volume_id, "instance_id": holder, "forced": force_detach},
-        lambda: console.print(Text(f"detaching {volume_id} from {holder}")),
+        {"volume_id": volume_id, "instance_id": holder.resource_id, "forced": force_detach},
+        lambda: console.print(Text(f"detaching {volume_id} from {holder.resource_id}")),
     )
 
 
@@ -720,30 +734,33 @@ def instances_terminate(
         "verdict": "refuse" if reasons else "terminate",
         "reasons": reasons,
         "kept_volumes": [v for v, _ in check.keep],
+        "left_behind": [v.volume_id for v in check.left_behind],
         "training": training.detail,
     }
     if reasons:
         if fmt != "table":
             emit(fmt, result, lambda: None)
         raise Refused(f"{instance_id} not terminated: {'; '.join(reasons)}")
-    kept = {v for v, _ in check.keep}
-    going = [d.volume_id for d in machine.block_devices if d.delete_on_termination and d.volume_id not in kept]
+    kept = {v.volume_id for v in check.left_behind}
+    going = [d.volume_id for d in machine.block_devices if d.volume_id not in kept]
     up = _hours((now - machine.launch_time).total_seconds() / 3600)
     plan = [
         f"terminate {instance_id}: {machine.instance_type} {machine.state} in {machine.availability_zone}, "
         f"up {up}, {describe_owner(machine, settings.scope_tag)}"
     ]
-    if kept:
-        plan.append(f"kept: {', '.join(sorted(kept))} (DeleteOnTermination cleared first, read back)")
+    if check.left_behind:
+        plan.append(f"kept: {left_behind_words(check.left_behind)}; each still billed until deleted")
+    if check.keep:
+        plan.append(f"DeleteOnTermination cleared first (read back) on {', '.join(v for v, _ in check.keep)}")
     if going:
-        plan.append(f"deleted with it: {', '.join(going)} (DeleteOnTermination)")
+        plan.append(f"deleted with it: {', '.join(going)} (the launch's own, or in scope and yours)")
     confirm(ctx, plan, f"Terminate {instance_id}?", yes=yes)
     hand_instances.terminate(ec2, machine, hand_instances.TerminationCheck("terminate", (), check.keep))
     emit(
         fmt,
         result,
         lambda: console.print(
-            Text(f"terminating {instance_id}" + (f"; kept {', '.join(result['kept_volumes'])}" if kept else ""))
+            Text(f"terminating {instance_id}" + (f"; left behind {', '.join(result['left_behind'])}" if kept else ""))
         ),
     )
 

@@ -7,12 +7,13 @@ rule changed here changes for every destructive path at once. Pure: tags, resour
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from trainctl.core import tags
 from trainctl.core.lifetimes import born_at
-from trainctl.core.resources import Instance, Resource, Snapshot, Volume
+from trainctl.core.resources import BlockDevice, Instance, Resource, Snapshot, Volume
 
 
 class Protection(StrEnum):
@@ -41,6 +42,8 @@ _BACKUP_DESCRIPTION = "This snapshot is created by the AWS Backup service"
 _DLM_POLICY_TAG = "aws:dlm:lifecycle-policy-id"
 
 VolumeToKeep = tuple[str, str]  # (volume id, device name)
+# A launch attaches its own volumes as it starts the instance: EC2 dates both within a second or so.
+LAUNCH_ATTACH_SLACK = timedelta(seconds=2)
 
 
 def is_persistent(labels: Mapping[str, str]) -> bool:
@@ -81,28 +84,79 @@ def is_backup_managed(snapshot: Snapshot) -> bool:
     )
 
 
-def must_outlive(instance: Instance, volume: Volume | None, scope_tag: str) -> str | None:
+def made_by_launch(instance: Instance, device: BlockDevice) -> bool:
+    """Whether the instance's own launch created the volume: attached as the instance was first launched.
+
+    AttachVolume needs a running or stopped instance, so a volume attached by hand comes well after the launch.
+    """
+    if device.attach_time is None:
+        return False
+    launched = instance.first_launch_time or instance.launch_time
+    return abs(device.attach_time - launched) <= LAUNCH_ATTACH_SLACK
+
+
+def must_outlive(instance: Instance, device: BlockDevice, volume: Volume | None, scope_tag: str) -> str | None:
     """Why a volume attached to the instance must not die with it, or None when it may.
 
-    Only a volume in scope, with the instance's owner, and not persistent goes with its instance; a volume
-    trainctl cannot see, or whose owner it does not know, is unknown, and unknown protects.
+    The launch's own volumes belong to the instance, tagged or not, and follow it as its launcher asked (kept,
+    they would be orphans no sweep may delete), unless a tag on the volume itself says otherwise: persistent,
+    explicitly out of scope, or another owner's. A volume attached later goes only when in scope, with the
+    instance's owner, and not persistent. A volume trainctl cannot see is unknown, and unknown protects.
     """
     if volume is None:
         return "not in the inventory"
     if is_persistent(volume.tags):
         return "persistent"
+    owner = volume.tags.get(tags.OWNER)
+    if made_by_launch(instance, device):
+        if _says_out_of_scope(volume, scope_tag):
+            return "out of scope"
+        if owner is not None and owner != instance.tags.get(tags.OWNER):
+            return "owned by someone else"
+        return None
     if not in_scope(volume, scope_tag):
         return "out of scope"
-    owner = volume.tags.get(tags.OWNER)
     if owner is None or owner != instance.tags.get(tags.OWNER):
         return "owned by someone else" if owner else "its owner is unknown"
     return None
 
 
+def _says_out_of_scope(volume: Volume, scope_tag: str) -> bool:
+    """The scope tag is there (under the key in any case) with anything but a yes: a person took it out."""
+    written = [value for key, value in volume.tags.items() if key.casefold() == scope_tag.casefold()]
+    return any(not tags.opts_in(value) for value in written)
+
+
 def volumes_dying_with(instance: Instance, volumes: Mapping[str, Volume], scope_tag: str) -> tuple[VolumeToKeep, ...]:
     """Attached volumes that would die with the instance unless DeleteOnTermination is cleared first."""
     return tuple(
-        (device.volume_id, device.device_name)
-        for device in instance.block_devices
-        if device.delete_on_termination and must_outlive(instance, volumes.get(device.volume_id), scope_tag)
+        (kept.volume_id, kept.device_name)
+        for kept in volumes_left_behind(instance, volumes, scope_tag)
+        if kept.clear_delete_on_termination
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LeftBehind:
+    """A volume that outlives its instance's termination, and why; the owner is told of each."""
+
+    volume_id: str
+    device_name: str
+    why: str
+    volume: Volume | None  # None when trainctl cannot see it
+    # True when it is set to die with the instance: DeleteOnTermination must be cleared (and read back) first.
+    clear_delete_on_termination: bool
+
+
+def volumes_left_behind(instance: Instance, volumes: Mapping[str, Volume], scope_tag: str) -> tuple[LeftBehind, ...]:
+    """Every attached volume a termination leaves behind: those kept from their fate, and those never set to go."""
+    left = []
+    for device in instance.block_devices:
+        volume = volumes.get(device.volume_id)
+        if not device.delete_on_termination:
+            left.append(LeftBehind(device.volume_id, device.device_name, "not set to go with it", volume, False))
+            continue
+        why = must_outlive(instance, device, volume, scope_tag)
+        if why is not None:
+            left.append(LeftBehind(device.volume_id, device.device_name, why, volume, True))
+    return tuple(left)

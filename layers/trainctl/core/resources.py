@@ -40,6 +40,8 @@ class BlockDevice:
     volume_id: str
     device_name: str
     delete_on_termination: bool
+    # When EC2 attached it: at the instance's first launch for a volume the launch itself created; None if unknown.
+    attach_time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class Instance:
     launch_time: datetime
     availability_zone: str
     lifecycle: str = "on-demand"
+    # LaunchTime moves with every start; the primary network interface stays attached since the first launch.
+    first_launch_time: datetime | None = None
     stopped_since: datetime | None = None
     block_devices: tuple[BlockDevice, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)

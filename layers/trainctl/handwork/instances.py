@@ -12,7 +12,7 @@ from trainctl.core import tags
 from trainctl.core.durations import format_duration
 from trainctl.core.observations import Training, TrainingCheck
 from trainctl.core.permissions import needs
-from trainctl.core.protections import is_persistent, volumes_dying_with, younger_than_min_age
+from trainctl.core.protections import LeftBehind, is_persistent, volumes_left_behind, younger_than_min_age
 from trainctl.core.resources import Instance, Volume
 from trainctl.core.text import one_line
 from trainctl.handwork.refusals import NotFound, Refused
@@ -37,7 +37,9 @@ Verdict = Literal["terminate", "refuse"]
 class TerminationCheck:
     verdict: Verdict
     reasons: tuple[str, ...]
-    keep: tuple[tuple[str, str], ...] = ()  # persistent volumes to keep: (volume id, device)
+    keep: tuple[tuple[str, str], ...] = ()  # volumes whose DeleteOnTermination is cleared first: (volume id, device)
+    # Every volume the termination leaves behind, with why: the person is told before saying yes.
+    left_behind: tuple[LeftBehind, ...] = ()
 
 
 def check_termination(
@@ -67,8 +69,9 @@ def check_termination(
     elif not training.answered and not ignore_unknown_training:
         said = one_line(training.detail) or "the training check gave no verdict"
         reasons.append(f"{said} (--ignore-unknown-training)")
-    keep = volumes_dying_with(machine, {v.resource_id: v for v in volumes}, scope_tag)
-    return TerminationCheck("refuse" if reasons else "terminate", tuple(reasons), keep)
+    left = volumes_left_behind(machine, {v.resource_id: v for v in volumes}, scope_tag)
+    keep = tuple((v.volume_id, v.device_name) for v in left if v.clear_delete_on_termination)
+    return TerminationCheck("refuse" if reasons else "terminate", tuple(reasons), keep, left)
 
 
 def terminate(ec2: EC2Client, machine: Instance, check: TerminationCheck) -> None:
@@ -76,6 +79,7 @@ def terminate(ec2: EC2Client, machine: Instance, check: TerminationCheck) -> Non
         raise Refused(f"{machine.resource_id} not terminated: {'; '.join(check.reasons)}")
     if check.keep and not keep_volumes(ec2, machine.resource_id, check.keep):
         raise Refused(
-            f"{machine.resource_id} not terminated: DeleteOnTermination could not be cleared on a persistent volume"
+            f"{machine.resource_id} not terminated: DeleteOnTermination could not be cleared on a volume that "
+            "must outlive it"
         )
     ec2.terminate_instances(InstanceIds=[machine.resource_id])

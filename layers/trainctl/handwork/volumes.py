@@ -16,8 +16,10 @@ from trainctl.aws.ec2 import find_volume
 from trainctl.core import tags
 from trainctl.core.permissions import needs
 from trainctl.core.protections import is_persistent
-from trainctl.core.resources import RegionInventory, Volume
+from trainctl.core.resources import Instance, RegionInventory, Volume
+from trainctl.core.text import one_line
 from trainctl.handwork.instances import instance
+from trainctl.handwork.ownership import Problem, Waivers, other_owner, ownership
 from trainctl.handwork.refusals import NotFound, Refused
 
 if TYPE_CHECKING:
@@ -80,25 +82,99 @@ def create_volume(
     return str(created["VolumeId"])
 
 
-def attach(ec2: EC2Client, region: str, volume_id: str, instance_id: str, device: str) -> None:
+@dataclass(frozen=True)
+class HandCheck:
+    """What a hand operation on a volume found: what it would hurt, each with the waiver that allows it, if any.
+
+    Made by the check functions below; the operation refuses while any problem is not waived.
+    """
+
+    volume: Volume
+    instance: Instance
+    problems: tuple[Problem, ...]
+    waivers: Waivers
+
+    @property
+    def refusals(self) -> list[Problem]:
+        return self.waivers.unwaived(self.problems)
+
+    @property
+    def waived(self) -> list[Problem]:
+        return self.waivers.waived(self.problems)
+
+
+def attach_problems(disk: Volume, machine: Instance, *, me: str | None) -> list[Problem]:
+    """Pure: attaching gives the instance the volume's data and the volume the instance's writes; each must be
+    the person's own, or waived by name. A zone or an attachment EC2 would refuse is refused first, in words."""
+    if disk.availability_zone != machine.availability_zone:
+        return [
+            Problem(
+                f"{disk.resource_id} is in {disk.availability_zone} and {machine.resource_id} in "
+                f"{machine.availability_zone}: a volume attaches only in its own zone "
+                "(snapshot it and restore it there)"
+            )
+        ]
+    if disk.attachments:
+        return [Problem(f"{disk.resource_id} is already attached to {disk.attachments[0].instance_id}")]
+    return [
+        *other_owner(machine, me, f"the owner of {machine.resource_id}"),
+        *other_owner(disk, me, f"the owner of {disk.resource_id}"),
+    ]
+
+
+def check_attach(
+    ec2: EC2Client, region: str, volume_id: str, instance_id: str, *, me: str | None, waivers: Waivers
+) -> HandCheck:
     disk = volume(ec2, region, volume_id)
     machine = instance(ec2, region, instance_id)
-    if disk.availability_zone != machine.availability_zone:
-        raise Refused(
-            f"{volume_id} is in {disk.availability_zone} and {instance_id} in {machine.availability_zone}: "
-            "a volume attaches only in its own zone (snapshot it and restore it there)"
+    return HandCheck(disk, machine, tuple(attach_problems(disk, machine, me=me)), waivers)
+
+
+def attach(ec2: EC2Client, check: HandCheck, device: str) -> None:
+    if check.refusals:
+        raise Refused(f"{check.volume.resource_id} not attached: {'; '.join(map(str, check.refusals))}")
+    ec2.attach_volume(VolumeId=check.volume.resource_id, InstanceId=check.instance.resource_id, Device=device)
+
+
+def is_root_of(disk: Volume, machine: Instance) -> bool:
+    """The instance boots from it: its device is the instance's root device."""
+    return bool(machine.root_device_name) and any(
+        d.volume_id == disk.resource_id and d.device_name == machine.root_device_name for d in machine.block_devices
+    )
+
+
+def detach_problems(disk: Volume, holder: Instance, *, me: str | None, scope_tag: str) -> list[Problem]:
+    """Pure: the protections a detach by hand goes through. The root volume of an instance that is not stopped
+    is refused outright (no waiver: the instance would lose its disk under it); a volume outside the scope, or
+    another owner's, or one attached to another owner's instance, needs the waiver that names it."""
+    problems = []
+    if is_root_of(disk, holder) and holder.state != "stopped":
+        problems.append(
+            Problem(
+                f"{disk.resource_id} is the root volume of {holder.resource_id}, which is {one_line(holder.state)}: "
+                "stop the instance first"
+            )
         )
-    if disk.attachments:
-        raise Refused(f"{volume_id} is already attached to {disk.attachments[0].instance_id}")
-    ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
+    problems += ownership(disk, me=me, scope_tag=scope_tag)
+    problems += other_owner(holder, me, f"the owner of {holder.resource_id}")
+    return problems
 
 
-def detach(ec2: EC2Client, region: str, volume_id: str, *, force: bool) -> str:
+def check_detach(
+    ec2: EC2Client, region: str, volume_id: str, *, me: str | None, scope_tag: str, waivers: Waivers
+) -> HandCheck:
     disk = volume(ec2, region, volume_id)
     if not disk.attachments:
         raise Refused(f"{volume_id} is not attached")
-    holder = disk.attachments[0].instance_id
-    ec2.detach_volume(VolumeId=volume_id, InstanceId=holder, Force=force)
+    holder = instance(ec2, region, disk.attachments[0].instance_id)
+    return HandCheck(disk, holder, tuple(detach_problems(disk, holder, me=me, scope_tag=scope_tag)), waivers)
+
+
+def detach(ec2: EC2Client, check: HandCheck, *, force: bool) -> str:
+    if check.refusals:
+        raise Refused(f"{check.volume.resource_id} not detached: {'; '.join(map(str, check.refusals))}")
+    holder = check.instance.resource_id
+    ec2.detach_volume(VolumeId=check.volume.resource_id, InstanceId=holder, Force=force)
     return holder
 
 

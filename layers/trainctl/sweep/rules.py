@@ -25,11 +25,12 @@ from trainctl.core.protections import (
     is_backup_managed,
     is_persistent,
     persistent_key_warning,
-    volumes_dying_with,
+    volumes_left_behind,
     younger_than_min_age,
 )
 from trainctl.core.resources import Guards, Instance, RegionInventory, Resource, Snapshot, Volume
 from trainctl.core.settings import SweepSettings
+from trainctl.cost.left_behind import left_behind_words
 
 Action = Literal["keep", "mark", "unmark", "delete", "terminate", "stop"]
 DESTRUCTIVE: frozenset[str] = frozenset({"delete", "terminate", "stop"})
@@ -77,6 +78,9 @@ class Decision:
     seen_state: str = ""
     # When trainctl's ledger says the mark behind a destructive decision was written: use since then withdraws it.
     marked_at: datetime | None = None
+    # Owners of record the trainctl:owner tag no longer names (age_guard's record, the owner told of the mark):
+    # they hear of it too, whatever the tag says now.
+    also_tell: tuple[str, ...] = ()
 
     @property
     def destructive(self) -> bool:
@@ -94,6 +98,7 @@ class Decision:
             "cleanup_after": format_instant(self.cleanup_after) if self.cleanup_after else None,
             "keep_volumes": [volume_id for volume_id, _ in self.keep_volumes],
             "owner": self.owner,
+            "also_told": list(self.also_tell),
             "outcome": self.outcome,
             "announced": self.announced,
         }
@@ -415,9 +420,8 @@ def decide(
         return replace(
             base, detail=f"grace period over; {unanswered}: the mark stays, and it will {action} once idle by SSM"
         )
-    keep_volumes = (
-        volumes_dying_with(resource, facts.volumes, settings.scope_tag) if isinstance(resource, Instance) else ()
-    )
+    left = volumes_left_behind(resource, facts.volumes, settings.scope_tag) if isinstance(resource, Instance) else ()
+    keep_volumes = tuple((v.volume_id, v.device_name) for v in left if v.clear_delete_on_termination)
     hibernate = isinstance(resource, Instance) and action == "stop" and resource.hibernation_configured
     return replace(
         base,
@@ -426,7 +430,7 @@ def decide(
         hibernate=hibernate,
         seen_state=resource.state,
         detail=f"marked until {format_instant(mark.at)}; grace period over"
-        + (f"; keeps {', '.join(v for v, _ in keep_volumes)} out of its fate" if keep_volumes else ""),
+        + (f"; leaves behind {left_behind_words(left)}" if left and action == "terminate" else ""),
     )
 
 
