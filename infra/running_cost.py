@@ -71,8 +71,8 @@ API_CALLS, API_CALL_SECONDS = 3_000, 0.5  # CloudTrail calls age_guard hears a m
 SPOT_EVENTS, SPOT_SECONDS, SPOT_GB = 20, 40, 1.0
 PREWARM_TASKS = 20  # 10 pre-warm runs, two short Lambda tasks each
 CUSTOM_METRICS = 20  # of the names the code can emit (infra.metrics), those present in a typical hour
-ALARM_METRICS = 22  # 20 alarms; the two workflow alarms add two metrics each (failed + timed out)
-DASHBOARD_METRICS = 54  # over the free tier's 50 per dashboard
+ALARM_METRICS = 24  # 22 alarms; the two workflow alarms add two metrics each (failed + timed out)
+DASHBOARD_METRICS = 56  # over the free tier's 50 per dashboard
 RUNNING_INSTANCES = 20
 UTILISATION_METRICS = 4  # CPU, network in, network out, GPU per running in-scope instance, each sweep
 LOG_GB, LOG_RETAINED_GB = 0.04, 0.12  # about 40 MB a month, 90 days kept
@@ -181,7 +181,7 @@ def _cloudwatch(sweeps: int) -> list[Line]:
             ALARM_METRICS,
             "alarm metrics",
             0.10,
-            "20 standard-resolution alarms",
+            "22 standard-resolution alarms",
             CLOUDWATCH,
             free=10,
         ),

@@ -58,7 +58,7 @@ def test_the_running_cost_counts_what_the_stack_holds(synthesized) -> None:
     resources = template["Resources"].values()
     alarms = [r["Properties"] for r in resources if r["Type"] == "AWS::CloudWatch::Alarm"]
     alarm_metrics = sum(len([m for m in a.get("Metrics", []) if "MetricStat" in m]) or 1 for a in alarms)
-    assert (len(alarms), alarm_metrics) == (20, cost.ALARM_METRICS)
+    assert (len(alarms), alarm_metrics) == (22, cost.ALARM_METRICS)
     from tests.infra.test_observability import dashboard_metrics
 
     assert len(list(dashboard_metrics(template))) == cost.DASHBOARD_METRICS
@@ -83,7 +83,7 @@ def test_the_running_cost_arithmetic() -> None:
     assert lines["Lambda duration"].quantity == 730 * 30 * 1 + 2920 * 5 * 0.5 + 1500 * 0.3 * 0.5 + 3000 * 0.5 * 0.5 + (
         20 * 40 * 1 + 20 * 1 * 0.5
     )
-    assert lines["CloudWatch dashboard"].usd == 3.00 and lines["CloudWatch alarms"].usd == pytest.approx(2.20)
+    assert lines["CloudWatch dashboard"].usd == 3.00 and lines["CloudWatch alarms"].usd == pytest.approx(2.40)
     assert lines["Lambda requests"].price == "$0.20 / 1M"
     total, after_free = cost.totals()
     assert total == pytest.approx(sum(line.usd for line in lines.values()))
