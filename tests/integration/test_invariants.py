@@ -37,6 +37,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import time_machine
 from botocore.awsrequest import AWSResponse
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -354,6 +355,7 @@ class SweepUnderAdversary(RuleBasedStateMachine):
         self.swept: tuple[dict[str, Any], dict[str, Any]] | bool = False
         self.busy: set[str] = set()  # training until the next enforced sweep has seen it
         self.ssm_managed: dict[str, bool] = {}
+        self.launched_with: dict[str, str] = {}  # volume id -> the instance whose launch created it
         self.template_snapshots: set[str] = set()
         self.templates = 0
         self.group: str | None = None
@@ -619,8 +621,18 @@ class SweepUnderAdversary(RuleBasedStateMachine):
                 Resources=[volumes["/dev/sdf"]],
                 Tags=[{"Key": tags.PERSISTENT, "Value": "true"}, {"Key": tags.MANAGED, "Value": "true"}],
             )
-        elif data == "unowned-in-scope":
-            self.ec2.create_tags(Resources=[volumes["/dev/sdf"]], Tags=[{"Key": tags.MANAGED, "Value": "true"}])
+        self.launched_with.update(dict.fromkeys(volumes.values(), instance_id))
+        if data == "unowned-in-scope":
+            # Attached by hand after the launch and set to go with it; whose it is, nobody knows: it must outlive it.
+            with time_machine.travel(datetime.now(UTC) + timedelta(minutes=10), tick=False):
+                spec = [{"ResourceType": "volume", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}]
+                unowned = self.ec2.create_volume(Size=1, AvailabilityZone=ZONE, TagSpecifications=spec)["VolumeId"]
+                self.ec2.attach_volume(VolumeId=unowned, InstanceId=instance_id, Device="/dev/sdg")
+            self.ec2.modify_instance_attribute(
+                InstanceId=instance_id,
+                BlockDeviceMappings=[{"DeviceName": "/dev/sdg", "Ebs": {"DeleteOnTermination": True}}],
+            )
+            volumes["/dev/sdg"] = str(unowned)
         if stopped:
             self.ec2.stop_instances(InstanceIds=[instance_id])
         self.ssm_managed[instance_id] = ssm
@@ -856,6 +868,13 @@ class SweepUnderAdversary(RuleBasedStateMachine):
             assert instances, f"{rid} disappeared without a decision and without a terminated instance"
             instance_owner = before[instances[0]]["tags"].get(tags.OWNER)
             owner = state["tags"].get(tags.OWNER)
+            if self.launched_with.get(rid) == instances[0]:
+                # The launch's own volume follows its instance unless its own tags say otherwise (issue 25).
+                scope = [v for k, v in state["tags"].items() if k.casefold() == tags.MANAGED.casefold()]
+                assert all(tags.opts_in(v) for v in scope), f"{rid}, taken out of scope, died with {instances[0]}"
+                assert owner in (None, instance_owner), f"{rid}, owned by {owner}, died with {instances[0]}"
+                STATS["launch volumes taken along with their instance"] += 1
+                continue
             assert tags.opts_in(state["tags"].get(tags.MANAGED)), f"{rid}, out of scope, died with {instances[0]}"
             if owner is None:
                 STATS["unowned in-scope volumes taken along (hole)"] += 1
