@@ -88,30 +88,8 @@ class SpotRecovery(Construct):
         super().__init__(scope, construct_id)
         account = cdk.Stack.of(self).account
         self._scope_tag = scope_tag
-        self.planner = TrainctlFunction(
-            self,
-            "PlanFunction",
-            folder="spot_recovery_plan",
-            description="trainctl spot recovery: what to relaunch, from EC2 and the spot handler's record only",
-            layer=layer,
-            environment={
-                **settings_environment,
-                "TRAINCTL_LEDGER_TABLE": ledger.table_name,
-                "TRAINCTL_TOPIC_ARN": topic.topic_arn,
-                "TRAINCTL_SPOT_DOCUMENT": names.SPOT_DOCUMENT,
-            },
-            failures=failures,
-            log_retention=log_retention,
-            timeout=cdk.Duration.seconds(60),
-            retry_attempts=0,
-            function_name=names.SPOT_RECOVERY_PLAN_FUNCTION,
-        )
-        self.planner.grant_declared(
-            [
-                Route("ReadTheSpotRecords", [ledger.table_arn], select=service("dynamodb")),
-                Route("EncryptedLedger", [key.key_arn], select=service("kms")),
-                *read_routes(regions, account),
-            ]
+        self.planner = self._plan_function(
+            layer, settings_environment, regions, ledger, topic, key, failures, log_retention
         )
         pick_zone = sfn.Pass(
             self,
@@ -156,6 +134,46 @@ class SpotRecovery(Construct):
         for statement in _guard_statements(regions, account):
             self.role.add_to_policy(statement)
         self._acknowledge_findings(regions, account)
+
+    def _plan_function(
+        self,
+        layer: lambda_.ILayerVersion,
+        settings_environment: Mapping[str, str],
+        regions: Sequence[str],
+        ledger: dynamodb.ITable,
+        topic: sns.ITopic,
+        key: kms.IKey,
+        failures: sqs.IQueue,
+        log_retention: logs.RetentionDays,
+    ) -> TrainctlFunction:
+        """The workflow's first task: reads EC2 and the spot handler's records, writes nothing."""
+        account = cdk.Stack.of(self).account
+        planner = TrainctlFunction(
+            self,
+            "PlanFunction",
+            folder="spot_recovery_plan",
+            description="trainctl spot recovery: what to relaunch, from EC2 and the spot handler's record only",
+            layer=layer,
+            environment={
+                **settings_environment,
+                "TRAINCTL_LEDGER_TABLE": ledger.table_name,
+                "TRAINCTL_TOPIC_ARN": topic.topic_arn,
+                "TRAINCTL_SPOT_DOCUMENT": names.SPOT_DOCUMENT,
+            },
+            failures=failures,
+            log_retention=log_retention,
+            timeout=cdk.Duration.seconds(60),
+            retry_attempts=0,
+            function_name=names.SPOT_RECOVERY_PLAN_FUNCTION,
+        )
+        planner.grant_declared(
+            [
+                Route("ReadTheSpotRecords", [ledger.table_arn], select=service("dynamodb")),
+                Route("EncryptedLedger", [key.key_arn], select=service("kms")),
+                *read_routes(regions, account),
+            ]
+        )
+        return planner
 
     def _plan(self, planner: lambda_.IFunction, *, then: sfn.IChainable) -> sfn.IChainable:
         """The whole state comes from the plan: nothing of the input but the instance id reaches a later step."""

@@ -264,7 +264,7 @@ def test_each_function_has_an_errors_and_a_throttles_alarm(synthesized) -> None:
         if namespace == "AWS/Lambda":
             watched.setdefault(name, set()).add(_reference(dimensions["FunctionName"]))
     trainctl = {f for f in functions if "LogRetention" not in f and "Custom" not in f}
-    assert watched["Errors"] == watched["Throttles"] == trainctl and len(trainctl) == 6
+    assert watched["Errors"] == watched["Throttles"] == trainctl and len(trainctl) == 7
 
 
 def test_failures_queue_and_workflows_alarm_above_zero(synthesized) -> None:
