@@ -628,10 +628,12 @@ def test_the_sandbox_prints_one_valid_json_object() -> None:
     acted_at = datetime.fromisoformat(report["sweeps"][3]["at"].replace("Z", "+00:00"))
     assert acted_at - mark_at == timedelta(hours=2, minutes=15)  # the sandbox's grace, then the delivery lag
     for decision in decided("data-wait-finetune"):
-        assert decision is not None and decision["action"] == "keep" and decision["protections"] == ["training-active"]
+        assert decision is not None
+        assert decision["action"] == "keep" and decision["protections"] == ["training-active"]
         assert decision["detail"] == "training running (pattern=torchrun)"
     for decision in decided("debug-box-no-ssm"):
-        assert decision is not None and decision["action"] == "keep" and decision["protections"] == ["not-managed-by-ssm"]
+        assert decision is not None
+        assert decision["action"] == "keep" and decision["protections"] == ["not-managed-by-ssm"]
     assert [s["summary"]["not_managed_by_ssm"] for s in report["sweeps"][1:]] == [1, 1, 1, 1]
 
 
