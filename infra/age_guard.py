@@ -4,12 +4,12 @@ acknowledgements."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import combinations
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
@@ -20,8 +20,6 @@ from infra.permissions import acknowledge, ec2_arns, in_scope_condition, merged,
 from infra.policy import Route, read_routes, service
 from trainctl.age_guard.rules import STAMPED_EVENTS, USE_EVENTS
 from trainctl.core import tags
-
-STAMP_KEYS = [tags.CREATED_AT, tags.CREATED_BY, tags.OWNER]
 
 
 class AgeGuard(Construct):
@@ -64,6 +62,8 @@ class AgeGuard(Construct):
                 *age_guard_routes(regions=regions, account=account, scope_tag=scope_tag),
             ]
         )
+        for statement in never_restamp(scope_tag):
+            self.role.add_to_policy(statement)
         for arn in _stamped(["*"], account):
             acknowledge(
                 self.role,
@@ -116,33 +116,45 @@ def _stamped(regions: Sequence[str], account: str) -> list[str]:
     ]
 
 
-_KEY_NAMES = {tags.CREATED_AT: "At", tags.CREATED_BY: "By", tags.OWNER: "Owner"}
+def stamp_keys(scope_tag: str) -> list[str]:
+    """The keys age guard writes, each only on a resource that lacks it."""
+    return [tags.CREATED_AT, tags.CREATED_BY, tags.OWNER, scope_tag]
 
 
-def _key_sets(keys: Sequence[str]) -> list[list[str]]:
-    """Every non-empty set of the keys, smallest first."""
-    return [list(chosen) for size in range(1, len(keys) + 1) for chosen in combinations(keys, size)]
+def restamp_denials(scope_tag: str) -> list[tuple[str, dict[str, dict[str, str]]]]:
+    """(sid, conditions) of each refusal: a request that writes a stamp key the resource already has (any case)."""
+    names = {tags.CREATED_AT: "CreatedAt", tags.CREATED_BY: "Creator", tags.OWNER: "Owner"}
+    return [
+        (
+            f"NeverRewrite{names.get(key, 'Scope')}",
+            {"ForAnyValue:StringEquals": {"aws:TagKeys": key}, "Null": {f"aws:ResourceTag/{key}": "false"}},
+        )
+        for key in stamp_keys(scope_tag)
+    ]
+
+
+def never_restamp(scope_tag: str) -> list[iam.PolicyStatement]:
+    """IAM's conditions hold for a whole request, so "each key only where unset" is one Deny per key beside the one
+    Allow (a statement per set of keys would be fifteen, and overflow the role's policy)."""
+    return [
+        iam.PolicyStatement(
+            sid=sid, effect=iam.Effect.DENY, actions=["ec2:CreateTags"], resources=["*"], conditions=conditions
+        )
+        for sid, conditions in restamp_denials(scope_tag)
+    ]
 
 
 def age_guard_routes(*, regions: Sequence[str], account: str, scope_tag: str) -> list[Route]:
     return [
         *read_routes(regions, account),
-        # Creator, owner, birth time and scope only where unset, key by key: IAM's conditions hold for the whole
-        # request, so there is one statement per set of those keys the code may write (it writes exactly the keys a
-        # resource lacks), each requiring all of them to be absent.
-        *(
-            Route(
-                "Stamp" + "".join(_KEY_NAMES.get(k, "Scope") for k in keys) + "OnlyWhereUnset",
-                # Each names the kinds once for every region, so the role's policy keeps its size.
-                _stamped(["*"], account),
-                actions=["ec2:CreateTags"],
-                conditions=merged(
-                    tag_keys_only(keys),
-                    {"Null": {f"aws:ResourceTag/{k}": "true" for k in keys}},
-                    {"StringEquals": {"aws:RequestedRegion": list(regions)}},
-                ),
-            )
-            for keys in _key_sets([tags.CREATED_AT, tags.CREATED_BY, tags.OWNER, scope_tag])
+        # Creator, owner, birth time and scope, in the configured regions; each only where unset: never_restamp.
+        Route(
+            "StampOnlyTrainctlKeys",
+            _stamped(["*"], account),
+            actions=["ec2:CreateTags"],
+            conditions=merged(
+                tag_keys_only(stamp_keys(scope_tag)), {"StringEquals": {"aws:RequestedRegion": list(regions)}}
+            ),
         ),
         # A resource in use loses the sweep's mark (where the code declares it does): that one key, in scope.
         Route(

@@ -181,11 +181,19 @@ def test_the_persistent_gate_catches_a_missing_or_narrower_deny() -> None:
 
 def test_age_guard_writes_every_stamp_key_only_where_the_resource_lacks_it_the_creator_too() -> None:
     """Issue 25: age_guard's role could rewrite trainctl:created-by on any resource; only its code refrained."""
-    from infra.age_guard import age_guard_routes
+    from infra.age_guard import age_guard_routes, restamp_denials, stamp_keys
 
     routes = age_guard_routes(regions=["us-east-1"], account="123456789012", scope_tag=SCOPE)
-    stamping = {r.sid: r.conditions or {} for r in routes if "ec2:CreateTags" in r.actions}
-    written = {sid: set(c["ForAllValues:StringEquals"]["aws:TagKeys"]) for sid, c in stamping.items()}
-    assert any(tags.CREATED_BY in keys for keys in written.values()), "age guard must still stamp a creator"
-    for sid, conditions in stamping.items():
-        assert all(conditions["Null"].get(f"aws:ResourceTag/{key}") == "true" for key in written[sid]), sid
+    written = {
+        key
+        for r in routes
+        if "ec2:CreateTags" in r.actions and r.conditions
+        for key in r.conditions["ForAllValues:StringEquals"]["aws:TagKeys"]
+    }
+    assert tags.CREATED_BY in written and written <= set(stamp_keys(SCOPE))
+    denied = {
+        conditions["ForAnyValue:StringEquals"]["aws:TagKeys"]
+        for _, conditions in restamp_denials(SCOPE)
+        if conditions["Null"] == {f"aws:ResourceTag/{conditions['ForAnyValue:StringEquals']['aws:TagKeys']}": "false"}
+    }
+    assert written <= denied, f"written where already set: {sorted(written - denied)}"

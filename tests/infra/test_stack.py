@@ -154,6 +154,9 @@ def _tagging_allowed(statement: dict[str, Any], keys: set[str], existing: set[st
             if operator == "ForAllValues:StringEquals" and key == "aws:TagKeys":
                 if not keys <= set(as_list(expected)):
                     return False
+            elif operator == "ForAnyValue:StringEquals" and key == "aws:TagKeys":
+                if not keys & set(as_list(expected)):
+                    return False
             elif operator == "Null" and key == "aws:TagKeys":
                 if (expected == "true") != (not keys):
                     return False
@@ -174,12 +177,17 @@ def test_age_guard_may_only_stamp_and_never_overwrite_a_scope_decision(synthesiz
     # Issue 17 item 1, issue 25: creator, owner, birth time and scope are written only where unset, in policy,
     # key by key: any set of them on a resource that lacks every one, never one a resource already has.
     every_set = [set(c) for n in range(len(stamp_keys) + 1) for c in itertools.combinations(stamp_keys, n)]
+
+    def allowed(keys: set[str], existing: set[str]) -> bool:
+        """An explicit Deny wins over any Allow."""
+        matching = [s for s in tagging if _tagging_allowed(s, keys, existing)]
+        return any(s["Effect"] == "Allow" for s in matching) and not any(s["Effect"] == "Deny" for s in matching)
+
     for existing in every_set:
         for keys in every_set:
-            allowed = any(_tagging_allowed(s, keys, existing) for s in tagging)
-            assert allowed == (bool(keys) and not keys & existing), (sorted(keys), sorted(existing))
-        assert not any(_tagging_allowed(s, {"Name"}, existing) for s in tagging)
-        assert not any(_tagging_allowed(s, {tags.CREATED_AT, "Name"}, existing) for s in tagging)
+            assert allowed(keys, existing) == (bool(keys) and not keys & existing), (sorted(keys), sorted(existing))
+        assert not allowed({"Name"}, existing)
+        assert not allowed({tags.CREATED_AT, "Name"}, existing)
     granted = [s for s in statements(synthesized[0], "AgeGuard") if s["Effect"] == "Allow"]
     assert not [s for s in granted if (DESTRUCTIVE - {"ec2:DeleteTags"}) & set(as_list(s["Action"]))]
     # Where its code voids a mark on use, it may delete that one key, in scope, and nothing else.

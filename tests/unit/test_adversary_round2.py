@@ -73,6 +73,9 @@ def _allows(
             elif operator == "ForAllValues:StringEquals":
                 if have is not None and not all(v in allowed for v in have):
                     return False
+            elif operator == "ForAnyValue:StringEquals":
+                if have is None or not any(v in allowed for v in have):
+                    return False
             elif operator == "StringEquals":
                 if have not in allowed:
                     return False
@@ -86,17 +89,24 @@ def _allows(
 
 def test_age_guard_iam_refuses_overwrites_of_owner_created_at_and_scope() -> None:
     """What held: no statement lets the role overwrite an owner, created-at or scope tag that is set (any case)."""
-    from infra.age_guard import age_guard_routes
+    from infra.age_guard import age_guard_routes, restamp_denials
 
     routes = age_guard_routes(regions=["us-east-1"], account="123456789012", scope_tag=tags.MANAGED)
-    for key in (tags.OWNER, tags.CREATED_AT, tags.MANAGED):
+    for key in (tags.OWNER, tags.CREATED_AT, tags.MANAGED, tags.CREATED_BY):
         for present in (key, key.upper()):
             for keys in ([key], [key, tags.CREATED_BY]):
-                assert not any(
-                    _allows(r.conditions, request_keys=keys, resource_tags={present: "x"}, region="us-east-1")
-                    for r in routes
-                    if "ec2:CreateTags" in r.actions
-                ), (key, present, keys)
+                tagged = {present: "x"}
+
+                def matches(conditions: Any, keys: list[str] = keys, tagged: dict[str, str] = tagged) -> bool:
+                    return _allows(conditions, request_keys=keys, resource_tags=tagged, region="us-east-1")
+
+                # An explicit Deny wins over any Allow (issue 25: one Deny per key beside one Allow).
+                denied = any(matches(c) for _, c in restamp_denials(tags.MANAGED))
+                assert denied or not any(matches(r.conditions) for r in routes if "ec2:CreateTags" in r.actions), (
+                    key,
+                    present,
+                    keys,
+                )
         # Nor in another region.
         assert not any(
             _allows(r.conditions, request_keys=[key], resource_tags={}, region="eu-west-1")
