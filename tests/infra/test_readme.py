@@ -131,3 +131,24 @@ def test_the_readme_says_what_destroy_keeps(synthesized) -> None:
     assert kept == {"AWS::DynamoDB::Table", "AWS::KMS::Key"}
     teardown = TEXT[TEXT.index("## Teardown") : TEXT.index("\n## ", TEXT.index("## Teardown") + 3)]
     assert "trainctl-ledger" in teardown and "KMS key" in teardown
+
+
+def test_the_recommended_scp_keeps_every_key_trainctl_trusts_to_trainctl() -> None:
+    """Issue 25: the SCP covered cleanup-after, managed and role only; owner, ttl and the stamps were anyone's."""
+    from trainctl.core import tags
+
+    [statement] = _policy("OnlyTrainctlWritesItsOwnTags")["Statement"]
+    keys = set(statement["Condition"]["ForAnyValue:StringEqualsIgnoreCase"]["aws:TagKeys"])
+    trusted = {
+        tags.CLEANUP_AFTER,
+        tags.MANAGED,
+        tags.ROLE,
+        tags.OWNER,
+        tags.TTL,
+        tags.CREATED_AT,
+        tags.CREATED_BY,
+        tags.SPOT_INSTANCE,
+    }
+    assert trusted <= keys, sorted(trusted - keys)
+    for key in trusted:  # each with its reason, in the table above the policy
+        assert f"| `{key}` |" in TEXT

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import EVENTS, forbid_writes
 from tests.integration.fleet import tags_of
 from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
 from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import tags
 from trainctl.core.events import InvalidEvent
@@ -22,6 +23,8 @@ ALICE = "arn:aws:iam::123456789012:role/MLTeamTraining session alice@example.com
 @pytest.fixture
 def handler(factory: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     monkeypatch.setenv("TRAINCTL_REGIONS", "us-east-1,eu-west-1")
+    # As deployed: the ledger holds the owners of record age_guard writes.
+    stack_resources.ensure_on_emulator(factory, ("us-east-1",))
     module = load_handler("age_guard")
     monkeypatch.setattr(module, "client_factory", lambda: factory)
     return module

@@ -105,14 +105,22 @@ def test_snapshot_past_retention_is_a_candidate() -> None:
 
 
 def test_expired_ttl_is_a_candidate_and_counts_from_the_newest_creation_signal() -> None:
-    created = NOW - timedelta(hours=10)
+    created = NOW - timedelta(hours=8, minutes=5)
     attached = volume(attached_to="i-9", created=created, ttl="8h")
     decision = decide_one(attached)
     assert decision is not None and "ttl-expired" in decision.reasons
+    # age_guard's stamp, ten minutes after EC2's time (the event's own time): the newest signal counts.
+    stamped = volume(
+        attached_to="i-9", created=created, ttl="8h", created_at=format_instant(created + timedelta(minutes=10))
+    )
+    not_yet = decide_one(stamped)
+    assert not_yet is not None and not_yet.reasons == ("ttl-expiring",)  # due in five minutes, not expired yet
+    # A stamp written hours later is no creation signal: the resource is named unreadable, not made younger.
     restamped = volume(
         attached_to="i-9", created=created, ttl="8h", created_at=format_instant(NOW - timedelta(hours=1))
     )
-    assert decide_one(restamped) is None
+    later = decide_one(restamped)
+    assert later is not None and "ttl-expired" in later.reasons and "unreadable" in later.protections
 
 
 def test_unreadable_ttl_is_a_warning_not_a_reason() -> None:
@@ -147,7 +155,8 @@ def test_persistent_false_does_not_protect() -> None:
 def test_min_age_protects_and_takes_the_newest_creation_signal() -> None:
     young = volume(created=NOW - timedelta(minutes=2))
     assert decide_one(young).protections == ("min-age",)  # type: ignore[union-attr]
-    stamped = volume(created=LONG_AGO, created_at=format_instant(NOW - timedelta(minutes=1)))
+    # A stamp a little after EC2's own time (age_guard stamps the call's time) is the newest signal, and counts.
+    stamped = volume(created=NOW - timedelta(minutes=10), created_at=format_instant(NOW - timedelta(minutes=1)))
     assert decide_one(stamped).protections == ("min-age",)  # type: ignore[union-attr]
     no_min_age = SETTINGS.model_copy(update={"min_age": timedelta(0)})
     assert decide_one(young, settings=no_min_age).action == "mark"  # type: ignore[union-attr]
@@ -471,3 +480,31 @@ def test_a_type_without_accelerators_is_idle_on_cpu_and_network_alone() -> None:
     observations = Observations(utilisation={"i-1": no_reading}, training={"i-1": TrainingCheck(Training.IDLE)})
     decision = decide_one(replace(instance(), instance_type="c6in.xlarge"), observations)
     assert decision is not None and "idle" in decision.reasons
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        volume(created=LONG_AGO, created_at="8999-01-01T00:00:00Z"),
+        snapshot(started=LONG_AGO, created_at=format_instant(NOW - timedelta(days=1))),
+        instance(state="stopped", stopped_since=LONG_AGO, created_at="8999-01-01T00:00:00Z"),
+    ],
+)
+def test_a_created_at_later_than_ec2s_own_creation_time_is_unreadable_and_named(resource: object) -> None:
+    """Defect (issue 25): trainctl:created-at in 8999 kept a resource young, so protected by min-age, forever."""
+    plan = plan_sweep([inventory(resource)], Observations(), SETTINGS, NOW)
+    (decision,) = plan.decisions
+    assert decision.reasons and decision.protections == ("unreadable",)  # not min-age: the stamp is no age
+    assert "later than EC2's own creation time" in decision.detail
+    assert any("later than EC2's own creation time" in w for w in plan.warnings)
+
+
+def test_a_mark_further_ahead_than_trainctl_writes_is_replaced_by_a_fresh_mark() -> None:
+    """Defect (issue 25): trainctl:cleanup-after in 8999 was a grace period nobody ever reached."""
+    forged = decide_one(volume(cleanup_after="8999-01-01T00:00:00Z"))
+    assert forged is not None and forged.action == "mark"
+    assert forged.cleanup_after == NOW + SETTINGS.grace_period
+    assert "further ahead than trainctl writes" in forged.detail
+    # Its own mark, a grace period ahead, stands.
+    own = decide_one(volume(cleanup_after=format_instant(NOW + SETTINGS.grace_period)))
+    assert own is not None and own.action == "keep" and "grace period until" in own.detail

@@ -300,7 +300,8 @@ _USED_ID = re.compile(rf"^(vol|i|snap)-{_HEX}\Z")
 
 
 def used_ids(event_name: str, request: Any, scope_tag: str) -> list[str]:
-    """The resources a use call touched; for tag calls, only when they write the scope tag."""
+    """The resources a use call touched; for tag calls, only when they write the scope, owner or ttl tag (who is
+    told, and when, changed: the mark announced to the old owner or for the old lifetime no longer stands)."""
     if event_name not in USE_EVENTS or not isinstance(request, Mapping):
         return []
     if event_name == "AttachVolume":
@@ -309,7 +310,7 @@ def used_ids(event_name: str, request: Any, scope_tag: str) -> list[str]:
         found = [i for item in _items(request.get("instancesSet")) for i in _strings(item.get("instanceId"))]
     else:
         keys = {k for item in _items(request.get("tagSet")) for k in _strings(item.get("key"))}
-        if scope_tag.lower() not in {k.lower() for k in keys}:
+        if not {scope_tag.lower(), tags.OWNER, tags.TTL} & {k.lower() for k in keys}:
             return []
         found = [r for item in _items(request.get("resourcesSet")) for r in _strings(item.get("resourceId"))]
     return list(dict.fromkeys(i for i in found if _USED_ID.match(i)))

@@ -16,8 +16,9 @@ from trainctl.age_guard.rules import (
     used_ids,
 )
 from trainctl.age_guard.stamper import Ec2Stamper
-from trainctl.age_guard.use import MarkVoider
+from trainctl.age_guard.use import RECORDED_BY, MarkVoider
 from trainctl.aws.clients import ClientFactory
+from trainctl.aws.owners import OwnersOfRecord
 from trainctl.core import tags
 from trainctl.core.clock import ensure_utc, format_instant
 from trainctl.core.events import CloudTrailApiCall, InstanceStateChange
@@ -66,11 +67,19 @@ def _refusal(settings: AgeGuardSettings, region: str, account: str | None) -> st
 
 
 def _stamp(
-    stamper: Ec2Stamper, ids: list[str], principal: Principal | None, created_at: Any, rules: StampRules
+    stamper: Ec2Stamper,
+    owners: OwnersOfRecord,
+    ids: list[str],
+    principal: Principal | None,
+    created_at: Any,
+    rules: StampRules,
 ) -> StampResult:
     current = stamper.current_tags(ids)
     planned = stamps_for(ids, current, principal, ensure_utc(created_at), rules)
     calls = stamper.apply(planned)
+    # Who owned it when trainctl first heard of it (first stamped): a tag rewritten later never hides it from them.
+    recorded = {i: current.get(i, {}).get(tags.OWNER) or planned[i].get(tags.OWNER) for i in planned}
+    owners.claim({i: owner for i, owner in recorded.items() if owner}, ensure_utc(created_at), RECORDED_BY)
     unchanged = tuple(i for i in ids if i not in planned)
     return StampResult(
         "stamped" if planned else "unchanged", stamped=planned, unchanged=unchanged, create_tags_calls=calls
@@ -107,7 +116,9 @@ def stamp_api_call(factory: ClientFactory, event: CloudTrailApiCall, settings: A
     for details in launched.values():
         # The volumes the launch created, not whatever is attached by the time this (late) event arrives.
         ids.extend(v for v in launch_volumes(details["launch_time"], details["attached"], asked) if v not in ids)
-    result = _stamp(stamper, ids, principal_of(detail.user_identity), detail.event_time, rules_from(settings))
+    owners = OwnersOfRecord(factory.dynamodb(), settings.ledger_table)
+    principal = principal_of(detail.user_identity)
+    result = _stamp(stamper, owners, ids, principal, detail.event_time, rules_from(settings))
     if gone:
         return replace(result, reason=f"{', '.join(gone)} no longer exist")
     return result
@@ -140,7 +151,8 @@ def stamp_first_start(factory: ClientFactory, event: InstanceStateChange, settin
             )
     # Only the volumes attached at this launch: a first start does not adopt a volume attached since.
     ids = [instance_id, *launch_volumes(details["launch_time"], details["attached"])]
-    return _stamp(stamper, ids, principal, details["launch_time"], rules_from(settings))
+    owners = OwnersOfRecord(factory.dynamodb(), settings.ledger_table)
+    return _stamp(stamper, owners, ids, principal, details["launch_time"], rules_from(settings))
 
 
 def void_marks_on_use(factory: ClientFactory, event: CloudTrailApiCall, settings: AgeGuardSettings) -> StampResult:
@@ -156,7 +168,11 @@ def void_marks_on_use(factory: ClientFactory, event: CloudTrailApiCall, settings
     marked = voider.marked(ids)
     at = ensure_utc(detail.event_time)
     who = one_line(principal_of(detail.user_identity).created_by, 128)
-    why = f"used since it was marked: {detail.event_name} by {who} at {format_instant(at)}"
+    if detail.event_name in ("CreateTags", "DeleteTags"):
+        # Whoever rewrites the owner or the lifetime of a marked resource gets it a fresh mark and notice.
+        why = f"its scope, owner or ttl tag changed: {detail.event_name} by {who} at {format_instant(at)}"
+    else:
+        why = f"used since it was marked: {detail.event_name} by {who} at {format_instant(at)}"
     # The tags first: a mark without its tag is void even if the ledger then refuses the line.
     kept_tags = [rid for rid in marked if not voider.remove_mark(rid)]
     # Every use is recorded, marked or not: a sweep that read the resource before the use may mark it after.

@@ -50,6 +50,11 @@ def sweep_decision(resource_id: str, at: datetime, sweep_id: str) -> Item:
     return key(resource_partition(resource_id), f"{format_instant(at)}#{sweep_id}")
 
 
+def owner_of_record(resource_id: str) -> Item:
+    """Who owned a resource when trainctl first heard of it: written once, never overwritten."""
+    return key(f"owner#{resource_id}", "of-record")
+
+
 def spot_partition(instance_id: str) -> str:
     return f"spot#{instance_id}"
 

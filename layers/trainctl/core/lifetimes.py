@@ -15,11 +15,31 @@ def creation_signals(resource: Resource) -> list[datetime]:
     """Every instant that says when a resource came to be: the API's and the stamped tag."""
     signals = [resource.created]
     stamped = resource.tags.get(tags.CREATED_AT)
-    if stamped:
-        # A hand-edited stamp that does not parse is no evidence either way.
+    if stamped and stamp_after_creation(resource) is None:
+        # A hand-edited stamp that does not parse, or that postdates EC2's own time, is no evidence either way.
         with contextlib.suppress(ValueError):
             signals.append(parse_instant(stamped))
     return signals
+
+
+# age_guard stamps the call's own time, seconds from EC2's; a tag later than EC2's time by more is not a stamp.
+STAMP_SLACK = timedelta(minutes=15)
+
+
+def stamp_after_creation(resource: Resource) -> str | None:
+    """Why trainctl:created-at cannot be believed: it is later than EC2's own creation time (which would keep
+    the resource young, and so protected by the minimum age, forever). None when it can be, or is absent."""
+    stamped = resource.tags.get(tags.CREATED_AT)
+    if not stamped:
+        return None
+    try:
+        at = parse_instant(stamped)
+    except ValueError:
+        return None  # unreadable on its own account
+    if at > resource.created + STAMP_SLACK:
+        ec2_time = f"{resource.created:%Y-%m-%dT%H:%M:%SZ}"
+        return f"{tags.CREATED_AT}: {stamped.strip()[:40]!r} is later than EC2's own creation time {ec2_time}"
+    return None
 
 
 def born_at(resource: Resource) -> datetime:

@@ -52,6 +52,8 @@ class LedgerEntry:
     cleanup_after: datetime | None = None
     announced: str | None = None
     detail: str = ""
+    owner: str | None = None  # the trainctl:owner the resource carried when this was recorded
+    protections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ def distrust(
     *,
     now: datetime,
     max_gap: timedelta | None = None,
+    owner: str | None = None,
 ) -> str | None:
     """Why the mark on a resource cannot be acted on, or None when trainctl may keep its promise.
 
@@ -92,6 +95,9 @@ def distrust(
                 return "the mark on it is not the one trainctl wrote"
             if entry.announced != intended:
                 return f"its mark announced {entry.announced or 'a warning'}, not {intended}"
+            if entry.owner != owner:
+                # The notice went to the owner of that day: whoever owns it now has not been told.
+                return "its owner changed since it was marked"
             # The ledger keeps whole seconds: a sweep is later than the mark if it is not the marking sweep itself.
             marked_at = entry.at.replace(microsecond=0)
             missed = sorted(

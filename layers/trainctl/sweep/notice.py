@@ -17,7 +17,7 @@ DETAIL_LIMIT = 1000  # per decision line; the ledger holds the rest
 
 
 def changed(decisions: Sequence[Decision]) -> list[Decision]:
-    return [d for d in decisions if d.action != "keep" or d.outcome == "failed"]
+    return [d for d in decisions if d.action != "keep" or d.outcome in ("failed", "warned")]
 
 
 def decision_line(decision: Decision) -> str:
@@ -90,7 +90,9 @@ def owner_notices(plan: SweepPlan, decisions: Sequence[Decision], *, dry_run: bo
     """A notice for each owner with news; a mark is a promise to that person in particular."""
     by_owner: dict[str | None, list[Decision]] = defaultdict(list)
     for decision in changed(decisions):
-        by_owner[decision.owner].append(decision)
+        # The tag's owner and every owner of record: a tag anyone may rewrite never silences the resource's maker.
+        for owner in dict.fromkeys([decision.owner, *decision.also_tell]):
+            by_owner[owner].append(decision)
     # Every decision is named in some notice: an owner with more news than one notice holds gets several.
     return [
         owner_notice(plan, mine[start : start + MAX_LINES], dry_run=dry_run, sweep_id=sweep_id, owner=owner)

@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws import ledger
 from trainctl.aws.clients import access_error
+from trainctl.aws.owners import OwnersOfRecord
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.errors import AwsAccessError
 from trainctl.core.marks import LedgerEntry, RecordedSweep
@@ -45,6 +46,10 @@ class Ledger(Protocol):
     def histories(self, resource_ids: Sequence[str]) -> dict[str, list[LedgerEntry]]: ...
 
     def sweeps_since(self, at: datetime) -> list[RecordedSweep]: ...
+
+    def owners_of_record(self, resource_ids: Sequence[str]) -> dict[str, str]: ...
+
+    def newest(self, resource_ids: Sequence[str]) -> dict[str, LedgerEntry]: ...
 
 
 def decision_items(sweep_id: str, at: datetime, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
@@ -88,6 +93,8 @@ def entry_from(recorded_by: str, raw: Mapping[str, Any]) -> LedgerEntry:
         cleanup_after=parse_instant(str(cleanup_after)) if cleanup_after else None,
         announced=raw.get("announced"),
         detail=str(raw.get("detail", "")),
+        owner=str(raw["owner"]) if raw.get("owner") else None,
+        protections=tuple(sorted(protections)),
     )
 
 
@@ -151,6 +158,34 @@ class DynamoDbLedger:
             raise _ledger_error("Query", exc) from exc
         return entries
 
+    def owners_of_record(self, resource_ids: Sequence[str]) -> dict[str, str]:
+        return OwnersOfRecord(self._dynamodb, self._table).read(resource_ids)
+
+    def newest(self, resource_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Each resource's newest line, where it has one: one item read, however long its history."""
+
+        def read(resource_id: str) -> LedgerEntry | None:
+            try:
+                items = self._dynamodb.query(
+                    TableName=self._table,
+                    KeyConditionExpression=f"{ledger.PARTITION_KEY} = :pk",
+                    ExpressionAttributeValues={":pk": {"S": ledger.resource_partition(resource_id)}},
+                    ScanIndexForward=False,
+                    Limit=1,
+                ).get("Items", [])
+            except (ClientError, BotoCoreError) as exc:
+                raise _ledger_error("Query", exc) from exc
+            if not items:
+                return None
+            raw = json.loads(items[0]["decision"]["S"])
+            return entry_from(str(raw.get("recorded_by", "")), raw)
+
+        if not resource_ids:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(HISTORY_READERS, len(resource_ids))) as pool:
+            found = dict(zip(resource_ids, pool.map(read, resource_ids), strict=True))
+        return {r: e for r, e in found.items() if e is not None}
+
     def sweeps_since(self, at: datetime) -> list[RecordedSweep]:
         found: list[RecordedSweep] = []
         pages = self._dynamodb.get_paginator("query").paginate(
@@ -199,6 +234,7 @@ class InMemoryLedger:
         self.sweeps: list[tuple[str, datetime, dict[str, object], list[Decision]]] = []
         self.intents: list[tuple[str, datetime, list[Decision]]] = []
         self.entries: dict[str, list[tuple[datetime, str, dict[str, Any]]]] = {}
+        self.owners: dict[str, str] = {}  # owners of record, as age_guard would have recorded them
 
     def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
         self.sweeps.append((sweep_id, at, summary, list(decisions)))
@@ -231,3 +267,10 @@ class InMemoryLedger:
 
     def sweeps_since(self, at: datetime) -> list[RecordedSweep]:
         return [RecordedSweep(when, sweep_id) for sweep_id, when, _, _ in self.sweeps if when >= at]
+
+    def owners_of_record(self, resource_ids: Sequence[str]) -> dict[str, str]:
+        return {r: self.owners[r] for r in resource_ids if r in self.owners}
+
+    def newest(self, resource_ids: Sequence[str]) -> dict[str, LedgerEntry]:
+        found = {r: self.history(r) for r in resource_ids}
+        return {r: history[0] for r, history in found.items() if history}

@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
 from trainctl.core import names, tags
 from trainctl.core.accelerators import accelerators_for
 from trainctl.core.clock import format_instant, parse_instant
-from trainctl.core.lifetimes import InvalidTtl, born_at, ttl_expiry
+from trainctl.core.lifetimes import InvalidTtl, born_at, stamp_after_creation, ttl_expiry
 from trainctl.core.marks import read_mark
 from trainctl.core.observations import Training, TrainingCheck, Utilisation
 from trainctl.core.protections import (
@@ -34,6 +34,8 @@ from trainctl.cost.left_behind import left_behind_words
 
 Action = Literal["keep", "mark", "unmark", "delete", "terminate", "stop"]
 DESTRUCTIVE: frozenset[str] = frozenset({"delete", "terminate", "stop"})
+# Clock skew between the sweep that wrote a mark and the one reading it.
+MARK_SLACK = timedelta(minutes=1)
 
 
 class Reason(StrEnum):
@@ -166,6 +168,9 @@ def unreadable_values(resource: Resource, settings: SweepSettings) -> list[str]:
             parse_instant(stamped)
         except ValueError as exc:
             problems.append(f"{tags.CREATED_AT}: {exc}")
+    late_stamp = stamp_after_creation(resource)
+    if late_stamp:
+        problems.append(late_stamp)
     try:
         lifetime_end(resource, settings)
     except InvalidTtl as exc:
@@ -409,6 +414,9 @@ def decide(
                 detail=f"{unanswered}; not marked until the training check answers",
             )
         return fresh_mark(base, resource, action, settings, now, why=mark.unreadable and "its mark was unreadable")
+    if mark.at > now + max(settings.grace_period, settings.ttl_warning_lead) + MARK_SLACK:
+        # Further ahead than any mark trainctl writes: someone's promise of never, not trainctl's.
+        return fresh_mark(base, resource, action, settings, now, why="its mark is further ahead than trainctl writes")
     if now < mark.at:
         waiting = f"; training check: {unanswered}" if unanswered else ""
         return replace(base, detail=f"grace period until {format_instant(mark.at)}{waiting}")

@@ -20,11 +20,12 @@ from trainctl.core.errors import TrainctlError
 from trainctl.core.marks import distrust
 from trainctl.core.notices import Notice
 from trainctl.core.observations import TrainingCheck
-from trainctl.core.protections import in_scope
+from trainctl.core.protections import Protection, in_scope
 from trainctl.core.resources import Guards, RegionInventory, Resource
 from trainctl.core.settings import SweepSettings
+from trainctl.core.text import one_line
 from trainctl.sweep.act import RemainingTime, SweepExecutor, deferred, interleaved
-from trainctl.sweep.notice import owner_notices
+from trainctl.sweep.notice import changed, owner_notices
 from trainctl.sweep.record import DynamoDbLedger, Ledger
 from trainctl.sweep.rules import (
     Decision,
@@ -195,18 +196,23 @@ def vouch_for_marks(
         return Vouched({d.resource_id: f"the ledger could not be read ({exc})" for d in destructive})
     distrusted: dict[str, str] = {}
     written: dict[str, datetime] = {}
+    told: dict[str, str] = {}
     for decision, history in histories.items():
-        newest_mark = next((e.at for e in history if e.action == "mark" and e.outcome == "done"), None)
+        newest_mark = next((e for e in history if e.action == "mark" and e.outcome == "done"), None)
         if newest_mark is not None:
-            written[decision.resource_id] = newest_mark
+            written[decision.resource_id] = newest_mark.at
+            if newest_mark.owner:
+                told[decision.resource_id] = newest_mark.owner
         assert decision.cleanup_after is not None
         # CloudTrail hears a volume attached or an instance started; nothing hears a running instance used, so an
         # idle one must have been seen idle at least once per idle window since its mark.
         gap = idle_window if set(decision.reasons) <= {"idle", "ttl-expiring"} else None
-        why = distrust(decision.cleanup_after, decision.action, history, sweeps, now=now, max_gap=gap)
+        why = distrust(
+            decision.cleanup_after, decision.action, history, sweeps, now=now, max_gap=gap, owner=decision.owner
+        )
         if why is not None:
             distrusted[decision.resource_id] = why
-    return Vouched(distrusted, written)
+    return Vouched(distrusted, written, told)
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,7 @@ class Vouched:
 
     distrusted: Mapping[str, str] = field(default_factory=dict)  # resource id -> why its mark is not trainctl's
     marked_at: Mapping[str, datetime] = field(default_factory=dict)  # resource id -> when trainctl wrote its mark
+    told: Mapping[str, str] = field(default_factory=dict)  # resource id -> the owner its mark was announced to
 
 
 def guards_of(factory: ClientFactory, decisions: Sequence[Decision]) -> Guards:
@@ -267,7 +274,7 @@ def _sweep(
         # Confirming marks only ever turns a destructive decision into a fresh mark: the planned ones cover what acts.
         vouched = vouch_for_marks(ledger, decisions, resources, now=now, idle_window=settings.idle_window)
         return [
-            replace(d, marked_at=vouched.marked_at.get(d.resource_id)) if d.destructive else d
+            _told_before(replace(d, marked_at=vouched.marked_at.get(d.resource_id)) if d.destructive else d, vouched)
             for d in confirm_marks(decisions, vouched.distrusted, resources, settings, now)
         ]
 
@@ -328,7 +335,10 @@ def _sweep(
                 guarded = [_withheld(d, "the sweep failed while deciding on it") for d in planned]
             acted_by_id = {d.resource_id: d for d in executor.execute(guarded)}
             acted_by_id.update((d.resource_id, d) for d in first.result())
-    acted = tuple(acted_by_id[d.resource_id] for d in plan.decisions)
+    warned, warn_note = _warn_newly_unreadable(ledger, [acted_by_id[d.resource_id] for d in plan.decisions])
+    acted_in_order, owners_note = _with_recorded_owners(ledger, warned)
+    acted = tuple(acted_in_order)
+    notes.extend(note for note in (warn_note, owners_note) if note)
     # Tell first: a mark whose notice did not go out is recorded as unannounced, and no sweep acts on it.
     acted, notified, notice_failure = _tell_owners(notifier, plan, acted, sweep_id)
     if notice_failure is not None:
@@ -381,11 +391,64 @@ def _tell_owners(
                 failure = error
     told = tuple(
         replace(d, outcome="unannounced", detail=f"{d.detail}; its notice could not be sent")
-        if d.action == "mark" and d.outcome == "done" and d.owner in unannounced
+        if d.action == "mark" and d.outcome == "done" and {d.owner, *d.also_tell} & unannounced
         else d
         for d in acted
     )
     return told, bool(notices) and not unannounced, failure
+
+
+def _told_before(decision: Decision, vouched: Vouched) -> Decision:
+    """The owner its mark was announced to hears what comes of it, also when the tag names someone else now."""
+    earlier = vouched.told.get(decision.resource_id)
+    if earlier is None or earlier == decision.owner:
+        return decision
+    return with_owners_of_record(decision, [earlier])
+
+
+def with_owners_of_record(decision: Decision, owners: Sequence[str]) -> Decision:
+    others = tuple(o for o in dict.fromkeys([*decision.also_tell, *owners]) if o != decision.owner)
+    if others == decision.also_tell:
+        return decision
+    named = ", ".join(one_line(o, 64) for o in others)
+    now = one_line(decision.owner, 64) if decision.owner else "no owner"
+    return replace(
+        decision,
+        also_tell=others,
+        detail=f"{decision.detail}; its trainctl:owner tag says {now}, trainctl recorded {named}: both are told",
+    )
+
+
+def _warn_newly_unreadable(ledger: Ledger | None, decisions: Sequence[Decision]) -> tuple[list[Decision], str]:
+    """A value trainctl cannot read keeps its resource, so its owner hears of it once: when it first shows."""
+    unreadable = [d.resource_id for d in decisions if str(Protection.UNREADABLE) in d.protections]
+    if ledger is None or not unreadable:
+        return list(decisions), ""
+    try:
+        newest = ledger.newest(unreadable)
+    except TrainctlError as exc:
+        return list(decisions), f"whether unreadable values are news could not be read ({exc})"
+    news = {r for r in unreadable if r not in newest or str(Protection.UNREADABLE) not in newest[r].protections}
+    return [
+        replace(d, outcome="warned", detail=f"{d.detail}; kept until it is fixed: its owner is told once")
+        if d.resource_id in news and d.action == "keep"
+        else d
+        for d in decisions
+    ], ""
+
+
+def _with_recorded_owners(ledger: Ledger | None, decisions: Sequence[Decision]) -> tuple[list[Decision], str]:
+    """Each decision with news, with the owners trainctl recorded; what could not be read is said, not fatal."""
+    news = [d.resource_id for d in changed(decisions)]
+    if ledger is None or not news:
+        return list(decisions), ""
+    try:
+        recorded = ledger.owners_of_record(news)
+    except TrainctlError as exc:
+        return list(decisions), f"the owners of record could not be read ({exc}): the tags' owners were told"
+    return [
+        with_owners_of_record(d, [recorded[d.resource_id]]) if d.resource_id in recorded else d for d in decisions
+    ], ""
 
 
 def _guarded(decision: Decision) -> bool:
