@@ -32,7 +32,9 @@ from trainctl.aws.owners import OwnersOfRecord
 from trainctl.cli import stack_resources
 from trainctl.cli.local_run import LocalContext, load_handler
 from trainctl.core import names, tags
-from trainctl.core.clock import format_instant
+from trainctl.core.clock import fixed_clock, format_instant
+from trainctl.core.errors import AwsAccessError, TrainctlError
+from trainctl.sweep.run import run_sweep
 
 LAG = SETTINGS.event_delivery_lag
 BOB_ARN = "arn:aws:iam::123456789012:user/bob"
@@ -119,9 +121,9 @@ def test_hole_a_resource_created_with_its_stamp_tags_copied_has_no_owner_of_reco
         TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in copied.items()]}],
     )["SnapshotId"]
     age_guard_hears_creation(account, monkeypatch, "CreateSnapshot", {"snapshotId": snapshot_id}, created)
-    assert OwnersOfRecord(account.factory.dynamodb(), names.LEDGER_TABLE).read([snapshot_id]) == {
-        snapshot_id: "bob"
-    }, "age_guard heard the snapshot created and recorded no owner"
+    assert OwnersOfRecord(account.factory.dynamodb(), names.LEDGER_TABLE).read([snapshot_id]) == {snapshot_id: "bob"}, (
+        "age_guard heard the snapshot created and recorded no owner"
+    )
     account.set_tags(snapshot_id, **{tags.OWNER: "mallory", tags.TTL: "0s"})
     marked = decision(account.sweep(T0), snapshot_id)
     assert marked.action == "mark"
@@ -236,3 +238,60 @@ def test_hole_a_spot_interruption_notice_goes_to_the_tag_owner_not_the_owner_of_
     assert invoke(handler, spot_event("warning", fleet.trainer))["status"] == "handled"
     told = {m["MessageAttributes"]["owner"]["Value"] for m in messages(factory, fleet.queue_url)}
     assert "carol" in told, told
+
+
+# ------------------------------------------------------------------------------------------ told once, not never
+
+
+class DownNotifier:
+    """SNS throttling or down for one sweep: every Publish fails."""
+
+    def publish(self, notice: Any) -> None:
+        raise AwsAccessError("Publish", "Throttling", "Rate exceeded")
+
+
+def test_hole_an_unreadable_value_whose_warning_could_not_be_sent_is_never_warned_of(account: Account) -> None:
+    """Sequence: `trainctl:ttl=forever` on Alice's orphaned volume. The sweep that first sees it keeps it as
+    `unreadable`, sets the outcome "warned", and publishes; SNS throttles that Publish. The sweep records the
+    decision (outcome "warned", protections unreadable) and raises. Every later sweep reads that newest line,
+    finds `unreadable` already in it, and stays silent: the one warning the owner was promised was never sent, and
+    the volume is kept forever without anyone knowing.
+
+    Promise broken (issue 25): "an unreadable value is protected by name and the owner is warned" (once), and safety
+    model 11's "one notice per mark and one for its outcome" handled for marks only (a mark whose notice failed is
+    recorded `unannounced` and announced again). Code at fault: sweep/run.py `_tell_owners` turns only marks into
+    "unannounced"; `_warn_newly_unreadable` trusts the recorded protections. Fix: a warning whose notice failed is
+    recorded as not sent (e.g. outcome "unannounced"), and `_warn_newly_unreadable` warns again until one was.
+    """
+    volume_id = account.volume(**{tags.TTL: "forever"})
+    with pytest.raises(TrainctlError):
+        run_sweep(account.factory, SETTINGS, fixed_clock(T0), ledger=account.ledger, notifier=DownNotifier())
+    for hour in range(1, 4):
+        later = decision(account.sweep(T0 + timedelta(hours=hour)), volume_id)
+        assert later.action == "keep" and "unreadable" in later.protections
+    assert account.told(volume_id), "the owner was never warned of the value that keeps the volume forever"
+
+
+def test_hole_an_unreadable_value_is_warned_of_again_after_every_use_age_guard_hears(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sequence: `trainctl:ttl=forever` on Alice's data volume; the first sweep warns her (once, as promised). Each
+    day she attaches it for a job and detaches it in the evening: age_guard hears each AttachVolume and writes its
+    use line (action unmark, no protections) in the resource's history. The next night's sweep reads that line as
+    the newest, finds no `unreadable` in it, and warns again: one warning per day of use for a value that never
+    changed, forever.
+
+    Promise broken (issue 25 as reviewed: "an unreadable value warns the owner once"; safety model 11: "never one
+    per sweep"). Code at fault: sweep/run.py `_warn_newly_unreadable` reads only the newest ledger line, which an
+    age_guard line (or any other writer's) hides. Fix: look for the newest *sweep* line of the resource, or record
+    the warned value and warn only when it differs.
+    """
+    volume_id = account.volume(**{tags.TTL: "forever"})
+    assert decision(account.sweep(T0), volume_id).outcome == "warned"
+    told = len(account.notifier.messages)
+    for day in range(1, 4):
+        morning = T0 + timedelta(days=day, hours=-12)
+        attach = {"volumeId": volume_id, "instanceId": "i-0123456789abcdef0"}
+        account.tell_age_guard(monkeypatch, "AttachVolume", attach, morning)
+        decision(account.sweep(T0 + timedelta(days=day)), volume_id)
+    assert len(account.notifier.messages) == told, [s for s, _ in account.notifier.messages[told:]]
