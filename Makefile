@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo emulator test lint typecheck unit integration infra synth bench prices workflows clean
+.PHONY: demo emulator test lint typecheck unit integration infra synth bench mutate prices workflows clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,25 @@ $(CUSTODIAN_VENV)/.c7n: bench/custodian.py | $(BIN)/python
 bench: $(VENV)/.dev $(CUSTODIAN_VENV)/.c7n
 	$(BIN)/python -m bench.results
 
+# Mutation testing of the safety code (not part of `make test`): mutmut breaks
+# layers/trainctl/{core,sweep,handwork} one change at a time and runs the tests that reach each change, from
+# the fast subset in [tool.mutmut] (tests/unit, and test_mark_life, test_mutation_survivors, test_sweep_safety,
+# test_hand_commands and test_no_orphans of tests/integration). It runs in .mutmut/, a scratch copy with the
+# library under src/ (mutmut names modules from ./, src/ or source/ only); bench/RESULTS.md reports the figures.
+# Every mutant of the three packages takes hours here (a surviving mutant runs every test that reaches it):
+# MUTANTS="glob ..." runs only those, e.g. the safety-critical functions bench/RESULTS.md names. The tests'
+# AWS-call ledger knows trainctl's modules by their place under layers/: in the copy they are under src/.
+MUTATE_DIR := .mutmut
+mutate: $(VENV)/.dev
+	rm -rf $(MUTATE_DIR) && mkdir -p $(MUTATE_DIR)/src
+	cp -r layers tests events functions infra README.md pyproject.toml $(MUTATE_DIR)/
+	cp -r layers/trainctl $(MUTATE_DIR)/src/trainctl
+	find $(MUTATE_DIR) -name __pycache__ -prune -exec rm -rf {} +
+	sed -i 's|^LAYER = ROOT / "layers"$$|LAYER = ROOT / "src"|' $(MUTATE_DIR)/tests/aws_calls.py
+	cd $(MUTATE_DIR) && ../$(BIN)/mutmut run --max-children $(or $(JOBS),2) $(MUTANTS); status=$$?; \
+		../$(BIN)/mutmut results --all true > results.txt; ../$(BIN)/mutmut export-cicd-stats; \
+		cat mutants/mutmut-cicd-stats.json; echo; echo "each mutant's outcome: $(MUTATE_DIR)/results.txt"; exit $$status
+
 # Rewrites the state machine definitions shipped for emulators from what the stack synthesises.
 workflows: $(VENV)/.dev
 	CDK_DEFAULT_ACCOUNT=123456789012 CDK_DEFAULT_REGION=us-east-1 $(BIN)/python -m infra.export_workflows
@@ -71,4 +90,4 @@ prices: $(VENV)/.cli
 		--output layers/trainctl/cost/prices/prices.json
 
 clean:
-	rm -rf $(VENV) $(CUSTODIAN_VENV) cdk.out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CUSTODIAN_VENV) $(MUTATE_DIR) cdk.out .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis
