@@ -74,6 +74,8 @@ class Dashboard(Construct):
         )
         self.dashboard.add_widgets(*self._money(hourly_threshold_usd))
         self.dashboard.add_widgets(*self._sweep())
+        sweep = next(f for f in functions if f.folder == "cleanup_sweep")
+        self.dashboard.add_widgets(self._evading(sweep))
         self.dashboard.add_widgets(*self._health(functions, failures))
         self.dashboard.add_widgets(*self._workflows(state_machines))
         self.dashboard.add_widgets(
@@ -126,6 +128,24 @@ class Dashboard(Construct):
                 width=24,
             ),
         ]
+
+    @staticmethod
+    def _evading(sweep: TrainctlFunction) -> cloudwatch.IWidget:
+        """The resources the sweep keeps as unreadable or min-age, longest first, with their owners: the handler
+        logs each such decision every sweep (functions/cleanup_sweep EVADING)."""
+        return cloudwatch.LogQueryWidget(
+            title="Kept as unreadable or min-age, longest first (over 7 days evades the guardrail)",
+            log_group_names=[sweep.log_group.log_group_name],
+            query_lines=[
+                "fields @timestamp, decision.resource_id as resource, decision.owner as owner",
+                'filter message = "decision" and @message like /"(unreadable|min-age)"/',
+                "stats min(@timestamp) as first_seen, max(@timestamp) as last_seen by resource, owner",
+                "sort first_seen asc",
+                "limit 50",
+            ],
+            view=cloudwatch.LogQueryVisualizationType.TABLE,
+            width=24,
+        )
 
     def _health(self, functions: Sequence[TrainctlFunction], failures: sqs.IQueue) -> list[cloudwatch.IWidget]:
         return [

@@ -34,6 +34,8 @@ clock: Clock = system_clock  # integration tests step this
 DOLLARS_AVOIDED_METRIC = "DollarsAvoided"
 HOURS_UNTIL_NOTICED = 168
 AVOIDING_ACTIONS = ("stop", "terminate", "delete")
+# Protections that can keep a resource from the guardrail for good: each such decision is logged every sweep.
+EVADING = ("unreadable", "min-age")
 # The few fields pricing reads, kept per resource from the sweep's own Describe* pages (no call of their own).
 PRICED_FIELDS = {
     "DescribeInstances": ("InstanceId", "State", "InstanceType", "LaunchTime", "Placement", "InstanceLifecycle"),
@@ -178,6 +180,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     emit_metrics(result, summary)
     logger.info("sweep finished", extra={"sweep_id": result.sweep_id, "summary": summary})
     for decision in result.decisions:
-        if decision.action != "keep" or decision.outcome == "failed":
+        # Changes, failures, and what evades the guardrail (the dashboard lists what stays so for a week).
+        if decision.action != "keep" or decision.outcome == "failed" or set(EVADING) & set(decision.protections):
             logger.info("decision", extra={"decision": decision.to_json()})
     return result.to_json()

@@ -243,6 +243,16 @@ def test_the_dashboard_counts_the_instances_ssm_does_not_manage_on_their_own(syn
     assert len(counted) == 1 and "README" in counted[0]["title"]
 
 
+def test_the_dashboard_lists_what_the_sweep_keeps_as_unreadable_or_min_age_from_its_own_log(synthesized) -> None:
+    evading = code_metrics.handler_constant("cleanup_sweep", "EVADING")  # the handler logs these every sweep
+    assert isinstance(evading, tuple)
+    widgets = [w for w in dashboard(synthesized[0])["widgets"] if w["type"] == "log"]
+    assert len(widgets) == 1
+    query = widgets[0]["properties"]["query"]
+    assert all(name in query for name in evading) and "decision.owner" in query
+    assert query.startswith("SOURCE '") and "CleanupSweep" in query  # the sweep function's own log group
+
+
 # -------------------------------------------------------------------------------------------------- the alarms
 
 

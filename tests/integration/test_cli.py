@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -242,9 +242,13 @@ def test_invoke_a_spot_warning_against_an_emulator_saves_the_data_exactly_once(t
             Resources=[data["/dev/sdg"]],
             Tags=[{"Key": tags.MANAGED, "Value": "true"}, {"Key": tags.OWNER, "Value": "carol"}],
         )
-        text = (ROOT / "events/spot_interruption/warning.json").read_text().replace("i-0000000000000000a", instance_id)
+        warning = json.loads(
+            (ROOT / "events/spot_interruption/warning.json").read_text().replace("i-0000000000000000a", instance_id)
+        )
+        # Sent now: a warning older than its two minutes and the delivery lag is recorded, not acted on.
+        warning["time"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = tmp_path / "warning.json"
-        event.write_text(text)
+        event.write_text(json.dumps(warning))
         env = {"TRAINCTL_REGIONS": "us-east-1", "TRAINCTL_SPOT_CHECKPOINT_WAIT": "0s"}
         results = []
         for _ in range(2):

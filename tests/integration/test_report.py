@@ -383,6 +383,34 @@ def test_the_report_counts_the_instances_ssm_does_not_manage(stack: ClientFactor
     assert table.exit_code == 0 and "instances SSM does not manage: 1;" in table.stdout
 
 
+def test_the_report_lists_what_was_kept_over_a_week_as_unreadable_or_min_age_with_its_owner(
+    stack: ClientFactory,
+) -> None:
+    """Issue 25: `trainctl:ttl=forever` or a created-at in 8999 kept a resource silently; the team sees it now."""
+    ledger = DynamoDbLedger(stack.dynamodb(), names.LEDGER_TABLE)
+
+    def kept(resource_id: str, protection: str, owner: str) -> Decision:
+        return Decision(
+            resource_id, "volume", REGION, "keep", reasons=("unattached",), protections=(protection,), owner=owner
+        )
+
+    for days_ago in (12, 6, 1):
+        ledger.record(
+            f"sweep-{days_ago}",
+            NOW - timedelta(days=days_ago),
+            {},
+            [kept("vol-0forever000000001", "unreadable", "mallory"), kept("vol-0young0000000002", "min-age", "bob")],
+        )
+    ledger.record("sweep-0", NOW - timedelta(hours=3), {}, [kept("vol-0newcomer0000003", "unreadable", "carol")])
+    said = report_json(stack, ["--since", "30d"])
+    listed = {(e["resource_id"], e["protection"], e["owner"]) for e in said["evading"]}
+    assert listed == {("vol-0forever000000001", "unreadable", "mallory"), ("vol-0young0000000002", "min-age", "bob")}
+    assert all(e["days"] == 11.0 for e in said["evading"])
+    table = report(stack, ["--since", "30d"])
+    assert table.exit_code == 0 and "kept for over 7d as unreadable or min-age" in table.stdout
+    assert "vol-0forever000000001" in table.stdout and "vol-0newcomer0000003" not in table.stdout.split("kept for")[1]
+
+
 # ------------------------------------------------------------------------------------ refusals, one line each
 
 

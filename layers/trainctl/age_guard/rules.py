@@ -236,6 +236,11 @@ def owner_for(principal: Principal, owner_map: Mapping[str, str]) -> str:
     return principal.owner
 
 
+def maker_of(principal: Principal, rules: StampRules) -> str:
+    """The owner the creating call itself names: what a stamp writes, and the owner of record."""
+    return _clip(owner_for(principal, rules.owner_map))
+
+
 def in_scope_by_rules(principal: Principal | None, current: Mapping[str, str], rules: StampRules) -> bool:
     if principal is not None and any(_matches(principal, pattern) for pattern in rules.scope_principals):
         return True
@@ -273,7 +278,7 @@ def stamps_for(
         wanted = {tags.CREATED_AT: format_instant(created_at)}
         if principal is not None:
             wanted[tags.CREATED_BY] = principal.created_by
-            wanted[tags.OWNER] = _clip(owner_for(principal, rules.owner_map))
+            wanted[tags.OWNER] = maker_of(principal, rules)
         if in_scope_by_rules(principal, current, rules) and not stamped_by_another(current, wanted):
             wanted[rules.scope_tag] = "true"
         missing = {key: value for key, value in wanted.items() if key not in current}

@@ -10,6 +10,7 @@ from trainctl.age_guard.rules import (
     StampRules,
     created_ids,
     launch_volumes,
+    maker_of,
     principal_of,
     requested_delete_on_termination,
     stamps_for,
@@ -77,9 +78,15 @@ def _stamp(
     current = stamper.current_tags(ids)
     planned = stamps_for(ids, current, principal, ensure_utc(created_at), rules)
     calls = stamper.apply(planned)
-    # Who owned it when trainctl first heard of it (first stamped): a tag rewritten later never hides it from them.
-    recorded = {i: current.get(i, {}).get(tags.OWNER) or planned[i].get(tags.OWNER) for i in planned}
-    owners.claim({i: owner for i, owner in recorded.items() if owner}, ensure_utc(created_at), RECORDED_BY)
+    # Who made it, as the call itself says: a tag anyone wrote before this (late) event arrived is no record.
+    # Without a principal (a first start no trail attributed), the owner tag as found is the best word there is.
+    if principal is not None:
+        creators = dict.fromkeys(ids, maker_of(principal, rules))
+    else:
+        creators = {i: current[i][tags.OWNER] for i in ids if current.get(i, {}).get(tags.OWNER)}
+    # Every resource heard, stamped now or created with its tags copied; a repeated event writes nothing.
+    recorded = owners.read(list(creators)) if creators else {}
+    owners.claim({i: o for i, o in creators.items() if i not in recorded}, ensure_utc(created_at), RECORDED_BY)
     unchanged = tuple(i for i in ids if i not in planned)
     return StampResult(
         "stamped" if planned else "unchanged", stamped=planned, unchanged=unchanged, create_tags_calls=calls

@@ -17,6 +17,7 @@ from trainctl.aws import ledger
 from trainctl.aws.clients import access_error
 from trainctl.core import tags
 from trainctl.core.clock import format_instant
+from trainctl.core.marks import AGE_GUARD
 from trainctl.core.permissions import needs
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 PERMISSIONS = needs("ec2:DescribeTags", "ec2:DeleteTags", "dynamodb:PutItem")
-RECORDED_BY = "age_guard"
+RECORDED_BY = AGE_GUARD
 
 
 class MarkVoider:

@@ -55,6 +55,11 @@ def owner_of_record(resource_id: str) -> Item:
     return key(f"owner#{resource_id}", "of-record")
 
 
+def current_mark(resource_id: str) -> Item:
+    """The mark trainctl last wrote on a resource: every sweep checks a pending mark's tag against it."""
+    return key(f"mark#{resource_id}", "current")
+
+
 def spot_partition(instance_id: str) -> str:
     return f"spot#{instance_id}"
 

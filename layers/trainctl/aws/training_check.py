@@ -112,6 +112,12 @@ class SsmTrainingCheck:
         results.update(self._await(started))
         return results
 
+    def unmanaged(self, instance_ids: Sequence[str]) -> dict[str, TrainingCheck]:
+        """Which of these SSM does not manage, or whose agent is not online: a read, no command is sent (what a
+        dry-run may ask). {} when SSM would not say."""
+        ids = list(dict.fromkeys(instance_ids))
+        return self._left_out(ids) if ids else {}
+
     def _out_of_time(self) -> bool:
         return self._remaining_ms is not None and self._remaining_ms() <= self._reserve_ms
 

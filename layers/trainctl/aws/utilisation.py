@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import access_error
+from trainctl.core.errors import AwsAccessError
 from trainctl.core.observations import Utilisation
 from trainctl.core.permissions import needs
 
@@ -147,6 +148,9 @@ def volumes_attached_since(
             )
             for page in pages:
                 for result in page.get("MetricDataResults", []):
+                    if result.get("StatusCode") in ("InternalError", "Forbidden"):
+                        # A query CloudWatch could not answer is no evidence the volume stayed detached.
+                        raise AwsAccessError("GetMetricData", str(result["StatusCode"]), "an EBS query failed")
                     volume_id = volume_ids[int(result["Id"][1:].split("_", 1)[0])]
                     period = timedelta(seconds=PERIOD_SECONDS)
                     seen = [t for t in result.get("Timestamps", []) if t + period > since[volume_id]]

@@ -499,6 +499,46 @@ def tally(decisions: Iterable[Recorded], avoided: Iterable[Avoided], hours: floa
     return [by_owner[name] for name in sorted(by_owner, key=lambda n: (n == NO_OWNER, n.lower()))], total
 
 
+# What evades the guardrail: kept this long by a value trainctl cannot read or by the minimum age.
+EVADING_AFTER = timedelta(days=7)
+EVADING_PROTECTIONS = (str(Protection.UNREADABLE), str(Protection.MIN_AGE))
+
+
+@dataclass(frozen=True)
+class Evading:
+    resource_id: str
+    protection: str
+    owner: str
+    first_seen: datetime
+    last_seen: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resource_id": self.resource_id,
+            "protection": self.protection,
+            "owner": self.owner,
+            "first_seen": format_instant(self.first_seen),
+            "last_seen": format_instant(self.last_seen),
+            "days": round((self.last_seen - self.first_seen).total_seconds() / 86400, 1),
+        }
+
+
+def evading(decisions: Iterable[Recorded], at_least: timedelta = EVADING_AFTER) -> list[Evading]:
+    """Resources the sweeps kept as unreadable or min-age for at least `at_least` of the window, longest first."""
+    seen: dict[tuple[str, str], list[Recorded]] = {}
+    for decision in decisions:
+        for protection in EVADING_PROTECTIONS:
+            if protection in decision.protections:
+                seen.setdefault((decision.resource_id, protection), []).append(decision)
+    found = []
+    for (resource_id, protection), kept in seen.items():
+        first = min(kept, key=lambda d: d.at)
+        last = max(kept, key=lambda d: d.at)
+        if last.at - first.at >= at_least:
+            found.append(Evading(resource_id, protection, last.owner, first.at, last.at))
+    return sorted(found, key=lambda e: (e.first_seen - e.last_seen, e.resource_id))
+
+
 # ------------------------------------------------------------------------------------------------ the report
 
 
@@ -515,6 +555,7 @@ class Report:
     acted: tuple[Avoided, ...]
     lookups: dict[str, int]
     price_file_as_of: str
+    evading: tuple[Evading, ...] = ()
 
     @property
     def hours(self) -> float:
@@ -551,6 +592,7 @@ class Report:
             "owners": [each.to_json() for each in self.owners],
             "total": total,
             "not_managed_by_ssm": self.not_managed_by_ssm,
+            "evading": [each.to_json() for each in self.evading],
             "acted": [each.to_json(self.hours) for each in self.acted],
             "read": {
                 "method": "query+scan",
@@ -605,6 +647,7 @@ def build_report(
         acted=tuple(ordered),
         lookups=lookups,
         price_file_as_of=book.price_file.as_of,
+        evading=tuple(evading(decisions)),
     )
 
 
@@ -627,6 +670,13 @@ WHY_COLUMNS = (
     Col("kind", 70, whole=True),
     Col("resources", ESSENTIAL, whole=True, justify="right"),
     Col("by owner", 80, min_width=20),
+)
+EVADING_COLUMNS = (
+    Col("resource", ESSENTIAL, whole=True),
+    Col("kept as", ESSENTIAL, whole=True),
+    Col("owner", 90, min_width=10),
+    Col("days", ESSENTIAL, whole=True, justify="right"),
+    Col("since", 40, whole=True),
 )
 ACTED_COLUMNS = (
     Col("resource", ESSENTIAL, whole=True),
@@ -714,6 +764,19 @@ def acted_rows(report: Report) -> list[list[Cell]]:
     return rows
 
 
+def evading_rows(report: Report) -> list[list[Cell]]:
+    return [
+        [
+            e.resource_id,
+            e.protection,
+            e.owner,
+            f"{(e.last_seen - e.first_seen).total_seconds() / 86400:.1f}",
+            format_instant(e.first_seen),
+        ]
+        for e in report.evading
+    ]
+
+
 def headline(report: Report) -> Text:
     total = report.total
     line = Text("dollars avoided: ", style="bold")
@@ -741,6 +804,13 @@ def print_report(console: Console, report: Report, title: str, *, quiet: bool = 
     shown = min(len(report.acted), SHOWN_ACTED)
     more = f" (the {shown} largest of {len(report.acted)})" if len(report.acted) > shown else ""
     print_table(console, f"stopped, terminated and deleted{more}", ACTED_COLUMNS, acted_rows(report))
+    if report.evading:
+        print_table(
+            console,
+            f"kept for over {days_or_duration(EVADING_AFTER)} as unreadable or min-age: fix or tell their owners",
+            EVADING_COLUMNS,
+            evading_rows(report),
+        )
     console.print(headline(report))
     if report.not_managed_by_ssm:
         console.print(

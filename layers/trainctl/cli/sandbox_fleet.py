@@ -143,7 +143,10 @@ def seed_training_fleet(factory: ClientFactory, regions: tuple[str, ...], sweep_
     volume("scratch-2", 200, _managed("carol"))
     volume("imagenet-dataset", 1000, _managed("alice", **{tags.PERSISTENT: "yes"}))
     volume("someone-elses-disk", 50, {"Name": "someone-elses-disk"})
-    volume("fresh-volume", 100, _managed("dave", **{tags.CREATED_AT: format_instant(sweep_at - timedelta(minutes=2))}))
+    fresh = volume(
+        "fresh-volume", 100, _managed("dave", **{tags.CREATED_AT: format_instant(sweep_at - timedelta(minutes=2))})
+    )
+    created_on_the_sandbox_clock(fresh, home, sweep_at - timedelta(minutes=2))
     volume("ttl-scratch", 100, _managed("erin", **{tags.TTL: "72h"}))
     volume("mistyped-ttl", 100, {**_managed("erin", **{tags.TTL: "forever"}), tags.PERSISTENT: "false"})
     attached_ttl = volume("checkpoints-attached", 300, _managed("alice", **{tags.TTL: "24h"}))
@@ -173,6 +176,7 @@ def seed_training_fleet(factory: ClientFactory, regions: tuple[str, ...], sweep_
             },
         ),
     )["SnapshotId"]
+    created_on_the_sandbox_clock(fleet.ids["expiring-checkpoint"], home, sweep_at - timedelta(hours=7.5))
     image_id = ec2.create_image(InstanceId=busy, Name="llm-train-image")["ImageId"]
     image = ec2.describe_images(ImageIds=[image_id])["Images"][0]
     ami_snapshot = next(m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"] if "Ebs" in m)
@@ -225,6 +229,21 @@ def seed_agents(factory: ClientFactory, agents: SsmAgents, fleet: SeededFleet, r
     agents.idle(fleet["prewarm-worker"])
     # Launched without an instance profile: SendCommand refuses it, so no training check can ever answer.
     agents.without_agent(fleet["debug-box-no-ssm"])
+
+
+def created_on_the_sandbox_clock(resource_id: str, region: str, at: datetime) -> None:
+    """moto dates a creation by the wall clock, SANDBOX_CLOCK_OFFSET behind the sweeps': a volume or snapshot the
+    story makes young is dated as its created-at says (a later stamp than EC2's own time is unreadable). moto runs
+    in this process, as a server for the sandbox and in-process for the tests."""
+    # Cold start: moto's EC2 models, only for the sandbox's fleet.
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    if resource_id.startswith("vol-"):
+        backend.get_volume(resource_id).create_time = at
+    else:
+        backend.snapshots[resource_id].start_time = at
 
 
 def free_loopback_port() -> int:

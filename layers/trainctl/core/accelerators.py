@@ -13,6 +13,7 @@ whether an instance has accelerators (the idle rule) can ask it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -135,3 +136,13 @@ def types_of(family: str) -> list[str]:
 def accelerators_for(instance_type: str) -> Accelerators | None:
     """The accelerators of a type, or None for a type without any (or one the table does not know)."""
     return ACCELERATORS.get(instance_type)
+
+
+# EC2's accelerated-computing families by name: GPUs (p, g, gr), Inferentia, Trainium, Gaudi (dl), FPGAs (f),
+# video transcoders (vt). A type of these the table does not know may still carry accelerators.
+_ACCELERATED_FAMILY = re.compile(r"(?:p|g|gr|inf|trn|dl|f|vt)\d")
+
+
+def may_have_accelerators(instance_type: str) -> bool:
+    """Whether the type has, or may have, accelerators no CPU or network metric would show busy."""
+    return accelerators_for(instance_type) is not None or bool(_ACCELERATED_FAMILY.match(family_of(instance_type)))

@@ -19,6 +19,11 @@ from trainctl.core.clock import parse_instant
 from trainctl.core.durations import format_duration
 from trainctl.core.resources import Resource
 
+# Who records the uses CloudTrail reports (age_guard), beside the sweeps' own lines.
+AGE_GUARD = "age_guard"
+# What a sweep records for a marked resource it saw nothing of, either way (no utilisation datapoints).
+UNOBSERVED = "unobserved"
+
 
 @dataclass(frozen=True, slots=True)
 class TagMark:
@@ -79,13 +84,14 @@ def distrust(
     about to be taken; after it, every recorded sweep saw the resource as a candidate and nothing unmarked it.
     """
     seen_since: set[str] = set()
+    accounted: set[str] = set()
     marks = [e for e in history if e.action == "mark" and e.outcome == "done"]
     if marks:
         # The ledger keeps whole seconds: a use in the mark's own second may sort either side of it, and the
         # sweep read the resource before it marked it, so such a use came after what the sweep saw.
         marked_second = marks[0].at.replace(microsecond=0)
         same_second_use = any(
-            e.recorded_by == "age_guard" and e.at.replace(microsecond=0) == marked_second for e in history
+            e.recorded_by == AGE_GUARD and e.at.replace(microsecond=0) == marked_second for e in history
         )
         if same_second_use:
             return "it was used in the second it was marked"
@@ -106,6 +112,7 @@ def distrust(
                 if s.at.replace(microsecond=0) >= marked_at
                 and s.sweep_id != entry.recorded_by
                 and s.sweep_id not in seen_since
+                and s.sweep_id not in accounted
             )
             if missed:
                 return f"it was not seen as a candidate by the sweep at {missed[0]:%Y-%m-%dT%H:%MZ}"
@@ -117,8 +124,12 @@ def distrust(
             if longest > max_gap:
                 return f"no sweep saw it for {format_duration(longest)} since it was marked"
             return None
-        if entry.action == "unmark" or (entry.recorded_by == "age_guard" and entry.action != "mark"):
+        if entry.action == "unmark" or (entry.recorded_by == AGE_GUARD and entry.action != "mark"):
             return entry.detail or "it was used or taken out of scope since it was marked"
+        if entry.outcome == UNOBSERVED:
+            # A sweep that saw nothing either way: not missed, but no sighting for the gap rule either.
+            accounted.add(entry.recorded_by)
+            continue
         if not entry.candidate:
             return "it stopped being a candidate since it was marked"
         seen_since.add(entry.recorded_by)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +20,7 @@ from trainctl.aws.clients import ClientFactory, access_error, error_code
 from trainctl.aws.ec2 import find_instance, volume_from_api
 from trainctl.aws.keep_volumes import keep_volumes
 from trainctl.aws.notifications import SnsNotifier
+from trainctl.aws.owners import OwnersOfRecord
 from trainctl.core import tags
 from trainctl.core.clock import Clock, ensure_utc, format_instant
 from trainctl.core.errors import AwsAccessError
@@ -98,6 +99,8 @@ class SpotOutcome:
     event_time: str = ""
     # The zone that lost its capacity: recovery relaunches elsewhere.
     zone: str = ""
+    # Owners the trainctl:owner tag no longer names, told all the same (the owner of record is `owner`).
+    also_tell: list[str] = field(default_factory=list)
 
     def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
@@ -353,6 +356,7 @@ def _keep_persistent(
 def _record_and_tell(
     factory: ClientFactory, settings: SpotSettings, outcome: SpotOutcome, at: datetime, watch: Stopwatch
 ) -> None:
+    _owner_of_record(factory, settings, outcome)
     began = watch.now_ms()
     try:
         SpotLedger(factory.dynamodb(), settings.ledger_table).record(outcome, at)
@@ -364,11 +368,32 @@ def _record_and_tell(
     began = watch.now_ms()
     notice = interruption_notice(outcome)
     try:
-        owner_notice(factory, settings.topic_arn, notice)
+        for owner in dict.fromkeys([outcome.owner or None, *outcome.also_tell]):
+            owner_notice(factory, settings.topic_arn, replace(notice, owner=owner))
         owner = one_line(outcome.owner) if outcome.owner else "-"
         outcome.steps.append(Step("notify", began, watch.now_ms() - began, "done", f"owner {owner}"))
     except AwsAccessError as exc:
         outcome.steps.append(Step("notify", began, watch.now_ms() - began, "failed", exc.code))
+
+
+def _owner_of_record(factory: ClientFactory, settings: SpotSettings, outcome: SpotOutcome) -> None:
+    """After the work is saved: the record and the notice name the owner trainctl recorded, and the tag's owner
+    hears of it too. A tag anyone may rewrite never takes an interruption away from its owner."""
+    try:
+        recorded = OwnersOfRecord(factory.dynamodb(), settings.ledger_table).read([outcome.instance_id])
+    except AwsAccessError as exc:
+        outcome.notes.append(f"the owner of record could not be read ({exc.code}): the tag's owner is told")
+        return
+    of_record = recorded.get(outcome.instance_id)
+    if of_record is None or of_record == outcome.owner:
+        return
+    if outcome.owner:
+        outcome.also_tell.append(outcome.owner)
+        outcome.notes.append(
+            f"its trainctl:owner tag says {one_line(outcome.owner, 64)}, trainctl recorded "
+            f"{one_line(of_record, 64)}: both are told"
+        )
+    outcome.owner = of_record
 
 
 def interruption_notice(outcome: SpotOutcome) -> Notice:

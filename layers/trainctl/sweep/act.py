@@ -6,7 +6,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from trainctl.aws.clients import ClientFactory, error_code
 from trainctl.aws.keep_volumes import keep_volumes
 from trainctl.aws.utilisation import volumes_attached_since
 from trainctl.core import tags
-from trainctl.core.clock import format_instant
+from trainctl.core.clock import Clock, format_instant, system_clock
 from trainctl.core.errors import TrainctlError
 from trainctl.core.permissions import needs
 from trainctl.sweep.rules import Decision
@@ -83,7 +83,7 @@ class SweepExecutor:
         remaining_ms: RemainingTime = None,
         deadline_margin_ms: int = 30_000,
         grace_period: timedelta = timedelta(hours=24),
-        now: datetime | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self._factory = factory
         self._concurrency = concurrency
@@ -91,7 +91,8 @@ class SweepExecutor:
         self._margin_ms = deadline_margin_ms
         # Where the ledger did not say when a mark was written, it was written a grace period before it falls due.
         self._grace_period = grace_period
-        self._now = now
+        # Read when the metrics are: a sweep takes minutes, and EBS keeps publishing meanwhile.
+        self._clock = clock
 
     def out_of_time(self) -> bool:
         """Inside the deadline margin: what is left is deferred to the next sweep, untouched."""
@@ -283,6 +284,7 @@ class SweepExecutor:
                     by_id[decision.resource_id] = replace(
                         decision, outcome="unverified", detail=f"{decision.detail}; re-read failed: {_why(exc)}"
                     )
+                self._close_marks(region, decisions, by_id)
                 continue
             for decision in decisions:
                 state = states[decision.resource_id][0] if decision.resource_id in states else None
@@ -295,19 +297,29 @@ class SweepExecutor:
                     outcome="done" if ok else "failed",
                     detail=decision.detail if ok else f"{decision.detail}; still {state} after {decision.action}",
                 )
-            stopped = [
-                d.resource_id for d in decisions if d.action == "stop" and by_id[d.resource_id].outcome == "done"
-            ]
-            self._close_marks(ec2, stopped, by_id)
+            self._close_marks(region, decisions, by_id)
 
-    def _close_marks(self, ec2: EC2Client, stopped: Sequence[str], by_id: dict[str, Decision]) -> None:
+    def _close_marks(self, region: str, decisions: Sequence[Decision], by_id: dict[str, Decision]) -> None:
         """A stopped instance lives on: its kept promise is taken off it, or the next sweep would announce the mark's
-        withdrawal as news. A new reason (stopped too long) earns a new mark and a new notice."""
+        withdrawal as news. A new reason (stopped too long) earns a new mark and a new notice. An unverified stop
+        too: if it did not take, the next sweep sees the instance running and marks it afresh."""
+        stopped = [
+            d.resource_id
+            for d in decisions
+            if d.action == "stop" and by_id[d.resource_id].outcome in ("done", "unverified")
+        ]
+        ec2 = self._factory.ec2(region)
         for chunk in _chunks(stopped, TAG_BATCH):
             try:
                 self._write_mark(ec2, list(chunk), "", mark=False)
-            except (ClientError, BotoCoreError) as exc:
-                self._set(by_id, chunk, "done", f"its mark could not be removed ({_why(exc)})")
+            except (ClientError, BotoCoreError):
+                # One instance refused fails the whole call: the others are tried one by one.
+                for resource_id in chunk:
+                    try:
+                        self._write_mark(ec2, [resource_id], "", mark=False)
+                    except (ClientError, BotoCoreError) as exc:
+                        outcome = by_id[resource_id].outcome
+                        self._set(by_id, [resource_id], outcome, f"its mark could not be removed ({_why(exc)})")
 
     def _recheck(self, destructive: Sequence[Decision], by_id: dict[str, Decision]) -> list[Decision]:
         """Re-read state and mark just before acting: a resource started, attached or unmarked since the sweep
@@ -347,7 +359,7 @@ class SweepExecutor:
         volumes = [d for d in destructive if d.resource_type == "volume" and d.action == "delete"]
         if not volumes:
             return list(destructive)
-        now = self._now or datetime.now(UTC)
+        now = self._clock()
         changed: dict[str, Decision] = {}
         by_region: dict[str, list[Decision]] = defaultdict(list)
         for decision in volumes:

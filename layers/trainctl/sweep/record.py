@@ -16,7 +16,7 @@ from trainctl.aws.clients import access_error
 from trainctl.aws.owners import OwnersOfRecord
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.errors import AwsAccessError
-from trainctl.core.marks import LedgerEntry, RecordedSweep
+from trainctl.core.marks import AGE_GUARD, LedgerEntry, RecordedSweep
 from trainctl.core.permissions import needs
 from trainctl.core.protections import Protection
 from trainctl.sweep.rules import Decision
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.paginator import QueryPaginator
 
 # Written in batches; a resource's history and the recorded sweeps are read back to trust a mark.
-PERMISSIONS = needs("dynamodb:BatchWriteItem", "dynamodb:Query")
+PERMISSIONS = needs("dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:BatchGetItem")
 
 _BATCH = 25
 _WRITERS = 16
@@ -50,6 +50,10 @@ class Ledger(Protocol):
     def owners_of_record(self, resource_ids: Sequence[str]) -> dict[str, str]: ...
 
     def newest(self, resource_ids: Sequence[str]) -> dict[str, LedgerEntry]: ...
+
+    def claim_owners(self, owners: Mapping[str, str], at: datetime) -> None: ...
+
+    def marks_written(self, resource_ids: Sequence[str]) -> dict[str, datetime]: ...
 
 
 def decision_items(sweep_id: str, at: datetime, decisions: Sequence[Decision]) -> list[dict[str, Any]]:
@@ -76,7 +80,18 @@ def ledger_items(
     sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
 ) -> list[dict[str, Any]]:
     run = {**ledger.sweep_run(at, sweep_id), "summary": {"S": _json(summary)}, **ledger.expires(at)}
-    return [run, *decision_items(sweep_id, at, decisions)]
+    # The tag each mark wrote: a pending mark whose tag says otherwise is not trainctl's (anyone may write it).
+    written = [
+        {
+            **ledger.current_mark(d.resource_id),
+            "cleanup_after": {"S": format_instant(d.cleanup_after)},
+            "at": {"S": format_instant(at)},
+            **ledger.expires(at),
+        }
+        for d in decisions
+        if d.action == "mark" and d.outcome in ("done", "unannounced") and d.cleanup_after is not None
+    ]
+    return [run, *decision_items(sweep_id, at, decisions), *written]
 
 
 def entry_from(recorded_by: str, raw: Mapping[str, Any]) -> LedgerEntry:
@@ -161,24 +176,53 @@ class DynamoDbLedger:
     def owners_of_record(self, resource_ids: Sequence[str]) -> dict[str, str]:
         return OwnersOfRecord(self._dynamodb, self._table).read(resource_ids)
 
+    def claim_owners(self, owners: Mapping[str, str], at: datetime) -> None:
+        OwnersOfRecord(self._dynamodb, self._table).claim(owners, at, "sweep")
+
+    def marks_written(self, resource_ids: Sequence[str]) -> dict[str, datetime]:
+        """The mark trainctl last wrote on each resource, where it wrote one."""
+        found: dict[str, datetime] = {}
+        ids = list(dict.fromkeys(resource_ids))
+        for start in range(0, len(ids), 100):
+            keys: list[Any] = [ledger.current_mark(r) for r in ids[start : start + 100]]
+            for _ in range(5):
+                try:
+                    answer = self._dynamodb.batch_get_item(RequestItems={self._table: {"Keys": keys}})
+                except (ClientError, BotoCoreError) as exc:
+                    raise _ledger_error("BatchGetItem", exc) from exc
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    resource_id = str(item[ledger.PARTITION_KEY]["S"]).removeprefix("mark#")
+                    found[resource_id] = parse_instant(str(item["cleanup_after"]["S"]))
+                unprocessed: Any = answer.get("UnprocessedKeys") or {}
+                keys = list((unprocessed.get(self._table) or {}).get("Keys", []))
+                if not keys:
+                    break
+            else:
+                raise AwsAccessError("BatchGetItem", "UnprocessedKeys", "marks left unread")
+        return found
+
     def newest(self, resource_ids: Sequence[str]) -> dict[str, LedgerEntry]:
-        """Each resource's newest line, where it has one: one item read, however long its history."""
+        """Each resource's newest line a sweep wrote, where it has one: a page read, however long its history."""
+
+        paginator = self._dynamodb.get_paginator("query")
 
         def read(resource_id: str) -> LedgerEntry | None:
+            pages = paginator.paginate(
+                TableName=self._table,
+                KeyConditionExpression=f"{ledger.PARTITION_KEY} = :pk",
+                ExpressionAttributeValues={":pk": {"S": ledger.resource_partition(resource_id)}},
+                ScanIndexForward=False,
+                PaginationConfig={"PageSize": 8},
+            )
             try:
-                items = self._dynamodb.query(
-                    TableName=self._table,
-                    KeyConditionExpression=f"{ledger.PARTITION_KEY} = :pk",
-                    ExpressionAttributeValues={":pk": {"S": ledger.resource_partition(resource_id)}},
-                    ScanIndexForward=False,
-                    Limit=1,
-                ).get("Items", [])
+                for page in pages:
+                    for item in page.get("Items", []):
+                        raw = json.loads(item["decision"]["S"])
+                        if raw.get("recorded_by") != AGE_GUARD:  # a sweep's line, not a use age_guard heard
+                            return entry_from(str(raw.get("recorded_by", "")), raw)
             except (ClientError, BotoCoreError) as exc:
                 raise _ledger_error("Query", exc) from exc
-            if not items:
-                return None
-            raw = json.loads(items[0]["decision"]["S"])
-            return entry_from(str(raw.get("recorded_by", "")), raw)
+            return None
 
         if not resource_ids:
             return {}
@@ -272,5 +316,17 @@ class InMemoryLedger:
         return {r: self.owners[r] for r in resource_ids if r in self.owners}
 
     def newest(self, resource_ids: Sequence[str]) -> dict[str, LedgerEntry]:
-        found = {r: self.history(r) for r in resource_ids}
+        found = {r: [e for e in self.history(r) if e.recorded_by != AGE_GUARD] for r in resource_ids}
         return {r: history[0] for r, history in found.items() if history}
+
+    def claim_owners(self, owners: Mapping[str, str], at: datetime) -> None:
+        for resource_id, owner in owners.items():
+            self.owners.setdefault(resource_id, owner)
+
+    def marks_written(self, resource_ids: Sequence[str]) -> dict[str, datetime]:
+        written: dict[str, datetime] = {}
+        for _, _, _, decisions in self.sweeps:
+            for d in decisions:
+                if d.action == "mark" and d.outcome in ("done", "unannounced") and d.cleanup_after is not None:
+                    written[d.resource_id] = d.cleanup_after
+        return {r: written[r] for r in resource_ids if r in written}

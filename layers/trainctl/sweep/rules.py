@@ -13,10 +13,10 @@ from enum import StrEnum
 from typing import Literal
 
 from trainctl.core import names, tags
-from trainctl.core.accelerators import accelerators_for
+from trainctl.core.accelerators import may_have_accelerators
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.lifetimes import InvalidTtl, born_at, stamp_after_creation, ttl_expiry
-from trainctl.core.marks import read_mark
+from trainctl.core.marks import UNOBSERVED, read_mark
 from trainctl.core.observations import Training, TrainingCheck, Utilisation
 from trainctl.core.protections import (
     Protection,
@@ -141,22 +141,30 @@ def is_prewarm_worker(resource: Resource) -> bool:
     return isinstance(resource, Instance) and resource.instance_profile_arn.endswith(f"/{names.PREWARM_PROFILE}")
 
 
-def is_idle(instance: Instance, usage: Utilisation | None, settings: SweepSettings, now: datetime) -> bool:
-    if instance.state != "running" or usage is None:
-        return False
+Idleness = Literal["idle", "in use", "no evidence"]
+
+
+def idleness(instance: Instance, usage: Utilisation | None, settings: SweepSettings, now: datetime) -> Idleness:
+    """What CloudWatch says of a running instance over the idle window: idle, in use, or nothing either way."""
+    if instance.state != "running":
+        return "in use"  # not running: no idleness to speak of (a stop has reasons of its own)
     if now - instance.launch_time < settings.idle_window:
-        return False  # not up for a whole window: the metrics cannot show a full picture yet
-    if usage.cpu_percent is None or usage.network_bytes_per_second is None:
-        return False  # no evidence is not idleness
+        return "in use"  # started within the window: a start is use
+    if usage is None or usage.cpu_percent is None or usage.network_bytes_per_second is None:
+        return "no evidence"
     if usage.cpu_percent >= settings.idle_cpu_percent:
-        return False
+        return "in use"
     if usage.network_bytes_per_second >= settings.idle_network_bytes_per_second:
-        return False
+        return "in use"
     if usage.gpu_percent is None:
-        # No accelerator reading: fine for a type without accelerators; for one with GPUs (no CloudWatch agent)
-        # or Neuron chips (neuron-monitor, not read), no evidence is not idleness.
-        return accelerators_for(instance.instance_type) is None
-    return usage.gpu_percent < settings.idle_gpu_percent
+        # No accelerator reading: fine for a type without accelerators; for one that has or may have them (no
+        # CloudWatch agent, Neuron chips, a type the table does not know), no evidence is not idleness.
+        return "no evidence" if may_have_accelerators(instance.instance_type) else "idle"
+    return "idle" if usage.gpu_percent < settings.idle_gpu_percent else "in use"
+
+
+def is_idle(instance: Instance, usage: Utilisation | None, settings: SweepSettings, now: datetime) -> bool:
+    return idleness(instance, usage, settings, now) == "idle"
 
 
 def unreadable_values(resource: Resource, settings: SweepSettings) -> list[str]:
@@ -240,6 +248,7 @@ def protections_for(
     inventory_facts: InventoryFacts,
     settings: SweepSettings,
     now: datetime,
+    reasons: Sequence[str] = (),
 ) -> tuple[list[str], list[str]]:
     """Every protection that applies, by name, with a line of detail for each.
 
@@ -270,14 +279,14 @@ def protections_for(
         if is_backup_managed(resource):
             found.append(Protection.BACKUP_MANAGED)
     if isinstance(resource, Instance):
-        found_here, details_here = _instance_protections(resource, action, observations, settings)
+        found_here, details_here = _instance_protections(resource, action, reasons, observations, settings)
         found += found_here
         details += details_here
     return list(dict.fromkeys(found)), details
 
 
 def _instance_protections(
-    instance: Instance, action: Action, observations: Observations, settings: SweepSettings
+    instance: Instance, action: Action, reasons: Sequence[str], observations: Observations, settings: SweepSettings
 ) -> tuple[list[str], list[str]]:
     found: list[str] = []
     details: list[str] = []
@@ -299,7 +308,7 @@ def _instance_protections(
         if check is not None and check.status is Training.ACTIVE:
             found.append(Protection.TRAINING_ACTIVE)
             details.append(check.detail or "training running")
-        elif check is not None and check.status is Training.NOT_MANAGED and not _decided_on_metrics(action, settings):
+        elif check is not None and check.status is Training.NOT_MANAGED and not _decided_on_metrics(reasons, settings):
             found.append(Protection.NOT_MANAGED_BY_SSM)
             details.append(
                 "SSM does not manage it, so no training check can answer; "
@@ -315,13 +324,18 @@ def needs_training_check(instance: Instance, action: Action) -> bool:
     )
 
 
-def _decided_on_metrics(action: Action, settings: SweepSettings) -> bool:
+def _decided_on_metrics(reasons: Sequence[str], settings: SweepSettings) -> bool:
     # Utilisation alone decides idleness only, and only when the team chose it; an expiry is no idleness.
-    return settings.idle_without_training_check == "metrics" and action == settings.idle_action
+    return settings.idle_without_training_check == "metrics" and Reason.IDLE in reasons
+
+
+def _unmanaged(instance: Resource, observations: Observations) -> bool:
+    check = observations.training.get(instance.resource_id)
+    return check is not None and check.status is Training.NOT_MANAGED
 
 
 def unanswered_training_check(
-    resource: Resource, action: Action, observations: Observations, settings: SweepSettings
+    resource: Resource, action: Action, reasons: Sequence[str], observations: Observations, settings: SweepSettings
 ) -> str | None:
     """Why the training check gave no verdict on an instance about to be marked or acted on, or None.
 
@@ -332,7 +346,7 @@ def unanswered_training_check(
     check = observations.training.get(resource.resource_id)
     if check is None:
         return observations.training_unchecked_reason
-    if check.status is Training.NOT_MANAGED and _decided_on_metrics(action, settings):
+    if check.status is Training.NOT_MANAGED and _decided_on_metrics(reasons, settings):
         return None
     if check.status is Training.UNKNOWN:
         return check.detail or "the training check gave no verdict"
@@ -372,12 +386,22 @@ def decide(
         cleanup_after=mark.at,
     )
     if not reasons:
+        if (
+            mark.at is not None
+            and scoped
+            and isinstance(resource, Instance)
+            and idleness(resource, observations.utilisation.get(resource.resource_id), settings, now) == "no evidence"
+        ):
+            # CloudWatch said nothing this time: no evidence of use, so the mark stays and nobody is told.
+            return replace(base, outcome=UNOBSERVED, detail="no utilisation datapoints this sweep: the mark stays")
         if mark.present and scoped:
             return replace(base, action="unmark", detail="no longer a candidate")
         return None
 
     action = intended_action(resource, reasons, settings)
-    protections, details = protections_for(resource, action, observations, facts, settings, now)
+    if _unmanaged(resource, observations) and _decided_on_metrics(reasons, settings):
+        action = settings.idle_action  # CloudWatch's word decides idleness, nothing else
+    protections, details = protections_for(resource, action, observations, facts, settings, now, reasons)
     if protections:
         # A protected resource loses its mark, so it gets a full grace period (and a notice)
         # if the protection ever lifts. Out-of-scope resources are never written to.
@@ -388,7 +412,7 @@ def decide(
             protections=tuple(str(p) for p in protections),
             detail="; ".join(details),
         )
-    unanswered = unanswered_training_check(resource, action, observations, settings)
+    unanswered = unanswered_training_check(resource, action, reasons, observations, settings)
     if set(reasons) == {Reason.TTL_EXPIRING}:
         # Only a warning: mark (or move the mark) to the expiry itself, announcing what expiry will do.
         expiry = lifetime_end(resource, settings)
@@ -481,6 +505,37 @@ def confirm_marks(
         if decision.destructive and why is not None:
             base = replace(decision, keep_volumes=(), hibernate=False)
             confirmed.append(fresh_mark(base, resources[decision.resource_id], decision.action, settings, now, why=why))
+        else:
+            confirmed.append(decision)
+    return confirmed
+
+
+def confirm_pending_marks(
+    decisions: Sequence[Decision],
+    written: Mapping[str, datetime],
+    resources: Mapping[str, Resource],
+    settings: SweepSettings,
+    now: datetime,
+) -> list[Decision]:
+    """A mark in its grace whose tag is not the mark trainctl last wrote there earns trainctl's own: a hand-written
+    mark kept just ahead of every sweep would otherwise keep its resource forever, and nobody told."""
+    confirmed = []
+    for decision in decisions:
+        pending = (
+            decision.action == "keep"
+            and decision.cleanup_after is not None
+            and decision.cleanup_after > now
+            and decision.reasons
+            and not decision.protections
+            and set(decision.reasons) != {Reason.TTL_EXPIRING}  # a warning mark is the expiry's own business
+        )
+        if pending and written.get(decision.resource_id) != decision.cleanup_after:
+            resource = resources[decision.resource_id]
+            action = intended_action(resource, decision.reasons, settings)
+            base = replace(decision, keep_volumes=(), hibernate=False)
+            confirmed.append(
+                fresh_mark(base, resource, action, settings, now, why="its mark is not one trainctl wrote")
+            )
         else:
             confirmed.append(decision)
     return confirmed

@@ -33,11 +33,14 @@ from trainctl.sweep.rules import (
     SweepPlan,
     apply_guards,
     confirm_marks,
+    confirm_pending_marks,
     instances_to_check,
     plan_sweep,
 )
 
 LEASE_DURATION = timedelta(minutes=16)
+# A warning about an unreadable value that could not be sent: the next sweep warns again.
+UNWARNED = "unwarned"
 # Volumes are vouched for and deleted this many at a time: small enough that deletes start within seconds.
 VOUCH_BATCH = 100
 NOTICE_SENDERS = 8
@@ -123,8 +126,6 @@ def observe(
                 read_utilisation(factory.cloudwatch(inventory.region), watched, settings.idle_window, now)
             )
     observations = Observations(utilisation=utilisation)
-    if settings.dry_run:
-        return replace(observations, training_unchecked_reason=DRY_RUN_TRAINING_NOTE)
     training: dict[str, TrainingCheck] = {}
     by_region: dict[str, list[str]] = {}
     for instance in instances_to_check(inventories, observations, settings, now):
@@ -138,7 +139,10 @@ def observe(
             timeout=settings.training_check_timeout,
             remaining_ms=remaining_ms,
         )
-        training.update(checker.check(instance_ids))
+        # A dry-run sends no command, but which instances SSM does not manage is a read it may make.
+        training.update(checker.unmanaged(instance_ids) if settings.dry_run else checker.check(instance_ids))
+    if settings.dry_run:
+        return replace(observations, training=training, training_unchecked_reason=DRY_RUN_TRAINING_NOTE)
     return replace(observations, training=training)
 
 
@@ -268,6 +272,9 @@ def _sweep(
     plan = plan_sweep(inventories, observations, settings, now)
     resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
     notes: list[str] = []
+    plan, pending_note = _pending_marks_confirmed(ledger, plan, resources, settings, now)
+    if pending_note:
+        notes.append(pending_note)
     crash: Exception | None = None
 
     def confirmed(decisions: Sequence[Decision]) -> list[Decision]:
@@ -293,7 +300,7 @@ def _sweep(
             remaining_ms=remaining_ms,
             deadline_margin_ms=int(settings.deadline_margin.total_seconds() * 1000),
             grace_period=settings.grace_period,
-            now=now,
+            clock=clock,
         )
         if lease is not None and not lease.renew(clock(), LEASE_DURATION):
             # The lease ran out while this sweep read and decided: another may be acting now.
@@ -336,7 +343,7 @@ def _sweep(
             acted_by_id = {d.resource_id: d for d in executor.execute(guarded)}
             acted_by_id.update((d.resource_id, d) for d in first.result())
     warned, warn_note = _warn_newly_unreadable(ledger, [acted_by_id[d.resource_id] for d in plan.decisions])
-    acted_in_order, owners_note = _with_recorded_owners(ledger, warned)
+    acted_in_order, owners_note = _with_recorded_owners(ledger, warned, now)
     acted = tuple(acted_in_order)
     notes.extend(note for note in (warn_note, owners_note) if note)
     # Tell first: a mark whose notice did not go out is recorded as unannounced, and no sweep acts on it.
@@ -389,9 +396,15 @@ def _tell_owners(
             if error is not None:
                 unannounced.add(notice.owner)
                 failure = error
+
+    def untold(d: Decision) -> bool:
+        return bool({d.owner, *d.also_tell} & unannounced)
+
     told = tuple(
         replace(d, outcome="unannounced", detail=f"{d.detail}; its notice could not be sent")
-        if d.action == "mark" and d.outcome == "done" and {d.owner, *d.also_tell} & unannounced
+        if d.action == "mark" and d.outcome == "done" and untold(d)
+        else replace(d, outcome=UNWARNED, detail=f"{d.detail}; its notice could not be sent")
+        if d.outcome == "warned" and untold(d)
         else d
         for d in acted
     )
@@ -419,6 +432,23 @@ def with_owners_of_record(decision: Decision, owners: Sequence[str]) -> Decision
     )
 
 
+def _pending_marks_confirmed(
+    ledger: Ledger | None, plan: SweepPlan, resources: Mapping[str, Resource], settings: SweepSettings, now: datetime
+) -> tuple[SweepPlan, str]:
+    """Every pending mark checked against the one trainctl wrote (one batched read); a ledger that cannot say
+    leaves the marks as they are (nothing is acted on before the ledger vouches for the mark anyway)."""
+    pending = [
+        d.resource_id for d in plan.decisions if d.action == "keep" and d.cleanup_after and d.cleanup_after > now
+    ]
+    if ledger is None or not pending:
+        return plan, ""
+    try:
+        written = ledger.marks_written(pending)
+    except TrainctlError as exc:
+        return plan, f"pending marks could not be checked against the ledger ({exc})"
+    return replace(plan, decisions=tuple(confirm_pending_marks(plan.decisions, written, resources, settings, now))), ""
+
+
 def _warn_newly_unreadable(ledger: Ledger | None, decisions: Sequence[Decision]) -> tuple[list[Decision], str]:
     """A value trainctl cannot read keeps its resource, so its owner hears of it once: when it first shows."""
     unreadable = [d.resource_id for d in decisions if str(Protection.UNREADABLE) in d.protections]
@@ -428,7 +458,13 @@ def _warn_newly_unreadable(ledger: Ledger | None, decisions: Sequence[Decision])
         newest = ledger.newest(unreadable)
     except TrainctlError as exc:
         return list(decisions), f"whether unreadable values are news could not be read ({exc})"
-    news = {r for r in unreadable if r not in newest or str(Protection.UNREADABLE) not in newest[r].protections}
+    news = {
+        r
+        for r in unreadable
+        if r not in newest
+        or str(Protection.UNREADABLE) not in newest[r].protections
+        or newest[r].outcome == UNWARNED  # the last warning could not be sent: warn again
+    }
     return [
         replace(d, outcome="warned", detail=f"{d.detail}; kept until it is fixed: its owner is told once")
         if d.resource_id in news and d.action == "keep"
@@ -437,13 +473,23 @@ def _warn_newly_unreadable(ledger: Ledger | None, decisions: Sequence[Decision])
     ], ""
 
 
-def _with_recorded_owners(ledger: Ledger | None, decisions: Sequence[Decision]) -> tuple[list[Decision], str]:
+def _with_recorded_owners(
+    ledger: Ledger | None, decisions: Sequence[Decision], now: datetime
+) -> tuple[list[Decision], str]:
     """Each decision with news, with the owners trainctl recorded; what could not be read is said, not fatal."""
     news = [d.resource_id for d in changed(decisions)]
     if ledger is None or not news:
         return list(decisions), ""
     try:
         recorded = ledger.owners_of_record(news)
+        # A resource age_guard never heard of (made before the stack): the owner its first mark is told of is its
+        # owner of record from now on, so a tag rewritten later never takes the news away from them.
+        first_told = {
+            d.resource_id: d.owner
+            for d in decisions
+            if d.action == "mark" and d.outcome == "done" and d.owner and d.resource_id not in recorded
+        }
+        ledger.claim_owners(first_told, now)
     except TrainctlError as exc:
         return list(decisions), f"the owners of record could not be read ({exc}): the tags' owners were told"
     return [
