@@ -7,6 +7,7 @@ overwritten, so the person a resource was made by still hears of what happens to
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:BatchGetItem")
 BATCH_GET_MAX = 100
+CLAIMS_AT_ONCE = 16
 _UNPROCESSED_ROUNDS = 5
 
 
@@ -33,7 +35,9 @@ class OwnersOfRecord:
 
     def claim(self, owners: Mapping[str, str], at: datetime, recorded_by: str) -> None:
         """Record each resource's owner unless one is recorded already: the first word stands."""
-        for resource_id, owner in owners.items():
+
+        def put(item: tuple[str, str]) -> None:
+            resource_id, owner = item
             try:
                 self._dynamodb.put_item(
                     TableName=self._table,
@@ -48,6 +52,16 @@ class OwnersOfRecord:
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise access_error("PutItem", exc) from exc
+            except BotoCoreError as exc:
+                raise AwsAccessError("PutItem", type(exc).__name__, str(exc)) from exc
+
+        if len(owners) <= 1:
+            for item in owners.items():
+                put(item)
+            return
+        # A conditional write cannot be batched: a sweep's first marks are claimed a few at once.
+        with ThreadPoolExecutor(max_workers=min(CLAIMS_AT_ONCE, len(owners))) as pool:
+            list(pool.map(put, owners.items()))
 
     def read(self, resource_ids: Sequence[str]) -> dict[str, str]:
         """The recorded owner of each resource that has one."""
