@@ -13,8 +13,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_hand_commands import HANDED, call
+from trainctl.aws.clients import ClientFactory
+from trainctl.cli import stack_resources
+
 ROOT = Path(__file__).resolve().parents[2]
 TRAINCTL = str(Path(sys.executable).with_name("trainctl"))
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def factory(aws: None, monkeypatch: pytest.MonkeyPatch) -> ClientFactory:
+    """The emulated account with the stack's resources, handed to the command line as in test_hand_commands."""
+    made = ClientFactory(REGION)
+    monkeypatch.setitem(HANDED, "factory", made)
+    monkeypatch.setenv("TRAINCTL_OWNER", "alice")
+    stack_resources.ensure_on_emulator(made, (REGION,))
+    return made
 
 
 # ------------------------------------------------------------------------------- 1. Ctrl-C, from the first moment
@@ -47,3 +62,17 @@ def test_ctrl_c_at_any_moment_of_a_command_is_one_line_and_exit_130(silent_endpo
         out, err = command.communicate(timeout=60)
         assert (command.returncode, err) == (130, "error: interrupted\n"), (delay, err[-400:])
         assert out == ""
+
+
+# ------------------------------------------------------------------- 2. everything checked before the first call
+
+
+def volumes_in(factory: ClientFactory) -> list[str]:
+    return [v["VolumeId"] for v in factory.ec2("us-east-1").describe_volumes()["Volumes"]]
+
+
+def test_ebs_create_with_a_bad_pre_warm_uri_creates_nothing(factory: ClientFactory) -> None:
+    refused = call("ebs", "create", "--pre-warm", "notauri")
+    assert refused.exit_code == 2 and "s3_uri" in refused.stderr and "s3://" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert volumes_in(factory) == []

@@ -318,6 +318,15 @@ def prewarm(
         raise typer.Exit(EXIT_FAILED)
 
 
+def check_prewarm_source(s3_uri: str) -> None:
+    """The S3 URI a pre-warm will read, checked as the workflow will, before anything is created for it."""
+    try:
+        # Any well-formed volume id: only the URI is in question here.
+        parse_request({"volume_id": "vol-0123456789abcdef0", "s3_uri": s3_uri})
+    except InvalidRequest as exc:
+        raise fail(humanise(str(exc)), EXIT_USAGE) from exc
+
+
 def invoke(
     ctx: typer.Context,
     function: Annotated[str, typer.Argument(help="Function folder name, e.g. cleanup_sweep.")],

@@ -199,6 +199,8 @@ def ebs_create(
     if volume_type not in VOLUME_TYPES:
         raise fail(f"--type {volume_type}: use gp3, gp2, io1, io2, st1 or sc1", EXIT_USAGE)
     _check_performance(volume_type, size, iops, throughput)
+    if pre_warm is not None:
+        automation.check_prewarm_source(pre_warm)
     factory, chosen = context(ctx, region, "ebs create")
     ec2 = factory.ec2(chosen)
     target = zone or ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
