@@ -21,7 +21,11 @@ from trainctl.cost.rules import ResourceCost
 from trainctl.cost.run import CostResult
 
 # The families issue 19 names: a test fails when one is missing from the file.
-REQUIRED_FAMILIES = ("p4", "p5", "p6", "g4dn", "g5", "g6", "g6e", "g6f", "inf2", "trn1", "trn1n", "trn2")
+REQUIRED_FAMILIES = (
+    *("p4", "p5", "p6", "g4dn", "g5", "g6", "g6e", "g6f", "inf2", "trn1", "trn1n", "trn2"),
+    # issue 26: sold on demand, and missing from both the file and the accelerator table
+    *("inf1", "gr6", "gr6f"),
+)
 REQUIRED_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1")
 EBS_KEYS = (
     *(("storage", v) for v in ("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard")),
@@ -138,6 +142,65 @@ def test_a_type_not_sold_on_demand_says_so_when_asked(shipped: PriceFile) -> Non
         shipped.price(PriceKey("instance", "us-east-2", "trn2.48xlarge"))
 
 
+# Prices as the file's own sources publish them, copied by hand (issue 26): each must be the file's price, never
+# one of its listed gaps. Key: (hourly USD, where it is published).
+_KARPENTER_2026_07 = "Karpenter's us-east-1 Price List extract generated 2026-07-20 (commit 6fc13b52)"
+_SKYPILOT = "SkyPilot AWS catalog vms.csv @ 00148f2a, column Price"
+PUBLISHED: dict[PriceKey, tuple[float, str]] = {
+    PriceKey("instance", "us-east-1", "p6-b300.48xlarge"): (142.416, _KARPENTER_2026_07),
+    PriceKey("instance", "us-east-1", "inf1.xlarge"): (0.228, _KARPENTER_2026_07),
+    PriceKey("instance", "us-east-1", "inf1.24xlarge"): (4.721, _KARPENTER_2026_07),
+    PriceKey("instance", "us-east-1", "gr6.4xlarge"): (1.5392, _KARPENTER_2026_07),
+    PriceKey("instance", "us-east-1", "gr6.8xlarge"): (2.4464, _KARPENTER_2026_07),
+    PriceKey("instance", "us-east-1", "gr6f.4xlarge"): (1.066, _KARPENTER_2026_07),
+    PriceKey("instance", "eu-west-1", "inf1.6xlarge"): (1.315, _SKYPILOT),
+    PriceKey("instance", "eu-central-1", "gr6.8xlarge"): (3.05927, _SKYPILOT),
+    PriceKey("instance", "ap-northeast-1", "gr6f.4xlarge"): (1.54602, _SKYPILOT),
+    PriceKey("instance", "ap-northeast-1", "inf1.2xlarge"): (0.489, _SKYPILOT),
+}
+
+
+def test_every_type_trainctl_prices_is_priced_or_a_listed_gap_in_every_region(shipped: PriceFile) -> None:
+    """The file says every gap is listed: that holds for the helper types the workflows launch (c5, c6in, m5, t3)."""
+    silent = [
+        str(key)
+        for t in DEFAULT_INSTANCE_TYPES
+        for region in shipped.regions
+        if not accounted(shipped, key := PriceKey("instance", region, t))
+    ]
+    assert silent == []
+
+
+def test_a_type_of_a_covered_family_has_an_entry_or_a_listed_gap_in_every_region(shipped: PriceFile) -> None:
+    """A family the file prices anywhere is covered: each of its types the file names is accounted for everywhere."""
+    named = {k.name for k in shipped.prices if k.kind == "instance"}
+    named |= {k.name for g in shipped.gaps for k in g.keys if k.kind == "instance"}
+    covered = {family_of(k.name) for k in shipped.prices if k.kind == "instance"}
+    silent = [
+        str(key)
+        for t in sorted(named)
+        if family_of(t) in covered
+        for region in shipped.regions
+        if not accounted(shipped, key := PriceKey("instance", region, t))
+    ]
+    assert silent == []
+
+
+def test_the_coverage_check_fails_on_a_silent_type_of_a_covered_family(shipped: PriceFile) -> None:
+    c5 = PriceKey("instance", "us-east-1", "c5.xlarge")
+    half = PriceFile("2026-12-06", "x", {c5: shipped.price(c5)}, regions=REQUIRED_REGIONS)
+    with pytest.raises(AssertionError):
+        test_a_type_of_a_covered_family_has_an_entry_or_a_listed_gap_in_every_region(half)
+
+
+@pytest.mark.parametrize("key", list(PUBLISHED), ids=str)
+def test_a_price_the_files_own_sources_publish_is_priced_not_a_listed_gap(shipped: PriceFile, key: PriceKey) -> None:
+    usd, where = PUBLISHED[key]
+    gap = shipped.gap(key)
+    assert gap is None, f"{key} is listed as {gap.kind if gap else ''} but {where} gives ${usd}"
+    assert shipped.price(key).cost(1) == pytest.approx(usd), where
+
+
 # --------------------------------------------------------------------------------------------------- accelerators
 
 
@@ -159,6 +222,13 @@ def test_every_accelerator_type_belongs_to_a_family() -> None:
         ("g6f.large", 0.125, "L4", "gpu"),
         ("g4dn.metal", 8, "T4", "gpu"),
         ("inf2.48xlarge", 12, "Inferentia2", "neuron"),
+        ("inf1.xlarge", 1, "Inferentia", "neuron"),
+        ("inf1.2xlarge", 1, "Inferentia", "neuron"),
+        ("inf1.6xlarge", 4, "Inferentia", "neuron"),
+        ("inf1.24xlarge", 16, "Inferentia", "neuron"),
+        ("gr6.4xlarge", 1, "L4", "gpu"),
+        ("gr6.8xlarge", 1, "L4", "gpu"),
+        ("gr6f.4xlarge", 0.5, "L4", "gpu"),
         ("trn1.32xlarge", 16, "Trainium", "neuron"),
         ("trn2.48xlarge", 16, "Trainium2", "neuron"),
     ],

@@ -4,8 +4,10 @@ From AWS's published instance specifications: the GpuInfo and NeuronInfo that EC
 returns (as carried, row by row, in the SkyPilot AWS catalog, skypilot-org/skypilot-catalog
 catalogs/v8/aws/vms.csv at 00148f2af3672e2229b4f7bf8157d5a3f36e3c35, read 2026-12-01), and the AWS Neuron
 documentation for Trainium and Trainium2 (awsdocs-neuron, trn1-arch and trn2-arch: 16 chips in a
-trn1.32xlarge, trn1n.32xlarge, trn2.48xlarge and trn2u.48xlarge). A g6f shares one L4: its count is the
-fraction of the GPU it gets.
+trn1.32xlarge, trn1n.32xlarge, trn2.48xlarge and trn2u.48xlarge; and the Inf1 architecture page: 1, 1, 4 and
+16 Inferentia chips in an inf1.xlarge, 2xlarge, 6xlarge and 24xlarge). A g6f or gr6f shares one L4: its count
+is the fraction of the GPU it gets (the catalog's GpuPartitionSize: 0.5 for a gr6f.4xlarge; one whole L4 in
+each gr6 size).
 
 Pure data and arithmetic: the cost rules report burn per accelerator from it, and any rule that must know
 whether an instance has accelerators (the idle rule) can ask it.
@@ -26,7 +28,7 @@ TIMES = "\N{MULTIPLICATION SIGN}"  # between a count and a model: the issue's "8
 SPECIFICATION_SOURCES = (
     "EC2 DescribeInstanceTypes GpuInfo/NeuronInfo, as carried in skypilot-org/skypilot-catalog "
     "catalogs/v8/aws/vms.csv @ 00148f2af3672e2229b4f7bf8157d5a3f36e3c35 (read 2026-12-01)",
-    "AWS Neuron documentation: Trn1 and Trn2 architecture pages (awsdocs-neuron.readthedocs-hosted.com)",
+    "AWS Neuron documentation: Trn1, Trn2 and Inf1 architecture pages (awsdocs-neuron.readthedocs-hosted.com)",
 )
 
 
@@ -84,6 +86,8 @@ ACCELERATORS: dict[str, Accelerators] = {
     **_sizes("L4", "gpu", _G_SIZES, "g6"),
     **_sizes("L40S", "gpu", _G_SIZES, "g6e"),
     **_sizes("L4", "gpu", {"large": 0.125, "xlarge": 0.125, "2xlarge": 0.25, "4xlarge": 0.5}, "g6f"),
+    **_sizes("L4", "gpu", {"4xlarge": 1, "8xlarge": 1}, "gr6"),
+    "gr6f.4xlarge": Accelerators(0.5, "L4", "gpu"),
     **_sizes("V100", "gpu", {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8}, "p3"),
     "p3dn.24xlarge": Accelerators(8, "V100 32GB", "gpu"),
     "p4d.24xlarge": Accelerators(8, "A100", "gpu"),
@@ -94,6 +98,7 @@ ACCELERATORS: dict[str, Accelerators] = {
     "p5en.48xlarge": Accelerators(8, "H200", "gpu"),
     "p6-b200.48xlarge": Accelerators(8, "B200", "gpu"),
     "p6-b300.48xlarge": Accelerators(8, "B300", "gpu"),
+    **_sizes("Inferentia", "neuron", {"xlarge": 1, "2xlarge": 1, "6xlarge": 4, "24xlarge": 16}, "inf1"),
     **_sizes("Inferentia2", "neuron", {"xlarge": 1, "8xlarge": 1, "24xlarge": 6, "48xlarge": 12}, "inf2"),
     "trn1.2xlarge": Accelerators(1, "Trainium", "neuron"),
     "trn1.32xlarge": Accelerators(16, "Trainium", "neuron"),
@@ -114,6 +119,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "g6": ("g6",),
     "g6e": ("g6e",),
     "g6f": ("g6f",),
+    "gr6": ("gr6",),
+    "gr6f": ("gr6f",),
+    "inf1": ("inf1",),
     "inf2": ("inf2",),
     "trn1": ("trn1",),
     "trn1n": ("trn1n",),
