@@ -17,12 +17,12 @@ from typer.testing import CliRunner, Result
 
 from tests.integration.fleet import ENFORCING, seed_account
 from trainctl.aws.clients import ClientFactory
-from trainctl.cli import report as report_module
 from trainctl.cli import stack_resources
 from trainctl.cli.main import app
 from trainctl.cli.output import EXIT_FAILED, EXIT_USAGE, CliState
 from trainctl.core import names
 from trainctl.core.clock import fixed_clock, parse_instant, system_clock
+from trainctl.report import run as report_module
 from trainctl.sweep.record import DynamoDbLedger, ledger_items
 from trainctl.sweep.rules import Decision
 from trainctl.sweep.run import SweepResult, run_sweep

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "layers" / "trainctl"
-CAPABILITIES = ("sweep", "cost", "age_guard", "spot", "prewarm", "handwork")
+CAPABILITIES = ("sweep", "cost", "age_guard", "spot", "prewarm", "handwork", "report")
 BOTO = ("boto3", "botocore", "mypy_boto3")
 
 

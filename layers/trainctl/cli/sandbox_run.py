@@ -24,7 +24,7 @@ from trainctl.cli.local_lambda import failing_sdk_call, forget_finished_workers,
 from trainctl.cli.local_run import invoke_handler
 from trainctl.cli.prewarm_run import follow, start_prewarm
 from trainctl.cli.render import ESSENTIAL, Col, duration, print_cost, print_sweep, print_table, sweep_summary
-from trainctl.cli.report import DEFAULT_SINCE, build_report, print_report, window_start
+from trainctl.cli.report import DEFAULT_SINCE, print_report, window_start
 from trainctl.cli.sandbox_fleet import (
     SANDBOX_CLOCK_OFFSET,
     SANDBOX_REGIONS,
@@ -40,6 +40,7 @@ from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.cost.run import effects_for as cost_effects_for
 from trainctl.cost.run import price_book_for, run_cost_check
 from trainctl.prewarm.rules import PrewarmRequest
+from trainctl.report.run import build_report
 from trainctl.sweep.run import SweepResult, effects_for, run_sweep
 
 # Sandbox settings differ from the defaults only where the demo needs it, and say so.
