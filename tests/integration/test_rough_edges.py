@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,14 @@ import pytest
 from tests.integration.test_hand_commands import HANDED, call
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import stack_resources
+from trainctl.core.events import (
+    Envelope,
+    InvalidEvent,
+    parse_age_guard_event,
+    parse_cost_event,
+    parse_spot_event,
+    parse_sweep_trigger,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINCTL = str(Path(sys.executable).with_name("trainctl"))
@@ -76,3 +86,41 @@ def test_ebs_create_with_a_bad_pre_warm_uri_creates_nothing(factory: ClientFacto
     assert refused.exit_code == 2 and "s3_uri" in refused.stderr and "s3://" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert volumes_in(factory) == []
+
+
+# ------------------------------------------------- 11. the envelope's optional fields take their documented default
+
+# The samples each function is documented with, as AWS's documentation and `sam local generate-event` write them.
+ENVELOPED = [
+    ("cleanup_sweep", "eventbridge_rule.json", parse_sweep_trigger),
+    ("cost_alerts", "eventbridge_rule.json", parse_cost_event),
+    ("cost_alerts", "instance_stopped.json", parse_cost_event),
+    ("age_guard", "run_instances_assumed_role.json", parse_age_guard_event),
+    ("age_guard", "instance_running.json", parse_age_guard_event),
+    ("spot_interruption", "warning.json", parse_spot_event),
+    ("spot_interruption", "rebalance.json", parse_spot_event),
+]
+
+
+@pytest.mark.parametrize(("function", "sample", "parse"), ENVELOPED)
+def test_an_event_without_the_envelopes_optional_fields_is_accepted(
+    function: str, sample: str, parse: Callable[[object], object]
+) -> None:
+    whole = json.loads((ROOT / "events" / function / sample).read_text())
+    assert "version" in whole  # the sample is a whole envelope; what follows leaves out what may be absent
+    bare = {k: v for k, v in whole.items() if k not in ("version", "resources", "time")}
+    if whole["detail-type"] == "Scheduled Event":
+        bare.pop("detail")
+    before = datetime.now(UTC)
+    parsed = parse(bare)
+    if isinstance(parsed, Envelope):
+        assert (parsed.version, parsed.resources) == ("0", [])
+        assert parsed.time >= before  # the time EventBridge receives it, as PutEvents documents
+    assert type(parsed) is type(parse(whole))
+
+
+def test_an_event_missing_what_has_no_default_is_still_refused() -> None:
+    whole = json.loads((ROOT / "events" / "spot_interruption" / "warning.json").read_text())
+    for needed in ("id", "account", "region", "source", "detail"):
+        with pytest.raises(InvalidEvent):
+            parse_spot_event({k: v for k, v in whole.items() if k != needed})

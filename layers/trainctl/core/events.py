@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
@@ -30,6 +30,20 @@ class InvalidEvent(ValueError):
     """The event does not have a shape this function accepts; nothing was done."""
 
 
+class Envelope(EventBridgeModel):
+    """EventBridge's envelope, where the fields its documentation lets go absent take their documented default.
+
+    AWS's own documentation examples and `sam local generate-event` leave some out; a first test with them works.
+    """
+
+    # "By default, this is set to 0 (zero) in all events." (EventBridge User Guide, Event structure reference)
+    version: str = "0"
+    # "The service generating the event determines whether to include these ARNs." (the same reference)
+    resources: list[str] = Field(default_factory=list)
+    # PutEventsRequestEntry.Time: "Defaults to the time the service receives the event when omitted."
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
 class SweepRequest(BaseModel):
     """What the EventBridge Scheduler schedule sends: the target's own input, no envelope."""
 
@@ -43,7 +57,7 @@ class SweepRequest(BaseModel):
     _region_names = field_validator("regions")(_region_names_only)
 
 
-class ScheduledEvent(EventBridgeModel):
+class ScheduledEvent(Envelope):
     """A schedule's envelope, which runs with the deployment's settings: nothing in it is read.
 
     Two services send it: an EventBridge rule (`source: aws.events`, `detail: {}`), and an EventBridge Scheduler
@@ -55,7 +69,8 @@ class ScheduledEvent(EventBridgeModel):
 
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
     source: Literal["aws.events", "aws.scheduler"]
-    detail: dict[str, Any]
+    # PutEventsRequestEntry.Detail is not required; the reference says detail "can be {}".
+    detail: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("detail", mode="before")
     @classmethod
@@ -105,7 +120,7 @@ class CloudTrailDetail(BaseModel):
     recipient_account_id: str | None = Field(default=None, alias="recipientAccountId")
 
 
-class CloudTrailApiCall(EventBridgeModel):
+class CloudTrailApiCall(Envelope):
     model_config = ConfigDict(defer_build=True)
     detail_type: Literal["AWS API Call via CloudTrail"] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
@@ -119,7 +134,7 @@ class StateChangeDetail(BaseModel):
     state: Literal["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
 
 
-class InstanceStateChange(EventBridgeModel):
+class InstanceStateChange(Envelope):
     model_config = ConfigDict(defer_build=True)
     detail_type: Literal["EC2 Instance State-change Notification"] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
@@ -182,7 +197,7 @@ class SpotWarningDetail(BaseModel):
     instance_action: Literal["terminate", "stop", "hibernate"] = Field(alias="instance-action")
 
 
-class SpotInterruptionWarning(EventBridgeModel):
+class SpotInterruptionWarning(Envelope):
     model_config = ConfigDict(defer_build=True)
     detail_type: Literal["EC2 Spot Instance Interruption Warning"] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
@@ -195,7 +210,7 @@ class RebalanceDetail(BaseModel):
     instance_id: str = Field(alias="instance-id", pattern=_INSTANCE_ID)
 
 
-class RebalanceRecommendation(EventBridgeModel):
+class RebalanceRecommendation(Envelope):
     model_config = ConfigDict(defer_build=True)
     detail_type: Literal["EC2 Instance Rebalance Recommendation"] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
