@@ -157,6 +157,7 @@ PUBLISHED: dict[PriceKey, tuple[float, str]] = {
     PriceKey("instance", "eu-central-1", "gr6.8xlarge"): (3.05927, _SKYPILOT),
     PriceKey("instance", "ap-northeast-1", "gr6f.4xlarge"): (1.54602, _SKYPILOT),
     PriceKey("instance", "ap-northeast-1", "inf1.2xlarge"): (0.489, _SKYPILOT),
+    PriceKey("instance", "eu-west-1", "c5.xlarge"): (0.192, _SKYPILOT),
 }
 
 
