@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,11 +13,15 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer.main
+from typer.testing import CliRunner
 
 from tests.integration.test_hand_commands import HANDED, call
 from trainctl.aws.clients import ClientFactory
+from trainctl.cli import main as cli
 from trainctl.cli import stack_resources
 from trainctl.core.events import (
     Envelope,
@@ -124,3 +129,38 @@ def test_an_event_missing_what_has_no_default_is_still_refused() -> None:
     for needed in ("id", "account", "region", "source", "detail"):
         with pytest.raises(InvalidEvent):
             parse_spot_event({k: v for k, v in whole.items() if k != needed})
+
+
+# ------------------------------------------------------------------------- 8. help in conventional metavars
+
+
+def every_command_path() -> list[list[str]]:
+    """Every command and group of the command line, as the words that name it."""
+
+    def walk(command: Any, path: list[str]) -> Iterator[list[str]]:
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(typer.main.get_command(cli.app), []))
+
+
+# Arguments in capitals, as VOLUME_ID or [VOLUME_ID], after the options.
+USAGE = r" Usage: trainctl[a-z -]* \[OPTIONS\]( [A-Z0-9_\[\]]+| COMMAND \[ARGS\]\.\.\.)* *"
+
+
+@pytest.mark.parametrize("path", every_command_path(), ids=lambda path: " ".join(path) or "trainctl")
+def test_help_names_values_as_people_do(path: list[str]) -> None:
+    shown = CliRunner().invoke(cli.app, [*path, "--help"], env={"COLUMNS": "80"}, prog_name="trainctl")
+    assert shown.exit_code == 0, shown.output
+    text = shown.stdout
+    # No Python type names, no braces around arguments, no word cut short by a narrow column.
+    assert not re.findall(r"<[a-z_ \[\],|]+>|\{[a-z_]+\}|…", text), text
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    assert re.fullmatch(r" Usage: trainctl[a-z -]* \[OPTIONS\]( [A-Z0-9_\[\]]+| COMMAND \[ARGS\]\.\.\.)* *", usage), (
+        usage
+    )
+    for option in ("--region", "--zone", "--size", "--timeout"):
+        if f"{option} " in text:
+            assert re.search(rf"{option} +[A-Z0-9_]+", text), text

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from trainctl.aws.clients import error_code
+from trainctl.cli.metavars import conventional_metavars
 from trainctl.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail, one_line
 from trainctl.core.errors import TrainctlError
 
@@ -191,6 +192,7 @@ class TrainctlGroup(TyperGroup):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        conventional_metavars(self, list(self.context_settings.get("help_option_names", ["--help"])))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
         try:
