@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Before every other import: Ctrl-C during the slow ones below is one line and exit 130, not a traceback.
+import trainctl.cli.interrupts  # noqa: F401  # isort: skip
+
 import os
 import sys
 from dataclasses import replace
