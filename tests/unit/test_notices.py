@@ -92,7 +92,7 @@ def test_a_tag_can_neither_ping_a_channel_nor_forge_a_link_in_chat() -> None:
             assert ch not in shown.replace("\\" + ch, "")
     notice = Notice(kind="sweep", title="t", summary="s", lines=("owner <!channel>\nforged line",), owner="<!here>")
     chat = chat_payload(notice)
-    assert "<!" not in json.dumps(chat)
+    assert "<!" not in json.dumps([chat["content"], chat["metadata"]["summary"]])  # what chat renders
     assert "\n" not in chat["content"]["description"].split("\n", 1)[1]  # one bullet, one line
 
 
@@ -112,3 +112,12 @@ def test_every_rendering_together_fits_in_one_sns_message(count: int, width: int
     assert len(message.encode()) <= SNS_MESSAGE_BUDGET
     program = json.loads(json.loads(message)["default"])
     assert len(program["lines"]) + program["left_out"] == count  # nothing vanishes: it is counted
+
+
+def test_chat_metadata_carries_values_as_they_are_for_custom_actions() -> None:
+    notice = Notice(
+        kind="sweep", title="t", summary="s", lines=(), owner="alice_smith", resources=("vol-0aaaaaaaaaaaaaaaa",)
+    )
+    metadata = chat_payload(notice)["metadata"]
+    assert metadata["additionalContext"]["owner"] == "alice_smith"  # not alice\\_smith
+    assert metadata["relatedResources"] == ["vol-0aaaaaaaaaaaaaaaa"]

@@ -136,8 +136,10 @@ def chat_payload(notice: Notice) -> dict[str, Any]:
             "threadId": notice.thread,
             "summary": chat_text(notice.title, TITLE_LIMIT),
             "eventType": f"{PRODUCT}-{notice.kind}",
-            "relatedResources": [chat_text(r, 256) for r in notice.resources[:20]],
-            "additionalContext": {"owner": chat_text(notice.owner or NO_OWNER, 256), "severity": notice.severity},
+            # Data, not text: custom actions read these as variables, so a markdown escape would change the value.
+            # (Amazon Q Developer in chat applications, Custom notifications: client-markdown applies to content.)
+            "relatedResources": [one_line(r, 256) for r in notice.resources[:20]],
+            "additionalContext": {"owner": one_line(notice.owner or NO_OWNER, 256), "severity": notice.severity},
         },
     }
 
