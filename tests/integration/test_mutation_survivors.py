@@ -162,6 +162,18 @@ def test_a_persistent_volume_is_refused_by_the_hand_delete_itself_not_only_by_th
     assert not account.exists(volume_id)
 
 
+def test_an_attached_volume_is_refused_by_the_hand_delete_naming_its_instance(account: Account) -> None:
+    """Break (mutmut, handwork/volumes.py delete_volume): the refusal of an attached volume emptied or crashing
+    (`Refused(None)`, `attachments[1]`): the person would not learn which instance holds it."""
+    volume_id = account.volume()
+    instance_id = account.instance()
+    account.ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdf")
+    with pytest.raises(Refused) as refused:
+        hand_volumes.delete_volume(account.factory.ec2(REGION), REGION, volume_id, force=True)
+    assert str(refused.value) == f"{volume_id} is attached to {instance_id}: detach it first"
+    assert account.exists(volume_id)
+
+
 # handwork/instances.py: terminate ------------------------------------------------------------------------------
 
 

@@ -14,7 +14,14 @@ from trainctl.core import tags
 from trainctl.core.clock import format_instant
 from trainctl.core.marks import LedgerEntry, distrust
 from trainctl.core.observations import Training, TrainingCheck
-from trainctl.core.protections import Protection, must_outlive, volumes_dying_with, volumes_left_behind
+from trainctl.core.protections import (
+    LAUNCH_ATTACH_SLACK,
+    Protection,
+    made_by_launch,
+    must_outlive,
+    volumes_dying_with,
+    volumes_left_behind,
+)
 from trainctl.core.resources import BlockDevice, Guards
 from trainctl.core.settings import SweepSettings
 from trainctl.handwork.instances import check_termination
@@ -201,6 +208,30 @@ def test_a_termination_by_hand_keeps_a_volume_it_cannot_see() -> None:
     assert check.keep == (("vol-unseen", "/dev/sdf"),)
 
 
+def test_a_volume_not_set_to_go_does_not_end_the_look_at_the_volumes_after_it() -> None:
+    """Break (mutmut, core/protections.py volumes_left_behind): `continue` made `break` after a volume not set to
+    die with the instance: a persistent volume on a later device would then die with it."""
+    kept_anyway = BlockDevice("vol-scratch", "/dev/sdf", delete_on_termination=False, attach_time=LONG_AGO)
+    checkpoints = BlockDevice("vol-ckpt", "/dev/sdg", delete_on_termination=True, attach_time=LONG_AGO)
+    machine = instance(devices=(kept_anyway, checkpoints), owner="alice")
+    disks = {"vol-ckpt": volume("vol-ckpt", attached_to="i-1", owner="alice", persistent="true")}
+    scratch, ckpt = volumes_left_behind(machine, disks, tags.MANAGED)
+    assert (scratch.volume_id, scratch.device_name, scratch.why) == ("vol-scratch", "/dev/sdf", "not set to go with it")
+    assert (ckpt.volume_id, ckpt.why, ckpt.clear_delete_on_termination) == ("vol-ckpt", "persistent", True)
+    assert volumes_dying_with(machine, disks, tags.MANAGED) == (("vol-ckpt", "/dev/sdg"),)
+
+
+def test_a_volume_attached_within_the_launch_slack_is_the_launchs_own() -> None:
+    """Break (mutmut, core/protections.py made_by_launch): `<=` made `<`: a volume EC2 dated exactly the slack after
+    the launch would count as attached later, and the launch's own untagged root would be left an orphan."""
+    at_the_edge = BlockDevice("vol-root", "/dev/xvda", delete_on_termination=True, attach_time=LONG_AGO)
+    machine = instance(launched=LONG_AGO - LAUNCH_ATTACH_SLACK, devices=(at_the_edge,), owner="alice")
+    assert made_by_launch(machine, at_the_edge)
+    assert not made_by_launch(
+        replace(machine, launch_time=LONG_AGO - LAUNCH_ATTACH_SLACK - timedelta(seconds=1)), at_the_edge
+    )
+
+
 # sweep/run.py: vouch_for_marks with no ledger ------------------------------------------------------------------
 
 
@@ -232,6 +263,43 @@ def test_a_termination_by_hand_refuses_an_instance_an_auto_scaling_group_runs() 
     )
     assert check.verdict == "refuse"
     assert check.reasons == ("run by Auto Scaling group gpu-pool: scale it down there instead",)
+
+
+def test_a_termination_by_hand_waives_nothing_unless_asked() -> None:
+    """Break (mutmut, handwork/instances.py check_termination): `ignore_min_age` or `ignore_unknown_training`
+    defaulting to True: a caller that names no waiver would terminate a young instance with no training verdict."""
+    young = instance(launched=NOW - timedelta(minutes=1), owner="alice")
+    check = check_termination(
+        young, [], TrainingCheck(Training.UNKNOWN), now=NOW, min_age=timedelta(minutes=5), scope_tag=tags.MANAGED
+    )
+    assert check.verdict == "refuse"
+    assert check.reasons == (
+        "younger than the minimum age 5m (--ignore-min-age)",
+        "the training check gave no verdict (--ignore-unknown-training)",
+    )
+
+
+def test_a_termination_by_hand_refuses_an_instance_already_going_by_name() -> None:
+    """Break (mutmut, handwork/instances.py check_termination): the `already shutting-down/terminated` states
+    misspelt or the reason emptied: the person would be told nothing true about why nothing happened."""
+    for state in ("shutting-down", "terminated"):
+        going = instance(state=state, owner="alice")
+        check = check_termination(
+            going, [], TrainingCheck(Training.IDLE), now=NOW, min_age=timedelta(minutes=5), scope_tag=tags.MANAGED
+        )
+        assert (check.verdict, check.reasons) == ("refuse", (f"already {state}",))
+
+
+def test_a_termination_by_hand_lets_a_later_volume_of_the_same_owner_in_scope_go_with_it() -> None:
+    """Break (mutmut, handwork/instances.py check_termination): the scope tag not handed to volumes_left_behind:
+    every volume attached later would read as out of scope and be left behind, an orphan no sweep deletes."""
+    later = BlockDevice("vol-later", "/dev/sdh", delete_on_termination=True, attach_time=NOW - timedelta(days=1))
+    machine = instance(devices=(later,), owner="alice")
+    disk = volume("vol-later", attached_to="i-1", owner="alice")
+    check = check_termination(
+        machine, [disk], TrainingCheck(Training.IDLE), now=NOW, min_age=timedelta(minutes=5), scope_tag=tags.MANAGED
+    )
+    assert check.verdict == "terminate" and check.keep == () and check.left_behind == ()
 
 
 def test_an_unguarded_snapshot_due_for_deletion_goes_through_the_guards_untouched() -> None:
