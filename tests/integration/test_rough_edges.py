@@ -19,6 +19,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
+from tests.integration.conftest import run_cli
 from tests.integration.test_hand_commands import HANDED, call
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
@@ -164,3 +165,24 @@ def test_help_names_values_as_people_do(path: list[str]) -> None:
     for option in ("--region", "--zone", "--size", "--timeout"):
         if f"{option} " in text:
             assert re.search(rf"{option} +[A-Z0-9_]+", text), text
+
+
+# --------------------------------------------------------------------------------------------- 9. small words
+
+
+def test_a_malformed_aws_region_is_refused_as_region_is() -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        refused = CliRunner().invoke(cli.app, ["sweep"], env={name: "moon-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+        assert refused.exit_code == 2, refused.output
+        assert refused.stderr == f"error: {name}=moon-1: not a region name such as us-east-1\n"
+
+
+def test_a_bad_duration_is_said_once(factory: ClientFactory) -> None:
+    refused = run_cli(factory, ["sweep", "--region", REGION], env={"TRAINCTL_MIN_AGE": "5x"})
+    assert refused.exit_code == 1 and refused.stderr.count("5x") == 1, refused.stderr
+
+
+def test_sweep_at_a_past_instant_is_refused_before_anything(factory: ClientFactory) -> None:
+    refused = call("sweep", "--region", REGION, "--at", "2020-01-01T00:00:00Z")
+    assert refused.exit_code == 2 and "in the past" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1

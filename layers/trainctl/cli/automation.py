@@ -62,6 +62,9 @@ Region = Annotated[
 ]
 
 
+PAST_TOLERANCE = timedelta(minutes=5)
+
+
 def _instant(at: str | None) -> datetime | None:
     try:
         return parse_instant(at) if at else None
@@ -134,6 +137,9 @@ def sweep(
     if at and enforce:
         raise fail("--at previews a moment and cannot be combined with --enforce", EXIT_USAGE)
     instant = _instant(at)
+    # A laptop's clock may be minutes off AWS's; an instant further back than that is in the past for any clock.
+    if instant is not None and instant < state_of(ctx).local_clock() - PAST_TOLERANCE:
+        raise fail(f"--at {at}: in the past; a sweep previews now or a future moment", EXIT_USAGE)
     if force:
         warn("--force is deprecated here: it means --ignore-min-age")
         ignore_min_age = True

@@ -68,6 +68,7 @@ FORMS = {
 }
 # A Python list of strings in a message, ['a', 'b'], reads as a, b.
 _LIST_REPR = re.compile(r"\[(?:'[^'\[\]]*'(?:, )?)+\]")
+_GOT = re.compile(r" \(got ('[^']*')\)")
 _QUOTED = re.compile(r"'([^']*)'")
 _PATTERN = re.compile(r"([A-Za-z_.\d]+): (?:Value error, )?String should match pattern '(?:[^'\\]|\\.)*'")
 
@@ -80,7 +81,10 @@ def humanise(message: str) -> str:
         key = field.rsplit(".", 1)[-1].lower().removeprefix("trainctl_")
         return f"{field}: must be {FORMS.get(key, 'in the documented form')}"
 
-    text = _PATTERN.sub(form, one_line(message))
+    # A value the message already quotes is not repeated by pydantic's "(got 'value')".
+    text = _GOT.sub(
+        lambda m: "" if m.group(1) in m.string[: m.start()] else m.group(0), _PATTERN.sub(form, one_line(message))
+    )
     text = _LIST_REPR.sub(lambda m: ", ".join(_QUOTED.findall(m.group(0))), text)
     return text.replace("Value error, ", "").replace(" (got None)", "")
 

@@ -73,6 +73,13 @@ def _how(exc: Exception) -> str:
 def adopt_aws_region(environ: dict[str, str] | os._Environ[str]) -> None:
     """AWS_REGION wins over AWS_DEFAULT_REGION, as in the AWS CLI v2; botocore reads only the latter, and the
     handlers `trainctl invoke` runs build their own clients, so the process environment says it once."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        value = environ.get(name, "")
+        # Checked as --region is: a malformed name would otherwise surface as an endpoint nobody can reach.
+        if value and not REGION_NAME.match(value):
+            near = difflib.get_close_matches(value.lower(), sorted(known_regions()), n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise fail(f"{name}={value}: not a region name such as us-east-1{hint}", EXIT_USAGE)
     region = environ.get("AWS_REGION")
     if region:
         environ["AWS_DEFAULT_REGION"] = region
