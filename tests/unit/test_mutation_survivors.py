@@ -86,6 +86,17 @@ def test_a_use_heard_in_the_second_a_mark_was_written_voids_it_whichever_way_the
     assert distrust(DUE, "delete", [mark, earlier], [], now=NOW, owner="alice") is None
 
 
+def test_an_idle_mark_no_sweep_looked_at_for_longer_than_the_window_is_not_trusted() -> None:
+    """Break (mutmut, core/marks.py distrust): the gap rule's reason built from None (`format_duration(None)`), which
+    raises in the sweep instead of naming the gap, or its bound moved (`>` made `>=`): a running instance nobody saw
+    idle for two days would be stopped on a two-day-old look, or the sweep would crash on it."""
+    history = [_mark("stop")]
+    why = distrust(DUE, "stop", history, [], now=NOW, max_gap=timedelta(hours=1), owner="alice")
+    assert why == "no sweep saw it for 2d since it was marked"
+    # Seen exactly the window apart is seen often enough.
+    assert distrust(DUE, "stop", history, [], now=NOW, max_gap=NOW - MARKED_AT, owner="alice") is None
+
+
 # sweep/rules.py: apply_guards ----------------------------------------------------------------------------------
 
 
