@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -345,39 +344,40 @@ def test_the_dashboard_reads_the_handlers_own_assumption() -> None:
 
 
 def test_dollars_avoided_prices_what_was_stopped_or_deleted_by_hand() -> None:
+    from dataclasses import replace
     from datetime import UTC, datetime
 
-    from trainctl.sweep.rules import Decision
+    from trainctl.core.resources import Instance, Snapshot, Volume
+    from trainctl.sweep.rules import Decision, SweepPlan
+    from trainctl.sweep.run import priced
 
     handler = sweep_handler()
     at = datetime(2026, 11, 20, tzinfo=UTC)
     since = at - timedelta(days=30)
-    described = handler.Described()
-    instances = [
-        {"InstanceId": "i-run", "State": {"Name": "running"}, "InstanceType": "g5.xlarge", "LaunchTime": since},
-        {"InstanceId": "i-stopped", "State": {"Name": "stopped"}, "InstanceType": "g5.xlarge", "LaunchTime": since},
-        {"InstanceId": "i-kept", "State": {"Name": "running"}, "InstanceType": "g5.xlarge", "LaunchTime": since},
+    region, zone = "us-east-1", "us-east-1a"
+    # What the sweep saw before it acted: each decision carries its price as decided, whatever happens after.
+    resources = {
+        r.resource_id: r
+        for r in (
+            Instance("i-run", region, "running", "g5.xlarge", since, zone),
+            Instance("i-stopped", region, "stopped", "g5.xlarge", since, zone),
+            Instance("i-kept", region, "running", "g5.xlarge", since, zone),
+            Volume("vol-1", region, "available", 500, "gp3", since, zone),
+            Snapshot("snap-1", region, "completed", since, None, 100),
+        )
+    }
+    planned = [
+        Decision("i-run", "instance", region, "stop"),
+        Decision("i-stopped", "instance", region, "terminate"),  # it cost nothing per hour
+        Decision("i-kept", "instance", region, "stop"),
+        Decision("vol-1", "volume", region, "delete"),
+        Decision("snap-1", "snapshot", region, "mark"),  # a mark avoids nothing yet
     ]
-    described.keep(parsed={"Reservations": [{"Instances": instances}]}, model=SimpleNamespace(name="DescribeInstances"))
-    volume = {"VolumeId": "vol-1", "State": "available", "Size": 500, "VolumeType": "gp3", "CreateTime": since}
-    described.keep(parsed={"Volumes": [volume]}, model=SimpleNamespace(name="DescribeVolumes"))
-    # The re-read after the stop does not replace what the sweep saw before it acted.
-    stopped = {**instances[0], "State": {"Name": "stopped"}}
-    described.keep(parsed={"Reservations": [{"Instances": [stopped]}]}, model=SimpleNamespace(name="DescribeInstances"))
-    snapshot = {"SnapshotId": "snap-1", "State": "completed", "StartTime": since, "VolumeSize": 100}
-    described.keep(parsed={"Snapshots": [snapshot]}, model=SimpleNamespace(name="DescribeSnapshots"))
-    decisions = [
-        Decision("i-run", "instance", "us-east-1", "stop", outcome="done"),
-        Decision("i-stopped", "instance", "us-east-1", "terminate", outcome="done"),  # it cost nothing per hour
-        Decision("i-kept", "instance", "us-east-1", "stop", outcome="failed"),
-        Decision("vol-1", "volume", "us-east-1", "delete", outcome="done"),
-        Decision("snap-1", "snapshot", "us-east-1", "mark", outcome="done"),  # a mark avoids nothing yet
-    ]
-    handler.described = described
-    try:
-        avoided = handler.dollars_avoided(decisions, at)
-    finally:
-        handler.described = handler.Described()
+    plan = priced(SweepPlan(at, tuple(planned), scanned=5, in_scope=5), resources, at)
+    outcomes = {"i-kept": "failed"}
+    decisions = [replace(d, outcome=outcomes.get(d.resource_id, "done")) for d in plan.decisions]
+    assert [d.hourly_usd is not None for d in decisions] == [True, True, True, True, False]
+    avoided = handler.dollars_avoided(decisions, handler.HOURS_UNTIL_NOTICED)
     # Published on-demand prices, us-east-1: g5.xlarge $1.006/h; gp3 $0.08/GB-month over 730 h.
     by_hand = (1.006 + 500 * 0.08 / 730) * 168
     assert avoided == pytest.approx(by_hand, abs=0.01)

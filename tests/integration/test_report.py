@@ -24,7 +24,7 @@ from trainctl.core import names
 from trainctl.core.clock import fixed_clock, parse_instant, system_clock
 from trainctl.report import run as report_module
 from trainctl.sweep.record import DynamoDbLedger, ledger_items
-from trainctl.sweep.rules import Decision
+from trainctl.sweep.rules import Decision, Seen
 from trainctl.sweep.run import SweepResult, run_sweep
 
 REGION = "us-east-1"
@@ -354,6 +354,52 @@ def test_the_ledger_is_read_in_pages_and_in_parallel_segments_alike(
     for other in (paged, parallel):
         for key in ("owners", "total", "acted", "sweeps", "decisions"):
             assert other[key] == whole[key], key
+
+
+def test_the_report_reads_the_price_and_what_was_seen_from_the_decision(stack: ClientFactory) -> None:
+    seen_spot = Seen("running", "g5.xlarge", zone="us-east-1a", lifecycle="spot")
+    write(
+        stack,
+        NOW - timedelta(days=2),
+        [
+            # Decided at a price other than today's: the report keeps the decision's.
+            decided(
+                "vol-0000000000000000a",
+                "volume",
+                "delete",
+                "alice",
+                "unattached",
+                seen=Seen("available", "gp3", 500),
+                hourly_usd=0.25,
+                price_source="file",
+            ),
+            # Terminated long ago (EC2 no longer lists it): what the sweep saw is enough to price it today.
+            decided("i-0000000000000000b", "instance", "terminate", "bob", "ttl-expired", seen=seen_spot),
+        ],
+    )
+    calls: list[str] = []
+    stack.register("before-call.ec2", lambda model, **_: calls.append(model.name))
+    acted = {a["resource_id"]: a for a in report_json(stack, [])["acted"]}
+    volume, spot = acted["vol-0000000000000000a"], acted["i-0000000000000000b"]
+    assert volume["hourly_usd"] == 0.25 and "price when decided" in volume["source"]
+    assert volume["description"] == "gp3 500 GiB"
+    assert spot["hourly_usd"] == pytest.approx(G5_XLARGE, abs=1e-4) and spot["upper_bound"]
+    assert "type from ledger" in spot["source"] and calls == []
+
+
+def test_a_sweeps_decisions_carry_what_it_saw_and_the_price_it_decided_at(stack: ClientFactory) -> None:
+    results, later = sweeps_over_the_seeded_fleet(stack)
+    done = [d for d in results[-1].decisions if d.outcome == "done" and d.action in ("stop", "terminate", "delete")]
+    assert done and all(d.seen is not None and d.price_source for d in done)
+    acted = {(a["resource_id"], a["action"]): a for a in report_json(stack, [], later)["acted"]}
+    compared = 0
+    for d in done:
+        said = acted[(d.resource_id, d.action)]
+        if d.hourly_usd is not None and said["hourly_usd"] is not None:
+            assert said["hourly_usd"] == pytest.approx(d.hourly_usd, abs=1e-4)
+            assert "price when decided" in said["source"]
+            compared += 1
+    assert compared
 
 
 def test_an_empty_ledger_reports_nothing_done(stack: ClientFactory) -> None:

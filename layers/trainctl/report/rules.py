@@ -9,11 +9,11 @@ Counted over the window, each resource once per line:
 
 Dollars avoided is an estimate, and says so wherever it is shown: the hourly list price of what a sweep stopped,
 terminated or deleted, times the hours until someone would otherwise have noticed (--noticed-after, 7d by default,
-the same 168 h the dashboard's DollarsAvoided metric assumes), priced through the cost check's chain at today's
-price. The ledger records what was decided, not how big a resource was: a size or type is read from the decision
-when it carries EC2's description of the resource (`described`), else, for an instance, from EC2 now (a stopped
-instance is still there; a terminated one for about an hour). What cannot be priced is counted as unpriced, never
-as $0.
+the same 168 h the dashboard's DollarsAvoided metric assumes), at the price the decision records (the sweep prices
+each stop, termination and deletion from the shipped price file as it decides), else through the cost check's chain
+at today's price. A size or type is read from what the decision says the sweep saw (`seen`; older decisions:
+EC2's description, `described`), else, for an instance, from EC2 now (a stopped instance is still there; a
+terminated one for about an hour). What cannot be priced is counted as unpriced, never as $0.
 
 The command line renders a Report; a scheduled digest or the dashboard can build one the same way (report.run).
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,8 +57,12 @@ class Recorded:
     at: datetime
     sweep_id: str
     detail: str = ""
-    # EC2's description of the resource as the sweep read it (API field names), when the decision carries one.
+    # EC2's description of the resource as the sweep read it (API field names), when the decision carries one
+    # (older decisions' `described`; a newer decision's `seen`, in these names).
     described: Mapping[str, Any] = field(default_factory=dict)
+    # The hourly list price the sweep decided at, where the decision records one.
+    hourly_usd: float | None = None
+    price_source: str = ""
 
     @classmethod
     def from_json(cls, text: str, *, resource_id: str, stamp: str, sweep_id: str) -> Recorded:
@@ -68,6 +72,10 @@ class Recorded:
         if not isinstance(raw, dict):
             raise ValueError("the decision is not a JSON object")
         described = raw.get("described")
+        seen = raw.get("seen")
+        if not isinstance(described, dict):
+            described = described_from_seen(str(raw.get("resource_type", "")), seen if isinstance(seen, dict) else {})
+        hourly = raw.get("hourly_usd")
         return cls(
             resource_id=str(raw.get("resource_id") or resource_id),
             resource_type=str(raw.get("resource_type", "")),
@@ -80,8 +88,36 @@ class Recorded:
             at=parse_instant(str(raw.get("at") or stamp)),
             sweep_id=str(raw.get("recorded_by") or sweep_id),
             detail=str(raw.get("detail") or ""),
-            described=described if isinstance(described, dict) else {},
+            described=described,
+            hourly_usd=float(hourly) if isinstance(hourly, int | float) and not isinstance(hourly, bool) else None,
+            price_source=str(raw.get("price_source") or ""),
         )
+
+
+def described_from_seen(resource_type: str, seen: Mapping[str, Any]) -> dict[str, Any]:
+    """What a sweep saw of a resource (Decision.seen) in EC2's field names, as older decisions described it."""
+    state = seen.get("state")
+    if resource_type == "instance":
+        said: dict[str, Any] = {
+            "InstanceType": seen.get("type"),
+            "InstanceLifecycle": seen.get("lifecycle"),
+            "State": {"Name": state} if state else None,
+            "Placement": {"AvailabilityZone": seen["zone"]} if seen.get("zone") else None,
+        }
+    elif resource_type == "volume":
+        said = {
+            "VolumeType": seen.get("type"),
+            "Size": seen.get("size_gib"),
+            "Iops": seen.get("iops"),
+            "Throughput": seen.get("throughput_mibps"),
+            "State": state,
+            "AvailabilityZone": seen.get("zone"),
+        }
+    elif resource_type == "snapshot":
+        said = {"VolumeSize": seen.get("size_gib"), "State": state}
+    else:
+        said = {}
+    return {key: value for key, value in said.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -156,6 +192,8 @@ class PricingNeed:
     origin: str = ""
     problem: str = ""
     upper_bound: bool = False
+    # The hourly price the sweep decided at: no price to look up.
+    decided_usd: float | None = None
 
 
 def running_then(decision: Recorded) -> bool | None:
@@ -171,6 +209,15 @@ def running_then(decision: Recorded) -> bool | None:
 
 
 def pricing_need(decision: Recorded, now: Mapping[str, Mapping[str, Any]]) -> PricingNeed:
+    """What pricing one acted-on resource takes: the price its decision records, else the keys to look up."""
+    need = _looked_up(decision, now)
+    if need.problem or decision.hourly_usd is None:
+        return need
+    source = decision.price_source or "unnamed"
+    return replace(need, keys=(), decided_usd=decision.hourly_usd, origin=f"price when decided ({source})")
+
+
+def _looked_up(decision: Recorded, now: Mapping[str, Mapping[str, Any]]) -> PricingNeed:
     d, raw = decision, decision.described
     if d.resource_type == "instance":
         running = running_then(d)
@@ -235,6 +282,8 @@ def priced(need: PricingNeed, quotes: Mapping[PriceKey, Quote]) -> Avoided:
     d = need.decision
     if need.problem:
         return Avoided(d, None, problem=need.problem, source="unpriced")
+    if need.decided_usd is not None:
+        return Avoided(d, need.decided_usd, need.description, need.origin, "", need.upper_bound)
     found = [quotes.get(key) for key in need.keys]
     if any(q is None or q.price is None for q in found):
         problems = [q.problem for q in found if q is not None and q.price is None and q.problem]
@@ -403,10 +452,10 @@ class Report:
 
     def assumption(self) -> str:
         return (
-            f"the hourly list price (today's) of what the sweeps stopped, terminated or deleted, times "
-            f"{days_or_duration(self.noticed_after)} ({self.hours:g} h, --noticed-after) until someone would otherwise "
-            "have noticed; a spot instance at its on-demand price and a snapshot at its volume's full size (upper "
-            "bounds); what cannot be priced is counted as unpriced, never as $0"
+            "the hourly list price (when decided, else today's) of what the sweeps stopped, terminated or deleted, "
+            f"times {days_or_duration(self.noticed_after)} ({self.hours:g} h, --noticed-after) until someone would "
+            "otherwise have noticed; a spot instance at its on-demand price and a snapshot at its volume's full size "
+            "(upper bounds); what cannot be priced is counted as unpriced, never as $0"
         )
 
     def to_json(self) -> dict[str, Any]:

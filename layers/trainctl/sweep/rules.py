@@ -58,6 +58,46 @@ class Observations:
 
 
 @dataclass(frozen=True, slots=True)
+class Seen:
+    """What the sweep saw of a resource before deciding: what pricing it needs, then and later (the ledger keeps it)."""
+
+    state: str = ""
+    kind: str = ""  # instance type, volume type; "" for a snapshot
+    size_gib: int | None = None  # a volume's size, a snapshot's volume's size
+    zone: str = ""
+    lifecycle: str = ""  # an instance's: on-demand or spot
+    iops: int | None = None
+    throughput_mibps: int | None = None
+
+    @classmethod
+    def of(cls, resource: Resource) -> Seen:
+        if isinstance(resource, Instance):
+            return cls(resource.state, resource.instance_type, None, resource.availability_zone, resource.lifecycle)
+        if isinstance(resource, Volume):
+            return cls(
+                resource.state,
+                resource.volume_type,
+                resource.size_gib,
+                resource.availability_zone,
+                iops=resource.iops,
+                throughput_mibps=resource.throughput_mibps,
+            )
+        return cls(resource.state, size_gib=resource.volume_size_gib)
+
+    def to_json(self) -> dict[str, object]:
+        said = {
+            "state": self.state,
+            "type": self.kind,
+            "size_gib": self.size_gib,
+            "zone": self.zone,
+            "lifecycle": self.lifecycle,
+            "iops": self.iops,
+            "throughput_mibps": self.throughput_mibps,
+        }
+        return {key: value for key, value in said.items() if value not in ("", None)}
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     resource_id: str
     resource_type: str
@@ -83,6 +123,11 @@ class Decision:
     # Owners of record the trainctl:owner tag no longer names (age_guard's record, the owner told of the mark):
     # they hear of it too, whatever the tag says now.
     also_tell: tuple[str, ...] = ()
+    # What the sweep saw of the resource, and what it cost per hour then (a destructive decision's, from the shipped
+    # price file; None when unpriced): dollars avoided, the ledger and `trainctl report` read them from here.
+    seen: Seen | None = None
+    hourly_usd: float | None = None
+    price_source: str = ""
 
     @property
     def destructive(self) -> bool:
@@ -103,6 +148,9 @@ class Decision:
             "also_told": list(self.also_tell),
             "outcome": self.outcome,
             "announced": self.announced,
+            "seen": self.seen.to_json() if self.seen else None,
+            "hourly_usd": self.hourly_usd,
+            "price_source": self.price_source or None,
         }
 
 
@@ -384,6 +432,7 @@ def decide(
         reasons=tuple(str(r) for r in reasons),
         owner=resource.tags.get(tags.OWNER),
         cleanup_after=mark.at,
+        seen=Seen.of(resource),
     )
     if not reasons:
         if (

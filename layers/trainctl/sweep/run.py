@@ -24,6 +24,7 @@ from trainctl.core.protections import Protection, in_scope
 from trainctl.core.resources import Guards, RegionInventory, Resource
 from trainctl.core.settings import SweepSettings
 from trainctl.core.text import one_line
+from trainctl.cost.decided import hourly_prices
 from trainctl.sweep.act import RemainingTime, SweepExecutor, deferred, interleaved
 from trainctl.sweep.notice import changed, owner_notices
 from trainctl.sweep.record import DynamoDbLedger, Ledger
@@ -255,6 +256,23 @@ def guards_of(factory: ClientFactory, decisions: Sequence[Decision]) -> Guards:
     )
 
 
+def priced(plan: SweepPlan, resources: Mapping[str, Resource], now: datetime) -> SweepPlan:
+    """Each destructive decision carries its resource's hourly price as decided: dollars avoided reads it there."""
+    acting = [resources[d.resource_id] for d in plan.decisions if d.destructive and d.resource_id in resources]
+    if not acting:
+        return plan
+    prices = hourly_prices(acting, now)
+    return replace(
+        plan,
+        decisions=tuple(
+            replace(d, hourly_usd=prices[d.resource_id].usd, price_source=prices[d.resource_id].source)
+            if d.destructive and d.resource_id in prices
+            else d
+            for d in plan.decisions
+        ),
+    )
+
+
 def _sweep(
     factory: ClientFactory,
     settings: SweepSettings,
@@ -271,6 +289,7 @@ def _sweep(
     observations = observe(factory, inventories, settings, now, remaining_ms)
     plan = plan_sweep(inventories, observations, settings, now)
     resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
+    plan = priced(plan, resources, now)
     notes: list[str] = []
     plan, pending_note = _pending_marks_confirmed(ledger, plan, resources, settings, now)
     if pending_note:
