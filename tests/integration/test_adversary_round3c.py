@@ -149,11 +149,11 @@ def test_hole_a_resource_trainctl_makes_for_its_owner_has_trainctl_as_owner_of_r
 
 
 def test_hole_a_hand_written_mark_at_or_past_expiry_silences_the_ttl_warning(account: Account) -> None:
-    """Sequence: Alice's in-scope running instance has a `trainctl:ttl` expiring at T0+30m (inside the
-    warning lead). Before trainctl warns, Mallory writes `trainctl:cleanup-after` = expiry + 1h. The sweep at T0 sees a ttl-expiring
-    candidate with a pending mark at or after its expiry: `decide` keeps it with "owner warned" (nobody was), and
-    `confirm_pending_marks` skips every {ttl-expiring} decision, so the foreign mark is never checked against
-    `mark#`: no mark of trainctl's, no notice. Alice's promised warning before expiry never goes out.
+    """Sequence: Alice's in-scope running instance has a `trainctl:ttl` expiring at T0+30m (inside the warning lead).
+    Before trainctl warns, Mallory writes `trainctl:cleanup-after` = expiry + 1h. The sweep at T0 sees a ttl-
+    expiring candidate with a pending mark at or after its expiry: `decide` keeps it with "owner warned" (nobody
+    was), and `confirm_pending_marks` skips every {ttl-expiring} decision, so the foreign mark is never checked
+    against `mark#`: no mark of trainctl's, no notice. Alice's promised warning before expiry never goes out.
 
     Promise broken (938fa6c, a): "every pending mark on a candidate is checked against the mark trainctl last wrote;
     a foreign one earns trainctl's own fresh mark and a notice" (and safety model 3: a mark is not a tag anyone may
