@@ -129,6 +129,23 @@ def test_a_stop_or_terminate_ec2_accepted_but_did_not_carry_out_is_reported_fail
     assert account.state(instance_id) == "running"
 
 
+def test_a_volume_delete_ec2_accepted_but_did_not_carry_out_is_reported_failed(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Break (mutmut, sweep/act.py _verify): `state in ("deleting", "deleted")` made `not in` for volumes and
+    snapshots: a volume EC2 said yes to but kept would be reported deleted to its owner."""
+    mark = T0 - timedelta(hours=1)
+    volume_id = account.volume(**{tags.CLEANUP_AFTER: format_instant(mark)})
+    accept_without_doing(account.factory, "DeleteVolume", lambda params: {})
+    # EBS reported no use of it since its mark (that promise has tests of its own).
+    monkeypatch.setattr("trainctl.sweep.act.volumes_attached_since", lambda *_: {})
+    planned = Decision(volume_id, "volume", REGION, "delete", reasons=("unattached",), cleanup_after=mark)
+    [result] = SweepExecutor(account.factory, concurrency=2).execute([planned])
+    assert result.outcome == "failed", result
+    assert "still available after delete" in result.detail
+    assert account.exists(volume_id)
+
+
 # sweep/run.py: vouch_for_marks with no ledger ------------------------------------------------------------------
 
 
