@@ -193,6 +193,30 @@ def requested_delete_on_termination(request: Any) -> dict[str, bool]:
     return asked
 
 
+_TYPE_OF_ID = {"i": "instance", "vol": "volume", "snap": "snapshot"}
+
+
+def owners_requested(request: Any) -> dict[str, str]:
+    """Resource type -> the trainctl:owner the creating call itself asked for in its tag specifications: part of
+    the call's own record, so no tag written while its CloudTrail event was on its way can stand in for it."""
+    if not isinstance(request, Mapping):
+        return {}
+    asked: dict[str, str] = {}
+    for spec in _members(request.get("tagSpecificationSet")):
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("resourceType"), str):
+            continue
+        for tag in _members(spec.get("tags")):
+            if isinstance(tag, Mapping) and tag.get("key") == tags.OWNER and isinstance(tag.get("value"), str):
+                value = tag["value"].strip()
+                if value:
+                    asked.setdefault(spec["resourceType"], _clip(value))
+    return asked
+
+
+def owner_requested_for(resource_id: str, requested: Mapping[str, str]) -> str | None:
+    return requested.get(_TYPE_OF_ID.get(resource_id.split("-", 1)[0], ""))
+
+
 @dataclass(frozen=True, slots=True)
 class AttachedVolume:
     """One EBS entry of an instance's block device mapping, as DescribeInstances shows it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -11,6 +12,8 @@ from trainctl.age_guard.rules import (
     created_ids,
     launch_volumes,
     maker_of,
+    owner_requested_for,
+    owners_requested,
     principal_of,
     requested_delete_on_termination,
     stamps_for,
@@ -74,6 +77,7 @@ def _stamp(
     principal: Principal | None,
     created_at: Any,
     rules: StampRules,
+    requested: Mapping[str, str] | None = None,
 ) -> StampResult:
     current = stamper.current_tags(ids)
     planned = stamps_for(ids, current, principal, ensure_utc(created_at), rules)
@@ -81,7 +85,9 @@ def _stamp(
     # Who made it, as the call itself says: a tag anyone wrote before this (late) event arrived is no record.
     # Without a principal (a first start no trail attributed), the owner tag as found is the best word there is.
     if principal is not None:
-        creators = dict.fromkeys(ids, maker_of(principal, rules))
+        # The owner the call itself named (a role making a volume for Carol), else the one who made the call.
+        maker = maker_of(principal, rules)
+        creators = {i: owner_requested_for(i, requested or {}) or maker for i in ids}
     else:
         creators = {i: current[i][tags.OWNER] for i in ids if current.get(i, {}).get(tags.OWNER)}
     # Every resource heard, stamped now or created with its tags copied; a repeated event writes nothing.
@@ -125,7 +131,8 @@ def stamp_api_call(factory: ClientFactory, event: CloudTrailApiCall, settings: A
         ids.extend(v for v in launch_volumes(details["launch_time"], details["attached"], asked) if v not in ids)
     owners = OwnersOfRecord(factory.dynamodb(), settings.ledger_table)
     principal = principal_of(detail.user_identity)
-    result = _stamp(stamper, owners, ids, principal, detail.event_time, rules_from(settings))
+    requested = owners_requested(detail.request_parameters)
+    result = _stamp(stamper, owners, ids, principal, detail.event_time, rules_from(settings), requested)
     if gone:
         return replace(result, reason=f"{', '.join(gone)} no longer exist")
     return result

@@ -277,6 +277,15 @@ def lifetime_end(resource: Resource, settings: SweepSettings) -> datetime | None
     return ttl_expiry(resource, default)
 
 
+def planned_action(
+    resource: Resource, reasons: Sequence[str], observations: Observations, settings: SweepSettings
+) -> Action:
+    """The action a decision announces: the reasons', except that CloudWatch's word decides idleness alone."""
+    if _unmanaged(resource, observations) and _decided_on_metrics(reasons, settings):
+        return settings.idle_action
+    return intended_action(resource, reasons, settings)
+
+
 def intended_action(resource: Resource, reasons: Sequence[str], settings: SweepSettings) -> Action:
     """The action the reasons call for. A ttl about to run out is a warning, never a reason to act now."""
     acting = set(reasons) - {Reason.TTL_EXPIRING}
@@ -447,9 +456,7 @@ def decide(
             return replace(base, action="unmark", detail="no longer a candidate")
         return None
 
-    action = intended_action(resource, reasons, settings)
-    if _unmanaged(resource, observations) and _decided_on_metrics(reasons, settings):
-        action = settings.idle_action  # CloudWatch's word decides idleness, nothing else
+    action = planned_action(resource, reasons, observations, settings)
     protections, details = protections_for(resource, action, observations, facts, settings, now, reasons)
     if protections:
         # A protected resource loses its mark, so it gets a full grace period (and a notice)
@@ -466,18 +473,10 @@ def decide(
         # Only a warning: mark (or move the mark) to the expiry itself, announcing what expiry will do.
         expiry = lifetime_end(resource, settings)
         assert expiry is not None
-        # Never sooner than a grace period from the warning: a ttl anyone wrote cannot shorten the notice.
-        due = max(expiry, now + settings.grace_period)
         if mark.at is not None and mark.at >= expiry:
+            # Warned if the mark is trainctl's own: confirm_pending_marks checks that against the ledger.
             return replace(base, detail=f"expires at {format_instant(expiry)}; owner warned")
-        return replace(
-            base,
-            action="mark",
-            cleanup_after=due,
-            announced=action,
-            detail=f"expires at {format_instant(expiry)}: will {action} after {format_instant(due)} "
-            "unless trainctl:ttl is extended",
-        )
+        return warning_mark(base, resource, action, settings, now)
     if mark.at is None:
         if unanswered:
             # A notice would promise an action that waits on an answer: no mark until the check says idle.
@@ -512,6 +511,24 @@ def decide(
         seen_state=resource.state,
         detail=f"marked until {format_instant(mark.at)}; grace period over"
         + (f"; leaves behind {left_behind_words(left)}" if left and action == "terminate" else ""),
+    )
+
+
+def warning_mark(
+    base: Decision, resource: Resource, action: Action, settings: SweepSettings, now: datetime
+) -> Decision:
+    """A lifetime about to run out: a mark at the expiry, announcing what expiry will do; never sooner than a grace
+    period from the warning, so a ttl anyone wrote cannot shorten the notice."""
+    expiry = lifetime_end(resource, settings)
+    assert expiry is not None
+    due = max(expiry, now + settings.grace_period)
+    return replace(
+        base,
+        action="mark",
+        cleanup_after=due,
+        announced=action,
+        detail=f"expires at {format_instant(expiry)}: will {action} after {format_instant(due)} "
+        "unless trainctl:ttl is extended",
     )
 
 
@@ -563,6 +580,7 @@ def confirm_pending_marks(
     decisions: Sequence[Decision],
     written: Mapping[str, datetime],
     resources: Mapping[str, Resource],
+    observations: Observations,
     settings: SweepSettings,
     now: datetime,
 ) -> list[Decision]:
@@ -576,11 +594,20 @@ def confirm_pending_marks(
             and decision.cleanup_after > now
             and decision.reasons
             and not decision.protections
-            and set(decision.reasons) != {Reason.TTL_EXPIRING}  # a warning mark is the expiry's own business
         )
-        if pending and written.get(decision.resource_id) != decision.cleanup_after:
-            resource = resources[decision.resource_id]
-            action = intended_action(resource, decision.reasons, settings)
+        resource = resources.get(decision.resource_id)
+        if pending and resource is not None and written.get(decision.resource_id) != decision.cleanup_after:
+            action = planned_action(resource, decision.reasons, observations, settings)
+            if set(decision.reasons) == {Reason.TTL_EXPIRING}:
+                # Only a warning, with or without an answer: trainctl's own warning mark replaces the stranger's.
+                confirmed.append(
+                    warning_mark(replace(decision, keep_volumes=(), hibernate=False), resource, action, settings, now)
+                )
+                continue
+            if unanswered_training_check(resource, action, decision.reasons, observations, settings):
+                # No mark without an answer, as decide says: the foreign one is distrusted when it falls due.
+                confirmed.append(decision)
+                continue
             base = replace(decision, keep_volumes=(), hibernate=False)
             confirmed.append(
                 fresh_mark(base, resource, action, settings, now, why="its mark is not one trainctl wrote")

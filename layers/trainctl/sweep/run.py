@@ -291,7 +291,7 @@ def _sweep(
     resources = {r.resource_id: r for inventory in inventories for r in inventory.resources()}
     plan = priced(plan, resources, now)
     notes: list[str] = []
-    plan, pending_note = _pending_marks_confirmed(ledger, plan, resources, settings, now)
+    plan, pending_note = _pending_marks_confirmed(ledger, plan, resources, observations, settings, now)
     if pending_note:
         notes.append(pending_note)
     crash: Exception | None = None
@@ -419,11 +419,16 @@ def _tell_owners(
     def untold(d: Decision) -> bool:
         return bool({d.owner, *d.also_tell} & unannounced)
 
+    # An unreadable value's only word to its owner may be a withdrawn mark: if that notice failed, warn again.
+    told_of = {d.resource_id for d in changed(acted)}
+
     told = tuple(
         replace(d, outcome="unannounced", detail=f"{d.detail}; its notice could not be sent")
         if d.action == "mark" and d.outcome == "done" and untold(d)
         else replace(d, outcome=UNWARNED, detail=f"{d.detail}; its notice could not be sent")
-        if d.outcome == "warned" and untold(d)
+        if (d.outcome == "warned" or str(Protection.UNREADABLE) in d.protections)
+        and d.resource_id in told_of
+        and untold(d)
         else d
         for d in acted
     )
@@ -452,7 +457,12 @@ def with_owners_of_record(decision: Decision, owners: Sequence[str]) -> Decision
 
 
 def _pending_marks_confirmed(
-    ledger: Ledger | None, plan: SweepPlan, resources: Mapping[str, Resource], settings: SweepSettings, now: datetime
+    ledger: Ledger | None,
+    plan: SweepPlan,
+    resources: Mapping[str, Resource],
+    observations: Observations,
+    settings: SweepSettings,
+    now: datetime,
 ) -> tuple[SweepPlan, str]:
     """Every pending mark checked against the one trainctl wrote (one batched read); a ledger that cannot say
     leaves the marks as they are (nothing is acted on before the ledger vouches for the mark anyway)."""
@@ -465,7 +475,8 @@ def _pending_marks_confirmed(
         written = ledger.marks_written(pending)
     except TrainctlError as exc:
         return plan, f"pending marks could not be checked against the ledger ({exc})"
-    return replace(plan, decisions=tuple(confirm_pending_marks(plan.decisions, written, resources, settings, now))), ""
+    confirmed = confirm_pending_marks(plan.decisions, written, resources, observations, settings, now)
+    return replace(plan, decisions=tuple(confirmed)), ""
 
 
 def _warn_newly_unreadable(ledger: Ledger | None, decisions: Sequence[Decision]) -> tuple[list[Decision], str]:
