@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws import ledger
+from trainctl.aws.batch_get import get_items
 from trainctl.aws.clients import access_error, error_code
 from trainctl.core.clock import format_instant
 from trainctl.core.errors import AwsAccessError
@@ -22,10 +23,8 @@ from trainctl.core.permissions import needs
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:BatchGetItem")
-BATCH_GET_MAX = 100
+PERMISSIONS = needs("dynamodb:PutItem")
 CLAIMS_AT_ONCE = 16
-_UNPROCESSED_ROUNDS = 5
 
 
 class OwnersOfRecord:
@@ -65,24 +64,8 @@ class OwnersOfRecord:
 
     def read(self, resource_ids: Sequence[str]) -> dict[str, str]:
         """The recorded owner of each resource that has one."""
-        found: dict[str, str] = {}
-        ids = list(dict.fromkeys(resource_ids))
-        for start in range(0, len(ids), BATCH_GET_MAX):
-            keys: list[Any] = [ledger.owner_of_record(r) for r in ids[start : start + BATCH_GET_MAX]]
-            for _ in range(_UNPROCESSED_ROUNDS):
-                try:
-                    answer = self._dynamodb.batch_get_item(RequestItems={self._table: {"Keys": keys}})
-                except ClientError as exc:
-                    raise access_error("BatchGetItem", exc) from exc
-                except BotoCoreError as exc:
-                    raise AwsAccessError("BatchGetItem", type(exc).__name__, str(exc)) from exc
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    resource_id = str(item[ledger.PARTITION_KEY]["S"]).removeprefix("owner#")
-                    found[resource_id] = str(item["owner"]["S"])
-                unprocessed: Any = answer.get("UnprocessedKeys") or {}
-                keys = list((unprocessed.get(self._table) or {}).get("Keys", []))
-                if not keys:
-                    break
-            else:
-                raise AwsAccessError("BatchGetItem", "UnprocessedKeys", "owners of record left unread")
-        return found
+        keys = [ledger.owner_of_record(r) for r in dict.fromkeys(resource_ids)]
+        return {
+            str(item[ledger.PARTITION_KEY]["S"]).removeprefix("owner#"): str(item["owner"]["S"])
+            for item in get_items(self._dynamodb, self._table, keys)
+        }

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws import ledger
+from trainctl.aws.batch_get import get_items
 from trainctl.aws.clients import access_error
 from trainctl.aws.owners import OwnersOfRecord
 from trainctl.core.clock import format_instant, parse_instant
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.paginator import QueryPaginator
 
 # Written in batches; a resource's history and the recorded sweeps are read back to trust a mark.
-PERMISSIONS = needs("dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:BatchGetItem")
+PERMISSIONS = needs("dynamodb:BatchWriteItem", "dynamodb:Query")
 
 _BATCH = 25
 _WRITERS = 16
@@ -181,25 +182,11 @@ class DynamoDbLedger:
 
     def marks_written(self, resource_ids: Sequence[str]) -> dict[str, datetime]:
         """The mark trainctl last wrote on each resource, where it wrote one."""
-        found: dict[str, datetime] = {}
-        ids = list(dict.fromkeys(resource_ids))
-        for start in range(0, len(ids), 100):
-            keys: list[Any] = [ledger.current_mark(r) for r in ids[start : start + 100]]
-            for _ in range(5):
-                try:
-                    answer = self._dynamodb.batch_get_item(RequestItems={self._table: {"Keys": keys}})
-                except (ClientError, BotoCoreError) as exc:
-                    raise _ledger_error("BatchGetItem", exc) from exc
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    resource_id = str(item[ledger.PARTITION_KEY]["S"]).removeprefix("mark#")
-                    found[resource_id] = parse_instant(str(item["cleanup_after"]["S"]))
-                unprocessed: Any = answer.get("UnprocessedKeys") or {}
-                keys = list((unprocessed.get(self._table) or {}).get("Keys", []))
-                if not keys:
-                    break
-            else:
-                raise AwsAccessError("BatchGetItem", "UnprocessedKeys", "marks left unread")
-        return found
+        keys = [ledger.current_mark(r) for r in dict.fromkeys(resource_ids)]
+        return {
+            str(item[ledger.PARTITION_KEY]["S"]).removeprefix("mark#"): parse_instant(str(item["cleanup_after"]["S"]))
+            for item in get_items(self._dynamodb, self._table, keys)
+        }
 
     def newest(self, resource_ids: Sequence[str]) -> dict[str, LedgerEntry]:
         """Each resource's newest line a sweep wrote, where it has one: a page read, however long its history."""
