@@ -10,11 +10,14 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from trainctl.core import tags
 from trainctl.core.clock import format_instant
+
+# A launch's own volumes: the same slack the protections use to tell them from volumes attached later.
+from trainctl.core.protections import LAUNCH_ATTACH_SLACK
 
 MAX_TAG_VALUE = 256
 TAG_BATCH = 500
@@ -22,9 +25,6 @@ LAUNCH_TEMPLATE_TAG = "aws:ec2launchtemplate:id"
 # A scope or owner pattern with this prefix matches the identity that signed the call and nothing the caller
 # chose: an assumed role's ARN without its session name (see `Principal.identity`).
 ROLE_ONLY = "role:"
-# A launch's own volumes are attached at its launch time; EC2 reports the two instants up to a second apart.
-LAUNCH_ATTACH_SLACK = timedelta(seconds=2)
-
 # EC2's resource ids: the prefix, then 8 (older) or 17 lowercase hexadecimal characters. `\Z`, not `$`, which
 # would also match before a trailing newline.
 _HEX = "(?:[0-9a-f]{8}|[0-9a-f]{17})"

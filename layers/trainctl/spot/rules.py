@@ -163,16 +163,24 @@ def was_reclaimed(instance: Instance, warned: bool) -> bool:
     return warned and not user_initiated(instance.state_reason)
 
 
-def recovery_refusal(instance: Instance | None, settings: SpotSettings, *, warned: bool) -> str | None:
-    """`warned`: a handled terminate warning within RECLAIM_WINDOW before the termination (`reclaim_warning`)."""
-    if instance is None:
-        return "unknown instance"
+def _not_opted_in(instance: Instance, settings: SpotSettings) -> str | None:
+    """What keeps an instance out of recovery whatever happened to it: not spot, out of scope, not opted in."""
     if instance.lifecycle != "spot":
         return "not a spot instance"
     if not in_scope(instance, settings.scope_tag):
         return f"out of scope: no {settings.scope_tag}=true"
     if not tags.opts_in(instance.tags.get(tags.RECOVER)):
         return f"no {tags.RECOVER}=true"
+    return None
+
+
+def recovery_refusal(instance: Instance | None, settings: SpotSettings, *, warned: bool) -> str | None:
+    """`warned`: a handled terminate warning within RECLAIM_WINDOW before the termination (`reclaim_warning`)."""
+    if instance is None:
+        return "unknown instance"
+    opted_out = _not_opted_in(instance, settings)
+    if opted_out:
+        return opted_out
     if user_initiated(instance.state_reason):
         return f"terminated by request ({instance.state_reason}), not reclaimed by EC2"
     if not was_reclaimed(instance, warned):
@@ -223,12 +231,9 @@ def plan_refusal(
     """
     if instance is None:
         return "unknown instance: EC2 does not know it"
-    if instance.lifecycle != "spot":
-        return "not a spot instance"
-    if not in_scope(instance, settings.scope_tag):
-        return f"out of scope: no {settings.scope_tag}=true"
-    if not tags.opts_in(instance.tags.get(tags.RECOVER)):
-        return f"no {tags.RECOVER}=true"
+    opted_out = _not_opted_in(instance, settings)
+    if opted_out:
+        return opted_out
     if not reclaimed_by_spot(instance):
         reason = one_line(instance.state_reason or "none", 64)
         return f"not reclaimed by EC2: {instance.state} with state reason {reason}"
