@@ -24,7 +24,7 @@ PUBLISHED = {
 IO2_IOPS_TIERS = {
     "EBS:VolumeP-IOPS.io2": 0.065,
     "EBS:VolumeP-IOPS.io2.tier2": 0.0455,
-    "EBS:VolumeP-IOPS.io2.tier3": 0.032,
+    "EBS:VolumeP-IOPS.io2.tier3": 0.03185,
 }
 
 

@@ -12,13 +12,14 @@ from datetime import UTC, date, datetime
 import pytest
 from rich.console import Console
 
-from trainctl.cli.price_file import DEFAULT_INSTANCE_TYPES, DEFAULT_REGIONS
+from trainctl.cli.price_file import DEFAULT_INSTANCE_TYPES, DEFAULT_REGIONS, LAUNCHED_INSTANCE_TYPES
 from trainctl.cli.render import print_cost
 from trainctl.core.accelerators import ACCELERATORS, FAMILIES, accelerators_for, family_of, types_of
-from trainctl.cost.prices.model import PriceKey, PriceNotFound
-from trainctl.cost.prices.price_file import MAX_AGE_DAYS, PriceFile, load_price_file
+from trainctl.cost.prices.model import Price, PriceKey, PriceNotFound
+from trainctl.cost.prices.price_file import MAX_AGE_DAYS, PriceFile, PriceGap, load_price_file
 from trainctl.cost.rules import ResourceCost
 from trainctl.cost.run import CostResult
+from trainctl.prewarm.rules import WORKER_TYPES
 
 # The families issue 19 names: a test fails when one is missing from the file.
 REQUIRED_FAMILIES = (
@@ -73,7 +74,7 @@ def test_the_file_covers_the_regions_ml_teams_train_in(shipped: PriceFile) -> No
     assert set(REQUIRED_REGIONS) <= set(DEFAULT_REGIONS)
 
 
-@pytest.mark.parametrize("family", REQUIRED_FAMILIES)
+@pytest.mark.parametrize("family", sorted({*REQUIRED_FAMILIES, *FAMILIES}))
 def test_every_size_of_every_family_is_priced_or_a_known_gap_in_every_region(shipped: PriceFile, family: str) -> None:
     assert family in FAMILIES, f"{family} is not in the accelerator table"
     sizes = types_of(family)
@@ -146,6 +147,8 @@ def test_a_type_not_sold_on_demand_says_so_when_asked(shipped: PriceFile) -> Non
 # one of its listed gaps. Key: (hourly USD, where it is published).
 _KARPENTER_2026_07 = "Karpenter's us-east-1 Price List extract generated 2026-07-20 (commit 6fc13b52)"
 _SKYPILOT = "SkyPilot AWS catalog vms.csv @ 00148f2a, column Price"
+_EBS_FEED = "AWS's EBS price feed published 2024-07-18 (ebs.json as archived in yeo/ec2.shop @ 74c9fd8a)"
+_EC2_FEED = "AWS's EC2 on-demand price feed published 2025-04-04 (as archived in yeo/ec2.shop @ 74c9fd8a)"
 PUBLISHED: dict[PriceKey, tuple[float, str]] = {
     PriceKey("instance", "us-east-1", "p6-b300.48xlarge"): (142.416, _KARPENTER_2026_07),
     PriceKey("instance", "us-east-1", "inf1.xlarge"): (0.228, _KARPENTER_2026_07),
@@ -158,6 +161,30 @@ PUBLISHED: dict[PriceKey, tuple[float, str]] = {
     PriceKey("instance", "ap-northeast-1", "gr6f.4xlarge"): (1.54602, _SKYPILOT),
     PriceKey("instance", "ap-northeast-1", "inf1.2xlarge"): (0.489, _SKYPILOT),
     PriceKey("instance", "eu-west-1", "c5.xlarge"): (0.192, _SKYPILOT),
+    # issue 26: EBS prices listed as "no price found" that AWS publishes (the issue's own example first)
+    PriceKey("storage", "ap-northeast-1", "gp3"): (0.096, _EBS_FEED + ", rate code C8Y3GJZBQTH8T5JV"),
+    PriceKey("storage", "us-east-2", "gp3"): (0.08, _EBS_FEED + ", rate code M6UGCCQ3CDJQAA37"),
+    PriceKey("storage", "us-west-2", "st1"): (0.045, _EBS_FEED + ", rate code Y87WPNXVYWJCJ5ZM"),
+    PriceKey("storage", "eu-west-1", "io2"): (0.138, _EBS_FEED + ", rate code TN2XFMNDXRZZ5CGK"),
+    PriceKey("storage", "eu-central-1", "sc1"): (0.018, _EBS_FEED + ", rate code ZYSKSVGZYKJ85CXE"),
+    PriceKey("storage", "ap-northeast-1", "standard"): (0.08, _EBS_FEED + ", rate code H3DK473URKC757VE"),
+    PriceKey("iops", "eu-central-1", "gp3"): (0.006, _EBS_FEED + ", rate code 8AGS2P58KKNUHB49"),
+    PriceKey("iops", "us-west-2", "io1"): (0.065, _EBS_FEED + ", rate code ZS6E9ESZZKGW2ZVG"),
+    PriceKey("throughput", "eu-west-1", "gp3"): (45.056 / 1024, _EBS_FEED + ", $45.056 per GiBps-month"),
+    PriceKey("snapshot", "eu-central-1", "standard"): (0.054, _EBS_FEED + ", rate code 42HPMPRPNWRJYGZM"),
+    # issue 26: the helper types, and the pre-warm workers the workflow launches
+    PriceKey("instance", "eu-central-1", "m5.large"): (0.115, _EC2_FEED),
+    PriceKey("instance", "ap-northeast-1", "c6in.4xlarge"): (1.1424, _EC2_FEED),
+    PriceKey("instance", "us-west-2", "c6in.xlarge"): (0.2268, _EC2_FEED),
+    PriceKey("instance", "eu-west-1", "m6i.large"): (0.107, _SKYPILOT),
+    PriceKey("instance", "us-east-1", "m6i.8xlarge"): (1.536, _SKYPILOT),
+    PriceKey("instance", "ap-northeast-1", "m6i.xlarge"): (0.248, _SKYPILOT),
+}
+# io2 IOPS tiers per IOPS-month (up to 32,000; 32,001 to 64,000; above 64,000) as the same feed publishes them.
+PUBLISHED_IO2_TIERS: dict[str, tuple[float, float, float]] = {
+    "us-east-1": (0.065, 0.0455, 0.03185),
+    "eu-west-1": (0.072, 0.0504, 0.03528),
+    "ap-northeast-1": (0.074, 0.0518, 0.03626),
 }
 
 
@@ -173,8 +200,9 @@ def test_every_type_trainctl_prices_is_priced_or_a_listed_gap_in_every_region(sh
 
 
 def test_a_type_of_a_covered_family_has_an_entry_or_a_listed_gap_in_every_region(shipped: PriceFile) -> None:
-    """A family the file prices anywhere is covered: each of its types the file names is accounted for everywhere."""
-    named = {k.name for k in shipped.prices if k.kind == "instance"}
+    """A family the file prices anywhere is covered: each of its types the file names or trainctl knows (the
+    accelerator table, the helpers and the workers it launches) is accounted for in every region."""
+    named = {k.name for k in shipped.prices if k.kind == "instance"} | set(DEFAULT_INSTANCE_TYPES)
     named |= {k.name for g in shipped.gaps for k in g.keys if k.kind == "instance"}
     covered = {family_of(k.name) for k in shipped.prices if k.kind == "instance"}
     silent = [
@@ -194,12 +222,69 @@ def test_the_coverage_check_fails_on_a_silent_type_of_a_covered_family(shipped: 
         test_a_type_of_a_covered_family_has_an_entry_or_a_listed_gap_in_every_region(half)
 
 
+def test_the_coverage_check_fails_on_a_type_trainctl_launches_that_the_file_never_names() -> None:
+    # m6i is covered (m6i.xlarge priced everywhere), and the workflow's smallest worker m6i.large is nowhere.
+    xlarge = {
+        PriceKey("instance", r, "m6i.xlarge"): Price.flat(0.2, "hour", "price-file", "x") for r in REQUIRED_REGIONS
+    }
+    without_large = PriceFile("2026-12-06", "x", xlarge, regions=REQUIRED_REGIONS)
+    with pytest.raises(AssertionError):
+        test_a_type_of_a_covered_family_has_an_entry_or_a_listed_gap_in_every_region(without_large)
+
+
+def contradicted_gaps(price_file: PriceFile, published: dict[PriceKey, tuple[float, str]]) -> list[str]:
+    """Listed gaps that a source of the file publishes a price for."""
+    return [
+        f"{key} is listed as {gap.kind} but {published[key][1]} gives ${published[key][0]}"
+        for key in published
+        if (gap := price_file.gap(key)) is not None
+    ]
+
+
+def test_no_listed_gap_has_a_price_in_the_files_own_sources(shipped: PriceFile) -> None:
+    assert contradicted_gaps(shipped, PUBLISHED) == []
+
+
+def test_the_gap_check_fails_on_a_gap_its_sources_price() -> None:
+    gp3 = PriceKey("storage", "ap-northeast-1", "gp3")
+    stale = PriceFile(
+        "2026-12-06", "x", {}, gaps=(PriceGap("no-price-found", "none found", "x", "2026-12-01", (gp3,)),)
+    )
+    assert contradicted_gaps(stale, PUBLISHED) == [
+        f"{gp3} is listed as no-price-found but {PUBLISHED[gp3][1]} gives $0.096"
+    ]
+
+
 @pytest.mark.parametrize("key", list(PUBLISHED), ids=str)
-def test_a_price_the_files_own_sources_publish_is_priced_not_a_listed_gap(shipped: PriceFile, key: PriceKey) -> None:
+def test_a_price_the_files_own_sources_publish_is_the_files_price(shipped: PriceFile, key: PriceKey) -> None:
     usd, where = PUBLISHED[key]
-    gap = shipped.gap(key)
-    assert gap is None, f"{key} is listed as {gap.kind if gap else ''} but {where} gives ${usd}"
+    assert key in shipped.prices, f"{key}: {where} gives ${usd}"
     assert shipped.price(key).cost(1) == pytest.approx(usd), where
+
+
+@pytest.mark.parametrize("region", list(PUBLISHED_IO2_TIERS))
+def test_io2_iops_are_priced_at_each_published_tier(shipped: PriceFile, region: str) -> None:
+    first, second, third = PUBLISHED_IO2_TIERS[region]
+    price = shipped.price(PriceKey("iops", region, "io2"))
+    assert [(t.begin, t.end, t.usd) for t in price.tiers] == [
+        (0, 32_000, first),
+        (32_000, 64_000, second),
+        (64_000, None, third),
+    ]
+    # 70,000 IOPS for a month: the last 6,000 at the third tier, unrounded (issue 26: 0.032 against 0.03185).
+    assert price.cost(70_000) == pytest.approx(32_000 * first + 32_000 * second + 6_000 * third)
+
+
+def test_the_workers_the_prewarm_workflow_launches_are_priced_in_every_region(shipped: PriceFile) -> None:
+    launched = [worker.name for worker in WORKER_TYPES]
+    assert set(launched) <= set(LAUNCHED_INSTANCE_TYPES) <= set(DEFAULT_INSTANCE_TYPES), "`make prices` asks for them"
+    silent = [
+        str(key)
+        for t in launched
+        for region in shipped.regions
+        if not accounted(shipped, key := PriceKey("instance", region, t))
+    ]
+    assert silent == [], "a worker the workflow launches is neither priced nor a listed gap"
 
 
 # --------------------------------------------------------------------------------------------------- accelerators

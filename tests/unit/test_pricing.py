@@ -58,7 +58,7 @@ def test_io2_iops_are_priced_in_three_tiers() -> None:
     price = Price(tiers, "iops-month", "price-list-api", "2026-11-28")
     # 40,000 IOPS: 32,000 at the first tier, 8,000 at the second.
     assert price.cost(40_000) == pytest.approx(32_000 * 0.065 + 8_000 * 0.0455)
-    assert price.cost(70_000) == pytest.approx(32_000 * 0.065 + 32_000 * 0.0455 + 6_000 * 0.032)
+    assert price.cost(70_000) == pytest.approx(32_000 * 0.065 + 32_000 * 0.0455 + 6_000 * 0.03185)
 
 
 def test_two_distinct_prices_for_one_key_are_refused() -> None:

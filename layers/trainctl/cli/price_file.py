@@ -2,12 +2,13 @@
 
     python -m trainctl.cli.price_file --output layers/trainctl/cost/prices/prices.json
 
-Every GPU and accelerator type trainctl knows (every size of every family, see cost/prices/accelerators.py) and
-the types trainctl itself runs, in the regions training teams use (--region to choose others), with EBS storage,
-IOPS, throughput and snapshot prices. Every price goes through the same filters and ambiguity check as the live
-chain; a key without exactly one price is left out (and so reported unpriced at run time), never guessed, and the
-file says so: a type without an on-demand price in a region is listed as not sold on demand there, anything else
-as no price found. Each region's prices are one block, dated the day they were fetched.
+Every GPU and accelerator type trainctl knows (every size of every family, see core/accelerators.py), the
+types trainctl itself launches (the pre-warm workers) and common helpers, in the regions training teams use
+(--region to choose others), with EBS storage, IOPS, throughput and snapshot prices. Every price goes through the
+same filters and ambiguity check as the live chain; a key without exactly one price is left out (and so reported
+unpriced at run time), never guessed, and the file says so: a type without an on-demand price in a region is
+listed as not sold on demand there, anything else as no price found. Each region's prices are one block, dated
+the day they were fetched.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ from trainctl.core.errors import TrainctlError
 from trainctl.cost.prices.model import Price, PriceKey, PriceNotFound
 from trainctl.cost.prices.price_file import PRICE_FILE_FORMAT, PriceBlock, PriceFile, PriceGap
 from trainctl.cost.prices.price_list import PriceListApi, RateLimiter
+from trainctl.prewarm.rules import WORKER_TYPES
 
 # The regions the shipped file covers: where ML teams rent accelerators most.
 DEFAULT_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1")
-# Besides every accelerator type: the instances trainctl itself launches (pre-warm workers) and common helpers.
-OTHER_INSTANCE_TYPES = ("t3.micro", "t3.medium", "m5.large", "m5.xlarge", "c5.xlarge", "c6in.xlarge", "c6in.4xlarge")
+# Besides every accelerator type: the instances trainctl itself launches (the pre-warm workers) and common helpers.
+LAUNCHED_INSTANCE_TYPES = tuple(worker.name for worker in WORKER_TYPES)
+HELPER_INSTANCE_TYPES = ("t3.micro", "t3.medium", "m5.large", "m5.xlarge", "c5.xlarge", "c6in.xlarge", "c6in.4xlarge")
+OTHER_INSTANCE_TYPES = (*LAUNCHED_INSTANCE_TYPES, *HELPER_INSTANCE_TYPES)
 DEFAULT_INSTANCE_TYPES = (*sorted(ACCELERATORS), *OTHER_INSTANCE_TYPES)
 VOLUME_TYPES = ("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard")
 SOURCE = (
