@@ -1,24 +1,37 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+, Node 20, make):
 #   make demo   the sandbox: the whole guardrail on a local AWS emulator
 #   make test   lint, types and the whole test suite
+# Both install exactly the locks under requirements/ (every package pinned with its hashes, no resolver);
+# `make lock` rewrites the locks after a change to pyproject.toml's dependencies.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo emulator test lint typecheck unit integration infra synth bench mutate prices workflows clean
+.PHONY: demo emulator test lint typecheck unit integration infra synth bench mutate prices workflows lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.cli: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[cli]'
+# The lock first, each file checked against its hash; then trainctl itself, built by the lock's setuptools.
+INSTALL_LOCK = $(BIN)/pip install --quiet --require-hashes --no-deps --requirement
+INSTALL_PROJECT = $(BIN)/pip install --quiet --no-deps --no-build-isolation --editable .
+
+$(VENV)/.cli: requirements/cli.txt pyproject.toml | $(BIN)/python
+	$(INSTALL_LOCK) requirements/cli.txt
+	$(INSTALL_PROJECT)
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.dev: requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(INSTALL_LOCK) requirements/dev.txt
+	$(INSTALL_PROJECT)
 	touch $@ $(VENV)/.cli
+
+# Rewrites requirements/{dev,cli,layer}.txt from pyproject.toml with uv (in the dev lock); tests/infra/test_locks.py
+# fails until it has run after a change to pyproject.toml's dependencies.
+lock: $(VENV)/.dev
+	$(BIN)/python -m infra.lock
 
 demo: $(VENV)/.cli
 	$(BIN)/trainctl sandbox

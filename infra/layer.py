@@ -1,7 +1,9 @@
 """The domain library as a Lambda layer, bundled locally (no Docker): python/trainctl plus its runtime deps.
 
-The layer holds what the handlers import and nothing else: trainctl.cli (the command line, the sandbox, the
-local Lambda runtime, the price-file generator) stays out, and so do its dependencies (moto, typer, rich).
+The layer holds what the handlers import and the runtime lacks: trainctl.cli (the command line, the sandbox, the
+local Lambda runtime, the price-file generator) stays out, and so do its dependencies (moto, typer, rich). The
+dependencies are requirements/layer.txt exactly, at the versions the tests ran with, installed without a resolver;
+boto3 and botocore are the runtime's own (infra/lock.py says why).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import jsii
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from infra.lock import LAYER, pinned_lines
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_SOURCE = ROOT / "layers"
 CACHE = ROOT / ".cache" / "layer-deps"
-# The Lambda runtime brings boto3; the layer brings what it lacks, pinned as in pyproject.toml.
-LAYER_REQUIREMENTS = ("pydantic==2.13.4", "aws-lambda-powertools[tracer]==3.37.0")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-PYTHON_VERSION = "3.14"
-PLATFORM = "manylinux2014_x86_64"
+# The layer lock was resolved for the runtime's Python and platform: pip installs it for the same.
+PYTHON_VERSION = LAYER.python_version
+PLATFORM = LAYER.pip_platform
 # Subpackages of trainctl that people run but no handler imports: never shipped.
 NOT_SHIPPED = frozenset({"cli"})
 
@@ -91,19 +94,25 @@ def _source_digest(interpreter: str | None) -> str:
         if path.is_file() and ships(relative):
             digest.update(str(relative).encode())
             digest.update(path.read_bytes())
-    digest.update("|".join((*LAYER_REQUIREMENTS, PYTHON_VERSION, PLATFORM)).encode())
+    digest.update(pinned_lines(LAYER.path.read_text(encoding="utf-8")))
+    digest.update("|".join((PYTHON_VERSION, PLATFORM)).encode())
     # With or without bytecode, the content differs: so must the asset's hash.
     digest.update(b"bytecode" if interpreter else b"source only")
     return digest.hexdigest()
 
 
+def dependencies_key() -> str:
+    """The cached install's name: new pins in the layer lock are a new install (a new header is not)."""
+    digest = hashlib.sha256(pinned_lines(LAYER.path.read_text(encoding="utf-8")))
+    digest.update("|".join((PYTHON_VERSION, PLATFORM, "no-compile")).encode())
+    return digest.hexdigest()[:16]
+
+
 def _dependencies() -> Path:
-    """pip-install the runtime deps for Lambda's platform once; later synths copy the cached tree."""
+    """pip-install the layer lock for Lambda's platform once; later synths copy the cached tree."""
     # Bytecode compiled by the build machine's Python would be dead weight for Lambda's: --no-compile here;
     # the bundler compiles the whole layer with the runtime's Python when the machine has it.
-    key = hashlib.sha256("|".join((*LAYER_REQUIREMENTS, PYTHON_VERSION, PLATFORM, "no-compile")).encode()).hexdigest()[
-        :16
-    ]
+    key = dependencies_key()
     target = CACHE / key
     if not (target / ".complete").exists():
         staging = CACHE / f"{key}.partial"
@@ -116,6 +125,9 @@ def _dependencies() -> Path:
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
+                # Exactly the lock, each file checked against its hash: no resolver, so nothing unpinned comes in.
+                "--require-hashes",
+                "--no-deps",
                 "--target",
                 str(staging),
                 "--platform",
@@ -126,7 +138,8 @@ def _dependencies() -> Path:
                 "cp",
                 "--only-binary=:all:",
                 "--no-compile",
-                *LAYER_REQUIREMENTS,
+                "--requirement",
+                str(LAYER.path),
             ],
             check=True,
         )
@@ -136,24 +149,28 @@ def _dependencies() -> Path:
     return target
 
 
+def bundle(output_dir: Path, interpreter: str | None) -> Path:
+    """The layer as Lambda unpacks it into /opt: output_dir/python, which is returned."""
+    python_dir = output_dir / "python"
+    shutil.copytree(
+        _dependencies(),
+        python_dir,
+        ignore=shutil.ignore_patterns(".complete", "bin", "__pycache__"),
+        dirs_exist_ok=True,
+    )
+    shutil.copytree(LAYER_SOURCE / "trainctl", python_dir / "trainctl", ignore=_ignore_unshipped, dirs_exist_ok=True)
+    if interpreter is not None:
+        compile_bytecode(python_dir, interpreter)
+    return python_dir
+
+
 @jsii.implements(cdk.ILocalBundling)
 class LocalLayerBundling:
     def __init__(self, interpreter: str | None) -> None:
         self._interpreter = interpreter
 
     def try_bundle(self, output_dir: str, *, image: cdk.DockerImage, **_: Any) -> bool:
-        python_dir = Path(output_dir) / "python"
-        shutil.copytree(
-            _dependencies(),
-            python_dir,
-            ignore=shutil.ignore_patterns(".complete", "bin", "__pycache__"),
-            dirs_exist_ok=True,
-        )
-        shutil.copytree(
-            LAYER_SOURCE / "trainctl", python_dir / "trainctl", ignore=_ignore_unshipped, dirs_exist_ok=True
-        )
-        if self._interpreter is not None:
-            compile_bytecode(python_dir, self._interpreter)
+        bundle(Path(output_dir), self._interpreter)
         return True
 
 
