@@ -38,7 +38,7 @@ from trainctl.cli.output import (
 )
 from trainctl.cli.render import ESSENTIAL, Col, print_table
 from trainctl.cli.session import check_regions, factory_of
-from trainctl.core import names, tags
+from trainctl.core import names, tags, volume_spec
 from trainctl.core.clock import format_instant, system_clock
 from trainctl.core.durations import format_duration
 from trainctl.core.observations import Training, TrainingCheck
@@ -71,8 +71,6 @@ AllowOutOfScope = Annotated[
 AllowOtherOwner = Annotated[
     bool, typer.Option("--allow-other-owner", help="Allow a resource another owner's tag names (it still asks).")
 ]
-
-VOLUME_TYPES = ("gp3", "gp2", "io1", "io2", "st1", "sc1")
 
 ebs = typer.Typer(help="EBS volumes and snapshots: create, list, attach, detach, delete, snapshot, restore, pre-warm.")
 snapshots = typer.Typer(help="EBS snapshots: create one, or list them with what depends on them.")
@@ -160,18 +158,21 @@ def describe_owner(resource: Instance | Volume, scope: str) -> str:
 # ----------------------------------------------------------------------------------------------------- ebs
 
 
-def _check_performance(volume_type: str, size: int, iops: int | None, throughput: int | None) -> None:
-    """What can be checked before asking EC2: which types take --iops and --throughput, and their floors."""
-    if volume_type in ("io1", "io2") and iops is None:
-        raise fail(f"--type {volume_type} needs --iops (provisioned IOPS, e.g. --iops 3000)", EXIT_USAGE)
-    if iops is not None and volume_type not in ("io1", "io2", "gp3"):
-        raise fail(f"--iops: {volume_type} volumes take no provisioned IOPS (gp3, io1 and io2 do)", EXIT_USAGE)
-    if throughput is not None and volume_type != "gp3":
-        raise fail(f"--throughput: only gp3 volumes take a provisioned throughput, not {volume_type}", EXIT_USAGE)
-    if iops is not None and volume_type == "gp3" and iops < 3000:
-        raise fail(f"--iops {iops}: gp3 starts at 3000 IOPS (its baseline)", EXIT_USAGE)
-    if iops is not None and volume_type == "io1" and iops > 50 * size:
-        raise fail(f"--iops {iops}: io1 allows at most 50 IOPS per GiB ({50 * size} for {size} GiB)", EXIT_USAGE)
+def _refuse(problem: str | None) -> None:
+    """A problem found before anything is made (trainctl.core.volume_spec) is wrong usage, in its words."""
+    if problem is not None:
+        raise fail(problem, EXIT_USAGE)
+
+
+def _owner_for_new_volume() -> str | None:
+    """Who the new volume belongs to; nobody is allowed, and said, with how to put it right."""
+    me = (owner() or "").strip() or None
+    if me is None:
+        warn(
+            f"the new volume gets no {tags.OWNER} tag (TRAINCTL_OWNER and $USER are empty): set TRAINCTL_OWNER to "
+            "your name so that its notices and the other-owner protections know it is yours"
+        )
+    return me
 
 
 @ebs.command("create")
@@ -196,21 +197,23 @@ def ebs_create(
 ) -> None:
     """Create a data volume (in scope, owned by you), optionally persistent and pre-warmed from S3."""
     fmt = output_format(ctx, output, as_json)
-    if volume_type not in VOLUME_TYPES:
-        raise fail(f"--type {volume_type}: use gp3, gp2, io1, io2, st1 or sc1", EXIT_USAGE)
-    _check_performance(volume_type, size, iops, throughput)
+    _refuse(volume_spec.volume_problem(volume_type, size, iops, throughput))
     if pre_warm is not None:
         automation.check_prewarm_source(pre_warm)
     factory, chosen = context(ctx, region, "ebs create")
+    if zone is not None:
+        _refuse(volume_spec.zone_problem(zone, chosen))
     ec2 = factory.ec2(chosen)
-    target = zone or ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+    if zone is not None:
+        _refuse(hand_volumes.unknown_zone(ec2, chosen, zone))
+    target = zone or hand_volumes.default_zone(ec2, chosen)
     volume_id = hand_volumes.create_volume(
         ec2,
         size_gib=size,
         volume_type=volume_type,
         zone=target,
         persistent=persistent,
-        owner=owner(),
+        owner=_owner_for_new_volume(),
         scope_tag=scope_tag(),
         iops=iops,
         throughput_mibps=throughput,
@@ -526,6 +529,12 @@ def ebs_restore(
     snapshot_id: str,
     zone: Annotated[str, typer.Option(help="Availability zone of the new volume.")],
     volume_type: Annotated[str, typer.Option("--type", help="gp3, gp2, io1, io2, st1 or sc1.")] = "gp3",
+    iops: Annotated[
+        int | None, typer.Option(help="Provisioned IOPS: required for io1 and io2, optional for gp3.", min=100)
+    ] = None,
+    throughput: Annotated[
+        int | None, typer.Option(help="Provisioned throughput in MiB/s, gp3 only (125 and up).", min=125, max=2000)
+    ] = None,
     initialization_rate: Annotated[
         int | None, typer.Option(help="Provisioned initialisation rate in MiB/s (100-300): no pre-warm read needed.")
     ] = None,
@@ -536,26 +545,47 @@ def ebs_restore(
     """Restore a volume from a snapshot in a chosen zone."""
     fmt = output_format(ctx, output, as_json)
     check_id("snapshot", snapshot_id)
-    if volume_type not in VOLUME_TYPES:
-        raise fail(f"--type {volume_type}: use gp3, gp2, io1, io2, st1 or sc1", EXIT_USAGE)
-    if initialization_rate is not None and not 100 <= initialization_rate <= 300:
-        raise fail("--initialization-rate takes 100 to 300 MiB/s", EXIT_USAGE)
+    _refuse(volume_spec.volume_problem(volume_type, None, iops, throughput))
+    _refuse(volume_spec.initialization_rate_problem(initialization_rate))
     factory, chosen = context(ctx, region, "ebs restore")
+    _refuse(volume_spec.zone_problem(zone, chosen))
+    ec2 = factory.ec2(chosen)
+    size = hand_volumes.snapshot_size(ec2, chosen, snapshot_id)
+    _refuse(
+        volume_spec.volume_problem(volume_type, size, iops, throughput, size_said=f"{snapshot_id} holds {size} GiB")
+    )
+    _refuse(hand_volumes.unknown_zone(ec2, chosen, zone))
     volume_id = hand_volumes.restore(
-        factory.ec2(chosen),
-        chosen,
+        ec2,
         snapshot_id,
+        size_gib=size,
         zone=zone,
         volume_type=volume_type,
-        owner=owner(),
+        owner=_owner_for_new_volume(),
         scope_tag=scope_tag(),
         initialization_rate=initialization_rate,
+        iops=iops,
+        throughput_mibps=throughput,
     )
-    emit(
-        fmt,
-        {"volume_id": volume_id, "snapshot_id": snapshot_id, "zone": zone},
-        lambda: console.print(Text(f"restoring {snapshot_id} as {volume_id} in {zone}")),
-    )
+    result = {
+        "volume_id": volume_id,
+        "snapshot_id": snapshot_id,
+        "zone": zone,
+        "size_gib": size,
+        "type": volume_type,
+        "iops": iops,
+        "throughput_mibps": throughput,
+        "initialization_rate_mibps": initialization_rate,
+    }
+    emit(fmt, result, lambda: console.print(Text(f"restoring {snapshot_id} as {volume_id} in {zone}")))
+    if initialization_rate is not None:
+        # EC2 updates a volume's initialisation status within about 5 minutes (DescribeVolumeStatus): nothing to
+        # wait for here.
+        note(
+            ctx,
+            f"initialisation at {initialization_rate} MiB/s requested; follow it with `aws ec2 describe-volume-status "
+            f"--volume-ids {volume_id}` (InitializationStatusDetails: progress in percent, estimated seconds left)",
+        )
 
 
 @ebs.command("pre-warm")
@@ -924,6 +954,8 @@ def transfer_command(
             dst,
             s3=factory.client("s3", chosen),
             ssm_for=lambda: factory.ssm(chosen),
+            ec2_for=lambda: factory.ec2(chosen),
+            region=chosen,
             document=names.TRANSFER_DOCUMENT,
             staging_uri=os.environ.get("TRAINCTL_TRANSFER_STAGING_URI"),
             progress=lambda n: bar.advance(task, n),

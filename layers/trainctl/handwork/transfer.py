@@ -2,8 +2,8 @@
 
 Local and S3 go through boto3's transfer manager (multipart, concurrent) around a plain client. S3 and an
 instance go through trainctl's SSM document (s5cmd, else the AWS CLI on the instance). Local and an instance go
-through a staging S3 prefix, cleaned up afterwards. Every endpoint is parsed against a strict pattern before
-anything moves.
+through a staging S3 prefix, cleaned up afterwards. Every endpoint is parsed against a strict pattern, and each
+bucket and instance it names is read (HeadBucket, DescribeInstances), before anything moves.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import S3Transfer, TransferConfig
 from botocore.exceptions import ClientError
 
@@ -24,11 +25,15 @@ from trainctl.core.errors import TrainctlError
 from trainctl.core.paths import below, escaping_keys, is_absolute_path, split_s3_uri
 from trainctl.core.permissions import needs
 from trainctl.core.text import one_line
+from trainctl.handwork.instances import instance
+from trainctl.handwork.refusals import NotFound, Refused
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ssm import SSMClient
 
-# S3's actions: listing is ListBucket, the transfer manager's reads and writes GetObject and PutObject.
+# S3's actions: listing (and HeadBucket) is ListBucket, the transfer manager's reads and writes GetObject and
+# PutObject. The instance is read through trainctl.aws.ec2 (DescribeInstances, declared there).
 PERMISSIONS = needs(
     "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObjects", "ssm:SendCommand", "ssm:GetCommandInvocation"
 )
@@ -36,6 +41,16 @@ PERMISSIONS = needs(
 INSTANCE = re.compile(r"instance:(?P<id>i-(?:[0-9a-f]{8}|[0-9a-f]{17})):(?P<path>/.*)", re.DOTALL)
 TRANSFER_CONFIG = TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=64 * 2**20, max_concurrency=16)
 _DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated", "DeliveryTimedOut"}
+ROUTES = frozenset(
+    {
+        ("local", "s3"),
+        ("s3", "local"),
+        ("s3", "instance"),
+        ("instance", "s3"),
+        ("local", "instance"),
+        ("instance", "local"),
+    }
+)
 
 
 class BadEndpoint(TrainctlError):
@@ -101,6 +116,54 @@ class Moved:
 Progress = Callable[[int], None]
 
 
+def check_bucket(s3: Any, bucket: str, *, read_here: bool = True) -> None:
+    """The bucket exists and, where this machine reads or writes it (`read_here`), these credentials may use it;
+    else the copy is refused before anything is sent. Only the instance writes an instance's copy to S3, with its
+    own role: that bucket needs only to exist."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket"):
+            raise TransferFailed(f"there is no S3 bucket named {bucket}: nothing was copied") from None
+        if code in ("403", "AccessDenied") and not read_here:
+            return
+        if code in ("403", "AccessDenied"):
+            raise TransferFailed(
+                f"S3 bucket {bucket} is not open to these credentials (access denied): nothing was copied"
+            ) from None
+        raise TransferFailed(f"S3 bucket {bucket} cannot be used ({one_line(code, 40)}): nothing was copied") from None
+
+
+def check_instance(ec2: EC2Client, region: str, instance_id: str) -> None:
+    """A copy to or from an instance runs on it through SSM: it must exist and be running."""
+    try:
+        machine = instance(ec2, region, instance_id)
+    except NotFound as exc:
+        raise NotFound(f"{exc}: nothing was sent") from None
+    if machine.state != "running":
+        raise Refused(
+            f"{instance_id} is {one_line(machine.state, 20)}, not running: a copy runs on the instance, "
+            "so start it first; nothing was sent"
+        )
+
+
+def s3_failure(exc: ClientError | S3UploadFailedError | RetriesExceededError, uri: str) -> TransferFailed:
+    """The transfer manager's failure in words, naming the object (parsed against the strict pattern) and no class."""
+    # S3UploadFailedError is raised while handling the ClientError that says why.
+    cause = exc if isinstance(exc, ClientError) else exc.__context__
+    code = error_code(cause) if isinstance(cause, ClientError) else ""
+    if isinstance(exc, RetriesExceededError):
+        return TransferFailed(f"{uri}: S3 did not answer after retries")
+    if code == "NoSuchBucket":
+        return TransferFailed(f"{uri}: the bucket does not exist")
+    if code in ("404", "NoSuchKey"):
+        return TransferFailed(f"{uri}: no such object")
+    if code in ("403", "AccessDenied"):
+        return TransferFailed(f"{uri}: access denied to these credentials")
+    return TransferFailed(f"{uri}: S3 refused the copy ({one_line(code, 40) or 'no reason given'})")
+
+
 def _local_files(root: Path) -> Iterator[tuple[Path, str]]:
     if root.is_file():
         yield root, root.name
@@ -116,17 +179,25 @@ def _transfer_manager(s3: Any) -> S3Transfer:
     return S3Transfer(s3, TRANSFER_CONFIG)  # type: ignore[arg-type]
 
 
+def missing_source(source: Path) -> BadEndpoint:
+    return BadEndpoint(f"{one_line(source, 200)} does not exist")
+
+
 def upload(s3: Any, source: Path, destination: Endpoint, progress: Progress | None = None) -> Moved:
     if not source.exists():
-        raise BadEndpoint(f"{source} does not exist")
+        raise missing_source(source)
     moved = Moved(route="transfer manager")
     into_prefix = destination.is_directory or source.is_dir()
-    with _transfer_manager(s3) as manager:
-        for path, relative in _local_files(source):
-            key = (destination.key.rstrip("/") + "/" + relative).lstrip("/") if into_prefix else destination.key
-            manager.upload_file(str(path), destination.bucket, key, callback=progress)
-            moved.files += 1
-            moved.bytes += path.stat().st_size
+    key = destination.key
+    try:
+        with _transfer_manager(s3) as manager:
+            for path, relative in _local_files(source):
+                key = (destination.key.rstrip("/") + "/" + relative).lstrip("/") if into_prefix else destination.key
+                manager.upload_file(str(path), destination.bucket, key, callback=progress)
+                moved.files += 1
+                moved.bytes += path.stat().st_size
+    except (ClientError, S3UploadFailedError, RetriesExceededError) as exc:
+        raise s3_failure(exc, f"s3://{destination.bucket}/{key}") from None
     return moved
 
 
@@ -162,20 +233,23 @@ def download(s3: Any, source: Endpoint, destination: Path, progress: Progress | 
                 f"{one_line(outside[0], 120)} leads outside {destination} (a symbolic link on the way): "
                 "nothing was copied"
             )
-        with _transfer_manager(s3) as manager:
-            for item, target in targets:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                manager.download_file(source.bucket, item["Key"], str(target), callback=progress)
-                moved.files += 1
-                moved.bytes += int(item["Size"])
+        try:
+            with _transfer_manager(s3) as manager:
+                for item, target in targets:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    manager.download_file(source.bucket, item["Key"], str(target), callback=progress)
+                    moved.files += 1
+                    moved.bytes += int(item["Size"])
+        except (ClientError, RetriesExceededError) as exc:
+            raise s3_failure(exc, source.uri) from None
         return moved
     target = destination / Path(source.key).name if destination.is_dir() else destination
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _transfer_manager(s3) as manager:
             manager.download_file(source.bucket, source.key, str(target), callback=progress)
-    except ClientError as exc:
-        raise TransferFailed(f"{source.uri}: {error_code(exc)}") from None
+    except (ClientError, RetriesExceededError) as exc:
+        raise s3_failure(exc, source.uri) from None
     moved.files, moved.bytes = 1, target.stat().st_size
     return moved
 
@@ -244,18 +318,49 @@ def remove_prefix(s3: Any, staged: Endpoint) -> None:
         s3.delete_objects(Bucket=staged.bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True})
 
 
+def check_before_moving(
+    source: Endpoint,
+    destination: Endpoint,
+    staged: Endpoint | None,
+    *,
+    s3: Any,
+    ec2_for: Callable[[], EC2Client],
+    region: str,
+) -> None:
+    """Reads only: the local source exists, each instance runs, each bucket is there (and open to these
+    credentials where this machine reads or writes it)."""
+    if source.kind == "local" and not Path(source.path).exists():
+        raise missing_source(Path(source.path))
+    for end in (source, destination):
+        if end.kind == "instance":
+            check_instance(ec2_for(), region, end.instance_id)
+    read_here = {end.bucket for end in (source, staged) if end is not None and end.kind == "s3"}
+    if destination.kind == "s3" and source.kind == "local":
+        read_here.add(destination.bucket)
+    for bucket in sorted(read_here):
+        check_bucket(s3, bucket)
+    if destination.kind == "s3" and destination.bucket not in read_here:
+        check_bucket(s3, destination.bucket, read_here=False)
+
+
 def transfer(
     source: Endpoint,
     destination: Endpoint,
     *,
     s3: Any,
     ssm_for: Callable[[], SSMClient],
+    ec2_for: Callable[[], EC2Client],
+    region: str,
     document: str,
     staging_uri: str | None,
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Moved:
     kinds = (source.kind, destination.kind)
+    if kinds not in ROUTES:
+        raise BadEndpoint(f"no route from {source.kind} to {destination.kind}: use cp, aws s3 cp or two transfers")
+    staged = staging_prefix(staging_uri) if "local" in kinds and "instance" in kinds else None
+    check_before_moving(source, destination, staged, s3=s3, ec2_for=ec2_for, region=region)
     if kinds == ("local", "s3"):
         return upload(s3, Path(source.path), destination, progress)
     if kinds == ("s3", "local"):
@@ -283,8 +388,8 @@ def transfer(
             sleep=sleep,
         )
         return Moved(route="SSM on the instance", command_ids=(command,))
+    assert staged is not None  # local and an instance, either way: staged above
     if kinds == ("local", "instance"):
-        staged = staging_prefix(staging_uri)
         try:
             moved = upload(s3, Path(source.path), staged, progress)
             single = Path(source.path).is_file() and not destination.is_directory
@@ -301,20 +406,17 @@ def transfer(
         finally:
             remove_prefix(s3, staged)
         return Moved(moved.files, moved.bytes, f"staged through {staged.uri}", (command,))
-    if kinds == ("instance", "local"):
-        staged = staging_prefix(staging_uri)
-        try:
-            command = run_on_instance(
-                ssm_for(),
-                document,
-                instance_id=source.instance_id,
-                direction="from-instance",
-                s3_uri=staged.uri if source.is_directory else staged.uri + Path(source.path).name,
-                path=source.path,
-                sleep=sleep,
-            )
-            moved = download(s3, staged, Path(destination.path), progress)
-        finally:
-            remove_prefix(s3, staged)
-        return Moved(moved.files, moved.bytes, f"staged through {staged.uri}", (command,))
-    raise BadEndpoint(f"no route from {source.kind} to {destination.kind}: use cp, aws s3 cp or two transfers")
+    try:
+        command = run_on_instance(
+            ssm_for(),
+            document,
+            instance_id=source.instance_id,
+            direction="from-instance",
+            s3_uri=staged.uri if source.is_directory else staged.uri + Path(source.path).name,
+            path=source.path,
+            sleep=sleep,
+        )
+        moved = download(s3, staged, Path(destination.path), progress)
+    finally:
+        remove_prefix(s3, staged)
+    return Moved(moved.files, moved.bytes, f"staged through {staged.uri}", (command,))

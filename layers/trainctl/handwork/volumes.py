@@ -32,6 +32,7 @@ PERMISSIONS = needs(
     "ec2:CreateVolume",
     "ec2:CreateTags",
     "ec2:DeleteVolume",
+    "ec2:DescribeAvailabilityZones",
     "ec2:DescribeSnapshots",
     "ec2:DetachVolume",
 )
@@ -61,12 +62,14 @@ def create_volume(
     labels = {scope_tag: "true"}
     if persistent:
         labels[tags.PERSISTENT] = "true"
-    if owner:
-        labels[tags.OWNER] = owner
+    if owner and owner.strip():
+        labels[tags.OWNER] = owner.strip()
     extra: dict[str, Any] = {}
     if snapshot_id:
         extra["SnapshotId"] = snapshot_id
-    if initialization_rate:
+    if initialization_rate is not None:
+        if not snapshot_id:
+            raise Refused("an initialisation rate is for a volume restored from a snapshot: an empty one needs none")
         extra["VolumeInitializationRate"] = initialization_rate
     if iops is not None:
         extra["Iops"] = iops
@@ -80,6 +83,25 @@ def create_volume(
         **extra,
     )
     return str(created["VolumeId"])
+
+
+def zone_names(ec2: EC2Client) -> tuple[str, ...]:
+    """The zones this account may use in the client's region (Local and Wavelength Zones once opted in)."""
+    return tuple(sorted(str(z["ZoneName"]) for z in ec2.describe_availability_zones()["AvailabilityZones"]))
+
+
+def default_zone(ec2: EC2Client, region: str) -> str:
+    """The region's first Availability Zone (us-east-1a), never a Local or Wavelength Zone ahead of it."""
+    known = zone_names(ec2)
+    return next((z for z in known if z.startswith(region) and len(z) == len(region) + 1), known[0])
+
+
+def unknown_zone(ec2: EC2Client, region: str, zone: str) -> str | None:
+    """Why a zone of the region's form is not one to create in (us-east-1z: the region has none such), or None."""
+    known = zone_names(ec2)
+    if zone in known:
+        return None
+    return f"--zone {one_line(zone, 64)}: {region} has no such zone for this account (its zones: {', '.join(known)})"
 
 
 @dataclass(frozen=True)
@@ -191,11 +213,13 @@ def delete_volume(ec2: EC2Client, region: str, volume_id: str, *, force: bool) -
 def snapshot(ec2: EC2Client, region: str, volume_id: str, description: str) -> str:
     disk = volume(ec2, region, volume_id)
     labels = {k: v for k, v in disk.tags.items() if k in (tags.OWNER, tags.MANAGED, tags.PERSISTENT)}
-    created = ec2.create_snapshot(
-        VolumeId=volume_id,
-        Description=description,
-        TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in labels.items()]}],
-    )
+    extra: dict[str, Any] = {}
+    # EC2 refuses a tag specification without tags: an untagged volume's snapshot is made with none.
+    if labels:
+        extra["TagSpecifications"] = [
+            {"ResourceType": "snapshot", "Tags": [{"Key": k, "Value": v} for k, v in labels.items()]}
+        ]
+    created = ec2.create_snapshot(VolumeId=volume_id, Description=description, **extra)
     return str(created["SnapshotId"])
 
 
@@ -225,27 +249,35 @@ def snapshot_dependencies(inventory: RegionInventory) -> dict[str, Dependencies]
     return dependencies
 
 
-def restore(
-    ec2: EC2Client,
-    region: str,
-    snapshot_id: str,
-    *,
-    zone: str,
-    volume_type: str,
-    owner: str | None,
-    scope_tag: str,
-    initialization_rate: int | None,
-) -> str:
+def snapshot_size(ec2: EC2Client, region: str, snapshot_id: str) -> int:
+    """The size in GiB a volume restored from the snapshot has (and at least needs)."""
     try:
         found = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
     except ClientError as exc:
         if error_code(exc).startswith("InvalidSnapshot"):
             raise NotFound(f"no snapshot {snapshot_id} in {region}") from None
         raise
-    size = int(found[0].get("VolumeSize", 1))
+    if not found:
+        raise NotFound(f"no snapshot {snapshot_id} in {region}")
+    return int(found[0].get("VolumeSize", 1))
+
+
+def restore(
+    ec2: EC2Client,
+    snapshot_id: str,
+    *,
+    size_gib: int,
+    zone: str,
+    volume_type: str,
+    owner: str | None,
+    scope_tag: str,
+    initialization_rate: int | None,
+    iops: int | None = None,
+    throughput_mibps: int | None = None,
+) -> str:
     return create_volume(
         ec2,
-        size_gib=size,
+        size_gib=size_gib,
         volume_type=volume_type,
         zone=zone,
         persistent=False,
@@ -253,4 +285,6 @@ def restore(
         scope_tag=scope_tag,
         snapshot_id=snapshot_id,
         initialization_rate=initialization_rate,
+        iops=iops,
+        throughput_mibps=throughput_mibps,
     )
