@@ -216,7 +216,8 @@ def describe_invalid(exc: ValidationError) -> str:
     """One line per cdk.json key, joined: the key, then what is wrong in words (the value once)."""
     problems = []
     for error in exc.errors():
-        where = SETTING_PREFIX + ".".join(str(part) for part in error["loc"]) if error["loc"] else CONTEXT_KEY
+        # A rule over several keys has no key of its own: named by where they live (synth adds "trainctl: ").
+        where = SETTING_PREFIX + ".".join(str(part) for part in error["loc"]) if error["loc"] else SETTING_PREFIX[:-1]
         message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         value = error.get("input")
         if error["type"] == "extra_forbidden":

@@ -1,9 +1,10 @@
-"""README.md's generated parts: the table of contents, the settings reference and the running cost.
+"""README.md's generated parts: the table of contents, the settings reference, the running cost and the deployer
+policy.
 
 The settings reference comes from the settings schema: the deploy options (infra.config) and every TRAINCTL_*
 setting (trainctl.core.settings). Names, defaults and who reads each come from the models; the one line of
 meaning per setting is written here, and a setting without one is an error. The running cost comes from
-infra.running_cost.
+infra.running_cost, the deployer's execution policy from infra.policy.
 
     .venv/bin/python -m infra.readme          # rewrite README.md's generated parts
     .venv/bin/python -m infra.readme --check  # exit 1 when README.md has drifted from the code
@@ -23,6 +24,8 @@ from pydantic.fields import FieldInfo
 
 from infra import running_cost as cost
 from infra.config import CONTEXT_KEY, STACK_OWNED, DeployOptions
+from infra.policy import deployer_execution_policy
+from trainctl.core import names
 from trainctl.core.durations import format_duration
 from trainctl.core.settings import ENV_PREFIX, AgeGuardSettings, CostSettings, SpotSettings, SweepSettings
 
@@ -228,8 +231,19 @@ def running_cost() -> str:
     )
 
 
+def deployer_policy() -> str:
+    """The bootstrap execution role's policy, as a deployer copies it into a managed policy."""
+    policy = deployer_execution_policy(stack=names.STACK_NAME, profile=names.PREWARM_PROFILE)
+    return "\n".join(["```json", json.dumps(policy, indent=2), "```"])
+
+
 def blocks(readme: str) -> dict[str, str]:
-    return {"contents": contents(readme), "settings": settings_reference(), "running cost": running_cost()}
+    return {
+        "contents": contents(readme),
+        "settings": settings_reference(),
+        "running cost": running_cost(),
+        "deployer policy": deployer_policy(),
+    }
 
 
 def _begin(name: str) -> str:

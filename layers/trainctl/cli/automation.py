@@ -38,7 +38,7 @@ from trainctl.cli.output import (
     warn,
 )
 from trainctl.cli.prewarm_run import DEFAULT_TIMEOUT_SECONDS, EMULATOR_STALL_SECONDS, follow, start_prewarm
-from trainctl.cli.render import print_cost, print_sweep, sweep_csv_rows
+from trainctl.cli.render import print_cost, print_result, print_sweep, result_csv_rows, sweep_csv_rows
 from trainctl.cli.server_clock import server_time
 from trainctl.cli.session import check_regions, factory_of
 from trainctl.core import names
@@ -346,8 +346,6 @@ def invoke(
 ) -> None:
     """Run a Lambda handler locally: the same code as deployed."""
     fmt = output_format(ctx, output, as_json)
-    if fmt == "csv":
-        raise fail("invoke prints the handler's result as a table or JSON, not CSV", EXIT_USAGE)
     regions = check_regions(region)
     try:
         check_function(function)
@@ -373,4 +371,8 @@ def invoke(
         os.environ.setdefault("TRAINCTL_REGIONS", ",".join(regions))
     factory = home_factory(ctx, regions, dict(os.environ))
     result = invoke_handler(factory, function, payload, logs=logs)
-    emit(fmt, result, lambda: console.print_json(json.dumps(result, default=str)))
+    if not isinstance(result, dict):  # every handler returns an object; a bare value still prints as itself
+        result = {"result": result}
+    emit(
+        fmt, result, lambda: print_result(console, result, f"trainctl invoke {function}"), rows=result_csv_rows(result)
+    )

@@ -104,7 +104,7 @@ def output_format(ctx: typer.Context, output: str | None, as_json: bool) -> Outp
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
-    """Rows of a listing as CSV with a header; lists are joined with ';', nested objects as JSON."""
+    """Rows of a listing as CSV with a header; every cell plain text (`plain_text`), never JSON."""
     records = [rows] if isinstance(rows, Mapping) else list(rows)
     columns: list[str] = []
     for record in records:
@@ -113,20 +113,27 @@ def to_csv(rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for record in records:
-        writer.writerow([_csv_cell(record.get(column)) for column in columns])
+        writer.writerow([plain_text(record.get(column)) for column in columns])
     return buffer.getvalue()
 
 
-def _csv_cell(value: Any) -> str:
+def plain_text(value: Any) -> str:
+    """A value as a person reads it in a cell: a list as `a;b`, an object as `key=value;key=value` (a nested one
+    in parentheses), every character as itself (a multiplication sign, not JSON's `\\u00d7`)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
-        return ";".join(_csv_cell(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, default=str, sort_keys=True)
+        return ";".join(_nested(v) for v in value)
+    if isinstance(value, Mapping):
+        return ";".join(f"{key}={_nested(v)}" for key, v in sorted(value.items(), key=lambda item: str(item[0])))
     return str(value)
+
+
+def _nested(value: Any) -> str:
+    text = plain_text(value)
+    return f"({text})" if isinstance(value, Mapping | list | tuple) and text else text
 
 
 def emit(

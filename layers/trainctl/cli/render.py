@@ -18,6 +18,7 @@ from rich.segment import Segments
 from rich.table import Table
 from rich.text import Text
 
+from trainctl.cli.output import plain_text
 from trainctl.core.durations import format_duration
 from trainctl.cost.prices.price_file import MAX_AGE_DAYS
 from trainctl.cost.run import CostResult
@@ -333,6 +334,39 @@ def print_cost(console: Console, result: CostResult, title: str, *, quiet: bool 
         console.print(Text(f"price look-ups: {counts(summary['pricing']['lookups'])}", style="dim"))
         for note in result.notes:
             console.print(Text(note, style="dim"))
+
+
+# ---------------------------------------------------------------------------------------------- a handler's result
+
+
+def records_of(result: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    """The result's lists of records (a sweep's decisions, a cost check's resources), by key."""
+    return {
+        key: value
+        for key, value in result.items()
+        if isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value)
+    }
+
+
+def result_csv_rows(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A row per record when the result holds one list of records, as `trainctl sweep` prints; else one row."""
+    records = records_of(result)
+    if len(records) == 1:
+        return next(iter(records.values()))
+    return [result]
+
+
+def print_result(console: Console, result: Mapping[str, Any], title: str) -> None:
+    """A handler's result as tables: its fields and values, then a table per list of records."""
+    records = records_of(result)
+    fields = [[key, plain_text(value) or "-"] for key, value in result.items() if key not in records]
+    print_table(console, title, (Col("field", ESSENTIAL, whole=True), Col("value", ESSENTIAL, min_width=20)), fields)
+    for key, items in records.items():
+        headers = list(dict.fromkeys(header for item in items for header in item))
+        # The first field names the record (an id): whole and kept; the others by their order, wrapped as needed.
+        columns = [Col(header, ESSENTIAL if i == 0 else 90 - i, whole=i == 0) for i, header in enumerate(headers)]
+        rows: list[list[Cell]] = [[plain_text(item.get(header)) or "-" for header in headers] for item in items]
+        print_table(console, key, columns, rows)
 
 
 def duration(value: Any) -> str:

@@ -30,6 +30,7 @@ from trainctl.core.clock import Clock, format_instant, parse_instant
 from trainctl.core.durations import InvalidDuration, parse_duration
 from trainctl.core.errors import TrainctlError
 from trainctl.core.settings import CostSettings
+from trainctl.core.text import counted
 from trainctl.cost.run import has_price_list_api, price_book_for
 from trainctl.report.rules import EVADING_AFTER, NO_OWNER, Report, Tally, days_or_duration
 from trainctl.report.run import build_report
@@ -175,9 +176,10 @@ def headline(report: Report) -> Text:
 
 def print_report(console: Console, report: Report, title: str, *, quiet: bool = False) -> None:
     who = f" for {report.owner}" if report.owner else ""
+    sweeps, decisions = counted(len(report.sweeps), "sweep"), counted(len(report.decisions), "decision")
     console.print(
         Text(
-            f"{title}: {len(report.read.sweeps)} sweeps and {len(report.read.decisions)} decisions{who} from "
+            f"{title}: {sweeps} and {decisions}{who} from "
             f"{format_instant(report.since)} ({report.window}) to {format_instant(report.until)}",
             style="bold",
         )
@@ -209,7 +211,8 @@ def print_report(console: Console, report: Report, title: str, *, quiet: bool = 
         console.print(Text(f"price look-ups: {lookups}; price file as of {report.price_file_as_of}", style="dim"))
         console.print(Text(f"read: {report.read.how()}", style="dim"))
         if report.read.unreadable:
-            console.print(Text(f"{report.read.unreadable} ledger items could not be read as decisions", style="red"))
+            unreadable = counted(report.read.unreadable, "ledger item")
+            console.print(Text(f"{unreadable} could not be read as decisions", style="red"))
 
 
 # ------------------------------------------------------------------------------------------------ the command

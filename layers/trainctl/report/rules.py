@@ -30,6 +30,7 @@ from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.durations import format_duration
 from trainctl.core.protections import Protection
 from trainctl.core.resources import RegionInventory, Volume
+from trainctl.core.text import counted
 from trainctl.cost.prices.model import HOURS_PER_MONTH, PriceKey, Quote
 from trainctl.cost.rules import price_keys, volume_hourly
 
@@ -137,8 +138,9 @@ class LedgerRead:
             size = f"about {mib:,.0f} MiB, " if mib >= 1 else "under 1 MiB, "
         parallel = f" in {self.segments} parallel segments" if self.segments > 1 else ""
         return (
-            f"a Query of the sweep partition ({len(self.sweeps)} sweeps), then a Scan{parallel} filtered to decisions "
-            f"in the window: {self.scanned:,} items read ({size}the whole table), {self.matched:,} kept; decisions "
+            f"a Query of the sweep partition ({counted(len(self.sweeps), 'sweep')}), then a Scan{parallel} filtered to "
+            f"decisions in the window: {counted(self.scanned, 'item')} read ({size}the whole table), {self.matched:,} "
+            "kept; decisions "
             "are keyed by resource and a sweep's item does not list them, so only a Scan finds them"
         )
 
@@ -445,6 +447,16 @@ class Report:
     lookups: dict[str, int]
     price_file_as_of: str
     evading: tuple[Evading, ...] = ()
+    # The decisions counted: with an owner, that owner's only (`read` holds every decision of the window).
+    decisions: tuple[Recorded, ...] = ()
+
+    @property
+    def sweeps(self) -> tuple[tuple[datetime, str], ...]:
+        """The window's sweeps; with an owner, those that decided about that owner's resources."""
+        if self.owner is None:
+            return self.read.sweeps
+        theirs = {d.sweep_id for d in self.decisions}
+        return tuple(sweep for sweep in self.read.sweeps if sweep[1] in theirs)
 
     @property
     def hours(self) -> float:
@@ -465,8 +477,8 @@ class Report:
             "until": format_instant(self.until),
             "window": self.window,
             "owner": self.owner,
-            "sweeps": [{"at": format_instant(at), "sweep_id": sweep_id} for at, sweep_id in self.read.sweeps],
-            "decisions": len(self.read.decisions),
+            "sweeps": [{"at": format_instant(at), "sweep_id": sweep_id} for at, sweep_id in self.sweeps],
+            "decisions": len(self.decisions),
             "dollars_avoided": {
                 "usd": total["avoided_usd"],
                 "estimate": True,

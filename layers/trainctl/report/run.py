@@ -209,4 +209,5 @@ def build_report(
         lookups=lookups,
         price_file_as_of=book.price_file.as_of,
         evading=tuple(evading(decisions)),
+        decisions=tuple(decisions),
     )

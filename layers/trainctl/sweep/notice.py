@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from trainctl.core import tags
 from trainctl.core.clock import format_instant
 from trainctl.core.notices import NO_OWNER, Notice, Severity, digest
-from trainctl.core.text import one_line
+from trainctl.core.text import counted, one_line, shell_word
 from trainctl.sweep.rules import Decision, SweepPlan
 
 MAX_LINES = 200  # SNS messages stop at 256 KB; the ledger holds the full story
@@ -30,6 +30,15 @@ def decision_line(decision: Decision) -> str:
     )
 
 
+def report_command(owner: str | None) -> str:
+    """The report of this owner's resources, as they would type it; a name a shell would misread is quoted, and
+    one that cannot stand for itself (a control character) is left for the reader to fill in."""
+    word = shell_word(owner or NO_OWNER)
+    if word is None:
+        return f"trainctl report --since 1d --owner NAME (NAME as the {tags.OWNER} tag holds it)"
+    return f"trainctl report --since 1d --owner {word}"
+
+
 def next_steps(decisions: Sequence[Decision], *, dry_run: bool, owner: str | None) -> tuple[str, ...]:
     """What the reader can do about this news, in the words of the tags and commands they already use."""
     actions = {d.action for d in decisions}
@@ -43,7 +52,7 @@ def next_steps(decisions: Sequence[Decision], *, dry_run: bool, owner: str | Non
             f"{tags.PERSISTENT}=true before the time in its {tags.CLEANUP_AFTER} tag."
         )
     if actions & {"stop", "terminate", "delete"}:
-        steps.append("Each action is in the ledger with its reason: trainctl report --since 1d --owner NAME.")
+        steps.append(f"Each action is in the ledger with its reason: {report_command(owner)}.")
     if "managed-elsewhere" in protections:
         steps.append("Resources an Auto Scaling group or another service manages are yours to scale down there.")
     if any(d.outcome in ("failed", "unannounced") for d in decisions):
@@ -73,7 +82,7 @@ def owner_notice(
         title=f"trainctl sweep: {done} ({whose})",
         summary=(
             f"Cleanup sweep at {format_instant(plan.at)} ({'dry-run' if dry_run else 'enforced'}): scanned "
-            f"{plan.scanned} resources, {plan.in_scope} in scope; for {whose}: {done}."
+            f"{counted(plan.scanned, 'resource')}, {plan.in_scope} in scope; for {whose}: {done}."
         ),
         lines=tuple(decision_line(d) for d in decisions),
         next_steps=next_steps(decisions, dry_run=dry_run, owner=owner),
