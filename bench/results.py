@@ -3,12 +3,14 @@
     python -m bench.results [--sizes 1000,10000,50000] [--regions 1,2] [--latency 0.05] [--output PATH]
     python -m bench.results --section timelapse [--timelapse-days 30] [--timelapse-seed 1]
     python -m bench.results --section sizes
+    python -m bench.results --section data-plan
 
 Scenarios: (a) the sweep against Cloud Custodian, (b) the spot handler and every handler's cold import,
 (c) Lambda package sizes, (d) pre-warm workflow runs, (e) cost price look-ups, (f) the time-lapse (weeks of the
-deployed schedules against a cast of users, judged by an oracle). Figures are this machine's, on the day it ran;
+deployed schedules against a cast of users, judged by an oracle), (g) `data plan` on a listing of a million
+objects. Figures are this machine's, on the day it ran;
 the file says which machine and which day. `--section timelapse` reruns (f) alone and replaces only its section;
-`--section sizes` does the same for (c).
+`--section sizes` does the same for (c), `--section data-plan` for (g).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import cold_start, custodian, spot_checkpoint, sweep_compare, workflow_runs
+from bench import cold_start, custodian, data_plan, spot_checkpoint, sweep_compare, workflow_runs
 from bench.aws_like import MUTATING, NON_MUTATING, PAGE_LIMITS
 from bench.report import Table
 from bench.timelapse.report import SECTION_HEADING, markdown_section
@@ -133,6 +135,20 @@ def sizes_section() -> str:
     return SIZES_HEADING + "\n" + measured + "\n" + cold_start.size_table().markdown()
 
 
+DATA_PLAN_HEADING = "## (g) Data plan: a listing of a million objects\n"
+
+
+def data_plan_section(latency: float) -> str:
+    """(g): `trainctl data plan` on 1,000,000 objects in 1,000 folders, listed through the AWS-like endpoint."""
+    print("(g) data plan on a listing of 1,000,000 objects ...", flush=True)
+    run = data_plan.measure(latency=latency)
+    measured = (
+        f"Measured on {datetime.now(UTC):%Y-%m-%d} on {machine()}; `python -m bench.results --section data-plan` "
+        "reruns it.\n"
+    )
+    return DATA_PLAN_HEADING + "\n" + measured + "\n" + data_plan.table(run, latency).markdown()
+
+
 def replace_section(text: str, heading: str, section: str) -> str:
     """`text` with the section under `heading` (up to the next `## `) replaced by `section`, or it appended."""
     start = text.find(heading)
@@ -163,13 +179,17 @@ def main() -> None:
     parser.add_argument("--regions", default="1,2")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
-    parser.add_argument("--section", choices=["timelapse", "sizes"], help="regenerate only this section of the output")
+    parser.add_argument(
+        "--section", choices=["timelapse", "sizes", "data-plan"], help="regenerate only this section of the output"
+    )
     parser.add_argument("--timelapse-days", type=float, default=30)
     parser.add_argument("--timelapse-seed", type=int, default=1)
     args = parser.parse_args()
     if args.section is not None:
         if args.section == "timelapse":
             heading, section = SECTION_HEADING, timelapse_section(args.timelapse_days, args.timelapse_seed)
+        elif args.section == "data-plan":
+            heading, section = DATA_PLAN_HEADING, data_plan_section(args.latency)
         else:
             heading, section = SIZES_HEADING, sizes_section()
         current = args.output.read_text() if args.output.exists() else "# trainctl benchmarks\n"
@@ -190,6 +210,7 @@ def main() -> None:
     prewarm = workflow_runs.prewarm_table()
     cost = workflow_runs.cost_table()
     timelapse = timelapse_section(args.timelapse_days, args.timelapse_seed)
+    listing = data_plan_section(args.latency)
     took = time.perf_counter() - started
 
     now = datetime.now(UTC)
@@ -230,6 +251,7 @@ def main() -> None:
         "## (e) Cost report\n",
         cost.markdown(),
         timelapse,
+        listing,
         *preserved_sections(previous),
     ]
     args.output.write_text("\n".join(parts))

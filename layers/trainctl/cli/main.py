@@ -15,6 +15,7 @@ import typer
 
 from trainctl.cli import automation, report
 from trainctl.cli.commands import ebs, instances, resources, transfer_command
+from trainctl.cli.data import data
 from trainctl.cli.environment import unknown_variables
 from trainctl.cli.errors import TrainctlGroup
 from trainctl.cli.output import EXIT_USAGE, Output, console, fail, fit_consoles, output_format, state_of, warn
@@ -126,6 +127,7 @@ app.add_typer(ebs, name="ebs")
 app.add_typer(instances, name="instances")
 app.add_typer(resources, name="resources")
 app.command("transfer")(transfer_command)
+app.add_typer(data, name="data")
 
 
 def run() -> None:
