@@ -642,6 +642,7 @@ def _run(console: Console, report: dict[str, Any]) -> int:
         prewarmed = prewarm_story(console, factory, resources, report)
         last_at = t0 + after_grace + timedelta(hours=1)
         reported = report_story(console, factory, resources, environ, last_at + timedelta(minutes=5), report)
+        data_ready = data_story(console, factory, report)
         persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
         ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
         console.print(
@@ -669,6 +670,7 @@ def _run(console: Console, report: dict[str, Any]) -> int:
             or not reported
             or not told
             or not stopped
+            or not data_ready
             else 0
         )
         report["done"] = {
@@ -680,3 +682,48 @@ def _run(console: Console, report: dict[str, Any]) -> int:
             "exit_code": code,
         }
         return code
+
+
+def data_story(console: Console, factory: ClientFactory, report: dict[str, Any]) -> bool:
+    """9. `data plan` on the pre-warm's dataset bucket, then the path it recommends, run on the emulator."""
+    # Cold start: only this step needs the data room and the strategies' S3 fill.
+    import tempfile
+
+    from trainctl.cli.data import PLAN_COLUMNS, plan_rows, size_text
+    from trainctl.cost.prices.price_file import load_price_file
+    from trainctl.data.loader import choose, loader_script
+    from trainctl.data.rules import plan
+    from trainctl.data.run import ebs_prices, fleet_for, measure_dataset, past_prewarms
+    from trainctl.data.strategies import local_cache
+    from trainctl.data.table import load_data_table
+
+    region, uri = SANDBOX_REGIONS[0], "s3://sandbox-datasets/tokenized/"
+    console.print(
+        Text.assemble(("9. data plan", "bold"), f": trainctl data plan {uri} --instance-type g5.xlarge --epochs 3")
+    )
+    table, prices = load_data_table(), load_price_file()
+    fleet = fleet_for("g5.xlarge", 1, f"{region}a", table, prices, home_region=region)
+    dataset = measure_dataset(factory.client("s3", region), uri)
+    past = past_prewarms(factory.ec2(region))
+    result = plan(dataset, fleet, 3, table, ebs_prices(prices, region), past)
+    print_table(console, None, PLAN_COLUMNS, plan_rows(result))
+    console.print(Text(f"recommended: {result.why}"))
+    with tempfile.TemporaryDirectory(prefix="trainctl-sandbox-") as scratch:
+        if result.recommended == "local-cache":
+            root = local_cache(Path(scratch) / "cache", uri, s3=factory.client("s3", region))
+            held = sum(p.stat().st_size for p in root.rglob("*.bin"))
+            done = held == dataset.size_bytes
+            said = f"the local cache filled from S3: {size_text(held)} in {len(list(root.rglob('*.bin')))} files"
+        else:
+            facts = table.instances["g5.xlarge"]
+            choice = choose(
+                "direct-s3", uri, facts=facts, accelerators=fleet.accelerators, region=region, objects=dataset.objects
+            )
+            script = loader_script(choice)
+            done = "from_prefix(" in script
+            said = (
+                f"the S3 DataLoader script: {choice.style}-style, {choice.workers} workers, prefetch {choice.prefetch}"
+            )
+    console.print(Text(f"  {said}\n" if done else f"  the chosen path did not run: {said}\n"))
+    report["data"] = {**result.to_json(), "path_run": said, "ok": done}
+    return done

@@ -492,7 +492,7 @@ def s3_express(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) ->
 
 def _money(value: float | None) -> str:
     amount = value or 0.0
-    return f"${amount:,.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.4f}"
+    return f"${amount:,.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.6f}"
 
 
 def recommend(estimates: Sequence[Estimate]) -> tuple[Strategy, str]:
@@ -503,7 +503,8 @@ def recommend(estimates: Sequence[Estimate]) -> tuple[Strategy, str]:
     if not priced:
         chosen = next(e for e in estimates if e.available)
         return chosen.strategy, f"{chosen.label}: nothing else could be priced"
-    ranked = sorted(priced, key=lambda e: (round(e.total_usd or 0.0, 4), STRATEGIES.index(e.strategy)))
+    # Rounded to a millionth of a cent: float noise is no reason to prefer one strategy.
+    ranked = sorted(priced, key=lambda e: (round(e.total_usd or 0.0, 8), STRATEGIES.index(e.strategy)))
     best = ranked[0]
     why = f"{best.label}: {_money(best.total_usd)} of data path and waiting"
     if len(ranked) > 1:

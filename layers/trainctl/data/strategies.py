@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from trainctl.core.permissions import needs
 PERMISSIONS = needs("s3:ListBucket", "s3:GetObject")
 # Written last by a fill: its presence says the cache is complete, and what it holds.
 FILLED_MARKER = ".trainctl-filled.json"
+COPY_CHUNK = 8 * 2**20  # bytes read from S3 at a time: a large object never sits whole in memory
 
 
 class DataNotReady(RuntimeError):
@@ -123,7 +125,9 @@ def _fill(root: Path, uri: str, s3: Any, clock: Callable[[], float]) -> None:
                 raise DataNotReady(f"the key {key!r} would be written outside {root}: nothing more is copied")
             target = root / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, key, str(target))
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+            with target.open("wb") as out:
+                shutil.copyfileobj(body, out, COPY_CHUNK)
             copied += int(item.get("Size", 0))
             count += 1
     if count == 0:
