@@ -3,7 +3,9 @@ the workflow (infra/prewarm_workflow.py) on a Standard state machine, its IAM an
 
 The workflow's role acts only on what is in scope or what the execution itself created: the worker it launches
 carries the scope tag and trainctl:role=prewarm-worker from its launch request, a volume it creates carries
-trainctl:prewarmed-from from its creation request, and every later call is conditioned on those tags.
+trainctl:prewarmed-from from its creation request, and every later call is conditioned on those tags. A volume
+it restores from a snapshot for EBS to initialise (no worker) is in scope and trainctl:role=prewarmed-volume from
+its creation request: should its execution fail, the sweep sees it as any in-scope volume. Nothing deletes a volume.
 """
 
 from __future__ import annotations
@@ -273,7 +275,13 @@ class Prewarm(Construct):
 
 # What RunInstances of the worker reads (besides the instance and the root volume it creates).
 LAUNCH_INPUTS = ["image", "subnet", "security-group", "network-interface"]
-RECORD_TAG_KEYS = [tags.PREWARMED_FROM, tags.PREWARMED_AT]
+RECORD_TAG_KEYS = [
+    tags.PREWARMED_FROM,
+    tags.PREWARMED_AT,
+    tags.PREWARMED_BYTES,
+    tags.PREWARMED_SECONDS,
+    tags.PREWARMED_RATE,
+]
 
 
 def prewarm_routes(regions: Sequence[str], account: str, scope_tag: str) -> list[Route]:
@@ -292,7 +300,7 @@ def prewarm_routes(regions: Sequence[str], account: str, scope_tag: str) -> list
         Route(
             "LatestAmazonLinux", [f"arn:aws:ssm:{r}::parameter{AMI_PARAMETER}" for r in regions], ["ssm:GetParameter"]
         ),
-        *_create_volume_routes(volumes, snapshots),
+        *_create_volume_routes(volumes, snapshots, scope_tag),
         Route(
             "LaunchOnlyInScopeWorkers",
             [*instances, *volumes],
@@ -326,16 +334,16 @@ def prewarm_routes(regions: Sequence[str], account: str, scope_tag: str) -> list
     ]
 
 
-def _create_volume_routes(volumes: list[str], snapshots: list[str]) -> list[Route]:
-    """A volume the execution creates carries trainctl:prewarmed-from from its creation request."""
+def _create_volume_routes(volumes: list[str], snapshots: list[str], scope_tag: str) -> list[Route]:
+    """A volume the execution creates carries trainctl:prewarmed-from from its creation request; one it restores
+    for EBS to initialise also the scope tag and trainctl:role=prewarmed-volume, so that the sweep sees it."""
+    keys = tag_keys_only([tags.PREWARMED_FROM, scope_tag, tags.ROLE])
     return [
         Route(
             "CreateOnlyVolumesMarkedPrewarmed",
             volumes,
             ["ec2:CreateVolume"],
-            conditions=merged(
-                tag_present(tags.PREWARMED_FROM, prefix="aws:RequestTag"), tag_keys_only([tags.PREWARMED_FROM])
-            ),
+            conditions=merged(tag_present(tags.PREWARMED_FROM, prefix="aws:RequestTag"), keys),
         ),
         # Restoring reads the source snapshot, which the plan checked exists.
         Route("RestoreFromSnapshots", snapshots, ["ec2:CreateVolume"]),
@@ -343,7 +351,7 @@ def _create_volume_routes(volumes: list[str], snapshots: list[str]) -> list[Rout
             "TagVolumesAtCreation",
             volumes,
             ["ec2:CreateTags"],
-            conditions=merged(created_by("CreateVolume"), tag_keys_only([tags.PREWARMED_FROM])),
+            conditions=merged(created_by("CreateVolume"), keys),
         ),
     ]
 

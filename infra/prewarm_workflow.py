@@ -1,10 +1,16 @@
 """The EBS pre-warm state machine's definition, built phase by phase.
 
-Plan (validate, size) -> [create the volume] -> [launch a worker] -> attach -> run the pre-warm document
+From S3: Plan (validate, size) -> [create the volume] -> [launch a worker] -> attach -> run the pre-warm document
 (retried until SSM manages the worker) -> poll the command, backing off -> detach -> terminate the worker ->
 report -> tag -> [snapshot]. Every step after the launch has a Catch into compensation that detaches the
 volume and terminates the worker (never the volume, never an instance the caller brought), then fails with
-the cause. Every wait is a bounded loop.
+the cause.
+
+From a snapshot: Plan -> create the volume at a provisioned initialisation rate -> poll DescribeVolumeStatus,
+backing off, until EBS reports 100 % -> report -> tag. No instance, no SSM. A failure ends the execution with
+its cause; the volume, created in scope as trainctl's prewarmed-volume, is left to the sweep like any other.
+
+Every wait is a bounded loop.
 
 Each phase is built from its successor backwards, so each helper is given the state it leads to. Every read of
 the plan goes through plan_path, named after a field of trainctl.prewarm.plan.PrewarmPlan.
@@ -32,6 +38,7 @@ POLL_SECONDS = 2
 MAX_POLLS = 60  # each wait loop: at most this many polls
 COMMAND_POLL_CAP_SECONDS = 60
 MAX_COMMAND_POLLS = 800  # backing off to a minute: about 13 hours, the document's own timeout
+MAX_INITIALISATION_POLLS = 800  # likewise: the plan refuses a restore its rate would not finish in 12 hours
 PLAN = "$.plan"  # where the plan task's result sits in the execution's state
 WORKER = "States.ArrayGetItem($.worker.InstanceIds, 0)"
 CATCH_ALL = ["States.ALL"]
@@ -80,6 +87,11 @@ def state_is(path: str, value: str) -> sfn.Condition:
     )
 
 
+def copies_from_s3() -> sfn.Condition:
+    """The S3 path (a worker copies); otherwise EBS initialises a volume restored from a snapshot."""
+    return sfn.Condition.boolean_equals(plan_path("copies_from_s3"), True)
+
+
 def launched_here() -> sfn.Condition:
     """The worker is one this execution launched, not the caller's instance."""
     return sfn.Condition.boolean_equals(plan_path("launch_worker"), True)
@@ -104,13 +116,17 @@ class PrewarmWorkflow:
         self._scope_tag = scope_tag
         self._failed = sfn.Fail(scope, "Failed", error="PrewarmFailed", cause_path="$.error.Cause")
         self._compensate = self._compensation()
-        record = self._report_tag_and_snapshot(reporter)
-        detach = self._detach_and_end_worker(then=record)
+        copied, initialised = self._report_tag_and_snapshot(reporter)
+        detach = self._detach_and_end_worker(then=copied)
         poll = self._poll_command(then=detach)
         run = self._run_document(then=poll)
         attach = self._attach(then=run)
         worker = self._worker(then=attach)
-        volume = self._volume(then=worker)
+        wait_initialised = self._wait_initialised(then=initialised)
+        fork = sfn.Choice(scope, "CopyOrInitialise")
+        fork.when(copies_from_s3(), worker)
+        fork.otherwise(wait_initialised)
+        volume = self._volume(then=fork)
         self.start = self._plan(planner, then=volume)
 
     # --- the building blocks every phase uses
@@ -253,6 +269,66 @@ class PrewarmWorkflow:
             result_selector={"VolumeId.$": "$.VolumeId"},
             result_path="$.created",
         )
+
+    def _wait_initialised(self, *, then: sfn.IChainable) -> sfn.IChainable:
+        """Poll DescribeVolumeStatus, doubling the wait up to a cap, until EBS reports the initialisation at 100 %.
+
+        EBS may take minutes to report any initialisation at all: a status without it is polled again."""
+        scope = self._scope
+        start = sfn.Pass(
+            scope, "InitialisePollStart", parameters={"seconds": POLL_SECONDS, "n": 0}, result_path="$.init_poll"
+        )
+        wait = sfn.Wait(scope, "InitialiseWait", time=sfn.WaitTime.seconds_path("$.init_poll.seconds"))
+        check = self._sdk(
+            "CheckInitialisation",
+            "ec2",
+            "describeVolumeStatus",
+            {"VolumeIds.$": f"States.Array({plan_path('volume_id')})"},
+            iam_action="ec2:DescribeVolumeStatus",
+            # The whole list: a path into a status EBS has not reported yet would fail the task.
+            result_selector={"Statuses.$": "$.VolumeStatuses"},
+            result_path="$.initialisation",
+        )
+        check.add_catch(self._failed, errors=CATCH_ALL, result_path="$.error")
+        progress = "$.initialisation.Statuses[0].InitializationStatusDetails.Progress"
+        reported = sfn.Choice(scope, "InitialisationReported")
+        complete = sfn.Choice(scope, "Initialised")
+        backoff = sfn.Pass(
+            scope,
+            "InitialiseBackOff",
+            parameters={
+                "seconds.$": "States.MathAdd($.init_poll.seconds, $.init_poll.seconds)",
+                "n.$": "States.MathAdd($.init_poll.n, 1)",
+            },
+            result_path="$.init_poll",
+        )
+        cap = sfn.Pass(
+            scope,
+            "InitialiseCap",
+            parameters={"seconds": COMMAND_POLL_CAP_SECONDS, "n.$": "$.init_poll.n"},
+            result_path="$.init_poll",
+        )
+        timed_out = self._timed_out(
+            "NotInitialised",
+            "InitialisationTimeout",
+            "EBS did not finish initialising the volume in time",
+            self._failed,
+        )
+        bound = sfn.Choice(scope, "InitialiseBound")
+        start.next(wait)
+        wait.next(check)
+        check.next(reported)
+        # Two choices, not one And: a numeric comparison of a path that is absent is an error in Step Functions.
+        reported.when(sfn.Condition.is_numeric(progress), complete)
+        reported.otherwise(backoff)
+        complete.when(sfn.Condition.number_greater_than_equals(progress, 100), then)
+        complete.otherwise(backoff)
+        backoff.next(bound)
+        bound.when(sfn.Condition.number_greater_than("$.init_poll.n", MAX_INITIALISATION_POLLS), timed_out)
+        bound.when(sfn.Condition.number_greater_than("$.init_poll.seconds", COMMAND_POLL_CAP_SECONDS), cap)
+        bound.otherwise(wait)
+        cap.next(wait)
+        return start
 
     def _worker(self, *, then: sfn.IChainable) -> sfn.IChainable:
         """The caller's instance, or a worker launched for this and waited on until it runs."""
@@ -489,8 +565,10 @@ class PrewarmWorkflow:
         terminate.next(then)
         return detach
 
-    def _report_tag_and_snapshot(self, reporter: lambda_.IFunction) -> sfn.IChainable:
-        """Read the worker's report into tags on the volume, then snapshot it if asked."""
+    def _report_tag_and_snapshot(self, reporter: lambda_.IFunction) -> tuple[sfn.IChainable, sfn.IChainable]:
+        """Read the worker's report (or the restored volume's) into tags on the volume, then snapshot it if asked.
+
+        Returns the report states of the two paths: the copy's, then the initialisation's."""
         scope = self._scope
         report = tasks.LambdaInvoke(
             scope,
@@ -502,6 +580,23 @@ class PrewarmWorkflow:
                     "source.$": plan_path("s3_uri"),
                     "started_at.$": "$$.Execution.StartTime",
                     "estimated_seconds.$": plan_path("estimated_seconds"),
+                }
+            ),
+            payload_response_only=True,
+            result_path="$.report",
+            retry_on_service_exceptions=True,
+        )
+        # The volume's id only: the report reads its creation time, size and snapshot from EC2 itself.
+        report_initialised = tasks.LambdaInvoke(
+            scope,
+            "ReportInitialised",
+            lambda_function=reporter,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "copies_from_s3.$": plan_path("copies_from_s3"),
+                    "volume_id.$": plan_path("volume_id"),
+                    "estimated_seconds.$": plan_path("estimated_seconds"),
+                    "initialization.$": "$.initialisation.Statuses[0].InitializationStatusDetails",
                 }
             ),
             payload_response_only=True,
@@ -531,15 +626,16 @@ class PrewarmWorkflow:
         # The worker is gone and the volume is whole from here: a failure to tag or snapshot is reported, no more.
         done = sfn.Succeed(scope, "Prewarmed")
         not_recorded = sfn.Fail(scope, "NotRecorded", error="TagOrSnapshotFailed", cause_path="$.error.Cause")
-        for step in (report, tag, snapshot):
+        for step in (report, report_initialised, tag, snapshot):
             step.add_catch(not_recorded, errors=CATCH_ALL, result_path="$.error")
         report.next(tag)
+        report_initialised.next(tag)
         snapshot_wanted = sfn.Choice(scope, "SnapshotWanted")
         tag.next(snapshot_wanted)
         snapshot_wanted.when(sfn.Condition.boolean_equals(plan_path("snapshot"), True), snapshot)
         snapshot_wanted.otherwise(done)
         snapshot.next(done)
-        return report
+        return report, report_initialised
 
     def _compensation(self) -> sfn.IChainable:
         """Detach (best effort), wait until detached, terminate the worker if launched here; then fail."""

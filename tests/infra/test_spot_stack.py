@@ -235,4 +235,5 @@ def test_prewarm_role_acts_only_in_scope_or_on_what_the_execution_created(synthe
     for statement in (s for s in allowed if "ec2:CreateTags" in as_list(s["Action"])):
         keys = statement["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]
         assert statement["Condition"]["Null"]["aws:TagKeys"] == "false"
-        assert set(keys) <= {tags.MANAGED, tags.ROLE, "Name", tags.PREWARMED_FROM, tags.PREWARMED_AT}
+        recorded = {tags.PREWARMED_AT, tags.PREWARMED_BYTES, tags.PREWARMED_SECONDS, tags.PREWARMED_RATE}
+        assert set(keys) <= {tags.MANAGED, tags.ROLE, "Name", tags.PREWARMED_FROM, *recorded}

@@ -26,6 +26,7 @@ from trainctl.cli.errors import describe_validation, humanise
 from trainctl.cli.local_run import check_event, check_function, invoke_handler
 from trainctl.cli.output import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     AsJson,
     Output,
@@ -37,7 +38,15 @@ from trainctl.cli.output import (
     state_of,
     warn,
 )
-from trainctl.cli.prewarm_run import DEFAULT_TIMEOUT_SECONDS, EMULATOR_STALL_SECONDS, follow, start_prewarm
+from trainctl.cli.prewarm_run import (
+    DEFAULT_TIMEOUT_SECONDS,
+    EMULATOR_STALL_SECONDS,
+    follow,
+    in_flags,
+    interrupted,
+    refusal,
+    start_prewarm,
+)
 from trainctl.cli.render import print_cost, print_result, print_sweep, result_csv_rows, sweep_csv_rows
 from trainctl.cli.server_clock import server_time
 from trainctl.cli.session import check_regions, factory_of
@@ -249,16 +258,38 @@ def progress_line(ctx: typer.Context, enabled: bool) -> Iterator[Any]:
 
 def prewarm(
     ctx: typer.Context,
-    volume_id: Annotated[str, typer.Argument(help="The EBS volume to fill, e.g. vol-0123456789abcdef0.")],
-    s3_uri: Annotated[str, typer.Argument(help="What to copy onto it: s3://bucket/prefix/.")],
+    volume_id: Annotated[
+        str | None, typer.Argument(help="The EBS volume to fill, e.g. vol-0123456789abcdef0 (not with --snapshot).")
+    ] = None,
+    s3_uri: Annotated[str | None, typer.Argument(help="What to copy onto it: s3://bucket/prefix/.")] = None,
     mount_point: Annotated[str, typer.Option(help="Where the worker mounts it while copying.")] = "/mnt/prewarm",
     instance_id: Annotated[
         str | None, typer.Option(help="Use this running instance (in the volume's zone) instead of a worker.")
     ] = None,
-    snapshot: Annotated[bool, typer.Option(help="Snapshot the volume once it is filled.")] = False,
+    snapshot_after: Annotated[
+        bool, typer.Option("--snapshot-after", help="Snapshot the volume once it is filled, to restore it next time.")
+    ] = False,
     allow_persistent: Annotated[
         bool, typer.Option("--allow-persistent", help="Fill a volume tagged trainctl:persistent (it is overwritten).")
     ] = False,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot",
+            metavar="SNAPSHOT_ID",
+            help="Instead of copying from S3: restore a new volume from this snapshot, initialised by EBS (no worker).",
+        ),
+    ] = None,
+    zone: Annotated[str | None, typer.Option(help="With --snapshot: the new volume's zone, e.g. us-east-1a.")] = None,
+    size: Annotated[
+        int | None, typer.Option(help="With --snapshot: size in GiB (default: the snapshot's).", min=1, max=65536)
+    ] = None,
+    volume_type: Annotated[
+        str, typer.Option("--type", help="With --snapshot: gp3, gp2, io1, io2, st1 or sc1.")
+    ] = "gp3",
+    initialization_rate: Annotated[
+        int, typer.Option(help="With --snapshot: MiB/s at which EBS initialises the volume, 100 to 300.")
+    ] = 300,
     timeout: Annotated[
         str, typer.Option(help="Stop following after this long, e.g. 30m or 6h (the workflow goes on).")
     ] = format_duration(timedelta(seconds=DEFAULT_TIMEOUT_SECONDS)),
@@ -266,24 +297,22 @@ def prewarm(
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
-    """Fill an EBS volume from S3 (and initialise a restored one) with the pre-warm workflow, and follow it."""
+    """Fill an EBS volume from S3, or restore one from a snapshot at a provisioned initialisation rate (--snapshot),
+    with the pre-warm workflow, and follow it."""
     fmt = output_format(ctx, output, as_json)
     regions = check_regions(region, command="prewarm", single=True)
     limit = duration_option("--timeout", timeout)
-    asked: dict[str, Any] = {
-        "volume_id": volume_id,
-        "s3_uri": s3_uri,
-        "mount_point": mount_point,
-        "instance_id": instance_id,
-        "snapshot": snapshot,
-    }
+    asked = _prewarm_request(
+        volume_id, s3_uri, mount_point, instance_id, snapshot_after, snapshot, zone, size, volume_type,
+        initialization_rate,
+    )  # fmt: skip
     # Who asks, and whether a persistent volume may be overwritten: the workflow checks both against the volume.
     asked["owner"] = person(os.environ)
     asked["force"] = allow_persistent
     try:
         request = parse_request(asked)
     except InvalidRequest as exc:
-        raise fail(humanise(str(exc)), EXIT_USAGE) from exc
+        raise fail(in_flags(humanise(str(exc))), EXIT_USAGE) from exc
     factory = home_factory(ctx, regions, dict(os.environ))
     home = regions[0] if regions else factory.default_region
     resources = stack_resources.resolve(factory, os.environ, (home or "us-east-1",))
@@ -292,24 +321,77 @@ def prewarm(
     execution = start_prewarm(factory, resources.prewarm_state_machine, request)
     table = fmt == "table"
     if table:
-        console.print(Text(f"pre-warm of {volume_id} from {s3_uri}: {execution}"))
+        what = f"pre-warm of {volume_id} from {s3_uri}" if snapshot is None else f"restore of {snapshot} in {zone}"
+        console.print(Text(f"{what}: {execution}"))
     stall = EMULATOR_STALL_SECONDS if stack_resources.is_emulator(os.environ) else None
-    with progress_line(ctx, table) as on_wait:
-        result = follow(
-            factory,
-            execution,
-            console if table else None,
-            timeout_seconds=limit.total_seconds(),
-            stall_seconds=stall,
-            on_wait=on_wait,
-        )
+    try:
+        with progress_line(ctx, table) as on_wait:
+            result = follow(
+                factory,
+                execution,
+                console if table else None,
+                timeout_seconds=limit.total_seconds(),
+                stall_seconds=stall,
+                on_wait=on_wait,
+            )
+    except KeyboardInterrupt:
+        fail(interrupted(execution), EXIT_INTERRUPTED)
+        # Not typer.Exit(130): the root command would add its own "interrupted" line to this one.
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    _show_prewarm(fmt, result, execution, timeout)
+
+
+def _prewarm_request(
+    volume_id: str | None,
+    s3_uri: str | None,
+    mount_point: str,
+    instance_id: str | None,
+    snapshot_after: bool,
+    snapshot: str | None,
+    zone: str | None,
+    size: int | None,
+    volume_type: str,
+    initialization_rate: int,
+) -> dict[str, Any]:
+    """The workflow's input from the command line: VOLUME_ID S3_URI, or --snapshot with --zone; never both."""
+    if snapshot is None:
+        if volume_id is None or s3_uri is None:
+            raise fail("give VOLUME_ID and S3_URI to copy from S3, or --snapshot SNAPSHOT_ID --zone ZONE", EXIT_USAGE)
+        return {
+            "volume_id": volume_id,
+            "s3_uri": s3_uri,
+            "mount_point": mount_point,
+            "instance_id": instance_id,
+            "snapshot": snapshot_after,
+        }
+    if volume_id is not None or s3_uri is not None:
+        raise fail("--snapshot restores a new volume: give no VOLUME_ID or S3_URI with it", EXIT_USAGE)
+    if zone is None:
+        raise fail("--snapshot needs --zone, the new volume's availability zone (e.g. us-east-1a)", EXIT_USAGE)
+    spec = {"snapshot_id": snapshot, "zone": zone, "size_gib": size, "volume_type": volume_type}
+    # The request's own checks name --instance-id and --snapshot-after if they come along: nothing runs on a worker.
+    return {
+        "volume": {**spec, "initialization_rate": initialization_rate},
+        "instance_id": instance_id,
+        "snapshot": snapshot_after,
+    }
+
+
+def _show_prewarm(fmt: Any, result: dict[str, Any], execution: str, timeout: str) -> None:
+    """The final status (and what was measured), or one line in words for a refused request."""
+    refused = result["status"] == "FAILED" and result["error"] == "InvalidRequest"
 
     def show() -> None:
         status = result["status"]
         line = Text(status, style="green" if status == "SUCCEEDED" else "red")
         line.append(f" after {result['state_transitions']} state transitions")
-        if result["error"]:
-            line.append(f": {result['error']}: {humanise(str(result['cause']))}")
+        if result["error"] and not refused:
+            line.append(f": {result['error']}: {humanise(refusal(result['cause']))}")
+        output = result["output"] if isinstance(result["output"], dict) else {}
+        measured = (output.get("report") or {}).get("detail")
+        if measured:
+            volume = (output.get("plan") or {}).get("volume_id")
+            line.append(f"; {volume}: {measured}" if volume else f"; {measured}")
         console.print(line)
 
     emit(fmt, result, show, rows={k: v for k, v in result.items() if k != "output"})
@@ -320,6 +402,8 @@ def prewarm(
             f"still {result['status']} after {timeout}: stopped following, the workflow goes on "
             f"(aws stepfunctions describe-execution --execution-arn {execution})"
         )
+    if refused:
+        raise fail(f"pre-warm refused: {humanise(refusal(result['cause'])).removeprefix('pre-warm request refused: ')}")
     if result["status"] != "SUCCEEDED":
         raise typer.Exit(EXIT_FAILED)
 

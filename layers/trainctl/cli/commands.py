@@ -595,6 +595,9 @@ def ebs_pre_warm(
     s3_uri: str,
     mount_point: Annotated[str, typer.Option(help="Where the worker mounts it.")] = "/mnt/prewarm",
     instance_id: Annotated[str | None, typer.Option(help="Use this instance instead of a worker.")] = None,
+    snapshot_after: Annotated[
+        bool, typer.Option("--snapshot-after", help="Snapshot the volume once it is filled, to restore it next time.")
+    ] = False,
     allow_persistent: Annotated[
         bool, typer.Option("--allow-persistent", help="Fill a volume tagged trainctl:persistent (it is overwritten).")
     ] = False,
@@ -610,6 +613,7 @@ def ebs_pre_warm(
         s3_uri,
         mount_point=mount_point,
         instance_id=instance_id,
+        snapshot_after=snapshot_after,
         allow_persistent=allow_persistent,
         timeout=timeout,
         region=region,

@@ -8,6 +8,7 @@ running them, or that cannot run their Lambda tasks.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ NARRATION = {
     "Report": "reading the worker's report",
     "TagVolume": "tagging the volume",
     "SnapshotVolume": "snapshotting the volume",
+    "CheckInitialisation": "EBS is initialising the volume from its snapshot (no worker)",
+    "ReportInitialised": "measuring the initialisation's time and rate",
     "CompensateDetach": "a step failed: detaching the volume",
     "CompensateTerminate": "a step failed: terminating the worker",
 }
@@ -47,6 +50,52 @@ CANNOT_RUN = (
     "this emulator records executions without running them (a plain moto server): start one that runs "
     "workflows and their Lambda tasks with `trainctl emulator` (or `make emulator`)"
 )
+
+
+# The request's fields as the command line names them, for a refusal that comes back from the workflow.
+FLAGS = {
+    "force": "--allow-persistent",
+    "instance_id": "--instance-id",
+    "mount_point": "--mount-point",
+    "volume.initialization_rate": "--initialization-rate",
+    "initialization_rate": "--initialization-rate",
+    "volume.size_gib": "--size",
+    "size_gib": "--size",
+    "volume.zone": "--zone",
+    "volume.snapshot_id": "--snapshot",
+    "snapshot_id": "--snapshot",
+    "snapshot (after)": "--snapshot-after",
+}
+_FIELD = re.compile(
+    r"(?<![\w.:-])(" + "|".join(re.escape(k) for k in sorted(FLAGS, key=len, reverse=True)) + r")(?![\w-])"
+)
+
+
+def in_flags(message: str) -> str:
+    """A refusal in the command line's words: `force` is --allow-persistent, `instance_id` is --instance-id."""
+    return _FIELD.sub(lambda m: FLAGS[m.group(1)], message)
+
+
+def refusal(cause: str | None) -> str:
+    """The plan task's refusal as one line: its message out of the Lambda's JSON error, in the flags' names."""
+    text = cause or "the workflow gave no reason"
+    try:
+        error = json.loads(text)
+    except ValueError:
+        error = None
+    if isinstance(error, dict) and error.get("errorMessage"):
+        text = str(error["errorMessage"])
+    return in_flags(" ".join(text.split()))
+
+
+def interrupted(execution_arn: str) -> str:
+    """What Ctrl-C leaves: the execution runs on in AWS; how to follow it and how to stop it."""
+    name = execution_arn.rsplit(":", 1)[-1]
+    return (
+        f"interrupted: the pre-warm goes on in AWS as execution {name}; follow it with "
+        f"`aws stepfunctions describe-execution --execution-arn {execution_arn}`, stop it with "
+        f"`aws stepfunctions stop-execution --execution-arn {execution_arn}`"
+    )
 
 
 def _stalled_message(state: str, task: str, seconds: float) -> str:
@@ -147,7 +196,7 @@ def follow(
 
 def start_prewarm(factory: ClientFactory, state_machine_arn: str, request: PrewarmRequest) -> str:
     sfn = factory.client("stepfunctions")
-    target = request.volume_id or "new-volume"
+    target = request.volume_id or (request.volume.snapshot_id if request.volume else None) or "new-volume"
     name = f"prewarm-{target}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"[:80]
     started = sfn.start_execution(
         stateMachineArn=state_machine_arn, name=name, input=json.dumps(request.model_dump(mode="json"))

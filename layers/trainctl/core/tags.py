@@ -14,6 +14,10 @@ CLEANUP_AFTER = "trainctl:cleanup-after"
 ROLE = "trainctl:role"
 PREWARMED_FROM = "trainctl:prewarmed-from"
 PREWARMED_AT = "trainctl:prewarmed-at"
+# What a pre-warm measured, so that later plans can learn from past runs: bytes, whole seconds, MiB/s.
+PREWARMED_BYTES = "trainctl:prewarmed-bytes"
+PREWARMED_SECONDS = "trainctl:prewarmed-seconds"
+PREWARMED_RATE = "trainctl:prewarmed-rate"
 # Spot: ask for recovery, choose a checkpoint hook (by name, from the configured set), and mark what was saved.
 RECOVER = "trainctl:recover"
 CHECKPOINT_HOOK = "trainctl:checkpoint-hook"
@@ -22,6 +26,8 @@ INTERRUPTION = "trainctl:interruption"
 RECOVERED_FROM = "trainctl:recovered-from"
 
 PREWARM_WORKER_ROLE = "prewarm-worker"
+# A volume the pre-warm workflow restores from a snapshot: in scope from its creation, for the sweep to see.
+PREWARMED_VOLUME_ROLE = "prewarmed-volume"
 
 # AWS Backup stamps the snapshots it owns with this tag.
 BACKUP_SOURCE = "aws:backup:source-resource"

@@ -39,6 +39,10 @@ class PrewarmPlan(BaseModel):
 
     model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
+    # What the volume is pre-warmed from: the S3 prefix a worker copies, or the snapshot EBS restores it from.
+    source: str
+    # The workflow's fork: a worker copies from S3, or (false) EBS initialises a restored volume and no worker runs.
+    copies_from_s3: bool
     # None until the workflow has created the volume from create_volume; it then writes the new id here.
     volume_id: str | None
     create_volume: CreateVolumeParameters | None
@@ -46,11 +50,11 @@ class PrewarmPlan(BaseModel):
     region: str
     instance_id: str | None
     launch_worker: bool
-    instance_type: str
+    instance_type: str | None
     sizing: str
     instance_profile_arn: str
     device: str
-    s3_uri: str
+    s3_uri: str | None
     mount_point: str
     # A parameter of the pre-warm document, whose parameters are strings.
     read_all_blocks: Literal["true", "false"]

@@ -1,5 +1,8 @@
 """EBS pre-warm, pure: validate the request, decide the volume and the worker, size them, read the report.
 
+Two paths: from S3, a worker copies the data onto the volume; from a snapshot, EBS initialises a new volume at a
+provisioned rate (CreateVolume's VolumeInitializationRate) and no worker is launched.
+
 No AWS here: trainctl.prewarm.run reads what these rules decide on. Everything else is the state machine's own
 SDK calls (infra/prewarm_workflow.py). Validation happens before anything is launched: a refused request
 changes nothing.
@@ -11,12 +14,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainctl.core import tags
+from trainctl.core.clock import format_instant
 from trainctl.core.paths import MOUNT_POINT, S3_URI, escaping_keys
 from trainctl.core.protections import in_scope, is_persistent
 from trainctl.core.resources import Instance
@@ -32,6 +36,8 @@ ZONE = r"^[a-z]{2}(-[a-z0-9]+)+-\d[a-z]$"
 DEVICE = "/dev/sdf"
 # Aim to finish the copy within this; a bigger worker is chosen when a smaller one would take longer.
 TARGET_DURATION = timedelta(hours=1)
+# The workflow waits on an initialisation at most this long (its polls, within the execution's 14 hours).
+LONGEST_INITIALISATION = timedelta(hours=12)
 DEFAULT_THROUGHPUT_MIBPS = {"gp3": 125, "gp2": 250, "io1": 500, "io2": 1000, "st1": 500, "sc1": 250, "standard": 90}
 
 
@@ -42,7 +48,8 @@ class InvalidRequest(ValueError):
 class VolumeSpec(BaseModel):
     model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
-    size_gib: int = Field(ge=1, le=65536)
+    # None: the snapshot's own size (a volume restored from a snapshot is at least that big).
+    size_gib: int | None = Field(default=None, ge=1, le=65536)
     volume_type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1"] = "gp3"
     zone: str = Field(pattern=ZONE)
     snapshot_id: str | None = Field(default=None, pattern=SNAPSHOT_ID)
@@ -55,6 +62,8 @@ class VolumeSpec(BaseModel):
     def _rate_needs_a_snapshot(self) -> VolumeSpec:
         if self.initialization_rate is not None and self.snapshot_id is None:
             raise ValueError("initialization_rate applies only to a volume restored from a snapshot")
+        if self.size_gib is None and self.snapshot_id is None:
+            raise ValueError("size_gib is needed for a volume not restored from a snapshot")
         return self
 
 
@@ -65,7 +74,8 @@ class PrewarmRequest(BaseModel):
 
     volume_id: str | None = Field(default=None, pattern=VOLUME_ID)
     volume: VolumeSpec | None = None
-    s3_uri: str = Field(pattern=S3_URI, max_length=1100)
+    # None: the snapshot path, where EBS fills the volume from its snapshot and no worker copies anything.
+    s3_uri: str | None = Field(default=None, pattern=S3_URI, max_length=1100)
     mount_point: str = Field(default="/mnt/prewarm", pattern=MOUNT_POINT)
     instance_id: str | None = Field(default=None, pattern=INSTANCE_ID)
     snapshot: bool = False
@@ -79,7 +89,29 @@ class PrewarmRequest(BaseModel):
     def _one_volume(self) -> PrewarmRequest:
         if (self.volume_id is None) == (self.volume is None):
             raise ValueError("give either volume_id or a volume spec to create one, not both or neither")
+        if self.s3_uri is None:
+            self._check_snapshot_path()
         return self
+
+    def _check_snapshot_path(self) -> None:
+        """Without an S3 source the volume is a new one, restored from a snapshot at a rate; nothing runs on it."""
+        spec = self.volume
+        if spec is None or spec.snapshot_id is None:
+            raise ValueError("give s3_uri to copy from S3, or a volume spec with a snapshot_id to restore")
+        if spec.initialization_rate is None:
+            raise ValueError("a volume restored without s3_uri needs an initialization_rate (100 to 300 MiB/s)")
+        if self.instance_id is not None:
+            raise ValueError("instance_id is for copying from S3; a snapshot restore runs on no instance")
+        if self.snapshot:
+            raise ValueError("snapshot (after) is for copying from S3; a snapshot restore already has its snapshot")
+
+    @property
+    def source(self) -> str:
+        """What the volume is pre-warmed from: the S3 prefix, else the snapshot (the validator sees to one)."""
+        if self.s3_uri is not None:
+            return self.s3_uri
+        assert self.volume is not None and self.volume.snapshot_id is not None
+        return self.volume.snapshot_id
 
 
 @dataclass(frozen=True)
@@ -143,21 +175,33 @@ class Target:
     read_all_blocks: bool
 
 
-def new_volume(request: PrewarmRequest, spec: VolumeSpec, data_bytes: int) -> Target:
-    """A volume to create from the spec (its zone and snapshot known to exist), big enough for the data."""
-    if spec.size_gib * 2**30 < data_bytes:
-        raise InvalidRequest(f"{data_bytes} bytes under {request.s3_uri} do not fit {spec.size_gib} GiB")
+def new_volume(
+    request: PrewarmRequest,
+    spec: VolumeSpec,
+    data_bytes: int,
+    *,
+    snapshot_gib: int | None = None,
+    scope_tag: str = tags.MANAGED,
+) -> Target:
+    """A volume to create from the spec (its zone and snapshot known to exist), big enough for the data.
+
+    `snapshot_gib`: the size of the snapshot it is restored from, which the volume must hold."""
+    size = spec.size_gib or snapshot_gib
+    if size is None:
+        raise InvalidRequest("give size_gib for the new volume")
+    if snapshot_gib is not None and size < snapshot_gib:
+        raise InvalidRequest(f"snapshot {spec.snapshot_id} holds {snapshot_gib} GiB: a {size} GiB volume is too small")
+    if size * 2**30 < data_bytes:
+        raise InvalidRequest(f"{data_bytes} bytes from {request.source} do not fit {size} GiB")
     create = CreateVolumeParameters(
         availability_zone=spec.zone,
-        size=spec.size_gib,
+        size=size,
         volume_type=spec.volume_type,
         snapshot_id=spec.snapshot_id or None,
         volume_initialization_rate=spec.initialization_rate or None,
         iops=spec.iops or None,
         throughput=spec.throughput_mibps or None,
-        tag_specifications=[
-            {"ResourceType": "volume", "Tags": [{"Key": tags.PREWARMED_FROM, "Value": request.s3_uri}]}
-        ],
+        tag_specifications=[{"ResourceType": "volume", "Tags": creation_tags(request, scope_tag)}],
     )
     return Target(
         volume_id=None,
@@ -166,6 +210,18 @@ def new_volume(request: PrewarmRequest, spec: VolumeSpec, data_bytes: int) -> Ta
         throughput_mibps=float(spec.throughput_mibps or DEFAULT_THROUGHPUT_MIBPS[spec.volume_type]),
         read_all_blocks=spec.snapshot_id is not None and spec.initialization_rate is None,
     )
+
+
+def creation_tags(request: PrewarmRequest, scope_tag: str) -> list[dict[str, str]]:
+    """What a volume the workflow creates carries from its CreateVolume call.
+
+    A restore from a snapshot is in scope from its first second, as trainctl's own: the sweep sees it if the
+    execution fails. Its owner is age_guard's to stamp, not the request's word. A volume to copy into keeps the
+    S3 path's one tag."""
+    marks = [{"Key": tags.PREWARMED_FROM, "Value": request.source}]
+    if request.s3_uri is not None:
+        return marks
+    return [*marks, {"Key": scope_tag, "Value": "true"}, {"Key": tags.ROLE, "Value": tags.PREWARMED_VOLUME_ROLE}]
 
 
 def existing_volume(volume_id: str, volume: Mapping[str, Any], *, s3_uri: str, data_bytes: int) -> Target:
@@ -247,11 +303,17 @@ def make_plan(
     region: str,
     instance_profile_arn: str,
 ) -> PrewarmPlan:
-    """The plan for a checked request: the worker sized to the volume and the data, and the time it should take."""
+    """The plan for a checked request: the worker sized to the volume and the data, and the time it should take.
+
+    From a snapshot there is no worker: the time is the snapshot's bytes at the provisioned rate."""
+    if request.s3_uri is None:
+        return _restore_plan(request, target, data_bytes=data_bytes, region=region)
     worker, why = choose_worker(target.throughput_mibps, data_bytes)
     rate = min(target.throughput_mibps, worker.sustained_mib_per_second)
     estimate = math.ceil(data_bytes / 2**20 / rate) if data_bytes else 0
     return PrewarmPlan(
+        source=request.s3_uri,
+        copies_from_s3=True,
         volume_id=target.volume_id,
         create_volume=target.create_volume,
         zone=target.zone,
@@ -268,6 +330,40 @@ def make_plan(
         snapshot=request.snapshot,
         data_bytes=data_bytes,
         objects=objects,
+        estimated_seconds=estimate,
+    )
+
+
+def _restore_plan(request: PrewarmRequest, target: Target, *, data_bytes: int, region: str) -> PrewarmPlan:
+    spec = request.volume
+    assert spec is not None and spec.initialization_rate is not None  # the request's own validator
+    estimate = math.ceil(data_bytes / 2**20 / spec.initialization_rate)
+    if estimate > LONGEST_INITIALISATION.total_seconds():
+        raise InvalidRequest(
+            f"{data_bytes} bytes of {spec.snapshot_id} at {spec.initialization_rate} MiB/s "
+            f"take {estimate / 3600:.1f} h, "
+            f"longer than the workflow waits ({LONGEST_INITIALISATION.total_seconds() / 3600:.0f} h): "
+            "restore it with a higher rate, or without waiting (trainctl ebs restore --initialization-rate)"
+        )
+    return PrewarmPlan(
+        source=request.source,
+        copies_from_s3=False,
+        volume_id=None,
+        create_volume=target.create_volume,
+        zone=target.zone,
+        region=region,
+        instance_id=None,
+        launch_worker=False,
+        instance_type=None,
+        sizing=f"no worker: EBS initialises the volume at {spec.initialization_rate} MiB/s",
+        instance_profile_arn="",
+        device=DEVICE,
+        s3_uri=None,
+        mount_point=request.mount_point,
+        read_all_blocks="false",
+        snapshot=False,
+        data_bytes=data_bytes,
+        objects=0,
         estimated_seconds=estimate,
     )
 
@@ -294,8 +390,10 @@ def report(output: str, *, source: str, started_at: str, finished_at: str, estim
         if isinstance(candidate, dict) and "bytes" in candidate:
             summary = candidate
             break
+    figures: list[dict[str, str]] = []
     if summary:
         detail = f"{int(summary['bytes'])} bytes in {int(summary['seconds'])} s"
+        figures = figure_tags(int(summary["bytes"]), float(summary["seconds"]))
     else:
         detail = "the worker reported no figures"
     return {
@@ -303,9 +401,84 @@ def report(output: str, *, source: str, started_at: str, finished_at: str, estim
         "tags": [
             {"Key": tags.PREWARMED_FROM, "Value": source[:256]},
             {"Key": tags.PREWARMED_AT, "Value": f"{finished_at}; {detail}"[:256]},
+            *figures,
         ],
         "detail": detail,
         "summary": summary,
         "started_at": started_at,
+        "estimated_seconds": estimated_seconds,
+    }
+
+
+def figure_tags(data_bytes: int, seconds: float) -> list[dict[str, str]]:
+    """Size, time and rate as tags of their own, plain numbers that a later plan reads back.
+
+    Bytes, whole seconds, MiB/s to one decimal; no rate when the time rounds to nothing (a rate is not guessed).
+    """
+    whole = round(seconds)
+    figures = [
+        {"Key": tags.PREWARMED_BYTES, "Value": str(data_bytes)},
+        {"Key": tags.PREWARMED_SECONDS, "Value": str(whole)},
+    ]
+    if whole > 0:
+        figures.append({"Key": tags.PREWARMED_RATE, "Value": f"{data_bytes / 2**20 / seconds:.1f}"})
+    return figures
+
+
+class InitialisedReportRequest(BaseModel):
+    """The snapshot path's report task input, from the workflow: which volume, and what EBS said last."""
+
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
+
+    volume_id: str = Field(pattern=VOLUME_ID)
+    estimated_seconds: int = Field(default=0, ge=0)
+    # DescribeVolumeStatus's InitializationStatusDetails, as the workflow's last poll saw it.
+    initialization: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("initialization", mode="before")
+    @classmethod
+    def _one_status(cls, value: Any) -> Any:
+        # A JSONPath through `[0]` gives the object, or a one-element list of it on some interpreters.
+        if isinstance(value, list):
+            return value[0] if value else {}
+        return value
+
+
+def initialised_report(
+    volume: Mapping[str, Any],
+    snapshot_bytes: int | None,
+    initialization: Mapping[str, Any],
+    *,
+    finished_at: datetime,
+    estimated_seconds: int,
+) -> dict[str, Any]:
+    """Tags for a volume EBS initialised from its snapshot: measured from its CreateTime to now (the poll that
+    saw 100 %), over the snapshot's full size (the blocks EBS downloads), else the volume's size."""
+    created = volume["CreateTime"]
+    seconds = max((finished_at - created).total_seconds(), 0.0)
+    data_bytes = snapshot_bytes if snapshot_bytes else int(volume["Size"]) * 2**30
+    source = str(volume.get("SnapshotId") or "")
+    figures = figure_tags(data_bytes, seconds)
+    rate = {t["Key"]: t["Value"] for t in figures}.get(tags.PREWARMED_RATE)
+    provisioned = volume.get("VolumeInitializationRate")
+    detail = f"{data_bytes} bytes in {round(seconds)} s" + (f" at {rate} MiB/s" if rate else "")
+    if provisioned:
+        detail += f" (provisioned {provisioned} MiB/s)"
+    return {
+        "tags": [
+            {"Key": tags.PREWARMED_FROM, "Value": source[:256]},
+            {"Key": tags.PREWARMED_AT, "Value": f"{format_instant(finished_at)}; {detail}"[:256]},
+            *figures,
+        ],
+        "detail": detail,
+        "summary": {
+            "bytes": data_bytes,
+            "seconds": round(seconds, 1),
+            "rate_mibps": float(rate) if rate else None,
+            "provisioned_rate_mibps": provisioned,
+            "initialization_type": initialization.get("InitializationType"),
+            "progress": initialization.get("Progress"),
+        },
+        "started_at": format_instant(created),
         "estimated_seconds": estimated_seconds,
     }

@@ -1,6 +1,8 @@
 """EBS pre-warm: the workflow's two Lambda tasks. The plan reads EC2 and S3 and asks the rules; nothing writes.
 
-Each handler makes one call here: plan_task for prewarm_plan, report_task for prewarm_report.
+Each handler makes one call here: plan_task for prewarm_plan, report_task for prewarm_report. On the snapshot
+path the report reads the volume and its snapshot from EC2: the measured time runs from the volume's own
+CreateTime, not from anything the execution was given.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from trainctl.core.resources import Instance
 from trainctl.core.tags import tag_map
 from trainctl.prewarm.plan import PrewarmPlan
 from trainctl.prewarm.rules import (
+    InitialisedReportRequest,
     InvalidRequest,
     PrewarmRequest,
     ReportRequest,
@@ -27,6 +30,7 @@ from trainctl.prewarm.rules import (
     check_snapshot_claim,
     check_volume_claim,
     existing_volume,
+    initialised_report,
     make_plan,
     new_volume,
     parse_request,
@@ -59,14 +63,37 @@ def plan_task(
     )
 
 
-def report_task(event: object, *, clock: Clock = system_clock) -> dict[str, Any]:
-    """The workflow's report task: the worker's output read into the tags the workflow writes."""
+def report_task(event: object, factory: ClientFactory | None = None, *, clock: Clock = system_clock) -> dict[str, Any]:
+    """The workflow's report task: the worker's output (or, restored from a snapshot, the volume as EC2 records
+    it) read into the tags the workflow writes."""
+    if isinstance(event, dict) and event.get("copies_from_s3") is False:
+        if factory is None:
+            raise ValueError("the snapshot path's report reads EC2: give it a client factory")
+        return initialised_report_task(event, factory.ec2(factory.default_region or FALLBACK_REGION), clock=clock)
     request = ReportRequest.model_validate(event)
     return report(
         request.output,
         source=request.source,
         started_at=request.started_at,
         finished_at=format_instant(clock()),
+        estimated_seconds=request.estimated_seconds,
+    )
+
+
+def initialised_report_task(event: object, ec2: EC2Client, *, clock: Clock = system_clock) -> dict[str, Any]:
+    """Time and rate of a volume EBS initialised: its CreateTime, size and snapshot from EC2, the end from the clock."""
+    request = InitialisedReportRequest.model_validate(event)
+    volume = dict(ec2.describe_volumes(VolumeIds=[request.volume_id])["Volumes"][0])
+    snapshot_bytes = None
+    if volume.get("SnapshotId"):
+        found = ec2.describe_snapshots(SnapshotIds=[str(volume["SnapshotId"])])["Snapshots"]
+        if found and found[0].get("FullSnapshotSizeInBytes"):
+            snapshot_bytes = int(found[0]["FullSnapshotSizeInBytes"])
+    return initialised_report(
+        volume,
+        snapshot_bytes,
+        request.initialization,
+        finished_at=clock(),
         estimated_seconds=request.estimated_seconds,
     )
 
@@ -81,6 +108,9 @@ def plan(
     scope_tag: str = tags.MANAGED,
 ) -> PrewarmPlan:
     """Everything the workflow needs, or InvalidRequest naming the first problem; only reads."""
+    if request.s3_uri is None:
+        target, data_bytes = _restore_target(request, ec2, scope_tag)
+        return make_plan(request, target, data_bytes=data_bytes, objects=0, region=region, instance_profile_arn="")
     try:
         data_bytes, objects = s3_size(s3, request.s3_uri)
     except ClientError as exc:
@@ -111,16 +141,28 @@ def s3_size(s3: Any, uri: str) -> tuple[int, int]:
     return total, count
 
 
+def _restore_target(request: PrewarmRequest, ec2: EC2Client, scope_tag: str) -> tuple[Target, int]:
+    """The snapshot path: a new volume at least the snapshot's size; its bytes are the snapshot's full size."""
+    spec = request.volume
+    assert spec is not None and spec.snapshot_id is not None  # the request's own validator
+    _zone_exists(ec2, spec.zone)
+    snapshot = _snapshot_claim(ec2, spec.snapshot_id, request.owner)
+    gib = int(snapshot["VolumeSize"])
+    data_bytes = int(snapshot.get("FullSnapshotSizeInBytes") or 0) or gib * 2**30
+    return new_volume(request, spec, data_bytes, snapshot_gib=gib, scope_tag=scope_tag), data_bytes
+
+
 def _target(request: PrewarmRequest, ec2: EC2Client, data_bytes: int, scope_tag: str) -> Target:
     if request.volume is not None:
         _zone_exists(ec2, request.volume.zone)
+        gib = None
         if request.volume.snapshot_id:
-            _snapshot_claim(ec2, request.volume.snapshot_id, request.owner)
-        return new_volume(request, request.volume, data_bytes)
+            gib = int(_snapshot_claim(ec2, request.volume.snapshot_id, request.owner)["VolumeSize"])
+        return new_volume(request, request.volume, data_bytes, snapshot_gib=gib, scope_tag=scope_tag)
     assert request.volume_id is not None  # the request's own validator: one or the other
     volume = _volume(ec2, request.volume_id)
     check_volume_claim(request.volume_id, tag_map(volume.get("Tags")), request, scope_tag)
-    return existing_volume(request.volume_id, volume, s3_uri=request.s3_uri, data_bytes=data_bytes)
+    return existing_volume(request.volume_id, volume, s3_uri=request.source, data_bytes=data_bytes)
 
 
 def _volume(ec2: EC2Client, volume_id: str) -> dict[str, Any]:
@@ -148,8 +190,8 @@ def _zone_exists(ec2: EC2Client, zone: str) -> None:
         raise InvalidRequest(f"zone {zone} is not in this region ({', '.join(zones)})")
 
 
-def _snapshot_claim(ec2: EC2Client, snapshot_id: str, owner: str | None) -> None:
-    """The snapshot exists, and if this account owns it, it is the caller's or nobody's."""
+def _snapshot_claim(ec2: EC2Client, snapshot_id: str, owner: str | None) -> dict[str, Any]:
+    """The snapshot exists, and if this account owns it, it is the caller's or nobody's; as EC2 describes it."""
     try:
         # This account's own first; otherwise one shared with it (or public), which was given to read.
         own = ec2.describe_snapshots(SnapshotIds=[snapshot_id], OwnerIds=["self"])["Snapshots"]
@@ -161,3 +203,6 @@ def _snapshot_claim(ec2: EC2Client, snapshot_id: str, owner: str | None) -> None
     if not found:
         raise InvalidRequest(f"snapshot {snapshot_id} does not exist")
     check_snapshot_claim(snapshot_id, tag_map(found[0].get("Tags")), owner, own=bool(own))
+    if found[0].get("State") == "error":
+        raise InvalidRequest(f"snapshot {snapshot_id} is in error: nothing can be restored from it")
+    return dict(found[0])
