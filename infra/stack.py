@@ -109,6 +109,10 @@ class TrainctlStack(cdk.Stack):
         )
         # Run by `trainctl transfer` against instances; deployed so that people need no document of their own.
         self.transfer_document = self._document("TransferDocument", names.TRANSFER_DOCUMENT, documents.TRANSFER)
+        # Run by `trainctl transfer --to-cache`: fills a folder on an instance's instance store from S3.
+        self.local_cache_document = self._document(
+            "LocalCacheDocument", names.LOCAL_CACHE_DOCUMENT, documents.LOCAL_CACHE
+        )
 
     def _sweep_and_age_guard(
         self, config: DeployConfig, layer: lambda_.ILayerVersion, retention: logs.RetentionDays

@@ -25,6 +25,7 @@ PATHS = {
     "PidFile": "/var/run/trainctl/training.pid",
     "CheckpointDir": "/opt/trainctl/checkpoints",
     "S3Uri": "s3://team-checkpoints/runs/",
+    "CachePath": "/opt/dlami/nvme/trainctl-cache/",
 }
 # Parameters whose pattern allows `/` but which are not paths: process name patterns for pgrep.
 NOT_PATHS = {"ProcessPatterns"}

@@ -10,6 +10,7 @@ TRAINING_CHECK = "training_check"
 SPOT_CHECKPOINT = "spot_checkpoint"
 PREWARM = "prewarm"
 TRANSFER = "transfer"
+LOCAL_CACHE = "local_cache"
 
 
 def load(name: str) -> dict[str, Any]:

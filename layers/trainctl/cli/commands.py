@@ -26,6 +26,7 @@ from trainctl.cli.output import (
     EXIT_USAGE,
     AsJson,
     Output,
+    OutputFormat,
     confirm,
     console,
     emit,
@@ -53,7 +54,14 @@ from trainctl.handwork import instances as hand_instances
 from trainctl.handwork import volumes as hand_volumes
 from trainctl.handwork.ownership import Waivers, ownership
 from trainctl.handwork.refusals import Refused
-from trainctl.handwork.transfer import BadEndpoint, parse_endpoint, transfer
+from trainctl.handwork.transfer import (
+    BadEndpoint,
+    CacheResult,
+    check_cache_endpoints,
+    fill_cache,
+    parse_endpoint,
+    transfer,
+)
 
 __all__ = ["ebs", "instances", "one_line_errors", "resources", "transfer_command"]
 
@@ -928,6 +936,15 @@ def transfer_command(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="A local path, s3://bucket/key or instance:i-...:/path.")],
     destination: Annotated[str, typer.Argument(help="A local path, s3://bucket/key or instance:i-...:/path.")],
+    to_cache: Annotated[
+        bool,
+        typer.Option(
+            "--to-cache",
+            help="Fill a local cache: sync an s3://bucket/prefix/ into a folder on the instance's instance store "
+            "(instance:i-...:/opt/dlami/nvme/FOLDER/ or under /mnt/); only new or changed objects are copied, and "
+            "the instance is tagged with what the fill measured.",
+        ),
+    ] = False,
     region: Region = None,
     as_json: AsJson = False,
     output: Output = None,
@@ -939,9 +956,23 @@ def transfer_command(
     fmt = output_format(ctx, output, as_json)
     try:
         src, dst = parse_endpoint(source), parse_endpoint(destination)
+        if to_cache:
+            check_cache_endpoints(src, dst)
     except BadEndpoint as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     factory, chosen = context(ctx, region, "transfer")
+    if to_cache:
+        filled = fill_cache(
+            src,
+            dst,
+            s3=factory.client("s3", chosen),
+            ssm=factory.ssm(chosen),
+            ec2=factory.ec2(chosen),
+            region=chosen,
+            document=names.LOCAL_CACHE_DOCUMENT,
+        )
+        show_cache_fill(fmt, filled, dst.instance_id)
+        return
     bar = Progress(
         "{task.description}",
         BarColumn(),
@@ -972,6 +1003,62 @@ def transfer_command(
             Text(
                 (f"copied {moved.files} file(s), {moved.bytes:,} bytes " if moved.files else "copied ")
                 + f"via {moved.route}"
+            )
+        ),
+    )
+
+
+def show_cache_fill(fmt: OutputFormat, filled: CacheResult, instance_id: str) -> None:
+    """What a cache fill copied and measured, and the cache against the instance store."""
+    fill, store = filled.fill, filled.store
+    rate = fill.rate_mib_s
+    payload = {
+        "files": fill.copied_files,
+        "bytes": fill.copied_bytes,
+        "route": f"local cache on {instance_id} via SSM ({fill.tool})",
+        "commands": [filled.command_id],
+        "cache": {
+            "instance_id": instance_id,
+            "source": filled.source,
+            "path": filled.path,
+            "seconds": fill.seconds,
+            "rate_mib_s": None if rate is None else round(rate, 1),
+            "source_bytes": filled.data_bytes,
+            "source_objects": filled.objects,
+            "cache_bytes": fill.cache_bytes,
+            "cache_files": fill.cache_files,
+            "filesystem_bytes": fill.store_bytes,
+            "free_bytes": fill.free_bytes,
+            "instance_type": store.instance_type,
+            "instance_store_bytes": store.total_bytes,
+            "tool": fill.tool,
+            "tagged": filled.tagged,
+        },
+    }
+    if filled.tag_error:
+        warn(
+            f"the cache is filled but {instance_id} could not be tagged with the fill ({filled.tag_error}): "
+            "later plans will not learn from it"
+        )
+    copied = (
+        f"copied {fill.copied_files:,} new file(s), {fill.copied_bytes:,} bytes in {fill.seconds:,.1f} s"
+        + (f" ({rate:,.1f} MiB/s)" if rate is not None else "")
+        if fill.copied_files
+        else f"nothing new to copy, the cache already holds every object ({fill.seconds:,.1f} s)"
+    )
+    store_words = (
+        f" for a {store.total_bytes / 10**9:,.0f} GB instance store ({store.instance_type})"
+        if store.total_bytes
+        else f" for {store.instance_type}'s instance store (its size unknown)"
+    )
+    emit(
+        fmt,
+        payload,
+        lambda: console.print(
+            Text(
+                f"{filled.path} on {instance_id}: {copied}. The data is {filled.data_bytes / 10**9:,.2f} GB"
+                f"{store_words}; the cache holds {fill.cache_bytes / 10**9:,.2f} GB and "
+                f"{fill.free_bytes / 10**9:,.1f} GB is free."
             )
         ),
     )

@@ -5,7 +5,13 @@ moto marks every command Success with empty output, so trainctl's training check
 on that instance: the pid file, the process patterns (matched as `pgrep -f` matches), GPU compute processes. An
 instance it was told has no agent refuses SendCommand as SSM refuses an instance it does not manage
 (InvalidInstanceId), and is left out of DescribeInstanceInformation. Instances it was never told about keep
-moto's own answer.
+moto's own answer to the training check.
+
+The local-cache document is answered on every instance with an agent, as its script would: the instance store
+(of the type moto describes) is mounted where the Deep Learning AMIs mount it, a folder elsewhere is refused
+(exit 3), and a fill copies the objects under the prefix in moto's S3 that are new or changed since the folder's
+last fill (s5cmd's default sync: another size, or modified after the copy), reading their bytes; its last line
+is the document's JSON with what it copied, the time the reading took, the cache and the store.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from trainctl.core import names
@@ -28,6 +36,23 @@ class Host:
     processes: tuple[str, ...] = ()  # command lines, as `pgrep -f` matches them
     pid_file_pid: int | None = None  # a live pid in the training pid file
     gpu_processes: bool = False  # nvidia-smi lists compute processes
+    # Where the instance store is mounted, when the instance's type has one (the Deep Learning AMIs' place).
+    instance_store_mount: str = "/opt/dlami/nvme"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    size: int
+    written_at: datetime  # when the emulated sync wrote it (s5cmd leaves a downloaded file's mtime at that time)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheAnswer:
+    """The local-cache document's exit code, standard output and standard error."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
 
 
 def training_check_output(host: Host, parameters: Mapping[str, Iterable[str]]) -> str:
@@ -47,12 +72,40 @@ def training_check_output(host: Host, parameters: Mapping[str, Iterable[str]]) -
     return "TRAINCTL_TRAINING=idle\n"
 
 
+def sync_into_cache(
+    cached: dict[str, CachedFile],
+    objects: Iterable[tuple[str, int, datetime, Any]],
+    *,
+    prefix: str,
+    now: datetime,
+) -> tuple[int, int]:
+    """The sync of an S3 prefix into a cache folder's files (relative path -> file), in place: an object is copied
+    (its bytes read) when the folder lacks it, its size differs, or it changed after the copy. Files copied, bytes."""
+    files = copied = 0
+    for key, size, modified, read in objects:
+        relative = key[len(prefix) :]
+        if key.endswith("/") or not relative:
+            continue  # a folder marker holds nothing to copy
+        had = cached.get(relative)
+        if had is not None and had.size == size and modified <= had.written_at:
+            continue
+        copied += len(read())
+        files += 1
+        cached[relative] = CachedFile(size, now)
+    return files, copied
+
+
 class SsmAgents:
     """The agents of the emulated fleet, by instance id; safe to change while a server thread answers."""
 
-    def __init__(self, training_document: str = names.TRAINING_DOCUMENT) -> None:
+    def __init__(
+        self, training_document: str = names.TRAINING_DOCUMENT, cache_document: str = names.LOCAL_CACHE_DOCUMENT
+    ) -> None:
         self.training_document = training_document
+        self.cache_document = cache_document
         self._hosts: dict[str, Host | None] = {}
+        # Each instance's cache folders: folder -> relative path -> file.
+        self._caches: dict[str, dict[str, dict[str, CachedFile]]] = {}
         self._lock = threading.Lock()
 
     def run(self, instance_id: str, *processes: str, pid_file_pid: int | None = None, gpu: bool = False) -> None:
@@ -89,6 +142,61 @@ class SsmAgents:
         with self._lock:
             return [i for i, host in self._hosts.items() if host is not None]
 
+    def cached(self, instance_id: str, folder: str) -> dict[str, int]:
+        """What the instance's cache folder holds: relative path -> size."""
+        with self._lock:
+            files = self._caches.get(instance_id, {}).get(folder.rstrip("/"), {})
+            return {path: file.size for path, file in files.items()}
+
+    def fill_cache(
+        self,
+        instance_id: str,
+        parameters: Mapping[str, Iterable[str]],
+        *,
+        store_bytes: int | None,
+        now: datetime,
+        bucket_objects: Callable[[str], Iterable[tuple[str, int, datetime, Any]] | None],
+    ) -> CacheAnswer:
+        """The local-cache document on this instance: refuse a folder off the instance store, else sync and report.
+
+        `store_bytes` is the instance type's instance store (None: it has none); `now` is on the objects' clock;
+        `bucket_objects(bucket)` lists a bucket's objects as (key, size, last modified, read), None for no bucket."""
+        uri = "".join(parameters.get("S3Uri", ()))
+        folder = "".join(parameters.get("CachePath", ())).rstrip("/")
+        with self._lock:
+            host = self._hosts.get(instance_id) or Host()
+        mount = host.instance_store_mount.rstrip("/")
+        if store_bytes is None or not (folder == mount or folder.startswith(mount + "/")):
+            return CacheAnswer(
+                3, stderr=f"{folder} is not on an instance-store volume: mount the instance store there first\n"
+            )
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        prefix = key.rstrip("/") + "/" if key else ""  # the document reads its source as a folder, as here
+        listed = bucket_objects(bucket)
+        if listed is None:
+            return CacheAnswer(5, stderr=f"s5cmd could not sync {uri}\n")
+        objects = [item for item in listed if item[0].startswith(prefix)]
+        started = time.perf_counter()
+        with self._lock:
+            cached = self._caches.setdefault(instance_id, {}).setdefault(folder, {})
+            files, copied = sync_into_cache(cached, objects, prefix=prefix, now=now)
+            seconds = time.perf_counter() - started
+            cache_files, cache_bytes = len(cached), sum(file.size for file in cached.values())
+            used = sum(
+                file.size for folder_files in self._caches[instance_id].values() for file in folder_files.values()
+            )
+        report = {
+            "copied_bytes": copied,
+            "copied_files": files,
+            "seconds": seconds,  # the time the reads took, unrounded: an emulated fill is quick
+            "cache_bytes": cache_bytes,
+            "cache_files": cache_files,
+            "store_bytes": store_bytes,
+            "free_bytes": max(store_bytes - used, 0),
+            "tool": "s5cmd",
+        }
+        return CacheAnswer(0, stdout=json.dumps(report) + "\n")
+
 
 @contextmanager
 def emulated_agents(agents: SsmAgents) -> Iterator[SsmAgents]:
@@ -107,6 +215,8 @@ def emulated_agents(agents: SsmAgents) -> Iterator[SsmAgents]:
 
     def invocation_response(self: Any, instance_id: str, plugin_name: str) -> dict[str, Any]:
         answer: dict[str, Any] = original_invocation(self, instance_id, plugin_name)
+        if self.document_name == agents.cache_document:
+            return {**answer, **_cache_invocation(agents, self, instance_id)}
         if self.document_name != agents.training_document or not agents.knows(instance_id):
             return answer
         host = agents.host(instance_id)
@@ -153,3 +263,48 @@ def emulated_agents(agents: SsmAgents) -> Iterator[SsmAgents]:
             del responses_class.describe_instance_information
         else:
             responses_class.describe_instance_information = original_describe
+
+
+def _cache_invocation(agents: SsmAgents, command: Any, instance_id: str) -> dict[str, Any]:
+    """The local-cache document's invocation fields, from moto's EC2 (the instance's type) and S3 (the objects)."""
+    from moto.ec2.exceptions import InvalidInstanceIdError
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+    from moto.s3.models import s3_backends
+    from moto.ssm.exceptions import SSMException
+    from moto.utilities.utils import get_partition
+
+    region = command.backend_region
+    try:
+        machine = ec2_backends[command.account_id][region].get_instance(instance_id)
+    except InvalidInstanceIdError:  # SSM refuses a command to an instance that does not exist, naming none
+        raise SSMException("InvalidInstanceId", "Instances not in a valid state for account") from None
+    info = INSTANCE_TYPES.get(machine.instance_type, {})
+    total = (info.get("InstanceStorageInfo") or {}).get("TotalSizeInGB")
+    store_bytes = int(total) * 10**9 if info.get("InstanceStorageSupported") and total else None
+    buckets = s3_backends[command.account_id][get_partition(region)].buckets
+
+    def bucket_objects(name: str) -> list[tuple[str, int, datetime, Any]] | None:
+        bucket = buckets.get(name)
+        if bucket is None:
+            return None
+        # A delete marker (a versioned bucket's deleted key) has no bytes: nothing to copy.
+        return [
+            (key, item.size, item.last_modified, lambda item=item: item.value)
+            for key, item in bucket.keys.items()
+            if hasattr(item, "value")
+        ]
+
+    # moto keeps an object's LastModified as a naive UTC instant.
+    now = datetime.now(UTC).replace(tzinfo=None)
+    answer = agents.fill_cache(
+        instance_id, command.parameters or {}, store_bytes=store_bytes, now=now, bucket_objects=bucket_objects
+    )
+    status = "Success" if answer.exit_code == 0 else "Failed"
+    return {
+        "Status": status,
+        "StatusDetails": status,
+        "ResponseCode": answer.exit_code,
+        "StandardOutputContent": answer.stdout,
+        "StandardErrorContent": answer.stderr,
+    }

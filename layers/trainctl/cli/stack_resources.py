@@ -14,6 +14,7 @@ from trainctl.aws import state_machines as workflows
 from trainctl.aws.clients import ClientFactory, access_error, error_code
 from trainctl.core.names import (
     LEDGER_TABLE,
+    LOCAL_CACHE_DOCUMENT,
     OUTPUT_LEDGER_TABLE,
     OUTPUT_PREWARM_STATE_MACHINE,
     OUTPUT_PRICE_TABLE,
@@ -54,6 +55,7 @@ DOCUMENTS = {
     SPOT_DOCUMENT: documents.SPOT_CHECKPOINT,
     PREWARM_DOCUMENT: documents.PREWARM,
     TRANSFER_DOCUMENT: documents.TRANSFER,
+    LOCAL_CACHE_DOCUMENT: documents.LOCAL_CACHE,
 }
 
 

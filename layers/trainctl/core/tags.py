@@ -18,6 +18,14 @@ PREWARMED_AT = "trainctl:prewarmed-at"
 PREWARMED_BYTES = "trainctl:prewarmed-bytes"
 PREWARMED_SECONDS = "trainctl:prewarmed-seconds"
 PREWARMED_RATE = "trainctl:prewarmed-rate"
+# The last fill of an instance's local cache (`trainctl transfer --to-cache`), on the instance: where from, into
+# which folder, when, and what it measured (bytes copied, whole seconds, MiB/s), for later plans to learn from.
+CACHE_FROM = "trainctl:cache-from"
+CACHE_PATH = "trainctl:cache-path"
+CACHE_AT = "trainctl:cache-at"
+CACHE_BYTES = "trainctl:cache-bytes"
+CACHE_SECONDS = "trainctl:cache-seconds"
+CACHE_RATE = "trainctl:cache-rate"
 # Spot: ask for recovery, choose a checkpoint hook (by name, from the configured set), and mark what was saved.
 RECOVER = "trainctl:recover"
 CHECKPOINT_HOOK = "trainctl:checkpoint-hook"

@@ -4,15 +4,22 @@ Local and S3 go through boto3's transfer manager (multipart, concurrent) around 
 instance go through trainctl's SSM document (s5cmd, else the AWS CLI on the instance). Local and an instance go
 through a staging S3 prefix, cleaned up afterwards. Every endpoint is parsed against a strict pattern, and each
 bucket and instance it names is read (HeadBucket, DescribeInstances), before anything moves.
+
+The local cache (`fill_cache`) is S3 into a folder on an instance's instance store, through trainctl's local-cache
+document: a sync, so a second fill of the same objects copies nothing. The instance's type must have an instance
+store big enough for the data (DescribeInstanceTypes), and the instance is tagged with what the fill measured.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +28,8 @@ from boto3.s3.transfer import S3Transfer, TransferConfig
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import error_code
+from trainctl.core import tags
+from trainctl.core.clock import Clock, format_instant, system_clock
 from trainctl.core.errors import TrainctlError
 from trainctl.core.paths import below, escaping_keys, is_absolute_path, split_s3_uri
 from trainctl.core.permissions import needs
@@ -34,8 +43,17 @@ if TYPE_CHECKING:
 
 # S3's actions: listing (and HeadBucket) is ListBucket, the transfer manager's reads and writes GetObject and
 # PutObject. The instance is read through trainctl.aws.ec2 (DescribeInstances, declared there).
+# The local cache also reads the instance type's instance store and tags the instance with what a fill measured
+# (trainctl:cache-* keys only).
 PERMISSIONS = needs(
-    "s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObjects", "ssm:SendCommand", "ssm:GetCommandInvocation"
+    "s3:ListBucket",
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObjects",
+    "ssm:SendCommand",
+    "ssm:GetCommandInvocation",
+    "ec2:DescribeInstanceTypes",
+    "ec2:CreateTags",
 )
 
 INSTANCE = re.compile(r"instance:(?P<id>i-(?:[0-9a-f]{8}|[0-9a-f]{17})):(?P<path>/.*)", re.DOTALL)
@@ -266,31 +284,52 @@ def run_on_instance(
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
     """One SSM command through trainctl's transfer document; waits for it and raises if it did not succeed."""
+    command_id, invocation = send_and_wait(
+        ssm,
+        document,
+        instance_id=instance_id,
+        parameters={"Direction": [direction], "S3Uri": [s3_uri], "Path": [path]},
+        comment=f"trainctl transfer {direction}",
+        timeout_seconds=timeout_seconds,
+        sleep=sleep,
+    )
+    status = str(invocation.get("Status", "Pending"))
+    if status != "Success":
+        raise TransferFailed(f"the copy on {instance_id} ended {status}")
+    return command_id
+
+
+def send_and_wait(
+    ssm: SSMClient,
+    document: str,
+    *,
+    instance_id: str,
+    parameters: dict[str, list[str]],
+    comment: str,
+    timeout_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, dict[str, Any]]:
+    """Send one command to one instance and wait until it ends (or the wait does): its id and last invocation."""
     try:
         command_id = str(
             ssm.send_command(
-                DocumentName=document,
-                InstanceIds=[instance_id],
-                Parameters={"Direction": [direction], "S3Uri": [s3_uri], "Path": [path]},
-                Comment=f"trainctl transfer {direction}"[:100],
+                DocumentName=document, InstanceIds=[instance_id], Parameters=parameters, Comment=comment[:100]
             )["Command"]["CommandId"]
         )
     except ClientError as exc:
         raise TransferFailed(f"{instance_id} cannot take the command: {error_code(exc)}") from None
     deadline = time.monotonic() + timeout_seconds
-    status = "Pending"
+    invocation: dict[str, Any] = {"Status": "Pending"}
     while time.monotonic() < deadline:
         try:
-            status = str(ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)["Status"])
+            invocation = dict(ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id))
         except ClientError as exc:
             if error_code(exc) != "InvocationDoesNotExist":
                 raise TransferFailed(f"{instance_id}: {error_code(exc)}") from None
-        if status in _DONE:
+        if invocation.get("Status") in _DONE:
             break
         sleep(2.0)
-    if status != "Success":
-        raise TransferFailed(f"the copy on {instance_id} ended {status}")
-    return command_id
+    return command_id, invocation
 
 
 def refuse_escaping_keys(s3: Any, source: Endpoint, destination: Endpoint) -> None:
@@ -420,3 +459,229 @@ def transfer(
     finally:
         remove_prefix(s3, staged)
     return Moved(moved.files, moved.bytes, f"staged through {staged.uri}", (command,))
+
+
+# ------------------------------------------------------------------------------------------------ local cache
+
+# Where a cache folder may be: where the Deep Learning AMIs mount the instance store, and /mnt, where people mount
+# theirs. The document's allowedPattern repeats this, and on the instance it refuses a folder whose device is not
+# an instance-store disk: the roots keep a typo away from system folders, the device check is the proof.
+CACHE_ROOTS = ("/opt/dlami/nvme", "/mnt")
+CACHE_WAIT_SECONDS = 43200  # the document's own timeoutSeconds: a fill may take as long as the document allows
+# What the document's exit codes mean, in the command line's words (the instance's own text is never repeated).
+CACHE_EXITS = {
+    3: "is not on an instance-store volume there: mount the instance store at that folder first",
+    5: "could not be filled: s5cmd (or the AWS CLI) failed on the instance; see the command's output in SSM",
+}
+GB = 10**9  # EC2 states instance store in decimal GB
+
+
+@dataclass(frozen=True)
+class InstanceStore:
+    """What EC2 says of an instance type's instance store; None where it would not say."""
+
+    instance_type: str
+    present: bool | None
+    total_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class CacheFill:
+    """The document's last line: what this fill copied, how long it took, and the cache and store after it."""
+
+    copied_bytes: int
+    copied_files: int
+    seconds: float
+    cache_bytes: int
+    cache_files: int
+    store_bytes: int
+    free_bytes: int
+    tool: str
+
+    @property
+    def rate_mib_s(self) -> float | None:
+        """MiB/s of what was copied; None when nothing was (a rate over nothing is not a rate)."""
+        if self.copied_bytes <= 0 or self.seconds <= 0:
+            return None
+        return self.copied_bytes / 2**20 / self.seconds
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    fill: CacheFill
+    command_id: str
+    source: str
+    path: str
+    data_bytes: int
+    objects: int
+    store: InstanceStore
+    tagged: bool
+    tag_error: str = ""
+
+
+def check_cache_endpoints(source: Endpoint, destination: Endpoint) -> None:
+    """Pure: an S3 prefix into a folder under a cache root on an instance; anything else is wrong usage."""
+    if source.kind != "s3" or not source.is_directory:
+        raise BadEndpoint("a cache is filled from an S3 prefix: give s3://bucket/prefix/ (ending in /) as the source")
+    if destination.kind != "instance":
+        raise BadEndpoint(
+            "a cache lives on an instance: give instance:i-...:/opt/dlami/nvme/FOLDER/ as the destination"
+        )
+    folder = destination.path.rstrip("/")
+    if not any(folder.startswith(root + "/") for root in CACHE_ROOTS):
+        raise BadEndpoint(
+            f"{one_line(destination.path, 120)} is not a folder under the instance store's mount "
+            f"({' or '.join(root + '/' for root in CACHE_ROOTS)})"
+        )
+
+
+def instance_store(ec2: EC2Client, instance_type: str) -> InstanceStore:
+    """The type's instance store from DescribeInstanceTypes; unknown (None) where EC2 does not answer for it."""
+    try:
+        found = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]  # type: ignore[list-item]
+    except ClientError:
+        return InstanceStore(instance_type, None)
+    if not found or found[0].get("InstanceStorageSupported") is None:
+        return InstanceStore(instance_type, None)
+    total = found[0].get("InstanceStorageInfo", {}).get("TotalSizeInGB")
+    return InstanceStore(instance_type, bool(found[0]["InstanceStorageSupported"]), total * GB if total else None)
+
+
+def check_cache_fits(store: InstanceStore, data_bytes: int, instance_id: str) -> None:
+    """Pure: a type without instance store, or one too small for the data, is refused before anything is sent."""
+    if store.present is False:
+        raise Refused(
+            f"{instance_id} is a {store.instance_type}, which has no instance store: a local cache needs one "
+            "(stream from S3 or pre-warm an EBS volume instead); nothing was sent"
+        )
+    if store.total_bytes is not None and data_bytes > store.total_bytes:
+        raise Refused(
+            f"the data ({data_bytes / GB:,.1f} GB) does not fit the {store.total_bytes / GB:,.0f} GB instance store "
+            f"of {instance_id} ({store.instance_type}); nothing was sent"
+        )
+
+
+def parse_cache_report(output: str) -> CacheFill | None:
+    """Pure: the document's figures from its last JSON line; None when it printed none."""
+    for line in reversed(output.strip().splitlines()):
+        try:
+            found = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(found, dict) or "copied_bytes" not in found:
+            continue
+        try:
+            return CacheFill(
+                copied_bytes=int(found["copied_bytes"]),
+                copied_files=int(found["copied_files"]),
+                seconds=float(found["seconds"]),
+                cache_bytes=int(found["cache_bytes"]),
+                cache_files=int(found["cache_files"]),
+                store_bytes=int(found["store_bytes"]),
+                free_bytes=int(found["free_bytes"]),
+                tool=str(found["tool"]) if found.get("tool") in ("s5cmd", "aws-cli") else "unknown",
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+def cache_tags(fill: CacheFill, *, source: str, path: str, at: datetime) -> list[dict[str, str]]:
+    """Pure: the instance's record of its last fill. Plain values a later plan reads back: the source (its
+    SHA-256 where the URI is longer than a tag value may be), the folder, the instant, bytes copied, whole
+    seconds and MiB/s to one decimal (no rate when nothing was copied)."""
+    origin = source if len(source) <= 256 else "sha256:" + hashlib.sha256(source.encode()).hexdigest()
+    found = [
+        {"Key": tags.CACHE_FROM, "Value": origin},
+        {"Key": tags.CACHE_PATH, "Value": path[:256]},
+        {"Key": tags.CACHE_AT, "Value": format_instant(at)},
+        {"Key": tags.CACHE_BYTES, "Value": str(fill.copied_bytes)},
+        {"Key": tags.CACHE_SECONDS, "Value": str(round(fill.seconds))},
+    ]
+    rate = fill.rate_mib_s
+    if rate is not None:
+        found.append({"Key": tags.CACHE_RATE, "Value": f"{rate:.1f}"})
+    return found
+
+
+def data_under(s3: Any, source: Endpoint) -> tuple[int, int]:
+    """Bytes and objects under the prefix (folder markers hold nothing); a key that would climb out of the cache
+    folder, or an empty prefix, stops the fill before anything is sent."""
+    found = [item for item in _objects(s3, source.bucket, source.key) if not item["Key"].endswith("/")]
+    if not found:
+        raise TransferFailed(f"nothing under {source.uri}: nothing was sent")
+    escaping = escaping_keys((item["Key"] for item in found), source.key)
+    if escaping:
+        raise TransferFailed(
+            f"{len(escaping)} key(s) under {source.uri} would be written outside the cache folder, "
+            f"for example {one_line(escaping[0], 80)}: nothing was sent"
+        )
+    return sum(int(item["Size"]) for item in found), len(found)
+
+
+def fill_cache(
+    source: Endpoint,
+    destination: Endpoint,
+    *,
+    s3: Any,
+    ssm: SSMClient,
+    ec2: EC2Client,
+    region: str,
+    document: str,
+    clock: Clock = system_clock,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CacheResult:
+    """Fill (or top up) a cache folder on an instance's instance store from an S3 prefix, then tag the instance.
+
+    Reads first (the instance running, its type's instance store, the bucket, the objects); one SendCommand; a
+    tag write only when the fill copied something, so the tags keep describing the last fill that moved data."""
+    check_cache_endpoints(source, destination)
+    try:
+        machine = instance(ec2, region, destination.instance_id)
+    except NotFound as exc:
+        raise NotFound(f"{exc}: nothing was sent") from None
+    if machine.state != "running":
+        raise Refused(
+            f"{destination.instance_id} is {one_line(machine.state, 20)}, not running: the cache is filled on the "
+            "instance, so start it first; nothing was sent"
+        )
+    store = instance_store(ec2, machine.instance_type)
+    check_cache_fits(store, 0, destination.instance_id)
+    check_bucket(s3, source.bucket)
+    data_bytes, objects = data_under(s3, source)
+    check_cache_fits(store, data_bytes, destination.instance_id)
+    folder = destination.path.rstrip("/") + "/"
+    command_id, invocation = send_and_wait(
+        ssm,
+        document,
+        instance_id=destination.instance_id,
+        parameters={"S3Uri": [source.uri], "CachePath": [folder]},
+        comment="trainctl transfer --to-cache",
+        timeout_seconds=CACHE_WAIT_SECONDS,
+        sleep=sleep,
+    )
+    status = str(invocation.get("Status", "Pending"))
+    if status != "Success":
+        code = invocation.get("ResponseCode")
+        words = CACHE_EXITS.get(code) if isinstance(code, int) else None
+        if words:
+            raise TransferFailed(f"{folder} on {destination.instance_id} {words}")
+        raise TransferFailed(f"the cache fill on {destination.instance_id} ended {one_line(status, 30)}")
+    fill = parse_cache_report(str(invocation.get("StandardOutputContent", "")))
+    if fill is None:
+        raise TransferFailed(
+            f"the cache fill on {destination.instance_id} succeeded but reported no figures: is the "
+            f"{document} document trainctl's?"
+        )
+    tagged, tag_error = False, ""
+    if fill.copied_bytes > 0:
+        try:
+            ec2.create_tags(
+                Resources=[destination.instance_id],
+                Tags=cache_tags(fill, source=source.uri, path=folder, at=clock()),  # type: ignore[arg-type]
+            )
+            tagged = True
+        except ClientError as exc:
+            # The data is in place: the fill stands, and the missing record is said, not hidden.
+            tag_error = error_code(exc)
+    return CacheResult(fill, command_id, source.uri, folder, data_bytes, objects, store, tagged, tag_error)
