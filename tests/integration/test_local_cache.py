@@ -149,7 +149,7 @@ def test_a_second_fill_of_the_same_objects_copies_nothing_and_a_changed_object_i
         ("s3://datasets/run-1/", "instance:{id}:/opt/dlami/nvme", 2, "not a folder under the instance store"),
         ("s3://datasets/run-1/../run-2/", "instance:{id}:/mnt/cache/", 2, "no . or .. parts"),
         ("s3://datasets/run-1/meta.json", "instance:{id}:/mnt/cache/", 2, "from an S3 prefix"),
-        ("s3://datasets/run-1/", "/tmp/cache/", 2, "a cache lives on an instance"),
+        ("s3://datasets/run-1/", "local-cache/", 2, "a cache lives on an instance"),
         # Found by reading AWS: refused, nothing sent.
         ("s3://datasets/run-1/", "instance:i-0123456789abcdef0:/mnt/cache/", 1, "no instance i-0123456789abcdef0"),
         ("s3://no-such-bucket/run-1/", "instance:{id}:/mnt/cache/", 1, "no S3 bucket named no-such-bucket"),
