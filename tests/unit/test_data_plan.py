@@ -6,7 +6,10 @@ a comment, never copied from the plan's output. Units: GB = 10^9 bytes, GiB = 2^
 
 from __future__ import annotations
 
+import json
 import math
+from importlib import resources
+from typing import Any
 
 import pytest
 
@@ -57,6 +60,8 @@ def test_big_run_figures_come_from_the_table(table: DataTable, prices: PriceFile
     # The facts the sums below rest on, read once: if the table changes, these say which figure moved.
     facts = table.instances["p5.48xlarge"]
     assert (facts.vcpus, facts.network_gbps, facts.ebs_gbps, facts.instance_store_gb) == (192, 3200, 80, 30400)
+    # No burst on a p5.48xlarge: its baselines are its maximums, so nothing below depends on a burst.
+    assert (facts.network_baseline_gbps, facts.ebs_baseline_gbps) == (3200, 80)
     assert table.value("s3_get_per_second_per_prefix") == 5500
     assert table.value("ebs_initialization_rate_mib_s") == 300
 
@@ -123,19 +128,62 @@ def test_big_run_snapshot_with_an_initialisation_rate(big: Plan, table: DataTabl
     assert estimate.unpriced == ["the provisioned initialisation rate (no published price found)"]
 
 
-def test_big_run_fast_restore_has_credits_for_one_volume(big: Plan, table: DataTable) -> None:
+def test_big_run_fast_restore_waits_for_optimising_and_a_credit_per_volume(
+    big: Plan, table: DataTable, prices: PriceFile
+) -> None:
+    hourly = prices.prices[_instance_key("p5.48xlarge")].cost(1)  # $55.04
     estimate = big.estimate("fast-restore")
-    # Credits: max(1, min(10, 1,024 / 1,863 = 0.5497)) = 1 in the bucket, refilling 0.5497 an hour: one volume is
-    # fast-restored, the other 7 would wait ceil(7 / 0.5497) = 13 h for credits, so they restore at 300 MiB/s in
-    # 6,359.04 s instead.
-    assert "1 of 8 volume(s)" in estimate.assumptions[0]
-    assert estimate.first_epoch_seconds == pytest.approx(1863 * 1024 / 300)
-    # FSR itself, billed by the minute: enabled for ceil(6,359.04 / 60) = ceil(105.98) = 106 minutes = 1.7667 h
-    # x $0.75 = $1.325 (above the 1-hour minimum); the volumes and the snapshot as above.
-    fsr = table.value("fsr_usd_per_dsu_hour") * 106 / 60
-    snapshot_rate = big.estimate("snapshot-rate").data_path_usd
-    assert snapshot_rate is not None and estimate.data_path_usd is not None
-    assert estimate.data_path_usd - snapshot_rate == pytest.approx(fsr)
+    # Enabled, the 1,863 GiB snapshot first optimises at 60 minutes per TiB: 1,863 / 1,024 TiB x 60 min =
+    # 109.16 min = 6,549.61 s. Only then does the plan count credits: the bucket starts at zero and fills at
+    # min(10, 1,024 / 1,863) = 0.54965 credits an hour, so each credit takes 1 / 0.54965 h = 1.8193 h = 6,549.61 s
+    # (the same as optimising, since 60 min per TiB is 1,024 GiB an hour). One credit per volume, 8 volumes:
+    # the last is made at 6,549.61 + 8 x 6,549.61 = 9 x 6,549.61 = 58,946.48 s (16.37 h); the first epoch waits
+    # for it. Old plan: one credit at once and the 7 others at 300 MiB/s, 6,359.04 s.
+    gib = math.ceil(TWO_TB / 2**30)
+    optimise = gib / 1024 * table.value("fsr_optimise_minutes_per_tib") * 60
+    per_credit = 3600 / min(table.value("fsr_credit_cap"), table.value("fsr_credit_numerator_gib") / gib)
+    assert optimise == pytest.approx(6549.61, abs=0.01) and per_credit == pytest.approx(6549.61, abs=0.01)
+    last = optimise + 8 * per_credit
+    assert last == pytest.approx(58946.48, abs=0.01)
+    assert estimate.first_epoch_seconds == pytest.approx(last)
+    # Epochs as in the snapshot-rate row: 238.42 s each (1,000 MiB/s, below the p5's 80 Gbps), 4,768.37 s in all;
+    # the last reads end at 58,946.48 + 4,768.37 = 63,714.85 s = 17.699 h.
+    epoch = TWO_TB / 8 / (1000 * 2**20)
+    assert estimate.epoch_read_seconds == pytest.approx(epoch)
+    end = last + 20 * epoch
+    # Waiting: 17.699 h x 8 x $55.04 = $7,793.03.
+    assert estimate.waiting_usd == pytest.approx(end / 3600 * 8 * hourly)
+    assert estimate.waiting_usd == pytest.approx(7793.03, abs=0.01)
+    # Data path. FSR is billed by the minute from enabling, optimising included, until the last volume is made:
+    # ceil(58,946.48 / 60) = 983 min = 16.383 h x $0.75 = $12.29. Volume i (1..8) is made at 6,549.61 x (1 + i) s
+    # and priced until the end: 8 x 63,714.85 - 6,549.61 x (2 + ... + 9 = 44) = 221,536.0 s = 61.538 volume-hours
+    # x (1,863 GiB x $0.08 + 875 MiB/s x $0.04 = $184.04 a month) / 730 = $15.51. The snapshot for the whole
+    # 17.699 h: 1,863 x $0.05 x 17.699 / 730 = $2.26. In all $30.06.
+    fsr = table.value("fsr_usd_per_dsu_hour") * math.ceil(last / 60) / 60
+    assert fsr == pytest.approx(0.75 * 983 / 60)
+    volume_hours = sum(end - (optimise + i * per_credit) for i in range(1, 9)) / 3600
+    assert volume_hours == pytest.approx(61.538, abs=0.001)
+    volumes = volume_hours * (gib * 0.08 + 875 * 0.04) / 730
+    snapshot = gib * 0.05 * end / 3600 / 730
+    assert estimate.data_path_usd == pytest.approx(fsr + volumes + snapshot)
+    assert estimate.data_path_usd == pytest.approx(30.06, abs=0.01)
+    assert "starts empty and earns 0.55 credit(s) an hour" in estimate.assumptions[1]
+
+
+def test_one_small_volume_still_waits_for_optimising_and_its_first_credit(small: Plan, table: DataTable) -> None:
+    estimate = small.estimate("fast-restore")
+    # 50 GB is ceil(5e10 / 2^30) = 47 GiB: optimising 47 / 1,024 TiB x 60 min = 2.754 min = 165.23 s; the bucket
+    # starts empty and fills at min(10, 1,024 / 47 = 21.79) = 10 credits an hour: the first credit after 360 s.
+    # The volume comes 165.23 + 360 = 525.23 s after enabling (old plan: at once, 0 s).
+    optimise = 47 / 1024 * table.value("fsr_optimise_minutes_per_tib") * 60
+    first_credit = 3600 / table.value("fsr_credit_cap")
+    assert optimise + first_credit == pytest.approx(525.23, abs=0.01)
+    assert estimate.first_epoch_seconds == pytest.approx(optimise + first_credit)
+    # 525.23 s is under the one-hour minimum: FSR bills a whole DSU-hour, $0.75, above the volume and snapshot.
+    assert estimate.data_path_usd is not None
+    assert estimate.data_path_usd - table.value("fsr_usd_per_dsu_hour") == pytest.approx(
+        small.estimate("snapshot-rate").data_path_usd or 0, abs=0.01
+    )
 
 
 def test_big_run_recommends_the_cheapest_priced_strategy(big: Plan) -> None:
@@ -191,6 +239,94 @@ def test_small_run_prewarmed_ebs(small: Plan) -> None:
     assert estimate.first_epoch_seconds == pytest.approx(5e10 / (1000 * 2**20))
     assert estimate.epoch_read_seconds == pytest.approx(5e10 / 4.375e8)
     assert "47 GiB" in estimate.assumptions[0]
+
+
+# ------------------------------------------------------------- 200 GB on one g5.xlarge for 5 epochs: past the burst
+
+TWO_HUNDRED_GB = 200 * 10**9
+TWO_HUNDRED_THOUSAND = 200_000
+
+
+@pytest.fixture(scope="module")
+def long(table: DataTable, prices: PriceFile) -> Plan:
+    return make_plan(
+        table, prices, size=TWO_HUNDRED_GB, objects=TWO_HUNDRED_THOUSAND, instance_type="g5.xlarge", count=1, epochs=5
+    )
+
+
+def test_small_types_name_their_baselines_as_the_guide_does(table: DataTable) -> None:
+    # network burst / baseline and EBS maximum / baseline, Gbps, from the EC2 Instance Types Guide.
+    found = {
+        name: (f.network_gbps, f.network_baseline_gbps, f.ebs_gbps, f.ebs_baseline_gbps)
+        for name, f in table.instances.items()
+    }
+    assert found == {
+        "p5.48xlarge": (3200, 3200, 80, 80),
+        "p4d.24xlarge": (400, 400, 19, 19),
+        "g5.xlarge": (10, 2.5, 3.5, 0.7),
+        "g6.xlarge": (10, 2.5, 5, 1.0),
+        "g4dn.xlarge": (25, 5, 3.5, 0.95),
+    }
+    assert (table.value("ebs_burst_minutes"), table.value("network_burst_minutes")) == (30, 5)
+
+
+def test_a_baseline_above_the_maximum_is_refused_when_the_table_is_read() -> None:
+    raw: dict[str, Any] = json.loads(
+        resources.files("trainctl.data").joinpath("figures.json").read_text(encoding="utf-8")
+    )
+    raw["instances"]["g5.xlarge"]["ebs_baseline_gbps"] = 7
+    with pytest.raises(ValueError) as refused:
+        DataTable.from_json(raw)
+    assert str(refused.value) == "g5.xlarge: ebs_baseline_gbps must be above 0 and at most ebs_gbps"
+
+
+def test_a_small_type_reads_its_volume_at_the_ebs_baseline_after_30_minutes(
+    long: Plan, table: DataTable, prices: PriceFile
+) -> None:
+    hourly = prices.prices[_instance_key("g5.xlarge")].cost(1)  # $1.006
+    facts = table.instances["g5.xlarge"]
+    # 5 epochs x 2e11 bytes = 1e12 bytes read from the volume. For 30 minutes at min(1,000 MiB/s = 1.048576e9 B/s,
+    # 3.5 Gbps = 4.375e8 B/s) = 4.375e8 B/s: 1,800 s move 7.875e11 bytes. The other 2.125e11 at min(1.048576e9,
+    # the 0.7 Gbps baseline = 8.75e7 B/s) = 8.75e7 B/s: 2,428.57 s. In all 4,228.57 s, 845.71 s an epoch on
+    # average. Old plan: 2e11 / 4.375e8 = 457.14 s every epoch, as if the maximum held for ever.
+    peak = min(1000 * 2**20, facts.ebs_gbps * 1e9 / 8)
+    baseline = min(1000 * 2**20, facts.ebs_baseline_gbps * 1e9 / 8)
+    burst = table.value("ebs_burst_minutes") * 60
+    reads = burst + (5 * TWO_HUNDRED_GB - peak * burst) / baseline
+    assert (peak, baseline) == (4.375e8, 8.75e7)
+    assert reads == pytest.approx(4228.57, abs=0.01)
+    for strategy in ("prewarmed-ebs", "snapshot-rate", "fast-restore"):
+        estimate = long.estimate(strategy)
+        assert estimate.epoch_read_seconds == pytest.approx(reads / 5), strategy
+        assert "0.7 Gbps baseline after" in " ".join(estimate.assumptions), strategy
+    # Snapshot at the init rate: ceil(2e11 / 2^30) = 187 GiB x 1,024 MiB / 300 MiB/s = 638.29 s, then the reads:
+    # (638.29 + 4,228.57) s = 1.3519 h x $1.006 = $1.36 of waiting.
+    initialise = 187 * 1024 / table.value("ebs_initialization_rate_mib_s")
+    assert long.estimate("snapshot-rate").waiting_usd == pytest.approx((initialise + reads) / 3600 * hourly)
+    assert long.estimate("snapshot-rate").waiting_usd == pytest.approx(1.36, abs=0.01)
+
+
+def test_a_small_types_network_falls_to_its_baseline_after_its_burst(long: Plan, table: DataTable) -> None:
+    facts = table.instances["g5.xlarge"]
+    burst = table.value("network_burst_minutes") * 60  # 5 minutes, the low end of AWS's "5 to 60"
+    peak = facts.network_gbps * 1e9 / 8  # 10 Gbps = 1.25e9 B/s
+    baseline = facts.network_baseline_gbps * 1e9 / 8  # 2.5 Gbps = 3.125e8 B/s
+    # Streaming 5 epochs reads 1e12 bytes: 300 s at 1.25e9 move 3.75e11, the other 6.25e11 at 3.125e8 take
+    # 2,000 s: 2,300 s, 460 s an epoch (above 200,000 GETs / 5,500 = 36.36 s). Old plan: 2e11 / 1.25e9 = 160 s.
+    streaming = burst + (5 * TWO_HUNDRED_GB - peak * burst) / baseline
+    assert streaming == pytest.approx(2300)
+    assert long.estimate("streaming").epoch_read_seconds == pytest.approx(streaming / 5)
+    # S3 Express One Zone: the copy's 2e11 bytes take 160 s of the burst; its 140 s left move 1.75e11 of the
+    # epochs' 1e12, the other 8.25e11 at 3.125e8 take 2,640 s: 2,780 s, 556 s an epoch.
+    express = long.estimate("s3-express")
+    assert express.first_epoch_seconds == pytest.approx(TWO_HUNDRED_GB / peak)
+    left = burst - TWO_HUNDRED_GB / peak
+    epochs = left + (5 * TWO_HUNDRED_GB - peak * left) / baseline
+    assert (left, epochs) == (pytest.approx(140), pytest.approx(2780))
+    assert express.epoch_read_seconds == pytest.approx(epochs / 5)
+    # The local cache's fill, 2e11 bytes in 160 s, ends inside the burst: a g5.xlarge's 250 GB of instance store
+    # is less than the burst's 3.75e11 bytes, so its fill never reaches the baseline.
+    assert long.estimate("local-cache").first_epoch_seconds == pytest.approx(TWO_HUNDRED_GB / peak)
 
 
 def test_a_dataset_larger_than_the_instance_store_has_no_local_cache(table: DataTable, prices: PriceFile) -> None:

@@ -247,8 +247,50 @@ def _ebs_volume_usd(gib: float, hours: float, prices: EbsPrices, table: DataTabl
     return count * monthly * hours / HOURS_PER_MONTH
 
 
-def _ebs_read_rate(fleet: Fleet, table: DataTable) -> float:
-    return min(table.value("gp3_throughput_mib_s") * MIB, fleet.facts.ebs_bytes_per_second)
+def _burst_then_baseline(size: float, peak: float, baseline: float, burst_seconds: float) -> float:
+    """Seconds to move `size` bytes at `peak` for the first `burst_seconds`, at `baseline` after."""
+    if size <= peak * burst_seconds:
+        return size / peak
+    return burst_seconds + (size - peak * burst_seconds) / baseline
+
+
+def _ebs_reads_seconds(size: float, fleet: Fleet, table: DataTable) -> float:
+    """One instance reading `size` bytes from its gp3 volume: the volume's throughput or the instance's EBS
+    bandwidth, whichever is lower; a small type holds its EBS maximum 30 minutes, then its baseline."""
+    volume = table.value("gp3_throughput_mib_s") * MIB
+    peak = min(volume, fleet.facts.ebs_bytes_per_second)
+    baseline = min(volume, fleet.facts.ebs_baseline_bytes_per_second)
+    return _burst_then_baseline(size, peak, baseline, table.value("ebs_burst_minutes") * 60)
+
+
+def _ebs_read_words(fleet: Fleet, epochs: int, table: DataTable) -> str:
+    facts = fleet.facts
+    words = f"epochs read at min(the volume's {table.value('gp3_throughput_mib_s'):,.0f} MiB/s, the instance's "
+    if facts.ebs_baseline_gbps >= facts.ebs_gbps:
+        return words + f"{facts.ebs_gbps:g} Gbps EBS bandwidth)"
+    return words + (
+        f"EBS bandwidth): {facts.ebs_gbps:g} Gbps for the first {table.value('ebs_burst_minutes'):g} minutes of "
+        f"reads (AWS: at least once every 24 hours), its {facts.ebs_baseline_gbps:g} Gbps baseline after; "
+        f"the per-epoch figure is the mean of {epochs} epoch(s)"
+    )
+
+
+def _network_seconds(size: float, fleet: Fleet, table: DataTable, share: float = 1.0) -> float:
+    """One instance moving `size` bytes over its network: an "up to" type bursts a few minutes, then holds its
+    baseline."""
+    peak = fleet.facts.network_bytes_per_second * share
+    baseline = fleet.facts.network_baseline_bytes_per_second * share
+    return _burst_then_baseline(size, peak, baseline, table.value("network_burst_minutes") * 60)
+
+
+def _network_words(fleet: Fleet, table: DataTable) -> str:
+    facts = fleet.facts
+    if facts.network_baseline_gbps >= facts.network_gbps:
+        return f"{facts.network_gbps:g} Gbps"
+    return (
+        f"up to {facts.network_gbps:g} Gbps for {table.value('network_burst_minutes'):g} minutes, the low end of "
+        f"AWS's 5 to 60, then its {facts.network_baseline_gbps:g} Gbps baseline"
+    )
 
 
 def _finish(estimate: Estimate, fleet: Fleet, epochs: int) -> Estimate:
@@ -264,7 +306,8 @@ def _finish(estimate: Estimate, fleet: Fleet, epochs: int) -> Estimate:
 
 def streaming(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -> Estimate:
     share = table.value("stream_share_of_network")
-    bandwidth = dataset.size_bytes / fleet.count / (fleet.facts.network_bytes_per_second * share)
+    # The burst is spent once, on the run's first reads: the per-epoch figure is the mean of the run's epochs.
+    bandwidth = _network_seconds(epochs * dataset.size_bytes / fleet.count, fleet, table, share) / epochs
     requests = _requests_seconds(dataset.objects, dataset, table)
     gets = _gets_usd(epochs * dataset.objects, fleet, table)
     estimate = Estimate(
@@ -275,7 +318,8 @@ def streaming(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -> 
         data_path_usd=_sum(gets, _list_usd(dataset, fleet, table)),
         assumptions=[
             "reads start at once; each epoch every instance reads its share over the network "
-            f"({fleet.facts.network_gbps:g} Gbps{' at most, a burst figure' if fleet.facts.network_up_to else ''})",
+            f"({_network_words(fleet, table)}"
+            f"{'; the per-epoch figure is the mean of the run' if fleet.facts.network_up_to else ''})",
             _request_assumption(dataset, table),
             "one GET per object per epoch; S3 to EC2 in the same region moves no billed bytes",
         ],
@@ -292,8 +336,11 @@ def local_cache(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -
             else f"{fleet.instance_type} has no instance store"
         )
         return Estimate("local-cache", False, why_not=f"{why}: the dataset does not fit")
-    rate = fleet.facts.network_bytes_per_second * table.value("s5cmd_share_of_network")
-    fill = max(dataset.size_bytes / rate, _requests_seconds(fleet.count * dataset.objects, dataset, table))
+    share = table.value("s5cmd_share_of_network")
+    fill = max(
+        _network_seconds(dataset.size_bytes, fleet, table, share),
+        _requests_seconds(fleet.count * dataset.objects, dataset, table),
+    )
     estimate = Estimate(
         "local-cache",
         True,
@@ -302,7 +349,7 @@ def local_cache(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -
         data_path_usd=_sum(_gets_usd(fleet.count * dataset.objects, fleet, table), _list_usd(dataset, fleet, table)),
         assumptions=[
             "each instance fills its instance store with the whole dataset once, with s5cmd at the network's "
-            "rate (an assumption), all instances at once against S3's request rate",
+            f"rate (an assumption; {_network_words(fleet, table)}), all instances at once against S3's request rate",
             _request_assumption(dataset, table),
             "reads from the instance store are counted as free: it is local NVMe and no published read rate "
             "per device was found; the cache is lost when the instance stops",
@@ -318,7 +365,8 @@ def prewarmed_ebs(
     learned = past.median_mib_s
     copy_rate = (learned if learned is not None else provisioned) * MIB
     copy = max(dataset.size_bytes / copy_rate, _requests_seconds(fleet.count * dataset.objects, dataset, table))
-    epoch = dataset.size_bytes / fleet.count / _ebs_read_rate(fleet, table)
+    # The worker fills the volume, not the training instance: its EBS burst is still whole for the epochs.
+    epoch = _ebs_reads_seconds(epochs * dataset.size_bytes / fleet.count, fleet, table) / epochs
     gib = math.ceil(dataset.size_bytes / GIB)
     hours = (copy + epochs * epoch) / 3600
     rate_words = (
@@ -339,8 +387,7 @@ def prewarmed_ebs(
         assumptions=[
             f"one gp3 volume of {gib:,} GiB per instance (a volume attaches to one instance), each filled "
             f"from S3 by a worker at {rate_words}",
-            f"epochs read at min(the volume's {provisioned:,.0f} MiB/s, the instance's "
-            f"{fleet.facts.ebs_gbps:g} Gbps EBS bandwidth)",
+            _ebs_read_words(fleet, epochs, table),
             "the volumes are priced for the hours until the last epoch's reads end (a lower bound); "
             "the worker instance is not counted",
         ],
@@ -360,7 +407,7 @@ def snapshot_rate(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable,
     rate = table.value("ebs_initialization_rate_mib_s")
     gib = math.ceil(dataset.size_bytes / GIB)
     initialise = gib * GIB / (rate * MIB)
-    epoch = dataset.size_bytes / fleet.count / _ebs_read_rate(fleet, table)
+    epoch = _ebs_reads_seconds(epochs * dataset.size_bytes / fleet.count, fleet, table) / epochs
     hours = (initialise + epochs * epoch) / 3600
     estimate = Estimate(
         "snapshot-rate",
@@ -372,6 +419,7 @@ def snapshot_rate(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable,
             "a snapshot of the dataset exists (a first pre-warm from S3 makes one); each instance's volume is "
             f"restored from it with a provisioned initialisation rate of {rate:g} MiB/s, all at once",
             "the first epoch waits until the volume is initialised (blocks read earlier come at the lazy-load pace)",
+            _ebs_read_words(fleet, epochs, table),
         ],
     )
     if table.price("ebs_initialization_usd_per_gib", fleet.region) is None:
@@ -383,36 +431,39 @@ def fast_restore(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable, 
     gib = math.ceil(dataset.size_bytes / GIB)
     if gib > table.value("fsr_max_snapshot_gib"):
         return Estimate("fast-restore", False, why_not="fast snapshot restore takes snapshots of 16 TiB or less")
-    cap = table.value("fsr_credit_cap")
-    numerator = table.value("fsr_credit_numerator_gib")
-    bucket = max(1.0, min(cap, numerator / gib))
-    refill_per_hour = min(cap, numerator / gib)
-    fast = min(fleet.count, math.floor(bucket))
-    rest = fleet.count - fast
-    rate = table.value("ebs_initialization_rate_mib_s")
-    # Volumes past the bucket's credits wait for a refill or come uninitialised: the plan restores them at the
-    # provisioned rate instead, whichever is sooner.
-    slow = 0.0
-    if rest:
-        slow = min(math.ceil(rest / refill_per_hour) * 3600, gib * GIB / (rate * MIB))
-    epoch = dataset.size_bytes / fleet.count / _ebs_read_rate(fleet, table)
-    hours = (slow + epochs * epoch) / 3600
+    # The snapshot optimises first (60 minutes per TiB), then its credit bucket, empty when FSR is enabled, earns
+    # min(10, 1,024 / GiB) credits an hour; each volume spends one, made as soon as its credit is earned.
+    optimise = gib / 1024 * table.value("fsr_optimise_minutes_per_tib") * 60
+    per_hour = min(table.value("fsr_credit_cap"), table.value("fsr_credit_numerator_gib") / gib)
+    made = [optimise + volume / per_hour * 3600 for volume in range(1, fleet.count + 1)]
+    last = made[-1]
+    epoch = _ebs_reads_seconds(epochs * dataset.size_bytes / fleet.count, fleet, table) / epochs
+    end = last + epochs * epoch
+    # Each volume is priced from its making until the last epoch's reads end; the snapshot for the whole time.
+    volume_hours = sum(end - at for at in made) / 3600
     dsu = table.price("fsr_usd_per_dsu_hour", fleet.region)
-    # Billed per minute with a one-hour minimum, for the hours it stays enabled: until the last volume is made.
-    fsr_usd = None if dsu is None else dsu * max(1.0, math.ceil(slow / 60) / 60)
+    # Billed per minute with a one-hour minimum, from enabling (optimising included) until the last volume is made.
+    fsr_usd = None if dsu is None else dsu * max(1.0, math.ceil(last / 60) / 60)
     estimate = Estimate(
         "fast-restore",
         True,
-        first_epoch_seconds=slow,
+        first_epoch_seconds=last,
         epoch_read_seconds=epoch,
         data_path_usd=_sum(
-            fsr_usd, _ebs_volume_usd(gib, hours, prices, table, fleet.count), _snapshot_usd(gib, hours, prices)
+            fsr_usd,
+            _ebs_volume_usd(gib, volume_hours, prices, table, 1),
+            _snapshot_usd(gib, end / 3600, prices),
         ),
         assumptions=[
-            f"a {gib:,} GiB snapshot's credit bucket holds {bucket:g} credit(s) and refills "
-            f"{refill_per_hour:.3g} an hour: {fast} of {fleet.count} volume(s) are fully initialised at creation",
-            *([f"the other {rest} wait for credits or restore at {rate:g} MiB/s, whichever is sooner"] if rest else []),
-            "fast snapshot restore is enabled in one zone until the last volume is made, one hour at least",
+            f"a snapshot of the dataset exists; fast snapshot restore is enabled in {fleet.zone} and the {gib:,} GiB "
+            f"snapshot optimises first, {table.value('fsr_optimise_minutes_per_tib'):g} minutes per TiB "
+            f"({optimise / 3600:.3g} h); only then does the plan count volume creation credits",
+            f"the snapshot's credit bucket starts empty and earns {per_hour:.3g} credit(s) an hour (at most "
+            f"{max(1.0, per_hour):.3g} held): one credit per volume, so the {fleet.count} volume(s) are fully "
+            f"initialised {(last - optimise) / 3600:.3g} h after optimising ends, the first epoch waits for the last",
+            "fast snapshot restore is billed from enabling until the last volume is made, one hour at least; each "
+            "volume from its making",
+            _ebs_read_words(fleet, epochs, table),
         ],
     )
     if dsu is None:
@@ -427,8 +478,12 @@ def fsx_lustre(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) ->
     capacity = first if needed <= first else math.ceil(needed / step) * step
     per_tib = table.value("fsx_lustre_mb_s_per_tib")
     throughput = capacity / 1024 * per_tib * 1e6
-    fleet_rate = min(throughput, fleet.count * fleet.facts.network_bytes_per_second)
-    epoch = dataset.size_bytes / fleet_rate
+    # The file system's throughput bounds the fleet; each instance's network (burst, then baseline) bounds its share.
+    reads = max(
+        epochs * dataset.size_bytes / throughput,
+        _network_seconds(epochs * dataset.size_bytes / fleet.count, fleet, table),
+    )
+    epoch = reads / epochs
     price = table.price("fsx_lustre_usd_per_gb_month", fleet.region)
     hours = epochs * epoch / 3600
     estimate = Estimate(
@@ -442,6 +497,7 @@ def fsx_lustre(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) ->
             f"({throughput / 1e6:,.0f} MB/s in all), linked to the bucket and shared by the fleet",
             "files load from S3 on first read: the first epoch starts at once; the file system's creation "
             "time is not counted",
+            f"each instance reads its share over its network ({_network_words(fleet, table)})",
         ],
     )
     if price is None:
@@ -450,9 +506,11 @@ def fsx_lustre(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) ->
 
 
 def s3_express(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -> Estimate:
-    copy = dataset.size_bytes / (fleet.count * fleet.facts.network_bytes_per_second)
-    copy = max(copy, _requests_seconds(dataset.objects, dataset, table))
-    epoch = dataset.size_bytes / fleet.count / fleet.facts.network_bytes_per_second
+    share = dataset.size_bytes / fleet.count
+    # One network carries the copy and then the epochs: the burst goes to the copy first.
+    copy_network = _network_seconds(share, fleet, table)
+    epoch = (_network_seconds(share * (1 + epochs), fleet, table) - copy_network) / epochs
+    copy = max(copy_network, _requests_seconds(dataset.objects, dataset, table))
     hours = (copy + epochs * epoch) / 3600
     gigabytes = dataset.size_bytes / GB
     region = fleet.region
@@ -479,7 +537,8 @@ def s3_express(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) ->
         epoch_read_seconds=epoch,
         data_path_usd=usd,
         assumptions=[
-            f"the fleet copies the dataset once into a directory bucket in {fleet.zone}, at its network's rate",
+            f"the fleet copies the dataset once into a directory bucket in {fleet.zone}, at its network's rate "
+            f"({_network_words(fleet, table)})",
             "S3 Express One Zone's request rate is not the bound (hundreds of thousands a second): epochs read "
             "at the network's rate",
             "stored for the hours until the last epoch's reads end (a lower bound)",

@@ -3,7 +3,8 @@
 In the manner of the price file (trainctl.cost.prices): every figure names the published page it came from and
 when it was read; a figure no page states is marked an assumption and says why it is taken; a price nobody
 published where we looked is null, a gap the plan lists instead of a number it made up. Instance facts the plan
-needs beyond the price file (vCPUs, network and EBS bandwidth, instance store) live here too, type by type.
+needs beyond the price file (vCPUs, network and EBS bandwidth at burst and at baseline, instance store) live here
+too, type by type.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class InstanceFacts:
     vcpus: int
     network_gbps: float
     network_up_to: bool  # "up to": a burst figure, the sustained baseline is lower
-    ebs_gbps: float
+    network_baseline_gbps: float  # what an "up to" type sustains after its burst; the same figure for the others
+    ebs_gbps: float  # the maximum
+    ebs_baseline_gbps: float  # held after the maximum's 30 minutes; equal to the maximum for the large types
     instance_store_gb: float  # decimal GB, as AWS states instance store; 0 for none
     instance_store_devices: int
     source: str
@@ -63,8 +66,16 @@ class InstanceFacts:
         return self.network_gbps * 1e9 / 8
 
     @property
+    def network_baseline_bytes_per_second(self) -> float:
+        return self.network_baseline_gbps * 1e9 / 8
+
+    @property
     def ebs_bytes_per_second(self) -> float:
         return self.ebs_gbps * 1e9 / 8
+
+    @property
+    def ebs_baseline_bytes_per_second(self) -> float:
+        return self.ebs_baseline_gbps * 1e9 / 8
 
 
 @dataclass(frozen=True)
@@ -115,22 +126,31 @@ class DataTable:
                 str(entry.get("assumption", "")),
                 str(entry.get("gap", "")),
             )
-        instances = {
-            name: InstanceFacts(
-                name,
-                int(entry["vcpus"]),
-                float(entry["network_gbps"]),
-                bool(entry["network_up_to"]),
-                float(entry["ebs_gbps"]),
-                float(entry["instance_store_gb"]),
-                int(entry["instance_store_devices"]),
-                str(entry["source"]),
-                str(entry["url"]),
-                str(entry["date"]),
-            )
-            for name, entry in raw["instances"].items()
-        }
+        instances = {name: _instance_facts(name, entry) for name, entry in raw["instances"].items()}
         return cls(str(raw["as_of"]), str(raw["source"]), figures, instances)
+
+
+def _instance_facts(name: str, entry: Mapping[str, Any]) -> InstanceFacts:
+    facts = InstanceFacts(
+        name,
+        int(entry["vcpus"]),
+        float(entry["network_gbps"]),
+        bool(entry["network_up_to"]),
+        float(entry["network_baseline_gbps"]),
+        float(entry["ebs_gbps"]),
+        float(entry["ebs_baseline_gbps"]),
+        float(entry["instance_store_gb"]),
+        int(entry["instance_store_devices"]),
+        str(entry["source"]),
+        str(entry["url"]),
+        str(entry["date"]),
+    )
+    # A baseline above the maximum is a typo in the table, and would make the burst a slowdown.
+    if not 0 < facts.network_baseline_gbps <= facts.network_gbps:
+        raise ValueError(f"{name}: network_baseline_gbps must be above 0 and at most network_gbps")
+    if not 0 < facts.ebs_baseline_gbps <= facts.ebs_gbps:
+        raise ValueError(f"{name}: ebs_baseline_gbps must be above 0 and at most ebs_gbps")
+    return facts
 
 
 def load_data_table() -> DataTable:
