@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from tests.aws_calls import CallLedger
 from trainctl.aws.clients import ClientFactory, is_read
+from trainctl.cli.ebs_initialisation import emulated_initialisation
 from trainctl.cli.ssm_agent import SsmAgents, emulated_agents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,14 @@ def ssm_agents(aws: None) -> Iterator[SsmAgents]:
     """The emulated SSM agents: an instance told what it runs answers the training check as its agent would."""
     with emulated_agents(SsmAgents()) as agents:
         yield agents
+
+
+@pytest.fixture
+def ebs_initialisation() -> Iterator[None]:
+    """moto remembers CreateVolume's VolumeInitializationRate and answers DescribeVolumeStatus as EBS initialises a
+    restored volume, from its CreateTime on the (travellable) system clock."""
+    with emulated_initialisation():
+        yield
 
 
 class WriteForbidden(AssertionError):

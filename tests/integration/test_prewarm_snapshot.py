@@ -1,9 +1,11 @@
 """Pre-warm without a worker (issue 27 item 2), its bookkeeping tags (item 5), and the pre-warm command's rough
 edges (issue 26 items 3 and 7b), on the definition the stack synthesises under moto's Step Functions interpreter.
 
-moto has no DescribeVolumeStatus: a stub answers it with the shape AWS documents (VolumeStatuses[].
-InitializationStatusDetails: InitializationType, Progress, EstimatedTimeToCompleteInSeconds), first without any
-initialisation reported (EBS may take minutes to report one), then at 100 %.
+moto has no DescribeVolumeStatus: the emulated EBS initialisation (trainctl.cli.ebs_initialisation) answers it
+from moto's volumes, initialising a restore at its provisioned rate from its CreateTime. The workflow's Wait
+states move the clock (time-machine) by their duration instead of sleeping, so its backing-off polls see the
+progress rise on the clock a deployed workflow would run on. One stub keeps a shape the emulation never gives:
+EBS reporting no initialisation yet (it may take up to 5 minutes to report one), then 100 %.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import json
 import types
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
+import time_machine
 
 from tests.integration import test_prewarm as prewarm
 from tests.integration.conftest import run_cli
@@ -83,6 +88,37 @@ def volume_status() -> Iterator[Any]:
         events.unregister("provide-client-params.ec2.DescribeVolumeStatus", stub.asked)
 
 
+@dataclass
+class WorkflowClock:
+    """The workflow's Wait states travel the clock instead of sleeping; what each status poll saw."""
+
+    waited: list[int] = field(default_factory=list)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def saw(self, parsed: dict[str, Any], **_: Any) -> None:
+        for status in parsed.get("VolumeStatuses", []):
+            self.seen.append(dict(status.get("InitializationStatusDetails", {})))
+
+
+@pytest.fixture
+def workflow_clock(ebs_initialisation: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[WorkflowClock]:
+    """EBS initialisation emulated on a clock that the workflow's waits move: a 12-hour wait takes no real time."""
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    clock = WorkflowClock()
+    events = boto3._get_default_session().events
+    with time_machine.travel(datetime.now(UTC), tick=True) as traveller:
+
+        def wait_on_the_clock(_self: Any, env: Any, wait_seconds: int) -> None:
+            clock.waited.append(wait_seconds)
+            traveller.shift(wait_seconds)
+
+        monkeypatch.setattr(WaitFunction, "_wait_interval", wait_on_the_clock)
+        events.register("after-call.ec2.DescribeVolumeStatus", clock.saw)
+        yield clock
+        events.unregister("after-call.ec2.DescribeVolumeStatus", clock.saw)
+
+
 @pytest.fixture
 def created(account: Account) -> Iterator[list[dict[str, Any]]]:
     """The parameters of every CreateVolume the workflow calls."""
@@ -115,47 +151,73 @@ def volumes_from(account: Account, snapshot_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_snapshot_is_restored_at_a_rate_and_waited_on_without_a_worker(
-    account: Account, volume_status: Any, created: list[dict[str, Any]]
+    account: Account, workflow_clock: WorkflowClock, created: list[dict[str, Any]]
 ) -> None:
     snapshot_id = snapshot_of(account, size=100)
-    stub = volume_status([None, DONE])  # nothing reported yet, then complete
     result = execute(account, **restore(snapshot_id), owner="carol")
     assert result["status"] == "SUCCEEDED", result
     # No instance, no SSM: the worker's states are never entered.
     assert instances(account) == [] and account.commands == [] and account.launches == []
     assert not {"LaunchWorker", "Attach", "RunPrewarmDocument", "Detach"} & set(result["entered"])
-    assert result["entered"].count("CheckInitialisation") == 2 and stub.calls == 2
     assert account.lambdas.invocations == ["prewarm_plan", "prewarm_report"]
     [create] = created
     assert create["SnapshotId"] == snapshot_id and create["VolumeInitializationRate"] == 300
     assert create["Size"] == 100  # the snapshot's own size, none asked
     [volume] = volumes_from(account, snapshot_id)
-    assert stub.volume_ids == [volume["VolumeId"]]
+    assert volume["VolumeInitializationRate"] == 300  # as EBS describes it
+    # 102,400 MiB at 300 MiB/s is 341.3 s: the polls back off 2, 4, ... 32 s, then every 60 s, and the tenth, 362 s
+    # after the restore, sees 100 %; every one before it saw the progress rise, and EBS's estimate fall.
+    assert workflow_clock.waited == [2, 4, 8, 16, 32, 60, 60, 60, 60, 60]
+    assert result["entered"].count("CheckInitialisation") == 10
+    progress = [seen["Progress"] for seen in workflow_clock.seen]
+    assert progress[0] <= 1 and progress[-1] == 100 and len(progress) == 10
+    assert progress == sorted(set(progress))  # rising at every poll
+    estimates = [seen["EstimatedTimeToCompleteInSeconds"] for seen in workflow_clock.seen]
+    assert estimates[0] >= 339 and estimates[-1] == 0 and estimates == sorted(estimates, reverse=True)
     marks = labels(volume)
     # In scope from its creation, as trainctl's own, for the person who asked: the sweep sees it like any other.
     assert marks[tags.MANAGED] == "true" and marks[tags.ROLE] == tags.PREWARMED_VOLUME_ROLE
     # The owner is age_guard's to stamp from CloudTrail, never the request's word.
     assert tags.OWNER not in marks and marks[tags.PREWARMED_FROM] == snapshot_id
     # Bookkeeping: the snapshot's bytes (moto gives no FullSnapshotSizeInBytes: its volume size), the seconds
-    # from the volume's CreateTime, and the rate when the seconds are not nothing.
+    # from the volume's CreateTime to the poll that saw 100 % (so up to one poll interval over the 341 s the rate
+    # takes), and the rate of those seconds, never above the provisioned one.
     assert marks[tags.PREWARMED_BYTES] == str(100 * 2**30)
     seconds = int(marks[tags.PREWARMED_SECONDS])
-    assert 0 <= seconds < 120
-    if seconds:  # the rate is of the unrounded seconds: within the rounding of the whole ones
-        assert 102_400 / (seconds + 0.5) <= float(marks[tags.PREWARMED_RATE]) <= 102_400 / (seconds - 0.5)
-    else:
-        assert tags.PREWARMED_RATE not in marks
+    assert 362 <= seconds < 362 + 30  # the waits, and the test's own real time
+    rate = float(marks[tags.PREWARMED_RATE])
+    assert 102_400 / (seconds + 0.5) <= rate <= 102_400 / (seconds - 0.5) and rate < 300
     assert f"; {100 * 2**30} bytes in {seconds} s" in marks[tags.PREWARMED_AT]
+    assert "(provisioned 300 MiB/s)" in marks[tags.PREWARMED_AT]
     output = json.loads(result["output"])
-    assert output["report"]["summary"]["initialization_type"] == "provisioned-rate"
+    summary = output["report"]["summary"]
+    assert summary["initialization_type"] == "provisioned-rate" and summary["progress"] == 100
+    assert summary["provisioned_rate_mibps"] == 300
     assert output["plan"]["estimated_seconds"] == 342  # 102,400 MiB at 300 MiB/s, rounded up
 
 
+def test_a_status_without_initialisation_details_is_polled_again(
+    account: Account, volume_status: Any, created: list[dict[str, Any]]
+) -> None:
+    """EBS may take minutes to report any initialisation: the emulation always reports one, so a stub in the
+    documented shape answers first without InitializationStatusDetails, then complete."""
+    snapshot_id = snapshot_of(account, size=100)
+    stub = volume_status([None, DONE])
+    result = execute(account, **restore(snapshot_id))
+    assert result["status"] == "SUCCEEDED", result
+    assert result["entered"].count("CheckInitialisation") == 2 and stub.calls == 2
+    assert result["entered"].count("InitialiseBackOff") == 1  # the status without details was not an error
+    [volume] = volumes_from(account, snapshot_id)
+    assert stub.volume_ids == [volume["VolumeId"]]
+    summary = json.loads(result["output"])["report"]["summary"]
+    assert summary["initialization_type"] == "provisioned-rate" and summary["progress"] == 100
+
+
 def test_a_failed_initialisation_leaves_its_volume_in_scope_for_the_sweep_and_nothing_else(
-    account: Account, volume_status: Any
+    account: Account, ebs_initialisation: None, workflow_fault: Any
 ) -> None:
     snapshot_id = snapshot_of(account)
-    volume_status([], error="InjectedFailure")
+    workflow_fault("DescribeVolumeStatus")
     result = execute(account, **restore(snapshot_id))
     assert result["status"] == "FAILED" and result["error"] == "PrewarmFailed", result
     # No orphan: the volume is in scope as trainctl's own, an unattached volume the sweep marks and cleans.
@@ -180,9 +242,8 @@ def test_a_failed_initialisation_leaves_its_volume_in_scope_for_the_sweep_and_no
     ],
 )
 def test_a_restore_the_workflow_cannot_finish_is_refused_before_anything_is_created(
-    account: Account, volume_status: Any, created: list[dict[str, Any]], change: dict[str, Any], reason: str
+    account: Account, ebs_initialisation: None, created: list[dict[str, Any]], change: dict[str, Any], reason: str
 ) -> None:
-    volume_status([DONE])
     change = dict(change)
     snapshot_id = snapshot_of(account, size=8000 if change.pop("big", False) else 100)
     request = restore(snapshot_id)
@@ -219,9 +280,10 @@ def test_the_s3_path_ends_with_a_snapshot_that_records_its_source_size_and_rate(
         assert expected.items() <= labels(resource).items()
 
 
-def test_the_command_line_restores_from_a_snapshot(account: Account, volume_status: Any, on_emulator: None) -> None:
+def test_the_command_line_restores_from_a_snapshot(
+    account: Account, workflow_clock: WorkflowClock, on_emulator: None
+) -> None:
     snapshot_id = snapshot_of(account)
-    volume_status([DONE])
     usage = run_cli(account.factory, ["prewarm", "--snapshot", snapshot_id])
     assert usage.exit_code == 2 and "--snapshot needs --zone" in usage.stderr
     both = run_cli(account.factory, ["prewarm", account.volume_id, "s3://datasets/x/", "--snapshot", snapshot_id])
@@ -235,7 +297,11 @@ def test_the_command_line_restores_from_a_snapshot(account: Account, volume_stat
     said = " ".join(shown.stdout.split())
     assert "initialising the volume from its snapshot (no worker)" in said and "SUCCEEDED" in said
     [volume] = volumes_from(account, snapshot_id)
-    assert f"{volume['VolumeId']}: {100 * 2**30} bytes in" in said
+    # 102,400 MiB at 200 MiB/s is 512 s: the poll 542 s after the restore (2 to 32 s, then every 60 s) sees 100 %.
+    assert workflow_clock.seen[-1]["Progress"] == 100 and sum(workflow_clock.waited) == 542
+    seconds = int(labels(volumes_from(account, snapshot_id)[0])[tags.PREWARMED_SECONDS])
+    assert 542 <= seconds < 542 + 30
+    assert f"{volume['VolumeId']}: {100 * 2**30} bytes in {seconds} s" in said and "(provisioned 200 MiB/s)" in said
 
 
 def test_the_emulator_recipe_names_the_flag_and_then_works(account: Account, on_emulator: None) -> None:

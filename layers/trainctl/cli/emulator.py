@@ -10,6 +10,10 @@ Each instance's SSM agent is emulated (trainctl.cli.ssm_agent): the seeded fleet
 says, and `POST /trainctl-emulator/agents/<instance id>` on the emulator's own port sets what an instance runs
 (`DELETE` gives it back to moto's answer). Only this process serves that path: no real account has a control
 channel, and no tag is read as one.
+
+EBS initialisation is emulated too (trainctl.cli.ebs_initialisation, installed by moto_server): a volume restored
+from a snapshot at a VolumeInitializationRate initialises at that rate from its creation, so `trainctl prewarm
+--snapshot` waits on DescribeVolumeStatus as against EBS and ends SUCCEEDED.
 """
 
 from __future__ import annotations

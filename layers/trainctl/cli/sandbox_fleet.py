@@ -15,6 +15,7 @@ from typing import Any
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import stack_resources
+from trainctl.cli.ebs_initialisation import emulated_initialisation
 from trainctl.cli.ssm_agent import SsmAgents
 from trainctl.core import names, tags
 from trainctl.core.clock import format_instant
@@ -270,7 +271,8 @@ def moto_server(
 
     Like the sandbox's: no default AMIs or snapshots (a plain moto server has over a thousand, which a sweep would
     scan and the cost check would price), and Step Functions executes the workflows it is given. `middleware`, when
-    given, wraps the server's WSGI app: the emulator serves its own paths beside moto's.
+    given, wraps the server's WSGI app: the emulator serves its own paths beside moto's. EBS initialisation is
+    emulated (trainctl.cli.ebs_initialisation), so the pre-warm workflow's snapshot path runs on it.
     """
     # Cold start: moto's server costs about half a second, and only the sandbox and tests start one.
     from moto.server import ThreadedMotoServer
@@ -306,7 +308,8 @@ def moto_server(
     request = urllib.request.Request(f"{endpoint}/moto-api/config", data=enable, method="POST")  # noqa: S310
     urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
     try:
-        yield endpoint
+        with emulated_initialisation():
+            yield endpoint
     finally:
         server.stop()
         for key, value in saved.items():
