@@ -92,7 +92,7 @@ def test_the_table_fits_80_columns_and_names_the_recommendation(
     assert max(len(line) for line in lines) <= 80, [line for line in lines if len(line) > 80]
     assert any(line.startswith("* S3 Express One Zone") for line in lines)
     assert any(line.startswith("recommended: S3 Express One Zone") for line in lines)
-    assert factory.calls.total == 1  # no listing for a given size: one read of past pre-warms
+    assert factory.calls.total == 2  # no listing for a given size: one read of past pre-warms, one of cache fills
 
 
 @pytest.mark.parametrize(
@@ -218,6 +218,26 @@ def test_plan_learns_the_copy_rate_from_past_prewarms(factory: ClientFactory) ->
     # The two readable rates, 200 and 300 MiB/s: their median 250; 5e10 bytes / (250 x 2^20) = 190.73 s.
     assert "250 MiB/s, the median of 2 pre-warm(s)" in prewarm["assumptions"][0]
     assert prewarm["first_epoch_seconds"] == round(5e10 / (250 * 2**20), 1)
+
+
+def test_plan_learns_the_cache_fill_rate_from_past_fills(factory: ClientFactory) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    for rate in ("500", "700", "-1"):
+        ec2.run_instances(
+            ImageId="ami-12345678",
+            InstanceType="g5.xlarge",
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": tags.CACHE_RATE, "Value": rate}]}],
+        )
+    done = run_cli(
+        factory,
+        ["data", "plan", "--size", "50GB", "--objects", "100", "--instance-type", "g5.xlarge", "--json"],
+    )
+    cache = next(s for s in json.loads(done.stdout)["strategies"] if s["strategy"] == "local-cache")
+    # The two readable rates, 500 and 700 MiB/s (a negative one teaches nothing): median 600; 5e10 / (600 x 2^20).
+    assert "600 MiB/s, the median of 2 cache fill(s)" in cache["assumptions"][0]
+    assert cache["first_epoch_seconds"] == round(5e10 / (600 * 2**20), 1)
 
 
 def test_loader_writes_its_script_once(factory: ClientFactory, tmp_path: Path) -> None:

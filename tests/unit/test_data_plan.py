@@ -353,6 +353,22 @@ def test_past_prewarms_set_the_copy_rate(table: DataTable, prices: PriceFile) ->
     assert "250 MiB/s, the median of 3 pre-warm(s) measured in this account" in learned.assumptions[0]
 
 
+def test_past_cache_fills_set_the_local_cache_fill_rate(table: DataTable, prices: PriceFile) -> None:
+    # Two past fills measured 500 and 700 MiB/s: their median, 600 MiB/s, replaces the network-rate assumption.
+    # 5e10 bytes / (600 x 2^20 B/s) = 79.47 s; 10 objects at 5,500 GETs/s take far less.
+    fleet = fleet_for("g5.xlarge", 1, "us-east-1a", table, prices, home_region="us-east-1")
+    prices_here = ebs_prices(prices, fleet.region)
+    learned = plan(
+        Dataset(FIFTY_GB, 10), fleet, 1, table, prices_here, past_fills=PastPrewarms((500.0, 700.0))
+    ).estimate("local-cache")
+    assumed = plan(Dataset(FIFTY_GB, 10), fleet, 1, table, prices_here).estimate("local-cache")
+    assert learned.first_epoch_seconds == pytest.approx(5e10 / (600 * 2**20))
+    assert learned.first_epoch_seconds != pytest.approx(assumed.first_epoch_seconds)
+    assert "600 MiB/s, the median of 2 cache fill(s) measured in this account" in learned.assumptions[0]
+    # The plan names the command that fills the cache.
+    assert any("--to-cache" in line for line in learned.assumptions)
+
+
 def test_prices_published_for_us_east_1_are_not_used_elsewhere(table: DataTable, prices: PriceFile) -> None:
     elsewhere = make_plan(
         table, prices, size=FIFTY_GB, objects=10, instance_type="g5.xlarge", count=1, epochs=1, zone="eu-west-1b"

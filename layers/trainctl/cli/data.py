@@ -36,7 +36,15 @@ from trainctl.core.accelerators import accelerators_for
 from trainctl.cost.prices.price_file import load_price_file
 from trainctl.data.loader import LOADER_STRATEGIES, LoaderRefused, choose, loader_script
 from trainctl.data.rules import GB, GIB, Dataset, Plan, PlanRefused, check_inputs, plan
-from trainctl.data.run import DatasetUnreadable, dataset_prefix, ebs_prices, fleet_for, measure_dataset, past_prewarms
+from trainctl.data.run import (
+    DatasetUnreadable,
+    dataset_prefix,
+    ebs_prices,
+    fleet_for,
+    measure_dataset,
+    past_cache_fills,
+    past_prewarms,
+)
 from trainctl.data.table import load_data_table
 
 data = typer.Typer(help="Data loading: plan the strategy for a dataset, then write the DataLoader for it.")
@@ -257,7 +265,12 @@ def data_plan(
     except (ClientError, BotoCoreError) as exc:
         warn(f"past pre-warms could not be read, so none is learnt from: {exc}")
         past = None
-    result = plan(measured, fleet, epochs, table, ebs_prices(prices, fleet.region), past)
+    try:
+        past_fills = past_cache_fills(factory.ec2(fleet.region))
+    except (ClientError, BotoCoreError) as exc:
+        warn(f"past cache fills could not be read, so none is learnt from: {exc}")
+        past_fills = None
+    result = plan(measured, fleet, epochs, table, ebs_prices(prices, fleet.region), past, past_fills)
     emit(fmt, result.to_json(), lambda: print_plan(result, quiet=state_of(ctx).quiet), rows=_csv_rows(result))
 
 

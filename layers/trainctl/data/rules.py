@@ -86,7 +86,8 @@ class EbsPrices:
 
 @dataclass(frozen=True, slots=True)
 class PastPrewarms:
-    """What pre-warms in this account measured (their trainctl:prewarmed-rate tags, MiB/s)."""
+    """What past runs in this account measured, MiB/s: pre-warms (trainctl:prewarmed-rate on their volumes) or
+    local-cache fills (trainctl:cache-rate on their instances)."""
 
     rates_mib_s: tuple[float, ...] = ()
 
@@ -327,7 +328,13 @@ def streaming(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -> 
     return _finish(estimate, fleet, epochs)
 
 
-def local_cache(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -> Estimate:
+# What fills the cache: the trainctl-local-cache SSM document, through the command line.
+CACHE_FILL_COMMAND = "trainctl transfer s3://BUCKET/PREFIX/ instance:INSTANCE_ID:/opt/dlami/nvme/FOLDER/ --to-cache"
+
+
+def local_cache(
+    dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable, past: PastPrewarms | None = None
+) -> Estimate:
     store = fleet.facts.instance_store_gb * GB
     if store < dataset.size_bytes:
         why = (
@@ -337,9 +344,15 @@ def local_cache(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -
         )
         return Estimate("local-cache", False, why_not=f"{why}: the dataset does not fit")
     share = table.value("s5cmd_share_of_network")
-    fill = max(
-        _network_seconds(dataset.size_bytes, fleet, table, share),
-        _requests_seconds(fleet.count * dataset.objects, dataset, table),
+    learned = past.median_mib_s if past is not None else None
+    copy = (
+        dataset.size_bytes / (learned * MIB) if learned else _network_seconds(dataset.size_bytes, fleet, table, share)
+    )
+    fill = max(copy, _requests_seconds(fleet.count * dataset.objects, dataset, table))
+    rate_words = (
+        f"at {learned:,.0f} MiB/s, the median of {len(past.rates_mib_s)} cache fill(s) measured in this account"
+        if learned and past is not None
+        else f"with s5cmd at the network's rate (an assumption; {_network_words(fleet, table)})"
     )
     estimate = Estimate(
         "local-cache",
@@ -348,11 +361,12 @@ def local_cache(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) -
         epoch_read_seconds=0.0,
         data_path_usd=_sum(_gets_usd(fleet.count * dataset.objects, fleet, table), _list_usd(dataset, fleet, table)),
         assumptions=[
-            "each instance fills its instance store with the whole dataset once, with s5cmd at the network's "
-            f"rate (an assumption; {_network_words(fleet, table)}), all instances at once against S3's request rate",
+            f"each instance fills its instance store with the whole dataset once, {rate_words}, all instances "
+            "at once against S3's request rate",
             _request_assumption(dataset, table),
             "reads from the instance store are counted as free: it is local NVMe and no published read rate "
             "per device was found; the cache is lost when the instance stops",
+            f"filled by `{CACHE_FILL_COMMAND}` (idempotent: a second fill copies only what changed)",
         ],
     )
     return _finish(estimate, fleet, epochs)
@@ -579,12 +593,13 @@ def plan(
     table: DataTable,
     prices: EbsPrices,
     past: PastPrewarms | None = None,
+    past_fills: PastPrewarms | None = None,
 ) -> Plan:
     check_inputs(size_bytes=dataset.size_bytes, objects=dataset.objects, epochs=epochs, count=fleet.count)
     past = past or PastPrewarms()
     estimates = [
         streaming(dataset, fleet, epochs, table),
-        local_cache(dataset, fleet, epochs, table),
+        local_cache(dataset, fleet, epochs, table, past_fills),
         prewarmed_ebs(dataset, fleet, epochs, table, prices, past),
         snapshot_rate(dataset, fleet, epochs, table, prices),
         fast_restore(dataset, fleet, epochs, table, prices),

@@ -30,7 +30,7 @@ from trainctl.data.table import DataTable
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
-PERMISSIONS = needs("s3:ListBucket", "ec2:DescribeVolumes")
+PERMISSIONS = needs("s3:ListBucket", "ec2:DescribeVolumes", "ec2:DescribeInstances")
 LISTING_THREADS = 16  # pages of different prefixes in flight at once; each page is one round trip
 Progress = Callable[[int, int], None]  # objects and bytes listed so far
 
@@ -122,20 +122,39 @@ def _list_all(folders: list[str], list_under: Callable[[str], None], stop: threa
     pool.shutdown(wait=True)
 
 
+def _rate_of(labels: list[Any], key: str) -> float | None:
+    for tag in labels:
+        if tag.get("Key") == key:
+            try:
+                rate = float(tag.get("Value", ""))
+            except ValueError:
+                return None  # a tag anyone could write: an unreadable one teaches nothing
+            return rate if 0 < rate < 100_000 else None
+    return None
+
+
 def past_prewarms(ec2: EC2Client) -> PastPrewarms:
     """The rates (MiB/s) past pre-warms in this region measured, read from their volumes' tags."""
     rates: list[float] = []
     paginator = ec2.get_paginator("describe_volumes")
     for page in paginator.paginate(Filters=[{"Name": "tag-key", "Values": [tags.PREWARMED_RATE]}]):
         for volume in page.get("Volumes", []):
-            for tag in volume.get("Tags", []):
-                if tag.get("Key") == tags.PREWARMED_RATE:
-                    try:
-                        rate = float(tag.get("Value", ""))
-                    except ValueError:
-                        continue  # a tag anyone could write: an unreadable one teaches nothing
-                    if 0 < rate < 100_000:
-                        rates.append(rate)
+            rate = _rate_of(list(volume.get("Tags", [])), tags.PREWARMED_RATE)
+            if rate is not None:
+                rates.append(rate)
+    return PastPrewarms(tuple(sorted(rates)))
+
+
+def past_cache_fills(ec2: EC2Client) -> PastPrewarms:
+    """The rates (MiB/s) past local-cache fills in this region measured, read from their instances' tags."""
+    rates: list[float] = []
+    paginator = ec2.get_paginator("describe_instances")
+    for page in paginator.paginate(Filters=[{"Name": "tag-key", "Values": [tags.CACHE_RATE]}]):
+        for reservation in page.get("Reservations", []):
+            for instance in reservation.get("Instances", []):
+                rate = _rate_of(list(instance.get("Tags", [])), tags.CACHE_RATE)
+                if rate is not None:
+                    rates.append(rate)
     return PastPrewarms(tuple(sorted(rates)))
 
 
