@@ -1,9 +1,11 @@
 """Cold import time of each Lambda handler, and the size of what ships: python -m bench.cold_start
 
 Each import runs in a fresh interpreter (as a cold Lambda would) with the environment the stack gives every
-function: the best and the median of several runs, since this machine's timings wander by 100 ms or more
-between runs of the same thing. Imports read bytecode from a cache written by one discarded run; a second
-measure compiles everything from source, which is what a package shipped without bytecode costs.
+function. The handlers and the floors under them are measured in rounds, each probe once per round, so that a
+load from elsewhere on this shared machine falls on all of them alike; the best of the rounds is the figure
+(the median is shown too), since this machine's timings wander by 100 ms or more between runs of the same thing.
+Imports read bytecode from a cache written by one discarded run; a second measure compiles everything from
+source, which is what a package shipped without bytecode costs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from bench.report import Table
@@ -24,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = 15
 SOURCE_RUNS = 5
 IMPORT_TARGET_MS = 300
+# Issue 26: every handler's cold import within this multiple of the floor its own libraries set (best of RUNS).
+FLOOR_RATIO_TARGET = 1.2
 PROBE = (
     "import time; started = time.perf_counter(); import handler; "
     "print(json.dumps(round((time.perf_counter() - started) * 1000, 1)))"
@@ -34,39 +40,60 @@ def handlers() -> list[Path]:
     return sorted(p for p in (ROOT / "functions").iterdir() if (p / "handler.py").is_file())
 
 
-# What every handler imports before any trainctl code: the floor under the target on this machine.
+LIBRARIES = (
+    "import botocore.session, pydantic; from aws_lambda_powertools import Logger, Metrics; "
+    "import aws_lambda_powertools.utilities.parser"
+)
+COMMON_FLOOR = "floor: botocore, pydantic, Powertools Logger, Metrics and parser"
+SPOT_FLOOR = "floor: the same and Powertools idempotency (boto3 with it)"
+# What handlers import before any trainctl code: the floor under each handler on this machine.
 FLOORS = {
     "floor: botocore alone": "import botocore.session",
-    "floor: botocore, pydantic, Powertools Logger, Metrics and parser": (
-        "import botocore.session, pydantic; from aws_lambda_powertools import Logger, Metrics; "
-        "import aws_lambda_powertools.utilities.parser"
-    ),
+    COMMON_FLOOR: LIBRARIES,
+    SPOT_FLOOR: LIBRARIES + "; import aws_lambda_powertools.utilities.idempotency",
 }
+# The floor a handler's own libraries set: the spot handler's Powertools idempotency store imports boto3.
+OWN_FLOOR = {"spot_interruption": SPOT_FLOOR}
 
 
-def cold_import_ms(
-    function: Path, runs: int = RUNS, statement: str = "import handler", *, bytecode: bool = True
-) -> list[float]:
-    with tempfile.TemporaryDirectory() as cache:
-        env = {
-            **os.environ,
-            **names.FUNCTION_ENVIRONMENT,
-            "PYTHONPATH": os.pathsep.join([str(function), str(ROOT / "layers")]),
-            "AWS_DEFAULT_REGION": "us-east-1",
-            # Bytecode goes to (and comes from) an empty cache of this measurement's own.
-            "PYTHONPYCACHEPREFIX": cache,
+def _probe(function: Path, statement: str, cache: str, *, bytecode: bool) -> Callable[[], float]:
+    """One cold import of `statement` in a fresh interpreter, in ms; the bytecode cache is written first."""
+    env = {
+        **os.environ,
+        **names.FUNCTION_ENVIRONMENT,
+        "PYTHONPATH": os.pathsep.join([str(function), str(ROOT / "layers")]),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # Bytecode goes to (and comes from) an empty cache of this measurement's own.
+        "PYTHONPYCACHEPREFIX": cache,
+    }
+    env.pop("TRAINCTL_TRACE_AWS_CALLS", None)
+    probe = [sys.executable, "-c", "import json; " + PROBE.replace("import handler", statement)]
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        subprocess.run(probe, env=env, cwd=function, capture_output=True, check=True)  # writes the cache
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+
+    def once() -> float:
+        out = subprocess.run(probe, env=env, cwd=function, capture_output=True, text=True, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+    return once
+
+
+def cold_imports_ms(
+    statements: dict[str, tuple[Path, str]], runs: int = RUNS, *, bytecode: bool = True
+) -> dict[str, list[float]]:
+    """Samples per name of `statements` (function folder, statement), measured in `runs` rounds."""
+    with ExitStack() as stack:
+        probes = {
+            name: _probe(folder, statement, stack.enter_context(tempfile.TemporaryDirectory()), bytecode=bytecode)
+            for name, (folder, statement) in statements.items()
         }
-        env.pop("TRAINCTL_TRACE_AWS_CALLS", None)
-        probe = [sys.executable, "-c", "import json; " + PROBE.replace("import handler", statement)]
-        if bytecode:
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            subprocess.run(probe, env=env, cwd=function, capture_output=True, check=True)  # writes the cache
-        else:
-            env["PYTHONDONTWRITEBYTECODE"] = "1"
-        samples = []
+        samples: dict[str, list[float]] = {name: [] for name in probes}
         for _ in range(runs):
-            out = subprocess.run(probe, env=env, cwd=function, capture_output=True, text=True, check=True)
-            samples.append(float(out.stdout.strip().splitlines()[-1]))
+            for name, once in probes.items():
+                samples[name].append(once())
     return samples
 
 
@@ -74,28 +101,60 @@ def import_table() -> Table:
     table = Table(
         "Cold import of each handler module (fresh interpreter, the functions' environment, tracing off as deployed "
         "by default)",
-        ["handler", "best ms", "median ms", f"under {IMPORT_TARGET_MS} ms (best)", "without bytecode, best ms"],
+        [
+            "handler",
+            "best ms",
+            "median ms",
+            "floor",
+            "best / floor",
+            f"within {FLOOR_RATIO_TARGET}x",
+            f"under {IMPORT_TARGET_MS} ms (best)",
+            "without bytecode, best ms",
+        ],
     )
+    anywhere = ROOT / "functions" / "cleanup_sweep"  # the floors import no handler: any folder will do
+    statements = {f.name: (f, "import handler") for f in handlers()}
+    statements.update({label: (anywhere, statement) for label, statement in FLOORS.items()})
+    samples = cold_imports_ms(statements)
+    source = cold_imports_ms(statements, SOURCE_RUNS, bytecode=False)
+    best = {name: min(values) for name, values in samples.items()}
     for function in handlers():
-        samples = cold_import_ms(function)
-        source = cold_import_ms(function, SOURCE_RUNS, bytecode=False)
-        best = min(samples)
+        floor = OWN_FLOOR.get(function.name, COMMON_FLOOR)
+        ratio = best[function.name] / best[floor]
         table.rows.append(
             [
                 function.name,
-                best,
-                statistics.median(samples),
-                "yes" if best < IMPORT_TARGET_MS else "no",
-                min(source),
+                best[function.name],
+                statistics.median(samples[function.name]),
+                "with idempotency" if floor == SPOT_FLOOR else "common",
+                f"{ratio:.2f}",
+                "yes" if ratio <= FLOOR_RATIO_TARGET else "no",
+                "yes" if best[function.name] < IMPORT_TARGET_MS else "no",
+                min(source[function.name]),
             ]
         )
-    for label, statement in FLOORS.items():
-        samples = cold_import_ms(ROOT / "functions" / "cleanup_sweep", statement=statement)
-        source = cold_import_ms(ROOT / "functions" / "cleanup_sweep", SOURCE_RUNS, statement, bytecode=False)
-        table.rows.append([label, min(samples), statistics.median(samples), "-", min(source)])
-    table.notes.append(
-        "- Only the spot handler imports boto3 (Powertools' idempotency store needs it); the others build their "
-        "clients from botocore alone."
+    for label in FLOORS:
+        table.rows.append(
+            [label, best[label], statistics.median(samples[label]), "-", "-", "-", "-", min(source[label])]
+        )
+    spot_on_common = best["spot_interruption"] / best[COMMON_FLOOR]
+    table.notes.extend(
+        [
+            f"- Best of {RUNS} rounds, each probe once per round (without bytecode: {SOURCE_RUNS}). A handler's floor "
+            "is what its own libraries cost imported alone, in the same setup: botocore, pydantic and the Powertools "
+            "modules every handler uses (Logger, Metrics, parser), the common floor.",
+            "- Only the spot handler imports boto3: Powertools' idempotency store imports it, and every spot event "
+            "goes through that store, so its floor adds `aws_lambda_powertools.utilities.idempotency` "
+            f"({best[SPOT_FLOOR] - best[COMMON_FLOOR]:.0f} ms here). On the common floor it is at "
+            f"{spot_on_common:.2f}x. The others build their clients from botocore alone.",
+            "- Each handler loads the settings and event models of its own function only. Two imports wait for the "
+            "call that needs them, off the common path: cleanup_sweep's envelope models, for a schedule someone "
+            "adds by hand (the stack's schedules send the request alone), and the price file's model, for a "
+            "termination that leaves volumes behind. Nothing every invocation needs is imported later than the "
+            "handler module (the models it parses are built on their first use, as they were before).",
+            "- What remains above the floor is mostly trainctl's own classes being made: on this Python each "
+            "dataclass compiles its generated methods one by one as its module is imported.",
+        ]
     )
     from infra.layer import PYTHON_VERSION, bytecode_interpreter
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trainctl.age_guard.rules import USE_EVENTS
 from trainctl.age_guard.run import stamp_api_call, stamp_first_start, void_marks_on_use
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger, metrics
-from trainctl.core.events import CloudTrailApiCall, InvalidEvent, parse_age_guard_event
-from trainctl.core.settings import AgeGuardSettings
+from trainctl.core.age_guard_settings import AgeGuardSettings
+from trainctl.core.cloudtrail_events import CloudTrailApiCall
+from trainctl.core.events import InvalidEvent, parse_age_guard_event
+
+if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 tracer = handler_tracer()
 

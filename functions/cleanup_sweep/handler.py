@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, system_clock
 from trainctl.core.events import InvalidEvent, parse_sweep_trigger
-from trainctl.core.settings import SweepSettings
+from trainctl.core.sweep_settings import SweepSettings
 from trainctl.cost.decided import dollars_avoided
 from trainctl.sweep.run import SweepResult, effects_for, run_sweep
+
+if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 tracer = handler_tracer()
 clock: Clock = system_clock  # integration tests step this

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import BURN_RATE_METRIC, PROJECTION_METRIC, handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, ensure_utc, format_instant, system_clock
-from trainctl.core.events import InstanceStateChange, InvalidEvent, parse_cost_event
-from trainctl.core.settings import CostSettings
+from trainctl.core.cost_settings import CostSettings
+from trainctl.core.envelopes import InstanceStateChange
+from trainctl.core.events import InvalidEvent, parse_cost_event
 from trainctl.cost.prices.chain import PriceBook
 from trainctl.cost.rules import Transition
 from trainctl.cost.run import CostResult, effects_for, has_price_list_api, price_book_for, run_cost_check
 from trainctl.cost.store import DynamoDbCostStore
+
+if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 tracer = handler_tracer()
 clock: Clock = system_clock  # integration tests step this

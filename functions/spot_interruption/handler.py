@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
@@ -18,24 +18,21 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trainctl.aws import ledger
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, system_clock
-from trainctl.core.events import (
-    InstanceStateChange,
-    InvalidEvent,
-    RebalanceRecommendation,
-    SpotEvent,
-    SpotInterruptionWarning,
-    parse_spot_event,
-)
+from trainctl.core.envelopes import InstanceStateChange
+from trainctl.core.events import InvalidEvent, parse_spot_event
 from trainctl.core.permissions import needs
-from trainctl.core.settings import SpotSettings
+from trainctl.core.spot_events import RebalanceRecommendation, SpotEvent, SpotInterruptionWarning
+from trainctl.core.spot_settings import SpotSettings
 from trainctl.spot.recover import start_recovery
 from trainctl.spot.run import Stopwatch, handle_interruption
+
+if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Powertools' idempotency store in the ledger table.
 PERMISSIONS = needs("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger
 from trainctl.core.clock import Clock, system_clock
-from trainctl.core.settings import SpotSettings
+from trainctl.core.spot_settings import SpotSettings
 from trainctl.spot.plan import plan_recovery
 from trainctl.spot.rules import RecoveryRefused
+
+if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 tracer = handler_tracer()
 clock: Clock = system_clock  # tests step this

@@ -24,8 +24,8 @@ from tests.integration.test_hand_commands import HANDED, call
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import main as cli
 from trainctl.cli import stack_resources
+from trainctl.core.envelopes import Envelope
 from trainctl.core.events import (
-    Envelope,
     InvalidEvent,
     parse_age_guard_event,
     parse_cost_event,

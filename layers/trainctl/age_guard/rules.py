@@ -17,7 +17,7 @@ from trainctl.core import tags
 from trainctl.core.clock import format_instant
 
 # A launch's own volumes: the same slack the protections use to tell them from volumes attached later.
-from trainctl.core.protections import LAUNCH_ATTACH_SLACK
+from trainctl.core.lifetimes import LAUNCH_ATTACH_SLACK
 
 MAX_TAG_VALUE = 256
 TAG_BATCH = 500

@@ -24,14 +24,17 @@ from trainctl.age_guard.use import RECORDED_BY, MarkVoider
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.owners import OwnersOfRecord
 from trainctl.core import tags
+from trainctl.core.age_guard_settings import AgeGuardSettings
 from trainctl.core.clock import ensure_utc, format_instant
-from trainctl.core.events import CloudTrailApiCall, InstanceStateChange
-from trainctl.core.settings import AgeGuardSettings
+from trainctl.core.cloudtrail_events import CloudTrailApiCall
+from trainctl.core.envelopes import InstanceStateChange
 from trainctl.core.text import one_line
 
 
 @dataclass(frozen=True)
 class StampResult:
+    """What age_guard stamped for one event, what it left unchanged, and why."""
+
     status: str  # stamped, unchanged, ignored, refused
     reason: str = ""
     stamped: dict[str, dict[str, str]] = field(default_factory=dict)

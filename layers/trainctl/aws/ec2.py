@@ -69,6 +69,8 @@ _TEMPLATE_WORKERS = 4
 
 @dataclass(frozen=True, slots=True)
 class SpotRequest:
+    """A spot instance request: its id, whether it relaunches (persistent) and its state."""
+
     request_id: str
     type: str  # "one-time" or "persistent"
     state: str

@@ -34,6 +34,8 @@ SPECIFICATION_SOURCES = (
 
 @dataclass(frozen=True, slots=True)
 class Accelerators:
+    """The accelerators an instance type carries: how many, which model, GPU or Neuron."""
+
     count: float  # whole devices, or the fraction of one a g6f gets
     model: str
     kind: AcceleratorKind

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from trainctl.core import tags
 from trainctl.core.clock import parse_instant
 from trainctl.core.durations import InvalidDuration, parse_duration
-from trainctl.core.resources import Resource
+
+if TYPE_CHECKING:  # only named: age_guard reads LAUNCH_ATTACH_SLACK from here without loading the resource model
+    from trainctl.core.resources import Resource
+
+# A launch attaches its own volumes as it starts the instance: EC2 dates both within a second or so.
+LAUNCH_ATTACH_SLACK = timedelta(seconds=2)
 
 
 def creation_signals(resource: Resource) -> list[datetime]:

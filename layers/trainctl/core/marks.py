@@ -13,11 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from trainctl.core import tags
 from trainctl.core.clock import parse_instant
 from trainctl.core.durations import format_duration
-from trainctl.core.resources import Resource
+
+if TYPE_CHECKING:  # only named: age_guard reads AGE_GUARD from here without loading the resource model
+    from trainctl.core.resources import Resource
 
 # Who records the uses CloudTrail reports (age_guard), beside the sweeps' own lines.
 AGE_GUARD = "age_guard"
@@ -63,6 +66,8 @@ class LedgerEntry:
 
 @dataclass(frozen=True, slots=True)
 class RecordedSweep:
+    """An enforced sweep the ledger recorded: when it ran."""
+
     at: datetime
     sweep_id: str
 

@@ -15,6 +15,8 @@ class Training(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TrainingCheck:
+    """The training check's answer for one instance, with what it said."""
+
     status: Training
     detail: str = ""
 

@@ -16,6 +16,8 @@ _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 
 @dataclass(frozen=True, slots=True)
 class Permissions:
+    """The IAM actions a piece of code calls, declared beside it."""
+
     actions: frozenset[str] = frozenset()
 
     def __or__(self, other: Permissions) -> Permissions:

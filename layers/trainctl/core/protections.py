@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from trainctl.core import tags
-from trainctl.core.lifetimes import born_at
+from trainctl.core.lifetimes import LAUNCH_ATTACH_SLACK, born_at
 from trainctl.core.resources import BlockDevice, Instance, Resource, Snapshot, Volume
 
 
@@ -42,8 +42,6 @@ _BACKUP_DESCRIPTION = "This snapshot is created by the AWS Backup service"
 _DLM_POLICY_TAG = "aws:dlm:lifecycle-policy-id"
 
 VolumeToKeep = tuple[str, str]  # (volume id, device name)
-# A launch attaches its own volumes as it starts the instance: EC2 dates both within a second or so.
-LAUNCH_ATTACH_SLACK = timedelta(seconds=2)
 
 
 def is_persistent(labels: Mapping[str, str]) -> bool:

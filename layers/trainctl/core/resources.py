@@ -37,6 +37,8 @@ _TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|U
 
 @dataclass(frozen=True, slots=True)
 class BlockDevice:
+    """A volume as its instance lists it: the device it is attached at, and whether it dies with the instance."""
+
     volume_id: str
     device_name: str
     delete_on_termination: bool
@@ -46,6 +48,8 @@ class BlockDevice:
 
 @dataclass(frozen=True, slots=True)
 class Instance:
+    """An EC2 instance as trainctl reads it: state, type, times, volumes, tags and who else runs it."""
+
     resource_id: str
     region: str
     state: str
@@ -82,12 +86,16 @@ class Instance:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
+    """A volume's attachment to an instance, as the volume lists it."""
+
     instance_id: str
     delete_on_termination: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Volume:
+    """An EBS volume as trainctl reads it: size, type, performance, attachments and tags."""
+
     resource_id: str
     region: str
     state: str
@@ -112,6 +120,8 @@ class Volume:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """An EBS snapshot as trainctl reads it: the volume it came from, its size and tags."""
+
     resource_id: str
     region: str
     state: str
@@ -131,6 +141,8 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Image:
+    """An AMI and the snapshots it is made of: those snapshots must live while it does."""
+
     image_id: str
     region: str
     state: str
@@ -142,6 +154,8 @@ Resource = Instance | Volume | Snapshot
 
 @dataclass(frozen=True, slots=True)
 class RegionInventory:
+    """Everything trainctl read in one region, at one moment."""
+
     region: str
     instances: tuple[Instance, ...] = ()
     volumes: tuple[Volume, ...] = ()

@@ -25,6 +25,8 @@ AVOIDING_ACTIONS = ("stop", "terminate", "delete")
 
 @dataclass(frozen=True, slots=True)
 class Hourly:
+    """A resource's hourly price as decided, where it came from, or why there is none."""
+
     usd: float | None
     source: str
     problem: str = ""

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from trainctl.core import tags
 from trainctl.core.accelerators import Accelerators, accelerators_for
 from trainctl.core.clock import format_instant
+from trainctl.core.cost_settings import CostSettings
 from trainctl.core.notices import Notice, digest
 from trainctl.core.resources import Instance, RegionInventory, Snapshot, Volume
-from trainctl.core.settings import CostSettings
 from trainctl.cost.prices.model import HOURS_PER_MONTH, PriceKey, Quote, SpotKey
 
 # gp3 includes this much performance in its storage price.
@@ -33,12 +33,16 @@ Flag = Literal["lower-bound", "upper-bound", "spot-price-fallback", "partly-unpr
 
 @dataclass(frozen=True, slots=True)
 class Transition:
+    """An instance's state change, when it happened."""
+
     at: datetime
     state: str
 
 
 @dataclass(frozen=True)
 class ResourceCost:
+    """What one resource costs: its hourly price, what it has cost so far, and the price's source."""
+
     resource_id: str
     resource_type: str
     region: str
@@ -324,6 +328,8 @@ BreachKind = Literal["hourly", "daily", "resource", "unpriced"]
 
 @dataclass(frozen=True)
 class Breach:
+    """A threshold crossed: by what, by how much, whose it is and the resources behind it."""
+
     key: str  # stable identity across runs: "total:hourly", "owner:bob:daily", "resource:vol-1", "unpriced"
     kind: BreachKind
     scope: str
@@ -355,6 +361,8 @@ class Breach:
 
 @dataclass(frozen=True)
 class Totals:
+    """The money burning now across every resource, and how many resources could not be priced."""
+
     hourly_usd: float
     daily_usd: float
     unpriced: int
@@ -457,6 +465,8 @@ class AlertState:
 
 @dataclass
 class AlertPlan:
+    """Which breaches to tell now, which to hold back, and which have cleared."""
+
     notify: list[tuple[Breach, str]] = field(default_factory=list)  # (breach, why: new | grew | reminder)
     suppressed: list[Breach] = field(default_factory=list)
     cleared: list[AlertState] = field(default_factory=list)

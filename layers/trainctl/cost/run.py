@@ -13,9 +13,9 @@ from trainctl.aws.ec2 import Ec2Inventory
 from trainctl.aws.notifications import Notifier, SnsNotifier
 from trainctl.aws.observability import logger
 from trainctl.core.clock import Clock, format_instant
+from trainctl.core.cost_settings import CostSettings
 from trainctl.core.errors import TrainctlError
 from trainctl.core.resources import RegionInventory
-from trainctl.core.settings import CostSettings
 from trainctl.core.text import one_line
 from trainctl.cost.prices.chain import PriceBook
 from trainctl.cost.prices.price_file import PriceFile, load_price_file
@@ -40,6 +40,8 @@ from trainctl.cost.store import AlertStore, DynamoDbCostStore, RuntimeHistory
 
 @dataclass(frozen=True)
 class CostResult:
+    """One cost check: every resource priced, the breaches, the look-ups made and who was told."""
+
     at: datetime
     regions: tuple[str, ...]
     resources: tuple[ResourceCost, ...]
@@ -112,6 +114,8 @@ def read_inventory(factory: ClientFactory, region: str) -> RegionInventory:
 
 @dataclass(frozen=True)
 class CostEffects:
+    """Where a cost check reads runtimes and alert states, and how it tells people."""
+
     history: RuntimeHistory | None = None
     alerts: AlertStore | None = None
     notifier: Notifier | None = None

@@ -20,7 +20,7 @@ from trainctl.core import tags
 from trainctl.core.clock import Clock
 from trainctl.core.permissions import needs
 from trainctl.core.resources import Instance
-from trainctl.core.settings import SpotSettings
+from trainctl.core.spot_settings import SpotSettings
 from trainctl.core.text import one_line
 from trainctl.spot.rules import (
     RecoveryRefused,

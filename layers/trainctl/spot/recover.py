@@ -14,7 +14,7 @@ from trainctl.core import tags
 from trainctl.core.clock import Clock, ensure_utc
 from trainctl.core.notices import Notice, digest
 from trainctl.core.permissions import needs
-from trainctl.core.settings import SpotSettings
+from trainctl.core.spot_settings import SpotSettings
 from trainctl.core.text import one_line
 from trainctl.spot.rules import reclaim_warning, recovery_is_late, recovery_refusal
 from trainctl.spot.run import SpotLedger, SpotOutcome, describe_instance, owner_notice

@@ -17,7 +17,7 @@ from trainctl.core import tags
 from trainctl.core.clock import ensure_utc, format_instant
 from trainctl.core.protections import in_scope
 from trainctl.core.resources import Instance
-from trainctl.core.settings import SpotSettings
+from trainctl.core.spot_settings import SpotSettings
 from trainctl.core.text import one_line
 
 EventKind = Literal["warning", "rebalance"]
@@ -41,6 +41,8 @@ class RecoveryRefused(ValueError):
 
 @dataclass(frozen=True)
 class CheckpointCommand:
+    """The SSM command that tells a training job to checkpoint: document, parameters, hook."""
+
     document: str
     parameters: dict[str, list[str]]
     hook: str

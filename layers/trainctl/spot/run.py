@@ -28,7 +28,7 @@ from trainctl.core.notices import Notice, digest
 from trainctl.core.permissions import needs
 from trainctl.core.protections import volumes_dying_with
 from trainctl.core.resources import Instance, Volume
-from trainctl.core.settings import SpotSettings
+from trainctl.core.spot_settings import SpotSettings
 from trainctl.core.text import one_line
 from trainctl.spot.plan import recorded_history
 from trainctl.spot.rules import (
@@ -63,6 +63,8 @@ _COMMAND_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", 
 
 @dataclass
 class Step:
+    """One step of handling a spot event: when it started, how long it took, and what came of it."""
+
     name: str
     at_ms: float  # since the handler started
     took_ms: float
@@ -81,6 +83,8 @@ class Step:
 
 @dataclass
 class SpotOutcome:
+    """What handling a spot event did, step by step, and for whom."""
+
     status: Status
     instance_id: str
     region: str

@@ -19,6 +19,7 @@ from trainctl.core.lifetimes import InvalidTtl, born_at, stamp_after_creation, t
 from trainctl.core.marks import UNOBSERVED, read_mark
 from trainctl.core.observations import Training, TrainingCheck, Utilisation
 from trainctl.core.protections import (
+    LeftBehind,
     Protection,
     in_scope,
     is_attached,
@@ -29,8 +30,7 @@ from trainctl.core.protections import (
     younger_than_min_age,
 )
 from trainctl.core.resources import Guards, Instance, RegionInventory, Resource, Snapshot, Volume
-from trainctl.core.settings import SweepSettings
-from trainctl.cost.left_behind import left_behind_words
+from trainctl.core.sweep_settings import SweepSettings
 
 Action = Literal["keep", "mark", "unmark", "delete", "terminate", "stop"]
 DESTRUCTIVE: frozenset[str] = frozenset({"delete", "terminate", "stop"})
@@ -51,6 +51,8 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Observations:
+    """What a sweep saw of its instances besides EC2's inventory: utilisation and training checks."""
+
     utilisation: Mapping[str, Utilisation] = field(default_factory=dict)
     training: Mapping[str, TrainingCheck] = field(default_factory=dict)
     # When the training check is skipped (dry-run), this says why: no answer, so no mark and no action.
@@ -99,6 +101,8 @@ class Seen:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """What a sweep decides about one resource, why, and (once acted on) what came of it."""
+
     resource_id: str
     resource_type: str
     region: str
@@ -156,6 +160,8 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class SweepPlan:
+    """One sweep's decisions about every resource it read, at one instant."""
+
     at: datetime
     decisions: tuple[Decision, ...]
     scanned: int
@@ -510,8 +516,15 @@ def decide(
         hibernate=hibernate,
         seen_state=resource.state,
         detail=f"marked until {format_instant(mark.at)}; grace period over"
-        + (f"; leaves behind {left_behind_words(left)}" if left and action == "terminate" else ""),
+        + (f"; leaves behind {_left_behind_words(left)}" if left and action == "terminate" else ""),
     )
+
+
+def _left_behind_words(left: Sequence[LeftBehind]) -> str:
+    # Saves the sweep's cold start the price file's model: only a termination that leaves volumes behind needs it.
+    from trainctl.cost.left_behind import left_behind_words
+
+    return left_behind_words(left)
 
 
 def warning_mark(

@@ -22,7 +22,7 @@ from trainctl.core.notices import Notice
 from trainctl.core.observations import TrainingCheck
 from trainctl.core.protections import Protection, in_scope
 from trainctl.core.resources import Guards, RegionInventory, Resource
-from trainctl.core.settings import SweepSettings
+from trainctl.core.sweep_settings import SweepSettings
 from trainctl.core.text import one_line
 from trainctl.cost.decided import hourly_prices
 from trainctl.sweep.act import RemainingTime, SweepExecutor, deferred, interleaved
@@ -50,6 +50,8 @@ DRY_RUN_TRAINING_NOTE = "not checked: a dry-run sends no SSM command, and unknow
 
 @dataclass(frozen=True)
 class SweepResult:
+    """A sweep's outcome: its plan, what was done, and whether it was recorded and told."""
+
     sweep_id: str
     dry_run: bool
     at: datetime

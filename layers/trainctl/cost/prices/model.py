@@ -36,6 +36,8 @@ class AmbiguousPrice(TrainctlError):
 
 @dataclass(frozen=True, slots=True, order=True)
 class PriceKey:
+    """Which price: its kind, region and name (instance type, volume type)."""
+
     kind: PriceKind
     region: str
     name: str  # instance type, or EBS volumeApiName; "standard" for snapshots
@@ -62,6 +64,8 @@ class Tier:
 
 @dataclass(frozen=True, slots=True)
 class Price:
+    """A price in tiers per unit, where it came from and as of when."""
+
     tiers: tuple[Tier, ...]
     unit: str
     origin: Origin
@@ -105,6 +109,8 @@ class Price:
 
 @dataclass(frozen=True, slots=True, order=True)
 class SpotKey:
+    """Which spot price: instance type in an availability zone."""
+
     region: str
     availability_zone: str
     instance_type: str

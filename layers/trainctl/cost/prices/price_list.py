@@ -81,6 +81,8 @@ _IO2_IOPS_TOP = ("EBS:VolumeP-IOPS.io2.tier3", 64_000.0, None)
 
 @dataclass(frozen=True, slots=True)
 class _Product:
+    """One PriceList entry's usage type and its on-demand price tiers."""
+
     usage_type: str
     tiers: tuple[Tier, ...]
 
