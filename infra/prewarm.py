@@ -42,6 +42,7 @@ from infra.prewarm_workflow import AMI_PARAMETER, PrewarmWorkflow, worker_tags
 from infra.workflow import state_machine
 from trainctl.aws import ssm_documents as documents
 from trainctl.core import names, tags
+from trainctl.core.protections import PREWARM_LONGEST_WAIT
 
 
 class Prewarm(Construct):
@@ -91,7 +92,8 @@ class Prewarm(Construct):
             start=workflow.start,
             # A forced pre-warm fills a persistent volume: the workflow must detach what it attached.
             detaches_persistent=True,
-            timeout=cdk.Duration.hours(14),
+            # The sweep keeps a restored volume unattached for as long as an execution may wait on it.
+            timeout=cdk.Duration.seconds(int(PREWARM_LONGEST_WAIT.total_seconds())),
             log_retention=log_retention,
             key=key,
             routes=[

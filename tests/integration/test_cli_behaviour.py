@@ -65,8 +65,22 @@ EVERY_COMMAND: list[list[str]] = [
     ["resources", "cleanup"],
     ["resources", "graph"],
     ["transfer", "s3://datasets/run-1/", "/tmp/trainctl-never-written/"],
+    ["data", "plan", "s3://datasets/imagenet/", "--instance-type", "g5.xlarge"],
 ]
-LOCAL_COMMANDS = [["sandbox"], ["emulator"]]
+LOCAL_COMMANDS = [
+    ["sandbox"],
+    ["emulator"],
+    [
+        "data",
+        "loader",
+        "--strategy",
+        "direct-s3",
+        "--dataset",
+        "s3://datasets/imagenet/",
+        "--instance-type",
+        "g5.xlarge",
+    ],
+]
 
 
 def leaf_commands() -> set[tuple[str, ...]]:

@@ -248,8 +248,6 @@ def data_plan(
             dataset_prefix(dataset)  # the form, before the listing: a malformed URI makes no call
     except PlanRefused as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    if defaulted:
-        note(ctx, f"--zone not given: planning for {zone}")
     factory = factory_of(ctx, fleet.region)
     if dataset is not None:
         try:
@@ -271,6 +269,8 @@ def data_plan(
         warn(f"past cache fills could not be read, so none is learnt from: {exc}")
         past_fills = None
     result = plan(measured, fleet, epochs, table, ebs_prices(prices, fleet.region), past, past_fills)
+    if defaulted:  # said once the plan stands, so that a refusal stays one line
+        note(ctx, f"--zone not given: planning for {zone}")
     emit(fmt, result.to_json(), lambda: print_plan(result, quiet=state_of(ctx).quiet), rows=_csv_rows(result))
 
 

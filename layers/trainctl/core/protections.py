@@ -34,6 +34,8 @@ class Protection(StrEnum):
     UNREADABLE = "unreadable"
     CANNOT_STOP = "cannot-stop"
     INSTANCE_STORE = "instance-store"
+    # A volume the pre-warm workflow restored, unattached while EBS initialises it and the workflow waits.
+    PREWARMING = "pre-warming"
     OUT_OF_SCOPE = "out-of-scope"
     BLAST_RADIUS = "blast-radius"
 
@@ -67,6 +69,20 @@ def in_scope(resource: Resource, scope_tag: str) -> bool:
 def younger_than_min_age(resource: Resource, min_age: timedelta, now: datetime) -> bool:
     """True while nothing destructive may touch the resource; the newest creation signal counts."""
     return now - born_at(resource) < min_age
+
+
+# The pre-warm workflow's execution limit (infra/prewarm.py): no run waits on a restored volume longer than this.
+PREWARM_LONGEST_WAIT = timedelta(hours=14)
+
+
+def is_prewarming(volume: Volume, now: datetime) -> bool:
+    """A volume the pre-warm workflow restored and has not reported on yet (no trainctl:prewarmed-at), within the
+    workflow's longest wait of EC2's own creation time: a role tag written by anyone protects for that bound only."""
+    return (
+        volume.tags.get(tags.ROLE) == tags.PREWARMED_VOLUME_ROLE
+        and tags.PREWARMED_AT not in volume.tags
+        and now - volume.create_time < PREWARM_LONGEST_WAIT
+    )
 
 
 def is_attached(volume: Volume) -> bool:

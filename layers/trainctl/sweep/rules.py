@@ -25,6 +25,7 @@ from trainctl.core.protections import (
     is_attached,
     is_backup_managed,
     is_persistent,
+    is_prewarming,
     persistent_key_warning,
     volumes_left_behind,
     younger_than_min_age,
@@ -333,6 +334,9 @@ def protections_for(
     if isinstance(resource, Volume) and is_attached(resource):
         found.append(Protection.ATTACHED)
         details.append("attached to " + ",".join(a.instance_id for a in resource.attachments))
+    if isinstance(resource, Volume) and is_prewarming(resource, now):
+        found.append(Protection.PREWARMING)
+        details.append("the pre-warm workflow restored it and has not reported yet")
     if isinstance(resource, Snapshot):
         if resource.resource_id in inventory_facts.ami_snapshots:
             found.append(Protection.AMI_BACKED)
