@@ -209,3 +209,9 @@ def test_an_id_that_could_walk_the_path_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="letters, digits"):
         path_segment(bad, "pod id")
     assert path_segment("abc_DEF-123", "pod id") == "abc_DEF-123"
+
+
+def test_a_key_echoed_in_a_successful_answer_is_redacted_before_anything_reads_it() -> None:
+    http = client([answer(200, {"pods": [{"id": "p1", "name": f"job-{KEY}"}]})])
+    body = http.get("/pods").body
+    assert body == {"pods": [{"id": "p1", "name": f"job-{REDACTED}"}]}

@@ -286,7 +286,8 @@ class ProviderHttp:
 
     def _answer(self, response: urllib3.BaseHTTPResponse, headers: Mapping[str, str], call: str) -> Answer:
         status = response.status
-        raw = response.data or b""
+        # An echoed key leaves here as [redacted]: nothing read from an answer can carry it on.
+        raw = (response.data or b"").replace(self.key.encode(), REDACTED.encode()) if self.key else response.data or b""
         content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         parsed: Any = None
         readable = True
