@@ -691,6 +691,7 @@ def data_story(console: Console, factory: ClientFactory, report: dict[str, Any])
     # Cold start: only this step needs the data room and the strategies' S3 fill.
     import tempfile
 
+    # Cold start: the data room loads here, for this step only.
     from trainctl.cli.data import PLAN_COLUMNS, plan_rows, size_text
     from trainctl.cost.prices.price_file import load_price_file
     from trainctl.data.loader import choose, loader_script

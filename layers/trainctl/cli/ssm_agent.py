@@ -267,6 +267,7 @@ def emulated_agents(agents: SsmAgents) -> Iterator[SsmAgents]:
 
 def _cache_invocation(agents: SsmAgents, command: Any, instance_id: str) -> dict[str, Any]:
     """The local-cache document's invocation fields, from moto's EC2 (the instance's type) and S3 (the objects)."""
+    # Cold start: moto's EC2 and S3 models load only when an emulated agent answers a cache fill.
     from moto.ec2.exceptions import InvalidInstanceIdError
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.instance_types import INSTANCE_TYPES
