@@ -319,7 +319,7 @@ def prewarm_routes(regions: Sequence[str], account: str, scope_tag: str) -> list
             conditions=merged(created_by("RunInstances"), tag_keys_only(worker_keys)),
         ),
         Route("AttachOnlyToInScopeInstances", instances, ["ec2:AttachVolume", "ec2:DetachVolume"], conditions=in_scope),
-        *_volume_routes(volumes, snapshots, in_scope, created_here),
+        *_volume_routes(volumes, snapshots, in_scope, created_here, scope_tag),
         Route(
             "TerminateOnlyInScopeWorkers",
             instances,
@@ -359,10 +359,13 @@ def _create_volume_routes(volumes: list[str], snapshots: list[str], scope_tag: s
 
 
 def _volume_routes(
-    volumes: list[str], snapshots: list[str], in_scope: Conditions, created_here: Conditions
+    volumes: list[str], snapshots: list[str], in_scope: Conditions, created_here: Conditions, scope_tag: str
 ) -> list[Route]:
-    """Attach, detach, record and snapshot a volume that is in scope, or one the execution created (either)."""
+    """Attach, detach, record and snapshot a volume that is in scope, or one the execution created (either).
+
+    The snapshot also carries the scope tag: a later pre-warm restores only an in-scope snapshot of the account."""
     record = tag_keys_only(RECORD_TAG_KEYS)
+    snapshot_keys = tag_keys_only([*RECORD_TAG_KEYS, scope_tag])
     return [
         Route(
             "UseInScopeVolumes",
@@ -382,12 +385,12 @@ def _volume_routes(
             "SnapshotsMarkedPrewarmed",
             snapshots,
             ["ec2:CreateSnapshot"],
-            conditions=merged(tag_present(tags.PREWARMED_FROM, prefix="aws:RequestTag"), record),
+            conditions=merged(tag_present(tags.PREWARMED_FROM, prefix="aws:RequestTag"), snapshot_keys),
         ),
         Route(
             "TagSnapshotsAtCreation",
             snapshots,
             ["ec2:CreateTags"],
-            conditions=merged(created_by("CreateSnapshot"), record),
+            conditions=merged(created_by("CreateSnapshot"), snapshot_keys),
         ),
     ]

@@ -580,6 +580,7 @@ class PrewarmWorkflow:
                     "source.$": plan_path("s3_uri"),
                     "started_at.$": "$$.Execution.StartTime",
                     "estimated_seconds.$": plan_path("estimated_seconds"),
+                    "scope_tag.$": plan_path("scope_tag"),
                 }
             ),
             payload_response_only=True,
@@ -617,7 +618,8 @@ class PrewarmWorkflow:
             {
                 "VolumeId.$": plan_path("volume_id"),
                 "Description": "trainctl: pre-warmed volume",
-                "TagSpecifications": [{"ResourceType": "snapshot", "Tags.$": "$.report.tags"}],
+                # In scope, so that a later pre-warm may restore it (the plan restores no other of this account).
+                "TagSpecifications": [{"ResourceType": "snapshot", "Tags.$": "$.report.snapshot_tags"}],
             },
             iam_action="ec2:CreateSnapshot",
             result_selector={"SnapshotId.$": "$.SnapshotId"},

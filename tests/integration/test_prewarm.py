@@ -184,7 +184,9 @@ def test_an_existing_instance_is_used_and_kept(account: Account) -> None:
 
 def test_a_volume_restored_from_a_snapshot_is_read_in_full_unless_initialised_at_a_rate(account: Account) -> None:
     ec2 = account.factory.ec2(REGION)
-    snapshot = ec2.create_snapshot(VolumeId=account.volume_id)["SnapshotId"]
+    # In scope, as `trainctl ebs snapshot` copies the volume's scope tag: an out-of-scope one is not restored.
+    in_scope = [{"ResourceType": "snapshot", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}]
+    snapshot = ec2.create_snapshot(VolumeId=account.volume_id, TagSpecifications=in_scope)["SnapshotId"]
     spec = {"size_gib": 100, "volume_type": "gp3", "zone": f"{REGION}b", "snapshot_id": snapshot}
     restored = execute(account, volume_id=None, volume=spec)
     assert restored["status"] == "SUCCEEDED", restored
@@ -367,7 +369,12 @@ def test_a_snapshot_of_this_account_restores_only_for_its_owner(account: Account
     ec2 = account.factory.ec2(REGION)
     bobs = ec2.create_snapshot(
         VolumeId=account.volume_id,
-        TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": tags.OWNER, "Value": "bob"}]}],
+        TagSpecifications=[
+            {
+                "ResourceType": "snapshot",
+                "Tags": [{"Key": tags.OWNER, "Value": "bob"}, {"Key": tags.MANAGED, "Value": "true"}],
+            }
+        ],
     )["SnapshotId"]
     spec = {"size_gib": 100, "volume_type": "gp3", "zone": f"{REGION}a", "snapshot_id": bobs}
     refused = execute(account, volume_id=None, volume=spec, owner="mallory")

@@ -134,10 +134,12 @@ def created(account: Account) -> Iterator[list[dict[str, Any]]]:
 
 
 def snapshot_of(account: Account, size: int = 100, owner: str | None = None) -> str:
+    """A snapshot of this account in scope (the pre-warm restores no other), the owner's when one is named."""
     ec2 = account.factory.ec2(REGION)
     source = ec2.create_volume(Size=size, AvailabilityZone=f"{REGION}a")["VolumeId"]
-    marks = [{"ResourceType": "snapshot", "Tags": [{"Key": tags.OWNER, "Value": owner}]}] if owner else []
-    return str(ec2.create_snapshot(VolumeId=source, TagSpecifications=marks)["SnapshotId"])
+    marks = [{"Key": tags.MANAGED, "Value": "true"}, *([{"Key": tags.OWNER, "Value": owner}] if owner else [])]
+    spec = [{"ResourceType": "snapshot", "Tags": marks}]
+    return str(ec2.create_snapshot(VolumeId=source, TagSpecifications=spec)["SnapshotId"])
 
 
 def restore(snapshot_id: str, **spec: Any) -> dict[str, Any]:
@@ -278,6 +280,8 @@ def test_the_s3_path_ends_with_a_snapshot_that_records_its_source_size_and_rate(
     )["Snapshots"]
     for resource in (volume, snapshot):
         assert expected.items() <= labels(resource).items()
+    # In scope, so that the next pre-warm may restore it (one of this account out of scope is refused).
+    assert labels(snapshot)[tags.MANAGED] == "true"
 
 
 def test_the_command_line_restores_from_a_snapshot(

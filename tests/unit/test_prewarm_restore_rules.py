@@ -11,6 +11,8 @@ from trainctl.cli.prewarm_run import interrupted, refusal
 from trainctl.core import tags
 from trainctl.prewarm.rules import (
     InvalidRequest,
+    check_snapshot_claim,
+    creation_tags,
     figure_tags,
     initialised_report,
     make_plan,
@@ -122,6 +124,87 @@ def test_the_copy_report_tags_its_figures_beside_the_instant() -> None:
     assert values[tags.PREWARMED_RATE] == "128.0" and values[tags.PREWARMED_SECONDS] == "8"
     silent = report("", source="s3://d/x/", started_at="a", finished_at="2026-12-01T10:00:00Z", estimated_seconds=0)
     assert tags.PREWARMED_BYTES not in {t["Key"] for t in silent["tags"]}
+
+
+@pytest.mark.parametrize(
+    ("volume", "named"),
+    [
+        ({"volume_type": "gp2", "iops": 5000}, "gp2 volumes take no provisioned IOPS"),
+        ({"volume_type": "gp3", "throughput_mibps": 1000}, r"750 MiB/s at 3,000 IOPS"),
+        ({"volume_type": "io2", "iops": None}, "io2 needs --iops"),
+        ({"volume_type": "io1", "iops": 1000, "size_gib": 2}, "io1 volumes are 4 to 16,384 GiB"),
+        ({"volume_type": "st1", "size_gib": 10}, "st1 volumes are 125 to 16,384 GiB"),
+        ({"volume_type": "gp3", "iops": 80000, "size_gib": 10}, r"at most 500 IOPS per GiB \(5,000 for 10 GiB\)"),
+        ({"volume_type": "sc1", "throughput_mibps": 250}, "only gp3 volumes take a provisioned throughput"),
+    ],
+)
+def test_a_volume_spec_ebs_would_refuse_is_refused_by_the_command_lines_rules(
+    volume: dict[str, object], named: str
+) -> None:
+    body = {"volume": {"size_gib": 100, "zone": "us-east-1a", **volume}, "s3_uri": "s3://datasets/x/"}
+    with pytest.raises(InvalidRequest, match=named):
+        parse_request(body)
+
+
+def test_a_restore_whose_snapshot_makes_the_volume_too_small_for_its_type_is_refused() -> None:
+    # No size given: the volume takes the snapshot's 10 GiB, and st1 starts at 125.
+    request = parse_request(restore(volume_type="st1"))
+    assert request.volume is not None
+    with pytest.raises(InvalidRequest, match="the snapshot's 10 GiB: st1 volumes are 125 to 16,384 GiB"):
+        new_volume(request, request.volume, 10 * 2**30, snapshot_gib=10)
+    # gp3 at 3,000 IOPS on a 4 GiB snapshot: 500 per GiB allows 2,000 above the baseline, but 3,000 is the floor.
+    fits = parse_request(restore(iops=3000))
+    assert fits.volume is not None
+    assert new_volume(fits, fits.volume, 4 * 2**30, snapshot_gib=4).create_volume is not None
+
+
+def test_a_volume_the_s3_path_creates_is_in_scope_from_its_creation() -> None:
+    request = parse_request({"volume": {"size_gib": 10, "zone": "us-east-1a"}, "s3_uri": "s3://datasets/x/"})
+    assert creation_tags(request, "team:scope") == [
+        {"Key": tags.PREWARMED_FROM, "Value": "s3://datasets/x/"},
+        {"Key": "team:scope", "Value": "true"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("labels", "own", "refused"),
+    [
+        ({tags.MANAGED: "true"}, True, None),
+        ({tags.MANAGED: "true", tags.OWNER: "ann"}, True, None),
+        ({tags.MANAGED: "false"}, True, "out of scope: no trainctl:managed=true"),
+        ({}, True, "out of scope"),
+        # The caller's by its tag, but outside the scope: a person would need --allow-out-of-scope.
+        ({tags.OWNER: "ann"}, True, "out of scope"),
+        ({tags.MANAGED: "true", tags.OWNER: "bob"}, True, "owned by bob"),
+        # Shared with the account or public: given to read, whatever its tags.
+        ({}, False, None),
+    ],
+)
+def test_a_snapshot_of_this_account_restores_only_in_scope_and_for_its_owner_or_nobodys(
+    labels: dict[str, str], own: bool, refused: str | None
+) -> None:
+    if refused is None:
+        check_snapshot_claim(SNAP, labels, "ann", own=own, scope_tag=tags.MANAGED)
+    else:
+        with pytest.raises(InvalidRequest, match=refused):
+            check_snapshot_claim(SNAP, labels, "ann", own=own, scope_tag=tags.MANAGED)
+
+
+def test_the_snapshot_after_a_copy_is_in_scope_so_that_a_later_pre_warm_may_restore_it() -> None:
+    output = '{"bytes": 1073741824, "seconds": 8, "tool": "s5cmd"}\n'
+    done = report(
+        output,
+        source="s3://d/x/",
+        started_at="a",
+        finished_at="2026-12-01T10:00:00Z",
+        estimated_seconds=8,
+        scope_tag="team:scope",
+    )
+    assert done["snapshot_tags"] == [*done["tags"], {"Key": "team:scope", "Value": "true"}]
+    # The volume's own tags stay the record only: its scope is the request's check, or its creation's.
+    assert "team:scope" not in {t["Key"] for t in done["tags"]}
+    labels = {t["Key"]: t["Value"] for t in done["snapshot_tags"]}
+    check_snapshot_claim(SNAP, labels, "ann", own=True, scope_tag="team:scope")
 
 
 def test_a_workflow_refusal_is_one_line_in_the_flags_words() -> None:

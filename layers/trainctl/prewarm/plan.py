@@ -62,3 +62,5 @@ class PrewarmPlan(BaseModel):
     data_bytes: int
     objects: int
     estimated_seconds: int
+    # The tag key that puts a resource in trainctl's scope: the snapshot taken after a copy carries it.
+    scope_tag: str

@@ -25,6 +25,7 @@ from trainctl.core.paths import MOUNT_POINT, S3_URI, escaping_keys
 from trainctl.core.protections import in_scope, is_persistent
 from trainctl.core.resources import Instance
 from trainctl.core.text import one_line
+from trainctl.core.volume_spec import initialization_rate_problem, volume_problem
 from trainctl.prewarm.plan import CreateVolumeParameters, PrewarmPlan
 
 # EC2's ids: 8 (older) or 17 lowercase hexadecimal characters after the prefix.
@@ -64,6 +65,13 @@ class VolumeSpec(BaseModel):
             raise ValueError("initialization_rate applies only to a volume restored from a snapshot")
         if self.size_gib is None and self.snapshot_id is None:
             raise ValueError("size_gib is needed for a volume not restored from a snapshot")
+        # The command line's own rules for what CreateVolume accepts of each type (a restore's size waits for
+        # its snapshot: new_volume checks it again then).
+        problem = volume_problem(
+            self.volume_type, self.size_gib, self.iops, self.throughput_mibps
+        ) or initialization_rate_problem(self.initialization_rate)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -193,6 +201,10 @@ def new_volume(
         raise InvalidRequest(f"snapshot {spec.snapshot_id} holds {snapshot_gib} GiB: a {size} GiB volume is too small")
     if size * 2**30 < data_bytes:
         raise InvalidRequest(f"{data_bytes} bytes from {request.source} do not fit {size} GiB")
+    said = None if spec.size_gib else f"the snapshot's {size:,} GiB"
+    problem = volume_problem(spec.volume_type, size, spec.iops, spec.throughput_mibps, size_said=said)
+    if problem is not None:
+        raise InvalidRequest(f"EBS would refuse the new volume: {problem}")
     create = CreateVolumeParameters(
         availability_zone=spec.zone,
         size=size,
@@ -215,13 +227,13 @@ def new_volume(
 def creation_tags(request: PrewarmRequest, scope_tag: str) -> list[dict[str, str]]:
     """What a volume the workflow creates carries from its CreateVolume call.
 
-    A restore from a snapshot is in scope from its first second, as trainctl's own: the sweep sees it if the
-    execution fails. Its owner is age_guard's to stamp, not the request's word. A volume to copy into keeps the
-    S3 path's one tag."""
-    marks = [{"Key": tags.PREWARMED_FROM, "Value": request.source}]
+    In scope from its first second, as trainctl's own, on either path: the sweep sees it if the execution fails
+    (compensation never deletes a volume). Its owner is age_guard's to stamp, not the request's word. A restore
+    also says it is one (trainctl:role=prewarmed-volume), which the sweep keeps while EBS initialises it."""
+    marks = [{"Key": tags.PREWARMED_FROM, "Value": request.source}, {"Key": scope_tag, "Value": "true"}]
     if request.s3_uri is not None:
         return marks
-    return [*marks, {"Key": scope_tag, "Value": "true"}, {"Key": tags.ROLE, "Value": tags.PREWARMED_VOLUME_ROLE}]
+    return [*marks, {"Key": tags.ROLE, "Value": tags.PREWARMED_VOLUME_ROLE}]
 
 
 def existing_volume(volume_id: str, volume: Mapping[str, Any], *, s3_uri: str, data_bytes: int) -> Target:
@@ -269,11 +281,19 @@ def check_given_instance(instance: Instance, zone: str, scope_tag: str, owner: s
     _claimed_by_caller("instance", instance.resource_id, instance.tags, owner)
 
 
-def check_snapshot_claim(snapshot_id: str, labels: Mapping[str, str], owner: str | None, *, own: bool) -> None:
-    """A snapshot of this account restores into a new volume only for its owner (or when nobody claimed it):
-    its data is someone's. A snapshot another account shared or made public was given to read."""
-    if own:
-        _claimed_by_caller("snapshot", snapshot_id, labels, owner)
+def check_snapshot_claim(
+    snapshot_id: str, labels: Mapping[str, str], owner: str | None, *, own: bool, scope_tag: str
+) -> None:
+    """May this request copy a snapshot of this account into a new volume? In scope, and the caller's (or nobody's).
+
+    The hand commands' rule with no waiver given (handwork/ownership.py): out of scope or another's, a person
+    would need --allow-out-of-scope or --allow-other-owner, and a workflow takes neither. A snapshot's data is
+    someone's. A snapshot another account shared or made public was given to read."""
+    if not own:
+        return
+    if not tags.opts_in(labels.get(scope_tag)):
+        raise InvalidRequest(f"snapshot {snapshot_id} is out of scope: no {scope_tag}=true")
+    _claimed_by_caller("snapshot", snapshot_id, labels, owner)
 
 
 def check_keys(s3_uri: str, keys: Sequence[str]) -> None:
@@ -302,12 +322,13 @@ def make_plan(
     objects: int,
     region: str,
     instance_profile_arn: str,
+    scope_tag: str = tags.MANAGED,
 ) -> PrewarmPlan:
     """The plan for a checked request: the worker sized to the volume and the data, and the time it should take.
 
     From a snapshot there is no worker: the time is the snapshot's bytes at the provisioned rate."""
     if request.s3_uri is None:
-        return _restore_plan(request, target, data_bytes=data_bytes, region=region)
+        return _restore_plan(request, target, data_bytes=data_bytes, region=region, scope_tag=scope_tag)
     worker, why = choose_worker(target.throughput_mibps, data_bytes)
     rate = min(target.throughput_mibps, worker.sustained_mib_per_second)
     estimate = math.ceil(data_bytes / 2**20 / rate) if data_bytes else 0
@@ -331,10 +352,13 @@ def make_plan(
         data_bytes=data_bytes,
         objects=objects,
         estimated_seconds=estimate,
+        scope_tag=scope_tag,
     )
 
 
-def _restore_plan(request: PrewarmRequest, target: Target, *, data_bytes: int, region: str) -> PrewarmPlan:
+def _restore_plan(
+    request: PrewarmRequest, target: Target, *, data_bytes: int, region: str, scope_tag: str
+) -> PrewarmPlan:
     spec = request.volume
     assert spec is not None and spec.initialization_rate is not None  # the request's own validator
     estimate = math.ceil(data_bytes / 2**20 / spec.initialization_rate)
@@ -365,6 +389,7 @@ def _restore_plan(request: PrewarmRequest, target: Target, *, data_bytes: int, r
         data_bytes=data_bytes,
         objects=0,
         estimated_seconds=estimate,
+        scope_tag=scope_tag,
     )
 
 
@@ -377,10 +402,23 @@ class ReportRequest(BaseModel):
     source: str = Field(max_length=1024)
     started_at: str = Field(max_length=64)
     estimated_seconds: int = Field(default=0, ge=0)
+    # The plan's scope tag key, which the snapshot taken after the copy carries.
+    scope_tag: str | None = Field(default=None, min_length=1, max_length=128)
 
 
-def report(output: str, *, source: str, started_at: str, finished_at: str, estimated_seconds: int) -> dict[str, Any]:
-    """Tags for the volume from the document's JSON line; an empty or odd output is said, not guessed."""
+def report(
+    output: str,
+    *,
+    source: str,
+    started_at: str,
+    finished_at: str,
+    estimated_seconds: int,
+    scope_tag: str | None = None,
+) -> dict[str, Any]:
+    """Tags for the volume from the document's JSON line; an empty or odd output is said, not guessed.
+
+    The snapshot's tags add the scope tag: a pre-warm restores only an in-scope snapshot of this account, and the
+    snapshot is taken so that the next volume is restored from it."""
     summary: dict[str, Any] = {}
     for line in reversed(output.strip().splitlines()):
         try:
@@ -396,13 +434,15 @@ def report(output: str, *, source: str, started_at: str, finished_at: str, estim
         figures = figure_tags(int(summary["bytes"]), float(summary["seconds"]))
     else:
         detail = "the worker reported no figures"
+    # The tag values the workflow writes: where from, when, and how much in how long.
+    recorded = [
+        {"Key": tags.PREWARMED_FROM, "Value": source[:256]},
+        {"Key": tags.PREWARMED_AT, "Value": f"{finished_at}; {detail}"[:256]},
+        *figures,
+    ]
     return {
-        # The tag values the workflow writes: where from, when, and how much in how long.
-        "tags": [
-            {"Key": tags.PREWARMED_FROM, "Value": source[:256]},
-            {"Key": tags.PREWARMED_AT, "Value": f"{finished_at}; {detail}"[:256]},
-            *figures,
-        ],
+        "tags": recorded,
+        "snapshot_tags": [*recorded, {"Key": scope_tag, "Value": "true"}] if scope_tag else recorded,
         "detail": detail,
         "summary": summary,
         "started_at": started_at,

@@ -77,6 +77,7 @@ def report_task(event: object, factory: ClientFactory | None = None, *, clock: C
         started_at=request.started_at,
         finished_at=format_instant(clock()),
         estimated_seconds=request.estimated_seconds,
+        scope_tag=request.scope_tag,
     )
 
 
@@ -110,7 +111,15 @@ def plan(
     """Everything the workflow needs, or InvalidRequest naming the first problem; only reads."""
     if request.s3_uri is None:
         target, data_bytes = _restore_target(request, ec2, scope_tag)
-        return make_plan(request, target, data_bytes=data_bytes, objects=0, region=region, instance_profile_arn="")
+        return make_plan(
+            request,
+            target,
+            data_bytes=data_bytes,
+            objects=0,
+            region=region,
+            instance_profile_arn="",
+            scope_tag=scope_tag,
+        )
     try:
         data_bytes, objects = s3_size(s3, request.s3_uri)
     except ClientError as exc:
@@ -125,6 +134,7 @@ def plan(
         objects=objects,
         region=region,
         instance_profile_arn=instance_profile_arn,
+        scope_tag=scope_tag,
     )
 
 
@@ -146,7 +156,7 @@ def _restore_target(request: PrewarmRequest, ec2: EC2Client, scope_tag: str) -> 
     spec = request.volume
     assert spec is not None and spec.snapshot_id is not None  # the request's own validator
     _zone_exists(ec2, spec.zone)
-    snapshot = _snapshot_claim(ec2, spec.snapshot_id, request.owner)
+    snapshot = _snapshot_claim(ec2, spec.snapshot_id, request.owner, scope_tag)
     gib = int(snapshot["VolumeSize"])
     data_bytes = int(snapshot.get("FullSnapshotSizeInBytes") or 0) or gib * 2**30
     return new_volume(request, spec, data_bytes, snapshot_gib=gib, scope_tag=scope_tag), data_bytes
@@ -157,7 +167,7 @@ def _target(request: PrewarmRequest, ec2: EC2Client, data_bytes: int, scope_tag:
         _zone_exists(ec2, request.volume.zone)
         gib = None
         if request.volume.snapshot_id:
-            gib = int(_snapshot_claim(ec2, request.volume.snapshot_id, request.owner)["VolumeSize"])
+            gib = int(_snapshot_claim(ec2, request.volume.snapshot_id, request.owner, scope_tag)["VolumeSize"])
         return new_volume(request, request.volume, data_bytes, snapshot_gib=gib, scope_tag=scope_tag)
     assert request.volume_id is not None  # the request's own validator: one or the other
     volume = _volume(ec2, request.volume_id)
@@ -190,8 +200,9 @@ def _zone_exists(ec2: EC2Client, zone: str) -> None:
         raise InvalidRequest(f"zone {zone} is not in this region ({', '.join(zones)})")
 
 
-def _snapshot_claim(ec2: EC2Client, snapshot_id: str, owner: str | None) -> dict[str, Any]:
-    """The snapshot exists, and if this account owns it, it is the caller's or nobody's; as EC2 describes it."""
+def _snapshot_claim(ec2: EC2Client, snapshot_id: str, owner: str | None, scope_tag: str) -> dict[str, Any]:
+    """The snapshot exists, and if this account owns it, it is in scope and the caller's or nobody's; as EC2
+    describes it."""
     try:
         # This account's own first; otherwise one shared with it (or public), which was given to read.
         own = ec2.describe_snapshots(SnapshotIds=[snapshot_id], OwnerIds=["self"])["Snapshots"]
@@ -202,7 +213,7 @@ def _snapshot_claim(ec2: EC2Client, snapshot_id: str, owner: str | None) -> dict
         raise
     if not found:
         raise InvalidRequest(f"snapshot {snapshot_id} does not exist")
-    check_snapshot_claim(snapshot_id, tag_map(found[0].get("Tags")), owner, own=bool(own))
+    check_snapshot_claim(snapshot_id, tag_map(found[0].get("Tags")), owner, own=bool(own), scope_tag=scope_tag)
     if found[0].get("State") == "error":
         raise InvalidRequest(f"snapshot {snapshot_id} is in error: nothing can be restored from it")
     return dict(found[0])
