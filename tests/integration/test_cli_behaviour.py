@@ -67,6 +67,20 @@ EVERY_COMMAND: list[list[str]] = [
     ["transfer", "s3://datasets/run-1/", "/tmp/trainctl-never-written/"],
     ["data", "plan", "s3://datasets/imagenet/", "--instance-type", "g5.xlarge"],
 ]
+# Every command that talks to a GPU provider, with its key variable: fine until the provider is asked.
+PROVIDER_COMMANDS: list[tuple[list[str], str]] = [
+    (["runpod", "pods", "list"], "RUNPOD_API_KEY"),
+    (["runpod", "pods", "stop", "pod123", "--yes"], "RUNPOD_API_KEY"),
+    (["runpod", "pods", "terminate", "pod123", "--yes"], "RUNPOD_API_KEY"),
+    (["runpod", "volumes", "list"], "RUNPOD_API_KEY"),
+    (["runpod", "volumes", "delete", "vol123", "--yes"], "RUNPOD_API_KEY"),
+    (["lyceum", "vms", "list"], "LYCEUM_API_KEY"),
+    (["lyceum", "vms", "terminate", "vm-123", "--yes"], "LYCEUM_API_KEY"),
+    (["lyceum", "runs", "list"], "LYCEUM_API_KEY"),
+    (["lyceum", "runs", "abort", "run-123", "--yes"], "LYCEUM_API_KEY"),
+]
+# `trainctl aws …` is today's commands under the original tool's names: the same callbacks, walked above.
+ALIAS_GROUP = "aws"
 LOCAL_COMMANDS = [
     ["sandbox"],
     ["emulator"],
@@ -105,7 +119,11 @@ def command_path(args: list[str]) -> tuple[str, ...]:
 
 
 def test_the_walks_below_cover_every_command() -> None:
-    assert {command_path(args) for args in EVERY_COMMAND + LOCAL_COMMANDS} == leaf_commands()
+    walked = EVERY_COMMAND + LOCAL_COMMANDS + [args for args, _ in PROVIDER_COMMANDS]
+    commands = {leaf for leaf in leaf_commands() if leaf[0] != ALIAS_GROUP}
+    assert {command_path(args) for args in walked} == commands
+    # The alias group holds only commands the walks already cover under their own names.
+    assert {leaf[1:] for leaf in leaf_commands() if leaf[0] == ALIAS_GROUP} <= commands
 
 
 def standard(args: list[str], **kwargs: Any) -> Any:
@@ -164,6 +182,26 @@ def test_every_command_with_bad_input_is_one_line_and_wrong_usage(args: list[str
         one_line_error(standard([*args, "--region", "mars"]), EXIT_USAGE, "--region mars: not a region name", args)
     one_line_error(standard([*args, "--bogus"]), EXIT_USAGE, "No such option: --bogus", args)
     one_line_error(standard([*args, "--output", "xml"]), EXIT_USAGE, "--output xml: use table, json or csv", args)
+
+
+@pytest.mark.parametrize(("args", "variable"), PROVIDER_COMMANDS, ids=[" ".join(a[:3]) for a, _ in PROVIDER_COMMANDS])
+def test_every_provider_command_without_its_key_is_one_line_naming_the_variable(
+    args: list[str], variable: str, monkeypatch: pytest.MonkeyPatch, no_credentials: None
+) -> None:
+    """No key, and no AWS either: the provider's command needs neither AWS nor the other provider's key."""
+    for name in ("RUNPOD_API_KEY", "LYCEUM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    said = one_line_error(standard(args), EXIT_FAILED, f"set {variable}", args)
+    assert said.startswith(f"error: {args[0]}: no API key"), said
+
+
+@pytest.mark.parametrize(("args", "variable"), PROVIDER_COMMANDS, ids=[" ".join(a[:3]) for a, _ in PROVIDER_COMMANDS])
+def test_every_provider_command_with_bad_input_is_one_line_and_wrong_usage(args: list[str], variable: str) -> None:
+    one_line_error(standard([*args, "--bogus"]), EXIT_USAGE, "No such option: --bogus", args)
+    one_line_error(standard([*args, "--output", "xml"]), EXIT_USAGE, "--output xml: use table, json or csv", args)
+    if len(args) > 3:  # an id goes into the provider's URL path: anything but letters, digits, _ and - is refused
+        bad = [*args[:3], "../x", *args[4:]]
+        one_line_error(standard(bad), EXIT_USAGE, "../x: not a", args)
 
 
 @pytest.mark.parametrize(

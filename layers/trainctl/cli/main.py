@@ -19,6 +19,7 @@ from trainctl.cli.data import data
 from trainctl.cli.environment import unknown_variables
 from trainctl.cli.errors import TrainctlGroup
 from trainctl.cli.output import EXIT_USAGE, Output, console, fail, fit_consoles, output_format, state_of, warn
+from trainctl.cli.providers import register as register_providers
 from trainctl.cli.session import adopt_aws_region, check_profile, check_regions
 
 app = typer.Typer(
@@ -128,6 +129,7 @@ app.add_typer(instances, name="instances")
 app.add_typer(resources, name="resources")
 app.command("transfer")(transfer_command)
 app.add_typer(data, name="data")
+register_providers(app)
 
 
 def run() -> None:
