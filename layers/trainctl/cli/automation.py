@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from botocore.exceptions import NoRegionError
@@ -55,10 +55,15 @@ from trainctl.core.clock import Clock, fixed_clock, parse_instant
 from trainctl.core.durations import InvalidDuration, format_duration, parse_duration
 from trainctl.core.errors import TrainctlError
 from trainctl.core.settings import CostSettings, SweepSettings
+from trainctl.core.text import one_line
 from trainctl.cost.run import CostEffects, CostResult, has_price_list_api, price_book_for, run_cost_check
 from trainctl.cost.store import DynamoDbCostStore
 from trainctl.prewarm.rules import InvalidRequest, parse_request
+from trainctl.sweep.rules import SweepPlan
 from trainctl.sweep.run import SweepResult, effects_for, run_sweep
+
+if TYPE_CHECKING:
+    from trainctl.providers.sweep import ProviderSweepResult
 
 # Sweep or cost settings: both carry the regions a command runs in.
 RegionalSettings = TypeVar("RegionalSettings", SweepSettings, CostSettings)
@@ -137,10 +142,18 @@ def sweep(
     force: Annotated[
         bool, typer.Option("--force", hidden=True, help="Deprecated: the same as --ignore-min-age.")
     ] = False,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            help="aws, runpod or lyceum; repeat for more (default: AWS and every configured provider).",
+        ),
+    ] = None,
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
-    """Find forgotten instances, volumes and snapshots; dry-run unless --enforce."""
+    """Find forgotten instances, volumes and snapshots (and RunPod's and Lyceum's pods, volumes, VMs and runs);
+    dry-run unless --enforce."""
     fmt = output_format(ctx, output, as_json)
     regions = check_regions(region)
     if at and enforce:
@@ -154,19 +167,138 @@ def sweep(
         ignore_min_age = True
     environ = dict(os.environ)
     check_settings(environ)
+    swept = providers_to_sweep(provider, environ)
     settings = SweepSettings.from_env(environ, regions=regions or None, dry_run=not enforce)
     if ignore_min_age:
         settings = settings.model_copy(update={"min_age": timedelta(0)})
     factory, settings, clock = _where_and_when(ctx, regions, environ, settings, instant)
-    result = sweep_once(factory, settings, clock, environ)
+    aws_result = sweep_once(factory, settings, clock, environ) if "aws" in swept else None
+    others = [provider_sweep_once(name, factory, settings, clock, environ) for name in swept if name != "aws"]
+    result = combined_sweep(aws_result, others, settings, clock)
+    shown = result.to_json() if not others else {**result.to_json(), "providers": [_provider_line(o) for o in others]}
     emit(
         fmt,
-        result.to_json(),
+        shown,
         lambda: print_sweep(console, result, "trainctl sweep", quiet=state_of(ctx).quiet),
         rows=sweep_csv_rows(result),
     )
-    if any(d.outcome == "failed" for d in result.decisions):
+    errors = [o.error for o in others if o.error]
+    for error in errors:
+        warn(error)
+    if errors or any(d.outcome == "failed" for d in result.decisions):
         raise typer.Exit(EXIT_FAILED)
+
+
+PROVIDERS = ("aws", "runpod", "lyceum")
+
+
+def providers_to_sweep(asked: list[str] | None, environ: dict[str, str]) -> tuple[str, ...]:
+    """The providers asked for, each checked to be configured; by default AWS and every configured provider."""
+    # Providers' settings load here, not at module level: an AWS-only command's cold start does not grow.
+    from trainctl.lyceum.settings import load_lyceum_settings
+    from trainctl.providers.keys import KEY_VARIABLES
+    from trainctl.runpod.settings import RunpodSettings
+
+    scopes = {
+        "runpod": (RunpodSettings.from_env(environ).scoped, "TRAINCTL_RUNPOD_NAME_PREFIX or TRAINCTL_RUNPOD_IDS"),
+        "lyceum": (load_lyceum_settings(environ).configured, "TRAINCTL_LYCEUM_NAME_PREFIX or TRAINCTL_LYCEUM_IDS"),
+    }
+
+    def has_key(name: str) -> bool:
+        return bool(environ.get(KEY_VARIABLES[name], "").strip())
+
+    if not asked:
+        return ("aws", *(name for name, (scoped, _) in scopes.items() if scoped and has_key(name)))
+    for name in asked:
+        if name not in PROVIDERS:
+            raise fail(f"--provider {one_line(name, 40)}: use aws, runpod or lyceum", EXIT_USAGE)
+        if name != "aws" and not scopes[name][0]:
+            raise fail(f"--provider {name}: nothing of it is in scope: set {scopes[name][1]}", EXIT_USAGE)
+        if name != "aws" and not has_key(name):
+            raise fail(f"--provider {name}: no API key: set {KEY_VARIABLES[name]}", EXIT_USAGE)
+    return tuple(dict.fromkeys(asked))
+
+
+def provider_sweep_once(
+    name: str, factory: ClientFactory, settings: SweepSettings, clock: Clock, environ: dict[str, str]
+) -> ProviderSweepResult:
+    """One provider's sweep with its key from the environment; its failure is its own line, never the AWS sweep's."""
+    # Loaded only when a provider is swept: an AWS-only command's cold start does not grow.
+    from trainctl.aws.notifications import SnsNotifier
+    from trainctl.providers.keys import key_from_environment
+    from trainctl.providers.sweep import ProviderLedger, failed_sweep
+
+    try:
+        if not settings.dry_run:
+            resources = stack_resources.resolve(factory, environ, settings.regions)
+            if resources is None:
+                raise TrainctlError(
+                    f"{name}: stack {names.STACK_NAME} is not deployed here: --enforce needs its ledger"
+                )
+            settings = settings.model_copy(
+                update={"ledger_table": resources.ledger_table, "topic_arn": resources.topic_arn}
+            )
+        ledger = ProviderLedger(factory.dynamodb(), settings.ledger_table, name)
+        topic = settings.topic_arn
+        notifier = SnsNotifier(factory.sns(), topic) if topic and not settings.dry_run else None
+        key = key_from_environment(environ, name)
+        if name == "runpod":
+            # RunPod's room only when RunPod is swept (cold start of the others).
+            from trainctl.runpod.client import connect
+            from trainctl.runpod.run import run_runpod_sweep
+            from trainctl.runpod.settings import RunpodSettings
+
+            runpod = RunpodSettings.from_env(environ)
+            return run_runpod_sweep(connect(runpod, key), runpod, settings, clock, ledger=ledger, notifier=notifier)
+        # Lyceum's room only when Lyceum is swept (cold start of the others).
+        from trainctl.lyceum.client import LyceumClient
+        from trainctl.lyceum.run import run_lyceum_sweep
+        from trainctl.lyceum.settings import load_lyceum_settings
+
+        lyceum = load_lyceum_settings(environ)
+        client = LyceumClient.connect(lyceum.lyceum_api_url, key)
+        return run_lyceum_sweep(client, lyceum, settings, clock, ledger=ledger, notifier=notifier)
+    except TrainctlError as exc:
+        return failed_sweep(name, settings, clock(), exc)
+
+
+def combined_sweep(
+    aws: SweepResult | None, others: list[ProviderSweepResult], settings: SweepSettings, clock: Clock
+) -> SweepResult:
+    """One result in today's shape: the AWS sweep's, with each provider's decisions, counts and notes after it."""
+    parts = ([aws] if aws is not None else []) + [o.result for o in others]
+    if aws is not None and not others:
+        return aws
+    at = parts[0].at if parts else clock()
+    plan = SweepPlan(
+        at=at,
+        decisions=tuple(d for part in parts for d in part.plan.decisions),
+        scanned=sum(part.plan.scanned for part in parts),
+        in_scope=sum(part.plan.in_scope for part in parts),
+        warnings=tuple(w for part in parts for w in part.plan.warnings),
+    )
+    return SweepResult(
+        sweep_id=",".join(part.sweep_id for part in parts),
+        dry_run=settings.dry_run,
+        at=at,
+        regions=(*(aws.regions if aws is not None else ()), *(o.provider for o in others)),
+        plan=plan,
+        decisions=tuple(d for part in parts for d in part.decisions),
+        recorded=all(part.recorded for part in parts),
+        notified=any(part.notified for part in parts),
+        notes=tuple(n for part in parts for n in part.notes),
+    )
+
+
+def _provider_line(result: ProviderSweepResult) -> dict[str, object]:
+    return {
+        "provider": result.provider,
+        "sweep_id": result.result.sweep_id,
+        "error": result.error,
+        "recorded": result.result.recorded,
+        "notified": result.result.notified,
+        "summary": result.result.summary(),
+    }
 
 
 def cost(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trainctl.core.settings_loader import csv_values, load_settings
+from trainctl.core.settings_loader import csv_values, duration_value, load_settings
 
 # Lyceum's published base URL for every external API call.
 DEFAULT_API_URL = "https://api.lyceum.technology/api/v2/external"
@@ -28,8 +29,20 @@ class LyceumSettings(BaseModel):
     lyceum_ids: tuple[str, ...] = ()
     # A regular expression with a named group `owner`, searched in a VM's name: "^team-(?P<owner>[a-z]+)-".
     lyceum_owner_pattern: re.Pattern[str] | None = None
+    # A VM older than this (from its created_at) is marked, then terminated after the grace period; unset: no ttl.
+    lyceum_vm_ttl: timedelta | None = None
+    # A run longer than this (from its submission) is marked, then aborted after the grace period; unset: no cap.
+    lyceum_run_max_wall_clock: timedelta | None = None
 
     _lists = field_validator("lyceum_ids", mode="before")(csv_values)
+    _durations = field_validator("lyceum_vm_ttl", "lyceum_run_max_wall_clock", mode="before")(duration_value)
+
+    @field_validator("lyceum_vm_ttl", "lyceum_run_max_wall_clock")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
 
     @field_validator("lyceum_api_url")
     @classmethod
