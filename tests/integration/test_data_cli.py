@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -202,42 +203,75 @@ def test_ctrl_c_while_listing_is_one_line_and_exit_130(silent_endpoint: str) -> 
     assert (command.returncode, err, out) == (130, "error: interrupted\n", "")
 
 
-def test_plan_learns_the_copy_rate_from_past_prewarms(factory: ClientFactory) -> None:
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    for rate in ("200", "300", "not a number"):
-        ec2.create_volume(
-            AvailabilityZone="us-east-1a",
-            Size=10,
-            TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": tags.PREWARMED_RATE, "Value": rate}]}],
-        )
+def _rate_tags(key: str, rate: str, scope: str | None = tags.MANAGED) -> list[dict[str, Any]]:
+    marks = [{"Key": key, "Value": rate}] + ([{"Key": scope, "Value": "true"}] if scope else [])
+    return [{"ResourceType": "volume" if key == tags.PREWARMED_RATE else "instance", "Tags": marks}]
+
+
+def _strategy_of(factory: ClientFactory, name: str) -> dict[str, Any]:
     done = run_cli(
         factory,
         ["data", "plan", "--size", "50GB", "--objects", "100", "--instance-type", "g5.xlarge", "--json"],
     )
-    prewarm = next(s for s in json.loads(done.stdout)["strategies"] if s["strategy"] == "prewarmed-ebs")
-    # The two readable rates, 200 and 300 MiB/s: their median 250; 5e10 bytes / (250 x 2^20) = 190.73 s.
+    assert done.exit_code == 0, done.output
+    found: dict[str, Any] = next(s for s in json.loads(done.stdout)["strategies"] if s["strategy"] == name)
+    return found
+
+
+def test_plan_learns_the_copy_rate_from_past_prewarms(factory: ClientFactory) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    for rate in ("200", "300", "not a number", "0.05", "2500", "inf"):
+        ec2.create_volume(
+            AvailabilityZone="us-east-1a", Size=10, TagSpecifications=_rate_tags(tags.PREWARMED_RATE, rate)
+        )
+    # Outside the scope a rate tag is anyone's to write: these teach nothing.
+    for rate in ("1", "1", "1"):
+        ec2.create_volume(
+            AvailabilityZone="us-east-1a", Size=10, TagSpecifications=_rate_tags(tags.PREWARMED_RATE, rate, None)
+        )
+    prewarm = _strategy_of(factory, "prewarmed-ebs")
+    # The two plausible rates in scope, 200 and 300 MiB/s (0.05 is finer than trainctl writes, 2,500 more than a
+    # gp3 volume takes): their median 250; 5e10 bytes / (250 x 2^20) = 190.73 s.
     assert "250 MiB/s, the median of 2 pre-warm(s)" in prewarm["assumptions"][0]
     assert prewarm["first_epoch_seconds"] == round(5e10 / (250 * 2**20), 1)
 
 
 def test_plan_learns_the_cache_fill_rate_from_past_fills(factory: ClientFactory) -> None:
     ec2 = boto3.client("ec2", region_name="us-east-1")
-    for rate in ("500", "700", "-1"):
+    # A g5.xlarge carries up to 10 Gbps = 1,192 MiB/s: 5,000 MiB/s was not measured on one.
+    for rate in ("500", "700", "-1", "5000", "nan"):
         ec2.run_instances(
             ImageId="ami-12345678",
             InstanceType="g5.xlarge",
             MinCount=1,
             MaxCount=1,
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": tags.CACHE_RATE, "Value": rate}]}],
+            TagSpecifications=_rate_tags(tags.CACHE_RATE, rate),
         )
-    done = run_cli(
-        factory,
-        ["data", "plan", "--size", "50GB", "--objects", "100", "--instance-type", "g5.xlarge", "--json"],
+    ec2.run_instances(
+        ImageId="ami-12345678",
+        InstanceType="g5.xlarge",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=_rate_tags(tags.CACHE_RATE, "1", None),
     )
-    cache = next(s for s in json.loads(done.stdout)["strategies"] if s["strategy"] == "local-cache")
+    cache = _strategy_of(factory, "local-cache")
     # The two readable rates, 500 and 700 MiB/s (a negative one teaches nothing): median 600; 5e10 / (600 x 2^20).
     assert "600 MiB/s, the median of 2 cache fill(s)" in cache["assumptions"][0]
     assert cache["first_epoch_seconds"] == round(5e10 / (600 * 2**20), 1)
+
+
+def test_the_plan_learns_only_from_the_scope_the_sweep_reads(
+    factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRAINCTL_SCOPE_TAG names the scope: a rate under trainctl:managed alone is then outside it."""
+    monkeypatch.setenv("TRAINCTL_SCOPE_TAG", "team:ml")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2.create_volume(AvailabilityZone="us-east-1a", Size=10, TagSpecifications=_rate_tags(tags.PREWARMED_RATE, "5"))
+    assert "no past pre-warm measured" in _strategy_of(factory, "prewarmed-ebs")["assumptions"][0]
+    ec2.create_volume(
+        AvailabilityZone="us-east-1a", Size=10, TagSpecifications=_rate_tags(tags.PREWARMED_RATE, "400", "team:ml")
+    )
+    assert "400 MiB/s, the median of 1 pre-warm(s)" in _strategy_of(factory, "prewarmed-ebs")["assumptions"][0]
 
 
 def test_loader_writes_its_script_once(factory: ClientFactory, tmp_path: Path) -> None:

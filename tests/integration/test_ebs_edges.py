@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from tests.integration.test_hand_commands import HANDED, call, launch
+from tests.integration.test_hand_commands import HANDED, IN_SCOPE, call, launch
 from trainctl.aws.clients import ClientFactory
 from trainctl.cli import stack_resources
 from trainctl.core import tags
@@ -54,9 +54,11 @@ def one_error(result: Any, code: int, says: str) -> str:
 
 
 def snapshot_of(factory: ClientFactory, size: int) -> str:
+    """A snapshot in trainctl's scope and nobody's: restoring it needs no waiver."""
     ec2 = factory.ec2(REGION)
     volume = ec2.create_volume(Size=size, AvailabilityZone="us-east-1a")["VolumeId"]
-    snapshot = str(ec2.create_snapshot(VolumeId=volume)["SnapshotId"])
+    in_scope = [{"ResourceType": "snapshot", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}]
+    snapshot = str(ec2.create_snapshot(VolumeId=volume, TagSpecifications=in_scope)["SnapshotId"])
     ec2.delete_volume(VolumeId=volume)
     return snapshot
 
@@ -206,6 +208,42 @@ def test_restore_passes_the_initialization_rate_and_says_how_to_follow_it(factor
     assert "VolumeInitializationRate" not in sent[-1] and "initialisation" not in plain.stderr
 
 
+@pytest.mark.parametrize(
+    ("labels", "waiver", "said"),
+    [
+        (
+            [{"Key": tags.MANAGED, "Value": "true"}, {"Key": tags.OWNER, "Value": "bob"}],
+            "--allow-other-owner",
+            "its owner is bob, not alice",
+        ),
+        ([{"Key": tags.OWNER, "Value": "alice"}], "--allow-out-of-scope", "it is outside trainctl's scope"),
+    ],
+)
+def test_restoring_someone_elses_or_an_unscoped_snapshot_needs_the_waiver_and_a_yes(
+    factory: ClientFactory, calls: list[str], labels: Any, waiver: str, said: str
+) -> None:
+    """A restore copies the snapshot's data into a volume tagged the asker's: like ebs delete, what is not the
+    person's own needs the override that names it, then a yes; until then no volume is made."""
+    ec2 = factory.ec2(REGION)
+    volume = ec2.create_volume(Size=10, AvailabilityZone="us-east-1a")["VolumeId"]
+    snapshot = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": labels}])[
+        "SnapshotId"
+    ]
+    calls.clear()  # the set-up's own calls
+    refused = one_error(call("ebs", "restore", snapshot, "--zone", "us-east-1a"), 1, f"{snapshot} not restored")
+    assert said in refused and f"{waiver} to go ahead" in refused
+    unanswered = call("ebs", "restore", snapshot, "--zone", "us-east-1a", waiver)
+    assert unanswered.exit_code == 2 and f"waived: {said}" in " ".join(unanswered.stderr.split())
+    assert (
+        "CreateVolume" not in calls
+        and ec2.describe_volumes(Filters=[{"Name": "snapshot-id", "Values": [snapshot]}])["Volumes"] == []
+    )
+    restored = call("ebs", "restore", snapshot, "--zone", "us-east-1a", waiver, "--yes", "--json")
+    assert restored.exit_code == 0, restored.output
+    made = ec2.describe_volumes(VolumeIds=[json.loads(restored.stdout)["volume_id"]])["Volumes"][0]
+    assert made["SnapshotId"] == snapshot and {t["Key"]: t["Value"] for t in made["Tags"]}[tags.OWNER] == "alice"
+
+
 def test_an_initialization_rate_is_refused_for_an_empty_volume(factory: ClientFactory, calls: list[str]) -> None:
     from trainctl.handwork import volumes as hand_volumes
     from trainctl.handwork.refusals import Refused
@@ -330,7 +368,7 @@ def test_a_bucket_closed_to_these_credentials_is_refused_where_this_machine_uses
         "S3 bucket datasets is not open to these credentials (access denied): nothing was copied",
     )
     # Only the instance, with its own role, writes its copy: the bucket needs only to exist.
-    running = launch(factory)
+    running = launch(factory, TagSpecifications=[{"ResourceType": "instance", "Tags": [IN_SCOPE]}])
     sent = call("transfer", f"instance:{running}:/data/out/", "s3://datasets/out/", "--json")
     assert sent.exit_code == 0, sent.output
 

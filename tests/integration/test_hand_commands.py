@@ -21,6 +21,7 @@ from trainctl.core.observations import Training, TrainingCheck
 
 runner = CliRunner()
 REGION = "us-east-1"
+IN_SCOPE = {"Key": tags.MANAGED, "Value": "true"}
 
 
 @pytest.fixture
@@ -462,7 +463,7 @@ def test_transfer_to_and_from_an_instance_goes_through_ssm_and_a_staging_prefix(
     factory.register("provide-client-params.ssm.SendCommand", lambda params, **_: sent.append(dict(params)))
     s3 = factory.client("s3", REGION)
     s3.create_bucket(Bucket="datasets")
-    instance_id = launch(factory)
+    instance_id = launch(factory, TagSpecifications=[{"ResourceType": "instance", "Tags": [IN_SCOPE]}])
     direct = ok_json("transfer", "s3://datasets/run-1/", f"instance:{instance_id}:/data/run-1/")
     assert direct["route"] == "SSM on the instance"
     assert sent[-1]["DocumentName"] == names.TRANSFER_DOCUMENT
@@ -480,6 +481,47 @@ def test_transfer_to_and_from_an_instance_goes_through_ssm_and_a_staging_prefix(
     assert staged["route"].startswith("staged through s3://datasets/staging/trainctl-transfer-")
     assert sent[-1]["Parameters"]["S3Uri"][0].endswith("/config.yaml")
     assert "Contents" not in s3.list_objects_v2(Bucket="datasets", Prefix="staging/")  # cleaned up
+
+
+@pytest.mark.parametrize(
+    ("labels", "waiver", "said"),
+    [
+        ([IN_SCOPE, {"Key": tags.OWNER, "Value": "bob"}], "--allow-other-owner", "its owner is bob, not alice"),
+        ([{"Key": tags.OWNER, "Value": "alice"}], "--allow-out-of-scope", "it is outside trainctl's scope"),
+    ],
+)
+def test_a_copy_on_someone_elses_or_an_unscoped_instance_needs_the_waiver_and_a_yes(
+    factory: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labels: Any, waiver: str, said: str
+) -> None:
+    """A copy runs as root on the instance, both ways (it writes there, or sends its files out): like ebs attach,
+    what is not the person's own needs the override that names it, then a yes; nothing is staged or sent before."""
+    sent: list[dict[str, Any]] = []
+    factory.register("provide-client-params.ssm.SendCommand", lambda params, **_: sent.append(dict(params)))
+    s3 = factory.client("s3", REGION)
+    s3.create_bucket(Bucket="datasets")
+    monkeypatch.setenv("TRAINCTL_TRANSFER_STAGING_URI", "s3://datasets/staging/")
+    local = tmp_path / "config.yaml"
+    local.write_text("lr: 0.1")
+    instance_id = launch(factory, TagSpecifications=[{"ResourceType": "instance", "Tags": labels}])
+    routes = [
+        ("s3://datasets/run-1/", f"instance:{instance_id}:/data/run-1/"),
+        (f"instance:{instance_id}:/data/out/", "s3://datasets/out/"),
+        (str(local), f"instance:{instance_id}:/data/config.yaml"),
+        (f"instance:{instance_id}:/data/config.yaml", str(tmp_path / "back.yaml")),
+    ]
+    for source, destination in routes:
+        refused = call("transfer", source, destination)
+        words = " ".join(refused.stderr.split())
+        assert refused.exit_code == 1 and f"nothing was sent to {instance_id}: {said}" in words, refused.output
+        assert f"{waiver} to go ahead" in words and len(refused.stderr.strip().splitlines()) == 1
+        unanswered = call("transfer", source, destination, waiver)
+        assert unanswered.exit_code == 2 and "pass --yes to go ahead" in unanswered.stderr, unanswered.output
+        assert f"waived: {said}" in " ".join(unanswered.stderr.split())
+        declined = asked("transfer", source, destination, waiver, answer="n\n")
+        assert declined.exit_code == 1 and "nothing was changed" in declined.stderr, declined.output
+    assert sent == [] and "Contents" not in s3.list_objects_v2(Bucket="datasets")  # nothing staged either
+    done = call("transfer", *routes[0], waiver, "--yes", "--json")
+    assert done.exit_code == 0 and len(sent) == 1, done.output
 
 
 @pytest.mark.parametrize(

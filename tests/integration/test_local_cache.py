@@ -46,10 +46,13 @@ def sent(factory: ClientFactory) -> list[dict[str, Any]]:
     return calls
 
 
-def launch(factory: ClientFactory, instance_type: str = "g5.xlarge") -> str:
+def launch(factory: ClientFactory, instance_type: str = "g5.xlarge", **labels: str) -> str:
+    """An instance in trainctl's scope (nobody's, unless `labels` say otherwise): a fill on it needs no waiver."""
+    marks = [{"Key": k, "Value": v} for k, v in {tags.MANAGED: "true", **labels}.items() if v]
+    labelled: dict[str, Any] = {"TagSpecifications": [{"ResourceType": "instance", "Tags": marks}]} if marks else {}
     return str(
         factory.ec2(REGION).run_instances(
-            ImageId="ami-0abcdef1234567890", MinCount=1, MaxCount=1, InstanceType=instance_type
+            ImageId="ami-0abcdef1234567890", MinCount=1, MaxCount=1, InstanceType=instance_type, **labelled
         )["Instances"][0]["InstanceId"]
     )
 
@@ -177,6 +180,55 @@ def test_bad_input_is_one_line_and_sends_nothing(
     assert sent == []
     for instance_id in ids.values():
         assert not any(key.startswith("trainctl:cache-") for key in instance_tags(factory, instance_id))
+
+
+@pytest.mark.parametrize(
+    ("labels", "waiver", "said"),
+    [
+        ({tags.OWNER: "bob"}, "--allow-other-owner", "its owner is bob, not mallory: --allow-other-owner to go ahead"),
+        (
+            {tags.MANAGED: ""},
+            "--allow-out-of-scope",
+            "it is outside trainctl's scope (no trainctl:managed=true): --allow-out-of-scope to go ahead",
+        ),
+    ],
+)
+def test_a_fill_on_someone_elses_or_an_unscoped_instance_needs_the_waiver_and_a_yes(
+    factory: ClientFactory,
+    ssm_agents: SsmAgents,
+    sent: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    labels: dict[str, str],
+    waiver: str,
+    said: str,
+) -> None:
+    """A fill runs as root on the instance and tags it: like ebs attach and detach, what is not the person's own
+    needs the override that names it, and then a yes (off a terminal: --yes); until then nothing is sent."""
+    monkeypatch.setenv("TRAINCTL_OWNER", "mallory")
+    datasets(factory)
+    instance_id = launch(factory, **labels)
+    args = ["transfer", "s3://datasets/run-1/", f"instance:{instance_id}:{CACHE}", "--to-cache"]
+    refused = run_cli(factory, args)
+    assert refused.exit_code == 1 and said in " ".join(refused.stderr.split()), refused.output
+    assert f"{CACHE} on {instance_id} not filled" in refused.stderr
+    unanswered = run_cli(factory, [*args, waiver])
+    assert unanswered.exit_code == 2 and "pass --yes to go ahead" in unanswered.stderr, unanswered.output
+    assert f"waived: {said.split(': ', maxsplit=1)[0]}" in " ".join(unanswered.stderr.split())
+    assert sent == [] and ssm_agents.cached(instance_id, CACHE) == {}
+    assert not any(key.startswith("trainctl:cache-") for key in instance_tags(factory, instance_id))
+    filled = run_cli(factory, [*args, waiver, "--yes", "--json"])
+    assert filled.exit_code == 0, filled.output
+    assert json.loads(filled.stdout)["files"] == 3 and len(sent) == 1
+    assert instance_tags(factory, instance_id)[tags.CACHE_BYTES] == str(sum(len(b) for b in SHARDS.values()))
+
+
+def test_a_fill_on_ones_own_instance_in_scope_asks_nothing(
+    factory: ClientFactory, ssm_agents: SsmAgents, sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINCTL_OWNER", "mallory")
+    datasets(factory)
+    instance_id = launch(factory, **{tags.OWNER: "mallory"})
+    assert fill(factory, instance_id)["files"] == 3 and len(sent) == 1
 
 
 def test_a_folder_the_instance_store_is_not_mounted_on_is_refused_by_the_document(

@@ -13,9 +13,22 @@ from typing import Any
 
 import pytest
 
+from trainctl.core import tags
 from trainctl.cost.prices.price_file import PriceFile, load_price_file
-from trainctl.data.rules import Dataset, EbsPrices, PastPrewarms, Plan, PlanRefused, check_inputs, plan, region_of_zone
-from trainctl.data.run import ebs_prices, fleet_for
+from trainctl.data.rules import (
+    Dataset,
+    EbsPrices,
+    Estimate,
+    PastPrewarms,
+    Plan,
+    PlanRefused,
+    check_inputs,
+    plan,
+    rate_text,
+    recommend,
+    region_of_zone,
+)
+from trainctl.data.run import GP3_MOST_MIB_S, _rate_of, ebs_prices, fill_ceiling_mib_s, fleet_for
 from trainctl.data.table import DataTable, load_data_table
 
 
@@ -429,3 +442,116 @@ def test_ebs_prices_missing_from_the_price_file_leave_the_volumes_unpriced(table
     result = plan(Dataset(FIFTY_GB, 10), fleet, 1, table, EbsPrices(None, None, None))
     assert result.estimate("prewarmed-ebs").data_path_usd is None
     assert result.estimate("prewarmed-ebs").unpriced == ["gp3 in us-east-1 (price file)"]
+
+
+# ------------------------------------------------------------------ learned rates: bounds and what they are held to
+
+TWO_HUNDRED_GB = 200 * 10**9
+
+
+def _g5_plan(
+    table: DataTable, prices: PriceFile, *, past: PastPrewarms | None = None, fills: PastPrewarms | None = None
+) -> Plan:
+    fleet = fleet_for("g5.xlarge", 1, "us-east-1a", table, prices, home_region="us-east-1")
+    return plan(Dataset(TWO_HUNDRED_GB, 1000), fleet, 1, table, ebs_prices(prices, fleet.region), past, fills)
+
+
+def test_a_learned_cache_rate_is_held_to_what_the_instances_network_carries(
+    table: DataTable, prices: PriceFile
+) -> None:
+    # A g5.xlarge carries up to 10 Gbps = 1.25e9 bytes/s for 5 minutes (3.75e11 bytes, more than the data): 2e11 /
+    # 1.25e9 = 160 s is the fastest fill. A median of 99,999 MiB/s would say 1.9 s: it is held to 160 s.
+    facts = table.instances["g5.xlarge"]
+    assert (facts.network_gbps, table.value("network_burst_minutes")) == (10, 5)
+    estimate = _g5_plan(table, prices, fills=PastPrewarms((99_999.0,))).estimate("local-cache")
+    assert estimate.first_epoch_seconds == pytest.approx(TWO_HUNDRED_GB / (10e9 / 8))
+    assert "99,999 MiB/s, the median of 1 cache fill(s)" in estimate.assumptions[0]
+    assert "held to what the instance's network carries (up to 10 Gbps" in estimate.assumptions[0]
+    # A rate below the network's is believed as measured, and nothing is said to hold it.
+    slower = _g5_plan(table, prices, fills=PastPrewarms((500.0,))).estimate("local-cache")
+    assert slower.first_epoch_seconds == pytest.approx(TWO_HUNDRED_GB / (500 * 2**20))
+    assert "held to" not in slower.assumptions[0]
+
+
+def test_a_learned_prewarm_rate_is_held_to_the_volumes_provisioned_throughput(
+    table: DataTable, prices: PriceFile
+) -> None:
+    # The plan's volume is provisioned at 1,000 MiB/s (within gp3's 2,000 maximum): a pre-warm writes it no
+    # faster. 2e11 / (1,000 x 2^20) = 190.73 s, not 2e11 / (1,900 x 2^20) = 100.4 s.
+    assert table.value("gp3_throughput_mib_s") == 1000
+    estimate = _g5_plan(table, prices, past=PastPrewarms((1900.0,))).estimate("prewarmed-ebs")
+    assert estimate.first_epoch_seconds == pytest.approx(TWO_HUNDRED_GB / (1000 * 2**20))
+    assert "the volume's provisioned 1,000 MiB/s: the median of 1 pre-warm(s)" in estimate.assumptions[0]
+    assert "1,900 MiB/s, is more than the volume takes" in estimate.assumptions[0]
+
+
+@pytest.mark.parametrize("rate", [math.nan, math.inf, -math.inf, 1e-300, 5e-324, 0.05, 0.0, -1.0])
+def test_a_rate_no_real_run_measured_teaches_the_plan_nothing(table: DataTable, prices: PriceFile, rate: float) -> None:
+    # trainctl writes rates to one decimal: below 0.1 MiB/s (or not a finite number) it is not one of its own.
+    assert PastPrewarms((rate,)).median_mib_s is None
+    assumed = _g5_plan(table, prices)
+    forged = _g5_plan(table, prices, past=PastPrewarms((rate,)), fills=PastPrewarms((rate,)))
+    for name in ("local-cache", "prewarmed-ebs"):
+        assert forged.estimate(name).first_epoch_seconds == assumed.estimate(name).first_epoch_seconds
+        assert forged.estimate(name).assumptions == assumed.estimate(name).assumptions
+    json.dumps(forged.to_json(), allow_nan=False)  # strict JSON: no Infinity, no NaN
+
+
+def test_the_slowest_rate_learned_is_said_as_it_was_measured(table: DataTable, prices: PriceFile) -> None:
+    # 0.1 MiB/s is the least trainctl writes: said "0.1", never rounded to "0".
+    estimate = _g5_plan(table, prices, past=PastPrewarms((0.1, math.nan))).estimate("prewarmed-ebs")
+    assert "0.1 MiB/s, the median of 1 pre-warm(s)" in estimate.assumptions[0]
+    assert estimate.first_epoch_seconds == pytest.approx(TWO_HUNDRED_GB / (0.1 * 2**20))
+    assert (rate_text(0.25), rate_text(9.94), rate_text(1234.6)) == ("0.25", "9.9", "1,235")
+
+
+def test_no_number_the_plan_prints_is_infinite_or_not_a_number() -> None:
+    estimate = Estimate("streaming", True, first_epoch_seconds=math.inf, epoch_read_seconds=math.nan)
+    estimate.data_path_usd, estimate.waiting_usd = 1.0, math.inf
+    printed = estimate.to_json()
+    assert printed["first_epoch_seconds"] is None and printed["epoch_read_seconds"] is None
+    assert printed["waiting_usd"] is None and printed["total_usd"] is None
+    json.dumps(printed, allow_nan=False)
+    # An unbounded total is not recommended over a priced one.
+    priced = Estimate("local-cache", True, data_path_usd=2.0, waiting_usd=0.0)
+    assert recommend([estimate, priced])[0] == "local-cache"
+
+
+def _tagged(rate: str, scope: str | None = "true") -> list[dict[str, str]]:
+    found = [{"Key": tags.PREWARMED_RATE, "Value": rate}]
+    return found + ([{"Key": tags.MANAGED, "Value": scope}] if scope is not None else [])
+
+
+@pytest.mark.parametrize(
+    ("labels", "most", "learned"),
+    [
+        (_tagged("120"), 2000.0, 120.0),
+        (_tagged("120", "yes"), 2000.0, 120.0),  # the scope tag read as the sweep reads it
+        (_tagged("120", None), 2000.0, None),  # outside the scope: anyone's to write
+        (_tagged("120", "false"), 2000.0, None),
+        (_tagged("2000"), 2000.0, 2000.0),
+        (_tagged("2000.1"), 2000.0, None),  # more than the hardware it was measured on can move
+        (_tagged("0.1"), 2000.0, 0.1),
+        (_tagged("0.09"), 2000.0, None),  # finer than trainctl writes
+        (_tagged("1e-300"), 2000.0, None),
+        (_tagged("inf"), 2000.0, None),
+        (_tagged("nan"), 2000.0, None),
+        (_tagged("not a number"), 2000.0, None),
+        # float() reads these; trainctl never writes them.
+        (_tagged(" 120 "), 2000.0, None),
+        (_tagged("1_000"), 2000.0, None),
+        (_tagged("\u0661\u0662\u0660"), 2000.0, None),
+        (_tagged("1.2e2"), 2000.0, None),
+    ],
+)
+def test_a_rate_tag_is_read_only_in_scope_and_within_what_the_hardware_moves(
+    labels: list[dict[str, str]], most: float, learned: float | None
+) -> None:
+    assert _rate_of(labels, tags.PREWARMED_RATE, tags.MANAGED, most) == learned
+
+
+def test_a_cache_fill_is_held_to_its_own_types_network_or_the_fastest_the_table_knows(table: DataTable) -> None:
+    # g5.xlarge: 10 Gbps = 1.25e9 bytes/s = 1,192.09 MiB/s; a type the table does not know: p5.48xlarge's 3,200 Gbps.
+    assert fill_ceiling_mib_s("g5.xlarge", table) == pytest.approx(10e9 / 8 / 2**20)
+    assert fill_ceiling_mib_s("x9.nothing", table) == pytest.approx(3200e9 / 8 / 2**20)
+    assert GP3_MOST_MIB_S == 2000

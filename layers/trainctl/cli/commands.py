@@ -44,7 +44,7 @@ from trainctl.core.clock import format_instant, system_clock
 from trainctl.core.durations import format_duration
 from trainctl.core.observations import Training, TrainingCheck
 from trainctl.core.protections import in_scope, is_persistent
-from trainctl.core.resources import Instance, RegionInventory, Volume
+from trainctl.core.resources import Instance, RegionInventory, Resource
 from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.core.text import one_line
 from trainctl.cost.left_behind import left_behind_words
@@ -52,11 +52,12 @@ from trainctl.cost.run import has_price_list_api, price_book_for, price_inventor
 from trainctl.handwork import graph as hand_graph
 from trainctl.handwork import instances as hand_instances
 from trainctl.handwork import volumes as hand_volumes
-from trainctl.handwork.ownership import Waivers, ownership
+from trainctl.handwork.ownership import Problem, Waivers, ownership
 from trainctl.handwork.refusals import Refused
 from trainctl.handwork.transfer import (
     BadEndpoint,
     CacheResult,
+    Consent,
     check_cache_endpoints,
     fill_cache,
     parse_endpoint,
@@ -147,14 +148,14 @@ def _hours(value: float) -> str:
 
 
 def ownership_problems(
-    resource: Instance | Volume, *, allow_out_of_scope: bool, allow_other_owner: bool, scope: str
+    resource: Resource, *, allow_out_of_scope: bool, allow_other_owner: bool, scope: str
 ) -> list[str]:
     """What a destructive hand command needs an override for: a resource outside the scope, or another's."""
     waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner)
     return [str(p) for p in waivers.unwaived(ownership(resource, me=owner(), scope_tag=scope))]
 
 
-def describe_owner(resource: Instance | Volume, scope: str) -> str:
+def describe_owner(resource: Resource, scope: str) -> str:
     holder = resource.tags.get(tags.OWNER)
     parts = [f"owner {one_line(holder, 64)}" if holder else "no owner tag"]
     parts.append("in scope" if in_scope(resource, scope) else f"outside the scope (no {scope}=true)")
@@ -546,11 +547,15 @@ def ebs_restore(
     initialization_rate: Annotated[
         int | None, typer.Option(help="Provisioned initialisation rate in MiB/s (100-300): no pre-warm read needed.")
     ] = None,
+    allow_out_of_scope: AllowOutOfScope = False,
+    allow_other_owner: AllowOtherOwner = False,
+    yes: Yes = False,
     region: Region = None,
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
-    """Restore a volume from a snapshot in a chosen zone."""
+    """Restore a volume from a snapshot in a chosen zone. The copy is yours: a snapshot outside the scope or
+    someone else's needs the override, and then it asks."""
     fmt = output_format(ctx, output, as_json)
     check_id("snapshot", snapshot_id)
     _refuse(volume_spec.volume_problem(volume_type, None, iops, throughput))
@@ -558,11 +563,29 @@ def ebs_restore(
     factory, chosen = context(ctx, region, "ebs restore")
     _refuse(volume_spec.zone_problem(zone, chosen))
     ec2 = factory.ec2(chosen)
-    size = hand_volumes.snapshot_size(ec2, chosen, snapshot_id)
+    source = hand_volumes.find_snapshot(ec2, chosen, snapshot_id)
+    size = max(1, source.volume_size_gib)
     _refuse(
         volume_spec.volume_problem(volume_type, size, iops, throughput, size_said=f"{snapshot_id} holds {size} GiB")
     )
     _refuse(hand_volumes.unknown_zone(ec2, chosen, zone))
+    # A restore copies the snapshot's data into a volume tagged the asker's: another's data, or data outside the
+    # scope, is copied only with the override that names it, and after a yes.
+    scope = scope_tag()
+    problems = ownership_problems(
+        source, allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner, scope=scope
+    )
+    if problems:
+        raise Refused(f"{snapshot_id} not restored: {'; '.join(problems)}")
+    waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner)
+    waived = waivers.waived(ownership(source, me=owner(), scope_tag=scope))
+    if waived:
+        plan = [
+            f"restore {snapshot_id} ({size} GiB, {describe_owner(source, scope)}) as a new {volume_type} volume in "
+            f"{zone}, tagged as yours",
+            *(f"waived: {p.text}" for p in waived),
+        ]
+        confirm(ctx, plan, f"Restore {snapshot_id}?", yes=yes)
     volume_id = hand_volumes.restore(
         ec2,
         snapshot_id,
@@ -945,11 +968,15 @@ def transfer_command(
             "the instance is tagged with what the fill measured.",
         ),
     ] = False,
+    allow_out_of_scope: AllowOutOfScope = False,
+    allow_other_owner: AllowOtherOwner = False,
+    yes: Yes = False,
     region: Region = None,
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
-    """Copy between local paths, S3 and instances (a trailing / means a directory)."""
+    """Copy between local paths, S3 and instances (a trailing / means a directory). A copy runs as root on an
+    instance: one outside the scope or someone else's needs the override, and then it asks."""
     # Cold start: rich.progress costs about 140 ms, and only a transfer shows a bar.
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -961,18 +988,6 @@ def transfer_command(
     except BadEndpoint as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     factory, chosen = context(ctx, region, "transfer")
-    if to_cache:
-        filled = fill_cache(
-            src,
-            dst,
-            s3=factory.client("s3", chosen),
-            ssm=factory.ssm(chosen),
-            ec2=factory.ec2(chosen),
-            region=chosen,
-            document=names.LOCAL_CACHE_DOCUMENT,
-        )
-        show_cache_fill(fmt, filled, dst.instance_id)
-        return
     bar = Progress(
         "{task.description}",
         BarColumn(),
@@ -982,6 +997,46 @@ def transfer_command(
         # A bar is for a person watching: not in JSON or CSV, not with --quiet, not in a log.
         disable=fmt != "table" or state_of(ctx).quiet or not err_console.is_terminal,
     )
+    scope = scope_tag()
+    doing = (
+        f"fill the local cache {dst.path} from {src.uri}"
+        if to_cache
+        else f"copy {one_line(source, 120)} to {one_line(destination, 120)}, running as root"
+    )
+
+    def ask(machine: Instance, waived: list[Problem]) -> None:
+        plan = [
+            f"{doing} on {machine.resource_id} ({machine.instance_type} {machine.state}, "
+            f"{describe_owner(machine, scope)})",
+            *(f"waived: {p.text}" for p in waived),
+        ]
+        # A question under a live progress bar is garbled: the bar stops while it is asked.
+        live = bar.live.is_started
+        if live:
+            bar.stop()
+        confirm(ctx, plan, f"{'Fill the cache on' if to_cache else 'Copy on'} {machine.resource_id}?", yes=yes)
+        if live:
+            bar.start()
+
+    consent = Consent(
+        owner(),
+        scope,
+        Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner),
+        ask,
+    )
+    if to_cache:
+        filled = fill_cache(
+            src,
+            dst,
+            s3=factory.client("s3", chosen),
+            ssm=factory.ssm(chosen),
+            ec2=factory.ec2(chosen),
+            region=chosen,
+            document=names.LOCAL_CACHE_DOCUMENT,
+            consent=consent,
+        )
+        show_cache_fill(fmt, filled, dst.instance_id)
+        return
     with bar:
         task = bar.add_task(f"{source} -> {destination}", total=None)
         moved = transfer(
@@ -993,6 +1048,7 @@ def transfer_command(
             region=chosen,
             document=names.TRANSFER_DOCUMENT,
             staging_uri=os.environ.get("TRAINCTL_TRANSFER_STAGING_URI"),
+            consent=consent,
             progress=lambda n: bar.advance(task, n),
         )
     payload = {"files": moved.files, "bytes": moved.bytes, "route": moved.route, "commands": list(moved.command_ids)}

@@ -7,6 +7,7 @@ A listing of millions of objects shows its progress on stderr; Ctrl-C stops it w
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -33,6 +34,7 @@ from trainctl.cli.output import (
 from trainctl.cli.render import ESSENTIAL, Cell, Col, print_table
 from trainctl.cli.session import check_regions, factory_of
 from trainctl.core.accelerators import accelerators_for
+from trainctl.core.settings import SweepSettings
 from trainctl.cost.prices.price_file import load_price_file
 from trainctl.data.loader import LOADER_STRATEGIES, LoaderRefused, choose, loader_script
 from trainctl.data.rules import GB, GIB, Dataset, Plan, PlanRefused, check_inputs, plan
@@ -76,7 +78,7 @@ def parse_size(text: str) -> int:
 
 
 def seconds_text(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     if seconds < 90:
         return f"{seconds:.0f}s"
@@ -90,6 +92,8 @@ def seconds_text(seconds: float | None) -> str:
 def usd_text(value: float | None) -> str:
     if value is None:
         return "unpriced"
+    if not math.isfinite(value):
+        return "-"
     return f"${value:,.2f}" if value >= 0.01 or value == 0 else "<$0.01"
 
 
@@ -258,13 +262,15 @@ def data_plan(
     else:
         assert objects is not None
         measured = Dataset(size_bytes, objects)
+    # Only resources in scope teach the plan: the scope tag as the sweep reads it.
+    scope_tag = SweepSettings.from_env(os.environ).scope_tag
     try:
-        past = past_prewarms(factory.ec2(fleet.region))
+        past = past_prewarms(factory.ec2(fleet.region), scope_tag=scope_tag)
     except (ClientError, BotoCoreError) as exc:
         warn(f"past pre-warms could not be read, so none is learnt from: {exc}")
         past = None
     try:
-        past_fills = past_cache_fills(factory.ec2(fleet.region))
+        past_fills = past_cache_fills(factory.ec2(fleet.region), scope_tag=scope_tag, table=table)
     except (ClientError, BotoCoreError) as exc:
         warn(f"past cache fills could not be read, so none is learnt from: {exc}")
         past_fills = None

@@ -24,6 +24,9 @@ GB = 10**9
 GIB = 2**30
 MIB = 2**20
 HOURS_PER_MONTH = 730  # AWS bills monthly prices by the hour on this basis
+# The slowest measured rate the plan learns from, MiB/s: trainctl writes a measured rate to one decimal, so a
+# smaller figure is not one of its own measurements (and a rate near zero would make any estimate endless).
+LEAST_LEARNED_MIB_S = 0.1
 
 Strategy = Literal[
     "streaming", "local-cache", "prewarmed-ebs", "snapshot-rate", "fast-restore", "fsx-lustre", "s3-express"
@@ -92,8 +95,14 @@ class PastPrewarms:
     rates_mib_s: tuple[float, ...] = ()
 
     @property
+    def usable_mib_s(self) -> tuple[float, ...]:
+        """The rates a real run could have measured: finite, and at least LEAST_LEARNED_MIB_S."""
+        return tuple(r for r in self.rates_mib_s if math.isfinite(r) and r >= LEAST_LEARNED_MIB_S)
+
+    @property
     def median_mib_s(self) -> float | None:
-        return statistics.median(self.rates_mib_s) if self.rates_mib_s else None
+        usable = self.usable_mib_s
+        return statistics.median(usable) if usable else None
 
 
 @dataclass
@@ -139,7 +148,13 @@ class Estimate:
 
 
 def _rounded(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
+    """A figure for JSON: infinity or NaN is no number (strict JSON has none), so it is None, as unknown."""
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def rate_text(mib_s: float) -> str:
+    """MiB/s in words that never round a measured rate down to nothing."""
+    return f"{mib_s:,.0f}" if mib_s >= 10 else f"{mib_s:.2g}"
 
 
 @dataclass
@@ -345,15 +360,19 @@ def local_cache(
         return Estimate("local-cache", False, why_not=f"{why}: the dataset does not fit")
     share = table.value("s5cmd_share_of_network")
     learned = past.median_mib_s if past is not None else None
-    copy = (
-        dataset.size_bytes / (learned * MIB) if learned else _network_seconds(dataset.size_bytes, fleet, table, share)
-    )
+    # A fill copies over the instance's network: a learned rate never makes it faster than the network carries.
+    network = _network_seconds(dataset.size_bytes, fleet, table, share)
+    copy = network if learned is None else max(dataset.size_bytes / (learned * MIB), network)
     fill = max(copy, _requests_seconds(fleet.count * dataset.objects, dataset, table))
-    rate_words = (
-        f"at {learned:,.0f} MiB/s, the median of {len(past.rates_mib_s)} cache fill(s) measured in this account"
-        if learned and past is not None
-        else f"with s5cmd at the network's rate (an assumption; {_network_words(fleet, table)})"
-    )
+    if learned is not None and past is not None:
+        held = copy == network and dataset.size_bytes / (learned * MIB) < network
+        rate_words = (
+            f"at {rate_text(learned)} MiB/s, the median of {len(past.usable_mib_s)} cache fill(s) measured in this "
+            "account"
+            + (f", held to what the instance's network carries ({_network_words(fleet, table)})" if held else "")
+        )
+    else:
+        rate_words = f"with s5cmd at the network's rate (an assumption; {_network_words(fleet, table)})"
     estimate = Estimate(
         "local-cache",
         True,
@@ -377,17 +396,26 @@ def prewarmed_ebs(
 ) -> Estimate:
     provisioned = table.value("gp3_throughput_mib_s")
     learned = past.median_mib_s
-    copy_rate = (learned if learned is not None else provisioned) * MIB
+    # The volume is written no faster than its provisioned throughput (itself within gp3's maximum): a learned
+    # rate above it is held to it.
+    held = learned is not None and learned > provisioned
+    copy_rate = (min(learned, provisioned) if learned is not None else provisioned) * MIB
     copy = max(dataset.size_bytes / copy_rate, _requests_seconds(fleet.count * dataset.objects, dataset, table))
     # The worker fills the volume, not the training instance: its EBS burst is still whole for the epochs.
     epoch = _ebs_reads_seconds(epochs * dataset.size_bytes / fleet.count, fleet, table) / epochs
     gib = math.ceil(dataset.size_bytes / GIB)
     hours = (copy + epochs * epoch) / 3600
-    rate_words = (
-        f"{learned:,.0f} MiB/s, the median of {len(past.rates_mib_s)} pre-warm(s) measured in this account"
-        if learned is not None
-        else f"the volume's provisioned {provisioned:,.0f} MiB/s (no past pre-warm measured in this account)"
-    )
+    if learned is None:
+        rate_words = f"the volume's provisioned {provisioned:,.0f} MiB/s (no past pre-warm measured in this account)"
+    elif held:
+        rate_words = (
+            f"the volume's provisioned {provisioned:,.0f} MiB/s: the median of {len(past.usable_mib_s)} pre-warm(s) "
+            f"measured in this account, {rate_text(learned)} MiB/s, is more than the volume takes"
+        )
+    else:
+        rate_words = (
+            f"{rate_text(learned)} MiB/s, the median of {len(past.usable_mib_s)} pre-warm(s) measured in this account"
+        )
     estimate = Estimate(
         "prewarmed-ebs",
         True,
@@ -564,6 +592,8 @@ def s3_express(dataset: Dataset, fleet: Fleet, epochs: int, table: DataTable) ->
 
 
 def _money(value: float | None) -> str:
+    if value is not None and not math.isfinite(value):
+        return "an unbounded sum"
     amount = value or 0.0
     return f"${amount:,.2f}" if amount >= 0.01 or amount == 0 else f"${amount:.6f}"
 
@@ -572,7 +602,7 @@ def recommend(estimates: Sequence[Estimate]) -> tuple[Strategy, str]:
     """The strategy with the lowest data path plus waiting; a tie goes to the simpler one (earlier in STRATEGIES).
 
     One whose cost cannot be priced is recommended only if nothing priced is available."""
-    priced = [e for e in estimates if e.available and e.total_usd is not None]
+    priced = [e for e in estimates if e.available and e.total_usd is not None and math.isfinite(e.total_usd)]
     if not priced:
         chosen = next(e for e in estimates if e.available)
         return chosen.strategy, f"{chosen.label}: nothing else could be priced"

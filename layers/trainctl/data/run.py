@@ -1,5 +1,8 @@
-"""The data plan's one call: measure the dataset (a paginated S3 listing), read what past pre-warms measured,
-price the fleet from the shipped price file, and hand it all to the pure rules.
+"""The data plan's one call: measure the dataset (a paginated S3 listing), read what past pre-warms and cache
+fills measured, price the fleet from the shipped price file, and hand it all to the pure rules.
+
+A measured rate is a tag, and tags outside trainctl's scope are anyone's to write: only resources in scope (the
+scope tag, as the sweep reads it) teach the plan, and only with a value a real fill could have measured.
 
 A listing of millions of objects is split over the dataset's top-level prefixes and read by a few threads at
 once, reporting progress as it goes; Ctrl-C stops every thread after the page in hand and nothing is created.
@@ -7,6 +10,8 @@ once, reporting progress as it goes; Ctrl-C stops every thread after the page in
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import error_code
-from trainctl.core import tags
+from trainctl.core import tags, volume_spec
 from trainctl.core.accelerators import accelerators_for
 from trainctl.core.errors import TrainctlError
 from trainctl.core.paths import split_s3_uri
@@ -24,7 +29,16 @@ from trainctl.core.permissions import needs
 from trainctl.core.text import one_line
 from trainctl.cost.prices.model import PriceKey, PriceNotFound
 from trainctl.cost.prices.price_file import PriceFile
-from trainctl.data.rules import Dataset, EbsPrices, Fleet, PastPrewarms, PlanRefused, region_of_zone
+from trainctl.data.rules import (
+    LEAST_LEARNED_MIB_S,
+    MIB,
+    Dataset,
+    EbsPrices,
+    Fleet,
+    PastPrewarms,
+    PlanRefused,
+    region_of_zone,
+)
 from trainctl.data.table import DataTable
 
 if TYPE_CHECKING:
@@ -122,37 +136,67 @@ def _list_all(folders: list[str], list_under: Callable[[str], None], stop: threa
     pool.shutdown(wait=True)
 
 
-def _rate_of(labels: list[Any], key: str) -> float | None:
-    for tag in labels:
-        if tag.get("Key") == key:
-            try:
-                rate = float(tag.get("Value", ""))
-            except ValueError:
-                return None  # a tag anyone could write: an unreadable one teaches nothing
-            return rate if 0 < rate < 100_000 else None
-    return None
+# The most a pre-warm can write: the plan's pre-warmed volumes are gp3, and no gp3 volume takes more than its
+# published maximum throughput (trainctl.core.volume_spec, from EC2's CreateVolume); a faster figure was not
+# measured on one.
+def _gp3_most_mib_s() -> float:
+    bounds = volume_spec.LIMITS["gp3"].throughput_mibps
+    assert bounds is not None  # gp3 is a type with a provisioned throughput
+    return float(bounds[1])
 
 
-def past_prewarms(ec2: EC2Client) -> PastPrewarms:
-    """The rates (MiB/s) past pre-warms in this region measured, read from their volumes' tags."""
+GP3_MOST_MIB_S = _gp3_most_mib_s()
+# A rate as trainctl writes it (digits, one decimal); Python's float() also takes spaces, underscores, other
+# scripts' digits, exponents, inf and nan, none of which trainctl writes.
+RATE_TEXT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
+
+
+def _rate_of(labels: list[Any], key: str, scope_tag: str, most_mib_s: float) -> float | None:
+    """A measured rate, MiB/s, from a resource's tags; None unless the resource is in scope and the value is one a
+    real run could have written: a finite number from LEAST_LEARNED_MIB_S (trainctl writes rates to one decimal,
+    so a smaller one is not its own) up to `most_mib_s` (what the hardware it was measured on can move)."""
+    found = tags.tag_map(labels)
+    if not tags.opts_in(found.get(scope_tag)):
+        return None  # outside the scope anyone may write a rate tag: it teaches nothing
+    text = found.get(key, "")
+    if not RATE_TEXT.fullmatch(text):
+        return None  # a tag anyone could write: an unreadable one teaches nothing
+    rate = float(text)
+    if not math.isfinite(rate) or not LEAST_LEARNED_MIB_S <= rate <= most_mib_s:
+        return None
+    return rate
+
+
+def past_prewarms(ec2: EC2Client, *, scope_tag: str) -> PastPrewarms:
+    """The rates (MiB/s) past pre-warms in this region measured, read from their in-scope volumes' tags."""
     rates: list[float] = []
     paginator = ec2.get_paginator("describe_volumes")
     for page in paginator.paginate(Filters=[{"Name": "tag-key", "Values": [tags.PREWARMED_RATE]}]):
         for volume in page.get("Volumes", []):
-            rate = _rate_of(list(volume.get("Tags", [])), tags.PREWARMED_RATE)
+            rate = _rate_of(list(volume.get("Tags", [])), tags.PREWARMED_RATE, scope_tag, GP3_MOST_MIB_S)
             if rate is not None:
                 rates.append(rate)
     return PastPrewarms(tuple(sorted(rates)))
 
 
-def past_cache_fills(ec2: EC2Client) -> PastPrewarms:
-    """The rates (MiB/s) past local-cache fills in this region measured, read from their instances' tags."""
+def fill_ceiling_mib_s(instance_type: str, table: DataTable) -> float:
+    """The fastest a cache fill on this type can copy: its network at its peak. A type the table does not know is
+    held to the fastest network the table knows: no instance copies faster than its network carries."""
+    facts = table.instances.get(instance_type)
+    chosen = [facts] if facts is not None else list(table.instances.values())
+    return max((f.network_bytes_per_second for f in chosen), default=0.0) / MIB
+
+
+def past_cache_fills(ec2: EC2Client, *, scope_tag: str, table: DataTable) -> PastPrewarms:
+    """The rates (MiB/s) past local-cache fills in this region measured, read from their in-scope instances'
+    tags; each no faster than its instance's network."""
     rates: list[float] = []
     paginator = ec2.get_paginator("describe_instances")
     for page in paginator.paginate(Filters=[{"Name": "tag-key", "Values": [tags.CACHE_RATE]}]):
         for reservation in page.get("Reservations", []):
             for instance in reservation.get("Instances", []):
-                rate = _rate_of(list(instance.get("Tags", [])), tags.CACHE_RATE)
+                most = fill_ceiling_mib_s(str(instance.get("InstanceType", "")), table)
+                rate = _rate_of(list(instance.get("Tags", [])), tags.CACHE_RATE, scope_tag, most)
                 if rate is not None:
                     rates.append(rate)
     return PastPrewarms(tuple(sorted(rates)))

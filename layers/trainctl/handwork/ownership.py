@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from trainctl.core import tags
 from trainctl.core.protections import in_scope
-from trainctl.core.resources import Instance, Volume
+from trainctl.core.resources import Resource
 from trainctl.core.text import one_line
 
 ALLOW_OUT_OF_SCOPE = "--allow-out-of-scope"
@@ -53,13 +53,13 @@ class Waivers:
         return [p for p in problems if self.covers(p)]
 
 
-def out_of_scope(resource: Instance | Volume, scope_tag: str, subject: str = "it") -> list[Problem]:
+def out_of_scope(resource: Resource, scope_tag: str, subject: str = "it") -> list[Problem]:
     if in_scope(resource, scope_tag):
         return []
     return [Problem(f"{subject} is outside trainctl's scope (no {scope_tag}=true)", ALLOW_OUT_OF_SCOPE)]
 
 
-def other_owner(resource: Instance | Volume, me: str | None, subject: str = "its owner") -> list[Problem]:
+def other_owner(resource: Resource, me: str | None, subject: str = "its owner") -> list[Problem]:
     """Another owner's tag names the resource (no tag: nobody's, no problem)."""
     holder = resource.tags.get(tags.OWNER)
     if not holder or holder == me:
@@ -67,6 +67,6 @@ def other_owner(resource: Instance | Volume, me: str | None, subject: str = "its
     return [Problem(f"{subject} is {one_line(holder, 64)}, not {one_line(me, 64) if me else 'you'}", ALLOW_OTHER_OWNER)]
 
 
-def ownership(resource: Instance | Volume, *, me: str | None, scope_tag: str) -> list[Problem]:
+def ownership(resource: Resource, *, me: str | None, scope_tag: str) -> list[Problem]:
     """What a destructive hand command needs a waiver for: a resource outside the scope, or another's."""
     return [*out_of_scope(resource, scope_tag), *other_owner(resource, me)]

@@ -3,7 +3,9 @@
 Local and S3 go through boto3's transfer manager (multipart, concurrent) around a plain client. S3 and an
 instance go through trainctl's SSM document (s5cmd, else the AWS CLI on the instance). Local and an instance go
 through a staging S3 prefix, cleaned up afterwards. Every endpoint is parsed against a strict pattern, and each
-bucket and instance it names is read (HeadBucket, DescribeInstances), before anything moves.
+bucket and instance it names is read (HeadBucket, DescribeInstances), before anything moves. A copy to or from an
+instance runs as root on it: an instance outside the scope, or another owner's, needs the waiver that names it, and
+a waived problem is put to the person (`Consent`) before anything is sent or staged.
 
 The local cache (`fill_cache`) is S3 into a folder on an instance's instance store, through trainctl's local-cache
 document: a sync, so a second fill of the same objects copies nothing. The instance's type must have an instance
@@ -33,8 +35,10 @@ from trainctl.core.clock import Clock, format_instant, system_clock
 from trainctl.core.errors import TrainctlError
 from trainctl.core.paths import below, escaping_keys, is_absolute_path, split_s3_uri
 from trainctl.core.permissions import needs
+from trainctl.core.resources import Instance
 from trainctl.core.text import one_line
 from trainctl.handwork.instances import instance
+from trainctl.handwork.ownership import Problem, Waivers, ownership
 from trainctl.handwork.refusals import NotFound, Refused
 
 if TYPE_CHECKING:
@@ -134,6 +138,29 @@ class Moved:
 Progress = Callable[[int], None]
 
 
+@dataclass(frozen=True)
+class Consent:
+    """Who asks for a copy on an instance, what they waived, and how a waived problem is put to them: `ask` gets
+    the instance and its waived problems, and raises to stop (nothing is sent then)."""
+
+    me: str | None
+    scope_tag: str
+    waivers: Waivers
+    ask: Callable[[Instance, list[Problem]], None]
+
+
+def check_consent(machine: Instance, consent: Consent, refusal: str) -> None:
+    """An instance outside the scope or another owner's is refused unless waived (`refusal` says what was not
+    done); a waived problem is asked about. Nobody's instance in the scope asks nothing: a copy deletes nothing."""
+    problems = ownership(machine, me=consent.me, scope_tag=consent.scope_tag)
+    unwaived = consent.waivers.unwaived(problems)
+    if unwaived:
+        raise Refused(f"{refusal}: {'; '.join(map(str, unwaived))}")
+    waived = consent.waivers.waived(problems)
+    if waived:
+        consent.ask(machine, waived)
+
+
 def check_bucket(s3: Any, bucket: str, *, read_here: bool = True) -> None:
     """The bucket exists and, where this machine reads or writes it (`read_here`), these credentials may use it;
     else the copy is refused before anything is sent. Only the instance writes an instance's copy to S3, with its
@@ -153,7 +180,7 @@ def check_bucket(s3: Any, bucket: str, *, read_here: bool = True) -> None:
         raise TransferFailed(f"S3 bucket {bucket} cannot be used ({one_line(code, 40)}): nothing was copied") from None
 
 
-def check_instance(ec2: EC2Client, region: str, instance_id: str) -> None:
+def check_instance(ec2: EC2Client, region: str, instance_id: str) -> Instance:
     """A copy to or from an instance runs on it through SSM: it must exist and be running."""
     try:
         machine = instance(ec2, region, instance_id)
@@ -164,6 +191,7 @@ def check_instance(ec2: EC2Client, region: str, instance_id: str) -> None:
             f"{instance_id} is {one_line(machine.state, 20)}, not running: a copy runs on the instance, "
             "so start it first; nothing was sent"
         )
+    return machine
 
 
 def s3_failure(exc: ClientError | S3UploadFailedError | RetriesExceededError, uri: str) -> TransferFailed:
@@ -365,14 +393,14 @@ def check_before_moving(
     s3: Any,
     ec2_for: Callable[[], EC2Client],
     region: str,
-) -> None:
+) -> list[Instance]:
     """Reads only: the local source exists, each instance runs, each bucket is there (and open to these
-    credentials where this machine reads or writes it)."""
+    credentials where this machine reads or writes it). The instances read, for the consent asked after."""
     if source.kind == "local" and not Path(source.path).exists():
         raise missing_source(Path(source.path))
-    for end in (source, destination):
-        if end.kind == "instance":
-            check_instance(ec2_for(), region, end.instance_id)
+    machines = [
+        check_instance(ec2_for(), region, end.instance_id) for end in (source, destination) if end.kind == "instance"
+    ]
     read_here = {end.bucket for end in (source, staged) if end is not None and end.kind == "s3"}
     if destination.kind == "s3" and source.kind == "local":
         read_here.add(destination.bucket)
@@ -380,6 +408,7 @@ def check_before_moving(
         check_bucket(s3, bucket)
     if destination.kind == "s3" and destination.bucket not in read_here:
         check_bucket(s3, destination.bucket, read_here=False)
+    return machines
 
 
 def transfer(
@@ -392,20 +421,26 @@ def transfer(
     region: str,
     document: str,
     staging_uri: str | None,
+    consent: Consent,
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Moved:
+    """Copy along one route. Reads first (endpoints, buckets, keys); then the consent for each instance involved,
+    before anything is staged or sent."""
     kinds = (source.kind, destination.kind)
     if kinds not in ROUTES:
         raise BadEndpoint(f"no route from {source.kind} to {destination.kind}: use cp, aws s3 cp or two transfers")
     staged = staging_prefix(staging_uri) if "local" in kinds and "instance" in kinds else None
-    check_before_moving(source, destination, staged, s3=s3, ec2_for=ec2_for, region=region)
+    machines = check_before_moving(source, destination, staged, s3=s3, ec2_for=ec2_for, region=region)
+    if kinds == ("s3", "instance"):
+        refuse_escaping_keys(s3, source, destination)
+    for machine in machines:
+        check_consent(machine, consent, f"nothing was sent to {machine.resource_id}")
     if kinds == ("local", "s3"):
         return upload(s3, Path(source.path), destination, progress)
     if kinds == ("s3", "local"):
         return download(s3, source, Path(destination.path), progress)
     if kinds == ("s3", "instance"):
-        refuse_escaping_keys(s3, source, destination)
         command = run_on_instance(
             ssm_for(),
             document,
@@ -628,13 +663,15 @@ def fill_cache(
     ec2: EC2Client,
     region: str,
     document: str,
+    consent: Consent,
     clock: Clock = system_clock,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CacheResult:
     """Fill (or top up) a cache folder on an instance's instance store from an S3 prefix, then tag the instance.
 
-    Reads first (the instance running, its type's instance store, the bucket, the objects); one SendCommand; a
-    tag write only when the fill copied something, so the tags keep describing the last fill that moved data."""
+    Reads first (the instance running, its type's instance store, the bucket, the objects); then the consent (an
+    instance outside the scope or another owner's needs its waiver, and is asked about); one SendCommand; a tag
+    write only when the fill copied something, so the tags keep describing the last fill that moved data."""
     check_cache_endpoints(source, destination)
     try:
         machine = instance(ec2, region, destination.instance_id)
@@ -651,6 +688,7 @@ def fill_cache(
     data_bytes, objects = data_under(s3, source)
     check_cache_fits(store, data_bytes, destination.instance_id)
     folder = destination.path.rstrip("/") + "/"
+    check_consent(machine, consent, f"{folder} on {destination.instance_id} not filled")
     command_id, invocation = send_and_wait(
         ssm,
         document,

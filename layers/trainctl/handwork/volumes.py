@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from trainctl.aws.clients import error_code
-from trainctl.aws.ec2 import find_volume
+from trainctl.aws.ec2 import find_volume, snapshot_from_api
 from trainctl.core import tags
 from trainctl.core.permissions import needs
 from trainctl.core.protections import is_persistent
-from trainctl.core.resources import Instance, RegionInventory, Volume
+from trainctl.core.resources import Instance, RegionInventory, Snapshot, Volume
 from trainctl.core.text import one_line
 from trainctl.handwork.instances import instance
 from trainctl.handwork.ownership import Problem, Waivers, other_owner, ownership
@@ -249,8 +249,9 @@ def snapshot_dependencies(inventory: RegionInventory) -> dict[str, Dependencies]
     return dependencies
 
 
-def snapshot_size(ec2: EC2Client, region: str, snapshot_id: str) -> int:
-    """The size in GiB a volume restored from the snapshot has (and at least needs)."""
+def find_snapshot(ec2: EC2Client, region: str, snapshot_id: str) -> Snapshot:
+    """The snapshot as trainctl reads it: its size, and the tags that say whose it is and whether it is in scope
+    (a restore copies its data to whoever asks)."""
     try:
         found = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
     except ClientError as exc:
@@ -259,7 +260,12 @@ def snapshot_size(ec2: EC2Client, region: str, snapshot_id: str) -> int:
         raise
     if not found:
         raise NotFound(f"no snapshot {snapshot_id} in {region}")
-    return int(found[0].get("VolumeSize", 1))
+    return snapshot_from_api(region, dict(found[0]))
+
+
+def snapshot_size(ec2: EC2Client, region: str, snapshot_id: str) -> int:
+    """The size in GiB a volume restored from the snapshot has (and at least needs)."""
+    return max(1, find_snapshot(ec2, region, snapshot_id).volume_size_gib)
 
 
 def restore(
