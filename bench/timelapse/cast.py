@@ -11,10 +11,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from bench.timelapse.deliveries import CLOUDTRAIL_TAIL
 from bench.timelapse.harness import REGION, World
-from bench.timelapse.oracle import Promise, Truth
+from bench.timelapse.oracle import Promise, Quiet, Told, Truth
 from trainctl.core import tags
-from trainctl.core.clock import format_instant, parse_instant
+from trainctl.core.clock import ensure_utc, format_instant, parse_instant
+from trainctl.core.protections import PREWARM_LONGEST_WAIT, Protection
+from trainctl.prewarm.rules import make_plan, new_volume, parse_request
 
 IMAGE = "ami-0abcdef1234567890"
 ZONE = f"{REGION}a"
@@ -77,6 +80,19 @@ class Story:
     def detach(self, volume_id: str, instance_id: str) -> None:
         self.ec2().detach_volume(VolumeId=volume_id, InstanceId=instance_id)
 
+    def restore(self, snapshot_id: str, size_gib: int, rate_mibps: int) -> tuple[str, datetime, int]:
+        """CreateVolume as the pre-warm workflow's snapshot path makes it (its own plan: the provisioned rate, its
+        tags); the volume, EC2's CreateTime and the plan's estimate in seconds."""
+        spec = {"zone": ZONE, "snapshot_id": snapshot_id, "initialization_rate": rate_mibps}
+        request = parse_request({"volume": spec})
+        assert request.volume is not None
+        data_bytes = size_gib * 2**30
+        target = new_volume(request, request.volume, data_bytes, snapshot_gib=size_gib)
+        plan = make_plan(request, target, data_bytes=data_bytes, objects=0, region=REGION, instance_profile_arn="")
+        assert plan.create_volume is not None
+        volume = self.ec2().create_volume(**plan.create_volume.model_dump())
+        return str(volume["VolumeId"]), ensure_utc(volume["CreateTime"]), plan.estimated_seconds
+
 
 def weekday(world: World, day: int) -> int:
     return (world.start + day * DAY).weekday()
@@ -117,6 +133,13 @@ class ForgottenNotebook(Story):
     def forget(self) -> None:
         self.go_home()
         self.me.promises.append(Promise("idle instance stopped", self.world.now, "stop", idle=True))
+
+    def owner_rewritten(self, at: datetime, new_owner: str) -> None:
+        """Someone else's name on the marked notebook: its mark is void, the stop owed restarts with a full grace
+        from the moment trainctl hears of it, and the owner of record hears of everything from now on."""
+        promise = self.me.promises.pop()
+        self.me.promises.append(Promise(promise.name, at, promise.action, late_news=CLOUDTRAIL_TAIL))
+        self.me.told.append(Told((self.user, new_owner), at))
 
 
 class TrainingQueue(Story):
@@ -328,6 +351,109 @@ class TagWritingColleague(Story):
         self.writes.append(f"{key}={value} on {resource_id} at {format_instant(self.world.now)}")
 
 
+class PrewarmedDataset(Story):
+    """Issue 27: a 2 TiB dataset's snapshot restored the way the pre-warm workflow restores it (150 MiB/s of
+    provisioned initialisation, the workflow's tags), left unattached for hours while EBS initialises it and the
+    workflow polls; the workflow reports (trainctl:prewarmed-at and its figures), the volume feeds a training
+    instance for a day or two, then is detached and forgotten. In use from creation to detach: kept as
+    pre-warming until the report, never marked or told meanwhile; deleted once forgotten. The dataset's own
+    volume and snapshot are persistent."""
+
+    SIZE_GIB = 2000
+    RATE_MIBPS = 150  # CreateVolume takes 100 to 300 MiB/s
+
+    def __init__(self, world: World, user: str, *, at: timedelta) -> None:
+        super().__init__(world, user, "dataset pre-warmed from a snapshot")
+        self.at(world.start + at, self.snapshot_dataset)
+
+    def snapshot_dataset(self) -> None:
+        source = self.create_volume(self.SIZE_GIB, persistent=True)
+        self.truth(source, "volume").begin_use(self.world.now)  # persistent: always wanted
+        snapshot = self.ec2().create_snapshot(
+            VolumeId=source,
+            Description="dataset v3",
+            TagSpecifications=_tags("snapshot", {tags.PERSISTENT: "true"}),
+        )
+        self.snapshot = str(snapshot["SnapshotId"])
+        self.truth(self.snapshot, "snapshot").begin_use(self.world.now)
+        self.at(self.world.now + HOUR, self.prewarm)
+
+    def prewarm(self) -> None:
+        self.volume_id, created, estimate = self.restore(self.snapshot, self.SIZE_GIB, self.RATE_MIBPS)
+        self.me = self.truth(self.volume_id, "volume")
+        self.me.begin_use(created)
+        self.waiting = Quiet("never marked while pre-warming", created, None, str(Protection.PREWARMING))
+        self.me.quiet.append(self.waiting)
+        self.world.prewarm_workflow(self.volume_id, estimated_seconds=estimate, reported=self.reported)
+
+    def reported(self) -> None:
+        self.waiting.until = self.world.now
+        self.at(self.world.now + 5 * MINUTE, self.train)
+
+    def train(self) -> None:
+        self.instance = self.launch("g5.xlarge", name=f"{self.user}-train")
+        self.box = self.truth(self.instance, "instance")
+        self.box.begin_use(self.world.now)
+        self.world.busy(self.instance, TRAINING, gpu=True)
+        self.attach(self.volume_id, self.instance, "/dev/sdf")
+        hours = self.world.rng.uniform(24, 48)
+        self.at(self.world.now + timedelta(hours=hours), self.done)
+
+    def done(self) -> None:
+        self.world.idle(self.instance)
+        self.detach(self.volume_id, self.instance)
+        self.me.end_use(self.world.now)
+        self.me.promises.append(Promise("unattached volume deleted", self.world.now, "delete"))
+        self.ec2().terminate_instances(InstanceIds=[self.instance])
+        self.box.end_use(self.world.now)
+        self.box.ended_by_others = self.world.now
+
+
+class AbandonedRestore(Story):
+    """Issue 27: a restore like the one above whose execution was stopped (a stop runs no compensation): never
+    reported, never attached. Kept as pre-warming for the workflow's longest wait from EC2's creation time, never
+    marked or told meanwhile; then the usual mark and grace, and deleted."""
+
+    def __init__(self, world: World, user: str, dataset: PrewarmedDataset, *, at: timedelta) -> None:
+        super().__init__(world, user, "pre-warm restore abandoned")
+        self.dataset = dataset
+        self.at(world.start + at, self.prewarm)
+
+    def prewarm(self) -> None:
+        volume_id, created, _ = self.restore(self.dataset.snapshot, self.dataset.SIZE_GIB, self.dataset.RATE_MIBPS)
+        me = self.truth(volume_id, "volume")
+        bound = created + PREWARM_LONGEST_WAIT
+        me.quiet.append(Quiet("never marked while pre-warming", created, bound, str(Protection.PREWARMING)))
+        me.promises.append(Promise("unattached volume deleted", bound, "delete"))
+
+
+class OwnerRewritingColleague(Story):
+    """Issue 25: a colleague rewrites trainctl:owner on the forgotten notebook once it is marked (the CreateTags
+    record reaches age_guard in CloudTrail's tail). The mark is withdrawn; a fresh mark and a full grace follow,
+    and every notice from then on goes to the owner of record (the notebook's maker) as well as to the tag's
+    owner."""
+
+    def __init__(self, world: World, user: str, notebook: ForgottenNotebook) -> None:
+        super().__init__(world, user, "colleague rewriting the owner of a marked notebook")
+        self.notebook = notebook
+        first_friday = next(day for day in range(7) if weekday(world, day) == 4)
+        forgotten = world.start + first_friday * DAY + 17 * HOUR
+        self.at(forgotten + world.stack.config.sweep.idle_window, self.read_mark)
+
+    def read_mark(self) -> None:
+        if self.world.tag_of(self.notebook.instance, tags.CLEANUP_AFTER) is None:
+            self.at(self.world.now + HOUR, self.read_mark)
+            return
+        self.at(self.world.now + 2 * HOUR, self.rewrite)
+
+    def rewrite(self) -> None:
+        if self.world.state_of(self.notebook.instance) != "running":
+            return
+        self.world.late_cloudtrail(CLOUDTRAIL_TAIL)
+        self.ec2().create_tags(Resources=[self.notebook.instance], Tags=[{"Key": tags.OWNER, "Value": self.user}])
+        self.notebook.owner_rewritten(self.world.now, self.user)
+
+
 def small_cast(world: World) -> list[Story]:
     """One resource per story at least: what tests/integration/test_timelapse.py runs for 14 days."""
     return cast_of(world, copies=1)
@@ -344,6 +470,7 @@ def cast_of(world: World, *, copies: int) -> list[Story]:
         suffix = "" if copy == 0 else str(copy + 1)
         offset = copy * 37 * MINUTE
         notebook = ForgottenNotebook(world, f"nora{suffix}")
+        dataset = PrewarmedDataset(world, f"pia{suffix}", at=DAY + 7 * HOUR + offset)
         queue = TrainingQueue(world, f"theo{suffix}")
         devbox = DevBoxWithScratch(world, f"sami{suffix}")
         stopped = StoppedTwoWeeks(world, f"stan{suffix}")
@@ -366,6 +493,9 @@ def cast_of(world: World, *, copies: int) -> list[Story]:
                 past=lambda d=devbox: d.scratch,
                 zero_ttl=lambda q=queue: q.instance,
             ),
+            dataset,
+            AbandonedRestore(world, f"abe{suffix}", dataset, at=DAY + 9 * HOUR + offset),
+            OwnerRewritingColleague(world, f"olga{suffix}", notebook),
         ]
     return stories
 

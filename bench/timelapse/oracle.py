@@ -12,9 +12,15 @@ comes up to one period later and marks it; the first sweep after the grace and t
 up to one period after that and acts. The delivery lag is TRAINCTL_EVENT_DELIVERY_LAG (0 where the deployed
 settings have none): a mark is acted on only once every use before its grace ended has been heard.
 
+A promise restarted by news trainctl hears late (an owner tag rewritten on a marked resource withdraws the
+mark; CloudTrail delivers the call up to its tail later) adds that tail to the latest bound.
+
 Never: a destructive action on a resource in use at any time in the grace period before the action (a use
-withdraws the mark), or on one that never became a candidate. At most two sweep notices per mark (the mark,
-and its outcome or withdrawal).
+withdraws the mark), or on one that never became a candidate. At most two sweep notices per mark to each
+person told (the mark, and its outcome or withdrawal): a mark is told to the owner the tag names and to the
+owner of record, each once. Never a mark, nor a sweep notice, while a resource is kept by a protection its
+story knows holds (a volume the pre-warm workflow waits on), and the sweeps say that protection at least once.
+Each action on a resource whose owner tag someone rewrote is told to the owner of record and to the tag's owner.
 """
 
 from __future__ import annotations
@@ -43,6 +49,26 @@ class Promise:
     idle: bool = False
     # A ttl ends here: nothing may happen before it, whatever the grace says.
     not_before: datetime | None = None
+    # What started it reaches trainctl this late at most (a CloudTrail record in the tail): added to the bound.
+    late_news: timedelta = timedelta(0)
+
+
+@dataclass
+class Quiet:
+    """A span in which the sweeps keep the resource by `protection`: no mark, no sweep notice of it."""
+
+    name: str  # e.g. "never marked while pre-warming"
+    since: datetime
+    until: datetime | None  # None: still kept when the run ends
+    protection: str
+
+
+@dataclass(frozen=True)
+class Told:
+    """Every action from `since` on is told to each of `owners` (the owner of record and the tag's owner)."""
+
+    owners: tuple[str, ...]
+    since: datetime
 
 
 @dataclass
@@ -59,6 +85,8 @@ class Truth:
     ended_by_others: datetime | None = None
     # Spot warnings EC2 sent for it: each owes a handled interruption and a notice.
     spot_warnings: list[datetime] = field(default_factory=list)
+    quiet: list[Quiet] = field(default_factory=list)
+    told: list[Told] = field(default_factory=list)
 
     def begin_use(self, at: datetime) -> None:
         if not self.uses or self.uses[-1][1] is not None:
@@ -118,18 +146,24 @@ class Bounds:
         return max(start, promise.not_before) if promise.not_before else start
 
     def latest(self, promise: Promise) -> datetime:
-        start = promise.since + (self.idle_window if promise.idle else timedelta(0))
+        start = promise.since + (self.idle_window if promise.idle else timedelta(0)) + promise.late_news
         return start + self.grace + self.delivery_lag + 2 * self.sweep_period
 
 
 @dataclass
 class MarkLife:
-    """One mark of one resource: the sweep that made it, the notices told while it stood, how it ended."""
+    """One mark of one resource: the sweep that made it, the notices told while it stood (per person told), how
+    it ended."""
 
     resource_id: str
     marked_at: datetime
-    notices: int = 0
+    told: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     ended: str = "standing"
+
+    @property
+    def notices(self) -> int:
+        """The most notices one person had of this mark: what the rule of two bounds."""
+        return max(self.told.values(), default=0)
 
 
 @dataclass
@@ -161,6 +195,8 @@ def judge(record: Record, truths: list[Truth], stack: DeployedStack) -> Judgemen
         ]
         findings += _judge_actions(truth, acted, marks.get(truth.resource_id, []), bounds, record.end)
         findings += _judge_spot(truth, record)
+        findings += _judge_quiet(truth, record)
+        findings += _judge_told(truth, acted, record, bounds)
     for resource_id, lives in marks.items():
         owner = next((t for t in truths if t.resource_id == resource_id), None)
         for life in lives:
@@ -173,7 +209,8 @@ def judge(record: Record, truths: list[Truth], stack: DeployedStack) -> Judgemen
                         owner.story if owner else "?",
                         resource_id,
                         life.marked_at,
-                        f"{life.notices} notices for the mark made at {format_instant(life.marked_at)}",
+                        f"{life.notices} notices to one person for the mark made at "
+                        f"{format_instant(life.marked_at)} ({_told_text(life)})",
                     )
                 )
     notices: dict[str, int] = defaultdict(int)
@@ -291,6 +328,74 @@ def _judge_spot(truth: Truth, record: Record) -> list[Finding]:
     return findings
 
 
+def _judge_quiet(truth: Truth, record: Record) -> list[Finding]:
+    """No mark and no sweep notice while a protection the story knows holds; the sweeps name it at least once."""
+    findings = []
+    decisions = record.decisions.get(truth.resource_id, [])
+    for quiet in truth.quiet:
+        until = quiet.until or record.end
+        inside = [d for d in decisions if quiet.since <= d.at < until]
+        marked = [d for d in inside if d.action != "keep"]
+        told = [
+            n
+            for n in record.notices
+            if n.kind == "sweep" and truth.resource_id in n.resources and quiet.since <= n.at < until
+        ]
+        kept = [d for d in inside if d.action == "keep" and quiet.protection in d.protections]
+        span = f"from {format_instant(quiet.since)} to {format_instant(until)}"
+        verdict: Verdict = "wrong"
+        at = None
+        if marked:
+            at = marked[0].at
+            detail = f"{marked[0].action} at {format_instant(at)} ({marked[0].detail}); {len(marked)} in all {span}"
+        elif told:
+            at = told[0].at
+            detail = f"a sweep notice to {told[0].owner or 'no owner'} at {format_instant(at)}; {len(told)} {span}"
+        elif not kept:
+            detail = f"no sweep named {quiet.protection} {span}"
+        else:
+            verdict = "correct"
+            detail = f"kept as {quiet.protection} by {len(kept)} sweeps {span}, never marked or told"
+        findings.append(Finding(quiet.name, verdict, truth.user, truth.story, truth.resource_id, at, detail))
+    return findings
+
+
+def _judge_told(truth: Truth, acted: list[SweepDecision], record: Record, bounds: Bounds) -> list[Finding]:
+    """Each action after an owner tag was rewritten reaches the owner of record and the tag's owner, from the
+    sweep that acted (its notices are read as it returns)."""
+    findings = []
+    for told in truth.told:
+        for decision in (d for d in acted if d.at >= told.since):
+            heard = {
+                n.owner
+                for n in record.notices
+                if n.kind == "sweep"
+                and truth.resource_id in n.resources
+                and decision.at <= n.at < decision.at + bounds.sweep_period
+            }
+            missing = [owner for owner in told.owners if owner not in heard]
+            verdict: Verdict = "wrong" if missing else "correct"
+            detail = f"{decision.action} told to {', '.join(sorted(o or 'no owner' for o in heard)) or 'nobody'}"
+            if missing:
+                detail += f"; never told: {', '.join(missing)}"
+            findings.append(
+                Finding(
+                    "the owner of record is told of the action",
+                    verdict,
+                    truth.user,
+                    truth.story,
+                    truth.resource_id,
+                    decision.at,
+                    detail,
+                )
+            )
+    return findings
+
+
+def _told_text(life: MarkLife) -> str:
+    return ", ".join(f"{owner or 'no owner'}: {n}" for owner, n in sorted(life.told.items()))
+
+
 def _flapping(lives: list[MarkLife], since: datetime) -> str:
     after = [life for life in lives if life.marked_at >= since]
     if not after:
@@ -301,7 +406,7 @@ def _flapping(lives: list[MarkLife], since: datetime) -> str:
     ends = ", ".join(f"{n} {how}" for how, n in sorted(endings.items()))
     return (
         f"marked {len(after)} times from {format_instant(after[0].marked_at)} to "
-        f"{format_instant(after[-1].marked_at)} ({ends}); {sum(life.notices for life in after)} notices"
+        f"{format_instant(after[-1].marked_at)} ({ends}); {sum(sum(life.told.values()) for life in after)} notices"
     )
 
 
@@ -326,5 +431,5 @@ def mark_lives(record: Record) -> dict[str, list[MarkLife]]:
         for resource_id in notice.resources:
             standing = [life for life in lives.get(resource_id, []) if life.marked_at <= notice.at]
             if standing:
-                standing[-1].notices += 1
+                standing[-1].told[notice.owner or ""] += 1
     return lives

@@ -101,6 +101,11 @@ def api_calls(record: Record) -> dict[str, tuple[int, float, int, int]]:
     }
 
 
+def stories(judgement: Judgement) -> list[str]:
+    """The cast's stories, in the order the cast tells them."""
+    return list(dict.fromkeys(truth.story for truth in judgement.truths))
+
+
 def notices_per_mark(judgement: Judgement) -> dict[int, int]:
     counts: dict[int, int] = defaultdict(int)
     for lives in judgement.marks.values():
@@ -123,7 +128,8 @@ def text_report(record: Record, judgement: Judgement, *, wall_seconds: float | N
         lines.append(f"  {promise:<42} " + " / ".join(str(counts[v]) for v in VERDICTS))
     lines += [
         "",
-        "notices per mark (notices: marks): " + ", ".join(f"{n}: {m}" for n, m in notices_per_mark(judgement).items()),
+        "notices per mark to one person (notices: marks): "
+        + ", ".join(f"{n}: {m}" for n, m in notices_per_mark(judgement).items()),
     ]
     lines.append("marks and notices per resource:")
     for truth in judgement.truths:
@@ -166,6 +172,8 @@ def markdown_section(record: Record, judgement: Judgement, *, command: str, wall
         "and Lambda environment (enforcing), CloudTrail delivered 30 s to 15 min late (median 5)"
         + (f"; {wall_seconds / 60:.1f} minutes of wall time." if wall_seconds is not None else "."),
         "",
+        "Stories: " + "; ".join(stories(judgement)) + ".",
+        "",
         "| promise | correct | too late | too early | wrong |",
         "|---|---:|---:|---:|---:|",
     ]
@@ -174,7 +182,7 @@ def markdown_section(record: Record, judgement: Judgement, *, command: str, wall
     per_mark = notices_per_mark(judgement)
     out += [
         "",
-        "Notices per mark (notices: marks): "
+        "Notices per mark to one person, the tag's owner or the owner of record (notices: marks): "
         + (", ".join(f"{n}: {m}" for n, m in per_mark.items()) or "no marks")
         + f"; {len(record.notices)} notices in all.",
         "",

@@ -1,6 +1,9 @@
 """Issue 24 item 4: fourteen days of the deployed schedules (a sweep every hour, a cost check every 15 minutes)
 on a simulated clock, with CloudTrail minutes late and a small cast of users, judged by the oracle of
 bench/timelapse/oracle.py. A failure names the user, the resource and the simulated instant; the seed is printed.
+
+Issue 27's pre-warm from a snapshot (a restore kept as pre-warming while EBS initialises it, one abandoned) and
+issue 25's owners of record (a colleague rewriting the owner of a marked notebook) are stories of the cast.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from tests.conftest import CALLS
 
 SEED = 24
 DAYS = 14
+PREWARMING = "never marked while pre-warming"
+OWNER_OF_RECORD = "the owner of record is told of the action"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,10 @@ def test_every_handler_run_succeeds_and_calls_only_what_it_declares(fortnight: t
 
 def test_nothing_in_use_is_stopped_or_destroyed(fortnight: tuple[Run, list[str]]) -> None:
     run, _ = fortnight
-    wrong = [f for f in run.judgement.findings if f.verdict == "wrong" and "notices" not in f.promise]
+    judged_apart = ("notices", PREWARMING, OWNER_OF_RECORD)
+    wrong = [
+        f for f in run.judgement.findings if f.verdict == "wrong" and not any(p in f.promise for p in judged_apart)
+    ]
     assert not wrong, named(wrong)
 
 
@@ -64,3 +72,30 @@ def test_each_spot_warning_is_handled_and_told(fortnight: tuple[Run, list[str]])
     spot = [f for f in run.judgement.findings if f.promise == "a spot warning is handled and told"]
     assert len(spot) == 2, named(spot)
     assert all(f.verdict == "correct" for f in spot), named(spot)
+
+
+def test_a_restore_is_never_marked_while_it_pre_warms_and_deleted_once_forgotten(
+    fortnight: tuple[Run, list[str]],
+) -> None:
+    run, _ = fortnight
+    quiet = [f for f in run.judgement.findings if f.promise == PREWARMING]
+    assert len(quiet) == 2, named(quiet)  # the restore the workflow reported on, and the abandoned one
+    assert all(f.verdict == "correct" for f in quiet), named(quiet)
+    restores = {f.resource_id for f in quiet}
+    deleted = [
+        f for f in run.judgement.findings if f.resource_id in restores and f.promise == "unattached volume deleted"
+    ]
+    assert len(deleted) == 2, named(deleted)
+    assert all(f.verdict == "correct" for f in deleted), named(deleted)
+
+
+def test_the_owner_of_record_hears_of_the_action_after_a_colleague_rewrites_the_owner(
+    fortnight: tuple[Run, list[str]],
+) -> None:
+    run, _ = fortnight
+    told = [f for f in run.judgement.findings if f.promise == OWNER_OF_RECORD]
+    assert told, "the colleague rewrote the owner of the marked notebook: its stop must be judged"
+    assert all(f.verdict == "correct" for f in told), named(told)
+    notebook = {f.resource_id for f in told}
+    stopped = [f for f in run.judgement.findings if f.resource_id in notebook and f.promise == "idle instance stopped"]
+    assert all(f.verdict == "correct" for f in stopped), named(stopped)
