@@ -12,8 +12,7 @@ from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import BURN_RATE_METRIC, PROJECTION_METRIC, handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, ensure_utc, format_instant, system_clock
 from trainctl.core.cost_settings import CostSettings
-from trainctl.core.envelopes import InstanceStateChange
-from trainctl.core.events import InvalidEvent, parse_cost_event
+from trainctl.core.events import CostRequest, InvalidEvent, parse_cost_event
 from trainctl.cost.prices.chain import PriceBook
 from trainctl.cost.rules import Transition
 from trainctl.cost.run import CostResult, effects_for, has_price_list_api, price_book_for, run_cost_check
@@ -21,6 +20,9 @@ from trainctl.cost.store import DynamoDbCostStore
 
 if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    # Only named too: a state change's envelope is built by the parser on the first state change it meets.
+    from trainctl.core.envelopes import InstanceStateChange
 
 tracer = handler_tracer()
 clock: Clock = system_clock  # integration tests step this
@@ -81,7 +83,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.exception("refused event")
         raise
     settings = deployed_settings()
-    if isinstance(parsed, InstanceStateChange):
+    if not isinstance(parsed, CostRequest):  # an instance state change
         outcome = record_state_change(parsed, settings)
         logger.info("state change", extra=outcome)
         return outcome

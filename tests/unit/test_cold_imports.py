@@ -34,16 +34,19 @@ print(json.dumps({
 """
 
 SETTINGS = {"SweepSettings", "AgeGuardSettings", "CostSettings", "OwnerThresholds", "SpotSettings"}
-ENVELOPES = {"Envelope", "ScheduledEvent", "InstanceStateChange", "StateChangeDetail"}
+ENVELOPES = {"Envelope", "InstanceStateChange", "StateChangeDetail"}
+# Only a schedule a person adds by hand sends an envelope: the stack's schedules send the target's request alone.
+SCHEDULE = {"ScheduledEvent"}
 CLOUDTRAIL = {"CloudTrailApiCall", "CloudTrailDetail"}
 SPOT = {"SpotInterruptionWarning", "SpotWarningDetail", "RebalanceRecommendation", "RebalanceDetail"}
 
-# The models each function reads: its settings and the events its rules and schedules send it.
+# The models a function may build as its handler is imported: its settings and the events every call of it parses.
 OWN = {
     # The stack's schedule sends the request alone: an envelope is only ever a schedule added by hand.
     "cleanup_sweep": {"SweepSettings"},
     "age_guard": {"AgeGuardSettings", *ENVELOPES, *CLOUDTRAIL},
-    "cost_alerts": {"CostSettings", "OwnerThresholds", *ENVELOPES},
+    # The cost schedule sends its request alone too: a state change's envelope is built on the first one.
+    "cost_alerts": {"CostSettings", "OwnerThresholds"},
     "spot_interruption": {"SpotSettings", *ENVELOPES, *SPOT},
     "spot_recovery_plan": {"SpotSettings"},
 }
@@ -70,7 +73,7 @@ def cold_import(function: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("function", sorted(OWN))
 def test_a_handler_builds_no_other_functions_settings_or_event_models(function: str) -> None:
     models = set(cold_import(function)["models"])
-    foreign = (SETTINGS | ENVELOPES | CLOUDTRAIL | SPOT) - OWN[function]
+    foreign = (SETTINGS | ENVELOPES | SCHEDULE | CLOUDTRAIL | SPOT) - OWN[function]
     assert models & foreign == set()
     assert models >= OWN[function] & SETTINGS  # the probe does see what the handler imports
 
@@ -79,6 +82,37 @@ def test_the_sweep_loads_no_price_model_until_a_termination_leaves_volumes_behin
     modules = set(cold_import("cleanup_sweep")["modules"])
     assert {"trainctl.cost.left_behind", "trainctl.cost.rules", "trainctl.cost.prices.model"} & modules == set()
     assert "trainctl.sweep.rules" in modules
+
+
+def test_a_schedule_added_by_hand_still_parses_and_a_state_change_builds_its_envelope_on_first_use() -> None:
+    """What the handlers no longer build at import is built by the parser of the event that needs it."""
+    from trainctl.core.events import CostRequest, parse_cost_event, parse_sweep_trigger
+    from trainctl.core.schedule_events import ScheduledEvent
+
+    rule = {
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-12-06T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {},
+    }
+    assert parse_sweep_trigger(rule).task == "cleanup_sweep"
+    assert parse_cost_event(rule) == CostRequest(task="cost_alerts")
+    assert ScheduledEvent.model_validate({**rule, "source": "aws.scheduler", "detail": "{}"}).detail == {}
+    change = parse_cost_event(
+        {
+            **rule,
+            "detail-type": "EC2 Instance State-change Notification",
+            "source": "aws.ec2",
+            "detail": {"instance-id": "i-0123456789abcdef0", "state": "stopped"},
+        }
+    )
+    assert not isinstance(change, CostRequest)
+    assert (change.detail.instance_id, change.detail.state) == ("i-0123456789abcdef0", "stopped")
 
 
 def test_age_guard_loads_no_resource_model() -> None:

@@ -76,7 +76,8 @@ class SpotRequest:
     state: str
 
 
-@dataclass(frozen=True, slots=True)
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(frozen=True, slots=True, eq=False)
 class SpotRequests:
     """A region's spot requests by instance and by id; `unreadable` says why they could not be read."""
 

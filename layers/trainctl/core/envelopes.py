@@ -1,16 +1,16 @@
-"""EventBridge's envelope, and the envelopes several handlers parse: schedules and instance state changes.
+"""EventBridge's envelope, and the one several handlers parse: instance state changes.
 
-Apart from trainctl.core.events so that a handler loads only the models of the events it is wired to.
+Apart from trainctl.core.events so that a handler loads only the models of the events it is wired to; a schedule's
+envelope lives in trainctl.core.schedule_events, as only a schedule a person adds by hand sends one.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Envelope(EventBridgeModel):
@@ -28,35 +28,6 @@ class Envelope(EventBridgeModel):
     resources: list[str] = Field(default_factory=list)
     # PutEventsRequestEntry.Time: "Defaults to the time the service receives the event when omitted."
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-
-class ScheduledEvent(Envelope):
-    """A schedule's envelope, which runs with the deployment's settings: nothing in it is read.
-
-    Two services send it: an EventBridge rule (`source: aws.events`, `detail: {}`), and an EventBridge Scheduler
-    schedule that sets no Input (`source: aws.scheduler`, `detail: "{}"`, a string), as a schedule a person adds
-    by hand does. The stack's own schedules set Input: the target's request, without an envelope.
-    """
-
-    model_config = ConfigDict(defer_build=True)
-
-    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
-    source: Literal["aws.events", "aws.scheduler"]
-    # PutEventsRequestEntry.Detail is not required; the reference says detail "can be {}".
-    detail: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("detail", mode="before")
-    @classmethod
-    def _scheduler_sends_a_string(cls, value: Any) -> Any:
-        # Scheduler's detail is JSON text ("{}"); a rule's is an object. Either way it must be an object.
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = None
-            if not isinstance(value, dict):
-                raise ValueError("detail is neither an object nor the JSON text of one")
-        return value
 
 
 # EC2's documented instance ids: `i-` and 8 (older) or 17 lowercase hexadecimal characters. Pydantic's patterns

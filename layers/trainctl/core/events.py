@@ -1,8 +1,8 @@
 """Event models parsed at the edge of every handler: unknown shapes are refused before anything happens.
 
 The schedules' own requests live here; EventBridge's envelopes live beside it (trainctl.core.envelopes,
-cloudtrail_events, spot_events), each loaded by the parser that meets one: a handler imports only the models of
-the events it is wired to.
+schedule_events, cloudtrail_events, spot_events), each loaded by the parser that meets one: a handler imports only
+the models of the events it is wired to.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def parse_sweep_trigger(event: object) -> SweepRequest:
     try:
         if "detail-type" in event:
             # Not in the cold start: only a schedule added by hand sends an envelope, the stack's send the request.
-            from trainctl.core.envelopes import ScheduledEvent
+            from trainctl.core.schedule_events import ScheduledEvent
 
             parse(event=event, model=ScheduledEvent)
             return SweepRequest(task="cleanup_sweep")
@@ -101,17 +101,21 @@ class CostRequest(BaseModel):
 
 def parse_cost_event(event: object) -> CostRequest | InstanceStateChange:
     """A scheduled check, or an instance state change to record for accumulated cost."""
-    # Here, not at the top: cleanup_sweep's cold start builds no envelope class.
-    from trainctl.core.envelopes import InstanceStateChange, ScheduledEvent
-
     if not isinstance(event, dict):
         raise InvalidEvent(f"cost_alerts expects a JSON object, got {type(event).__name__}")
     detail_type = event.get("detail-type")
     try:
         if detail_type == "EC2 Instance State-change Notification":
+            # The stack's cost schedule sends its request alone: only a state change needs the envelope (and
+            # Powertools' EventBridgeModel under it), built on the first one, not in every cold start.
+            from trainctl.core.envelopes import InstanceStateChange
+
             change: InstanceStateChange = parse(event=event, model=InstanceStateChange)
             return change
         if detail_type == "Scheduled Event":
+            # Not in the cold start: only a schedule added by hand sends an envelope, the stack's send the request.
+            from trainctl.core.schedule_events import ScheduledEvent
+
             parse(event=event, model=ScheduledEvent)
             return CostRequest(task="cost_alerts")
         if detail_type is not None:

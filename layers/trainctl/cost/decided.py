@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 AVOIDING_ACTIONS = ("stop", "terminate", "delete")
 
 
-@dataclass(frozen=True, slots=True)
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(frozen=True, slots=True, eq=False)
 class Hourly:
     """A resource's hourly price as decided, where it came from, or why there is none."""
 

@@ -359,7 +359,8 @@ class Breach:
         }
 
 
-@dataclass(frozen=True)
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(frozen=True, eq=False)
 class Totals:
     """The money burning now across every resource, and how many resources could not be priced."""
 
@@ -463,7 +464,8 @@ class AlertState:
     headline: str = ""
 
 
-@dataclass
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(eq=False)
 class AlertPlan:
     """Which breaches to tell now, which to hold back, and which have cleared."""
 

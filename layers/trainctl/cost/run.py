@@ -112,7 +112,8 @@ def read_inventory(factory: ClientFactory, region: str) -> RegionInventory:
     )
 
 
-@dataclass(frozen=True)
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(frozen=True, eq=False)
 class CostEffects:
     """Where a cost check reads runtimes and alert states, and how it tells people."""
 

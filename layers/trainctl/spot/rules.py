@@ -39,7 +39,8 @@ class RecoveryRefused(ValueError):
     """The recovery workflow may not relaunch this instance; nothing was launched."""
 
 
-@dataclass(frozen=True)
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(frozen=True, eq=False)
 class CheckpointCommand:
     """The SSM command that tells a training job to checkpoint: document, parameters, hook."""
 

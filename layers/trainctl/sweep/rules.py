@@ -420,7 +420,8 @@ def unanswered_training_check(
     return None
 
 
-@dataclass(frozen=True, slots=True)
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(frozen=True, slots=True, eq=False)
 class InventoryFacts:
     """What a region's inventory says about other resources: the snapshots images and templates restore."""
 

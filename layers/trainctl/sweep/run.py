@@ -80,7 +80,8 @@ class SweepResult:
         }
 
 
-@dataclass(frozen=True)
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(frozen=True, eq=False)
 class SweepEffects:
     """Where an enforced sweep records, tells, and takes its lease; a dry-run has none of them."""
 
@@ -222,7 +223,8 @@ def vouch_for_marks(
     return Vouched(distrusted, written, told)
 
 
-@dataclass(frozen=True)
+# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
+@dataclass(frozen=True, eq=False)
 class Vouched:
     """What the ledger says of the marks behind destructive decisions."""
 
