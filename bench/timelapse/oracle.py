@@ -172,6 +172,8 @@ class Judgement:
     marks: dict[str, list[MarkLife]]
     notices_per_resource: dict[str, int]
     truths: list[Truth]
+    # Every story of the cast, also those that own no resource (a colleague writing tags on others').
+    stories: list[str] = field(default_factory=list)
 
     def failures(self) -> list[Finding]:
         return [f for f in self.findings if f.verdict != "correct"]

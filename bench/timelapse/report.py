@@ -102,8 +102,8 @@ def api_calls(record: Record) -> dict[str, tuple[int, float, int, int]]:
 
 
 def stories(judgement: Judgement) -> list[str]:
-    """The cast's stories, in the order the cast tells them."""
-    return list(dict.fromkeys(truth.story for truth in judgement.truths))
+    """The cast's stories, in the order the cast tells them (else those of the resources judged)."""
+    return judgement.stories or list(dict.fromkeys(truth.story for truth in judgement.truths))
 
 
 def notices_per_mark(judgement: Judgement) -> dict[int, int]:

@@ -29,4 +29,5 @@ def time_lapse(
     record = lapse.run()
     stories: list[Story] = lapse.cast
     judgement = judge(record, truths_of(stories), lapse.stack)
+    judgement.stories = list(dict.fromkeys(story.story for story in stories))
     return Run(record, judgement, time.perf_counter() - began)
