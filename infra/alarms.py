@@ -74,7 +74,7 @@ class Alarms(Construct):
         self._heartbeats(sweep_schedule, cost_schedule)
 
     def _function_alarms(self, handler: TrainctlFunction) -> None:
-        name = handler.folder
+        name = handler.name
         label = "".join(part.title() for part in name.split("_"))
         self._add(
             f"{label}Errors",

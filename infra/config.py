@@ -20,6 +20,9 @@ from trainctl.core.settings import (
     SpotSettings,
     SweepSettings,
 )
+from trainctl.core.settings_loader import duration_value
+from trainctl.lyceum.settings import LyceumSettings
+from trainctl.runpod.settings import RunpodSettings
 
 CONTEXT_KEY = "trainctl"
 # How a setting is named in messages: where it lives in cdk.json.
@@ -43,6 +46,12 @@ _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 _UUID = r"^[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}$"
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
+# A secret's name as Secrets Manager allows it (letters, digits and /_+=.@-, at most 512); not an ARN.
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+# Lambda's timeout is at most 900 seconds (AWS Lambda Developer Guide, "Configure Lambda function timeout").
+LAMBDA_MAX_TIMEOUT = timedelta(seconds=900)
+# The providers the stack can sweep: each is deployed only when something of it is in scope.
+PROVIDERS = ("runpod", "lyceum")
 
 
 class DeployOptions(BaseModel):
@@ -72,6 +81,18 @@ class DeployOptions(BaseModel):
     # Active tracing records every invocation either way; this adds the X-Ray SDK and a subsegment per AWS
     # call, at 150-250 ms of each cold start.
     trace_aws_calls: bool = False
+    # Each provider's sweep is its own function with its own timeout: a slow provider API stalls nothing else.
+    runpod_sweep_timeout: timedelta = timedelta(minutes=10)
+    lyceum_sweep_timeout: timedelta = timedelta(minutes=10)
+
+    _durations = field_validator("runpod_sweep_timeout", "lyceum_sweep_timeout", mode="before")(duration_value)
+
+    @field_validator("runpod_sweep_timeout", "lyceum_sweep_timeout")
+    @classmethod
+    def _lambda_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= LAMBDA_MAX_TIMEOUT or value.microseconds:
+            raise ValueError("must be whole seconds from 1m to 15m (Lambda's longest timeout)")
+        return value
 
     @field_validator("prewarm_buckets", "prewarm_bucket_keys", "recovery_instance_roles", mode="before")
     @classmethod
@@ -140,6 +161,17 @@ class DeployConfig(BaseModel):
     age_guard: AgeGuardSettings
     cost: CostSettings
     spot: SpotSettings
+    runpod: RunpodSettings = RunpodSettings()
+    lyceum: LyceumSettings = LyceumSettings()
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The providers this deployment sweeps: those with something in scope (load_config checks the secret)."""
+        return tuple(p for p in PROVIDERS if key_secret_of(self, p) is not None)
+
+    def provider_environment(self, provider: str) -> dict[str, str]:
+        """The provider's TRAINCTL_RUNPOD_* or TRAINCTL_LYCEUM_* variables, spelled out."""
+        return _environment(self.runpod if provider == "runpod" else self.lyceum)
 
     def function_environment(self) -> dict[str, str]:
         """Every sweep setting, spelled out: what is deployed is visible and never drifts with defaults."""
@@ -163,6 +195,8 @@ def _environment(settings: BaseModel) -> dict[str, str]:
             continue
         if isinstance(value, timedelta):
             text = format_duration(value)
+        elif isinstance(value, re.Pattern):
+            text = value.pattern
         elif isinstance(value, tuple):
             text = ",".join(value)
         elif isinstance(value, bool):
@@ -186,20 +220,52 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     age_names = set(AgeGuardSettings.model_fields) - STACK_OWNED
     cost_names = set(CostSettings.model_fields) - STACK_OWNED
     spot_names = set(SpotSettings.model_fields) - STACK_OWNED
-    known = option_names | sweep_names | age_names | cost_names | spot_names
+    runpod_names, lyceum_names = set(RunpodSettings.model_fields), set(LyceumSettings.model_fields)
+    known = option_names | sweep_names | age_names | cost_names | spot_names | runpod_names | lyceum_names
     for key in raw:
         if key not in known:
             raise SettingsError(unknown_setting(key, known | STACK_OWNED))
     if "regions" not in raw and default_region:
         raw["regions"] = [default_region]
     flat = {k: ",".join(v) if isinstance(v, list) else v for k, v in raw.items()}
-    return DeployConfig(
+    config = DeployConfig(
         options=_validated(DeployOptions, {k: v for k, v in flat.items() if k in option_names}),
         sweep=_validated(SweepSettings, {k: v for k, v in flat.items() if k in sweep_names}),
         age_guard=_validated(AgeGuardSettings, {k: v for k, v in flat.items() if k in age_names}),
         cost=_validated(CostSettings, {k: v for k, v in flat.items() if k in cost_names}),
         spot=_validated(SpotSettings, {k: v for k, v in flat.items() if k in spot_names}),
+        runpod=_validated(RunpodSettings, {k: v for k, v in flat.items() if k in runpod_names}),
+        lyceum=_validated(LyceumSettings, {k: v for k, v in flat.items() if k in lyceum_names}),
     )
+    for provider in PROVIDERS:
+        key_secret_of(config, provider)  # a provider half configured fails synth, named
+    return config
+
+
+def key_secret_of(config: DeployConfig, provider: str) -> str | None:
+    """The name of the secret holding the provider's key when the provider is deployed; None when it is not.
+
+    The stack references a secret the user creates (README, Deploy): it never holds a key, nor a secret that a
+    deploy could replace or a stack deletion destroy with the key in it.
+    """
+    if provider == "runpod":
+        in_scope, secret = config.runpod.scoped, config.runpod.runpod_key_secret
+    else:
+        in_scope, secret = config.lyceum.configured, config.lyceum.lyceum_key_secret
+    where, scope = f"{SETTING_PREFIX}{provider}_key_secret", f"{provider}_name_prefix or {provider}_ids"
+    if in_scope and not secret:
+        raise SettingsError(
+            f"{where}: {provider} is in scope ({scope}) but no secret names its API key; create one "
+            "(README, Deploy) and set its name here"
+        )
+    if secret and not in_scope:
+        raise SettingsError(f"{where}: set, but nothing of {provider} is in scope: set {scope}")
+    if secret and not _SECRET_NAME.match(secret):
+        raise SettingsError(
+            f"{where}: not a Secrets Manager secret name (letters, digits and /_+=.@- only, at most 512; "
+            "the name, not an ARN)"
+        )
+    return secret if in_scope else None
 
 
 def unknown_setting(key: str, known: set[str] | frozenset[str]) -> str:

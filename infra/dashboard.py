@@ -151,13 +151,13 @@ class Dashboard(Construct):
         return [
             cloudwatch.GraphWidget(
                 title="Errors (per 5 minutes)",
-                left=[f.function.metric_errors(period=FIVE_MINUTES, label=f.folder) for f in functions],
+                left=[f.function.metric_errors(period=FIVE_MINUTES, label=f.name) for f in functions],
                 right=[emitted(FAILED_ACTIONS, label="sweep actions failed")],
                 width=8,
             ),
             cloudwatch.GraphWidget(
                 title="Throttles (per 5 minutes)",
-                left=[f.function.metric_throttles(period=FIVE_MINUTES, label=f.folder) for f in functions],
+                left=[f.function.metric_throttles(period=FIVE_MINUTES, label=f.name) for f in functions],
                 width=8,
             ),
             cloudwatch.GraphWidget(

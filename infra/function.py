@@ -43,9 +43,12 @@ class TrainctlFunction(Construct):
         reserved_concurrency: int | None = None,
         retry_attempts: int = 2,
         function_name: str | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.folder = folder
+        # What alarms and the dashboard call it: its folder, unless one folder is deployed as several functions.
+        self.name = name or folder
         key = failures.encryption_master_key
         assert key is not None, "the failure queue is encrypted with trainctl's key"
         self.log_group = logs.LogGroup(
@@ -176,9 +179,10 @@ def scheduled_invocation(
     failures: sqs.IQueue,
     retry_attempts: int,
     max_event_age: cdk.Duration,
+    **details: str,
 ) -> scheduler.Schedule:
-    """An EventBridge Scheduler schedule that invokes `function` with {"task": task}; undeliverable runs go to
-    the failure queue."""
+    """An EventBridge Scheduler schedule that invokes `function` with {"task": task, **details}; undeliverable
+    runs go to the failure queue."""
     # CDK makes the scheduler's role in the stack, not in `scope`: the acknowledgement goes where the role is.
     acknowledge(
         cdk.Stack.of(scope),
@@ -192,7 +196,7 @@ def scheduled_invocation(
         schedule=scheduler.ScheduleExpression.expression(expression),
         target=scheduler_targets.LambdaInvoke(
             function,
-            input=scheduler.ScheduleTargetInput.from_object({"task": task}),
+            input=scheduler.ScheduleTargetInput.from_object({"task": task, **details}),
             dead_letter_queue=failures,
             retry_attempts=retry_attempts,
             max_event_age=max_event_age,

@@ -28,6 +28,8 @@ from infra.policy import deployer_execution_policy
 from trainctl.core import names
 from trainctl.core.durations import format_duration
 from trainctl.core.settings import ENV_PREFIX, AgeGuardSettings, CostSettings, SpotSettings, SweepSettings
+from trainctl.lyceum.settings import LyceumSettings
+from trainctl.runpod.settings import RunpodSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 READERS: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -35,6 +37,8 @@ READERS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("age guard", AgeGuardSettings),
     ("cost", CostSettings),
     ("spot", SpotSettings),
+    ("RunPod sweep", RunpodSettings),
+    ("Lyceum sweep", LyceumSettings),
 )
 # Where the schema's default is not what a deployment or the command line starts from.
 DEFAULTS = {"regions": "the stack's region; on the command line the current one", "account_id": "the stack's account"}
@@ -53,6 +57,8 @@ DEPLOY_MEANINGS = {
     "teams_team_id": "Microsoft Teams team id (authorised once in the Amazon Q Developer console)",
     "teams_channel_id": "Microsoft Teams channel id, URL-encoded as in the channel's link (`19%3a...%40thread.tacv2`)",
     "trace_aws_calls": "`true` adds the X-Ray SDK and a subsegment per AWS call (150 to 250 ms of each cold start)",
+    "runpod_sweep_timeout": "Lambda timeout of RunPod's sweep function (1m to 15m), deployed when RunPod is in scope",
+    "lyceum_sweep_timeout": "Lambda timeout of Lyceum's sweep function (1m to 15m), deployed when Lyceum is in scope",
 }
 
 MEANINGS = {
@@ -120,6 +126,19 @@ MEANINGS = {
     "saved; recovery starts only this long past the reclaim window after its warning",
     "recovery_state_machine_arn": "the recovery workflow",
     "recovery_max_attempts": "zones tried before recovery gives up",
+    "runpod_api_url": "RunPod's REST API v2 (https, or http on loopback for an emulator)",
+    "runpod_name_prefix": "a RunPod pod or network volume whose name starts with this is in scope; unset: none",
+    "runpod_ids": "RunPod pod and volume ids in scope whatever their names (comma-separated)",
+    "runpod_owner_pattern": "regular expression with a group `owner`, searched in a RunPod name",
+    "runpod_key_secret": "name of the Secrets Manager secret holding RunPod's API key; needed with a RunPod scope",
+    "runpod_no_endpoints": "`true`: the account has no serverless endpoints, so an unmounted volume may be deleted",
+    "lyceum_api_url": "Lyceum's external API (https, or http on loopback for an emulator)",
+    "lyceum_name_prefix": "a Lyceum VM (or a run's file) whose name starts with this is in scope; unset: none",
+    "lyceum_ids": "Lyceum VM and run ids in scope whatever their names (comma-separated)",
+    "lyceum_owner_pattern": "regular expression with a group `owner`, searched in a Lyceum VM's name",
+    "lyceum_vm_ttl": "a Lyceum VM older than this is marked, then terminated; unset: no time-to-live",
+    "lyceum_run_max_wall_clock": "a Lyceum run longer than this is marked, then aborted; unset: no cap",
+    "lyceum_key_secret": "name of the Secrets Manager secret holding Lyceum's API key; needed with a Lyceum scope",
 }
 
 

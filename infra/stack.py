@@ -25,13 +25,14 @@ from infra.age_guard import AgeGuard
 from infra.alarms import Alarms
 from infra.chat import ChatChannels
 from infra.cleanup_sweep import CleanupSweep
-from infra.config import DeployConfig
+from infra.config import DeployConfig, key_secret_of
 from infra.cost_alerts import CostAlerts
 from infra.dashboard import DASHBOARD_NAME, Dashboard
 from infra.function import TrainctlFunction
 from infra.layer import DomainLayer
 from infra.permissions import acknowledge
 from infra.prewarm import Prewarm
+from infra.providers import DeployedProvider, ProviderSweeps
 from infra.spot_interruption import SpotInterruption
 from infra.spot_recovery import SpotRecovery
 from trainctl.aws import ssm_documents as documents
@@ -53,6 +54,7 @@ class TrainctlStack(cdk.Stack):
         layer = DomainLayer(self, "Domain").layer
         retention = _retention(config.options.log_retention_days)
         self._sweep_and_age_guard(config, layer, retention)
+        self._provider_sweeps(config, layer, retention)
         self._cost_and_spot(config, layer, retention)
         sweep_settings = config.sweep
         self.prewarm = Prewarm(
@@ -142,6 +144,35 @@ class TrainctlStack(cdk.Stack):
             failures=self.failures,
             log_retention=retention,
         )
+
+    def _provider_sweeps(
+        self, config: DeployConfig, layer: lambda_.ILayerVersion, retention: logs.RetentionDays
+    ) -> None:
+        """A function and schedule per configured provider; nothing at all when none is configured."""
+        deployed = [
+            DeployedProvider(
+                name=provider,
+                environment=config.provider_environment(provider),
+                key_secret=secret,
+                timeout=getattr(config.options, f"{provider}_sweep_timeout"),
+            )
+            for provider in config.providers
+            if (secret := key_secret_of(config, provider)) is not None
+        ]
+        if deployed:
+            self.provider_sweeps = ProviderSweeps(
+                self,
+                "ProviderSweeps",
+                providers=deployed,
+                layer=layer,
+                settings_environment=config.function_environment(),
+                schedule_expression=config.options.sweep_schedule,
+                ledger=self.ledger,
+                topic=self.topic,
+                key=self.key,
+                failures=self.failures,
+                log_retention=retention,
+            )
 
     def _cost_and_spot(self, config: DeployConfig, layer: lambda_.ILayerVersion, retention: logs.RetentionDays) -> None:
         cost = config.cost

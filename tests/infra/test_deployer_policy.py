@@ -20,6 +20,8 @@ from infra.config import DeployOptions
 from infra.readme import default_of
 from tests.infra.conftest import synth
 from trainctl.core import names
+from trainctl.lyceum.settings import LyceumSettings
+from trainctl.runpod.settings import RunpodSettings
 
 pytestmark = pytest.mark.infra
 
@@ -37,6 +39,22 @@ OPTIONAL: dict[str, dict[str, Any]] = {
         "teams_channel_id": "19%3a0123456789abcdef%40thread.tacv2",
     },
     "trace_aws_calls": {"trace_aws_calls": True},
+    # A provider's sweep (issue 28): its function, role, schedule and alarm, and a grant on its secret.
+    "runpod": {
+        "runpod_name_prefix": "train-",
+        "runpod_owner_pattern": "^train-(?P<owner>[a-z]+)-",
+        "runpod_key_secret": "trainctl/runpod",
+        "runpod_no_endpoints": True,
+    },
+    "runpod_ids": {"runpod_ids": ["pod0a1b2c"], "runpod_key_secret": "trainctl/runpod"},
+    "lyceum": {
+        "lyceum_name_prefix": "team-",
+        "lyceum_ids": ["vm-0a1b2c"],
+        "lyceum_owner_pattern": "^team-(?P<owner>[a-z]+)-",
+        "lyceum_vm_ttl": "72h",
+        "lyceum_run_max_wall_clock": "24h",
+        "lyceum_key_secret": "trainctl/lyceum",
+    },
 }
 EVERY_ONE = {key: value for settings in OPTIONAL.values() for key, value in settings.items()}
 # CloudFormation namespaces whose IAM service prefix is not their name in lower case.
@@ -122,8 +140,12 @@ def uncovered(template: dict[str, Any], policy: dict[str, Any]) -> list[str]:
 
 
 def test_every_optional_setting_is_synthesised() -> None:
-    """A new optional deploy setting gets its own case here, or this fails."""
-    optional = {name for name, field in DeployOptions.model_fields.items() if default_of(field) in (None, (), False)}
+    """A new optional deploy setting (or a provider's setting, which may add a provider's sweep) gets its own
+    case here, or this fails."""
+    models = (DeployOptions, RunpodSettings, LyceumSettings)
+    optional = {
+        name for model in models for name, field in model.model_fields.items() if default_of(field) in (None, (), False)
+    }
     assert optional == set(EVERY_ONE)
 
 

@@ -20,6 +20,11 @@ PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteI
 LEASE_KEY = ledger.lease("cleanup_sweep")
 
 
+def provider_lease_key(provider: str) -> ledger.Item:
+    """Each provider's sweep has its own lease: it never waits on the AWS sweep's, nor the other provider's."""
+    return ledger.lease(f"provider_sweep#{provider}")
+
+
 class Lease(Protocol):
     def acquire(self, now: datetime, duration: timedelta) -> bool: ...
 
@@ -31,8 +36,11 @@ class Lease(Protocol):
 class DynamoDbLease:
     """Conditional put: taken only if free or expired; released only by its holder."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table_name: str, holder: str | None = None) -> None:
+    def __init__(
+        self, dynamodb: DynamoDBClient, table_name: str, holder: str | None = None, *, key: ledger.Item = LEASE_KEY
+    ) -> None:
         self._dynamodb = dynamodb
+        self._key = key
         self._table = table_name
         self.holder = holder or uuid.uuid4().hex
 
@@ -41,7 +49,7 @@ class DynamoDbLease:
             self._dynamodb.put_item(
                 TableName=self._table,
                 Item={
-                    **LEASE_KEY,
+                    **self._key,
                     "holder": {"S": self.holder},
                     "lease_until": {"N": str(int((now + duration).timestamp()))},
                     # The ledger's TTL attribute cleans up a lease whose holder died.
@@ -61,7 +69,7 @@ class DynamoDbLease:
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
-                Key=LEASE_KEY,
+                Key=self._key,
                 UpdateExpression="SET lease_until = :until, expires_at = :expires",
                 ConditionExpression="holder = :me AND lease_until >= :now",
                 ExpressionAttributeValues={
@@ -81,7 +89,7 @@ class DynamoDbLease:
         try:
             self._dynamodb.delete_item(
                 TableName=self._table,
-                Key=LEASE_KEY,
+                Key=self._key,
                 ConditionExpression="holder = :me",
                 ExpressionAttributeValues={":me": {"S": self.holder}},
             )

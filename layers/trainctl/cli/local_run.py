@@ -29,6 +29,13 @@ from trainctl.spot.rules import recovery_instance_id
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
 
+
+def parse_provider_trigger(event: object) -> object:
+    """The provider sweep's own parser: its request model lives beside its handler, not in the shared layer."""
+    parsed: object = load_handler("provider_sweep").parse_provider_trigger(event)
+    return parsed
+
+
 # How each handler reads its event, so that `trainctl invoke` refuses a bad one before any network call.
 EVENT_PARSERS: dict[str, Callable[[object], object]] = {
     "cleanup_sweep": parse_sweep_trigger,
@@ -37,6 +44,7 @@ EVENT_PARSERS: dict[str, Callable[[object], object]] = {
     "spot_interruption": parse_spot_event,
     "prewarm_plan": parse_request,
     "spot_recovery_plan": recovery_instance_id,
+    "provider_sweep": parse_provider_trigger,
 }
 
 
