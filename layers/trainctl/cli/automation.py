@@ -56,7 +56,14 @@ from trainctl.core.durations import InvalidDuration, format_duration, parse_dura
 from trainctl.core.errors import TrainctlError
 from trainctl.core.settings import CostSettings, SweepSettings
 from trainctl.core.text import one_line
-from trainctl.cost.run import CostEffects, CostResult, has_price_list_api, price_book_for, run_cost_check
+from trainctl.cost.run import (
+    CostEffects,
+    CostResult,
+    ProviderCosts,
+    has_price_list_api,
+    price_book_for,
+    run_cost_check,
+)
 from trainctl.cost.store import DynamoDbCostStore
 from trainctl.prewarm.rules import InvalidRequest, parse_request
 from trainctl.sweep.rules import SweepPlan
@@ -305,28 +312,75 @@ def cost(
     ctx: typer.Context,
     region: Regions = None,
     at: Annotated[str | None, typer.Option(help="Estimate at another ISO-8601 instant (accumulated cost).")] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            help="aws, runpod or lyceum; repeat for more (default: AWS and every configured provider).",
+        ),
+    ] = None,
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
-    """Estimate the money burning now: per hour, per day, and per resource since it was made."""
+    """Estimate the money burning now: per hour, per day, and per resource since it was made (AWS, RunPod and
+    Lyceum)."""
     fmt = output_format(ctx, output, as_json)
     regions = check_regions(region)
     instant = _instant(at)
     environ = dict(os.environ)
     check_settings(environ)
+    priced = providers_to_sweep(provider, environ)
     factory, settings, clock = _where_and_when(
         ctx, regions, environ, CostSettings.from_env(environ, regions=regions or None), instant
     )
-    result = cost_once(factory, settings, clock, environ)
+    others = [provider_costs_once(name, environ, clock()) for name in priced if name != "aws"]
+    result = cost_once(factory, settings, clock, environ, providers=others, aws="aws" in priced)
     emit(
         fmt,
         result.to_json(),
         lambda: print_cost(console, result, "trainctl cost", quiet=state_of(ctx).quiet),
         rows=result.to_json()["resources"],
     )
+    # As the sweep does: each provider that failed is one line, the rest is priced, and the exit says so.
+    for error in result.provider_errors:
+        warn(error)
+    if result.provider_errors:
+        raise typer.Exit(EXIT_FAILED)
 
 
-def cost_once(factory: ClientFactory, settings: CostSettings, clock: Clock, environ: dict[str, str]) -> CostResult:
+def provider_costs_once(name: str, environ: dict[str, str], at: datetime) -> ProviderCosts:
+    """One provider priced with its key from the environment; its failure is its own line, never AWS's."""
+    # Loaded only when a provider is priced: an AWS-only command's cold start does not grow.
+    from trainctl.providers.keys import key_from_environment
+
+    try:
+        key = key_from_environment(environ, name)
+        if name == "runpod":
+            from trainctl.providers.cost import runpod_account
+            from trainctl.runpod.client import connect
+            from trainctl.runpod.settings import RunpodSettings
+
+            runpod = RunpodSettings.from_env(environ)
+            return runpod_account(connect(runpod, key), runpod, at)
+        from trainctl.lyceum.client import LyceumClient
+        from trainctl.lyceum.settings import load_lyceum_settings
+        from trainctl.providers.cost import lyceum_account
+
+        lyceum = load_lyceum_settings(environ)
+        return lyceum_account(LyceumClient.connect(lyceum.lyceum_api_url, key), lyceum, at)
+    except TrainctlError as exc:
+        return ProviderCosts(name, error=str(exc))
+
+
+def cost_once(
+    factory: ClientFactory,
+    settings: CostSettings,
+    clock: Clock,
+    environ: dict[str, str],
+    *,
+    providers: list[ProviderCosts] | None = None,
+    aws: bool = True,
+) -> CostResult:
     """A report: reads the price table and state history where the stack has them, and alerts nobody."""
     resources = stack_resources.resolve(factory, environ, settings.regions)
     if resources is not None:
@@ -337,7 +391,9 @@ def cost_once(factory: ClientFactory, settings: CostSettings, clock: Clock, envi
         factory, settings, clock, use_table=resources is not None, use_api=has_price_list_api(environ)
     )
     history = DynamoDbCostStore(factory.dynamodb(), settings.ledger_table) if resources is not None else None
-    return run_cost_check(factory, settings, clock, book, CostEffects(history=history))
+    return run_cost_check(
+        factory, settings, clock, book, CostEffects(history=history), providers=providers or (), aws=aws
+    )
 
 
 def _where_and_when(

@@ -23,6 +23,7 @@ from trainctl.cli import automation
 from trainctl.cli.environment import person
 from trainctl.cli.errors import one_line_errors
 from trainctl.cli.output import (
+    EXIT_FAILED,
     EXIT_USAGE,
     AsJson,
     Output,
@@ -837,13 +838,25 @@ def instances_terminate(
 
 @resources.command("summary")
 def resources_summary(
-    ctx: typer.Context, region: Regions = None, as_json: AsJson = False, output: Output = None
+    ctx: typer.Context,
+    region: Regions = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            help="aws, runpod or lyceum; repeat for more (default: AWS and every configured provider).",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
-    """Counts and cost of what exists, and the thresholds it breaks."""
+    """Counts and cost of what exists (AWS, RunPod and Lyceum), and the thresholds it breaks."""
     fmt = output_format(ctx, output, as_json)
+    environ = dict(os.environ)
+    chosen_providers = automation.providers_to_sweep(provider, environ)
     factory, regions = contexts(ctx, region)
     counts: dict[str, dict[str, int]] = {}
-    for chosen in regions:
+    for chosen in regions if "aws" in chosen_providers else ():
         inventory = Ec2Inventory(factory.ec2(chosen), chosen).read()
         for kind, items in (
             ("instance", inventory.instances),
@@ -855,35 +868,44 @@ def resources_summary(
                 by_state[item.state] = by_state.get(item.state, 0) + 1
     settings = CostSettings.from_env(os.environ, regions=regions)
     clock = automation.now_from_aws(ctx, factory, regions[0])
-    result = automation.cost_once(factory, settings, clock, dict(os.environ))
+    others = [automation.provider_costs_once(name, environ, clock()) for name in chosen_providers if name != "aws"]
+    result = automation.cost_once(factory, settings, clock, environ, providers=others, aws="aws" in chosen_providers)
     summary = result.to_json()
+    by_provider = {"aws": counts} if "aws" in chosen_providers else {}
+    by_provider |= {other.provider: {k: dict(v) for k, v in other.counts.items()} for other in others}
     payload = {
         "region": regions[0],
         "regions": list(regions),
         "counts": counts,
+        "providers": by_provider,
         "hourly_usd": summary["hourly_usd"],
         "daily_usd": summary["daily_usd"],
         "unpriced": summary["unpriced"],
         "warnings": [b["message"] for b in summary["breaches"]],
+        "errors": list(result.provider_errors),
     }
     rows = [
-        {"kind": kind, "state": state, "count": n}
-        for kind, states in sorted(counts.items())
+        {"provider": name, "kind": kind, "state": state, "count": n}
+        for name, kinds in by_provider.items()
+        for kind, states in sorted(kinds.items())
         for state, n in sorted(states.items())
     ]
+    where = ", ".join([*(regions if "aws" in chosen_providers else ()), *(o.provider for o in others)])
 
     def show() -> None:
         print_table(
             console,
-            f"resources in {', '.join(regions)}",
+            f"resources in {where}",
             (
+                Col("provider", 95, whole=True),
                 Col("kind", ESSENTIAL, whole=True),
                 Col("count", ESSENTIAL, whole=True, justify="right"),
                 Col("by state", 90, min_width=20),
             ),
             [
-                [kind, str(sum(states.values())), ", ".join(f"{n} {s}" for s, n in sorted(states.items()))]
-                for kind, states in sorted(counts.items())
+                [name, kind, str(sum(states.values())), ", ".join(f"{n} {s}" for s, n in sorted(states.items()))]
+                for name, kinds in by_provider.items()
+                for kind, states in sorted(kinds.items())
             ],
         )
         line = Text(f"burning ${payload['hourly_usd']:,.2f}/hour, ${payload['daily_usd']:,.2f}/day")
@@ -894,6 +916,11 @@ def resources_summary(
             console.print(Text.assemble(("warning: ", "yellow"), warning))
 
     emit(fmt, payload, show, rows=rows)
+    # As the sweep does: each provider that failed is one line, the rest is counted and priced.
+    for error in result.provider_errors:
+        warn(error)
+    if result.provider_errors:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @resources.command("cleanup")

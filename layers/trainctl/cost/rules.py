@@ -55,6 +55,7 @@ class ResourceCost:
     flags: tuple[str, ...] = ()
     problem: str = ""
     accelerators: Accelerators | None = None  # GPUs or Neuron chips of an instance, from its type
+    provider: str = "aws"  # or a GPU provider beside AWS: runpod, lyceum
 
     @property
     def priced(self) -> bool:
@@ -77,6 +78,7 @@ class ResourceCost:
         return {
             "resource_id": self.resource_id,
             "resource_type": self.resource_type,
+            "provider": self.provider,
             "region": self.region,
             "owner": self.owner,
             "description": self.description,
@@ -323,17 +325,20 @@ def estimate(
 
 # -------------------------------------------------------------------------------------------------- breaches
 
-BreachKind = Literal["hourly", "daily", "resource", "unpriced"]
+# "balance": a provider's own balance (Lyceum's credits) under its setting.
+BreachKind = Literal["hourly", "daily", "resource", "unpriced", "balance"]
 
 
 @dataclass(frozen=True)
 class Breach:
     """A threshold crossed: by what, by how much, whose it is and the resources behind it."""
 
-    key: str  # stable identity across runs: "total:hourly", "owner:bob:daily", "resource:vol-1", "unpriced"
+    # stable identity across runs: "total:hourly", "owner:bob:daily", "resource:vol-1", "resource:runpod:pod-1",
+    # "unpriced", "balance:lyceum"
+    key: str
     kind: BreachKind
     scope: str
-    value: float  # USD, or a count of resources for "unpriced"
+    value: float  # USD, a count of resources for "unpriced", the provider's own unit for "balance"
     threshold: float
     offenders: tuple[ResourceCost, ...] = ()
     # Whose notice it is (an owner's own limit, a resource's owner); a total breach is everyone's.
@@ -343,6 +348,8 @@ class Breach:
         who = "" if self.scope == "total" else f" ({self.scope})"
         if self.kind == "unpriced":
             return f"{int(self.value)} resource(s) have no price{who}: their cost is unknown, not zero"
+        if self.kind == "balance":
+            return f"{self.scope} balance {self.value:,.2f} credits is under {self.threshold:,.2f}"
         what = {"hourly": "burn rate", "daily": "24-hour projection", "resource": "accumulated cost"}[self.kind]
         unit = "/hour" if self.kind == "hourly" else ""
         return f"{what}{who} ${self.value:,.2f}{unit} is over ${self.threshold:,.2f}{unit}"
@@ -432,13 +439,15 @@ def find_breaches(costs: Sequence[ResourceCost], settings: CostSettings) -> list
                         owner=owner,
                     )
                 )
-    for cost in sorted(costs, key=lambda c: c.resource_id):
+    for cost in sorted(costs, key=lambda c: (c.provider, c.resource_id)):
         if cost.accumulated_usd is not None and cost.accumulated_usd > settings.resource_threshold_usd:
+            # A provider's ids are its own: the key and the words name the provider, so no two collide.
+            named = cost.resource_id if cost.provider == "aws" else f"{cost.provider}:{cost.resource_id}"
             breaches.append(
                 Breach(
-                    f"resource:{cost.resource_id}",
+                    f"resource:{named}",
                     "resource",
-                    cost.resource_id,
+                    cost.resource_id if cost.provider == "aws" else f"{cost.provider} {cost.resource_id}",
                     cost.accumulated_usd,
                     settings.resource_threshold_usd,
                     (cost,),
@@ -505,8 +514,9 @@ def offender_line(cost: ResourceCost) -> str:
     flags = f" [{', '.join(cost.flags)}]" if cost.flags else ""
     problem = f" ({cost.problem})" if cost.problem and cost.hourly_usd is None else ""
     accelerators = f", {cost.accelerator_text()}" if cost.accelerators else ""
+    where = cost.region if cost.provider == "aws" else " ".join(filter(None, (cost.provider, cost.region)))
     return (
-        f"  {cost.resource_id} {cost.description}{accelerators} ({cost.region}, owner {cost.owner}): "
+        f"  {cost.resource_id} {cost.description}{accelerators} ({where}, owner {cost.owner}): "
         f"{hourly}{accumulated}; price {cost.price_source}{flags}{problem}"
     )
 
@@ -518,6 +528,8 @@ def breach_notice(breach: Breach, why: str, at: datetime) -> Notice:
     steps = ["Stop or delete what is not needed: trainctl instances stop ID, trainctl ebs delete ID."]
     if breach.kind == "unpriced":
         steps = ["Refresh the price file (make prices), or give trainctl pricing:GetProducts, to price them."]
+    elif breach.kind == "balance":
+        steps = [f"Add credits in {breach.scope}'s console, or end what is not needed there."]
     return Notice(
         kind="cost",
         title=f"trainctl cost: {prefix}{breach.headline()}",

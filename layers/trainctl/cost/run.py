@@ -39,6 +39,23 @@ from trainctl.cost.store import AlertStore, DynamoDbCostStore, RuntimeHistory
 
 
 @dataclass(frozen=True)
+class ProviderCosts:
+    """One GPU provider beside AWS, priced (trainctl.providers.cost): its resources, its own balance breaches, or
+    the one-line error that kept it from being read (then it has no resources and the rest is still priced)."""
+
+    provider: str
+    resources: tuple[ResourceCost, ...] = ()
+    breaches: tuple[Breach, ...] = ()
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+    # What exists there, kind -> the provider's own state -> how many (`resources summary`).
+    counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"provider": self.provider, "error": self.error, "resources": len(self.resources)}
+
+
+@dataclass(frozen=True)
 class CostResult:
     """One cost check: every resource priced, the breaches, the look-ups made and who was told."""
 
@@ -52,6 +69,11 @@ class CostResult:
     suppressed: tuple[str, ...] = ()
     cleared: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    providers: tuple[ProviderCosts, ...] = ()
+
+    @property
+    def provider_errors(self) -> tuple[str, ...]:
+        return tuple(p.error for p in self.providers if p.error)
 
     def to_json(self) -> dict[str, Any]:
         overall = totals(self.resources)
@@ -70,6 +92,7 @@ class CostResult:
             },
             "pricing": {"lookups": dict(sorted(self.lookups.items())), "price_file_as_of": self.price_file_as_of},
             "notes": list(self.notes),
+            **({"providers": [p.to_json() for p in self.providers]} if self.providers else {}),
             "resources": [r.to_json() for r in self.resources],
         }
 
@@ -143,31 +166,40 @@ def run_cost_check(
     clock: Clock,
     book: PriceBook,
     effects: CostEffects | None = None,
+    *,
+    providers: Sequence[ProviderCosts] = (),
+    aws: bool = True,
 ) -> CostResult:
+    """AWS's regions (unless `aws` is False) and the providers already priced, under the same thresholds."""
     effects = effects or CostEffects()
     at = clock()
-    with ThreadPoolExecutor(max_workers=min(8, len(settings.regions))) as pool:
-        inventories = list(pool.map(lambda region: read_inventory(factory, region), settings.regions))
+    inventories: list[RegionInventory] = []
+    if aws:
+        with ThreadPoolExecutor(max_workers=min(8, len(settings.regions))) as pool:
+            inventories = list(pool.map(lambda region: read_inventory(factory, region), settings.regions))
     notes: list[str] = []
     history = {}
-    if effects.history is not None:
+    if aws and effects.history is not None:
         try:
             history = effects.history.read(settings.regions)
         except TrainctlError as exc:
             # Without history the accumulated figures are lower bounds and say so; the burn rate stands.
             notes.append(f"instance state history unavailable: {exc}")
-    else:
+    elif aws:
         notes.append("no instance state history here: accumulated instance cost is a lower bound since LaunchTime")
-    costs = price_inventories(inventories, book, history, at)
-    breaches = find_breaches(costs, settings)
+    costs = price_inventories(inventories, book, history, at) if aws else []
+    costs += [cost for provider in providers for cost in provider.resources]
+    breaches = find_breaches(costs, settings) + [b for provider in providers for b in provider.breaches]
+    notes += [note for provider in providers for note in provider.notes]
     result = CostResult(
         at=at,
-        regions=settings.regions,
+        regions=settings.regions if aws else (),
         resources=tuple(sorted(costs, key=lambda c: (-(c.hourly_usd or 0.0), c.resource_id))),
         breaches=tuple(breaches),
         lookups=dict(book.lookups),
         price_file_as_of=book.price_file.as_of,
         notes=tuple(notes),
+        providers=tuple(providers),
     )
     book.lookups.clear()
     if effects.alerts is None or effects.notifier is None:

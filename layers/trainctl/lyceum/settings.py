@@ -33,6 +33,8 @@ class LyceumSettings(BaseModel):
     lyceum_vm_ttl: timedelta | None = None
     # A run longer than this (from its submission) is marked, then aborted after the grace period; unset: no cap.
     lyceum_run_max_wall_clock: timedelta | None = None
+    # Cost alerts when the organisation's remaining credits (GET /billing/credits) fall under this; unset: none.
+    lyceum_min_credits: float | None = Field(default=None, ge=0)
     # The Secrets Manager secret that holds the API key (its name or ARN); the key is never a setting.
     lyceum_key_secret: str | None = None
     # Cost alerts when the organisation's remaining credits (GET /billing/credits) fall under this; unset: none.
