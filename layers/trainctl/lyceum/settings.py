@@ -37,8 +37,6 @@ class LyceumSettings(BaseModel):
     lyceum_min_credits: float | None = Field(default=None, ge=0)
     # The Secrets Manager secret that holds the API key (its name or ARN); the key is never a setting.
     lyceum_key_secret: str | None = None
-    # Cost alerts when the organisation's remaining credits (GET /billing/credits) fall under this; unset: none.
-    lyceum_min_credits: float | None = Field(default=None, ge=0)
 
     _lists = field_validator("lyceum_ids", mode="before")(csv_values)
     _durations = field_validator("lyceum_vm_ttl", "lyceum_run_max_wall_clock", mode="before")(duration_value)
