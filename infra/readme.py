@@ -139,6 +139,7 @@ MEANINGS = {
     "lyceum_vm_ttl": "a Lyceum VM older than this is marked, then terminated; unset: no time-to-live",
     "lyceum_run_max_wall_clock": "a Lyceum run longer than this is marked, then aborted; unset: no cap",
     "lyceum_key_secret": "name of the Secrets Manager secret holding Lyceum's API key; needed with a Lyceum scope",
+    "lyceum_min_credits": "cost alert when Lyceum's remaining credits fall under this; unset: no alert",
 }
 
 
