@@ -8,6 +8,7 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -644,6 +645,7 @@ def _run(console: Console, report: dict[str, Any]) -> int:
         reported = report_story(console, factory, resources, environ, last_at + timedelta(minutes=5), report)
         data_ready = data_story(console, factory, report)
         restored = snapshot_prewarm_story(console, factory, resources, report)
+        providers_swept = provider_story(console, factory, last_at + timedelta(hours=1), report)
         persistent = ec2.describe_volumes(VolumeIds=[fleet["experiment-data"], fleet["imagenet-dataset"]])["Volumes"]
         ledger_items = factory.dynamodb().scan(TableName=resources.ledger_table, Select="COUNT")["Count"]
         console.print(
@@ -673,6 +675,7 @@ def _run(console: Console, report: dict[str, Any]) -> int:
             or not stopped
             or not data_ready
             or not restored
+            or not providers_swept
             else 0
         )
         report["done"] = {
@@ -794,3 +797,257 @@ def snapshot_prewarm_story(
 
 def _instance_count(ec2: Any) -> int:
     return sum(len(r["Instances"]) for r in ec2.describe_instances()["Reservations"])
+
+
+# Step 11's settings beside the sandbox's: scope by name prefix, owners from names, Lyceum's limits; a 30-minute
+# idle window sampled by half-hourly sweeps, so that a pod seen idle for the whole window while up for less than an
+# hour shows the min-age protection; and an hour's stop before an exited pod is terminated, to fit the story.
+PROVIDER_STEP_SETTINGS = {
+    "TRAINCTL_RUNPOD_NAME_PREFIX": "train-",
+    "TRAINCTL_RUNPOD_OWNER_PATTERN": "^train-(?P<owner>[a-z]+)-",
+    "TRAINCTL_LYCEUM_NAME_PREFIX": "team-",
+    "TRAINCTL_LYCEUM_OWNER_PATTERN": "^team-(?P<owner>[a-z]+)-",
+    "TRAINCTL_LYCEUM_VM_TTL": "72h",
+    "TRAINCTL_LYCEUM_RUN_MAX_WALL_CLOCK": "24h",
+    "TRAINCTL_IDLE_WINDOW": "30m",
+    "TRAINCTL_STOPPED_MAX_AGE": "1h",
+}
+PROVIDER_SWEEP_EVERY = timedelta(minutes=30)
+PROVIDER_SWEEPS = 11  # +0:00 to +5:00: the last act (the orphaned volume's delete) lands on the last sweep
+# From this sweep on, the team says its RunPod account runs no serverless endpoints (TRAINCTL_RUNPOD_NO_ENDPOINTS).
+NO_ENDPOINTS_FROM = 5
+# The emulator's per-minute quota: RunPod publishes the minute, hour and day windows but no figures.
+RUNPOD_STEP_QUOTA = 60
+# The emulator's minute is moved on to this many seconds before its reset: the 429's wait takes 2 s, not a minute.
+QUOTA_LEFT_S = 1.5
+
+
+class QuotaClock:
+    """The RunPod emulator's quota clock: real seconds, moved on once to late in the current minute when asked."""
+
+    def __init__(self) -> None:
+        self._skew = 0.0
+        self._late_at: float | None = None
+
+    def __call__(self) -> float:
+        now = time.monotonic() + self._skew
+        if self._late_at is not None:
+            self._skew += self._late_at - now
+            now, self._late_at = self._late_at, None
+        return now
+
+    def late_in_minute_from(self, began: float) -> None:
+        """The next reading is `QUOTA_LEFT_S` before the end of the minute that began at `began`."""
+        self._late_at = began + 60 - QUOTA_LEFT_S
+
+
+def provider_story(console: Console, factory: ClientFactory, start: datetime, report: dict[str, Any]) -> bool:
+    """11. RunPod and Lyceum under the same sweep, on their emulators: marks in the ledger, acts after the grace,
+    protections by name, and a 429 whose Retry-After the sweep honours."""
+    # Cold start: the providers' rooms and emulators load for this step only.
+    from trainctl.cli.automation import provider_sweep_once
+    from trainctl.cli.lyceum_emulator import EMULATOR_KEY as LYCEUM_KEY
+    from trainctl.cli.lyceum_emulator import LyceumEmulator, serve
+    from trainctl.cli.runpod_emulator import EMULATOR_KEY as RUNPOD_KEY
+    from trainctl.cli.runpod_emulator import RunpodEmulator
+    from trainctl.runpod.client import connect
+    from trainctl.runpod.settings import RunpodSettings
+
+    @dataclass
+    class AnsweredRunpod(RunpodEmulator):
+        """The RunPod emulator, noting when each answer left and the Retry-After it carried."""
+
+        answers: list[tuple[float, int, str | None]] = field(default_factory=list)
+
+        def handle(self, method: str, path: str, authorization: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+            status, headers, answer = super().handle(method, path, authorization, body)
+            self.answers.append((time.monotonic(), status, headers.get("Retry-After")))
+            return status, headers, answer
+
+    # Whole seconds, as the ledger keeps instants: a sample a window before is then exactly a window before.
+    start = start.replace(microsecond=0)
+    sweep_at = [start]
+    quota_clock = QuotaClock()
+    runpod = AnsweredRunpod(per_minute=RUNPOD_STEP_QUOTA, monotonic=quota_clock, now=lambda: sweep_at[0])
+    lyceum = LyceumEmulator(clock=lambda: sweep_at[0])
+    volumes = {
+        "mounted": runpod.seed_volume("train-bo-data", size_gb=500),
+        "orphan": runpod.seed_volume("train-gus-scratch", size_gb=200),
+    }
+    pods = {
+        "idle": runpod.seed_pod("train-ana-llama", gpu_util=(0.0, 1.0), age=timedelta(hours=3)),
+        "busy": runpod.seed_pod(
+            "train-bo-bert", gpu_util=(85.0, 91.0), volume_ids=(volumes["mounted"],), age=timedelta(hours=5)
+        ),
+        "exited": runpod.seed_pod("train-cy-sweep", status="EXITED", age=timedelta(days=2)),
+        "locked": runpod.seed_pod("train-di-eval", gpu_util=(0.0,), locked=True, age=timedelta(hours=6)),
+        "young": runpod.seed_pod("train-ed-notebook", gpu_util=(0.0,), age=timedelta(minutes=25)),
+        "out-of-scope": runpod.seed_pod("personal-fay", gpu_util=(0.0,), age=timedelta(days=3)),
+    }
+    vms = lyceum.seed_story(prefix="team-")
+    names = {**{pid: p.name for pid, p in runpod.pods.items()}, **{v.id: v.name for v in runpod.volumes.values()}}
+    names |= {vm_id: str(vm["name"]) for vm_id, vm in lyceum.vms.items()}
+    names |= {run_id: str(run["file_name"]) for run_id, run in lyceum.runs.items()}
+
+    sweeps: list[dict[str, Any]] = []
+    with runpod.serving() as runpod_url, serve(lyceum) as lyceum_url:
+        environ = {
+            **os.environ,
+            **SANDBOX_SETTINGS,
+            **PROVIDER_STEP_SETTINGS,
+            "TRAINCTL_RUNPOD_API_URL": runpod_url,
+            "TRAINCTL_LYCEUM_API_URL": lyceum_url,
+            "RUNPOD_API_KEY": RUNPOD_KEY,
+            "LYCEUM_API_KEY": LYCEUM_KEY,
+        }
+        console.print(
+            Text.assemble(
+                ("11. RunPod and Lyceum", "bold"),
+                ": trainctl sweep --provider runpod --provider lyceum --enforce, every "
+                f"{duration(PROVIDER_SWEEP_EVERY)} for {duration(PROVIDER_SWEEP_EVERY * (PROVIDER_SWEEPS - 1))} "
+                f"from {format_instant(start)}, against the RunPod emulator on {runpod_url} and the Lyceum "
+                f"emulator on {lyceum_url}\n"
+                f"step-only settings: {_settings_words(PROVIDER_STEP_SETTINGS)}",
+            )
+        )
+        # Someone's scripts spent RunPod's minute quota just before the first sweep.
+        began = quota_clock()
+        spender = connect(RunpodSettings(runpod_api_url=runpod_url), RUNPOD_KEY)
+        for _ in range(RUNPOD_STEP_QUOTA):
+            spender.list_pods()
+        quota_clock.late_in_minute_from(began)
+        spent_answers = len(runpod.answers)
+        for sweep_index in range(PROVIDER_SWEEPS):
+            at = start + PROVIDER_SWEEP_EVERY * sweep_index
+            sweep_at[0] = at
+            if sweep_index == NO_ENDPOINTS_FROM:
+                environ["TRAINCTL_RUNPOD_NO_ENDPOINTS"] = "true"
+            settings = SweepSettings.from_env(environ, dry_run=False)
+            done = {
+                name: provider_sweep_once(name, factory, settings, fixed_clock(at), environ)
+                for name in ("runpod", "lyceum")
+            }
+            after = _hours_minutes(PROVIDER_SWEEP_EVERY * sweep_index)
+            sweeps.append({"after": after, **{name: r.to_json() for name, r in done.items()}})
+        left_pods = {role: runpod.pods[pid].status if pid in runpod.pods else "gone" for role, pid in pods.items()}
+        left_volumes = {role: "present" if vid in runpod.volumes else "gone" for role, vid in volumes.items()}
+
+    sweep_answers = runpod.answers[spent_answers:]
+    refused = [(i, when, wait) for i, (when, status, wait) in enumerate(sweep_answers) if status == 429]
+    waits = [
+        {"retry_after_s": int(wait or 0), "waited_s": round(sweep_answers[i + 1][0] - when, 2)}
+        for i, when, wait in refused
+        if i + 1 < len(sweep_answers)
+    ]
+    honoured = bool(refused) and len(waits) == len(refused) and all(w["waited_s"] >= w["retry_after_s"] for w in waits)
+
+    def events(provider: str, resource_id: str) -> str:
+        said: list[str] = []
+        seen_protections: set[tuple[str, ...]] = set()
+        for sweep in sweeps:
+            when = sweep["after"]
+            for d in sweep[provider]["decisions"]:
+                if d["resource_id"] != f"{provider}:{resource_id}":
+                    continue
+                protections = tuple(d["protections"])
+                if d["action"] == "mark" and d["outcome"] == "done":
+                    said.append(f"{when} marked to {d['announced']} ({', '.join(d['reasons'])})")
+                elif d["action"] in ("stop", "terminate", "delete"):
+                    said.append(f"{when} {d['action']}: {d['outcome']}")
+                elif d["action"] == "unmark":
+                    said.append(f"{when} unmarked")
+                elif protections and protections not in seen_protections:
+                    seen_protections.add(protections)
+                    said.append(f"{when} kept: {', '.join(protections)}")
+        return "; ".join(said)
+
+    quiet_runpod = {
+        "busy": "nothing to do: its GPUs are busy",
+        "mounted": "nothing to do: train-bo-bert mounts it",
+        "out-of-scope": "never judged: not under the name prefix",
+    }
+    quiet_lyceum = {
+        "idle": "nothing to do: Lyceum reports no use, and no guess is evidence",
+        "fresh": "nothing to do: 20 minutes old",
+        "out_of_scope": "never judged: not under the name prefix",
+        "run_fresh": "nothing to do: 5 minutes old",
+    }
+    story_columns = (
+        Col("resource", ESSENTIAL, whole=True),
+        Col("id", 80, whole=True),
+        Col("what the sweeps did (+h:mm from the first)", 90, min_width=24),
+        Col("now", 85, whole=True),
+    )
+    runpod_rows = [
+        [names[pid], pid, events("runpod", pid) or quiet_runpod.get(role, "-"), left_pods[role]]
+        for role, pid in pods.items()
+    ] + [
+        [names[vid], vid, events("runpod", vid) or quiet_runpod.get(role, "-"), left_volumes[role]]
+        for role, vid in volumes.items()
+    ]
+    print_table(console, "RunPod: pods and network volumes", story_columns, runpod_rows)
+    lyceum_left = {rid: str(entry["status"]) for rid, entry in [*lyceum.vms.items(), *lyceum.runs.items()]}
+    lyceum_rows = [
+        [names[rid], rid, events("lyceum", rid) or quiet_lyceum.get(role, "-"), lyceum_left.get(rid, "gone")]
+        for role, rid in vms.items()
+    ]
+    print_table(console, "Lyceum: VMs and runs", story_columns, lyceum_rows)
+
+    protected = {p for s in sweeps for d in s["runpod"]["decisions"] for p in d["protections"]}
+    errors = [f"{name}: {s[name]['error']}" for s in sweeps for name in ("runpod", "lyceum") if s[name]["error"]]
+    failed = [
+        d["resource_id"]
+        for s in sweeps
+        for n in ("runpod", "lyceum")
+        for d in s[n]["decisions"]
+        if d["outcome"] == "failed"
+    ]
+    checks = {
+        "idle pod stopped": left_pods["idle"] in ("EXITED", "gone"),
+        "exited pod terminated": left_pods["exited"] == "gone",
+        "orphaned volume deleted": left_volumes["orphan"] == "gone",
+        "busy, locked and out-of-scope pods and the mounted volume untouched": left_pods["busy"] == "RUNNING"
+        and left_pods["locked"] == "RUNNING"
+        and left_pods["out-of-scope"] == "RUNNING"
+        and left_volumes["mounted"] == "present",
+        "protected by name: locked, min-age, mounts-unknown": {"locked", "min-age", "mounts-unknown"} <= protected,
+        "Lyceum VM past its ttl terminated": vms["past_ttl"] not in lyceum.vms,
+        "Lyceum run past its cap aborted": lyceum.runs[vms["run_past_cap"]]["status"] == "aborted",
+        "Lyceum VMs in their time and out of scope kept": {vms["idle"], vms["fresh"], vms["out_of_scope"]}
+        <= set(lyceum.vms),
+        "429 Retry-After honoured": honoured,
+        "no provider error, no failed action": not errors and not failed,
+    }
+    for wait in waits:
+        console.print(
+            Text(
+                f"rate limit: RunPod's minute quota ({RUNPOD_STEP_QUOTA} calls, the emulator's: RunPod publishes "
+                f"none) was spent just before the first sweep; its call was answered 429 with Retry-After: "
+                f"{wait['retry_after_s']}, and the sweep waited {wait['waited_s']:.1f} s and went on"
+            )
+        )
+    for name, held in checks.items():
+        console.print(Text.assemble(("  ok  " if held else "  NOT ", "green" if held else "red"), name))
+    for line in [*errors, *(f"failed: {r}" for r in failed)]:
+        console.print(Text(f"  {line}", style="red"))
+    console.print()
+    ok = all(checks.values())
+    report["providers"] = {
+        "settings": PROVIDER_STEP_SETTINGS,
+        "runpod": {
+            "pods": pods,
+            "volumes": volumes,
+            "left": {**left_pods, **left_volumes},
+            "rate_limit": {"quota_per_minute": RUNPOD_STEP_QUOTA, "answered_429": len(refused), "waits": waits},
+        },
+        "lyceum": {"seeded": vms, "left": lyceum_left},
+        "sweeps": sweeps,
+        "checks": checks,
+        "ok": ok,
+    }
+    return ok
+
+
+def _hours_minutes(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"+{minutes // 60}:{minutes % 60:02d}"
