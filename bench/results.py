@@ -5,13 +5,16 @@
     python -m bench.results --section imports
     python -m bench.results --section sizes
     python -m bench.results --section data-plan
+    python -m bench.results --section providers [--latency 0.05]
 
 Scenarios: (a) the sweep against Cloud Custodian, (b) the spot handler and every handler's cold import,
 (c) Lambda package sizes, (d) pre-warm workflow runs, (e) cost price look-ups, (f) the time-lapse (weeks of the
 deployed schedules against a cast of users, judged by an oracle), (g) `data plan` on a listing of a million
-objects. Figures are this machine's, on the day it ran;
+objects, (h) the RunPod and Lyceum sweeps on large accounts behind their emulators. Figures are this machine's, on
+the day it ran;
 the file says which machine and which day. `--section timelapse` reruns (f) alone and replaces only its section;
-`--section imports` does the same for (b)'s cold imports, `--section sizes` for (c), `--section data-plan` for (g).
+`--section imports` does the same for (b)'s cold imports, `--section sizes` for (c), `--section data-plan` for (g),
+`--section providers` for (h).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import cold_start, custodian, data_plan, spot_checkpoint, sweep_compare, workflow_runs
+from bench import cold_start, custodian, data_plan, providers, spot_checkpoint, sweep_compare, workflow_runs
 from bench.aws_like import MUTATING, NON_MUTATING, PAGE_LIMITS
 from bench.report import Table
 from bench.timelapse.report import SECTION_HEADING, markdown_section
@@ -181,6 +184,42 @@ def data_plan_section(latency: float) -> str:
     return DATA_PLAN_HEADING + "\n" + measured + "\n" + data_plan.table(run, latency).markdown()
 
 
+PROVIDERS_HEADING = "## (h) RunPod and Lyceum: large accounts behind the emulators\n"
+
+
+def providers_section(latency: float) -> str:
+    """(h): a RunPod account of 2,000 pods and 500 network volumes, and a Lyceum account, swept to the act."""
+    print("(h) RunPod and Lyceum sweeps ...", flush=True)
+    runpod = providers.measure_runpod(
+        providers.DEFAULT_PODS, providers.DEFAULT_VOLUMES, latency, providers.DEFAULT_QUOTA
+    )
+    lyceum = providers.measure_lyceum(providers.DEFAULT_VMS, latency)
+    measured = (
+        f"Measured on {datetime.now(UTC):%Y-%m-%d} on {machine()}; `python -m bench.results --section providers` "
+        "reruns it (`python -m bench.providers` prints it). Every figure is the emulators' (`trainctl.cli."
+        "runpod_emulator`, `trainctl.cli.lyceum_emulator`): neither provider was called.\n"
+    )
+    return (
+        PROVIDERS_HEADING
+        + "\n"
+        + measured
+        + "\n"
+        + providers.runpod_table(runpod, latency, providers.DEFAULT_QUOTA).markdown()
+        + "\n"
+        + providers.lyceum_table(lyceum).markdown()
+    )
+
+
+def before_preserved(text: str, heading: str, section: str) -> str:
+    """`text` with `section` in place of the one under `heading`; a new one goes before the preserved sections."""
+    if heading not in text:
+        starts = [i for i in (text.find("\n" + h) for h in PRESERVED_HEADINGS) if i >= 0]
+        if starts:
+            cut = min(starts) + 1
+            return text[:cut] + section + "\n" + text[cut:]
+    return replace_section(text, heading, section)
+
+
 def replace_section(text: str, heading: str, section: str) -> str:
     """`text` with the section under `heading` (up to the next heading of its level or above) replaced by
     `section`, or it appended."""
@@ -216,7 +255,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--section",
-        choices=["timelapse", "imports", "sizes", "data-plan"],
+        choices=["timelapse", "imports", "sizes", "data-plan", "providers"],
         help="regenerate only this section of the output",
     )
     parser.add_argument("--timelapse-days", type=float, default=30)
@@ -229,10 +268,12 @@ def main() -> None:
             heading, section = IMPORTS_HEADING, imports_section()
         elif args.section == "data-plan":
             heading, section = DATA_PLAN_HEADING, data_plan_section(args.latency)
+        elif args.section == "providers":
+            heading, section = PROVIDERS_HEADING, providers_section(args.latency)
         else:
             heading, section = SIZES_HEADING, sizes_section()
         current = args.output.read_text() if args.output.exists() else "# trainctl benchmarks\n"
-        args.output.write_text(replace_section(current, heading, section))
+        args.output.write_text(before_preserved(current, heading, section))
         print(f"wrote the {args.section} section of {args.output}")
         return
     started = time.perf_counter()
@@ -250,6 +291,7 @@ def main() -> None:
     cost = workflow_runs.cost_table()
     timelapse = timelapse_section(args.timelapse_days, args.timelapse_seed)
     listing = data_plan_section(args.latency)
+    provider_accounts = providers_section(args.latency)
     took = time.perf_counter() - started
 
     now = datetime.now(UTC)
@@ -291,6 +333,7 @@ def main() -> None:
         cost.markdown(),
         timelapse,
         listing,
+        provider_accounts,
         *preserved_sections(previous),
     ]
     args.output.write_text("\n".join(parts))
