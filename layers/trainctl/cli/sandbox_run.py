@@ -754,7 +754,12 @@ def snapshot_prewarm_story(
         VolumeType="gp3",
         TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "tokenized-shards"}]}],
     )["VolumeId"]
-    snapshot_id = ec2.create_snapshot(VolumeId=shards, Description="tokenized shards")["SnapshotId"]
+    # The workflow restores only a snapshot in scope and the caller's or nobody's (the pre-warm's claim check).
+    snapshot_id = ec2.create_snapshot(
+        VolumeId=shards,
+        Description="tokenized shards",
+        TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": tags.MANAGED, "Value": "true"}]}],
+    )["SnapshotId"]
     zone = f"{region}b"
     console.print(
         Text.assemble(
