@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import botocore.session
 from botocore.config import Config
@@ -76,16 +76,29 @@ class ApiCalls:
         return {op: n for op, n in self.by_operation.items() if not is_read(op.split(":", 1)[1])}
 
 
+class Credentials(NamedTuple):
+    """Temporary credentials, such as STS AssumeRole returns for a spoke account's role."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+
+
 class ClientFactory:
     """Builds and caches one client per (service, region); clients are shared by threads, building is not."""
 
-    def __init__(self, region: str | None = None, *, config: Config = RETRY_CONFIG) -> None:
+    def __init__(
+        self, region: str | None = None, *, config: Config = RETRY_CONFIG, credentials: Credentials | None = None
+    ) -> None:
         # A botocore session, not boto3's: clients are all trainctl needs, and importing boto3 (its resources
         # and s3transfer) would add about 80 ms to every handler's cold start. Credentials, profile, region and
         # AWS_ENDPOINT_URL come from the environment exactly as they would through boto3.
         self._session = botocore.session.Session()
         if region:
             self._session.set_config_variable("region", region)
+        if credentials is not None:
+            # Every client then acts in the account these credentials belong to (a spoke's assumed role).
+            self._session.set_credentials(*credentials)
         self._config = config
         self._clients: dict[tuple[str, str | None, str], Any] = {}
         self._lock = threading.Lock()

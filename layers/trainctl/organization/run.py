@@ -1,0 +1,356 @@
+"""The organization run from the hub: read the covered accounts, reach each spoke, sweep one account-region.
+
+The fan-out itself is a Step Functions Distributed Map: `plan_organization` lists its items (one per covered
+account and region), and `sweep_target` is one child, the existing sweep run with the spoke's assumed
+credentials and the hub's ledger and notifier. A spoke whose role is missing, denies, or answers from another
+account is that account's error, named and counted; the other children run on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from trainctl.aws import ledger as keys
+from trainctl.aws.clients import ClientFactory, Credentials, error_code
+from trainctl.aws.lease import DynamoDbLease
+from trainctl.aws.notifications import Notifier
+from trainctl.core.clock import Clock, format_instant
+from trainctl.core.errors import TrainctlError
+from trainctl.core.notices import Notice
+from trainctl.core.permissions import needs
+from trainctl.core.sweep_settings import SweepSettings
+from trainctl.organization.record import AccountLedger, AccountRecords, AccountRun
+from trainctl.organization.rules import (
+    DENY_LISTED,
+    Coverage,
+    MemberAccount,
+    Target,
+    is_account_id,
+    plan_coverage,
+    why_dry_run,
+)
+from trainctl.organization.settings import OrganizationSettings
+from trainctl.sweep.run import SweepResult, run_sweep
+
+PERMISSIONS = needs(
+    "organizations:DescribeOrganization",
+    "organizations:ListChildren",
+    "organizations:ListAccountsForParent",
+    "organizations:DescribeAccount",
+    "organizations:ListParents",
+    "sts:AssumeRole",
+    "sts:GetCallerIdentity",
+)
+
+# The session name says who acts in a spoke's CloudTrail: the hub's organization sweep.
+SESSION_NAME = "trainctl-organization-sweep"
+# AssumeRole's shortest session: a child runs within Lambda's 15 minutes.
+SESSION_SECONDS = 900
+
+
+class SpokeUnreachable(TrainctlError):
+    """A spoke account's role could not be used: missing, denying, or answering from another account."""
+
+    def __init__(self, account: str, why: str) -> None:
+        super().__init__(f"account {account}: {why}")
+        self.account = account
+
+
+# -- Organizations reads ---------------------------------------------------------------------------------------
+
+
+def management_account(organizations: Any) -> str | None:
+    try:
+        answer = organizations.describe_organization()
+    except ClientError as exc:
+        raise TrainctlError(f"the organization could not be described ({error_code(exc)})") from exc
+    found = answer.get("Organization", {}).get("MasterAccountId")
+    return str(found) if found else None
+
+
+def _account_state(raw: Mapping[str, Any]) -> str:
+    # Organizations now reports State (ACTIVE, SUSPENDED, ...) beside the older Status.
+    return str(raw.get("State") or raw.get("Status") or "")
+
+
+def accounts_under(organizations: Any, unit: str, path: tuple[str, ...] = ()) -> Iterator[MemberAccount]:
+    """Every account in the unit and every unit below it, each with the units it sits under (nearest first)."""
+    units = (unit, *path)
+    try:
+        for page in organizations.get_paginator("list_accounts_for_parent").paginate(ParentId=unit):
+            for raw in page.get("Accounts", []):
+                yield MemberAccount(str(raw["Id"]), _account_state(raw), units)
+        children = organizations.get_paginator("list_children")
+        for page in children.paginate(ParentId=unit, ChildType="ORGANIZATIONAL_UNIT"):
+            for child in page.get("Children", []):
+                yield from accounts_under(organizations, str(child["Id"]), units)
+    except ClientError as exc:
+        raise TrainctlError(f"organizational unit {unit} could not be read ({error_code(exc)})") from exc
+
+
+def listed_account(organizations: Any, account: str) -> MemberAccount | None:
+    """An account listed by id (such as the management account); None when the organization does not know it."""
+    try:
+        raw = organizations.describe_account(AccountId=account)["Account"]
+    except ClientError as exc:
+        if error_code(exc) == "AccountNotFoundException":
+            return None
+        raise TrainctlError(f"account {account} could not be described ({error_code(exc)})") from exc
+    return MemberAccount(account, _account_state(raw), ())
+
+
+def units_of(organizations: Any, account: str) -> tuple[str, ...]:
+    """The units an account sits under, nearest first, up to the root (which is not a unit)."""
+    units: list[str] = []
+    child = account
+    try:
+        while True:
+            parents = organizations.list_parents(ChildId=child).get("Parents", [])
+            if not parents or parents[0].get("Type") != "ORGANIZATIONAL_UNIT":
+                return tuple(units)
+            child = str(parents[0]["Id"])
+            units.append(child)
+    except ClientError as exc:
+        raise TrainctlError(f"account {account}'s units could not be read ({error_code(exc)})") from exc
+
+
+def read_members(organizations: Any, settings: OrganizationSettings) -> list[MemberAccount]:
+    found = [a for unit in settings.org_units for a in accounts_under(organizations, unit)]
+    for account in settings.org_include_accounts:
+        listed = listed_account(organizations, account)
+        if listed is not None:
+            found.append(listed)
+    return found
+
+
+def plan_organization(
+    hub: ClientFactory, org: OrganizationSettings, sweep: SweepSettings, records: AccountRecords
+) -> Coverage:
+    """The organization run's items: every covered account in every region, each with its dry-run decided."""
+    organizations = hub.client("organizations")
+    members = read_members(organizations, org)
+    covered = sorted({m.account_id for m in members})
+    return plan_coverage(
+        members,
+        org,
+        org.regions_or(sweep.regions),
+        management_account=management_account(organizations),
+        onboarded=records.onboarded(covered) if covered else frozenset(),
+        deployment_dry_run=sweep.dry_run,
+    )
+
+
+# -- spoke credentials -----------------------------------------------------------------------------------------
+
+
+def spoke_role_arn(account: str, role_name: str) -> str:
+    return f"arn:aws:iam::{account}:role/{role_name}"
+
+
+def assume_spoke(sts: Any, account: str, role_name: str) -> Credentials:
+    """The spoke role's credentials; a missing or denying role is the account's error, named."""
+    try:
+        answer = sts.assume_role(
+            RoleArn=spoke_role_arn(account, role_name), RoleSessionName=SESSION_NAME, DurationSeconds=SESSION_SECONDS
+        )
+    except ClientError as exc:
+        raise SpokeUnreachable(account, f"its spoke role could not be assumed ({error_code(exc)})") from exc
+    except BotoCoreError as exc:
+        raise SpokeUnreachable(account, f"its spoke role could not be assumed ({type(exc).__name__})") from exc
+    raw = answer["Credentials"]
+    return Credentials(str(raw["AccessKeyId"]), str(raw["SecretAccessKey"]), str(raw["SessionToken"]))
+
+
+def verified_spoke(credentials: Credentials, account: str, region: str) -> ClientFactory:
+    """A client factory acting in the spoke, once STS says the credentials act in the account asked for."""
+    spoke = ClientFactory(region, credentials=credentials)
+    try:
+        answered = str(spoke.client("sts").get_caller_identity()["Account"])
+    except (ClientError, BotoCoreError) as exc:
+        raise SpokeUnreachable(account, "its spoke role's credentials were refused") from exc
+    if answered != account:
+        raise SpokeUnreachable(account, "its spoke role answered from another account: refused")
+    return spoke
+
+
+SpokeFactory = Callable[[ClientFactory, str, str, str], ClientFactory]
+
+
+def reach_spoke(hub: ClientFactory, account: str, region: str, role_name: str) -> ClientFactory:
+    return verified_spoke(assume_spoke(hub.client("sts"), account, role_name), account, region)
+
+
+# -- one child -------------------------------------------------------------------------------------------------
+
+
+class AccountNotifier:
+    """The hub's notifier, each notice naming the account it speaks of."""
+
+    def __init__(self, notifier: Notifier, account: str) -> None:
+        self._notifier = notifier
+        self._account = account
+
+    def publish(self, notice: Notice) -> None:
+        self._notifier.publish(
+            replace(
+                notice,
+                title=f"[account {self._account}] {notice.title}",
+                thread=f"{self._account}#{notice.thread}",
+                facts={**notice.facts, "account": self._account},
+            )
+        )
+
+
+def account_lease_key(account: str, region: str) -> keys.Item:
+    """Each account-region has its own lease: two children of the same one never act side by side."""
+    return keys.lease(f"cleanup_sweep#{account}#{region}")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    """One child's outcome: JSON for the Distributed Map's results, aggregated per account and owner."""
+
+    account: str
+    region: str
+    dry_run: bool
+    error: str | None = None
+    result: SweepResult | None = None
+    why_dry_run: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        owners: dict[str, dict[str, int]] = {}
+        for decision in self.result.decisions if self.result else ():
+            if decision.action != "keep":
+                counts = owners.setdefault(decision.owner or "unknown", {})
+                counts[decision.action] = counts.get(decision.action, 0) + 1
+        return {
+            "account": self.account,
+            "region": self.region,
+            "dry_run": self.dry_run,
+            "why_dry_run": self.why_dry_run,
+            "outcome": "failed" if self.error else "done",
+            "error": self.error,
+            "sweep_id": self.result.sweep_id if self.result else None,
+            "at": format_instant(self.result.at) if self.result else None,
+            "summary": self.result.summary() if self.result else {},
+            "owners": owners,
+            "notes": list(self.result.notes) if self.result else [],
+        }
+
+
+def target_dry_run(
+    target: Target,
+    org: OrganizationSettings,
+    sweep: SweepSettings,
+    records: AccountRecords,
+    organizations: Any,
+) -> str | None:
+    """Why this child is a dry-run, decided again from the hub's records: an item may only ask for less."""
+    if target.dry_run:
+        return target.why_dry_run or "asked"
+    onboarded = records.onboarded([target.account])
+    units = () if target.account in org.org_enforce_accounts else units_of(organizations, target.account)
+    account = MemberAccount(target.account, units=units)
+    return why_dry_run(account, org, onboarded=onboarded, deployment_dry_run=sweep.dry_run)
+
+
+def sweep_target(
+    hub: ClientFactory,
+    target: Target,
+    org: OrganizationSettings,
+    sweep: SweepSettings,
+    clock: Clock,
+    *,
+    records: AccountRecords,
+    notifier: Notifier | None,
+    remaining_ms: Callable[[], int] | None = None,
+    spoke: SpokeFactory = reach_spoke,
+) -> TargetResult:
+    """One account-region swept with the spoke's credentials, recorded in the hub's ledger under the account."""
+    if not is_account_id(target.account):
+        raise TrainctlError("an organization item's account must be a 12-digit account id")
+    regions = org.regions_or(sweep.regions)
+    if target.region not in regions:
+        raise TrainctlError(f"region {target.region} is not one the organization covers ({', '.join(regions)})")
+    if target.account in org.org_exclude_accounts:
+        # The deny-list beats any item: nothing is assumed, read or written in that account.
+        return TargetResult(target.account, target.region, True, f"account {target.account}: {DENY_LISTED}")
+    why = None
+    try:
+        why = target_dry_run(target, org, sweep, records, hub.client("organizations"))
+        dry_run = why is not None
+        spoke_factory = spoke(hub, target.account, target.region, org.org_spoke_role)
+        effective = sweep.model_copy(update={"regions": (target.region,), "dry_run": dry_run})
+        dynamodb = hub.dynamodb()
+        result = run_sweep(
+            spoke_factory,
+            effective,
+            clock,
+            ledger=AccountLedger(dynamodb, sweep.ledger_table, target.account),
+            notifier=AccountNotifier(notifier, target.account) if notifier and not dry_run else None,
+            lease=None
+            if dry_run
+            else DynamoDbLease(dynamodb, sweep.ledger_table, key=account_lease_key(target.account, target.region)),
+            remaining_ms=remaining_ms,
+        )
+    except TrainctlError as exc:
+        error = str(exc) if str(exc).startswith(f"account {target.account}") else f"account {target.account}: {exc}"
+        outcome = TargetResult(target.account, target.region, why is not None, error, why_dry_run=why)
+        _record(records, outcome, clock)
+        return outcome
+    outcome = TargetResult(target.account, target.region, dry_run, None, result, why)
+    _record(records, outcome, clock)
+    return outcome
+
+
+def _record(records: AccountRecords, outcome: TargetResult, clock: Clock) -> None:
+    at = outcome.result.at if outcome.result else clock()
+    sweep_id = outcome.result.sweep_id if outcome.result else uuid.uuid4().hex[:12]
+    run = AccountRun(
+        outcome.account,
+        outcome.region,
+        at,
+        sweep_id,
+        outcome.dry_run,
+        "failed" if outcome.error else "done",
+        outcome.error,
+    )
+    records.record_run(run, outcome.result.summary() if outcome.result else {})
+
+
+# -- the organization's summary --------------------------------------------------------------------------------
+
+
+def aggregate(children: Sequence[Mapping[str, Any]]) -> dict[str, object]:
+    """One summary per account and per owner over the children's JSON, with every failure by account."""
+    accounts: dict[str, dict[str, Any]] = {}
+    owners: dict[str, dict[str, int]] = {}
+    failures: list[dict[str, object]] = []
+    for child in children:
+        account = str(child.get("account"))
+        entry = accounts.setdefault(account, {"regions": 0, "failed": 0, "dry_run": True, "actions": {}})
+        entry["regions"] += 1
+        entry["dry_run"] = entry["dry_run"] and bool(child.get("dry_run", True))
+        if child.get("outcome") == "failed":
+            entry["failed"] += 1
+            failures.append({"account": account, "region": child.get("region"), "error": child.get("error")})
+        summary = child.get("summary") or {}
+        for action, count in dict(summary.get("actions") or {}).items():
+            if action != "keep":
+                entry["actions"][action] = entry["actions"].get(action, 0) + int(count)
+        for owner, counts in dict(child.get("owners") or {}).items():
+            mine = owners.setdefault(str(owner), {})
+            for action, count in dict(counts).items():
+                mine[action] = mine.get(action, 0) + int(count)
+    return {
+        "accounts": dict(sorted(accounts.items())),
+        "owners": dict(sorted(owners.items())),
+        "children": len(children),
+        "failed": len(failures),
+        "failures": failures,
+    }
