@@ -5,10 +5,11 @@ hours of the sandbox's clock: it must stop the idle pod, terminate the long-exit
 volume, end Lyceum's VM past its time-to-live and its run past the cap, name the protections that kept the rest,
 and honour a 429's Retry-After.
 
-The two faults (marked xfail, strict: each turns into a failure the day its fix lands, so the marker goes with it):
-- a sample the ledger kept is stored to the whole second, the sweep's own instant is not: sweeps exactly one idle
-  window apart look a fraction of a second too far apart, and an idle pod is never found idle;
-- a stop that fulfilled its mark leaves the mark in the ledger: the next sweep withdraws it and tells the owner a
+The two faults, each kept here so that it stays fixed:
+- a sample the ledger kept is stored to the whole second, the sweep's own instant was not: sweeps exactly one idle
+  window apart looked a fraction of a second too far apart, and an idle pod was never found idle (now the window
+  is judged in the whole seconds the ledger keeps);
+- a stop that fulfilled its mark left the mark in the ledger: the next sweep withdrew it and told the owner a
   third time, where the AWS sweep takes the fulfilled mark off with the act (one notice per mark, one per outcome).
 """
 
@@ -154,12 +155,6 @@ def test_sweeps_one_idle_window_apart_on_whole_seconds_find_the_idle_pod(on_the_
     assert decisions_about(on_the_second.sweep(settings(window)), pod) == [("mark", "done")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="providers.sweep keeps samples to the whole second (format_instant) and runpod.rules.pod_idleness "
-    "compares the gap to the current, unrounded instant with no slack: a gap of exactly one idle window reads as "
-    "longer, so an idle pod swept once a window is never idle",
-)
 def test_sweeps_one_idle_window_apart_find_the_idle_pod_whatever_the_fraction_of_a_second(
     mid_second: Account,
 ) -> None:
@@ -170,11 +165,18 @@ def test_sweeps_one_idle_window_apart_find_the_idle_pod_whatever_the_fraction_of
     assert decisions_about(mid_second.sweep(settings(window)), pod) == [("mark", "done")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ProviderLedger.record withdraws a mark only on an unmark: a stop done leaves its mark current, so the "
-    "next sweep unmarks the stopped pod and notifies its owner again",
-)
+def test_sweeps_one_idle_window_apart_mid_second_stop_the_idle_pod_after_grace_and_lag(mid_second: Account) -> None:
+    """Past the mark, the ledger's sightings (kept to the second) vouch for it at the same precision."""
+    pod = mid_second.runpod.seed_pod("train-ana-llama", gpu_util=(0.0,), age=timedelta(hours=3))
+    window = timedelta(minutes=30)
+    seen = []
+    for _ in range(7):  # +0:00 .. +3:00: marked at +0:30, grace to +2:30, the lag to +2:45, stopped at +3:00
+        seen.append(decisions_about(mid_second.sweep(settings(window)), pod))
+        mid_second.clock.at += window
+    assert seen[1] == [("mark", "done")] and seen[6] == [("stop", "done")], seen
+    assert mid_second.runpod.pods[pod].status == "EXITED"
+
+
 def test_a_fulfilled_stop_takes_its_mark_off_and_the_owner_hears_twice_only(on_the_second: Account) -> None:
     pod = on_the_second.runpod.seed_pod("train-ana-llama", gpu_util=(0.0,), age=timedelta(hours=10))
     hourly = settings(timedelta(hours=2))

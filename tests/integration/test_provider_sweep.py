@@ -404,6 +404,22 @@ def test_a_lyceum_vm_past_its_ttl_is_terminated_after_notice_and_a_run_past_its_
     assert story["idle"] in world.lyceum.vms and story["out_of_scope"] in world.lyceum.vms
 
 
+def test_a_lyceum_terminate_and_abort_take_their_marks_off_and_each_owner_hears_twice_only(world: World) -> None:
+    story = world.lyceum.seed_story()
+    ended = {story["past_ttl"]: "terminate", story["run_past_cap"]: "terminate"}
+    results = [world.sweep_lyceum(), *world.hourly(28, world.sweep_lyceum)]
+    for resource, act in ended.items():
+        said = [(d.action, d.outcome) for r in results for d in r.result.decisions if d.resource_id.endswith(resource)]
+        # Kept through the grace period, ended once, then nothing: no withdrawal to announce.
+        assert [a for a in said if a[0] != "keep"] == [("mark", "done"), (act, "done")], said
+        assert said[-1] == (act, "done"), said  # three sweeps after the act decide nothing about it
+        told = [text for _, text in world.notifier.messages if resource in text]
+        assert len(told) == 2, told  # one notice for the mark, one for its outcome
+    assert story["past_ttl"] not in world.lyceum.vms and world.lyceum.runs[story["run_past_cap"]]["status"] == "aborted"
+    ledger = ProviderLedger(world.factory.dynamodb(), names.LEDGER_TABLE, "lyceum")
+    assert ledger.marks_written([f"lyceum:{r}" for r in ended]) == {}  # fulfilled: taken off, as on AWS
+
+
 def test_a_revoked_lyceum_key_is_lyceums_error_alone(world: World) -> None:
     world.lyceum.echo_key_in_errors = True
     world.lyceum.seed_story()

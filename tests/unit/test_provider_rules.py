@@ -82,6 +82,22 @@ def test_a_gap_longer_than_the_window_between_samples_is_no_evidence() -> None:
     assert pod_idleness(one_pod(pod()), gappy, long_window, NOW) == "no evidence"
 
 
+def test_samples_one_window_apart_are_judged_in_the_whole_seconds_the_ledger_keeps() -> None:
+    # A deployed sweep's clock is never on the whole second; the ledger keeps its samples to the second.
+    window = SWEEP.model_copy(update={"idle_window": timedelta(minutes=30)})
+    first = NOW + timedelta(microseconds=250_000)
+    now = first + timedelta(minutes=30)
+    stored = Observed.from_json(observe_pod(one_pod(pod(), first), None, window, first).to_json())
+    seen = observe_pod(one_pod(pod(), now), stored, window, now)
+    fraction = timedelta(microseconds=250_000)
+    assert [now - at for at, _ in seen.samples] == [timedelta(minutes=30) + fraction, fraction]
+    assert pod_idleness(one_pod(pod(), now), seen, window, now) == "idle"
+    # A whole second more than the window between two sweeps is still a gap: no evidence, whatever the fraction.
+    late = now + timedelta(seconds=1)
+    seen = observe_pod(one_pod(pod(), late), stored, window, late)
+    assert pod_idleness(one_pod(pod(), late), seen, window, late) == "no evidence"
+
+
 def test_one_busy_sample_in_the_window_is_use() -> None:
     assert pod_idleness(one_pod(pod()), samples((2, 0), (1, 60), (0, 2)), SWEEP, NOW) == "in use"
 

@@ -47,8 +47,16 @@ PERMISSIONS = needs("dynamodb:Query")
 PROVIDER_PRICE_SOURCE = "provider-api"
 # A resource's samples older than this many idle windows cannot matter to any rule.
 SAMPLE_WINDOWS_KEPT = 2
-# On a provider's current-mark item: the mark was withdrawn (unmarked) at this instant.
+# On a provider's current-mark item: the mark was withdrawn (unmarked) or fulfilled at this instant.
 WITHDRAWN = "withdrawn_at"
+# An act that kept its mark's promise (its effect seen, already there, or accepted and not yet seen): as the AWS
+# sweep takes the tag off a stopped instance, the ledger takes the mark off, or the next sweep withdraws it as news.
+FULFILLED = ("done", "unverified")
+
+
+def whole_second(at: datetime) -> datetime:
+    """An instant as the ledger keeps it (format_instant): rules that compare it with a stored one use this too."""
+    return at.replace(microsecond=0)
 
 
 def ledger_id(provider: str, resource_id: str) -> str:
@@ -116,11 +124,11 @@ class ProviderLedger(DynamoDbLedger):
             "summary": {"S": json.dumps(summary, sort_keys=True, default=str)},
             **keys.expires(at),
         }
-        # The ledger is the only place a provider's mark lives: an unmark withdraws it there.
+        # The ledger is the only place a provider's mark lives: an unmark withdraws it there, an act fulfils it.
         withdrawn = [
             {**keys.current_mark(d.resource_id), WITHDRAWN: {"S": format_instant(at)}, **keys.expires(at)}
             for d in decisions
-            if d.action == "unmark" and d.outcome == "done"
+            if (d.action == "unmark" and d.outcome == "done") or (d.destructive and d.outcome in FULFILLED)
         ]
         # ledger_items' first item is the AWS sweeps' own run row: this provider's goes to its partition instead.
         self._write_all([run, *ledger_items(sweep_id, at, summary, decisions)[1:], *withdrawn])
@@ -402,7 +410,8 @@ def _vouched(
     ledger: ProviderLedger | None, decisions: Sequence[Decision], settings: SweepSettings, now: datetime
 ) -> list[Decision]:
     """A destructive decision whose mark the ledger cannot vouch for becomes a fresh mark (safety model 3)."""
-    vouched = vouch_for_marks(ledger, decisions, {}, now=now, idle_window=settings.idle_window)
+    # The sightings it reads are kept to the whole second: a sweep one idle window after the last is not later.
+    vouched = vouch_for_marks(ledger, decisions, {}, now=whole_second(now), idle_window=settings.idle_window)
     confirmed = []
     for decision in decisions:
         why = vouched.distrusted.get(decision.resource_id)

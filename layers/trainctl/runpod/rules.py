@@ -31,6 +31,7 @@ from trainctl.providers.sweep import (
     Judgement,
     Observed,
     ledger_id,
+    whole_second,
 )
 from trainctl.runpod.read import PROVIDER, NetworkVolume, Pod, RunpodInventory, Unreadable
 from trainctl.sweep.rules import MARK_SLACK, Reason
@@ -69,23 +70,25 @@ def observe_pod(pod: Pod, before: Observed | None, settings: SweepSettings, now:
         kept = [(at, util) for at, util in (before.samples if before else ()) if at >= keep_from and at >= started]
         util = busiest_gpu(pod)
         if util is not None:
-            kept.append((now, util))
+            kept.append((whole_second(now), util))  # as the ledger will keep it
         samples = tuple(kept)
     return Observed(first_seen=first_seen, since=exited_since, samples=samples)
 
 
 def pod_idleness(pod: Pod, seen: Observed, settings: SweepSettings, now: datetime) -> Idleness:
     """Idle only on evidence covering the whole window: a sample at its start, none further apart than the window
-    itself (the AWS sweep's rule for marks), and every one under the threshold. A start within it is use."""
+    itself (the AWS sweep's rule for marks), and every one under the threshold. A start within it is use.
+    Samples are kept to the whole second, so the window is judged in whole seconds from this sweep's own."""
     if pod.status != "RUNNING":
         return "in use"
     if now - pod.instance.launch_time < settings.idle_window:
         return "in use"
-    window_start = now - settings.idle_window
+    sampled_now = whole_second(now)
+    window_start = sampled_now - settings.idle_window
     relevant = [(at, util) for at, util in seen.samples if at >= window_start - MARK_SLACK]
     if any(util >= settings.idle_gpu_percent for _, util in relevant):
         return "in use"
-    if busiest_gpu(pod) is None or not relevant or relevant[-1][0] != now:
+    if busiest_gpu(pod) is None or not relevant or relevant[-1][0] != sampled_now:
         return "no evidence"  # no reading this sweep: no answer is not evidence either way
     if relevant[0][0] > window_start + MARK_SLACK:
         return "no evidence"  # the window's start was not sampled
