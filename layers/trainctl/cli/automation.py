@@ -156,6 +156,15 @@ def sweep(
             help="aws, runpod or lyceum; repeat for more (default: AWS and every configured provider).",
         ),
     ] = None,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account", help="A covered account to sweep through its spoke role; repeat for more.", metavar="ID"
+        ),
+    ] = None,
+    all_accounts: Annotated[
+        bool, typer.Option("--all-accounts", help="Every account the organization settings cover (TRAINCTL_ORG_*).")
+    ] = False,
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
@@ -174,6 +183,25 @@ def sweep(
         ignore_min_age = True
     environ = dict(os.environ)
     check_settings(environ)
+    if account or all_accounts:
+        # Cold start: the organization's code loads only when accounts are swept.
+        from trainctl.cli.organization import check_accounts, exit_for, print_organization_sweep, sweep_organization
+
+        if account and all_accounts:
+            raise fail("--account and --all-accounts: give one or the other", EXIT_USAGE)
+        if set(provider or ()) - {"aws"}:
+            raise fail("--account and --all-accounts sweep AWS accounts only: leave out --provider", EXIT_USAGE)
+        accounts = check_accounts(account)
+        settings = SweepSettings.from_env(environ, regions=regions or None, dry_run=not enforce)
+        if ignore_min_age:
+            settings = settings.model_copy(update={"min_age": timedelta(0)})
+        factory, settings, clock = _where_and_when(ctx, regions, environ, settings, instant)
+        payload, children = sweep_organization(factory, settings, clock, environ, accounts=accounts, regions=regions)
+        title = "trainctl sweep (organization, dry-run)" if settings.dry_run else "trainctl sweep (organization)"
+        rows = [{k: v for k, v in c.items() if k not in ("summary", "owners", "notes")} for c in children]
+        emit(fmt, payload, lambda: print_organization_sweep(children, title), rows=rows)
+        exit_for(children)
+        return
     swept = providers_to_sweep(provider, environ)
     settings = SweepSettings.from_env(environ, regions=regions or None, dry_run=not enforce)
     if ignore_min_age:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from trainctl.core import settings as settings_module
 from trainctl.core.settings import ENV_PREFIX
 from trainctl.lyceum.settings import LyceumSettings
+from trainctl.organization.settings import OrganizationSettings
 from trainctl.runpod.settings import RunpodSettings
 
 # Read outside the settings models: by the command line, by a function's handler, or by the tests.
@@ -44,8 +45,8 @@ def settings_models() -> list[type[BaseModel]]:
 
 @cache
 def known_names() -> frozenset[str]:
-    # The providers' settings live in their rooms, beside aws/, not in trainctl.core.settings.
-    models: list[type[BaseModel]] = [*settings_models(), RunpodSettings, LyceumSettings]
+    # The providers' and the organization's settings live in their rooms, not in trainctl.core.settings.
+    models: list[type[BaseModel]] = [*settings_models(), RunpodSettings, LyceumSettings, OrganizationSettings]
     names = {ENV_PREFIX + field.upper() for model in models for field in model.model_fields}
     return frozenset(names | set(OTHER_NAMES))
 

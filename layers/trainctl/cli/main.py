@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from trainctl.cli import automation, report
+from trainctl.cli import automation, organization, report
 from trainctl.cli.commands import ebs, instances, resources, transfer_command
 from trainctl.cli.data import data
 from trainctl.cli.environment import unknown_variables
@@ -130,6 +130,7 @@ app.add_typer(resources, name="resources")
 app.command("transfer")(transfer_command)
 app.add_typer(data, name="data")
 register_providers(app)
+app.add_typer(organization.org, name="org")
 
 
 def run() -> None:

@@ -129,7 +129,7 @@ def read_members(organizations: Any, settings: OrganizationSettings) -> list[Mem
 
 
 def plan_organization(
-    hub: ClientFactory, org: OrganizationSettings, sweep: SweepSettings, records: AccountRecords
+    hub: ClientFactory, org: OrganizationSettings, sweep: SweepSettings, records: AccountRecords | None
 ) -> Coverage:
     """The organization run's items: every covered account in every region, each with its dry-run decided."""
     organizations = hub.client("organizations")
@@ -140,7 +140,8 @@ def plan_organization(
         org,
         org.regions_or(sweep.regions),
         management_account=management_account(organizations),
-        onboarded=records.onboarded(covered) if covered else frozenset(),
+        # Without the hub's records (a preview) no account counts as onboarded: every target is a dry-run.
+        onboarded=records.onboarded(covered) if covered and records is not None else frozenset(),
         deployment_dry_run=sweep.dry_run,
     )
 
@@ -247,13 +248,14 @@ def target_dry_run(
     target: Target,
     org: OrganizationSettings,
     sweep: SweepSettings,
-    records: AccountRecords,
+    records: AccountRecords | None,
     organizations: Any,
 ) -> str | None:
     """Why this child is a dry-run, decided again from the hub's records: an item may only ask for less."""
     if target.dry_run:
-        return target.why_dry_run or "asked"
-    onboarded = records.onboarded([target.account])
+        return target.why_dry_run or "planned"
+    # Without the hub's records (a preview from a laptop) no account counts as onboarded.
+    onboarded = records.onboarded([target.account]) if records is not None else frozenset()
     units = () if target.account in org.org_enforce_accounts else units_of(organizations, target.account)
     account = MemberAccount(target.account, units=units)
     return why_dry_run(account, org, onboarded=onboarded, deployment_dry_run=sweep.dry_run)
@@ -266,12 +268,15 @@ def sweep_target(
     sweep: SweepSettings,
     clock: Clock,
     *,
-    records: AccountRecords,
+    records: AccountRecords | None,
     notifier: Notifier | None,
     remaining_ms: Callable[[], int] | None = None,
     spoke: SpokeFactory = reach_spoke,
 ) -> TargetResult:
-    """One account-region swept with the spoke's credentials, recorded in the hub's ledger under the account."""
+    """One account-region swept with the spoke's credentials, recorded in the hub's ledger under the account.
+
+    Without `records` nothing is recorded of the run, and every account is swept as a dry-run.
+    """
     if not is_account_id(target.account):
         raise TrainctlError("an organization item's account must be a 12-digit account id")
     regions = org.regions_or(sweep.regions)
@@ -308,7 +313,9 @@ def sweep_target(
     return outcome
 
 
-def _record(records: AccountRecords, outcome: TargetResult, clock: Clock) -> None:
+def _record(records: AccountRecords | None, outcome: TargetResult, clock: Clock) -> None:
+    if records is None:
+        return
     at = outcome.result.at if outcome.result else clock()
     sweep_id = outcome.result.sweep_id if outcome.result else uuid.uuid4().hex[:12]
     run = AccountRun(
