@@ -384,12 +384,14 @@ def provider_costs_once(name: str, environ: dict[str, str], at: datetime) -> Pro
     try:
         key = key_from_environment(environ, name)
         if name == "runpod":
+            # Cold start: only the provider being priced is loaded.
             from trainctl.providers.cost import runpod_account
             from trainctl.runpod.client import connect
             from trainctl.runpod.settings import RunpodSettings
 
             runpod = RunpodSettings.from_env(environ)
             return runpod_account(connect(runpod, key), runpod, at)
+        # Cold start: only the provider being priced is loaded.
         from trainctl.lyceum.client import LyceumClient
         from trainctl.lyceum.settings import load_lyceum_settings
         from trainctl.providers.cost import lyceum_account
