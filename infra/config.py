@@ -22,6 +22,7 @@ from trainctl.core.settings import (
 )
 from trainctl.core.settings_loader import duration_value
 from trainctl.lyceum.settings import LyceumSettings
+from trainctl.organization.settings import OrganizationSettings
 from trainctl.runpod.settings import RunpodSettings
 
 CONTEXT_KEY = "trainctl"
@@ -52,6 +53,8 @@ _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 LAMBDA_MAX_TIMEOUT = timedelta(seconds=900)
 # The providers the stack can sweep: each is deployed only when something of it is in scope.
 PROVIDERS = ("runpod", "lyceum")
+# Organizations' pattern for an organization id (API reference, Organization.Id).
+_ORGANIZATION_ID = r"^o-[a-z0-9]{10,32}$"
 
 
 class DeployOptions(BaseModel):
@@ -84,6 +87,11 @@ class DeployOptions(BaseModel):
     # Each provider's sweep is its own function with its own timeout: a slow provider API stalls nothing else.
     runpod_sweep_timeout: timedelta = timedelta(minutes=10)
     lyceum_sweep_timeout: timedelta = timedelta(minutes=10)
+    # The AWS Organization the hub serves (o-...): the spoke role trusts, and the hub's event bus accepts, only its
+    # principals. Needed when org_units is set.
+    org_id: str | None = Field(default=None, pattern=_ORGANIZATION_ID)
+    # The share of account-regions whose child may fail before the organization run itself fails.
+    org_tolerated_failure_percentage: float = Field(default=10, ge=0, le=100)
 
     _durations = field_validator("runpod_sweep_timeout", "lyceum_sweep_timeout", mode="before")(duration_value)
 
@@ -163,6 +171,16 @@ class DeployConfig(BaseModel):
     spot: SpotSettings
     runpod: RunpodSettings = RunpodSettings()
     lyceum: LyceumSettings = LyceumSettings()
+    organization: OrganizationSettings = OrganizationSettings()
+
+    @property
+    def covers_organization(self) -> bool:
+        """Whether the hub deploys spokes and runs over the organization (load_config checks the rest is whole)."""
+        return bool(self.organization.org_units)
+
+    def organization_environment(self) -> dict[str, str]:
+        """Every TRAINCTL_ORG_* setting, spelled out, for the organization run's functions."""
+        return _environment(self.organization)
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -221,7 +239,9 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
     cost_names = set(CostSettings.model_fields) - STACK_OWNED
     spot_names = set(SpotSettings.model_fields) - STACK_OWNED
     runpod_names, lyceum_names = set(RunpodSettings.model_fields), set(LyceumSettings.model_fields)
+    organization_names = set(OrganizationSettings.model_fields)
     known = option_names | sweep_names | age_names | cost_names | spot_names | runpod_names | lyceum_names
+    known |= organization_names
     for key in raw:
         if key not in known:
             raise SettingsError(unknown_setting(key, known | STACK_OWNED))
@@ -236,10 +256,29 @@ def load_config(context: Mapping[str, Any] | None, *, default_region: str | None
         spot=_validated(SpotSettings, {k: v for k, v in flat.items() if k in spot_names}),
         runpod=_validated(RunpodSettings, {k: v for k, v in flat.items() if k in runpod_names}),
         lyceum=_validated(LyceumSettings, {k: v for k, v in flat.items() if k in lyceum_names}),
+        organization=_validated(OrganizationSettings, {k: v for k, v in flat.items() if k in organization_names}),
     )
     for provider in PROVIDERS:
         key_secret_of(config, provider)  # a provider half configured fails synth, named
+    _whole_organization(config)
     return config
+
+
+def _whole_organization(config: DeployConfig) -> None:
+    """The organization's settings hang together: units need the organization's id, and the id needs units."""
+    org, org_id = config.organization, config.options.org_id
+    if org.org_units and not org_id:
+        raise SettingsError(
+            f"{SETTING_PREFIX}org_id: org_units is set but the organization's id (o-...) is not: the spoke role "
+            "and the hub's event bus trust only principals of that organization"
+        )
+    if org_id and not org.org_units:
+        raise SettingsError(f"{SETTING_PREFIX}org_id: set, but no organizational unit is covered: set org_units")
+    if org.enabled and not org.org_units:
+        raise SettingsError(
+            f"{SETTING_PREFIX}org_include_accounts: set, but no organizational unit is covered: the StackSet "
+            "deploys spokes by unit, so set org_units (README, A whole AWS Organization)"
+        )
 
 
 def key_secret_of(config: DeployConfig, provider: str) -> str | None:

@@ -191,6 +191,9 @@ DEPLOYER_SERVICES: Mapping[str, str] = {
     "CloudWatch": "cloudwatch",
     # Chat channels (slack_* or teams_* settings): Amazon Q Developer in chat applications, formerly AWS Chatbot.
     "Chatbot": "chatbot",
+    # A whole organization (org_units): the spoke StackSet, and the bucket the organization run writes results to.
+    "CloudFormation": "cloudformation",
+    "S3": "s3",
 }
 # The roles CloudFormation names after the stack (STACK-LogicalId-random) and the one profile the stack names.
 DEPLOYER_IAM_RESOURCES = ("role/{stack}-*", "instance-profile/{profile}")

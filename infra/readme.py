@@ -29,6 +29,7 @@ from trainctl.core import names
 from trainctl.core.durations import format_duration
 from trainctl.core.settings import ENV_PREFIX, AgeGuardSettings, CostSettings, SpotSettings, SweepSettings
 from trainctl.lyceum.settings import LyceumSettings
+from trainctl.organization.settings import OrganizationSettings
 from trainctl.runpod.settings import RunpodSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -39,6 +40,7 @@ READERS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("spot", SpotSettings),
     ("RunPod sweep", RunpodSettings),
     ("Lyceum sweep", LyceumSettings),
+    ("organization run", OrganizationSettings),
 )
 # Where the schema's default is not what a deployment or the command line starts from.
 DEFAULTS = {"regions": "the stack's region; on the command line the current one", "account_id": "the stack's account"}
@@ -59,6 +61,10 @@ DEPLOY_MEANINGS = {
     "trace_aws_calls": "`true` adds the X-Ray SDK and a subsegment per AWS call (150 to 250 ms of each cold start)",
     "runpod_sweep_timeout": "Lambda timeout of RunPod's sweep function (1m to 15m), deployed when RunPod is in scope",
     "lyceum_sweep_timeout": "Lambda timeout of Lyceum's sweep function (1m to 15m), deployed when Lyceum is in scope",
+    "org_id": "the AWS Organization's id (`o-...`) whose principals the spoke role and the hub's bus trust; with "
+    "`org_units`",
+    "org_tolerated_failure_percentage": "share of account-regions whose child may fail before the organization run "
+    "itself fails",
 }
 
 MEANINGS = {
@@ -140,6 +146,16 @@ MEANINGS = {
     "lyceum_run_max_wall_clock": "a Lyceum run longer than this is marked, then aborted; unset: no cap",
     "lyceum_key_secret": "name of the Secrets Manager secret holding Lyceum's API key; needed with a Lyceum scope",
     "lyceum_min_credits": "cost alert when Lyceum's remaining credits fall under this; unset: no alert",
+    "org_units": "organizational units (`ou-...`) whose accounts, and those of units below, are swept; unset: one "
+    "account",
+    "org_exclude_accounts": "account ids never swept and given no spoke, whatever the units say (the deny-list)",
+    "org_include_accounts": "account ids swept although outside the units, such as the management account (its spoke "
+    "is deployed by hand)",
+    "org_regions": "regions swept in every covered account; unset: `regions`",
+    "org_spoke_role": "name of the role the StackSet creates in each spoke and the hub assumes",
+    "org_enforce_units": "units (and those below) where enforcement is on; every other account stays dry-run",
+    "org_enforce_accounts": "accounts where enforcement is on; every other account stays dry-run",
+    "org_max_concurrency": "account-regions the Distributed Map sweeps at once",
 }
 
 

@@ -30,6 +30,7 @@ from infra.cost_alerts import CostAlerts
 from infra.dashboard import DASHBOARD_NAME, Dashboard
 from infra.function import TrainctlFunction
 from infra.layer import DomainLayer
+from infra.organization import Organization
 from infra.permissions import acknowledge
 from infra.prewarm import Prewarm
 from infra.providers import DeployedProvider, ProviderSweeps
@@ -55,6 +56,7 @@ class TrainctlStack(cdk.Stack):
         retention = _retention(config.options.log_retention_days)
         self._sweep_and_age_guard(config, layer, retention)
         self._provider_sweeps(config, layer, retention)
+        self.organization = self._organization(config, layer, retention)
         self._cost_and_spot(config, layer, retention)
         sweep_settings = config.sweep
         self.prewarm = Prewarm(
@@ -174,6 +176,30 @@ class TrainctlStack(cdk.Stack):
                 log_retention=retention,
             )
 
+    def _organization(
+        self, config: DeployConfig, layer: lambda_.ILayerVersion, retention: logs.RetentionDays
+    ) -> Organization | None:
+        """The spoke StackSet, the organization bus and the organization run; nothing at all for one account."""
+        if not config.covers_organization or config.options.org_id is None:
+            return None
+        return Organization(
+            self,
+            "Organization",
+            organization=config.organization,
+            organization_id=config.options.org_id,
+            tolerated_failure_percentage=config.options.org_tolerated_failure_percentage,
+            regions=config.organization.regions_or(config.sweep.regions),
+            scope_tag=config.sweep.scope_tag,
+            settings_environment={**config.function_environment(), **config.organization_environment()},
+            schedule_expression=config.options.sweep_schedule,
+            layer=layer,
+            ledger=self.ledger,
+            topic=self.topic,
+            key=self.key,
+            failures=self.failures,
+            log_retention=retention,
+        )
+
     def _cost_and_spot(self, config: DeployConfig, layer: lambda_.ILayerVersion, retention: logs.RetentionDays) -> None:
         cost = config.cost
         self.cost = CostAlerts(
@@ -226,6 +252,8 @@ class TrainctlStack(cdk.Stack):
         """Alarms to the topic and the dashboard, over every function and workflow the stack holds."""
         functions = [c for c in self.node.find_all() if isinstance(c, TrainctlFunction)]
         workflows = {"recovery": self.recovery.state_machine, "prewarm": self.prewarm.state_machine}
+        if self.organization is not None:
+            workflows["organization"] = self.organization.state_machine
         schedules = {"sweep_schedule": config.options.sweep_schedule, "cost_schedule": config.options.cost_schedule}
         self.alarms = Alarms(
             self,

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.infra
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 # Declared but not granted in a deployment without prewarm_buckets: there is no bucket to list.
 WITHHELD_WITHOUT_BUCKETS = {"prewarm_plan": {"s3:ListBucket"}, "prewarm_report": {"s3:ListBucket"}}
-# Deployed only with a provider configured: tests/infra/test_providers_stack.py holds its policy to its declarations.
-ONLY_WHEN_CONFIGURED = {"provider_sweep"}
+# Deployed only with a provider or an organization configured: tests/infra/test_providers_stack.py and
+# test_organization_stack.py hold their policies to their declarations.
+ONLY_WHEN_CONFIGURED = {"provider_sweep", "organization_plan", "organization_sweep"}
 
 
 def granted(template: dict[str, Any], role: str) -> set[str]:

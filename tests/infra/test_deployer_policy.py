@@ -21,6 +21,7 @@ from infra.readme import default_of
 from tests.infra.conftest import synth
 from trainctl.core import names
 from trainctl.lyceum.settings import LyceumSettings
+from trainctl.organization.settings import OrganizationSettings
 from trainctl.runpod.settings import RunpodSettings
 
 pytestmark = pytest.mark.infra
@@ -54,6 +55,17 @@ OPTIONAL: dict[str, dict[str, Any]] = {
         "lyceum_vm_ttl": "72h",
         "lyceum_run_max_wall_clock": "24h",
         "lyceum_key_secret": "trainctl/lyceum",
+        "lyceum_min_credits": 25,
+    },
+    # A whole AWS Organization (issue 29): the spoke StackSet, the organization bus, the run and its bucket.
+    "organization": {
+        "org_id": "o-a1b2c3d4e5",
+        "org_units": ["ou-ab12-cd34ef56"],
+        "org_exclude_accounts": ["210987654321"],
+        "org_include_accounts": ["111122223333"],
+        "org_regions": ["us-east-1", "eu-west-1"],
+        "org_enforce_units": ["ou-ab12-cd34ef56"],
+        "org_enforce_accounts": ["111122223333"],
     },
 }
 EVERY_ONE = {key: value for settings in OPTIONAL.values() for key, value in settings.items()}
@@ -142,7 +154,7 @@ def uncovered(template: dict[str, Any], policy: dict[str, Any]) -> list[str]:
 def test_every_optional_setting_is_synthesised() -> None:
     """A new optional deploy setting (or a provider's setting, which may add a provider's sweep) gets its own
     case here, or this fails."""
-    models = (DeployOptions, RunpodSettings, LyceumSettings)
+    models = (DeployOptions, RunpodSettings, LyceumSettings, OrganizationSettings)
     optional = {
         name for model in models for name, field in model.model_fields.items() if default_of(field) in (None, (), False)
     }

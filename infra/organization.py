@@ -1,0 +1,355 @@
+"""The hub's side of a whole AWS Organization: the spoke StackSet, the bus spokes forward to, and the organization
+run (a plan, then a Distributed Map with one child per account and region), on its schedule.
+
+Deployed only when org_units is set: a single-account deployment holds none of it. The hub's own account is swept
+by the hub's own functions as before; the StackSet leaves it out (with the deny-listed accounts), and the
+organization run is told to leave it out too, so that no account is swept twice and no spoke role stands beside
+the hub's roles.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudformation as cloudformation
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.function import TrainctlFunction
+from infra.organization_spoke import HUB_BUS, HUB_ROLES, SWEEP_FOLDER, spoke_actions, spoke_template
+from infra.permissions import acknowledge, logical_id
+from infra.policy import Route, platform_statement, service
+from infra.workflow import state_machine
+from trainctl.core import names
+from trainctl.organization.settings import OrganizationSettings
+
+PLAN_FOLDER = "organization_plan"
+STATE_MACHINE_NAME = "trainctl-organization-run"
+# The Distributed Map's label: its Map Runs and child executions are named by it.
+MAP_LABEL = "EveryAccountRegion"
+STACK_SET_NAME = "trainctl-spoke"
+BUS_NAME = "trainctl-organization"
+# Where the Distributed Map writes each run's results (Step Functions adds the run's own folder below it).
+RESULTS_PREFIX = "organization-runs"
+RESULTS_KEPT = cdk.Duration.days(90)
+RESULT_WRITER_V2 = "@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2"
+# Each child may run as long as Lambda lets the sweep run; Express child workflows end at five minutes, so the
+# children are Standard workflows.
+CHILD_TYPE = sfn.StateMachineType.STANDARD
+# What the Distributed Map's role needs to write results to S3 (Step Functions Developer Guide, "IAM policies for
+# using Distributed Map states"); CDK grants its child executions itself (the state machine's DistributedMapPolicy).
+RESULT_WRITER_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload")
+# sts:GetCallerIdentity needs no permission (AWS STS API Reference, GetCallerIdentity).
+NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity": "needs no permission: STS answers it for any credentials"}
+
+
+class Organization(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        organization: OrganizationSettings,
+        organization_id: str,
+        tolerated_failure_percentage: float,
+        regions: Sequence[str],
+        scope_tag: str,
+        settings_environment: Mapping[str, str],
+        schedule_expression: str,
+        layer: lambda_.ILayerVersion,
+        ledger: dynamodb.ITable,
+        topic: sns.ITopic,
+        key: kms.IKey,
+        failures: sqs.IQueue,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # The Distributed Map renders its ResultWriter only under this flag (CDK's ResultWriter is deprecated).
+        self.node.set_context(RESULT_WRITER_V2, True)
+        stack = cdk.Stack.of(self)
+        self.regions = tuple(regions)
+        # The hub's own account is the hub's: never a spoke, never a child of the run.
+        self.not_spokes = [*organization.org_exclude_accounts, stack.account]
+        environment = {
+            **settings_environment,
+            "TRAINCTL_ORG_EXCLUDE_ACCOUNTS": cdk.Fn.join(",", self.not_spokes),
+            "TRAINCTL_LEDGER_TABLE": ledger.table_name,
+            "TRAINCTL_TOPIC_ARN": topic.topic_arn,
+            "TRAINCTL_TRAINING_DOCUMENT": names.TRAINING_DOCUMENT,
+        }
+        self.plan = TrainctlFunction(
+            self,
+            "Plan",
+            folder=PLAN_FOLDER,
+            description="trainctl organization run: the accounts and regions to sweep",
+            environment=environment,
+            timeout=cdk.Duration.minutes(5),
+            layer=layer,
+            failures=failures,
+            log_retention=log_retention,
+            # Step Functions invokes it and retries it; a failed run is the state machine's to report.
+            retry_attempts=0,
+        )
+        self.sweep = TrainctlFunction(
+            self,
+            "Sweep",
+            folder=SWEEP_FOLDER,
+            description="trainctl organization run: sweep one account in one region through its spoke role",
+            environment=environment,
+            memory_size=1024,
+            # A child sweeps one account-region; it stops itself before this deadline and resumes next run.
+            timeout=cdk.Duration.minutes(15),
+            layer=layer,
+            failures=failures,
+            log_retention=log_retention,
+            retry_attempts=0,
+        )
+        self.spoke_role_arns = f"arn:aws:iam::*:role/{organization.org_spoke_role}"
+        self._grant(
+            self.plan, assumes_spokes=False, organization_id=organization_id, ledger=ledger, topic=topic, key=key
+        )
+        self._grant(
+            self.sweep, assumes_spokes=True, organization_id=organization_id, ledger=ledger, topic=topic, key=key
+        )
+        self.bus = self._organization_bus(organization_id)
+        self.stack_set = self._stack_set(organization, organization_id, scope_tag)
+        self.results = self._results_bucket()
+        self.state_machine, self.state_machine_role = self._run(
+            organization=organization,
+            tolerated_failure_percentage=tolerated_failure_percentage,
+            key=key,
+            log_retention=log_retention,
+        )
+        self.schedule = scheduler.Schedule(
+            self,
+            "Schedule",
+            description="trainctl organization run",
+            schedule=scheduler.ScheduleExpression.expression(schedule_expression),
+            target=scheduler_targets.StepFunctionsStartExecution(
+                self.state_machine,
+                # The schedule's own role, here: CDK would otherwise make one at the stack's top.
+                role=iam.Role(self, "ScheduleRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com")),
+                input=scheduler.ScheduleTargetInput.from_object({"task": PLAN_FOLDER}),
+                dead_letter_queue=failures,
+                retry_attempts=2,
+                max_event_age=cdk.Duration.hours(1),
+            ),
+        )
+
+    def _grant(
+        self,
+        handler: TrainctlFunction,
+        *,
+        assumes_spokes: bool,
+        organization_id: str,
+        ledger: dynamodb.ITable,
+        topic: sns.ITopic,
+        key: kms.IKey,
+    ) -> None:
+        """Hub-side grants only: what is done inside a spoke is done with the spoke role's credentials."""
+        in_spokes = "called with the spoke role's credentials, which grant it in each spoke; never with this role"
+        withheld = dict.fromkeys(spoke_actions(), in_spokes) | NO_PERMISSION_NEEDED
+        routes = [
+            Route("Ledger", [ledger.table_arn], select=service("dynamodb")),
+            Route("Notify", [topic.topic_arn], select=service("sns")),
+            Route("EncryptedTopicAndLedger", [key.key_arn], select=service("kms")),
+            # Organizations' reads of accounts, units and parents; the hub runs in its delegated administrator.
+            Route("ReadTheOrganization", ["*"], select=service("organizations")),
+        ]
+        if assumes_spokes:
+            routes.append(
+                Route(
+                    "AssumeSpokeRolesInTheOrganizationOnly",
+                    [self.spoke_role_arns],
+                    actions=["sts:AssumeRole"],
+                    conditions={"StringEquals": {"aws:ResourceOrgID": organization_id}},
+                )
+            )
+        else:
+            withheld["sts:AssumeRole"] = "the plan reads the organization; only the child assumes spoke roles"
+        handler.grant_declared(routes, withheld=withheld)
+        acknowledge(
+            handler.role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "Organizations' list and describe calls over accounts and units the settings name; reads only.",
+        )
+        if assumes_spokes:
+            acknowledge(
+                handler.role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{self.spoke_role_arns}]",
+                "The spoke role, by its one name, in any account of this organization only (aws:ResourceOrgID).",
+            )
+
+    def _organization_bus(self, organization_id: str) -> events.EventBus:
+        """The bus spokes forward to: its policy admits the organization, not a list of accounts."""
+        bus = events.EventBus(self, "Bus", event_bus_name=BUS_NAME)
+        events.CfnEventBusPolicy(
+            self,
+            "BusPolicy",
+            event_bus_name=bus.event_bus_name,
+            statement_id="SpokesOfTheOrganization",
+            statement={
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "events:PutEvents",
+                "Resource": bus.event_bus_arn,
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": organization_id}},
+            },
+        )
+        return bus
+
+    def _stack_set(
+        self, organization: OrganizationSettings, organization_id: str, scope_tag: str
+    ) -> cloudformation.CfnStackSet:
+        """Service-managed: accounts that join a covered unit get a spoke with no one acting; those leaving lose it."""
+        template = spoke_template(
+            role_name=organization.org_spoke_role,
+            regions=self.regions,
+            scope_tag=scope_tag,
+            organization_id=organization_id,
+        )
+        stack_set = cloudformation.CfnStackSet(
+            self,
+            "Spokes",
+            stack_set_name=STACK_SET_NAME,
+            description="trainctl spoke: the hub's role, event forwarding and SSM documents",
+            permission_model="SERVICE_MANAGED",
+            # The hub lives in the organization's delegated administrator for StackSets, not its management account.
+            call_as="DELEGATED_ADMIN",
+            auto_deployment=cloudformation.CfnStackSet.AutoDeploymentProperty(
+                enabled=True, retain_stacks_on_account_removal=False
+            ),
+            capabilities=["CAPABILITY_NAMED_IAM"],
+            managed_execution={"Active": True},
+            operation_preferences=cloudformation.CfnStackSet.OperationPreferencesProperty(
+                region_concurrency_type="PARALLEL", max_concurrent_percentage=25, failure_tolerance_percentage=10
+            ),
+            template_body=json.dumps(template, separators=(",", ":"), sort_keys=True),
+            parameters=[
+                cloudformation.CfnStackSet.ParameterProperty(
+                    parameter_key=HUB_ROLES, parameter_value=self.sweep.role.role_arn
+                ),
+                cloudformation.CfnStackSet.ParameterProperty(
+                    parameter_key=HUB_BUS, parameter_value=self.bus.event_bus_arn
+                ),
+            ],
+            stack_instances_group=[
+                cloudformation.CfnStackSet.StackInstancesProperty(
+                    deployment_targets=cloudformation.CfnStackSet.DeploymentTargetsProperty(
+                        organizational_unit_ids=list(organization.org_units),
+                        accounts=self.not_spokes,
+                        account_filter_type="DIFFERENCE",
+                    ),
+                    regions=list(self.regions),
+                )
+            ],
+        )
+        return stack_set
+
+    def _results_bucket(self) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self,
+            "Results",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=RESULTS_KEPT, abort_incomplete_multipart_upload_after=cdk.Duration.days(1))
+            ],
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            bucket,
+            "AwsSolutions::AwsSolutions-S1",
+            "Only the organization run's state machine writes here, and its execution log records every run; "
+            "an access-log bucket would log that one writer.",
+        )
+        return bucket
+
+    def _run(
+        self,
+        *,
+        organization: OrganizationSettings,
+        tolerated_failure_percentage: float,
+        key: kms.IKey,
+        log_retention: logs.RetentionDays,
+    ) -> tuple[sfn.StateMachine, iam.Role]:
+        plan = tasks.LambdaInvoke(self, "PlanAccounts", lambda_function=self.plan.function, payload_response_only=True)
+        sweep_one = tasks.LambdaInvoke(
+            self, "SweepAccountRegion", lambda_function=self.sweep.function, payload_response_only=True
+        )
+        fan_out = sfn.DistributedMap(
+            self,
+            "EveryAccountRegion",
+            items_path="$.items",
+            max_concurrency=organization.org_max_concurrency,
+            tolerated_failure_percentage=tolerated_failure_percentage,
+            map_execution_type=CHILD_TYPE,
+            result_writer_v2=sfn.ResultWriterV2(bucket=self.results, prefix=RESULTS_PREFIX),
+            label=MAP_LABEL,
+        )
+        fan_out.item_processor(sweep_one)
+        machine, role, _ = state_machine(
+            self,
+            name=STATE_MACHINE_NAME,
+            start=plan.next(fan_out),
+            # Children run at most 15 minutes each; at the default concurrency 800 account-regions take hours,
+            # not a day.
+            timeout=cdk.Duration.hours(24),
+            log_retention=log_retention,
+            key=key,
+            routes=[
+                Route(
+                    "InvokeOrganizationFunctions",
+                    [self.plan.function.function_arn, self.sweep.function.function_arn],
+                    actions=["lambda:InvokeFunction"],
+                )
+            ],
+        )
+        role.add_to_policy(
+            platform_statement(
+                "WriteRunResults", RESULT_WRITER_ACTIONS, [self.results.arn_for_objects(f"{RESULTS_PREFIX}/*")]
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "Log delivery and X-Ray take no resource ARNs; nothing else is granted on *.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(self.results)}.Arn>/{RESULTS_PREFIX}/*]",
+            "The Distributed Map writes each run's results under its one prefix of the bucket the stack owns.",
+        )
+        # CDK's own policy for the Distributed Map: start, watch and redrive this state machine's children only.
+        map_policy = machine.node.find_child("DistributedMapPolicy")
+        assert isinstance(map_policy, iam.Policy), "CDK attaches the Distributed Map's grants as this policy"
+        stack = cdk.Stack.of(self)
+        # The execution ARNs as CDK writes them: the state machine's name cut from its ARN.
+        executions = (
+            f"arn:{cdk.Aws.PARTITION}:states:{stack.region}:{stack.account}:execution:"
+            f"{cdk.Fn.select(6, cdk.Fn.split(':', machine.state_machine_arn))}"
+        )
+        for suffix in (":*", f"/{MAP_LABEL}:*"):
+            acknowledge(
+                map_policy,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{executions}{suffix}]",
+                "The Distributed Map starts, describes, stops and redrives the child executions of this one state "
+                "machine (Step Functions Developer Guide, IAM policies for using Distributed Map states).",
+            )
+        return machine, role

@@ -1,0 +1,234 @@
+"""The spoke: what the StackSet puts in every covered account and region, and nothing else.
+
+A role the hub's organization functions assume (trusted by their role ARNs only, and only from inside the
+organization), holding the hub sweep's own tag-conditioned grants and the Deny on persistent resources; rules that
+forward spot warnings, rebalance recommendations, state changes and the CloudTrail calls age_guard stamps to the
+hub's organization bus; and trainctl's SSM documents. No Lambda runs in a spoke: the compute stays in the hub.
+
+The template is synthesised by CDK in an App of its own, checked by cdk-nag like the hub, and handed to the StackSet
+as its TemplateBody: no asset, no bootstrap, no AWS call at synth. The role is global, the rest regional: the role
+is created only in the first covered region, so that one stack instance per region never names it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.cleanup_sweep import sweep_routes
+from infra.declarations import declared_for
+from infra.node_banner import silence_node_end_of_life
+from infra.permissions import acknowledge, ec2_arns, never_destroy_persistent
+from infra.policy import DeclaredPolicy
+from infra.spot_interruption import SPOT_DETAIL_TYPES, STATE_CHANGES
+from trainctl.age_guard.rules import STAMPED_EVENTS, USE_EVENTS
+from trainctl.aws import ssm_documents as documents
+from trainctl.core import names
+
+# The child that sweeps one account-region with the spoke role's credentials.
+SWEEP_FOLDER = "organization_sweep"
+# Hub-side services the child calls with its own role: ledger and lease, topic, their key, the organization's
+# accounts and units, and STS (to reach the spoke, and to check which account answered).
+HUB_SERVICES = ("dynamodb", "sns", "kms", "organizations", "sts")
+# The stack's parameters, given by the StackSet: the hub's roles the spoke role trusts, and the hub's bus.
+HUB_ROLES = "HubRoleArns"
+HUB_BUS = "HubEventBusArn"
+# The documents the hub's capabilities run on a spoke's instances, and those people run with `trainctl transfer`.
+SPOKE_DOCUMENTS = {
+    "TrainingCheckDocument": (names.TRAINING_DOCUMENT, documents.TRAINING_CHECK),
+    "CheckpointDocument": (names.SPOT_DOCUMENT, documents.SPOT_CHECKPOINT),
+    "TransferDocument": (names.TRANSFER_DOCUMENT, documents.TRANSFER),
+    "LocalCacheDocument": (names.LOCAL_CACHE_DOCUMENT, documents.LOCAL_CACHE),
+}
+# Instances starting (age_guard attributes those the trail did not), and their last moments (spot).
+FORWARDED_STATES = ["running", *STATE_CHANGES]
+
+
+def spoke_actions() -> frozenset[str]:
+    """What the child does inside a spoke: every action its code declares but those it calls on the hub."""
+    return frozenset(a for a in declared_for(SWEEP_FOLDER).actions if a.split(":", 1)[0] not in HUB_SERVICES)
+
+
+def hub_actions() -> frozenset[str]:
+    """What the child does in the hub with its own role."""
+    return frozenset(a for a in declared_for(SWEEP_FOLDER).actions if a.split(":", 1)[0] in HUB_SERVICES)
+
+
+class SpokeStack(cdk.Stack):
+    """One stack instance per covered account and region."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        role_name: str,
+        role_region: str,
+        regions: Sequence[str],
+        scope_tag: str,
+        organization_id: str,
+    ) -> None:
+        # No bootstrap in a member account: the template carries neither asset nor bootstrap version check.
+        super().__init__(scope, construct_id, synthesizer=cdk.BootstraplessSynthesizer())
+        hub_roles = cdk.CfnParameter(
+            self,
+            HUB_ROLES,
+            type="CommaDelimitedList",
+            description="The hub's roles that may assume the spoke role (their ARNs)",
+        )
+        hub_bus = cdk.CfnParameter(
+            self, HUB_BUS, type="String", description="The hub's organization event bus (its ARN)"
+        )
+        self.role = self._spoke_role(
+            role_name=role_name,
+            role_region=role_region,
+            regions=regions,
+            scope_tag=scope_tag,
+            organization_id=organization_id,
+            hub_roles=hub_roles.value_as_list,
+        )
+        self._forwarding(hub_bus.value_as_string)
+        for construct_id_, (name, source) in SPOKE_DOCUMENTS.items():
+            ssm.CfnDocument(
+                self,
+                construct_id_,
+                name=name,
+                document_type="Command",
+                document_format="JSON",
+                content=documents.load(source),
+                update_method="NewVersion",
+            )
+
+    def _spoke_role(
+        self,
+        *,
+        role_name: str,
+        role_region: str,
+        regions: Sequence[str],
+        scope_tag: str,
+        organization_id: str,
+        hub_roles: list[str],
+    ) -> iam.CfnRole:
+        account = self.account
+        declared = spoke_actions()
+        statements = [
+            never_destroy_persistent(),
+            *DeclaredPolicy(f"{SWEEP_FOLDER} (spoke)", declared).statements(
+                sweep_routes(regions=regions, account=account, scope_tag=scope_tag)
+            ),
+        ]
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": hub_roles},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {"StringEquals": {"aws:PrincipalOrgID": organization_id}},
+                }
+            ],
+        }
+        role = iam.CfnRole(
+            self,
+            "SpokeRole",
+            role_name=role_name,
+            description="trainctl spoke: what the hub's organization run may do in this account",
+            assume_role_policy_document=trust,
+            policies=[
+                iam.CfnRole.PolicyProperty(
+                    policy_name="trainctl-spoke",
+                    policy_document=iam.PolicyDocument(statements=statements).to_json(),
+                )
+            ],
+        )
+        # IAM is global: one stack instance (the first covered region's) holds the role.
+        role.cfn_options.condition = cdk.CfnCondition(
+            self, "RoleRegion", expression=cdk.Fn.condition_equals(cdk.Aws.REGION, role_region)
+        )
+        for arn in ec2_arns(regions, account, "instance", "volume", "snapshot"):
+            acknowledge(
+                role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                "The hub's sweep acts on any resource of this account only under the scope-tag condition, and a "
+                "Deny protects anything tagged trainctl:persistent: the hub sweep role's own grants.",
+            )
+        acknowledge(
+            role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "EC2 and SSM reads that support no resource-level permissions, as the hub sweep role has them.",
+        )
+        return role
+
+    def _forwarding(self, hub_bus_arn: str) -> None:
+        """Rules on this region's default bus that send what the hub reacts to on to the hub's bus."""
+        bus = events.EventBus.from_event_bus_arn(self, "HubBus", hub_bus_arn)
+        # One role per stack instance (CloudFormation names it): it may put events on the hub's bus only.
+        role = iam.Role(self, "ForwardToHub", assumed_by=iam.ServicePrincipal("events.amazonaws.com"))
+        role.add_to_policy(iam.PolicyStatement(actions=["events:PutEvents"], resources=[hub_bus_arn]))
+        instances = "EC2 Instance State-change Notification"
+        patterns: dict[str, tuple[str, events.EventPattern]] = {
+            "SpotWarnings": (
+                "spot warnings and rebalance recommendations",
+                events.EventPattern(source=["aws.ec2"], detail_type=SPOT_DETAIL_TYPES),
+            ),
+            "StateChanges": (
+                "instances starting, stopping or ending",
+                events.EventPattern(source=["aws.ec2"], detail_type=[instances], detail={"state": FORWARDED_STATES}),
+            ),
+            "ApiCalls": (
+                "EC2 resources created or used, as CloudTrail records them",
+                events.EventPattern(
+                    source=["aws.ec2"],
+                    detail_type=["AWS API Call via CloudTrail"],
+                    detail={"eventSource": ["ec2.amazonaws.com"], "eventName": [*STAMPED_EVENTS, *USE_EVENTS]},
+                ),
+            ),
+        }
+        for rule_id, (what, pattern) in patterns.items():
+            rule = events.Rule(
+                self,
+                rule_id,
+                description=f"trainctl spoke: {what}, forwarded to the hub",
+                event_pattern=pattern,
+                targets=[targets.EventBus(bus, role=role)],
+            )
+            acknowledge(
+                rule,
+                "Serverless::Serverless-EventBusDLQ",
+                "A spoke holds no queue of its own (nothing but the role, the rules and the documents); EventBridge "
+                "retries delivery to the hub's bus by its default retry policy.",
+            )
+
+
+def spoke_template(*, role_name: str, regions: Sequence[str], scope_tag: str, organization_id: str) -> dict[str, Any]:
+    """The spoke's CloudFormation template, synthesised in an App of its own and checked by cdk-nag."""
+    silence_node_end_of_life(os.environ)
+    from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+
+    with tempfile.TemporaryDirectory() as outdir:
+        app = cdk.App(outdir=outdir)
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(), ServerlessChecks())
+        SpokeStack(
+            app,
+            "TrainctlSpoke",
+            role_name=role_name,
+            role_region=regions[0],
+            regions=regions,
+            scope_tag=scope_tag,
+            organization_id=organization_id,
+        )
+        assembly = app.synth()
+        stack = assembly.get_stack_by_name("TrainctlSpoke")
+        template: dict[str, Any] = json.loads(Path(assembly.directory, stack.template_file).read_text())
+    return template
