@@ -16,8 +16,8 @@ from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.events import InvalidEvent
 from trainctl.core.sweep_settings import SweepSettings
 from trainctl.organization.events import parse_plan_request
+from trainctl.organization.members import plan_organization
 from trainctl.organization.record import AccountRecords
-from trainctl.organization.run import plan_organization
 from trainctl.organization.settings import OrganizationSettings
 
 if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy

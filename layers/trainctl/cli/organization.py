@@ -26,9 +26,10 @@ from trainctl.core import names
 from trainctl.core.clock import Clock, format_instant
 from trainctl.core.errors import TrainctlError
 from trainctl.core.settings import SweepSettings
+from trainctl.organization.members import plan_organization
 from trainctl.organization.record import AccountRecords
 from trainctl.organization.rules import Coverage, is_account_id
-from trainctl.organization.run import aggregate, plan_organization, sweep_target
+from trainctl.organization.run import aggregate, sweep_target
 from trainctl.organization.settings import OrganizationSettings
 
 org = typer.Typer(help="The AWS Organization the hub covers: accounts, onboarding, last sweeps.", no_args_is_help=True)
