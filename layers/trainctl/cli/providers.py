@@ -168,6 +168,43 @@ def _finish(fmt: Any, result: dict[str, Any], done: Callable[[], None]) -> None:
         warn_line(f"{result['id']}: {result['detail']}")
 
 
+def refuse_unreadable(resource_id: str, verb: str, provider: str, unreadable: Iterable[tuple[str, str]]) -> None:
+    """An entry whose answer was not in the documented shape is refused by name, whatever is waived."""
+    for label, problem in unreadable:
+        if label == resource_id:
+            raise Refused(f"{resource_id} not {verb}: {_unreadable_refusal(problem, provider)}")
+
+
+def refuse_ask_act(
+    ctx: typer.Context,
+    fmt: Any,
+    *,
+    resource_id: str,
+    action: str,
+    done: str,
+    provider: str,
+    refusals: Sequence[str],
+    problems: Sequence[Problem],
+    waivers: Waivers,
+    plan: Sequence[str],
+    yes: bool,
+    act: Callable[[], dict[str, Any]],
+) -> None:
+    """Every destructive provider command's flow: refuse what is not waived, show the plan and ask, act under the
+    key's words, then print what was read back (`act` returns the outcome's fields)."""
+    refuse_unwaived(resource_id, done, refusals, problems, waivers)
+    confirm(
+        ctx,
+        [*plan, *(f"waived: {p.text}" for p in waivers.waived(problems))],
+        f"{action.capitalize()} {resource_id}?",
+        yes=yes,
+    )
+    with refused_key_in_words(provider):
+        fields = act()
+    result: dict[str, Any] = {"id": resource_id, "action": action, **fields}
+    _finish(fmt, result, lambda: console.print(Text(_outcome_words(resource_id, done, result))))
+
+
 # ------------------------------------------------------------------------------------------------ RunPod
 
 RUNPOD_PREFIX, RUNPOD_IDS = "TRAINCTL_RUNPOD_NAME_PREFIX", "TRAINCTL_RUNPOD_IDS"
@@ -272,11 +309,18 @@ def runpod_pods_list(ctx: typer.Context, as_json: AsJson = False, output: Output
     emit(fmt, rows, show)
 
 
+def _runpod_fields(outcome: runpod_act.ActionResult) -> dict[str, Any]:
+    return {"outcome": outcome.outcome, "status_after": outcome.status_after, "detail": outcome.detail}
+
+
+def _lyceum_fields(outcome: lyceum_act.Outcome) -> dict[str, Any]:
+    return {"outcome": outcome.result, "detail": outcome.detail}
+
+
 def _hand_pod(pod_id: str, verb: str) -> tuple[RunpodClient, RunpodInventory, Pod]:
     client, _settings, inventory = _runpod_account()
-    for entry in inventory.unreadable:
-        if entry.resource_type == "instance" and entry.label == pod_id:
-            raise Refused(f"{pod_id} not {verb}: {_unreadable_refusal(entry.problem, 'RunPod')}")
+    unreadable = ((u.label, u.problem) for u in inventory.unreadable if u.resource_type == "instance")
+    refuse_unreadable(pod_id, verb, "RunPod", unreadable)
     pod = next((p for p in inventory.pods if p.resource_id == pod_id), None)
     if pod is None or pod.status == "TERMINATED":
         raise NotFound(f"no RunPod pod {pod_id} (RUNPOD_API_KEY's account lists none by that id)")
@@ -325,22 +369,23 @@ def runpod_pods_stop(
         emit(fmt, stopped, lambda: console.print(Text(f"{pod_id} is already stopped")))
         return
     refusals, problems = _pod_refusals_and_problems(pod)
-    waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner)
-    refuse_unwaived(pod_id, "stopped", refusals, problems, waivers)
-    plan = [f"stop {pod_id}: {_pod_words(pod, inventory.read_at)}"]
-    plan.append("its disk and what it holds stay, and keep billing until the pod is terminated")
-    plan += [f"waived: {p.text}" for p in waivers.waived(problems)]
-    confirm(ctx, plan, f"Stop {pod_id}?", yes=yes)
-    with refused_key_in_words("runpod"):
-        outcome = runpod_act.stop_pod(client, pod_id)
-    result: dict[str, Any] = {
-        "id": pod_id,
-        "action": "stop",
-        "outcome": outcome.outcome,
-        "status_after": outcome.status_after,
-        "detail": outcome.detail,
-    }
-    _finish(fmt, result, lambda: console.print(Text(_outcome_words(pod_id, "stopped", result))))
+    refuse_ask_act(
+        ctx,
+        fmt,
+        resource_id=pod_id,
+        action="stop",
+        done="stopped",
+        provider="runpod",
+        refusals=refusals,
+        problems=problems,
+        waivers=Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner),
+        plan=[
+            f"stop {pod_id}: {_pod_words(pod, inventory.read_at)}",
+            "its disk and what it holds stay, and keep billing until the pod is terminated",
+        ],
+        yes=yes,
+        act=lambda: _runpod_fields(runpod_act.stop_pod(client, pod_id)),
+    )
 
 
 @runpod_pods.command("terminate")
@@ -359,25 +404,27 @@ def runpod_pods_terminate(
     check_provider_id(pod_id, "RunPod pod id")
     client, inventory, pod = _hand_pod(pod_id, "terminated")
     refusals, problems = _pod_refusals_and_problems(pod)
-    waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner)
-    refuse_unwaived(pod_id, "terminated", refusals, problems, waivers)
     plan = [f"terminate {pod_id}: {_pod_words(pod, inventory.read_at)}"]
     plan.append("its own disk and what it holds are gone for good")
     if pod.network_volume_ids:
         plan.append(f"kept: network volume {', '.join(pod.network_volume_ids)} (billed until deleted)")
-    plan += [f"waived: {p.text}" for p in waivers.waived(problems)]
-    confirm(ctx, plan, f"Terminate {pod_id}?", yes=yes)
-    with refused_key_in_words("runpod"):
-        outcome = runpod_act.terminate_pod(client, pod_id)
-    result: dict[str, Any] = {
-        "id": pod_id,
-        "action": "terminate",
-        "outcome": outcome.outcome,
-        "status_after": outcome.status_after,
-        "detail": outcome.detail,
-        "kept_network_volumes": list(pod.network_volume_ids),
-    }
-    _finish(fmt, result, lambda: console.print(Text(_outcome_words(pod_id, "terminated", result))))
+    refuse_ask_act(
+        ctx,
+        fmt,
+        resource_id=pod_id,
+        action="terminate",
+        done="terminated",
+        provider="runpod",
+        refusals=refusals,
+        problems=problems,
+        waivers=Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner),
+        plan=plan,
+        yes=yes,
+        act=lambda: {
+            **_runpod_fields(runpod_act.terminate_pod(client, pod_id)),
+            "kept_network_volumes": list(pod.network_volume_ids),
+        },
+    )
 
 
 def _outcome_words(resource_id: str, done: str, result: dict[str, Any]) -> str:
@@ -462,9 +509,8 @@ def runpod_volumes_delete(
     fmt = output_format(ctx, output, as_json)
     check_provider_id(volume_id, "RunPod network volume id")
     client, _settings, inventory = _runpod_account()
-    for entry in inventory.unreadable:
-        if entry.resource_type == "volume" and entry.label == volume_id:
-            raise Refused(f"{volume_id} not deleted: {_unreadable_refusal(entry.problem, 'RunPod')}")
+    unreadable = ((u.label, u.problem) for u in inventory.unreadable if u.resource_type == "volume")
+    refuse_unreadable(volume_id, "deleted", "RunPod", unreadable)
     volume = next((v for v in inventory.volumes if v.resource_id == volume_id), None)
     if volume is None:
         raise NotFound(f"no RunPod network volume {volume_id} (RUNPOD_API_KEY's account lists none by that id)")
@@ -481,27 +527,26 @@ def runpod_volumes_delete(
         prefix_variable=RUNPOD_PREFIX,
         ids_variable=RUNPOD_IDS,
     )
-    waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner)
-    refuse_unwaived(volume_id, "deleted", refusals, problems, waivers)
     owner = f"owner {one_line(volume.owner, 64)} by its name" if volume.owner else "no owner in its name"
-    plan = [
-        f"delete {volume_id}: {one_line(volume.name, _NAME)!r}, {volume.volume.size_gib} GB in "
-        f"{one_line(volume.data_center, 32)}, no pod mounts it, {owner}, "
-        f"{_scope_words(volume.in_scope, RUNPOD_PREFIX, RUNPOD_IDS)}",
-        "its data is gone for good; trainctl reads no serverless endpoints: check that none uses it",
-        *(f"waived: {p.text}" for p in waivers.waived(problems)),
-    ]
-    confirm(ctx, plan, f"Delete {volume_id}?", yes=yes)
-    with refused_key_in_words("runpod"):
-        outcome = runpod_act.delete_network_volume(client, volume_id)
-    result: dict[str, Any] = {
-        "id": volume_id,
-        "action": "delete",
-        "outcome": outcome.outcome,
-        "status_after": outcome.status_after,
-        "detail": outcome.detail,
-    }
-    _finish(fmt, result, lambda: console.print(Text(_outcome_words(volume_id, "deleted", result))))
+    refuse_ask_act(
+        ctx,
+        fmt,
+        resource_id=volume_id,
+        action="delete",
+        done="deleted",
+        provider="runpod",
+        refusals=refusals,
+        problems=problems,
+        waivers=Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner),
+        plan=[
+            f"delete {volume_id}: {one_line(volume.name, _NAME)!r}, {volume.volume.size_gib} GB in "
+            f"{one_line(volume.data_center, 32)}, no pod mounts it, {owner}, "
+            f"{_scope_words(volume.in_scope, RUNPOD_PREFIX, RUNPOD_IDS)}",
+            "its data is gone for good; trainctl reads no serverless endpoints: check that none uses it",
+        ],
+        yes=yes,
+        act=lambda: _runpod_fields(runpod_act.delete_network_volume(client, volume_id)),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ Lyceum
@@ -596,9 +641,8 @@ def lyceum_vms_terminate(
     fmt = output_format(ctx, output, as_json)
     check_provider_id(vm_id, "Lyceum VM id")
     client, _settings, inventory = _lyceum_account()
-    for entry in inventory.unreadable:
-        if entry.kind == "vm" and entry.label == vm_id:
-            raise Refused(f"{vm_id} not terminated: {_unreadable_refusal(entry.problem, 'Lyceum')}")
+    unreadable = ((u.label, u.problem) for u in inventory.unreadable if u.kind == "vm")
+    refuse_unreadable(vm_id, "terminated", "Lyceum", unreadable)
     vm = next((v for v in inventory.vms if v.vm_id == vm_id), None)
     if vm is None or vm.status == "terminated":
         raise NotFound(f"no Lyceum VM {vm_id} (LYCEUM_API_KEY's organisation lists none by that id)")
@@ -609,21 +653,27 @@ def lyceum_vms_terminate(
         prefix_variable=LYCEUM_PREFIX,
         ids_variable=LYCEUM_IDS,
     )
-    waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner)
-    refuse_unwaived(vm_id, "terminated", [], problems, waivers)
     owner = f"owner {one_line(vm.owner, 64)} by its name" if vm.owner else "no owner in its name"
     age = _hours((system_clock() - vm.instance.launch_time).total_seconds())
-    plan = [
-        f"terminate {vm_id}: {one_line(vm.name, _NAME)!r}, {vm.status}, {one_line(vm.instance.instance_type, 32)}, "
-        f"made {age} ago, {owner}, {_scope_words(vm.in_scope, LYCEUM_PREFIX, LYCEUM_IDS)}",
-        "its disk and what it holds are gone for good (Lyceum has no stop that keeps them)",
-        *(f"waived: {p.text}" for p in waivers.waived(problems)),
-    ]
-    confirm(ctx, plan, f"Terminate {vm_id}?", yes=yes)
-    with refused_key_in_words("lyceum"):
-        outcome = lyceum_act.terminate_vm(client, vm_id)
-    result = {"id": vm_id, "action": "terminate", "outcome": outcome.result, "detail": outcome.detail}
-    _finish(fmt, result, lambda: console.print(Text(_outcome_words(vm_id, "terminated", result))))
+    refuse_ask_act(
+        ctx,
+        fmt,
+        resource_id=vm_id,
+        action="terminate",
+        done="terminated",
+        provider="lyceum",
+        refusals=[],
+        problems=problems,
+        waivers=Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner),
+        plan=[
+            f"terminate {vm_id}: {one_line(vm.name, _NAME)!r}, {vm.status}, "
+            f"{one_line(vm.instance.instance_type, 32)}, made {age} ago, {owner}, "
+            f"{_scope_words(vm.in_scope, LYCEUM_PREFIX, LYCEUM_IDS)}",
+            "its disk and what it holds are gone for good (Lyceum has no stop that keeps them)",
+        ],
+        yes=yes,
+        act=lambda: _lyceum_fields(lyceum_act.terminate_vm(client, vm_id)),
+    )
 
 
 RUN_COLUMNS = (
@@ -697,25 +747,30 @@ def lyceum_runs_abort(
     fmt = output_format(ctx, output, as_json)
     check_provider_id(run_id, "Lyceum run id")
     client, _settings, inventory = _lyceum_account()
-    for entry in inventory.unreadable:
-        if entry.kind == "run" and entry.label == run_id:
-            raise Refused(f"{run_id} not aborted: {_unreadable_refusal(entry.problem, 'Lyceum')}")
+    unreadable = ((u.label, u.problem) for u in inventory.unreadable if u.kind == "run")
+    refuse_unreadable(run_id, "aborted", "Lyceum", unreadable)
     run = next((r for r in inventory.runs if r.run_id == run_id), None)
     if run is None:
         raise NotFound(f"no live Lyceum run {run_id} (LYCEUM_API_KEY's organisation lists none live by that id)")
     problems = hand_problems(
         in_scope=run.in_scope, holder=None, me=None, prefix_variable=LYCEUM_PREFIX, ids_variable=LYCEUM_IDS
     )
-    waivers = Waivers.of(allow_out_of_scope=allow_out_of_scope)
-    refuse_unwaived(run_id, "aborted", [], problems, waivers)
-    plan = [
-        f"abort {run_id}: {one_line(run.file_name, _NAME)!r}, {run.status} on {one_line(run.hardware_profile, 32)}, "
-        f"submitted {format_instant(run.started)}, {_scope_words(run.in_scope, LYCEUM_PREFIX, LYCEUM_IDS)}",
-        "a hard stop: what it has not written out is lost",
-        *(f"waived: {p.text}" for p in waivers.waived(problems)),
-    ]
-    confirm(ctx, plan, f"Abort {run_id}?", yes=yes)
-    with refused_key_in_words("lyceum"):
-        outcome = lyceum_act.abort_run(client, run_id)
-    result = {"id": run_id, "action": "abort", "outcome": outcome.result, "detail": outcome.detail}
-    _finish(fmt, result, lambda: console.print(Text(_outcome_words(run_id, "aborted", result))))
+    refuse_ask_act(
+        ctx,
+        fmt,
+        resource_id=run_id,
+        action="abort",
+        done="aborted",
+        provider="lyceum",
+        refusals=[],
+        problems=problems,
+        waivers=Waivers.of(allow_out_of_scope=allow_out_of_scope),
+        plan=[
+            f"abort {run_id}: {one_line(run.file_name, _NAME)!r}, {run.status} on "
+            f"{one_line(run.hardware_profile, 32)}, submitted {format_instant(run.started)}, "
+            f"{_scope_words(run.in_scope, LYCEUM_PREFIX, LYCEUM_IDS)}",
+            "a hard stop: what it has not written out is lost",
+        ],
+        yes=yes,
+        act=lambda: _lyceum_fields(lyceum_act.abort_run(client, run_id)),
+    )
