@@ -29,6 +29,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from infra.declarations import declared_for
 from infra.function import TrainctlFunction
 from infra.organization_spoke import HUB_BUS, HUB_ROLES, SWEEP_FOLDER, spoke_actions, spoke_template
 from infra.permissions import acknowledge, logical_id
@@ -162,7 +163,9 @@ class Organization(Construct):
     ) -> None:
         """Hub-side grants only: what is done inside a spoke is done with the spoke role's credentials."""
         in_spokes = "called with the spoke role's credentials, which grant it in each spoke; never with this role"
-        withheld = dict.fromkeys(spoke_actions(), in_spokes) | NO_PERMISSION_NEEDED
+        declared = declared_for(handler.folder).actions
+        withheld = dict.fromkeys(declared & spoke_actions(), in_spokes)
+        withheld |= {action: why for action, why in NO_PERMISSION_NEEDED.items() if action in declared}
         routes = [
             Route("Ledger", [ledger.table_arn], select=service("dynamodb")),
             Route("Notify", [topic.topic_arn], select=service("sns")),
@@ -179,7 +182,7 @@ class Organization(Construct):
                     conditions={"StringEquals": {"aws:ResourceOrgID": organization_id}},
                 )
             )
-        else:
+        elif "sts:AssumeRole" in declared:
             withheld["sts:AssumeRole"] = "the plan reads the organization; only the child assumes spoke roles"
         handler.grant_declared(routes, withheld=withheld)
         acknowledge(
