@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from trainctl.aws.notifications import Notifier
 from trainctl.core.clock import Clock
-from trainctl.core.errors import TrainctlError
 from trainctl.core.sweep_settings import SweepSettings
 from trainctl.lyceum.act import abort_run, terminate_vm
 from trainctl.lyceum.client import PROVIDER, LyceumClient
@@ -19,9 +18,8 @@ from trainctl.providers.sweep import (
     ProviderLedger,
     ProviderRoom,
     ProviderSweepResult,
-    failed_sweep,
     provider_id,
-    run_provider_sweep,
+    sweep_after_read,
 )
 from trainctl.sweep.rules import Decision
 
@@ -54,14 +52,17 @@ def run_lyceum_sweep(
     deadline: float | None = None,
 ) -> ProviderSweepResult:
     now = clock()
-    try:
-        inventory = read_inventory(client, lyceum, now, deadline=deadline)
-    except TrainctlError as exc:  # a refused key, an outage, an answer without its documented envelope
-        return failed_sweep(PROVIDER, settings, now, exc)
-    room = ProviderRoom(
-        provider=PROVIDER,
-        judge=lambda _before: judge_inventory(inventory, lyceum, now),
-        act=lambda decision: act(client, decision, deadline),
-        next_steps=NEXT_STEPS,
+    return sweep_after_read(
+        PROVIDER,
+        lambda: read_inventory(client, lyceum, now, deadline=deadline),
+        lambda inventory: ProviderRoom(
+            provider=PROVIDER,
+            judge=lambda _before: judge_inventory(inventory, lyceum, now),
+            act=lambda decision: act(client, decision, deadline),
+            next_steps=NEXT_STEPS,
+        ),
+        settings,
+        now,
+        ledger=ledger,
+        notifier=notifier,
     )
-    return run_provider_sweep(room, settings, now, ledger=ledger, notifier=notifier)

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -308,6 +308,27 @@ def failed_sweep(provider: str, settings: SweepSettings, now: datetime, error: T
     plan = SweepPlan(at=now, decisions=(), scanned=0, in_scope=0)
     result = SweepResult(uuid.uuid4().hex[:12], settings.dry_run, now, (provider,), plan, (), False, False, (said,))
     return ProviderSweepResult(provider, result, said)
+
+
+Inventory = TypeVar("Inventory")
+
+
+def sweep_after_read(
+    provider: str,
+    read: Callable[[], Inventory],
+    room: Callable[[Inventory], ProviderRoom],
+    settings: SweepSettings,
+    now: datetime,
+    *,
+    ledger: ProviderLedger | None,
+    notifier: Notifier | None,
+) -> ProviderSweepResult:
+    """Read the provider's account, then sweep it; an account that cannot be read is this provider's error alone."""
+    try:
+        inventory = read()
+    except TrainctlError as exc:  # a refused key, an outage, an answer without its documented envelope
+        return failed_sweep(provider, settings, now, exc)
+    return run_provider_sweep(room(inventory), settings, now, ledger=ledger, notifier=notifier)
 
 
 def run_provider_sweep(

@@ -10,15 +10,13 @@ from datetime import datetime
 
 from trainctl.aws.notifications import Notifier
 from trainctl.core.clock import Clock
-from trainctl.core.errors import TrainctlError
 from trainctl.core.sweep_settings import SweepSettings
 from trainctl.providers.sweep import (
     ProviderLedger,
     ProviderRoom,
     ProviderSweepResult,
-    failed_sweep,
     provider_id,
-    run_provider_sweep,
+    sweep_after_read,
 )
 from trainctl.runpod.act import ActionResult, delete_network_volume, stop_pod, terminate_pod
 from trainctl.runpod.client import RunpodClient, read_account
@@ -61,15 +59,20 @@ def run_runpod_sweep(
     deadline: float | None = None,
 ) -> ProviderSweepResult:
     now: datetime = clock()
-    try:
-        inventory = read_account(client, runpod, now, deadline=deadline)
-    except TrainctlError as exc:  # a refused key, an outage, an answer without its documented envelope
-        return failed_sweep(PROVIDER, settings, now, exc)
-    room = ProviderRoom(
-        provider=PROVIDER,
-        judge=lambda before: judge_account(inventory, before, settings, now, no_endpoints=runpod.runpod_no_endpoints),
-        act=lambda decision: act(client, decision, deadline),
-        next_steps=NEXT_STEPS,
-        observed_ids=observed_ids(inventory),
+    return sweep_after_read(
+        PROVIDER,
+        lambda: read_account(client, runpod, now, deadline=deadline),
+        lambda inventory: ProviderRoom(
+            provider=PROVIDER,
+            judge=lambda before: judge_account(
+                inventory, before, settings, now, no_endpoints=runpod.runpod_no_endpoints
+            ),
+            act=lambda decision: act(client, decision, deadline),
+            next_steps=NEXT_STEPS,
+            observed_ids=observed_ids(inventory),
+        ),
+        settings,
+        now,
+        ledger=ledger,
+        notifier=notifier,
     )
-    return run_provider_sweep(room, settings, now, ledger=ledger, notifier=notifier)
