@@ -92,33 +92,7 @@ class Organization(Construct):
             "TRAINCTL_TOPIC_ARN": topic.topic_arn,
             "TRAINCTL_TRAINING_DOCUMENT": names.TRAINING_DOCUMENT,
         }
-        self.plan = TrainctlFunction(
-            self,
-            "Plan",
-            folder=PLAN_FOLDER,
-            description="trainctl organization run: the accounts and regions to sweep",
-            environment=environment,
-            timeout=cdk.Duration.minutes(5),
-            layer=layer,
-            failures=failures,
-            log_retention=log_retention,
-            # Step Functions invokes it and retries it; a failed run is the state machine's to report.
-            retry_attempts=0,
-        )
-        self.sweep = TrainctlFunction(
-            self,
-            "Sweep",
-            folder=SWEEP_FOLDER,
-            description="trainctl organization run: sweep one account in one region through its spoke role",
-            environment=environment,
-            memory_size=1024,
-            # A child sweeps one account-region; it stops itself before this deadline and resumes next run.
-            timeout=cdk.Duration.minutes(15),
-            layer=layer,
-            failures=failures,
-            log_retention=log_retention,
-            retry_attempts=0,
-        )
+        self.plan, self.sweep = self._functions(environment, layer, failures, log_retention)
         self.spoke_role_arns = f"arn:aws:iam::*:role/{organization.org_spoke_role}"
         self._grant(
             self.plan, assumes_spokes=False, organization_id=organization_id, ledger=ledger, topic=topic, key=key
@@ -135,7 +109,48 @@ class Organization(Construct):
             key=key,
             log_retention=log_retention,
         )
-        self.schedule = scheduler.Schedule(
+        self.schedule = self._schedule(schedule_expression, failures)
+
+    def _functions(
+        self,
+        environment: Mapping[str, str],
+        layer: lambda_.ILayerVersion,
+        failures: sqs.IQueue,
+        log_retention: logs.RetentionDays,
+    ) -> tuple[TrainctlFunction, TrainctlFunction]:
+        environment = dict(environment)
+        plan = TrainctlFunction(
+            self,
+            "Plan",
+            folder=PLAN_FOLDER,
+            description="trainctl organization run: the accounts and regions to sweep",
+            environment=environment,
+            timeout=cdk.Duration.minutes(5),
+            layer=layer,
+            failures=failures,
+            log_retention=log_retention,
+            # Step Functions invokes it and retries it; a failed run is the state machine's to report.
+            retry_attempts=0,
+        )
+        sweep = TrainctlFunction(
+            self,
+            "Sweep",
+            folder=SWEEP_FOLDER,
+            description="trainctl organization run: sweep one account in one region through its spoke role",
+            environment=environment,
+            memory_size=1024,
+            # A child sweeps one account-region; it stops itself before this deadline and resumes next run.
+            timeout=cdk.Duration.minutes(15),
+            layer=layer,
+            failures=failures,
+            log_retention=log_retention,
+            retry_attempts=0,
+        )
+        return plan, sweep
+
+    def _schedule(self, schedule_expression: str, failures: sqs.IQueue) -> scheduler.Schedule:
+        """The organization run at the sweep's cadence; undeliverable starts go to the failure queue."""
+        return scheduler.Schedule(
             self,
             "Schedule",
             description="trainctl organization run",
