@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,12 +24,8 @@ from trainctl.aws.batch_get import get_items
 from trainctl.aws.clients import access_error
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.errors import AwsAccessError
-from trainctl.core.marks import RecordedSweep
 from trainctl.core.permissions import needs
-from trainctl.sweep.record import DynamoDbLedger, ledger_items
-
-if TYPE_CHECKING:
-    from trainctl.sweep.rules import Decision
+from trainctl.sweep.record import DynamoDbLedger
 
 PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:Query")
 
@@ -66,37 +62,10 @@ class AccountLedger(DynamoDbLedger):
     def __init__(self, dynamodb: Any, table_name: str, account: str) -> None:
         super().__init__(dynamodb, table_name)
         self.account = account
-
-    def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
-        run = {
-            **keys.key(sweep_partition(self.account), f"{format_instant(at)}#{sweep_id}"),
-            "summary": {"S": json.dumps(summary, sort_keys=True, default=str)},
-            **keys.expires(at),
-        }
-        # ledger_items' first item is the single-account sweeps' run row: this account's goes to its partition.
-        self._write_all([run, *ledger_items(sweep_id, at, summary, decisions)[1:]])
+        self.sweep_partition = sweep_partition(account)
 
     def _write_all(self, items: list[dict[str, Any]]) -> None:
         super()._write_all([{**item, "account": {"S": self.account}} for item in items])
-
-    def sweeps_since(self, at: datetime) -> list[RecordedSweep]:
-        found: list[RecordedSweep] = []
-        pages = self._dynamodb.get_paginator("query").paginate(
-            TableName=self._table,
-            KeyConditionExpression=f"{keys.PARTITION_KEY} = :pk AND {keys.SORT_KEY} >= :from",
-            ExpressionAttributeValues={
-                ":pk": {"S": sweep_partition(self.account)},
-                ":from": {"S": format_instant(at)},
-            },
-        )
-        try:
-            for page in pages:
-                for item in page.get("Items", []):
-                    stamp, _, sweep_id = item[keys.SORT_KEY]["S"].partition("#")
-                    found.append(RecordedSweep(parse_instant(stamp), sweep_id))
-        except (ClientError, BotoCoreError) as exc:
-            raise _error("Query", exc) from exc
-        return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from trainctl.aws.batch_get import get_items
 from trainctl.aws.notifications import Notifier
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.errors import TrainctlError
-from trainctl.core.marks import UNOBSERVED, RecordedSweep
+from trainctl.core.marks import UNOBSERVED
 from trainctl.core.notices import Notice
 from trainctl.core.permissions import needs
 from trainctl.core.protections import Protection
@@ -117,21 +117,17 @@ class ProviderLedger(DynamoDbLedger):
     def __init__(self, dynamodb: Any, table_name: str, provider: str) -> None:
         super().__init__(dynamodb, table_name)
         self.provider = provider
+        self.sweep_partition = sweep_partition(provider)
 
     def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
-        run = {
-            **keys.key(sweep_partition(self.provider), f"{format_instant(at)}#{sweep_id}"),
-            "summary": {"S": json.dumps(summary, sort_keys=True, default=str)},
-            **keys.expires(at),
-        }
         # The ledger is the only place a provider's mark lives: an unmark withdraws it there, an act fulfils it.
         withdrawn = [
             {**keys.current_mark(d.resource_id), WITHDRAWN: {"S": format_instant(at)}, **keys.expires(at)}
             for d in decisions
             if (d.action == "unmark" and d.outcome == "done") or (d.destructive and d.outcome in FULFILLED)
         ]
-        # ledger_items' first item is the AWS sweeps' own run row: this provider's goes to its partition instead.
-        self._write_all([run, *ledger_items(sweep_id, at, summary, decisions)[1:], *withdrawn])
+        items = ledger_items(sweep_id, at, summary, decisions, sweep_partition=self.sweep_partition)
+        self._write_all([*items, *withdrawn])
 
     def marks_written(self, resource_ids: Sequence[str]) -> dict[str, datetime]:
         """The mark trainctl last wrote on each resource and has not withdrawn."""
@@ -142,26 +138,8 @@ class ProviderLedger(DynamoDbLedger):
             if WITHDRAWN not in item and "cleanup_after" in item
         }
 
-    def sweeps_since(self, at: datetime) -> list[RecordedSweep]:
-        found: list[RecordedSweep] = []
-        pages = self._dynamodb.get_paginator("query").paginate(
-            TableName=self._table,
-            KeyConditionExpression=f"{keys.PARTITION_KEY} = :pk AND {keys.SORT_KEY} >= :from",
-            ExpressionAttributeValues={
-                ":pk": {"S": sweep_partition(self.provider)},
-                ":from": {"S": format_instant(at)},
-            },
-        )
-        try:
-            for page in pages:
-                for item in page.get("Items", []):
-                    stamp, _, sweep_id = item[keys.SORT_KEY]["S"].partition("#")
-                    found.append(RecordedSweep(parse_instant(stamp), sweep_id))
-        except (ClientError, BotoCoreError) as exc:
-            raise TrainctlError(
-                f"the ledger's {self.provider} sweeps could not be read ({type(exc).__name__})"
-            ) from exc
-        return found
+    def _sweeps_unreadable(self, exc: ClientError | BotoCoreError) -> TrainctlError:
+        return TrainctlError(f"the ledger's {self.provider} sweeps could not be read ({type(exc).__name__})")
 
     def observed(self, resource_ids: Sequence[str]) -> dict[str, Observed]:
         found: dict[str, Observed] = {}

@@ -16,7 +16,7 @@ from trainctl.aws.batch_get import get_items
 from trainctl.aws.clients import access_error
 from trainctl.aws.owners import OwnersOfRecord
 from trainctl.core.clock import format_instant, parse_instant
-from trainctl.core.errors import AwsAccessError
+from trainctl.core.errors import AwsAccessError, TrainctlError
 from trainctl.core.marks import AGE_GUARD, LedgerEntry, RecordedSweep
 from trainctl.core.permissions import needs
 from trainctl.core.protections import Protection
@@ -78,9 +78,15 @@ def decision_items(sweep_id: str, at: datetime, decisions: Sequence[Decision]) -
 
 
 def ledger_items(
-    sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]
+    sweep_id: str,
+    at: datetime,
+    summary: dict[str, object],
+    decisions: Sequence[Decision],
+    *,
+    sweep_partition: str = ledger.SWEEP_PARTITION,
 ) -> list[dict[str, Any]]:
-    run = {**ledger.sweep_run(at, sweep_id), "summary": {"S": _json(summary)}, **ledger.expires(at)}
+    run_key = ledger.key(sweep_partition, f"{format_instant(at)}#{sweep_id}")
+    run = {**run_key, "summary": {"S": _json(summary)}, **ledger.expires(at)}
     # The tag each mark wrote: a pending mark whose tag says otherwise is not trainctl's (anyone may write it).
     written = [
         {
@@ -126,12 +132,15 @@ def _json(value: object) -> str:
 
 
 class DynamoDbLedger:
+    # Where this ledger's sweeps are recorded and read back: a provider's or an account's are in their own.
+    sweep_partition = ledger.SWEEP_PARTITION
+
     def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
         self._dynamodb = dynamodb
         self._table = table_name
 
     def record(self, sweep_id: str, at: datetime, summary: dict[str, object], decisions: Sequence[Decision]) -> None:
-        self._write_all(ledger_items(sweep_id, at, summary, decisions))
+        self._write_all(ledger_items(sweep_id, at, summary, decisions, sweep_partition=self.sweep_partition))
 
     def record_intent(self, sweep_id: str, at: datetime, decisions: Sequence[Decision]) -> None:
         self._write_all(decision_items(sweep_id, at, [replace(d, outcome="intended") for d in decisions]))
@@ -223,7 +232,7 @@ class DynamoDbLedger:
             TableName=self._table,
             KeyConditionExpression=f"{ledger.PARTITION_KEY} = :pk AND {ledger.SORT_KEY} >= :from",
             ExpressionAttributeValues={
-                ":pk": {"S": ledger.SWEEP_PARTITION},
+                ":pk": {"S": self.sweep_partition},
                 ":from": {"S": ledger.sweep_run(at, "")[ledger.SORT_KEY]["S"]},
             },
         )
@@ -233,8 +242,11 @@ class DynamoDbLedger:
                     stamp, _, sweep_id = item[ledger.SORT_KEY]["S"].partition("#")
                     found.append(RecordedSweep(parse_instant(stamp), sweep_id))
         except (ClientError, BotoCoreError) as exc:
-            raise _ledger_error("Query", exc) from exc
+            raise self._sweeps_unreadable(exc) from exc
         return found
+
+    def _sweeps_unreadable(self, exc: ClientError | BotoCoreError) -> TrainctlError:
+        return _ledger_error("Query", exc)
 
     def _write_all(self, items: list[dict[str, Any]]) -> None:
         batches = [items[start : start + _BATCH] for start in range(0, len(items), _BATCH)]
