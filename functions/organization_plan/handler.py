@@ -18,7 +18,7 @@ from trainctl.core.sweep_settings import SweepSettings
 from trainctl.organization.events import parse_plan_request
 from trainctl.organization.members import plan_organization
 from trainctl.organization.record import AccountRecords
-from trainctl.organization.settings import OrganizationSettings
+from trainctl.organization.settings import OrganizationSettings, hub_settings
 
 if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -29,7 +29,7 @@ tracer = handler_tracer()
 @cache
 def deployed_settings() -> tuple[OrganizationSettings, SweepSettings]:
     """Loaded once per cold start; a bad setting fails every invocation loudly, naming the variable."""
-    return OrganizationSettings.from_env(os.environ), SweepSettings.from_env(os.environ)
+    return hub_settings(os.environ)
 
 
 @cache

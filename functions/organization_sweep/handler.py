@@ -23,7 +23,7 @@ from trainctl.organization.events import parse_item
 from trainctl.organization.record import AccountRecords
 from trainctl.organization.rules import Target
 from trainctl.organization.run import sweep_target
-from trainctl.organization.settings import OrganizationSettings
+from trainctl.organization.settings import OrganizationSettings, hub_settings
 
 if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -35,7 +35,7 @@ clock: Clock = system_clock  # integration tests step this
 @cache
 def deployed_settings() -> tuple[OrganizationSettings, SweepSettings]:
     """Loaded once per cold start; a bad setting fails every invocation loudly, naming the variable."""
-    return OrganizationSettings.from_env(os.environ), SweepSettings.from_env(os.environ)
+    return hub_settings(os.environ)
 
 
 @cache

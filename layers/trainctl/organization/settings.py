@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trainctl.core.settings_loader import ENV_PREFIX, csv_values, load_settings, region_names
+from trainctl.core.sweep_settings import SweepSettings
 
 ACCOUNT_ID = re.compile(r"\d{12}")
 # Organizations' own pattern for an OU id: ou-, the root's 4-32 characters, -, then 8-32 more.
@@ -90,6 +91,11 @@ class OrganizationSettings(BaseModel):
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> OrganizationSettings:
         """Read TRAINCTL_ORG_* variables; an invalid one raises SettingsError naming it."""
         return load_settings(cls, environ, overrides)
+
+
+def hub_settings(environ: Mapping[str, str]) -> tuple[OrganizationSettings, SweepSettings]:
+    """What the organization's functions run by: the accounts and regions covered, and the sweep's own settings."""
+    return OrganizationSettings.from_env(environ), SweepSettings.from_env(environ)
 
 
 def organization_env_names() -> list[str]:
