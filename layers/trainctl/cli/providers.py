@@ -254,12 +254,18 @@ def _pod_row(pod: Pod, now: datetime) -> dict[str, Any]:
     }
 
 
-def _unreadable_rows(inventory: RunpodInventory, kind: str, id_key: str) -> list[dict[str, Any]]:
-    return [
-        {id_key: u.label, "status": "unreadable", "problem": u.problem}
-        for u in inventory.unreadable
-        if u.resource_type == kind
-    ]
+def _unreadable_rows(unreadable: Iterable[tuple[str, str]], id_key: str) -> list[dict[str, Any]]:
+    return [{id_key: label, "status": "unreadable", "problem": problem} for label, problem in unreadable]
+
+
+def _runpod_unreadable(inventory: RunpodInventory, kind: str) -> list[tuple[str, str]]:
+    """(label, problem) of each entry of this kind RunPod answered outside the documented shape."""
+    return [(u.label, u.problem) for u in inventory.unreadable if u.resource_type == kind]
+
+
+def _lyceum_unreadable(inventory: LyceumInventory, kind: str) -> list[tuple[str, str]]:
+    """(label, problem) of each entry of this kind Lyceum answered outside the documented shape."""
+    return [(u.label, u.problem) for u in inventory.unreadable if u.kind == kind]
 
 
 def _gpu(row: dict[str, Any]) -> str:
@@ -280,7 +286,7 @@ def runpod_pods_list(ctx: typer.Context, as_json: AsJson = False, output: Output
     _client, _settings, inventory = _runpod_account()
     now = inventory.read_at
     rows = [_pod_row(p, now) for p in sorted(inventory.pods, key=lambda p: p.resource_id)]
-    rows += _unreadable_rows(inventory, "instance", "pod_id")
+    rows += _unreadable_rows(_runpod_unreadable(inventory, "instance"), "pod_id")
 
     def show() -> None:
         print_table(
@@ -319,8 +325,7 @@ def _lyceum_fields(outcome: lyceum_act.Outcome) -> dict[str, Any]:
 
 def _hand_pod(pod_id: str, verb: str) -> tuple[RunpodClient, RunpodInventory, Pod]:
     client, _settings, inventory = _runpod_account()
-    unreadable = ((u.label, u.problem) for u in inventory.unreadable if u.resource_type == "instance")
-    refuse_unreadable(pod_id, verb, "RunPod", unreadable)
+    refuse_unreadable(pod_id, verb, "RunPod", _runpod_unreadable(inventory, "instance"))
     pod = next((p for p in inventory.pods if p.resource_id == pod_id), None)
     if pod is None or pod.status == "TERMINATED":
         raise NotFound(f"no RunPod pod {pod_id} (RUNPOD_API_KEY's account lists none by that id)")
@@ -467,7 +472,7 @@ def runpod_volumes_list(ctx: typer.Context, as_json: AsJson = False, output: Out
         }
         for v in sorted(inventory.volumes, key=lambda v: v.resource_id)
     ]
-    rows += _unreadable_rows(inventory, "volume", "volume_id")
+    rows += _unreadable_rows(_runpod_unreadable(inventory, "volume"), "volume_id")
 
     def show() -> None:
         print_table(
@@ -509,15 +514,14 @@ def runpod_volumes_delete(
     fmt = output_format(ctx, output, as_json)
     check_provider_id(volume_id, "RunPod network volume id")
     client, _settings, inventory = _runpod_account()
-    unreadable = ((u.label, u.problem) for u in inventory.unreadable if u.resource_type == "volume")
-    refuse_unreadable(volume_id, "deleted", "RunPod", unreadable)
+    refuse_unreadable(volume_id, "deleted", "RunPod", _runpod_unreadable(inventory, "volume"))
     volume = next((v for v in inventory.volumes if v.resource_id == volume_id), None)
     if volume is None:
         raise NotFound(f"no RunPod network volume {volume_id} (RUNPOD_API_KEY's account lists none by that id)")
     refusals = []
     if volume.mounted_by:
         refusals.append(f"pod {', '.join(volume.mounted_by)} mounts it: terminate that pod first")
-    unread = [u.label for u in inventory.unreadable if u.resource_type == "instance"]
+    unread = [label for label, _problem in _runpod_unreadable(inventory, "instance")]
     if unread:
         refusals.append(f"pod {', '.join(unread)} is unreadable, so whether it mounts this volume is unknown")
     problems = hand_problems(
@@ -597,9 +601,7 @@ def lyceum_vms_list(ctx: typer.Context, as_json: AsJson = False, output: Output 
         }
         for vm in sorted(inventory.vms, key=lambda vm: vm.vm_id)
     ]
-    rows += [
-        {"vm_id": u.label, "status": "unreadable", "problem": u.problem} for u in inventory.unreadable if u.kind == "vm"
-    ]
+    rows += _unreadable_rows(_lyceum_unreadable(inventory, "vm"), "vm_id")
 
     def show() -> None:
         print_table(
@@ -641,8 +643,7 @@ def lyceum_vms_terminate(
     fmt = output_format(ctx, output, as_json)
     check_provider_id(vm_id, "Lyceum VM id")
     client, _settings, inventory = _lyceum_account()
-    unreadable = ((u.label, u.problem) for u in inventory.unreadable if u.kind == "vm")
-    refuse_unreadable(vm_id, "terminated", "Lyceum", unreadable)
+    refuse_unreadable(vm_id, "terminated", "Lyceum", _lyceum_unreadable(inventory, "vm"))
     vm = next((v for v in inventory.vms if v.vm_id == vm_id), None)
     if vm is None or vm.status == "terminated":
         raise NotFound(f"no Lyceum VM {vm_id} (LYCEUM_API_KEY's organisation lists none by that id)")
@@ -705,11 +706,7 @@ def lyceum_runs_list(ctx: typer.Context, as_json: AsJson = False, output: Output
         }
         for run in sorted(inventory.runs, key=lambda run: run.run_id)
     ]
-    rows += [
-        {"run_id": u.label, "status": "unreadable", "problem": u.problem}
-        for u in inventory.unreadable
-        if u.kind == "run"
-    ]
+    rows += _unreadable_rows(_lyceum_unreadable(inventory, "run"), "run_id")
 
     def show() -> None:
         print_table(
@@ -747,8 +744,7 @@ def lyceum_runs_abort(
     fmt = output_format(ctx, output, as_json)
     check_provider_id(run_id, "Lyceum run id")
     client, _settings, inventory = _lyceum_account()
-    unreadable = ((u.label, u.problem) for u in inventory.unreadable if u.kind == "run")
-    refuse_unreadable(run_id, "aborted", "Lyceum", unreadable)
+    refuse_unreadable(run_id, "aborted", "Lyceum", _lyceum_unreadable(inventory, "run"))
     run = next((r for r in inventory.runs if r.run_id == run_id), None)
     if run is None:
         raise NotFound(f"no live Lyceum run {run_id} (LYCEUM_API_KEY's organisation lists none live by that id)")
