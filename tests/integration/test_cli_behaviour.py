@@ -67,6 +67,8 @@ EVERY_COMMAND: list[list[str]] = [
     ["transfer", "s3://datasets/run-1/", "/tmp/trainctl-never-written/"],
     ["data", "plan", "s3://datasets/imagenet/", "--instance-type", "g5.xlarge"],
 ]
+# Commands of an organization's hub: refused in one line, naming the setting, where no organization is covered.
+ORG_COMMANDS = [["org", "status"]]
 # Every command that talks to a GPU provider, with its key variable: fine until the provider is asked.
 PROVIDER_COMMANDS: list[tuple[list[str], str]] = [
     (["runpod", "pods", "list"], "RUNPOD_API_KEY"),
@@ -119,11 +121,24 @@ def command_path(args: list[str]) -> tuple[str, ...]:
 
 
 def test_the_walks_below_cover_every_command() -> None:
-    walked = EVERY_COMMAND + LOCAL_COMMANDS + [args for args, _ in PROVIDER_COMMANDS]
+    walked = EVERY_COMMAND + LOCAL_COMMANDS + ORG_COMMANDS + [args for args, _ in PROVIDER_COMMANDS]
     commands = {leaf for leaf in leaf_commands() if leaf[0] != ALIAS_GROUP}
     assert {command_path(args) for args in walked} == commands
     # The alias group holds only commands the walks already cover under their own names.
     assert {leaf[1:] for leaf in leaf_commands() if leaf[0] == ALIAS_GROUP} <= commands
+
+
+@pytest.mark.parametrize("args", ORG_COMMANDS, ids=" ".join)
+def test_an_organization_command_where_none_is_covered_is_one_line_naming_the_setting(
+    args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("TRAINCTL_ORG_UNITS", "TRAINCTL_ORG_INCLUDE_ACCOUNTS"):
+        monkeypatch.delenv(key, raising=False)
+    result = standard(args)
+    assert result.exit_code in (EXIT_FAILED, EXIT_USAGE), result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "TRAINCTL_ORG_UNITS" in errors[0], result.stderr
+    assert "Traceback" not in result.output
 
 
 def standard(args: list[str], **kwargs: Any) -> Any:
@@ -381,7 +396,7 @@ def test_output_formats_are_everywhere(factory: ClientFactory) -> None:
     swept = run_cli(factory, ["sweep", "--output", "csv"]).stdout.splitlines()
     assert swept[0].startswith("resource_id,resource_type,region,action,reasons,protections")
     summary = run_cli(factory, ["resources", "summary", "--output", "csv"]).stdout.splitlines()
-    assert summary == ["kind,state,count", "volume,available,1"]
+    assert summary == ["provider,kind,state,count", "aws,volume,available,1"]
 
 
 def test_the_summary_counts_what_its_json_counts(factory: ClientFactory) -> None:

@@ -991,8 +991,8 @@ def transfer_command(
         typer.Option(
             "--to-cache",
             help="Fill a local cache: sync an s3://bucket/prefix/ into a folder on the instance's instance store "
-            "(instance:i-...:/opt/dlami/nvme/FOLDER/ or under /mnt/); only new or changed objects are copied, and "
-            "the instance is tagged with what the fill measured.",
+            "(under /opt/dlami/nvme/ or /mnt/); only new or changed objects are copied, and the instance is tagged "
+            "with what the fill measured.",
         ),
     ] = False,
     allow_out_of_scope: AllowOutOfScope = False,
