@@ -123,11 +123,11 @@ def key_secret(provider: Provider, deployed: Deployed) -> str:
 def sweep_provider(provider: Provider, settings: SweepSettings, deadline: float) -> "ProviderSweepResult":
     """The provider's one run, with its ledger and notices; a key that cannot be read is its error alone."""
     from trainctl.aws.notifications import SnsNotifier
+    from trainctl.providers.dispatch import run_provider_sweep
     from trainctl.providers.sweep import ProviderLedger, failed_sweep
 
     deployed = provider_settings(provider)
     secret = key_secret(provider, deployed)
-    chosen = deployed.settings
     factory = client_factory()
     ledger = ProviderLedger(factory.dynamodb(), settings.ledger_table, provider)
     notifier = SnsNotifier(factory.sns(), settings.topic_arn) if settings.topic_arn and not settings.dry_run else None
@@ -135,21 +135,9 @@ def sweep_provider(provider: Provider, settings: SweepSettings, deadline: float)
         key = api_key(provider, secret)
     except TrainctlError as exc:
         return failed_sweep(provider, settings, clock(), exc)
-    if provider == "runpod":
-        from trainctl.runpod.client import connect
-        from trainctl.runpod.run import run_runpod_sweep
-        from trainctl.runpod.settings import RunpodSettings
-
-        assert isinstance(chosen, RunpodSettings)
-        client = connect(chosen, key)
-        return run_runpod_sweep(client, chosen, settings, clock, ledger=ledger, notifier=notifier, deadline=deadline)
-    from trainctl.lyceum.client import LyceumClient
-    from trainctl.lyceum.run import run_lyceum_sweep
-    from trainctl.lyceum.settings import LyceumSettings
-
-    assert isinstance(chosen, LyceumSettings)
-    lyceum = LyceumClient.connect(chosen.lyceum_api_url, key)
-    return run_lyceum_sweep(lyceum, chosen, settings, clock, ledger=ledger, notifier=notifier, deadline=deadline)
+    return run_provider_sweep(
+        provider, deployed.settings, key, settings, clock, ledger=ledger, notifier=notifier, deadline=deadline
+    )
 
 
 def lease_held(provider: Provider, settings: SweepSettings) -> "ProviderSweepResult":

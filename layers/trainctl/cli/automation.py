@@ -260,6 +260,7 @@ def provider_sweep_once(
     """One provider's sweep with its key from the environment; its failure is its own line, never the AWS sweep's."""
     # Loaded only when a provider is swept: an AWS-only command's cold start does not grow.
     from trainctl.aws.notifications import SnsNotifier
+    from trainctl.providers.dispatch import provider_settings, run_provider_sweep
     from trainctl.providers.keys import key_from_environment
     from trainctl.providers.sweep import ProviderLedger, failed_sweep
 
@@ -277,22 +278,8 @@ def provider_sweep_once(
         topic = settings.topic_arn
         notifier = SnsNotifier(factory.sns(), topic) if topic and not settings.dry_run else None
         key = key_from_environment(environ, name)
-        if name == "runpod":
-            # RunPod's room only when RunPod is swept (cold start of the others).
-            from trainctl.runpod.client import connect
-            from trainctl.runpod.run import run_runpod_sweep
-            from trainctl.runpod.settings import RunpodSettings
-
-            runpod = RunpodSettings.from_env(environ)
-            return run_runpod_sweep(connect(runpod, key), runpod, settings, clock, ledger=ledger, notifier=notifier)
-        # Lyceum's room only when Lyceum is swept (cold start of the others).
-        from trainctl.lyceum.client import LyceumClient
-        from trainctl.lyceum.run import run_lyceum_sweep
-        from trainctl.lyceum.settings import load_lyceum_settings
-
-        lyceum = load_lyceum_settings(environ)
-        client = LyceumClient.connect(lyceum.lyceum_api_url, key)
-        return run_lyceum_sweep(client, lyceum, settings, clock, ledger=ledger, notifier=notifier)
+        chosen = provider_settings(name, environ)
+        return run_provider_sweep(name, chosen, key, settings, clock, ledger=ledger, notifier=notifier)
     except TrainctlError as exc:
         return failed_sweep(name, settings, clock(), exc)
 
@@ -379,25 +366,13 @@ def cost(
 def provider_costs_once(name: str, environ: dict[str, str], at: datetime) -> ProviderCosts:
     """One provider priced with its key from the environment; its failure is its own line, never AWS's."""
     # Loaded only when a provider is priced: an AWS-only command's cold start does not grow.
+    from trainctl.providers.cost import provider_costs
+    from trainctl.providers.dispatch import provider_settings
     from trainctl.providers.keys import key_from_environment
 
     try:
         key = key_from_environment(environ, name)
-        if name == "runpod":
-            # Cold start: only the provider being priced is loaded.
-            from trainctl.providers.cost import runpod_account
-            from trainctl.runpod.client import connect
-            from trainctl.runpod.settings import RunpodSettings
-
-            runpod = RunpodSettings.from_env(environ)
-            return runpod_account(connect(runpod, key), runpod, at)
-        # Cold start: only the provider being priced is loaded.
-        from trainctl.lyceum.client import LyceumClient
-        from trainctl.lyceum.settings import load_lyceum_settings
-        from trainctl.providers.cost import lyceum_account
-
-        lyceum = load_lyceum_settings(environ)
-        return lyceum_account(LyceumClient.connect(lyceum.lyceum_api_url, key), lyceum, at)
+        return provider_costs(name, provider_settings(name, environ), key, at)
     except TrainctlError as exc:
         return ProviderCosts(name, error=str(exc))
 

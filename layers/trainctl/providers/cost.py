@@ -31,7 +31,7 @@ from trainctl.providers.published_prices import (
     RUNPOD_STOPPED_DISK_GAP,
     RUNPOD_TIER_GAP,
 )
-from trainctl.runpod.client import RunpodClient, read_account
+from trainctl.runpod.client import RunpodClient, connect, read_account
 from trainctl.runpod.read import NetworkVolume, Pod, RunpodInventory
 from trainctl.runpod.settings import RunpodSettings
 
@@ -253,3 +253,12 @@ def lyceum_account(client: LyceumClient, settings: LyceumSettings, at: datetime)
     return ProviderCosts(
         "lyceum", tuple(lyceum_costs(inventory, at)), breaches, notes=notes, counts=lyceum_counts(inventory)
     )
+
+
+def provider_costs(provider: str, chosen: RunpodSettings | LyceumSettings, key: str, at: datetime) -> ProviderCosts:
+    """Connect with the key and price that provider's account ("runpod", else Lyceum's)."""
+    if provider == "runpod":
+        assert isinstance(chosen, RunpodSettings)
+        return runpod_account(connect(chosen, key), chosen, at)
+    assert isinstance(chosen, LyceumSettings)
+    return lyceum_account(LyceumClient.connect(chosen.lyceum_api_url, key), chosen, at)
