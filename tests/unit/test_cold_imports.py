@@ -134,3 +134,11 @@ def test_every_settings_model_is_still_listed_together() -> None:
         if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel
     }
     assert listed == SETTINGS
+
+
+def test_the_organization_plan_loads_no_sweep() -> None:
+    # It reads the accounts and who is onboarded: the sweep, its ledger and the resource model are the children's.
+    modules = set(cold_import("organization_plan")["modules"])
+    assert {m for m in modules if m.startswith("trainctl.sweep")} == set()
+    assert {"trainctl.core.resources", "trainctl.core.protections"} & modules == set()
+    assert "trainctl.organization.members" in modules

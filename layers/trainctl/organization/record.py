@@ -25,7 +25,6 @@ from trainctl.aws.clients import access_error
 from trainctl.core.clock import format_instant, parse_instant
 from trainctl.core.errors import AwsAccessError
 from trainctl.core.permissions import needs
-from trainctl.sweep.record import DynamoDbLedger
 
 PERMISSIONS = needs("dynamodb:PutItem", "dynamodb:Query")
 
@@ -54,18 +53,6 @@ def _error(operation: str, exc: ClientError | BotoCoreError) -> AwsAccessError:
     if isinstance(exc, ClientError):
         return access_error(operation, exc)
     return AwsAccessError(operation, type(exc).__name__, str(exc))
-
-
-class AccountLedger(DynamoDbLedger):
-    """The sweep's ledger for one account: its sweeps in their own partition, every item marked with the account."""
-
-    def __init__(self, dynamodb: Any, table_name: str, account: str) -> None:
-        super().__init__(dynamodb, table_name)
-        self.account = account
-        self.sweep_partition = sweep_partition(account)
-
-    def _write_all(self, items: list[dict[str, Any]]) -> None:
-        super()._write_all([{**item, "account": {"S": self.account}} for item in items])
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ from trainctl.core.errors import TrainctlError
 from trainctl.core.notices import Notice
 from trainctl.core.permissions import needs
 from trainctl.core.sweep_settings import SweepSettings
+from trainctl.organization.ledger import AccountLedger
 from trainctl.organization.members import units_of
-from trainctl.organization.record import AccountLedger, AccountRecords, AccountRun
+from trainctl.organization.record import AccountRecords, AccountRun
 from trainctl.organization.rules import (
     DENY_LISTED,
     MemberAccount,
