@@ -70,14 +70,14 @@ def test_the_sandbox_step_sweeps_both_providers_through_marks_acts_protections_a
     pods, volumes = providers["runpod"]["pods"], providers["runpod"]["volumes"]
     # Marked once idle across the 30-minute window, stopped after the 2h grace and the 15m lag (next half hour).
     assert actions("runpod", pods["idle"])[:2] == [("+0:30", "mark", "done"), ("+3:00", "stop", "done")]
-    # Kept by name first (mounts-unknown), marked once the team says there are no endpoints, deleted after grace.
+    # Kept by name first (endpoint-mounted), marked once its endpoint is deleted, deleted after grace.
     assert actions("runpod", volumes["orphan"]) == [("+2:30", "mark", "done"), ("+5:00", "delete", "done")]
     lyceum = providers["lyceum"]["seeded"]
     assert actions("lyceum", lyceum["past_ttl"])[0] == ("+0:00", "mark", "done")
     assert ("terminate", "done") in [(a, o) for _, a, o in actions("lyceum", lyceum["past_ttl"])]
     rate = providers["runpod"]["rate_limit"]
     assert rate["answered_429"] >= 1 and all(w["waited_s"] >= w["retry_after_s"] > 0 for w in rate["waits"])
-    for word in ("locked", "min-age", "mounts-unknown", "blast-radius", "429", "Retry-After"):
+    for word in ("locked", "min-age", "endpoint-mounted", "blast-radius", "429", "Retry-After"):
         assert word in said, word
     assert max(len(line) for line in said.splitlines()) <= 80
     assert EMULATOR_KEY not in said and EMULATOR_KEY not in str(report)
@@ -104,7 +104,7 @@ class Account:
     notifier: InMemoryNotifier
 
     def sweep(self, settings: SweepSettings) -> ProviderSweepResult:
-        runpod = RunpodSettings(runpod_api_url=self.url, runpod_name_prefix="train-", runpod_no_endpoints=True)
+        runpod = RunpodSettings(runpod_api_url=self.url, runpod_name_prefix="train-")
         client = connect(runpod, EMULATOR_KEY, sleep=lambda _s: None)
         ledger = ProviderLedger(self.factory.dynamodb(), names.LEDGER_TABLE, "runpod")
         return run_runpod_sweep(client, runpod, settings, self.clock, ledger=ledger, notifier=self.notifier)

@@ -77,7 +77,6 @@ class World:
             "runpod_api_url": self.runpod_url,
             "runpod_name_prefix": "train-",
             "runpod_owner_pattern": OWNER_PATTERN,
-            "runpod_no_endpoints": True,
         }
         return RunpodSettings(**{**values, **changes})
 
@@ -226,9 +225,9 @@ def test_an_orphaned_network_volume_is_deleted_after_grace_since_first_seen_unmo
 
 def test_with_endpoints_unread_an_orphaned_volume_is_kept_as_mounts_unknown(world: World) -> None:
     orphan = world.runpod.seed_volume("train-ana-data")
-    endpoints_unknown = world.runpod_settings(runpod_no_endpoints=False)
-    results = [world.sweep_runpod(runpod=endpoints_unknown)]
-    results += world.hourly(60, lambda: world.sweep_runpod(runpod=endpoints_unknown))
+    world.runpod.endpoints_refused = 500
+    results = [world.sweep_runpod()]
+    results += world.hourly(60, world.sweep_runpod)
     assert set(actions_of(results, orphan)) == {"keep"}
     assert of(results[-1], orphan).protections == ("mounts-unknown",)
     assert orphan in world.runpod.volumes

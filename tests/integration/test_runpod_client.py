@@ -69,7 +69,8 @@ def test_list_reads_pods_and_volumes_into_the_model(emulator: RunpodEmulator, ur
     assert pods[locked].locked and not pods[locked].in_scope
     volumes = {v.resource_id: v for v in inventory.volumes}
     assert volumes[data].mounted_by == (idle,) and volumes[orphan].mounted_by == ()
-    assert emulator.calls == [("GET", "/v2/pods"), ("GET", "/v2/network-volumes")]
+    assert emulator.calls == [("GET", "/v2/pods"), ("GET", "/v2/network-volumes"), ("GET", "/v2/serverless")]
+    assert inventory.endpoint_mounts_known
 
 
 def test_one_pod_in_an_undocumented_shape_does_not_stop_the_read(
@@ -152,10 +153,10 @@ def test_429_with_retry_after_is_honoured_and_no_rate_limit_error_surfaces(
     client = client_for(url, clock)
     for _ in range(4):
         read_account(client, SETTINGS, datetime.now(UTC))
-    # Eight calls at three a minute: the client waited out each spent window instead of failing.
-    assert client.http.counts.calls - client.http.counts.rate_limited == 8
+    # Twelve calls at three a minute: the client waited out each spent window instead of failing.
+    assert client.http.counts.calls - client.http.counts.rate_limited == 12
     assert clock.slept and all(0 < s <= 60 for s in clock.slept)
-    assert clock.t >= 120, "eight calls at three a minute span at least two window resets"
+    assert clock.t >= 180, "twelve calls at three a minute span at least three window resets"
     # A second client on the same key (another sweep) knows nothing of the quota: it meets a 429 and waits it out.
     other = client_for(url, clock)
     waited = len(clock.slept)

@@ -16,6 +16,7 @@ from trainctl.lyceum.settings import LyceumSettings, load_lyceum_settings
 from trainctl.providers.sweep import Judged, Observed, decide
 from trainctl.runpod.read import read_inventory
 from trainctl.runpod.rules import (
+    ENDPOINT_MOUNTED,
     LOCKED,
     MOUNTS_UNKNOWN,
     judge_account,
@@ -160,39 +161,50 @@ def test_a_pod_exited_longer_than_the_stopped_max_age_is_terminated_counting_fro
 
 
 def test_an_unmounted_volume_is_a_candidate_after_the_grace_but_kept_while_endpoints_are_unread() -> None:
-    inventory = read_inventory([], [volume()], RUNPOD, NOW)
     before = {"runpod:vol9ab": Observed(NOW - 30 * HOUR, NOW - 25 * HOUR)}
-    kept = judge_account(inventory, before, SWEEP, NOW, no_endpoints=False).judged[0]
+    unread = read_inventory([], [volume()], RUNPOD, NOW)
+    kept = judge_account(unread, before, SWEEP, NOW).judged[0]
     assert kept.reasons == ("unattached",) and kept.protections == (MOUNTS_UNKNOWN,)
-    deleted = judge_account(inventory, before, SWEEP, NOW, no_endpoints=True).judged[0]
+    odd = read_inventory([], [volume()], RUNPOD, NOW, [{"id": "ep1", "networkVolumes": "vol9ab"}])
+    assert judge_account(odd, before, SWEEP, NOW).judged[0].protections == (MOUNTS_UNKNOWN,)
+    read = read_inventory([], [volume()], RUNPOD, NOW, [{"id": "ep1", "networkVolumes": ["volother"]}])
+    deleted = judge_account(read, before, SWEEP, NOW).judged[0]
     assert (deleted.action, deleted.reasons, deleted.protections) == ("delete", ("unattached",), ())
 
 
-def test_a_volume_unmounted_for_less_than_the_grace_or_mounted_is_no_candidate() -> None:
-    mounted = read_inventory([pod(mounts={"network": [{"volumeId": "vol9ab"}]})], [volume()], RUNPOD, NOW)
+def test_a_volume_a_serverless_endpoint_mounts_is_kept_by_name() -> None:
     before = {"runpod:vol9ab": Observed(NOW - 30 * HOUR, NOW - 25 * HOUR)}
-    judgement = judge_account(mounted, before, SWEEP, NOW, no_endpoints=True)
+    inventory = read_inventory([], [volume()], RUNPOD, NOW, [{"id": "ep1", "networkVolumes": ["vol9ab"]}])
+    assert inventory.volumes[0].endpoint_mounts == ("ep1",)
+    kept = judge_account(inventory, before, SWEEP, NOW).judged[0]
+    assert kept.protections == (ENDPOINT_MOUNTED,) and "ep1" in kept.detail
+
+
+def test_a_volume_unmounted_for_less_than_the_grace_or_mounted_is_no_candidate() -> None:
+    mounted = read_inventory([pod(mounts={"network": [{"volumeId": "vol9ab"}]})], [volume()], RUNPOD, NOW, [])
+    before = {"runpod:vol9ab": Observed(NOW - 30 * HOUR, NOW - 25 * HOUR)}
+    judgement = judge_account(mounted, before, SWEEP, NOW)
     assert judgement.observed["runpod:vol9ab"].since is None
     assert all(j.reasons == () for j in judgement.judged)
-    recent = read_inventory([], [volume()], RUNPOD, NOW)
-    fresh = judge_account(recent, {"runpod:vol9ab": Observed(NOW - HOUR, NOW - HOUR)}, SWEEP, NOW, no_endpoints=True)
+    recent = read_inventory([], [volume()], RUNPOD, NOW, [])
+    fresh = judge_account(recent, {"runpod:vol9ab": Observed(NOW - HOUR, NOW - HOUR)}, SWEEP, NOW)
     assert fresh.judged[0].reasons == ()
 
 
 def test_an_unreadable_pod_makes_every_mount_unknown_and_is_itself_protected_by_name() -> None:
-    inventory = read_inventory([{"id": "podbad", "name": "train-x"}], [volume()], RUNPOD, NOW)
+    inventory = read_inventory([{"id": "podbad", "name": "train-x"}], [volume()], RUNPOD, NOW, [])
     assert not inventory.mounts_known
     # The unmounted clock does not start while mounts are unknown.
     assert observe_volume(inventory.volumes[0], None, inventory.mounts_known, NOW).since is None
     before = {"runpod:vol9ab": Observed(NOW - 30 * HOUR, NOW - 25 * HOUR)}
-    judged = {j.resource_id: j for j in judge_account(inventory, before, SWEEP, NOW, no_endpoints=True).judged}
+    judged = {j.resource_id: j for j in judge_account(inventory, before, SWEEP, NOW).judged}
     assert judged["runpod:vol9ab"].protections == (MOUNTS_UNKNOWN,)
     assert judged["runpod:podbad"].protections == ("unreadable",)
 
 
 def test_pods_and_volumes_out_of_scope_are_neither_judged_nor_remembered() -> None:
     inventory = read_inventory([pod(name="personal-box")], [volume(name="other")], RUNPOD, NOW)
-    judgement = judge_account(inventory, {}, SWEEP, NOW, no_endpoints=True)
+    judgement = judge_account(inventory, {}, SWEEP, NOW)
     assert (judgement.judged, dict(judgement.observed), judgement.scanned, judgement.in_scope) == ((), {}, 2, 0)
 
 
@@ -286,6 +298,9 @@ def test_lyceum_ttl_and_cap_settings_read_as_durations_and_refuse_nonsense() -> 
         load_lyceum_settings({"TRAINCTL_LYCEUM_RUN_MAX_WALL_CLOCK": "soon"})
 
 
-def test_runpod_endpoints_setting_defaults_to_the_safe_side() -> None:
-    assert RunpodSettings.from_env({}).runpod_no_endpoints is False
+def test_runpod_endpoints_setting_is_still_accepted_and_never_lets_an_unread_endpoint_pass() -> None:
+    # Deployments that set it keep loading; endpoints are read now, and an unread one still keeps the volume.
     assert RunpodSettings.from_env({"TRAINCTL_RUNPOD_NO_ENDPOINTS": "true"}).runpod_no_endpoints is True
+    before = {"runpod:vol9ab": Observed(NOW - 30 * HOUR, NOW - 25 * HOUR)}
+    unread = read_inventory([], [volume()], RUNPOD, NOW)
+    assert judge_account(unread, before, SWEEP, NOW).judged[0].protections == (MOUNTS_UNKNOWN,)

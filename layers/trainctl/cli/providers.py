@@ -5,10 +5,11 @@ tool's shape.
 The key comes from RUNPOD_API_KEY or LYCEUM_API_KEY and goes nowhere but the provider's Authorization header: a
 missing, wrong or revoked key is one line naming the provider and the variable, never the key. Neither provider
 has tags, so scope is TRAINCTL_<PROVIDER>_NAME_PREFIX or _IDS and the owner is read from the name by the team's
-pattern. A destructive command refuses, whatever is waived: a locked pod, a network volume a pod mounts (or that an
-unreadable pod might mount) and anything whose answer is not in the documented shape, each by name. Outside the
-scope or someone else's needs `--allow-out-of-scope` or `--allow-other-owner`; then it shows what it will do and
-asks (`--yes` for scripts; off a terminal without `--yes` nothing happens).
+pattern. A destructive command refuses, whatever is waived: a locked pod, a network volume a pod or a serverless
+endpoint mounts (or that an unreadable pod or endpoint might mount) and anything whose answer is not in the
+documented shape, each by name. Outside the scope or someone else's needs `--allow-out-of-scope` or
+`--allow-other-owner`; then it shows what it will do and asks (`--yes` for scripts; off a terminal without `--yes`
+nothing happens).
 """
 
 from __future__ import annotations
@@ -509,8 +510,9 @@ def runpod_volumes_delete(
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
-    """Delete a network volume and its data: shows it and asks. Refuses one a pod mounts (or might: an unreadable
-    pod); one outside the scope or someone else's needs the override that names it."""
+    """Delete a network volume and its data: shows it and asks. Refuses one a pod or a serverless endpoint mounts
+    (or might: an unreadable pod or endpoint); one outside the scope or someone else's needs the override that names
+    it."""
     fmt = output_format(ctx, output, as_json)
     check_provider_id(volume_id, "RunPod network volume id")
     client, _settings, inventory = _runpod_account()
@@ -524,6 +526,12 @@ def runpod_volumes_delete(
     unread = [label for label, _problem in _runpod_unreadable(inventory, "instance")]
     if unread:
         refusals.append(f"pod {', '.join(unread)} is unreadable, so whether it mounts this volume is unknown")
+    if volume.endpoint_mounts:
+        endpoints = ", ".join(volume.endpoint_mounts)
+        refusals.append(f"serverless endpoint {endpoints} mounts it: take it off that endpoint first")
+    refusals += [
+        f"{problem}, so whether a serverless endpoint mounts it is unknown" for problem in inventory.endpoint_problems
+    ]
     problems = hand_problems(
         in_scope=volume.in_scope,
         holder=volume.owner,
@@ -544,9 +552,9 @@ def runpod_volumes_delete(
         waivers=Waivers.of(allow_out_of_scope=allow_out_of_scope, allow_other_owner=allow_other_owner),
         plan=[
             f"delete {volume_id}: {one_line(volume.name, _NAME)!r}, {volume.volume.size_gib} GB in "
-            f"{one_line(volume.data_center, 32)}, no pod mounts it, {owner}, "
+            f"{one_line(volume.data_center, 32)}, no pod or serverless endpoint mounts it, {owner}, "
             f"{_scope_words(volume.in_scope, RUNPOD_PREFIX, RUNPOD_IDS)}",
-            "its data is gone for good; trainctl reads no serverless endpoints: check that none uses it",
+            "its data is gone for good",
         ],
         yes=yes,
         act=lambda: _runpod_fields(runpod_act.delete_network_volume(client, volume_id)),

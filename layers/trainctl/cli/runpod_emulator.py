@@ -3,13 +3,15 @@
 It follows what RunPod's documentation describes, written here in our own words: GET /v2/pods ({"pods": [...]}),
 GET /v2/pods/{id}, POST /v2/pods/{id}/action ({"action": "stop"}; 409 when the pod is not in a state to stop),
 DELETE /v2/pods/{id}, GET /v2/network-volumes ({"networkVolumes": [...]}) and DELETE /v2/network-volumes/{id};
+GET /v2/serverless, the serverless endpoints ({"endpoints": [...]}, each naming the volumes its workers mount in
+`networkVolumes`);
 Bearer keys (401 without a valid one); RFC 9457 problem JSON for every error; a per-minute quota announced in the
 IETF RateLimit and RateLimit-Policy headers on every authenticated answer, and 429 with Retry-After past it.
 
 What the documentation does not say, the emulator does not pretend to know: there is no paging, and the quota is
 whatever the test sets (RunPod publishes three windows, minute, hour and day, without figures in what we read).
-Tests seed pods (idle, busy, exited, locked, in undocumented shapes) and volumes, revoke the key, and script a
-user's own stop that lands just before trainctl's.
+Tests seed pods (idle, busy, exited, locked, in undocumented shapes), volumes and endpoints, revoke the key, refuse
+the endpoints list alone, and script a user's own stop that lands just before trainctl's.
 """
 
 from __future__ import annotations
@@ -78,6 +80,24 @@ class EmulatedVolume:
         return {"id": self.id, "name": self.name, "size": self.size, "dataCenter": self.data_center}
 
 
+@dataclass
+class EmulatedEndpoint:
+    id: str
+    name: str
+    created_at: datetime
+    volume_ids: tuple[str, ...] = ()
+    workers_max: int = 3
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "createdAt": _iso(self.created_at),
+            "networkVolumes": list(self.volume_ids),
+            "workers": {"min": 0, "max": self.workers_max},
+        }
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -103,6 +123,10 @@ class RunpodEmulator:
     pods: dict[str, EmulatedPod] = field(default_factory=dict)
     volumes: dict[str, EmulatedVolume] = field(default_factory=dict)
     raw_pods: list[Any] = field(default_factory=list)
+    endpoints: dict[str, EmulatedEndpoint] = field(default_factory=dict)
+    raw_endpoints: list[Any] = field(default_factory=list)
+    # When set, GET /v2/serverless alone answers this status as problem JSON (a key allowed pods, not serverless).
+    endpoints_refused: int | None = None
     calls: list[tuple[str, str]] = field(default_factory=list)
     rejected_429: int = 0
     _revoked: bool = False
@@ -152,6 +176,23 @@ class RunpodEmulator:
         with self._lock:
             self.volumes[volume.id] = volume
         return volume.id
+
+    def seed_endpoint(self, name: str, *, volume_ids: Sequence[str] = ()) -> str:
+        """A serverless endpoint whose workers mount these network volumes."""
+        endpoint = EmulatedEndpoint(_new_id("ep"), name, self.now(), tuple(volume_ids))
+        with self._lock:
+            self.endpoints[endpoint.id] = endpoint
+        return endpoint.id
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        """Its user deletes the endpoint (RunPod's DELETE /v2/serverless/{id}); its volumes stay."""
+        with self._lock:
+            self.endpoints.pop(endpoint_id, None)
+
+    def seed_raw_endpoint(self, record: Any) -> None:
+        """An endpoint listed exactly as given: for answers in a shape the documentation does not describe."""
+        with self._lock:
+            self.raw_endpoints.append(record)
 
     def seed_raw_pod(self, record: Any) -> None:
         """A pod listed exactly as given: for answers in a shape the documentation does not describe."""
@@ -211,6 +252,12 @@ class RunpodEmulator:
             return 200, {"pods": listed}
         if parts == ["network-volumes"] and method == "GET":
             return 200, {"networkVolumes": [v.as_json() for v in self.volumes.values()]}
+        if parts == ["serverless"] and method == "GET":
+            if self.endpoints_refused is not None:
+                status = self.endpoints_refused
+                return status, _problem(status, "Forbidden" if status == 403 else "Error", "serverless is not allowed")
+            listed = [e.as_json() for e in self.endpoints.values()] + list(self.raw_endpoints)
+            return 200, {"endpoints": listed}
         if len(parts) >= 2 and parts[0] == "pods":
             pod = self.pods.get(parts[1])
             if pod is None:

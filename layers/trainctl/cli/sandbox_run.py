@@ -819,7 +819,7 @@ PROVIDER_STEP_SETTINGS = {
 }
 PROVIDER_SWEEP_EVERY = timedelta(minutes=30)
 PROVIDER_SWEEPS = 11  # +0:00 to +5:00: the last act (the orphaned volume's delete) lands on the last sweep
-# From this sweep on, the team says its RunPod account runs no serverless endpoints (TRAINCTL_RUNPOD_NO_ENDPOINTS).
+# At this sweep, the team deletes the serverless endpoint that mounts the orphaned volume: it is no longer kept.
 NO_ENDPOINTS_FROM = 5
 # The emulator's per-minute quota: RunPod publishes the minute, hour and day windows but no figures.
 RUNPOD_STEP_QUOTA = 60
@@ -889,6 +889,7 @@ def provider_story(console: Console, factory: ClientFactory, start: datetime, re
         "young": runpod.seed_pod("train-ed-notebook", gpu_util=(0.0,), age=timedelta(minutes=25)),
         "out-of-scope": runpod.seed_pod("personal-fay", gpu_util=(0.0,), age=timedelta(days=3)),
     }
+    serving_endpoint = runpod.seed_endpoint("train-gus-serve", volume_ids=(volumes["orphan"],))
     vms = lyceum.seed_story(prefix="team-")
     names = {**{pid: p.name for pid, p in runpod.pods.items()}, **{v.id: v.name for v in runpod.volumes.values()}}
     names |= {vm_id: str(vm["name"]) for vm_id, vm in lyceum.vms.items()}
@@ -926,7 +927,7 @@ def provider_story(console: Console, factory: ClientFactory, start: datetime, re
             at = start + PROVIDER_SWEEP_EVERY * sweep_index
             sweep_at[0] = at
             if sweep_index == NO_ENDPOINTS_FROM:
-                environ["TRAINCTL_RUNPOD_NO_ENDPOINTS"] = "true"
+                runpod.delete_endpoint(serving_endpoint)
             settings = SweepSettings.from_env(environ, dry_run=False)
             done = {
                 name: provider_sweep_once(name, factory, settings, fixed_clock(at), environ)
@@ -1015,7 +1016,7 @@ def provider_story(console: Console, factory: ClientFactory, start: datetime, re
         and left_pods["locked"] == "RUNNING"
         and left_pods["out-of-scope"] == "RUNNING"
         and left_volumes["mounted"] == "present",
-        "protected by name: locked, min-age, mounts-unknown": {"locked", "min-age", "mounts-unknown"} <= protected,
+        "protected by name: locked, min-age, endpoint-mounted": {"locked", "min-age", "endpoint-mounted"} <= protected,
         "Lyceum VM past its ttl terminated": vms["past_ttl"] not in lyceum.vms,
         "Lyceum run past its cap aborted": lyceum.runs[vms["run_past_cap"]]["status"] == "aborted",
         "Lyceum VMs in their time and out of scope kept": {vms["idle"], vms["fresh"], vms["out_of_scope"]}

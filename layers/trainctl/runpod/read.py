@@ -1,4 +1,5 @@
-"""RunPod's pods and network volumes read into the resource model, as REST API v2 documents them.
+"""RunPod's pods, network volumes and serverless endpoints read into the resource model, as REST API v2 documents
+them.
 
 A pod is an Instance (provider "runpod"): its status in EC2's words, createdAt as its first launch, startedAt as its
 launch, its network volumes as block devices that never die with it. What the model has no field for (RunPod's own
@@ -11,6 +12,10 @@ sweep records in the ledger (`first_seen`, None until then).
 An answer in a shape the documentation does not describe (a missing field, a status the enum lacks, a time out of
 range) makes that one pod or volume `Unreadable`, named with its problem; the rest are read. While any pod is
 unreadable nobody knows what it mounts, so no network volume may be judged unmounted (`mounts_known`).
+
+A serverless endpoint is no resource trainctl sweeps: it is read only for the network volumes its workers mount
+(`networkVolumes`, a list of volume ids). An endpoints answer that could not be read, or one endpoint in a shape
+the documentation does not describe, leaves every volume's endpoint mounts unknown (`endpoint_problems`).
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class NetworkVolume:
     in_scope: bool
     # When trainctl first saw it (from the ledger); None until the sweep has recorded it.
     first_seen: datetime | None = None
+    # The serverless endpoints whose workers mount it (they are no pods: the model's attachments hold pods only).
+    endpoint_mounts: tuple[str, ...] = ()
 
     @property
     def resource_id(self) -> str:
@@ -113,11 +120,18 @@ class RunpodInventory:
     pods: tuple[Pod, ...] = ()
     volumes: tuple[NetworkVolume, ...] = ()
     unreadable: tuple[Unreadable, ...] = field(default=())
+    # Why the serverless endpoints' mounts are not all known (the list unread, an endpoint unreadable); empty if known.
+    endpoint_problems: tuple[str, ...] = ("the serverless endpoints were not read",)
 
     @property
     def mounts_known(self) -> bool:
         """Whether every pod was read: only then may a network volume be judged unmounted by pods."""
         return not any(u.resource_type == "instance" for u in self.unreadable)
+
+    @property
+    def endpoint_mounts_known(self) -> bool:
+        """Whether every serverless endpoint was read: only then may a volume be judged mounted by none."""
+        return not self.endpoint_problems
 
 
 def in_scope(name: str, resource_id: str, settings: RunpodSettings) -> bool:
@@ -300,6 +314,40 @@ def read_network_volume(
     )
 
 
+def read_endpoint_mounts(record: Any) -> tuple[str, tuple[str, ...]]:
+    """One endpoint of GET /serverless: its id and the network volumes its workers mount (`networkVolumes`)."""
+    if not isinstance(record, dict):
+        raise ShapeProblem("an endpoint is not a JSON object")
+    endpoint_id = _id(record)
+    # `networkVolumes` must be there: an endpoint whose mounts are unknown might mount any volume.
+    mounted = _field(record, "networkVolumes")
+    if mounted is None:
+        return endpoint_id, ()
+    if not isinstance(mounted, list):
+        raise ShapeProblem("`networkVolumes` is not a list")
+    volume_ids = []
+    for volume_id in mounted:
+        if not isinstance(volume_id, str) or not _ID.match(volume_id):
+            raise ShapeProblem("`networkVolumes[]` holds something other than a volume id")
+        volume_ids.append(volume_id)
+    return endpoint_id, tuple(volume_ids)
+
+
+def _endpoint_mounts(endpoints: Sequence[Any]) -> tuple[dict[str, list[str]], tuple[str, ...]]:
+    """Volume id -> the endpoints that mount it, and each unreadable endpoint's problem by name."""
+    mounted_by: dict[str, list[str]] = {}
+    problems: list[str] = []
+    for place, record in enumerate(endpoints, start=1):
+        try:
+            endpoint_id, volume_ids = read_endpoint_mounts(record)
+        except ShapeProblem as problem:
+            problems.append(f"endpoint {_label(record, f'#{place}')}: {problem}")
+            continue
+        for volume_id in volume_ids:
+            mounted_by.setdefault(volume_id, []).append(endpoint_id)
+    return mounted_by, tuple(problems)
+
+
 def _label(record: Any, place: str) -> str:
     """What to call a record that could not be read: its id, else its name, else where it stood."""
     if isinstance(record, dict):
@@ -311,9 +359,16 @@ def _label(record: Any, place: str) -> str:
 
 
 def read_inventory(
-    pods: Sequence[Any], volumes: Sequence[Any], settings: RunpodSettings, now: datetime
+    pods: Sequence[Any],
+    volumes: Sequence[Any],
+    settings: RunpodSettings,
+    now: datetime,
+    endpoints: Sequence[Any] | None = None,
+    *,
+    endpoints_unread: str = "the serverless endpoints were not read",
 ) -> RunpodInventory:
-    """Every pod and network volume of the answers; one unreadable record never stops the read of the rest."""
+    """Every pod and network volume of the answers, with who mounts each; one unreadable record never stops the
+    read of the rest. `endpoints` None means the endpoints list was not read (`endpoints_unread` says why)."""
     read_pods: list[Pod] = []
     unreadable: list[Unreadable] = []
     for place, record in enumerate(pods, start=1):
@@ -332,6 +387,14 @@ def read_inventory(
             read_volumes.append(read_network_volume(record, mounted_by, settings, now))
         except ShapeProblem as problem:
             unreadable.append(Unreadable("volume", _label(record, f"network volume #{place}"), str(problem)))
+    endpoint_problems: tuple[str, ...] = (endpoints_unread,)
+    if endpoints is not None:
+        by_endpoints, endpoint_problems = _endpoint_mounts(endpoints)
+        read_volumes = [replace(v, endpoint_mounts=tuple(by_endpoints.get(v.resource_id, ()))) for v in read_volumes]
     return RunpodInventory(
-        read_at=now, pods=tuple(read_pods), volumes=tuple(read_volumes), unreadable=tuple(unreadable)
+        read_at=now,
+        pods=tuple(read_pods),
+        volumes=tuple(read_volumes),
+        unreadable=tuple(unreadable),
+        endpoint_problems=endpoint_problems,
     )

@@ -6,11 +6,11 @@
   GPU reading is never idle by default.
 - A pod exited for longer than TRAINCTL_STOPPED_MAX_AGE is terminated; RunPod does not say when a pod exited, so
   the clock starts when a sweep first saw it exited.
-- A network volume no pod mounts, first seen unmounted longer ago than the grace period, is deleted; but only
-  when every mount is known. Endpoints (serverless workers) may mount a network volume too, and trainctl does not
-  read them yet: unless TRAINCTL_RUNPOD_NO_ENDPOINTS says the account has none, every such volume is kept as
-  `mounts-unknown`. A guess that deletes a serverless endpoint's data cannot be taken back; a kept volume costs
-  $0.07 per GB-month.
+- A network volume no pod or serverless endpoint mounts, first seen with no pod mounting it longer ago than the
+  grace period, is deleted; but only when every mount is known. One a serverless endpoint's workers mount is kept
+  as `endpoint-mounted`, naming the endpoint. While any pod or endpoint is unreadable, or the endpoints list
+  cannot be read, every such volume is kept as `mounts-unknown`: a guess that deletes a serverless endpoint's data
+  cannot be taken back; a kept volume costs $0.07 per GB-month.
 - `locked` pods and pods up for less than an hour are protected; what cannot be read is protected by name.
 """
 
@@ -38,6 +38,7 @@ from trainctl.sweep.rules import MARK_SLACK, Reason
 
 LOCKED = "locked"
 MOUNTS_UNKNOWN = "mounts-unknown"
+ENDPOINT_MOUNTED = "endpoint-mounted"
 # The issue's rule: a pod up for less than this is nobody's forgotten pod yet.
 MIN_UPTIME = timedelta(hours=1)
 
@@ -161,12 +162,12 @@ def judge_volume(
     volume: NetworkVolume,
     seen: Observed,
     mounts_known: bool,
-    no_endpoints: bool,
+    endpoint_problems: tuple[str, ...],
     settings: SweepSettings,
     now: datetime,
 ) -> Judged | None:
-    """A network volume in scope: a candidate once no pod has mounted it for a grace period, unless mounts are
-    not all known."""
+    """A network volume in scope: a candidate once no pod has mounted it for a grace period; kept while a
+    serverless endpoint mounts it, or while a pod's or an endpoint's mounts are not known."""
     base = Judged(
         resource_id=volume_id(volume),
         resource_type="volume",
@@ -178,15 +179,15 @@ def judge_volume(
         return base
     protections: list[str] = []
     details = [f"no pod has mounted it since at least {seen.since:%Y-%m-%dT%H:%MZ}"]
+    if volume.endpoint_mounts:
+        protections.append(ENDPOINT_MOUNTED)
+        details.append(f"serverless endpoint {', '.join(volume.endpoint_mounts)} mounts it")
     if not mounts_known:
         protections.append(MOUNTS_UNKNOWN)
         details.append("a pod's answer could not be read, so what it mounts is unknown")
-    if not no_endpoints:
+    if endpoint_problems:
         protections.append(MOUNTS_UNKNOWN)
-        details.append(
-            "serverless endpoints are not read and may mount it "
-            "(TRAINCTL_RUNPOD_NO_ENDPOINTS=true says the account has none)"
-        )
+        details.append(f"whether a serverless endpoint mounts it is unknown: {'; '.join(endpoint_problems)}")
     return replace(
         base,
         reasons=(str(Reason.UNATTACHED),),
@@ -211,8 +212,6 @@ def judge_account(
     before: Mapping[str, Observed],
     settings: SweepSettings,
     now: datetime,
-    *,
-    no_endpoints: bool,
 ) -> Judgement:
     """Every pod and network volume in scope judged, every unreadable one named, and what to remember."""
     judged: list[Judged] = []
@@ -233,11 +232,12 @@ def judge_account(
         in_scope += 1
         seen = observe_volume(volume, before.get(volume_id(volume)), inventory.mounts_known, now)
         observed[volume_id(volume)] = seen
-        judged_volume = judge_volume(volume, seen, inventory.mounts_known, no_endpoints, settings, now)
+        judged_volume = judge_volume(volume, seen, inventory.mounts_known, inventory.endpoint_problems, settings, now)
         if judged_volume is not None:
             judged.append(judged_volume)
     judged.extend(judge_unreadable(entry) for entry in inventory.unreadable)
     warnings = tuple(f"runpod {u.resource_type} {u.label}: {u.problem}" for u in inventory.unreadable)
+    warnings += tuple(f"runpod {problem}" for problem in inventory.endpoint_problems)
     scanned = len(inventory.pods) + len(inventory.volumes) + len(inventory.unreadable)
     return Judgement(tuple(judged), observed, scanned, in_scope, warnings)
 

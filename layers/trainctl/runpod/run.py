@@ -64,9 +64,7 @@ def run_runpod_sweep(
         lambda: read_account(client, runpod, now, deadline=deadline),
         lambda inventory: ProviderRoom(
             provider=PROVIDER,
-            judge=lambda before: judge_account(
-                inventory, before, settings, now, no_endpoints=runpod.runpod_no_endpoints
-            ),
+            judge=lambda before: judge_account(inventory, before, settings, now),
             act=lambda decision: act(client, decision, deadline),
             next_steps=NEXT_STEPS,
             observed_ids=observed_ids(inventory),

@@ -27,8 +27,8 @@ class RunpodSettings(BaseModel):
     runpod_owner_pattern: str | None = None
     # The Secrets Manager secret that holds the API key (its name or ARN); the key is never a setting.
     runpod_key_secret: str | None = None
-    # Serverless endpoints may mount network volumes and trainctl does not read them: unless the account has none
-    # (true), a network volume no pod mounts is kept as `mounts-unknown`, never deleted.
+    # No longer read: trainctl reads the serverless endpoints and what they mount. Still accepted, so that a
+    # deployment that set it keeps loading; it never lets a volume an endpoint might mount be deleted.
     runpod_no_endpoints: bool = False
 
     _lists = field_validator("runpod_ids", mode="before")(csv_values)
