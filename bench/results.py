@@ -6,15 +6,17 @@
     python -m bench.results --section sizes
     python -m bench.results --section data-plan
     python -m bench.results --section providers [--latency 0.05]
+    python -m bench.results --section organization [--latency 0.05]
 
 Scenarios: (a) the sweep against Cloud Custodian, (b) the spot handler and every handler's cold import,
 (c) Lambda package sizes, (d) pre-warm workflow runs, (e) cost price look-ups, (f) the time-lapse (weeks of the
 deployed schedules against a cast of users, judged by an oracle), (g) `data plan` on a listing of a million
-objects, (h) the RunPod and Lyceum sweeps on large accounts behind their emulators. Figures are this machine's, on
+objects, (h) the RunPod and Lyceum sweeps on large accounts behind their emulators, (i) an organization dry-run over
+200 accounts x 4 regions, Distributed Map against a serial loop. Figures are this machine's, on
 the day it ran;
 the file says which machine and which day. `--section timelapse` reruns (f) alone and replaces only its section;
 `--section imports` does the same for (b)'s cold imports, `--section sizes` for (c), `--section data-plan` for (g),
-`--section providers` for (h).
+`--section providers` for (h), `--section organization` for (i).
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import cold_start, custodian, data_plan, providers, spot_checkpoint, sweep_compare, workflow_runs
+from bench import (
+    cold_start,
+    custodian,
+    data_plan,
+    organization,
+    providers,
+    spot_checkpoint,
+    sweep_compare,
+    workflow_runs,
+)
 from bench.aws_like import MUTATING, NON_MUTATING, PAGE_LIMITS
 from bench.report import Table
 from bench.timelapse.report import SECTION_HEADING, markdown_section
@@ -210,6 +221,23 @@ def providers_section(latency: float) -> str:
     )
 
 
+ORGANIZATION_HEADING = "## (i) A whole AWS Organization: 200 accounts x 4 regions\n"
+
+
+def organization_section(latency: float) -> str:
+    """(i): the organization dry-run's children measured in a serial loop, then scheduled as the Distributed Map."""
+    print("(i) organization dry-run over 200 accounts x 4 regions ...", flush=True)
+    run = organization.measure(latency=latency)
+    measured = (
+        f"Measured on {datetime.now(UTC):%Y-%m-%d} on {machine()}; `python -m bench.results --section organization` "
+        "reruns it (`python -m bench.organization` prints it). The deployed organization_plan and "
+        "organization_sweep handlers run in a process of their own against the AWS-like endpoint, with EC2's "
+        "request buckets kept per account and region; moto serves the Organization and the hub's ledger.\n"
+    )
+    concurrencies = organization.DEFAULT_CONCURRENCIES
+    return ORGANIZATION_HEADING + "\n" + measured + "\n" + organization.table(run, concurrencies, latency).markdown()
+
+
 def before_preserved(text: str, heading: str, section: str) -> str:
     """`text` with `section` in place of the one under `heading`; a new one goes before the preserved sections."""
     if heading not in text:
@@ -255,7 +283,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument(
         "--section",
-        choices=["timelapse", "imports", "sizes", "data-plan", "providers"],
+        choices=["timelapse", "imports", "sizes", "data-plan", "providers", "organization"],
         help="regenerate only this section of the output",
     )
     parser.add_argument("--timelapse-days", type=float, default=30)
@@ -270,6 +298,8 @@ def main() -> None:
             heading, section = DATA_PLAN_HEADING, data_plan_section(args.latency)
         elif args.section == "providers":
             heading, section = PROVIDERS_HEADING, providers_section(args.latency)
+        elif args.section == "organization":
+            heading, section = ORGANIZATION_HEADING, organization_section(args.latency)
         else:
             heading, section = SIZES_HEADING, sizes_section()
         current = args.output.read_text() if args.output.exists() else "# trainctl benchmarks\n"
@@ -292,6 +322,7 @@ def main() -> None:
     timelapse = timelapse_section(args.timelapse_days, args.timelapse_seed)
     listing = data_plan_section(args.latency)
     provider_accounts = providers_section(args.latency)
+    organization_accounts = organization_section(args.latency)
     took = time.perf_counter() - started
 
     now = datetime.now(UTC)
@@ -334,6 +365,7 @@ def main() -> None:
         timelapse,
         listing,
         provider_accounts,
+        organization_accounts,
         *preserved_sections(previous),
     ]
     args.output.write_text("\n".join(parts))

@@ -37,6 +37,42 @@ def definitions(template: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+# The organization run exists only in a hub with covered units; its definition depends on none of their values.
+ORGANIZATION_RUN = "organization_run"
+ORGANIZATION_CONTEXT: dict[str, object] = {
+    "trainctl": {"dry_run": True, "regions": ["us-east-1"], "org_id": "o-a1b2c3d4e5", "org_units": ["ou-ab12-cd34ef56"]}
+}
+# CloudFormation names the stack's results bucket; an emulator makes one by this name.
+ORGANIZATION_RESULTS_BUCKET = "trainctl-organization-results"
+
+
+def organization_definition(template: dict[str, Any]) -> str:
+    """The organization run's definition, its two functions named as an emulator knows them (by folder)."""
+    from infra.organization import PLAN_FOLDER, STATE_MACHINE_NAME
+    from infra.organization_spoke import SWEEP_FOLDER
+
+    resources = template["Resources"]
+    attributes = {}
+    for logical_id, resource in resources.items():
+        description = resource.get("Properties", {}).get("Description", "")
+        if resource["Type"] == "AWS::Lambda::Function" and description.startswith("trainctl organization run"):
+            folder = SWEEP_FOLDER if "sweep one account" in description else PLAN_FOLDER
+            attributes[f"{logical_id}.Arn"] = workflows.lambda_arn(f"trainctl-{folder}")
+    buckets = {k for k, r in resources.items() if r["Type"] == "AWS::S3::Bucket"}
+    [machine] = [
+        r["Properties"]["DefinitionString"]
+        for r in resources.values()
+        if r["Type"] == "AWS::StepFunctions::StateMachine"
+        and r["Properties"].get("StateMachineName") == STATE_MACHINE_NAME
+    ]
+    parts = [
+        ORGANIZATION_RESULTS_BUCKET if isinstance(part, dict) and part.get("Ref") in buckets else part
+        for part in machine["Fn::Join"][1]
+    ]
+    text = workflows.resolve_definition({"Fn::Join": [machine["Fn::Join"][0], parts]}, attributes)
+    return json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
 def main() -> int:
     import os
 
@@ -51,6 +87,12 @@ def main() -> int:
     for name, text in definitions(template).items():
         (TARGET / f"{name}.asl.json").write_text(text, encoding="utf-8")
         print(f"wrote {name}.asl.json")
+    with tempfile.TemporaryDirectory() as outdir:
+        assembly = app.build_app(ORGANIZATION_CONTEXT, outdir=outdir).synth()
+        stack = assembly.get_stack_by_name(names.STACK_NAME)
+        template = json.loads(Path(assembly.directory, stack.template_file).read_text())
+    (TARGET / f"{ORGANIZATION_RUN}.asl.json").write_text(organization_definition(template), encoding="utf-8")
+    print(f"wrote {ORGANIZATION_RUN}.asl.json")
     return 0
 
 

@@ -68,7 +68,7 @@ EVERY_COMMAND: list[list[str]] = [
     ["data", "plan", "s3://datasets/imagenet/", "--instance-type", "g5.xlarge"],
 ]
 # Commands of an organization's hub: refused in one line, naming the setting, where no organization is covered.
-ORG_COMMANDS = [["org", "status"]]
+ORG_COMMANDS = [["org", "status"], ["cost", "--all-accounts"], ["cost", "--account", "123456789012"]]
 # Every command that talks to a GPU provider, with its key variable: fine until the provider is asked.
 PROVIDER_COMMANDS: list[tuple[list[str], str]] = [
     (["runpod", "pods", "list"], "RUNPOD_API_KEY"),
@@ -85,6 +85,7 @@ PROVIDER_COMMANDS: list[tuple[list[str], str]] = [
 ALIAS_GROUP = "aws"
 LOCAL_COMMANDS = [
     ["sandbox"],
+    ["sandbox", "--organization"],
     ["emulator"],
     [
         "data",
@@ -193,7 +194,7 @@ def test_an_unknown_profile_is_one_line(args: list[str], monkeypatch: pytest.Mon
 @pytest.mark.parametrize("args", EVERY_COMMAND + LOCAL_COMMANDS, ids=lambda a: " ".join(a[:3]))
 def test_every_command_with_bad_input_is_one_line_and_wrong_usage(args: list[str]) -> None:
     """No AWS behind it at all: bad input is refused before anything is asked."""
-    if args != ["sandbox"]:  # the sandbox makes its own regions
+    if args[0] != "sandbox":  # the sandbox makes its own regions
         one_line_error(standard([*args, "--region", "mars"]), EXIT_USAGE, "--region mars: not a region name", args)
     one_line_error(standard([*args, "--bogus"]), EXIT_USAGE, "No such option: --bogus", args)
     one_line_error(standard([*args, "--output", "xml"]), EXIT_USAGE, "--output xml: use table, json or csv", args)
@@ -239,6 +240,7 @@ def test_every_provider_command_with_bad_input_is_one_line_and_wrong_usage(args:
         (["invoke", "cleanup_sweep", "--event", "/nonexistent.json"], "cannot read event /nonexistent.json"),
         (["ebs", "list", "--json", "--output", "csv"], "--json and --output csv disagree"),
         (["sandbox", "--output", "csv"], "--output table or json, not csv"),
+        (["sandbox", "--organization", "--output", "csv"], "--output table or json, not csv"),
     ],
 )
 def test_bad_input_is_named_in_human_words_before_any_call(args: list[str], says: str, no_credentials: None) -> None:

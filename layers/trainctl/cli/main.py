@@ -87,12 +87,23 @@ def start(
 def sandbox(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    organization: Annotated[
+        bool,
+        typer.Option(
+            "--organization", help="An Organization's story instead: member accounts swept through their spoke roles."
+        ),
+    ] = False,
     output: Output = None,
 ) -> None:
     """The whole guardrail on a local AWS emulator: seed a training fleet, sweep it dry-run, then enforced."""
     fmt = output_format(ctx, output, as_json)
     if fmt == "csv":
         raise fail("the sandbox tells a story: --output table or json, not csv", EXIT_USAGE)
+    if organization:
+        # Cold start: as below, moto's server and its Step Functions interpreter, only for this story.
+        from trainctl.cli.sandbox_organization import run_organization_sandbox
+
+        sys.exit(run_organization_sandbox(console, as_json=fmt == "json"))
     # Cold start: the sandbox pulls in moto's server; the other commands never need it.
     from trainctl.cli.sandbox_run import run_sandbox
 
