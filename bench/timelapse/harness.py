@@ -91,6 +91,8 @@ class NoticeSeen:
     owner: str | None
     title: str
     resources: tuple[str, ...]
+    # The account the notice says it speaks of (an organization run's notices name theirs); else the hub's.
+    account: str = ACCOUNT_ID
 
 
 @dataclass
@@ -103,6 +105,8 @@ class SweepDecision:
     protections: tuple[str, ...]
     detail: str
     cleanup_after: str | None
+    # The account whose sweep decided it: the hub's own sweep, or an organization run's child.
+    account: str = ACCOUNT_ID
 
 
 @dataclass
@@ -263,6 +267,7 @@ class TimeLapse:
         start: datetime | None = None,
         overrides: dict[str, Any] | None = None,
         quiet: bool = True,
+        organization: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -285,6 +290,11 @@ class TimeLapse:
         self._metrics_written_until = self.start
         self._known_states: dict[str, str] = {}
         self._calls = 0
+        # Organization mode (bench/timelapse/accounts.py): a member account beside the hub's, and what looks at it
+        # after each instant as _watch_states looks at the hub's.
+        self.organization = organization
+        self.second_account: Any = None
+        self.watchers: list[Callable[[], None]] = []
 
     # ---- set-up --------------------------------------------------------------------------------------------
 
@@ -352,6 +362,10 @@ class TimeLapse:
                 self.agenda.add(at, f"schedule {schedule.expression} -> {function}", self._scheduled(function))
         for day in ticks(self.start, self.end, timedelta(days=1), phase=timedelta(hours=12)):
             self.agenda.add(day, "CloudWatch retention", self._prune_metrics)
+        if self.organization:
+            from bench.timelapse.accounts import SecondAccount  # it builds on this module
+
+            self.second_account = SecondAccount(self)
 
     def _handler(self, function: str) -> types.ModuleType:
         module = load_handler(function)
@@ -382,8 +396,12 @@ class TimeLapse:
             self.clock.move_to(entry.at)
             entry.run()
             self._watch_states()
+            for watch in self.watchers:
+                watch()
         self.clock.move_to(self.end)
         self._watch_states()
+        for watch in self.watchers:
+            watch()
 
     def deliver_later(self, event: dict[str, Any], at: datetime) -> None:
         def deliver() -> None:
@@ -425,7 +443,7 @@ class TimeLapse:
         self._read_notices()
         return invocation
 
-    def _keep_decisions(self, at: datetime, result: dict[str, Any]) -> None:
+    def _keep_decisions(self, at: datetime, result: dict[str, Any], account: str = ACCOUNT_ID) -> None:
         for d in result.get("decisions", []):
             watched = WATCHED_PROTECTIONS.intersection(d.get("protections", []))
             if d["action"] == "keep" and d.get("outcome") != "failed" and not d.get("cleanup_after") and not watched:
@@ -440,6 +458,7 @@ class TimeLapse:
                     tuple(d.get("protections", [])),
                     d.get("detail", ""),
                     d.get("cleanup_after"),
+                    account,
                 )
             )
 
@@ -459,6 +478,7 @@ class TimeLapse:
                         notice.get("owner"),
                         notice.get("title", ""),
                         tuple(notice.get("resources", [])),
+                        str((notice.get("facts") or {}).get("account") or ACCOUNT_ID),
                     )
                 )
             sqs.delete_message_batch(

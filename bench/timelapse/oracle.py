@@ -21,6 +21,9 @@ person told (the mark, and its outcome or withdrawal): a mark is told to the own
 owner of record, each once. Never a mark, nor a sweep notice, while a resource is kept by a protection its
 story knows holds (a volume the pre-warm workflow waits on), and the sweeps say that protection at least once.
 Each action on a resource whose owner tag someone rewrote is told to the owner of record and to the tag's owner.
+
+With a second account (bench/timelapse/accounts.py), every decision, notice, ledger line and mark tag about a
+resource belongs to the account that holds the resource: never one of another account's.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bench.timelapse.clock import DeployedStack
+from bench.timelapse.deliveries import ACCOUNT_ID
 from bench.timelapse.harness import Record, SweepDecision
 from trainctl.core.clock import format_instant
 
@@ -87,6 +91,7 @@ class Truth:
     spot_warnings: list[datetime] = field(default_factory=list)
     quiet: list[Quiet] = field(default_factory=list)
     told: list[Told] = field(default_factory=list)
+    account: str = ACCOUNT_ID  # the account that holds it
 
     def begin_use(self, at: datetime) -> None:
         if not self.uses or self.uses[-1][1] is not None:
@@ -435,3 +440,57 @@ def mark_lives(record: Record) -> dict[str, list[MarkLife]]:
             if standing:
                 standing[-1].told[notice.owner or ""] += 1
     return lives
+
+
+ACCOUNTS_APART = "nothing of one account lands in another's"
+
+
+@dataclass(frozen=True)
+class AccountLine:
+    """One thing trainctl wrote or said about a resource (`what`), and the account it was written under."""
+
+    what: str  # e.g. "sweep decision", "notice", "ledger row", "mark tag"
+    resource_id: str
+    account: str
+    at: datetime | None = None
+
+
+def judge_accounts(truths: list[Truth], holders: dict[str, str], lines: list[AccountLine]) -> list[Finding]:
+    """Per resource trainctl spoke of: every line under the account that holds it (`holders`, as EC2 showed)."""
+    owners = {truth.resource_id: truth for truth in truths}
+    about: dict[str, list[AccountLine]] = defaultdict(list)
+    for line in lines:
+        about[line.resource_id].append(line)
+    findings = []
+    for resource_id, found in sorted(about.items()):
+        holder = holders.get(resource_id, "no account")
+        mixed = [line for line in found if line.account != holder]
+        truth = owners.get(resource_id)
+        kinds = ", ".join(f"{n} {what}" for what, n in sorted(_counts(found).items()))
+        if mixed:
+            first = mixed[0]
+            detail = (
+                f"held by {holder}; {len(mixed)} of {len(found)} lines under another account, the first a "
+                f"{first.what} under {first.account}"
+            )
+        else:
+            detail = f"held by {holder}: {kinds}, all under it"
+        findings.append(
+            Finding(
+                ACCOUNTS_APART,
+                "wrong" if mixed else "correct",
+                truth.user if truth else "?",
+                truth.story if truth else "?",
+                resource_id,
+                mixed[0].at if mixed else None,
+                detail,
+            )
+        )
+    return findings
+
+
+def _counts(lines: list[AccountLine]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for line in lines:
+        counts[line.what] += 1
+    return dict(counts)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from bench.timelapse.accounts import AccountsSeen, SecondAccount
 from bench.timelapse.cast import Story, large_cast, small_cast, truths_of
 from bench.timelapse.harness import Record, TimeLapse, World
-from bench.timelapse.oracle import Judgement, judge
+from bench.timelapse.oracle import AccountLine, Judgement, judge, judge_accounts
 
 CASTS: dict[str, Callable[[World], list[Story]]] = {"small": small_cast, "large": large_cast}
 
@@ -19,15 +20,30 @@ class Run:
     record: Record
     judgement: Judgement
     wall_seconds: float
+    # Organization mode: the member account beside the hub's, and the lines judged against their accounts.
+    accounts: AccountsSeen | None = None
+    account_lines: list[AccountLine] = field(default_factory=list)
 
 
 def time_lapse(
-    *, days: float, seed: int, cast: str = "small", overrides: dict[str, Any] | None = None, quiet: bool = True
+    *,
+    days: float,
+    seed: int,
+    cast: str = "small",
+    overrides: dict[str, Any] | None = None,
+    quiet: bool = True,
+    organization: bool = False,
 ) -> Run:
     began = time.perf_counter()
-    lapse = TimeLapse(days=days, seed=seed, cast=CASTS[cast], overrides=overrides, quiet=quiet)
+    lapse = TimeLapse(
+        days=days, seed=seed, cast=CASTS[cast], overrides=overrides, quiet=quiet, organization=organization
+    )
     record = lapse.run()
     stories: list[Story] = lapse.cast
     judgement = judge(record, truths_of(stories), lapse.stack)
     judgement.stories = list(dict.fromkeys(story.story for story in stories))
-    return Run(record, judgement, time.perf_counter() - began)
+    second: SecondAccount | None = lapse.second_account
+    lines = second.lines() if second is not None else []
+    if second is not None:
+        judgement.findings += judge_accounts(judgement.truths, second.seen.holders, lines)
+    return Run(record, judgement, time.perf_counter() - began, second.seen if second else None, lines)
