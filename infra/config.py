@@ -39,6 +39,7 @@ STACK_OWNED = frozenset(
         "price_table",
         "spot_document",
         "recovery_state_machine_arn",
+        "recorded_providers",
     }
 )
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")

@@ -44,8 +44,12 @@ class CostAlerts(Construct):
         key: kms.IKey,
         failures: sqs.IQueue,
         log_retention: logs.RetentionDays,
+        recorded_providers: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
+        # Each deployed provider's function records its burn in the ledger; this check adds it (and no provider's
+        # code is loaded here when there is none).
+        recorded = {"TRAINCTL_RECORDED_PROVIDERS": ",".join(recorded_providers)} if recorded_providers else {}
         handler = TrainctlFunction(
             self,
             "Estimate",
@@ -57,6 +61,7 @@ class CostAlerts(Construct):
                 "TRAINCTL_LEDGER_TABLE": ledger.table_name,
                 "TRAINCTL_TOPIC_ARN": topic.topic_arn,
                 "TRAINCTL_PRICE_TABLE": prices.table_name,
+                **recorded,
             },
             failures=failures,
             log_retention=log_retention,

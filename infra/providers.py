@@ -3,6 +3,9 @@
 Each provider is its own function with its own timeout and its own schedule, at the sweep's cadence: a slow
 provider API can stall neither the AWS sweep nor the other provider, and each role may read its own provider's
 key and no other. The key stays in a Secrets Manager secret the user creates; the stack only names it.
+
+A second schedule, at the cost check's cadence, has the same function price its provider and record that burn in
+the ledger (trainctl.providers.burn): cost_alerts adds the record to its totals and never calls a provider.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from infra.metrics import emitted
 from infra.policy import Route, service
 
 FOLDER = "provider_sweep"
+# The task the cost schedule sends: price the provider and record its burn for cost_alerts.
+COST_TASK = "provider_cost"
 TITLES = {"runpod": "RunPod", "lyceum": "Lyceum"}
 # What a provider's sweep calls on AWS: the ledger (and its lease), the topic, the key both are encrypted with,
 # and its own provider's secret.
@@ -49,10 +54,11 @@ class DeployedProvider:
 
 
 def withheld_from_provider_sweeps() -> dict[str, str]:
-    """Actions the provider sweep's modules declare through the AWS sweep's code (its result and vouching types),
-    which no provider sweep calls: not granted, each with the reason."""
+    """Actions the provider sweep's modules declare through the AWS sweep's and cost check's code (their result,
+    vouching and pricing types), which no provider sweep calls: not granted, each with the reason."""
     return {
-        action: "declared by the AWS sweep's modules the provider sweep imports for its types; it makes no such call"
+        action: "declared by the AWS sweep's or cost check's modules the provider sweep imports for its types; it "
+        "makes no such call"
         for action in declared_for(FOLDER).actions
         if action.split(":", 1)[0] not in CALLED_SERVICES
     }
@@ -68,6 +74,7 @@ class ProviderSweeps(Construct):
         layer: lambda_.ILayerVersion,
         settings_environment: Mapping[str, str],
         schedule_expression: str,
+        cost_schedule_expression: str,
         ledger: dynamodb.ITable,
         topic: sns.ITopic,
         key: kms.IKey,
@@ -83,6 +90,7 @@ class ProviderSweeps(Construct):
                 layer=layer,
                 settings_environment=settings_environment,
                 schedule_expression=schedule_expression,
+                cost_schedule_expression=cost_schedule_expression,
                 ledger=ledger,
                 topic=topic,
                 key=key,
@@ -117,6 +125,7 @@ class ProviderSweep(Construct):
         layer: lambda_.ILayerVersion,
         settings_environment: Mapping[str, str],
         schedule_expression: str,
+        cost_schedule_expression: str,
         ledger: dynamodb.ITable,
         topic: sns.ITopic,
         key: kms.IKey,
@@ -156,6 +165,19 @@ class ProviderSweep(Construct):
             failures=failures,
             retry_attempts=2,
             max_event_age=cdk.Duration.hours(1),
+            provider=provider.name,
+        )
+        # Its own scope: one schedule per construct id. A run late behind a sweep (one at a time) records late,
+        # which cost_alerts names as unknown rather than counting as $0.
+        self.cost_schedule: scheduler.Schedule = scheduled_invocation(
+            Construct(self, "Cost"),
+            self.function,
+            description=f"trainctl {title} burn for the cost check",
+            expression=cost_schedule_expression,
+            task=COST_TASK,
+            failures=failures,
+            retry_attempts=1,
+            max_event_age=cdk.Duration.minutes(15),
             provider=provider.name,
         )
         # A reference by name: the user creates the secret and puts the key in it; the template never holds it.

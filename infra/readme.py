@@ -119,6 +119,9 @@ MEANINGS = {
     "price_file": "another price file of the same format; unreadable is an error at start",
     "pricing_region": "endpoint region of the Price List API",
     "pricing_requests_per_second": "at most the API's published rate",
+    "recorded_providers": "the providers whose own functions record their burn for the cost check",
+    "provider_burn_max_age": "a provider's recorded burn older than this is unknown (named), never $0; keep it "
+    "above the cost schedule's interval plus the provider's sweep timeout",
     "spot_document": "SSM document of the checkpoint",
     "spot_signal": "sent to the training job first: `SIGUSR1`, `SIGUSR2`, `SIGTERM`, `SIGINT` or `NONE`",
     "spot_hooks": "the hook names that may ever be run",

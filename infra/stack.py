@@ -169,6 +169,7 @@ class TrainctlStack(cdk.Stack):
                 layer=layer,
                 settings_environment=config.function_environment(),
                 schedule_expression=config.options.sweep_schedule,
+                cost_schedule_expression=config.options.cost_schedule,
                 ledger=self.ledger,
                 topic=self.topic,
                 key=self.key,
@@ -218,6 +219,7 @@ class TrainctlStack(cdk.Stack):
             key=self.key,
             failures=self.failures,
             log_retention=retention,
+            recorded_providers=config.providers,
         )
         self.recovery = SpotRecovery(
             self,

@@ -15,7 +15,14 @@ from trainctl.core.cost_settings import CostSettings
 from trainctl.core.events import CostRequest, InvalidEvent, parse_cost_event
 from trainctl.cost.prices.chain import PriceBook
 from trainctl.cost.rules import Transition
-from trainctl.cost.run import CostResult, effects_for, has_price_list_api, price_book_for, run_cost_check
+from trainctl.cost.run import (
+    CostResult,
+    ProviderCosts,
+    effects_for,
+    has_price_list_api,
+    price_book_for,
+    run_cost_check,
+)
 from trainctl.cost.store import DynamoDbCostStore
 
 if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
@@ -58,6 +65,15 @@ def emit_metrics(result: CostResult, summary: dict[str, Any]) -> None:
     metrics.add_metric(name="CostBreaches", unit=MetricUnit.Count, value=len(result.breaches))
 
 
+def recorded_provider_burn(factory: ClientFactory, settings: CostSettings) -> tuple[ProviderCosts, ...]:
+    """Each deployed provider's burn as its own function recorded it: a ledger read, never a provider's API."""
+    # Cold start: the providers' recorded burn is read only where a provider is deployed.
+    from trainctl.providers.burn import recorded_burn
+
+    at, max_age = clock(), settings.provider_burn_max_age
+    return recorded_burn(factory.dynamodb(), settings.ledger_table, settings.recorded_providers, at, max_age)
+
+
 def record_state_change(change: InstanceStateChange, settings: CostSettings) -> dict[str, Any]:
     region = change.region
     if region not in settings.regions:
@@ -93,11 +109,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         raise InvalidEvent(f"regions {sorted(unknown)} are not in TRAINCTL_REGIONS {list(settings.regions)}")
     effective = settings.model_copy(update={"regions": regions})
     factory = client_factory()
-    result = run_cost_check(factory, effective, clock, price_book(), effects_for(factory, effective))
+    providers = recorded_provider_burn(factory, effective) if effective.recorded_providers else ()
+    effects = effects_for(factory, effective)
+    result = run_cost_check(factory, effective, clock, price_book(), effects, providers=providers)
     summary = result.to_json()
     emit_metrics(result, summary)
-    logger.info(
-        "cost check",
-        extra={k: summary[k] for k in ("hourly_usd", "daily_usd", "unpriced", "breaches", "alerts", "pricing")},
-    )
+    logged = ("hourly_usd", "daily_usd", "unpriced", "breaches", "alerts", "pricing", "providers")
+    logger.info("cost check", extra={k: summary[k] for k in logged if k in summary})
     return summary

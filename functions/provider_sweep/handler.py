@@ -3,6 +3,9 @@
 Each configured provider is deployed as its own function with its own timeout, so a slow provider API stalls
 neither the AWS sweep nor the other provider. A provider's code is imported only when its sweep runs, and its
 API key is read from Secrets Manager once per cold start and never logged.
+
+On the cost schedule the same function prices its provider and records that burn in the ledger
+(providers.burn), where cost_alerts adds it to the totals it alerts on without ever calling the provider.
 """
 
 # No `from __future__ import annotations`: the handler is also loaded by path (trainctl invoke), where pydantic
@@ -28,6 +31,7 @@ from trainctl.core.sweep_settings import SweepSettings
 if TYPE_CHECKING:  # only named: the context is Lambda's, the providers' types are for mypy
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from trainctl.cost.run import ProviderCosts
     from trainctl.lyceum.settings import LyceumSettings
     from trainctl.providers.sweep import ProviderSweepResult
     from trainctl.runpod.settings import RunpodSettings
@@ -55,11 +59,21 @@ class ProviderSweepRequest(BaseModel):
     dry_run: bool | None = None
 
 
-def parse_provider_trigger(event: object) -> ProviderSweepRequest:
+class ProviderCostRequest(BaseModel):
+    """What a provider's cost schedule sends: which provider to price and record for cost_alerts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Literal["provider_cost"]
+    provider: Provider
+
+
+def parse_provider_trigger(event: object) -> ProviderSweepRequest | ProviderCostRequest:
     if not isinstance(event, dict):
         raise InvalidEvent(f"provider_sweep expects a JSON object, got {type(event).__name__}")
+    model = ProviderCostRequest if event.get("task") == "provider_cost" else ProviderSweepRequest
     try:
-        return ProviderSweepRequest.model_validate(event)
+        return model.model_validate(event)
     except ValidationError as exc:
         # Where and what, never the value: an event's text is not pasted into a message line.
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors())
@@ -154,6 +168,45 @@ def lease_held(provider: Provider, settings: SweepSettings) -> "ProviderSweepRes
     return ProviderSweepResult(provider, result)
 
 
+def record_burn(provider: Provider, settings: SweepSettings, deadline: float) -> "ProviderCosts":
+    """The provider priced now and recorded for cost_alerts, also when it failed: its error is then the record."""
+    from trainctl.cost.run import ProviderCosts
+    from trainctl.providers.burn import DynamoDbBurnStore
+    from trainctl.providers.cost import provider_costs
+
+    deployed = provider_settings(provider)
+    secret = key_secret(provider, deployed)
+    at = clock()
+    try:
+        costs = provider_costs(provider, deployed.settings, api_key(provider, secret), at, deadline=deadline)
+    except TrainctlError as exc:  # the key's secret could not be read
+        costs = ProviderCosts(provider, error=str(exc))
+    DynamoDbBurnStore(client_factory().dynamodb(), settings.ledger_table).record(costs, at)
+    return costs
+
+
+def price_and_record(provider: Provider, settings: SweepSettings, deadline: float) -> dict[str, Any]:
+    """The cost schedule's run: price, record, and say what was recorded (a failure raises the provider's alarm)."""
+    from trainctl.cost.rules import totals
+
+    costs = record_burn(provider, settings, deadline)
+    if costs.error:
+        # Read the secret again next run: the key may have been rotated after the provider refused it.
+        api_key.cache_clear()
+        logger.error("provider pricing failed", extra={"provider": provider, "error": costs.error})
+    metrics.add_metric(name=FAILED_RUNS_METRIC, unit=MetricUnit.Count, value=1 if costs.error else 0)
+    burn = totals(costs.resources)
+    summary = {
+        **costs.to_json(),
+        "task": "provider_cost",
+        "hourly_usd": round(burn.hourly_usd, 4),
+        "unpriced": burn.unpriced,
+        "breaches": [b.to_json() for b in costs.breaches],
+    }
+    logger.info("provider burn recorded", extra={k: summary[k] for k in ("provider", "hourly_usd", "unpriced")})
+    return summary
+
+
 def emit_metrics(result: "ProviderSweepResult") -> None:
     metrics.add_metric(name=SCANNED_METRIC, unit=MetricUnit.Count, value=result.result.plan.scanned)
     metrics.add_metric(name=FAILED_RUNS_METRIC, unit=MetricUnit.Count, value=1 if result.error else 0)
@@ -169,12 +222,15 @@ def lambda_handler(event: dict[str, Any], context: "LambdaContext") -> dict[str,
         logger.exception("refused event")
         raise
     settings = deployed_settings()
+    remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
+    # HTTP calls and rate-limit waits stop this long before Lambda's own deadline.
+    deadline = time.monotonic() + (remaining - settings.deadline_margin).total_seconds()
+    if isinstance(request, ProviderCostRequest):
+        # Pricing changes nothing at the provider: it runs, and records, in a dry-run deployment too.
+        return price_and_record(request.provider, settings, deadline)
     if request.dry_run is False and settings.dry_run:
         raise InvalidEvent("this deployment is dry-run: an event cannot turn enforcement on")
     effective = settings.model_copy(update={"dry_run": settings.dry_run or bool(request.dry_run)})
-    remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
-    # HTTP calls and rate-limit waits stop this long before Lambda's own deadline.
-    deadline = time.monotonic() + (remaining - effective.deadline_margin).total_seconds()
     if effective.dry_run:  # a dry-run writes nothing, not even a lease
         result = sweep_provider(request.provider, effective, deadline)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -50,9 +51,15 @@ class CostSettings(BaseModel):
     pricing_requests_per_second: float = Field(default=5.0, gt=0, le=5.0)
     ledger_table: str = "trainctl-ledger"
     topic_arn: str | None = None
+    # Set by the stack: the providers whose own functions record their burn for this check (providers.burn).
+    recorded_providers: tuple[Literal["runpod", "lyceum"], ...] = ()
+    # A provider's recorded burn older than this is unknown, named, never $0.
+    provider_burn_max_age: timedelta = timedelta(minutes=45)
 
-    _durations = field_validator("alert_cooldown", "list_price_ttl", "spot_price_ttl", mode="before")(duration_value)
-    _lists = field_validator("regions", mode="before")(csv_values)
+    _durations = field_validator(
+        "alert_cooldown", "list_price_ttl", "spot_price_ttl", "provider_burn_max_age", mode="before"
+    )(duration_value)
+    _lists = field_validator("regions", "recorded_providers", mode="before")(csv_values)
     _known_region_shape = field_validator("regions")(region_names)
 
     _thresholds_json = field_validator("owner_thresholds", mode="before")(json_object("owner to thresholds"))

@@ -229,23 +229,27 @@ def lyceum_counts(inventory: LyceumInventory) -> dict[str, dict[str, int]]:
     return _count(pairs)
 
 
-def runpod_account(client: RunpodClient, settings: RunpodSettings, at: datetime) -> ProviderCosts:
+def runpod_account(
+    client: RunpodClient, settings: RunpodSettings, at: datetime, *, deadline: float | None = None
+) -> ProviderCosts:
     """RunPod priced: two calls (pods, network volumes); a failure is the provider's one-line error."""
     try:
-        inventory = read_account(client, settings, at)
+        inventory = read_account(client, settings, at, deadline=deadline)
     except TrainctlError as exc:
         return ProviderCosts("runpod", error=str(exc))
     return ProviderCosts("runpod", tuple(runpod_costs(inventory, at)), counts=runpod_counts(inventory))
 
 
-def lyceum_account(client: LyceumClient, settings: LyceumSettings, at: datetime) -> ProviderCosts:
+def lyceum_account(
+    client: LyceumClient, settings: LyceumSettings, at: datetime, *, deadline: float | None = None
+) -> ProviderCosts:
     """Lyceum priced: the VM list, and the credits when TRAINCTL_LYCEUM_MIN_CREDITS asks for them."""
     try:
-        inventory = read_entries(client.list_vms(), (), settings, at)
+        inventory = read_entries(client.list_vms(deadline=deadline), (), settings, at)
         breaches: tuple[Breach, ...] = ()
         notes: tuple[str, ...] = ()
         if settings.lyceum_min_credits is not None:
-            breach, note = credits_breach(client.credits(), settings.lyceum_min_credits)
+            breach, note = credits_breach(client.credits(deadline=deadline), settings.lyceum_min_credits)
             breaches = (breach,) if breach else ()
             notes = (client.redact(note),) if note else ()
     except TrainctlError as exc:
@@ -255,10 +259,18 @@ def lyceum_account(client: LyceumClient, settings: LyceumSettings, at: datetime)
     )
 
 
-def provider_costs(provider: str, chosen: RunpodSettings | LyceumSettings, key: str, at: datetime) -> ProviderCosts:
-    """Connect with the key and price that provider's account ("runpod", else Lyceum's)."""
+def provider_costs(
+    provider: str,
+    chosen: RunpodSettings | LyceumSettings,
+    key: str,
+    at: datetime,
+    *,
+    deadline: float | None = None,
+) -> ProviderCosts:
+    """Connect with the key and price that provider's account ("runpod", else Lyceum's); no wait for the rate
+    limit ends past `deadline` (a time.monotonic instant): a longer one is the provider's error."""
     if provider == "runpod":
         assert isinstance(chosen, RunpodSettings)
-        return runpod_account(connect(chosen, key), chosen, at)
+        return runpod_account(connect(chosen, key), chosen, at, deadline=deadline)
     assert isinstance(chosen, LyceumSettings)
-    return lyceum_account(LyceumClient.connect(chosen.lyceum_api_url, key), chosen, at)
+    return lyceum_account(LyceumClient.connect(chosen.lyceum_api_url, key), chosen, at, deadline=deadline)
