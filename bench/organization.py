@@ -58,6 +58,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 # The organization_sweep function's memory as infra/organization.py deploys it: Lambda bills GB-seconds.
 SWEEP_MEMORY_GB = 1.0
 WALL_TARGET_SECONDS = 15 * 60
+# The longest a Lambda invocation runs (AWS Lambda Developer Guide, "Lambda quotas").
+LAMBDA_LIMIT_SECONDS = 15 * 60
 DEFAULT_CONCURRENCIES = (10, 40, 100)
 _ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
 
@@ -454,13 +456,19 @@ def table(run: OrganizationRun, concurrencies: Sequence[int], latency: float) ->
         + f"; the plan step {run.plan_seconds:.1f} s; the handlers' cold import {run.import_seconds:.2f} s, paid "
         "once per execution environment (one per concurrency slot).",
         "- The Distributed Map's wall time is the plan plus the children's measured times scheduled in item order at "
-        "the concurrency; Step Functions' own start-up per child is not modelled (AWS publishes no figure). Children "
+        "the concurrency; Step Functions' own start-up per child is not modelled (no published figure was found). "
+        "Children "
         "of different accounts, or of one account's regions, share no EC2 request bucket, so running them at once "
         "meets no more throttling than the loop did; the hub's own DynamoDB, STS and Organizations calls are not "
         "throttled here.",
         f"- Emulator time (answering, without the latency): {run.emulator_seconds:.0f} s. Setting up the "
         f"organization on moto (not measured above): {run.setup_seconds:.0f} s.",
     ]
+    if serial > LAMBDA_LIMIT_SECONDS:
+        result.notes.append(
+            f"- The serial loop's {serial / 60:.1f} min is past the {LAMBDA_LIMIT_SECONDS // 60} minutes one Lambda "
+            'invocation may run (AWS Lambda Developer Guide, "Lambda quotas"): it could only run outside Lambda.'
+        )
     return result
 
 
