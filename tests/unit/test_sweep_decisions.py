@@ -508,3 +508,18 @@ def test_a_mark_further_ahead_than_trainctl_writes_is_replaced_by_a_fresh_mark()
     # Its own mark, a grace period ahead, stands.
     own = decide_one(volume(cleanup_after=format_instant(NOW + SETTINGS.grace_period)))
     assert own is not None and own.action == "keep" and "grace period until" in own.detail
+
+
+def test_blast_radius_lets_a_small_fleet_act_once_per_sweep() -> None:
+    # The deployed share (25%) of a fleet of one is 0.25: a floor of zero would keep its forgotten volume forever.
+    lone = volume("vol-lone", cleanup_after=MARK_PASSED)
+    deployed_share = SETTINGS.model_copy(update={"max_action_share": 0.25})
+    plan = plan_sweep([inventory(lone)], Observations(), deployed_share, NOW)
+    assert [d.resource_id for d in plan.decisions if d.destructive] == ["vol-lone"]
+
+
+def test_blast_radius_of_no_share_or_no_actions_acts_on_nothing() -> None:
+    lone = volume("vol-lone", cleanup_after=MARK_PASSED)
+    for update in ({"max_action_share": 0.0}, {"max_actions": 0}):
+        plan = plan_sweep([inventory(lone)], Observations(), SETTINGS.model_copy(update=update), NOW)
+        assert not any(d.destructive for d in plan.decisions)

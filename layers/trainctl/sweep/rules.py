@@ -672,7 +672,15 @@ def apply_guards(decisions: Sequence[Decision], guards: Guards) -> list[Decision
 
 
 def action_budget(in_scope_count: int, settings: SweepSettings) -> int:
-    return min(settings.max_actions, math.floor(settings.max_action_share * in_scope_count))
+    """The destructive actions one sweep may take: a share of the in-scope fleet, capped by max_actions.
+
+    At least one while any share is allowed: a floor of zero would leave a fleet of fewer than 1/share resources
+    (one forgotten GPU instance in a small account) marked forever and never acted on.
+    """
+    by_share = math.floor(settings.max_action_share * in_scope_count)
+    if settings.max_action_share > 0 and in_scope_count > 0:
+        by_share = max(1, by_share)
+    return min(settings.max_actions, by_share)
 
 
 def apply_blast_radius(decisions: Sequence[Decision], budget: int) -> list[Decision]:
