@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudformation as cloudformation
@@ -56,6 +57,25 @@ CHILD_TYPE = sfn.StateMachineType.STANDARD
 RESULT_WRITER_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload")
 # sts:GetCallerIdentity needs no permission (AWS STS API Reference, GetCallerIdentity).
 NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity": "needs no permission: STS answers it for any credentials"}
+# The organization's cost run: a state machine of its own at the cost check's cadence, one child per account (its
+# regions priced in one Lambda), so 800 account-regions of 200 accounts cost 200 children a run, not 800.
+COST_STATE_MACHINE_NAME = "trainctl-organization-cost"
+COST_MAP_LABEL = "EveryAccount"
+COST_RESULTS_PREFIX = "organization-cost-runs"
+
+
+@dataclass(frozen=True)
+class OrganizationCostProps:
+    """What the organization's cost run needs of the stack: the cost check's settings, cadence and price table."""
+
+    settings_environment: Mapping[str, str] = field(default_factory=dict)
+    schedule_expression: str = "rate(15 minutes)"
+    prices: dynamodb.ITable | None = None
+    pricing_region: str = "us-east-1"
+
+    def environment(self) -> dict[str, str]:
+        table = {"TRAINCTL_PRICE_TABLE": self.prices.table_name} if self.prices is not None else {}
+        return {**self.settings_environment, **table}
 
 
 class Organization(Construct):
@@ -77,6 +97,7 @@ class Organization(Construct):
         key: kms.IKey,
         failures: sqs.IQueue,
         log_retention: logs.RetentionDays,
+        cost: OrganizationCostProps | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         # The Distributed Map renders its ResultWriter only under this flag (CDK's ResultWriter is deprecated).
@@ -85,8 +106,10 @@ class Organization(Construct):
         self.regions = tuple(regions)
         # The hub's own account is the hub's: never a spoke, never a child of the run.
         self.not_spokes = [*organization.org_exclude_accounts, stack.account]
+        cost = cost or OrganizationCostProps()
         environment = {
             **settings_environment,
+            **cost.environment(),
             "TRAINCTL_ORG_EXCLUDE_ACCOUNTS": cdk.Fn.join(",", self.not_spokes),
             "TRAINCTL_LEDGER_TABLE": ledger.table_name,
             "TRAINCTL_TOPIC_ARN": topic.topic_arn,
@@ -98,7 +121,13 @@ class Organization(Construct):
             self.plan, assumes_spokes=False, organization_id=organization_id, ledger=ledger, topic=topic, key=key
         )
         self._grant(
-            self.sweep, assumes_spokes=True, organization_id=organization_id, ledger=ledger, topic=topic, key=key
+            self.sweep,
+            assumes_spokes=True,
+            organization_id=organization_id,
+            ledger=ledger,
+            topic=topic,
+            key=key,
+            extra_routes=self._cost_routes(cost),
         )
         self.bus = self._organization_bus(organization_id)
         self.stack_set = self._stack_set(organization, organization_id, scope_tag)
@@ -110,6 +139,13 @@ class Organization(Construct):
             log_retention=log_retention,
         )
         self.schedule = self._schedule(schedule_expression, failures)
+        self.cost_state_machine = self._cost_run(
+            organization=organization,
+            tolerated_failure_percentage=tolerated_failure_percentage,
+            key=key,
+            log_retention=log_retention,
+        )
+        self.cost_schedule = self._cost_schedule(cost.schedule_expression, failures)
 
     def _functions(
         self,
@@ -175,6 +211,7 @@ class Organization(Construct):
         ledger: dynamodb.ITable,
         topic: sns.ITopic,
         key: kms.IKey,
+        extra_routes: Sequence[Route] = (),
     ) -> None:
         """Hub-side grants only: what is done inside a spoke is done with the spoke role's credentials."""
         in_spokes = "called with the spoke role's credentials, which grant it in each spoke; never with this role"
@@ -187,6 +224,7 @@ class Organization(Construct):
             Route("EncryptedTopicAndLedger", [key.key_arn], select=service("kms")),
             # Organizations' reads of accounts, units and parents; the hub runs in its delegated administrator.
             Route("ReadTheOrganization", ["*"], select=service("organizations")),
+            *extra_routes,
         ]
         if assumes_spokes:
             routes.append(
@@ -371,3 +409,136 @@ class Organization(Construct):
                 "machine (Step Functions Developer Guide, IAM policies for using Distributed Map states).",
             )
         return machine, role
+
+    # -- the organization's cost run ---------------------------------------------------------------------------
+
+    def _cost_routes(self, cost: OrganizationCostProps) -> list[Route]:
+        """The child prices through the hub: the stack's price table, and the Price List API in its one region."""
+        routes = [
+            Route(
+                "ReadListPrices",
+                ["*"],
+                actions=["pricing:GetProducts"],
+                conditions={"StringEquals": {"aws:RequestedRegion": [cost.pricing_region]}},
+            )
+        ]
+        if cost.prices is not None:
+            routes.append(
+                Route("PriceCache", [cost.prices.table_arn], actions=["dynamodb:BatchGetItem", "dynamodb:PutItem"])
+            )
+        return routes
+
+    def _cost_run(
+        self,
+        *,
+        organization: OrganizationSettings,
+        tolerated_failure_percentage: float,
+        key: kms.IKey,
+        log_retention: logs.RetentionDays,
+    ) -> sfn.StateMachine:
+        """Plan (one item per covered account), price each account in a child, then sum and tell (the plan
+        function's total step). The total runs even when the Map fails: children without a result are named."""
+        # A scope of its own: the state machine helper names its log group and role the same in every workflow.
+        scope = Construct(self, "CostRun")
+        plan = tasks.LambdaInvoke(
+            scope, "PlanCostAccounts", lambda_function=self.plan.function, payload_response_only=True
+        )
+        price_one = tasks.LambdaInvoke(
+            scope, "PriceAccount", lambda_function=self.sweep.function, payload_response_only=True
+        )
+        fan_out = sfn.DistributedMap(
+            scope,
+            "EveryAccount",
+            items_path="$.items",
+            max_concurrency=organization.org_max_concurrency,
+            tolerated_failure_percentage=tolerated_failure_percentage,
+            map_execution_type=CHILD_TYPE,
+            result_writer_v2=sfn.ResultWriterV2(bucket=self.results, prefix=COST_RESULTS_PREFIX),
+            # The plan's run, accounts and exclusions pass on to the total; the Map Run's pointer sits beside them.
+            result_path="$.map_run",
+            label=COST_MAP_LABEL,
+        )
+        fan_out.item_processor(price_one)
+        total = tasks.LambdaInvoke(
+            scope,
+            "SumAndTell",
+            lambda_function=self.plan.function,
+            payload_response_only=True,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "task": "organization_cost_total",
+                    "run": sfn.JsonPath.string_at("$.run"),
+                    "covered": sfn.JsonPath.list_at("$.covered"),
+                    "excluded": sfn.JsonPath.object_at("$.excluded"),
+                }
+            ),
+        )
+        fan_out.add_catch(total, result_path="$.map_error")
+        machine, role, _ = state_machine(
+            scope,
+            name=COST_STATE_MACHINE_NAME,
+            start=plan.next(fan_out.next(total)),
+            # A run every quarter hour: one that outlasts an hour is stopped, its children's results summed by none.
+            timeout=cdk.Duration.hours(1),
+            log_retention=log_retention,
+            key=key,
+            routes=[
+                Route(
+                    "InvokeOrganizationFunctions",
+                    [self.plan.function.function_arn, self.sweep.function.function_arn],
+                    actions=["lambda:InvokeFunction"],
+                )
+            ],
+        )
+        self._cost_run_grants(machine, role)
+        return machine
+
+    def _cost_run_grants(self, machine: sfn.StateMachine, role: iam.Role) -> None:
+        """The cost run writes its results under its own prefix, and starts only its own children."""
+        role.add_to_policy(
+            platform_statement(
+                "WriteRunResults", RESULT_WRITER_ACTIONS, [self.results.arn_for_objects(f"{COST_RESULTS_PREFIX}/*")]
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "Log delivery and X-Ray take no resource ARNs; nothing else is granted on *.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(self.results)}.Arn>/{COST_RESULTS_PREFIX}/*]",
+            "The Distributed Map writes each cost run's results under its one prefix of the bucket the stack owns.",
+        )
+        map_policy = machine.node.find_child("DistributedMapPolicy")
+        assert isinstance(map_policy, iam.Policy), "CDK attaches the Distributed Map's grants as this policy"
+        stack = cdk.Stack.of(self)
+        executions = (
+            f"arn:{cdk.Aws.PARTITION}:states:{stack.region}:{stack.account}:execution:"
+            f"{cdk.Fn.select(6, cdk.Fn.split(':', machine.state_machine_arn))}"
+        )
+        for suffix in (":*", f"/{COST_MAP_LABEL}:*"):
+            acknowledge(
+                map_policy,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{executions}{suffix}]",
+                "The Distributed Map starts, describes, stops and redrives the child executions of this one state "
+                "machine (Step Functions Developer Guide, IAM policies for using Distributed Map states).",
+            )
+
+    def _cost_schedule(self, schedule_expression: str, failures: sqs.IQueue) -> scheduler.Schedule:
+        """The cost run at the cost check's cadence; undeliverable starts go to the failure queue."""
+        return scheduler.Schedule(
+            self,
+            "CostSchedule",
+            description="trainctl organization cost run",
+            schedule=scheduler.ScheduleExpression.expression(schedule_expression),
+            target=scheduler_targets.StepFunctionsStartExecution(
+                self.cost_state_machine,
+                role=iam.Role(self, "CostScheduleRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com")),
+                input=scheduler.ScheduleTargetInput.from_object({"task": PLAN_FOLDER, "capability": "cost"}),
+                dead_letter_queue=failures,
+                retry_attempts=2,
+                # A start older than the next run's is not worth making.
+                max_event_age=cdk.Duration.minutes(15),
+            ),
+        )

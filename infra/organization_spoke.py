@@ -39,8 +39,9 @@ from trainctl.core import names
 # The child that sweeps one account-region with the spoke role's credentials.
 SWEEP_FOLDER = "organization_sweep"
 # Hub-side services the child calls with its own role: ledger and lease, topic, their key, the organization's
-# accounts and units, and STS (to reach the spoke, and to check which account answered).
-HUB_SERVICES = ("dynamodb", "sns", "kms", "organizations", "sts")
+# accounts and units, STS (to reach the spoke, and to check which account answered), and the Price List API
+# (list prices are the organization's, not an account's).
+HUB_SERVICES = ("dynamodb", "sns", "kms", "organizations", "sts", "pricing")
 # The stack's parameters, given by the StackSet: the hub's roles the spoke role trusts, and the hub's bus.
 HUB_ROLES = "HubRoleArns"
 HUB_BUS = "HubEventBusArn"

@@ -159,6 +159,12 @@ MEANINGS = {
     "org_enforce_units": "units (and those below) where enforcement is on; every other account stays dry-run",
     "org_enforce_accounts": "accounts where enforcement is on; every other account stays dry-run",
     "org_max_concurrency": "account-regions the Distributed Map sweeps at once",
+    "org_account_hourly_usd": "burn per hour above which an account of the organization is alerted on; unset: "
+    "`hourly_threshold_usd`",
+    "org_account_daily_usd": "24-hour projection above which an account of the organization is alerted on; unset: "
+    "`daily_threshold_usd`",
+    "org_hourly_usd": "burn per hour of the whole organization above which it is alerted on; unset: not checked",
+    "org_daily_usd": "24-hour projection of the whole organization above which it is alerted on; unset: not checked",
 }
 
 

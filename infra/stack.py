@@ -30,7 +30,7 @@ from infra.cost_alerts import CostAlerts
 from infra.dashboard import DASHBOARD_NAME, Dashboard
 from infra.function import TrainctlFunction
 from infra.layer import DomainLayer
-from infra.organization import Organization
+from infra.organization import Organization, OrganizationCostProps
 from infra.permissions import acknowledge
 from infra.prewarm import Prewarm
 from infra.providers import DeployedProvider, ProviderSweeps
@@ -199,6 +199,12 @@ class TrainctlStack(cdk.Stack):
             key=self.key,
             failures=self.failures,
             log_retention=retention,
+            cost=OrganizationCostProps(
+                settings_environment=config.cost_environment(),
+                schedule_expression=config.options.cost_schedule,
+                prices=self.prices,
+                pricing_region=config.cost.pricing_region,
+            ),
         )
 
     def _cost_and_spot(self, config: DeployConfig, layer: lambda_.ILayerVersion, retention: logs.RetentionDays) -> None:
@@ -256,6 +262,7 @@ class TrainctlStack(cdk.Stack):
         workflows = {"recovery": self.recovery.state_machine, "prewarm": self.prewarm.state_machine}
         if self.organization is not None:
             workflows["organization"] = self.organization.state_machine
+            workflows["organization_cost"] = self.organization.cost_state_machine
         schedules = {"sweep_schedule": config.options.sweep_schedule, "cost_schedule": config.options.cost_schedule}
         self.alarms = Alarms(
             self,

@@ -30,6 +30,7 @@ from trainctl.cli.output import (
     EXIT_USAGE,
     AsJson,
     Output,
+    OutputFormat,
     console,
     emit,
     fail,
@@ -334,6 +335,15 @@ def cost(
             help="aws, runpod or lyceum; repeat for more (default: AWS and every configured provider).",
         ),
     ] = None,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account", help="A covered account to price through its spoke role; repeat for more.", metavar="ID"
+        ),
+    ] = None,
+    all_accounts: Annotated[
+        bool, typer.Option("--all-accounts", help="Every account the organization settings cover (TRAINCTL_ORG_*).")
+    ] = False,
     as_json: AsJson = False,
     output: Output = None,
 ) -> None:
@@ -344,6 +354,9 @@ def cost(
     instant = _instant(at)
     environ = dict(os.environ)
     check_settings(environ)
+    if account or all_accounts:
+        cost_accounts(ctx, fmt, account, all_accounts, provider, regions, environ, instant)
+        return
     priced = providers_to_sweep(provider, environ)
     factory, settings, clock = _where_and_when(
         ctx, regions, environ, CostSettings.from_env(environ, regions=regions or None), instant
@@ -361,6 +374,41 @@ def cost(
         warn(error)
     if result.provider_errors:
         raise typer.Exit(EXIT_FAILED)
+
+
+def cost_accounts(
+    ctx: typer.Context,
+    fmt: OutputFormat,
+    account: list[str] | None,
+    all_accounts: bool,
+    provider: list[str] | None,
+    regions: tuple[str, ...],
+    environ: dict[str, str],
+    instant: datetime | None,
+) -> None:
+    """`cost --account ID` / `--all-accounts`: each account's burn through its spoke role, per account and owner."""
+    # Cold start: the organization's code loads only when accounts are priced.
+    from trainctl.cli.organization import (
+        check_accounts,
+        cost_organization,
+        exit_for_cost,
+        organization_settings,
+        print_organization_cost,
+    )
+
+    if account and all_accounts:
+        raise fail("--account and --all-accounts: give one or the other", EXIT_USAGE)
+    if set(provider or ()) - {"aws"}:
+        raise fail("--account and --all-accounts price AWS accounts only: leave out --provider", EXIT_USAGE)
+    accounts = check_accounts(account)
+    # No organization covered: said before anything is asked of AWS, its clock included.
+    organization_settings(environ, regions)
+    chosen = CostSettings.from_env(environ, regions=regions or None)
+    factory, settings, clock = _where_and_when(ctx, regions, environ, chosen, instant)
+    shown = cost_organization(factory, settings, clock, environ, accounts=accounts, regions=regions)
+    rows = [{"account": a, **burn} for a, burn in shown["accounts"].items()]
+    emit(fmt, shown, lambda: print_organization_cost(shown, "trainctl cost (organization)"), rows=rows)
+    exit_for_cost(shown)
 
 
 def provider_costs_once(name: str, environ: dict[str, str], at: datetime) -> ProviderCosts:

@@ -1,5 +1,5 @@
-"""`trainctl sweep --account ID` / `--all-accounts` and `trainctl org status`: the organization from a laptop with
-the hub's credentials.
+"""`trainctl sweep --account ID` / `--all-accounts`, `trainctl cost --account ID` / `--all-accounts` and `trainctl
+org status`: the organization from a laptop with the hub's credentials.
 
 The same organization run as the hub's Distributed Map: the covered accounts (opt-in by unit, minus the
 deny-list, never the management account unless listed), each account-region swept through its spoke role. A
@@ -25,7 +25,8 @@ from trainctl.cli.session import factory_of
 from trainctl.core import names
 from trainctl.core.clock import Clock, format_instant
 from trainctl.core.errors import TrainctlError
-from trainctl.core.settings import SweepSettings
+from trainctl.core.settings import CostSettings, SweepSettings
+from trainctl.core.text import one_line
 from trainctl.organization.members import plan_organization
 from trainctl.organization.record import AccountRecords
 from trainctl.organization.rules import Coverage, is_account_id
@@ -124,6 +125,100 @@ def exit_for(children: Sequence[dict[str, Any]]) -> None:
     for child in failed:
         warn(str(child["error"]))
     if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# -- trainctl cost --all-accounts ------------------------------------------------------------------------------
+
+
+def cost_organization(
+    factory: ClientFactory,
+    settings: CostSettings,
+    clock: Clock,
+    environ: dict[str, str],
+    *,
+    accounts: tuple[str, ...],
+    regions: tuple[str, ...],
+) -> dict[str, Any]:
+    """The organization's burn (or the accounts asked for) from the hub's credentials, as the cost run sums it.
+
+    A report: it reads the stack's price table where the stack is deployed, keeps nothing and alerts nobody.
+    """
+    # Cold start: the cost check's code loads only when accounts are priced.
+    from trainctl.cost.run import has_price_list_api
+    from trainctl.organization.cost import child_price_book, price_account
+    from trainctl.organization.cost_total import summarise
+
+    chosen = organization_settings(environ, regions)
+    resources = stack_resources.resolve(factory, environ, settings.regions)
+    if resources is not None:
+        settings = settings.model_copy(update={"price_table": resources.price_table})
+    sweep = SweepSettings.from_env(environ).model_copy(update={"regions": settings.regions, "dry_run": True})
+    coverage = plan_organization(factory, chosen, sweep, None)
+    for account in accounts:
+        if account not in coverage.covered:
+            raise TrainctlError(f"--account {account}: not priced: {coverage.excluded.get(account, NOT_COVERED)}")
+    priced = [a for a in coverage.covered if not accounts or a in accounts]
+    use_api = has_price_list_api(environ)
+
+    def one(account: str) -> dict[str, Any]:
+        def book_for(spoke: ClientFactory) -> Any:
+            return child_price_book(factory, spoke, settings, clock, use_table=resources is not None, use_api=use_api)
+
+        return price_account(factory, account, chosen, settings, clock, book_for=book_for).to_json()
+
+    with ThreadPoolExecutor(max_workers=max(1, min(LAPTOP_CONCURRENCY, chosen.org_max_concurrency))) as pool:
+        children = list(pool.map(one, priced))
+    excluded = {} if accounts else coverage.excluded
+    total = summarise(children, priced, excluded, chosen, settings)
+    return {
+        "at": format_instant(clock()),
+        "regions": list(chosen.regions_or(settings.regions)),
+        "covered": priced,
+        **total.to_json(),
+        "children": children,
+    }
+
+
+def _usd(value: float | None, unit: str = "") -> str:
+    return "not read" if value is None else f"${value:,.2f}{unit}"
+
+
+def print_organization_cost(shown: dict[str, Any], title: str) -> None:
+    """Per account, per owner, then the total with what it leaves out and every threshold crossed."""
+    account_rows = [
+        [account, _usd(a["hourly_usd"], "/h"), _usd(a["daily_usd"], "/day"), a["error"] or f"{a['resources']}"]
+        for account, a in shown["accounts"].items()
+    ]
+    columns = [
+        Col("account", 1, whole=True),
+        Col("burn", 1, whole=True),
+        Col("24 hours", 2, whole=True),
+        Col("resources", 1),
+    ]
+    print_table(console, f"{title}: per account", columns, account_rows)
+    owner_rows = [
+        [one_line(owner), _usd(o["hourly_usd"], "/h"), _usd(o["daily_usd"], "/day"), ", ".join(sorted(o["accounts"]))]
+        for owner, o in shown["owners"].items()
+    ]
+    columns = [Col("owner", 1), Col("burn", 1, whole=True), Col("24 hours", 2, whole=True), Col("accounts", 2)]
+    print_table(console, f"{title}: per owner", columns, owner_rows)
+    console.print(
+        f"total: {_usd(shown['hourly_usd'], '/h')} ({_usd(shown['daily_usd'], '/day')}) {shown['total_covers']}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    for breach in shown["breaches"]:
+        console.print(f"breach: {one_line(breach['message'])}", markup=False, highlight=False, soft_wrap=True)
+    for account, why in sorted(shown["excluded"].items()):
+        console.print(f"not covered: account {account}: {why}", markup=False, highlight=False, soft_wrap=True)
+
+
+def exit_for_cost(shown: dict[str, Any]) -> None:
+    for unreachable in shown["unreachable"]:
+        warn(one_line(unreachable["error"]))
+    if shown["unreachable"]:
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -12,6 +12,8 @@ from trainctl.core.events import InvalidEvent
 # `$` is the end of the text (a trailing newline does not pass).
 _ACCOUNT = r"^\d{12}$"
 _REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
+# A cost run's id, which the plan makes (uuid4's hex): its children's results are kept under it.
+_RUN = r"^[0-9a-f]{32}$"
 
 
 class OrganizationPlanRequest(BaseModel):
@@ -21,6 +23,8 @@ class OrganizationPlanRequest(BaseModel):
 
     task: Literal["organization_plan"] = "organization_plan"
     dry_run: bool | None = None
+    # The sweep (one item per account and region) or the cost check (one item per account, all its regions).
+    capability: Literal["sweep", "cost"] = "sweep"
 
 
 class OrganizationItem(BaseModel):
@@ -31,6 +35,27 @@ class OrganizationItem(BaseModel):
     account: str = Field(pattern=_ACCOUNT)
     region: str = Field(pattern=_REGION)
     dry_run: bool = True
+
+
+class OrganizationCostItem(BaseModel):
+    """One child of the cost run: one account, priced in every covered region, its result kept under the run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capability: Literal["cost"]
+    account: str = Field(pattern=_ACCOUNT)
+    run: str = Field(pattern=_RUN)
+
+
+class OrganizationCostTotal(BaseModel):
+    """The cost run's last step: the plan's accounts, whose children's results it sums and checks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Literal["organization_cost_total"]
+    run: str = Field(pattern=_RUN)
+    covered: tuple[Annotated[str, Field(pattern=_ACCOUNT)], ...]
+    excluded: dict[Annotated[str, Field(pattern=_ACCOUNT)], str] = Field(default_factory=dict)
 
 
 def _problems(function: str, exc: ValidationError) -> InvalidEvent:
@@ -47,10 +72,22 @@ def parse_plan_request(event: object) -> OrganizationPlanRequest:
         raise _problems("organization_plan", exc) from exc
 
 
-def parse_item(event: object) -> OrganizationItem:
+def parse_plan_step(event: object) -> OrganizationPlanRequest | OrganizationCostTotal:
+    """organization_plan's two steps: the plan, and the cost run's total after its children."""
+    if isinstance(event, dict) and event.get("task") == "organization_cost_total":
+        try:
+            return OrganizationCostTotal.model_validate(event)
+        except ValidationError as exc:
+            raise _problems("organization_plan", exc) from exc
+    return parse_plan_request(event)
+
+
+def parse_item(event: object) -> OrganizationItem | OrganizationCostItem:
     if not isinstance(event, dict):
         raise InvalidEvent(f"organization_sweep expects a JSON object, got {type(event).__name__}")
     try:
+        if "capability" in event:
+            return OrganizationCostItem.model_validate(event)
         return OrganizationItem.model_validate(event)
     except ValidationError as exc:
         raise _problems("organization_sweep", exc) from exc

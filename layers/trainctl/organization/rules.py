@@ -60,6 +60,11 @@ class Coverage:
     def items(self) -> list[dict[str, object]]:
         return [t.to_item() for t in self.targets]
 
+    def cost_items(self, run: str) -> list[dict[str, object]]:
+        """The cost run's items: one per covered account, whose child prices all its regions (fewer children,
+        fewer Step Functions state transitions, at the cost check's quarter-hourly cadence)."""
+        return [{"capability": "cost", "account": account, "run": run} for account in self.covered]
+
 
 def is_account_id(value: object) -> bool:
     return isinstance(value, str) and ACCOUNT_ID.fullmatch(value) is not None

@@ -58,6 +58,12 @@ class OrganizationSettings(BaseModel):
     org_enforce_accounts: tuple[str, ...] = ()
     # How many account-regions the Distributed Map sweeps at once.
     org_max_concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=1000)
+    # The organization's cost run: each account's burn against its own thresholds (unset: the single account's
+    # TRAINCTL_HOURLY_THRESHOLD_USD and TRAINCTL_DAILY_THRESHOLD_USD), and the whole organization's (unset: unchecked).
+    org_account_hourly_usd: float | None = Field(default=None, gt=0)
+    org_account_daily_usd: float | None = Field(default=None, gt=0)
+    org_hourly_usd: float | None = Field(default=None, gt=0)
+    org_daily_usd: float | None = Field(default=None, gt=0)
 
     _lists = field_validator(
         "org_units",
