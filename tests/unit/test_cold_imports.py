@@ -142,3 +142,42 @@ def test_the_organization_plan_loads_no_sweep() -> None:
     assert {m for m in modules if m.startswith("trainctl.sweep")} == set()
     assert {"trainctl.core.resources", "trainctl.core.protections"} & modules == set()
     assert "trainctl.organization.members" in modules
+
+
+DATACLASSES_PROBE = """
+import dataclasses, json, sys
+import handler
+
+made = {
+    f"{name}.{value.__qualname__}"
+    for name, module in list(sys.modules.items())
+    if name.startswith("trainctl")
+    for value in vars(module).values()
+    if isinstance(value, type) and value.__module__ == name and dataclasses.is_dataclass(value)
+}
+print(json.dumps(sorted(made)))
+"""
+
+# On Python 3.11 each dataclass costs the cold start 0.3 to 1 ms to make (its methods compiled one exec at a time):
+# the sweep's and the cost check's value containers are NamedTuples, made several times faster (bench/RESULTS.md).
+DATACLASS_BUDGET = {"cleanup_sweep": 18, "cost_alerts": 21}
+
+
+@pytest.mark.parametrize("function", sorted(DATACLASS_BUDGET))
+def test_a_handlers_cold_start_makes_few_dataclasses(function: str) -> None:
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / function), str(ROOT / "layers")]),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", DATACLASSES_PROBE],
+        env=environment,
+        cwd=ROOT / "functions" / function,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    made = json.loads(out.strip().splitlines()[-1])
+    assert "trainctl.core.resources.Instance" in made  # the probe sees what the handler imports
+    assert len(made) <= DATACLASS_BUDGET[function], made

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import zip_longest
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -67,8 +67,8 @@ GUARD_WORKERS = 8
 _TEMPLATE_WORKERS = 4
 
 
-@dataclass(frozen=True, slots=True)
-class SpotRequest:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class SpotRequest(NamedTuple):
     """A spot instance request: its id, whether it relaunches (persistent) and its state."""
 
     request_id: str

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from trainctl.core import tags
 from trainctl.core.clock import parse_instant
@@ -28,8 +28,8 @@ AGE_GUARD = "age_guard"
 UNOBSERVED = "unobserved"
 
 
-@dataclass(frozen=True, slots=True)
-class TagMark:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class TagMark(NamedTuple):
     """What the cleanup-after tag says: absent, an instant, or something unreadable."""
 
     present: bool
@@ -64,8 +64,7 @@ class LedgerEntry:
     protections: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedSweep:
+class RecordedSweep(NamedTuple):
     """An enforced sweep the ledger recorded: when it ran."""
 
     at: datetime

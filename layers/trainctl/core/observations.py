@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Training(StrEnum):
@@ -13,8 +14,8 @@ class Training(StrEnum):
     NOT_MANAGED = "not-managed"  # SSM does not manage the instance: no check will ever answer
 
 
-@dataclass(frozen=True, slots=True)
-class TrainingCheck:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class TrainingCheck(NamedTuple):
     """The training check's answer for one instance, with what it said."""
 
     status: Training

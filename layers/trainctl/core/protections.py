@@ -7,9 +7,9 @@ rule changed here changes for every destructive path at once. Pure: tags, resour
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from trainctl.core import tags
 from trainctl.core.lifetimes import LAUNCH_ATTACH_SLACK, born_at
@@ -150,8 +150,8 @@ def volumes_dying_with(instance: Instance, volumes: Mapping[str, Volume], scope_
     )
 
 
-@dataclass(frozen=True, slots=True)
-class LeftBehind:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class LeftBehind(NamedTuple):
     """A volume that outlives its instance's termination, and why; the owner is told of each."""
 
     volume_id: str

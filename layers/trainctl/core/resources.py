@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from trainctl.core.clock import ensure_utc
 
@@ -84,8 +84,8 @@ class Instance:
         return self.launch_time
 
 
-@dataclass(frozen=True, slots=True)
-class Attachment:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class Attachment(NamedTuple):
     """A volume's attachment to an instance, as the volume lists it."""
 
     instance_id: str
@@ -139,8 +139,7 @@ class Snapshot:
         return self.start_time
 
 
-@dataclass(frozen=True, slots=True)
-class Image:
+class Image(NamedTuple):
     """An AMI and the snapshots it is made of: those snapshots must live while it does."""
 
     image_id: str

@@ -8,10 +8,9 @@ is unpriced (None) and counts nothing, never $0 said as a price.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from trainctl.core.errors import SettingsError
 from trainctl.core.resources import Instance, RegionInventory, Resource, Snapshot, Volume
@@ -23,9 +22,8 @@ if TYPE_CHECKING:
 AVOIDING_ACTIONS = ("stop", "terminate", "delete")
 
 
-# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
-@dataclass(frozen=True, slots=True, eq=False)
-class Hourly:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class Hourly(NamedTuple):
     """A resource's hourly price as decided, where it came from, or why there is none."""
 
     usd: float | None

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from trainctl.core import tags
 from trainctl.core.accelerators import Accelerators, accelerators_for
@@ -31,8 +31,8 @@ STOP_STATES = frozenset({"stopping", "stopped", "shutting-down", "terminated"})
 Flag = Literal["lower-bound", "upper-bound", "spot-price-fallback", "partly-unpriced"]
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class Transition(NamedTuple):
     """An instance's state change, when it happened."""
 
     at: datetime

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from trainctl.core import names, tags
 from trainctl.core.accelerators import may_have_accelerators
@@ -60,8 +60,8 @@ class Observations:
     training_unchecked_reason: str = "no answer from the training check"
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class Seen(NamedTuple):
     """What the sweep saw of a resource before deciding: what pricing it needs, then and later (the ledger keeps it)."""
 
     state: str = ""

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.ec2 import Ec2Inventory, read_guards
@@ -80,9 +80,8 @@ class SweepResult:
         }
 
 
-# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
-@dataclass(frozen=True, eq=False)
-class SweepEffects:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class SweepEffects(NamedTuple):
     """Where an enforced sweep records, tells, and takes its lease; a dry-run has none of them."""
 
     ledger: Ledger | None = None

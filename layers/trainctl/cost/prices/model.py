@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from trainctl.core.errors import TrainctlError
 
@@ -34,8 +34,8 @@ class AmbiguousPrice(TrainctlError):
     """The filters match more than one distinct price: refusing to guess."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class PriceKey:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class PriceKey(NamedTuple):
     """Which price: its kind, region and name (instance type, volume type)."""
 
     kind: PriceKind
@@ -53,8 +53,7 @@ class PriceKey:
         return cls(kind, region, name)
 
 
-@dataclass(frozen=True, slots=True)
-class Tier:
+class Tier(NamedTuple):
     """A price per unit for quantities in [begin, end); end None is unbounded."""
 
     begin: float
@@ -107,8 +106,7 @@ class Price:
 # The published request rate of the Price List Query API.
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class SpotKey:
+class SpotKey(NamedTuple):
     """Which spot price: instance type in an availability zone."""
 
     region: str

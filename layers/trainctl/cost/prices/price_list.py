@@ -6,8 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from trainctl.core.clock import Clock, format_instant
 from trainctl.core.permissions import needs
@@ -79,8 +78,8 @@ _IO2_IOPS_TIERS = (("EBS:VolumeP-IOPS.io2", 0.0, 32_000.0), ("EBS:VolumeP-IOPS.i
 _IO2_IOPS_TOP = ("EBS:VolumeP-IOPS.io2.tier3", 64_000.0, None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Product:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class _Product(NamedTuple):
     """One PriceList entry's usage type and its on-demand price tiers."""
 
     usage_type: str
