@@ -18,6 +18,7 @@ from constructs import Construct
 from infra.function import TrainctlFunction
 from infra.permissions import acknowledge, ec2_arns, in_scope_condition, merged, tag_keys_only
 from infra.policy import Route, read_routes, service
+from infra.spoke_access import SPOKE_ACCESS_WITHHELD
 from trainctl.age_guard.rules import STAMPED_EVENTS, USE_EVENTS
 from trainctl.core import tags
 
@@ -60,11 +61,12 @@ class AgeGuard(Construct):
             [
                 Route("RecordUses", [ledger.table_arn], select=service("dynamodb")),
                 *age_guard_routes(regions=regions, account=account, scope_tag=scope_tag),
-            ]
+            ],
+            withheld=SPOKE_ACCESS_WITHHELD,
         )
         for statement in never_restamp(scope_tag):
             self.role.add_to_policy(statement)
-        for arn in _stamped(["*"], account):
+        for arn in stamped_arns(["*"], account):
             acknowledge(
                 self.role,
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
@@ -108,7 +110,7 @@ class AgeGuard(Construct):
         )
 
 
-def _stamped(regions: Sequence[str], account: str) -> list[str]:
+def stamped_arns(regions: Sequence[str], account: str) -> list[str]:
     """Every kind of resource age guard may stamp, in every region."""
     return [
         *ec2_arns(regions, account, "instance", "volume", "snapshot", "spot-instances-request"),
@@ -150,7 +152,7 @@ def age_guard_routes(*, regions: Sequence[str], account: str, scope_tag: str) ->
         # Creator, owner, birth time and scope, in the configured regions; each only where unset: never_restamp.
         Route(
             "StampOnlyTrainctlKeys",
-            _stamped(["*"], account),
+            stamped_arns(["*"], account),
             actions=["ec2:CreateTags"],
             conditions=merged(
                 tag_keys_only(stamp_keys(scope_tag)), {"StringEquals": {"aws:RequestedRegion": list(regions)}}

@@ -17,6 +17,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_cloudformation as cloudformation
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -35,7 +36,9 @@ from infra.function import TrainctlFunction
 from infra.organization_spoke import HUB_BUS, HUB_ROLES, SWEEP_FOLDER, spoke_actions, spoke_template
 from infra.permissions import acknowledge, logical_id
 from infra.policy import Route, platform_statement, service
+from infra.spot_interruption import SPOT_DETAIL_TYPES, STATE_CHANGES
 from infra.workflow import state_machine
+from trainctl.age_guard.rules import STAMPED_EVENTS, USE_EVENTS
 from trainctl.core import names
 from trainctl.organization.settings import OrganizationSettings
 
@@ -104,6 +107,7 @@ class Organization(Construct):
         self.node.set_context(RESULT_WRITER_V2, True)
         stack = cdk.Stack.of(self)
         self.regions = tuple(regions)
+        self.organization_id = organization_id
         # The hub's own account is the hub's: never a spoke, never a child of the run.
         self.not_spokes = [*organization.org_exclude_accounts, stack.account]
         cost = cost or OrganizationCostProps()
@@ -267,6 +271,97 @@ class Organization(Construct):
             },
         )
         return bus
+
+    def handle_forwarded(
+        self,
+        *,
+        spot: lambda_.Function,
+        spot_role: iam.Role,
+        age_guard: lambda_.Function,
+        age_guard_role: iam.Role,
+        organization_environment: Mapping[str, str],
+        failures: sqs.IQueue,
+    ) -> None:
+        """What spokes forward to the organization bus goes where the single-account stack sends its own: spot warnings,
+        rebalance recommendations and instances ending to the spot function; CloudTrail calls and first starts to
+        age_guard. Both may then assume the spoke role (which trusts them), in this organization only.
+
+        Instance state changes are not sent to the cost check: a member's burn is the organization's cost run's.
+        """
+        ec2 = ["aws.ec2"]
+        state_change = ["EC2 Instance State-change Notification"]
+        routes = {
+            "ForwardedSpotWarnings": (
+                "spot warnings and rebalance recommendations",
+                events.EventPattern(source=ec2, detail_type=SPOT_DETAIL_TYPES),
+                targets.LambdaFunction(
+                    spot, dead_letter_queue=failures, retry_attempts=2, max_event_age=cdk.Duration.minutes(2)
+                ),
+            ),
+            "ForwardedEndings": (
+                "instances stopping or terminated",
+                events.EventPattern(source=ec2, detail_type=state_change, detail={"state": STATE_CHANGES}),
+                targets.LambdaFunction(
+                    spot, dead_letter_queue=failures, retry_attempts=4, max_event_age=cdk.Duration.hours(1)
+                ),
+            ),
+            "ForwardedApiCalls": (
+                "EC2 resources created, used, or moved in or out of scope",
+                events.EventPattern(
+                    source=ec2,
+                    detail_type=["AWS API Call via CloudTrail"],
+                    detail={"eventSource": ["ec2.amazonaws.com"], "eventName": [*STAMPED_EVENTS, *USE_EVENTS]},
+                ),
+                targets.LambdaFunction(
+                    age_guard, dead_letter_queue=failures, retry_attempts=4, max_event_age=cdk.Duration.hours(2)
+                ),
+            ),
+            "ForwardedFirstStarts": (
+                "instances the trail did not attribute",
+                events.EventPattern(source=ec2, detail_type=state_change, detail={"state": ["running"]}),
+                targets.LambdaFunction(
+                    age_guard, dead_letter_queue=failures, retry_attempts=4, max_event_age=cdk.Duration.hours(2)
+                ),
+            ),
+        }
+        self.forwarded_rules = {
+            rule_id: events.Rule(
+                self,
+                rule_id,
+                event_bus=self.bus,
+                description=f"trainctl organization: {what}, forwarded by the spokes",
+                event_pattern=pattern,
+                targets=[target],
+            )
+            for rule_id, (what, pattern, target) in routes.items()
+        }
+        for function in (spot, age_guard):
+            for name, value in organization_environment.items():
+                function.add_environment(name, value)
+            # The hub's own account is never a spoke: its events are the hub's (the deny-list as the run has it).
+            function.add_environment("TRAINCTL_ORG_EXCLUDE_ACCOUNTS", cdk.Fn.join(",", self.not_spokes))
+        for role in (spot_role, age_guard_role):
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="AssumeSpokeRolesInTheOrganizationOnly",
+                    actions=["sts:AssumeRole"],
+                    resources=[self.spoke_role_arns],
+                    conditions={"StringEquals": {"aws:ResourceOrgID": self.organization_id}},
+                )
+            )
+            acknowledge(
+                role,
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{self.spoke_role_arns}]",
+                "The spoke role, by its one name, in any account of this organization only (aws:ResourceOrgID), "
+                "for an event that account forwarded.",
+            )
+        # The spoke role trusts these functions' roles beside the organization run's child.
+        hub_roles = cdk.Fn.join(",", [self.sweep.role.role_arn, spot_role.role_arn, age_guard_role.role_arn])
+        parameter = cloudformation.CfnStackSet.ParameterProperty
+        self.stack_set.parameters = [
+            parameter(parameter_key=HUB_ROLES, parameter_value=hub_roles),
+            parameter(parameter_key=HUB_BUS, parameter_value=self.bus.event_bus_arn),
+        ]
 
     def _stack_set(
         self, organization: OrganizationSettings, organization_id: str, scope_tag: str

@@ -26,12 +26,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.age_guard import age_guard_routes, never_restamp, stamped_arns
 from infra.cleanup_sweep import sweep_routes
 from infra.declarations import declared_for
 from infra.node_banner import silence_node_end_of_life
 from infra.permissions import acknowledge, ec2_arns, never_destroy_persistent
 from infra.policy import DeclaredPolicy
-from infra.spot_interruption import SPOT_DETAIL_TYPES, STATE_CHANGES
+from infra.spot_interruption import SPOT_DETAIL_TYPES, STATE_CHANGES, spot_routes
 from trainctl.age_guard.rules import STAMPED_EVENTS, USE_EVENTS
 from trainctl.aws import ssm_documents as documents
 from trainctl.core import names
@@ -41,7 +42,10 @@ SWEEP_FOLDER = "organization_sweep"
 # Hub-side services the child calls with its own role: ledger and lease, topic, their key, the organization's
 # accounts and units, STS (to reach the spoke, and to check which account answered), and the Price List API
 # (list prices are the organization's, not an account's).
-HUB_SERVICES = ("dynamodb", "sns", "kms", "organizations", "sts", "pricing")
+HUB_SERVICES = ("dynamodb", "sns", "kms", "organizations", "sts", "pricing", "states")
+# The hub's functions that act in a member for an event it forwarded: spot warnings, and the stamps (the spoke role
+# holds their grants too, each in a policy of its own). The spot function's workflows (states) are the hub's.
+FORWARDED_FOLDERS = ("spot_interruption", "age_guard")
 # The stack's parameters, given by the StackSet: the hub's roles the spoke role trusts, and the hub's bus.
 HUB_ROLES = "HubRoleArns"
 HUB_BUS = "HubEventBusArn"
@@ -56,9 +60,9 @@ SPOKE_DOCUMENTS = {
 FORWARDED_STATES = ["running", *STATE_CHANGES]
 
 
-def spoke_actions() -> frozenset[str]:
-    """What the child does inside a spoke: every action its code declares but those it calls on the hub."""
-    return frozenset(a for a in declared_for(SWEEP_FOLDER).actions if a.split(":", 1)[0] not in HUB_SERVICES)
+def spoke_actions(folder: str = SWEEP_FOLDER) -> frozenset[str]:
+    """What a hub function does inside a spoke: every action its code declares but those it calls on the hub."""
+    return frozenset(a for a in declared_for(folder).actions if a.split(":", 1)[0] not in HUB_SERVICES)
 
 
 def hub_actions() -> frozenset[str]:
@@ -129,6 +133,16 @@ class SpokeStack(cdk.Stack):
                 sweep_routes(regions=regions, account=account, scope_tag=scope_tag)
             ),
         ]
+        # The spot function's and age_guard's grants, built from their code's declarations as in the hub.
+        spot = DeclaredPolicy("spot_interruption (spoke)", spoke_actions("spot_interruption")).statements(
+            spot_routes(regions=regions, account=account, scope_tag=scope_tag)
+        )
+        stamp = [
+            *DeclaredPolicy("age_guard (spoke)", spoke_actions("age_guard")).statements(
+                age_guard_routes(regions=regions, account=account, scope_tag=scope_tag)
+            ),
+            *never_restamp(scope_tag),
+        ]
         trust = {
             "Version": "2012-10-17",
             "Statement": [
@@ -144,7 +158,7 @@ class SpokeStack(cdk.Stack):
             self,
             "SpokeRole",
             role_name=role_name,
-            description="trainctl spoke: what the hub's organization run may do in this account",
+            description="trainctl spoke: what the hub's organization run, spot handler and age guard may do here",
             assume_role_policy_document=trust,
             policies=[
                 iam.CfnRole.PolicyProperty(
@@ -154,9 +168,27 @@ class SpokeStack(cdk.Stack):
             ],
         )
         # IAM is global: one stack instance (the first covered region's) holds the role.
-        role.cfn_options.condition = cdk.CfnCondition(
+        holds_iam = cdk.CfnCondition(
             self, "RoleRegion", expression=cdk.Fn.condition_equals(cdk.Aws.REGION, role_region)
         )
+        role.cfn_options.condition = holds_iam
+        # The spot and age_guard grants as managed policies of their own: IAM caps a role's inline policies at
+        # 10,240 characters together, and the three pass it from four regions on (each managed one may hold 6,144).
+        self.forwarded_grants: dict[str, iam.CfnManagedPolicy] = {}
+        for construct_id, (name, part) in {
+            "SpotGrants": ("trainctl-spoke-spot", spot),
+            "StampGrants": ("trainctl-spoke-stamp", stamp),
+        }.items():
+            grants = iam.CfnManagedPolicy(
+                self,
+                construct_id,
+                managed_policy_name=name,
+                description=f"trainctl spoke: what the hub's {name.rsplit('-', 1)[1]} handling may do here",
+                policy_document=iam.PolicyDocument(statements=part).to_json(),
+                roles=[role.ref],
+            )
+            grants.cfn_options.condition = holds_iam
+            self.forwarded_grants[name] = grants
         for arn in ec2_arns(regions, account, "instance", "volume", "snapshot"):
             acknowledge(
                 role,
@@ -164,11 +196,27 @@ class SpokeStack(cdk.Stack):
                 "The hub's sweep acts on any resource of this account only under the scope-tag condition, and a "
                 "Deny protects anything tagged trainctl:persistent: the hub sweep role's own grants.",
             )
-        acknowledge(
-            role,
-            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "EC2 and SSM reads that support no resource-level permissions, as the hub sweep role has them.",
-        )
+            for grants in self.forwarded_grants.values():
+                acknowledge(
+                    grants,
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                    "A forwarded spot warning or call may be for any instance, volume or snapshot of this account: "
+                    "writes are conditioned on the scope tag or the creating call, as the hub's spot and age_guard "
+                    "roles have them.",
+                )
+        for grantee in (role, *self.forwarded_grants.values()):
+            acknowledge(
+                grantee,
+                "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                "EC2 and SSM reads that support no resource-level permissions, as the hub's roles have them.",
+            )
+        for arn in stamped_arns(["*"], account):
+            acknowledge(
+                self.forwarded_grants["trainctl-spoke-stamp"],
+                f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                "age_guard stamps any new resource of this account, in the covered regions (aws:RequestedRegion); "
+                "only the trainctl:created-at, created-by, owner and scope keys, each only where unset.",
+            )
         return role
 
     def _forwarding(self, hub_bus_arn: str) -> None:

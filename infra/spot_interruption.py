@@ -30,6 +30,7 @@ from infra.permissions import (
     tag_present,
 )
 from infra.policy import Route, read_routes, service
+from infra.spoke_access import SPOKE_ACCESS_WITHHELD
 from trainctl.aws import ssm_documents as documents
 from trainctl.core import names, tags
 
@@ -97,7 +98,8 @@ class SpotInterruption(Construct):
                 Route("EncryptedTopicAndLedger", [key.key_arn], select=service("kms")),
                 Route("StartRecovery", [recovery.state_machine_arn], select=service("states")),
                 *spot_routes(regions=regions, account=account, scope_tag=scope_tag),
-            ]
+            ],
+            withheld=SPOKE_ACCESS_WITHHELD,
         )
         self._acknowledge_findings(regions, account)
 

@@ -58,6 +58,16 @@ class TrainctlStack(cdk.Stack):
         self._provider_sweeps(config, layer, retention)
         self.organization = self._organization(config, layer, retention)
         self._cost_and_spot(config, layer, retention)
+        if self.organization is not None:
+            # What spokes forward is handled by the hub's own spot and age_guard functions, through the spoke role.
+            self.organization.handle_forwarded(
+                spot=self.spot.function,
+                spot_role=self.spot.role,
+                age_guard=self.age_guard.function,
+                age_guard_role=self.age_guard.role,
+                organization_environment=config.organization_environment(),
+                failures=self.failures,
+            )
         sweep_settings = config.sweep
         self.prewarm = Prewarm(
             self,

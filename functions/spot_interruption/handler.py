@@ -2,6 +2,10 @@
 
 Kept light on purpose: like every handler, it imports the X-Ray SDK only where the deployment traces AWS
 calls (trainctl.aws.observability). Every call of the checkpoint step goes out within a second of the start.
+
+Where the deployment covers an organization, an event a member account forwarded is judged first (refused and
+counted, only told, or acted on through the member's spoke role: trainctl.organization.forwarded); an event of the
+hub's own account is handled exactly as in a single account.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
@@ -34,6 +38,10 @@ from trainctl.spot.run import Stopwatch, handle_interruption
 if TYPE_CHECKING:  # only named: the context is Lambda's, its Powertools type is for mypy
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from trainctl.organization.forwarded import Verdict
+    from trainctl.organization.settings import OrganizationSettings
+    from trainctl.organization.spoke import SpokeFactory
+
 # Powertools' idempotency store in the ledger table.
 PERMISSIONS = needs("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 
@@ -44,6 +52,10 @@ sleep: Callable[[float], None] = time.sleep  # tests make waiting instant
 IDEMPOTENCY_KEY = '[detail."instance-id", "detail-type", detail.state]'
 IDEMPOTENCY_WINDOW_SECONDS = 3600
 
+
+# What makes a deployment cover an organization (OrganizationSettings.enabled): without either, the organization's
+# settings are never loaded (about 40 ms of a first event).
+ORGANIZATION_SWITCHES = ("TRAINCTL_ORG_UNITS", "TRAINCTL_ORG_INCLUDE_ACCOUNTS")
 
 tracer = handler_tracer()
 
@@ -56,6 +68,47 @@ def deployed_settings() -> SpotSettings:
 @cache
 def client_factory() -> ClientFactory:
     return ClientFactory()
+
+
+@cache
+def organization_settings() -> OrganizationSettings | None:
+    if not any(os.environ.get(name) for name in ORGANIZATION_SWITCHES):
+        return None
+    # Cold start: the organization's settings load only where the deployment covers one.
+    from trainctl.organization.settings import OrganizationSettings
+
+    return OrganizationSettings.from_env(os.environ)
+
+
+@cache
+def hub_account() -> str:
+    # Cold start: the organization's rooms load only where the deployment covers one.
+    from trainctl.organization.forwarded import hub_account as own_account
+
+    return own_account(client_factory())
+
+
+@cache
+def spoke_clients() -> SpokeFactory:
+    # Cold start: the organization's rooms load only for an event a member account forwarded.
+    from trainctl.organization.forwarded import reusing, spoke_as
+    from trainctl.organization.forwarded_spot import SESSION
+
+    return reusing(spoke_as(SESSION))
+
+
+def forwarded_from(parsed: SpotEvent) -> Verdict | None:
+    """None for an event of the hub's own account (or where no organization is covered); else its verdict."""
+    org = organization_settings()
+    if org is None or parsed.account == hub_account():
+        return None
+    # Cold start: the organization's rooms load only for an event a member account forwarded.
+    from trainctl.organization.forwarded import judge
+    from trainctl.organization.record import AccountRecords
+
+    settings = deployed_settings()
+    records = AccountRecords(client_factory().dynamodb(), settings.ledger_table)
+    return judge(records, parsed.account, parsed.region, org, org.regions_or(settings.regions))
 
 
 @cache
@@ -84,9 +137,28 @@ def idempotent_handling() -> Callable[..., dict[str, Any]]:
     return handled
 
 
-def handle(*, event: dict[str, Any], parsed: SpotEvent, started: float) -> dict[str, Any]:
-    """`event` keys the idempotency record; `parsed` is the same event, validated once at the edge."""
+def handle(
+    *, event: dict[str, Any], parsed: SpotEvent, started: float, member: Verdict | None = None
+) -> dict[str, Any]:
+    """`event` keys the idempotency record; `parsed` is the same event, validated once at the edge; `member` is the
+    verdict on a member account's event (None: the hub's own)."""
     settings = deployed_settings()
+    if member is not None:
+        # Cold start: the organization's spot path loads only for an event a member account forwarded.
+        from trainctl.organization.forwarded_spot import handle_member_spot
+
+        org = cast("OrganizationSettings", organization_settings())
+        return handle_member_spot(
+            client_factory(),
+            settings,
+            org,
+            member,
+            parsed,
+            clock=clock,
+            watch=Stopwatch(started),
+            sleep=sleep,
+            spoke=spoke_clients(),
+        )
     region = parsed.region
     if region not in settings.regions:
         return {"status": "ignored", "reason": f"region {region} is not in TRAINCTL_REGIONS", "region": region}
@@ -122,6 +194,13 @@ def handle(*, event: dict[str, Any], parsed: SpotEvent, started: float) -> dict[
     return outcome.to_json()
 
 
+def is_unreachable(exc: Exception) -> bool:
+    # Cold start: loaded only once a member account's event failed.
+    from trainctl.organization.spoke import SpokeUnreachable
+
+    return isinstance(exc, SpokeUnreachable)
+
+
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -132,9 +211,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except InvalidEvent:
         logger.exception("refused event")
         raise
+    member = forwarded_from(parsed)
+    if member is not None and member.refused is not None:
+        # Refused before the idempotency record: nothing is written anywhere for an account not covered.
+        metrics.add_metric(name="ForwardedRefused", unit=MetricUnit.Count, value=1)
+        logger.warning(member.refusal_line())
+        return {"status": "refused", "reason": member.refusal_line(), **member.to_json()}
     # An in-progress record then expires with this invocation, should it die mid-way.
     idempotency_config().register_lambda_context(context)
-    result = idempotent_handling()(event=event, parsed=parsed, started=started)
+    try:
+        result = idempotent_handling()(event=event, parsed=parsed, started=started, member=member)
+    except Exception as exc:
+        if member is not None and is_unreachable(exc):
+            # The member's spoke role is missing, denies or answers from elsewhere: that account's error, by name.
+            metrics.add_metric(name="ForwardedUnreachable", unit=MetricUnit.Count, value=1)
+            logger.error("forwarded event not handled", extra={"error": str(exc)})
+        raise
     metrics.add_metric(name=f"Spot_{result['status']}", unit=MetricUnit.Count, value=1)
     checkpoint = next((s for s in result.get("steps", []) if s["step"] == "checkpoint-command"), None)
     if checkpoint is not None:

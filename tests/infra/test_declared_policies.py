@@ -14,6 +14,7 @@ import pytest
 from infra.declarations import declared_for
 from infra.export_workflows import definitions
 from infra.policy import FUNCTION_PLATFORM, STATE_MACHINE_PLATFORM, DeclaredPolicy, PolicyMismatch, Route, check
+from infra.spoke_access import SPOKE_ACCESS_WITHHELD
 from tests.infra.gates import as_list
 from tests.infra.test_iam_gates import role_statements
 from trainctl.aws import state_machines as workflows
@@ -22,8 +23,14 @@ from trainctl.core import names
 pytestmark = pytest.mark.infra
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-# Declared but not granted in a deployment without prewarm_buckets: there is no bucket to list.
-WITHHELD_WITHOUT_BUCKETS = {"prewarm_plan": {"s3:ListBucket"}, "prewarm_report": {"s3:ListBucket"}}
+# Declared but not granted in a deployment without prewarm_buckets: there is no bucket to list; nor, in one without
+# an organization, a spoke role to assume for a member's forwarded event (infra/spoke_access.py).
+WITHHELD_WITHOUT_BUCKETS = {
+    "prewarm_plan": {"s3:ListBucket"},
+    "prewarm_report": {"s3:ListBucket"},
+    "spot_interruption": set(SPOKE_ACCESS_WITHHELD),
+    "age_guard": set(SPOKE_ACCESS_WITHHELD),
+}
 # Deployed only with a provider or an organization configured: tests/infra/test_providers_stack.py and
 # test_organization_stack.py hold their policies to their declarations.
 ONLY_WHEN_CONFIGURED = {"provider_sweep", "organization_plan", "organization_sweep"}

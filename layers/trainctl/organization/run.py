@@ -13,16 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from trainctl.aws import ledger as keys
-from trainctl.aws.clients import ClientFactory, Credentials, error_code
+from trainctl.aws.clients import ClientFactory
 from trainctl.aws.lease import DynamoDbLease
 from trainctl.aws.notifications import Notifier
 from trainctl.core.clock import Clock, format_instant
 from trainctl.core.errors import TrainctlError
 from trainctl.core.notices import Notice
-from trainctl.core.permissions import needs
 from trainctl.core.sweep_settings import SweepSettings
 from trainctl.organization.ledger import AccountLedger
 from trainctl.organization.members import units_of
@@ -35,66 +32,8 @@ from trainctl.organization.rules import (
     why_dry_run,
 )
 from trainctl.organization.settings import OrganizationSettings
+from trainctl.organization.spoke import SpokeFactory, reach_spoke
 from trainctl.sweep.run import SweepResult, run_sweep
-
-PERMISSIONS = needs(
-    "sts:AssumeRole",
-    "sts:GetCallerIdentity",
-)
-
-# The session name says who acts in a spoke's CloudTrail: the hub's organization sweep.
-SESSION_NAME = "trainctl-organization-sweep"
-# AssumeRole's shortest session: a child runs within Lambda's 15 minutes.
-SESSION_SECONDS = 900
-
-
-class SpokeUnreachable(TrainctlError):
-    """A spoke account's role could not be used: missing, denying, or answering from another account."""
-
-    def __init__(self, account: str, why: str) -> None:
-        super().__init__(f"account {account}: {why}")
-        self.account = account
-
-
-# -- spoke credentials -----------------------------------------------------------------------------------------
-
-
-def spoke_role_arn(account: str, role_name: str) -> str:
-    return f"arn:aws:iam::{account}:role/{role_name}"
-
-
-def assume_spoke(sts: Any, account: str, role_name: str) -> Credentials:
-    """The spoke role's credentials; a missing or denying role is the account's error, named."""
-    try:
-        answer = sts.assume_role(
-            RoleArn=spoke_role_arn(account, role_name), RoleSessionName=SESSION_NAME, DurationSeconds=SESSION_SECONDS
-        )
-    except ClientError as exc:
-        raise SpokeUnreachable(account, f"its spoke role could not be assumed ({error_code(exc)})") from exc
-    except BotoCoreError as exc:
-        raise SpokeUnreachable(account, f"its spoke role could not be assumed ({type(exc).__name__})") from exc
-    raw = answer["Credentials"]
-    return Credentials(str(raw["AccessKeyId"]), str(raw["SecretAccessKey"]), str(raw["SessionToken"]))
-
-
-def verified_spoke(credentials: Credentials, account: str, region: str) -> ClientFactory:
-    """A client factory acting in the spoke, once STS says the credentials act in the account asked for."""
-    spoke = ClientFactory(region, credentials=credentials)
-    try:
-        answered = str(spoke.client("sts").get_caller_identity()["Account"])
-    except (ClientError, BotoCoreError) as exc:
-        raise SpokeUnreachable(account, "its spoke role's credentials were refused") from exc
-    if answered != account:
-        raise SpokeUnreachable(account, "its spoke role answered from another account: refused")
-    return spoke
-
-
-SpokeFactory = Callable[[ClientFactory, str, str, str], ClientFactory]
-
-
-def reach_spoke(hub: ClientFactory, account: str, region: str, role_name: str) -> ClientFactory:
-    return verified_spoke(assume_spoke(hub.client("sts"), account, role_name), account, region)
-
 
 # -- one child -------------------------------------------------------------------------------------------------
 
