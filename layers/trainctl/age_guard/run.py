@@ -69,7 +69,9 @@ def _refusal(settings: AgeGuardSettings, region: str, account: str | None) -> st
     if region not in settings.regions:
         return f"region {region} is not in TRAINCTL_REGIONS {list(settings.regions)}"
     if settings.account_id and account and account != settings.account_id:
-        return f"account {account} is not this deployment's account {settings.account_id}"
+        # The event's word: named only when it has an account id's shape, never pasted as sent.
+        named = account if len(account) == 12 and account.isascii() and account.isdigit() else "of the wrong shape"
+        return f"account {named} is not this deployment's account {settings.account_id}"
     return None
 
 
