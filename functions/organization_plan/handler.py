@@ -18,10 +18,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from trainctl.aws.clients import ClientFactory
 from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, system_clock
-from trainctl.core.events import InvalidEvent
+from trainctl.core.errors import InvalidEvent
 from trainctl.core.sweep_settings import SweepSettings
-from trainctl.organization.events import OrganizationCostTotal, parse_plan_step
 from trainctl.organization.members import plan_organization
+from trainctl.organization.plan_events import OrganizationCostTotal, parse_plan_step
 from trainctl.organization.record import AccountRecords
 from trainctl.organization.settings import OrganizationSettings, hub_settings
 

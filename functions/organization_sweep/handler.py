@@ -20,7 +20,7 @@ from trainctl.aws.clients import ClientFactory
 from trainctl.aws.notifications import SnsNotifier
 from trainctl.aws.observability import handler_tracer, logger, metrics
 from trainctl.core.clock import Clock, system_clock
-from trainctl.core.events import InvalidEvent
+from trainctl.core.errors import InvalidEvent
 from trainctl.core.sweep_settings import SweepSettings
 from trainctl.organization.events import OrganizationCostItem, parse_item
 from trainctl.organization.record import AccountRecords

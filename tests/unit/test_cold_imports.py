@@ -160,7 +160,7 @@ print(json.dumps(sorted(made)))
 
 # On Python 3.11 each dataclass costs the cold start 0.3 to 1 ms to make (its methods compiled one exec at a time):
 # the sweep's and the cost check's value containers are NamedTuples, made several times faster (bench/RESULTS.md).
-DATACLASS_BUDGET = {"cleanup_sweep": 18, "cost_alerts": 21}
+DATACLASS_BUDGET = {"cleanup_sweep": 17, "cost_alerts": 20}
 
 
 @pytest.mark.parametrize("function", sorted(DATACLASS_BUDGET))
@@ -181,3 +181,25 @@ def test_a_handlers_cold_start_makes_few_dataclasses(function: str) -> None:
     made = json.loads(out.strip().splitlines()[-1])
     assert "trainctl.core.resources.Instance" in made  # the probe sees what the handler imports
     assert len(made) <= DATACLASS_BUDGET[function], made
+
+
+@pytest.mark.parametrize("function", ["organization_plan", "organization_sweep"])
+def test_the_organization_handlers_build_no_schedule_request_of_the_accounts_own_functions(function: str) -> None:
+    # They refuse with the same InvalidEvent as every handler, from trainctl.core.errors, without its models.
+    loaded = cold_import(function)
+    assert {"SweepRequest", "CostRequest"} & set(loaded["models"]) == set()
+    assert "trainctl.core.events" not in loaded["modules"]
+    assert "OrganizationSettings" in loaded["models"]
+
+
+def test_an_organization_child_builds_none_of_the_plan_steps_models() -> None:
+    models = set(cold_import("organization_sweep")["models"])
+    assert {"OrganizationPlanRequest", "OrganizationCostTotal"} & models == set()
+    assert {"OrganizationItem", "OrganizationCostItem"} <= models
+    assert {"OrganizationPlanRequest", "OrganizationCostTotal"} <= set(cold_import("organization_plan")["models"])
+
+
+def test_the_cost_check_loads_notices_only_with_a_breach() -> None:
+    # An ordinary check finds no breach and tells no one; the sweep, which tells owners of most runs, loads them.
+    assert "trainctl.core.notices" not in cold_import("cost_alerts")["modules"]
+    assert "trainctl.core.notices" in cold_import("cleanup_sweep")["modules"]

@@ -11,12 +11,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from trainctl.aws.clients import access_error
 from trainctl.core.errors import AwsAccessError
-from trainctl.core.notices import Notice, email_subject, email_text, sns_message
 from trainctl.core.permissions import needs
 from trainctl.core.text import one_line
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
+
+    from trainctl.core.notices import Notice
 
 # The topic is encrypted with the stack's key: publishing needs a data key from it.
 PERMISSIONS = needs("sns:Publish", "kms:GenerateDataKey", "kms:Decrypt")
@@ -48,6 +49,9 @@ class SnsNotifier:
         self._topic_arn = topic_arn
 
     def publish(self, notice: Notice) -> None:
+        # Cold start: notices render on the first one sent; a cost check that finds no breach never sends one.
+        from trainctl.core.notices import email_subject, sns_message
+
         # Subscribers filter on the attributes (an owner's own notices, say): SNS wants them typed.
         typed: dict[str, Any] = {
             name: {"DataType": "String", "StringValue": value}
@@ -77,6 +81,9 @@ class InMemoryNotifier:
         self._lock = threading.Lock()
 
     def publish(self, notice: Notice) -> None:
+        # Cold start: as SnsNotifier's, the rendering loads with the first notice.
+        from trainctl.core.notices import email_subject, email_text
+
         with self._lock:  # notices go out a few at once: a message and its attributes stay at the same index
             self.messages.append((safe_subject(email_subject(notice)), email_text(notice)))
             self.attributes.append(safe_attributes(notice.attributes()))

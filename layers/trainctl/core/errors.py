@@ -7,6 +7,10 @@ class TrainctlError(Exception):
     """Base of every error trainctl raises on purpose."""
 
 
+class InvalidEvent(ValueError):
+    """The event does not have a shape this function accepts; nothing was done."""
+
+
 class SettingsError(TrainctlError):
     """A TRAINCTL_* setting (or a deploy setting) is invalid; the message names it."""
 

@@ -14,6 +14,9 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.exceptions import InvalidModelTypeError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Re-exported for the handlers that parse here; it lives in errors so that the others build none of these models.
+from trainctl.core.errors import InvalidEvent as InvalidEvent  # noqa: PLC0414
+
 if TYPE_CHECKING:
     from trainctl.core.cloudtrail_events import CloudTrailApiCall
     from trainctl.core.envelopes import InstanceStateChange
@@ -31,10 +34,6 @@ def _region_names_only(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
 
 # What Powertools' parse raises for an event that does not fit; anything else is a bug and must surface.
 REFUSALS = (ValidationError, InvalidModelTypeError)
-
-
-class InvalidEvent(ValueError):
-    """The event does not have a shape this function accepts; nothing was done."""
 
 
 class SweepRequest(BaseModel):

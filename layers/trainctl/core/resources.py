@@ -151,8 +151,8 @@ class Image(NamedTuple):
 Resource = Instance | Volume | Snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class RegionInventory:
+# A NamedTuple for the cold start, as Attachment.
+class RegionInventory(NamedTuple):
     """Everything trainctl read in one region, at one moment."""
 
     region: str

@@ -10,15 +10,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from trainctl.core import tags
 from trainctl.core.accelerators import Accelerators, accelerators_for
 from trainctl.core.clock import format_instant
 from trainctl.core.cost_settings import CostSettings
-from trainctl.core.notices import Notice, digest
 from trainctl.core.resources import Instance, RegionInventory, Snapshot, Volume
 from trainctl.cost.prices.model import HOURS_PER_MONTH, PriceKey, Quote, SpotKey
+
+if TYPE_CHECKING:
+    from trainctl.core.notices import Notice
 
 # gp3 includes this much performance in its storage price.
 GP3_FREE_IOPS = 3000
@@ -523,6 +525,9 @@ def offender_line(cost: ResourceCost) -> str:
 
 def breach_notice(breach: Breach, why: str, at: datetime) -> Notice:
     """`breach` with every tag value already escaped (cost.run.shown)."""
+    # Cold start: notices load with a breach or its clearing, never on an ordinary check that finds none.
+    from trainctl.core.notices import Notice, digest
+
     prefix = {"new": "", "grew": "grown: ", "reminder": "still: "}.get(why, "")
     lines = [("unpriced: " if breach.kind == "unpriced" else "") + offender_line(c).strip() for c in breach.offenders]
     steps = ["Stop or delete what is not needed: trainctl instances stop ID, trainctl ebs delete ID."]
@@ -548,6 +553,9 @@ def breach_notice(breach: Breach, why: str, at: datetime) -> Notice:
 
 
 def cleared_notice(state: AlertState, at: datetime) -> Notice:
+    # Cold start: as breach_notice's.
+    from trainctl.core.notices import Notice, digest
+
     return Notice(
         kind="cost",
         title=f"trainctl cost: cleared {state.key}",

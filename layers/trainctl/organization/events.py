@@ -1,30 +1,23 @@
-"""The organization run's two requests, parsed at the edge: the plan's trigger, and one Distributed Map item."""
+"""One child of the organization run, parsed at the edge: a Distributed Map item (sweep or cost).
+
+The plan step's own requests are in trainctl.organization.plan_events: neither function builds the other's models
+at its cold start. The shapes and the refusal both use are here.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trainctl.core.events import InvalidEvent
+from trainctl.core.errors import InvalidEvent
 
 # Shapes only: an event's text is never pasted into a message line. pydantic's regex engine has no \Z, and its
 # `$` is the end of the text (a trailing newline does not pass).
-_ACCOUNT = r"^\d{12}$"
+ACCOUNT = r"^\d{12}$"
 _REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
 # A cost run's id, which the plan makes (uuid4's hex): its children's results are kept under it.
-_RUN = r"^[0-9a-f]{32}$"
-
-
-class OrganizationPlanRequest(BaseModel):
-    """What the organization run's schedule sends: at most a request for less (a dry-run)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    task: Literal["organization_plan"] = "organization_plan"
-    dry_run: bool | None = None
-    # The sweep (one item per account and region) or the cost check (one item per account, all its regions).
-    capability: Literal["sweep", "cost"] = "sweep"
+RUN = r"^[0-9a-f]{32}$"
 
 
 class OrganizationItem(BaseModel):
@@ -32,7 +25,7 @@ class OrganizationItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    account: str = Field(pattern=_ACCOUNT)
+    account: str = Field(pattern=ACCOUNT)
     region: str = Field(pattern=_REGION)
     dry_run: bool = True
 
@@ -43,43 +36,13 @@ class OrganizationCostItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     capability: Literal["cost"]
-    account: str = Field(pattern=_ACCOUNT)
-    run: str = Field(pattern=_RUN)
+    account: str = Field(pattern=ACCOUNT)
+    run: str = Field(pattern=RUN)
 
 
-class OrganizationCostTotal(BaseModel):
-    """The cost run's last step: the plan's accounts, whose children's results it sums and checks."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    task: Literal["organization_cost_total"]
-    run: str = Field(pattern=_RUN)
-    covered: tuple[Annotated[str, Field(pattern=_ACCOUNT)], ...]
-    excluded: dict[Annotated[str, Field(pattern=_ACCOUNT)], str] = Field(default_factory=dict)
-
-
-def _problems(function: str, exc: ValidationError) -> InvalidEvent:
+def refusal(function: str, exc: ValidationError) -> InvalidEvent:
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors())
     return InvalidEvent(f"{function} refused the event: {problems}")
-
-
-def parse_plan_request(event: object) -> OrganizationPlanRequest:
-    if not isinstance(event, dict):
-        raise InvalidEvent(f"organization_plan expects a JSON object, got {type(event).__name__}")
-    try:
-        return OrganizationPlanRequest.model_validate(event)
-    except ValidationError as exc:
-        raise _problems("organization_plan", exc) from exc
-
-
-def parse_plan_step(event: object) -> OrganizationPlanRequest | OrganizationCostTotal:
-    """organization_plan's two steps: the plan, and the cost run's total after its children."""
-    if isinstance(event, dict) and event.get("task") == "organization_cost_total":
-        try:
-            return OrganizationCostTotal.model_validate(event)
-        except ValidationError as exc:
-            raise _problems("organization_plan", exc) from exc
-    return parse_plan_request(event)
 
 
 def parse_item(event: object) -> OrganizationItem | OrganizationCostItem:
@@ -90,4 +53,4 @@ def parse_item(event: object) -> OrganizationItem | OrganizationCostItem:
             return OrganizationCostItem.model_validate(event)
         return OrganizationItem.model_validate(event)
     except ValidationError as exc:
-        raise _problems("organization_sweep", exc) from exc
+        raise refusal("organization_sweep", exc) from exc

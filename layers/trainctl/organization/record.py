@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -55,8 +54,8 @@ def _error(operation: str, exc: ClientError | BotoCoreError) -> AwsAccessError:
     return AwsAccessError(operation, type(exc).__name__, str(exc))
 
 
-@dataclass(frozen=True, slots=True)
-class AccountRun:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class AccountRun(NamedTuple):
     """One child's run as the hub recorded it."""
 
     account: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from trainctl.organization.settings import ACCOUNT_ID, OrganizationSettings
 
@@ -26,8 +27,8 @@ DEPLOYMENT_DRY_RUN = "deployment-dry-run"
 NOT_ENFORCED = "not-enforced"
 
 
-@dataclass(frozen=True, slots=True)
-class MemberAccount:
+# A NamedTuple, not a frozen dataclass: on Python 3.11 it is made at import several times faster (cold start).
+class MemberAccount(NamedTuple):
     """An account as Organizations lists it, with the units it sits under (nearest first, up to a covered one)."""
 
     account_id: str
@@ -35,8 +36,7 @@ class MemberAccount:
     units: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """One child of the organization run: one account in one region."""
 
     account: str
