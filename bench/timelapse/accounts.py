@@ -13,9 +13,9 @@ Functions interpreter: it runs an execution on a thread of its own, which the ag
 real time at every tick (tests/integration/test_organization_workflow.py runs the synthesised Distributed Map
 under it).
 
-What the member's people do never reaches the hub's events: the hub's age_guard refuses another account's call
-and the spokes' forwarding to it is not built, so the member's launches carry their owner tag themselves. The
-member's CloudWatch gets its instances' load as the hub's does.
+The member's own events (its CloudTrail records, state changes, spot warnings) are not delivered to the hub's
+functions in this mode (the organization bus's forwarding is not played here), so the member's launches carry
+their owner tag themselves. The member's CloudWatch gets its instances' load as the hub's does.
 
 Every decision, notice, ledger row and mark tag about a resource is kept as an AccountLine under the account that
 wrote it; the oracle (judge_accounts) holds each to the account whose EC2 holds the resource.
