@@ -1,4 +1,4 @@
-"""python -m bench.timelapse --days 30 --seed N [--cast large|small] [--organization] [--markdown]"""
+"""python -m bench.timelapse --days 30 --seed N [--cast large|small] [--organization] [--no-providers] [--markdown]"""
 
 from __future__ import annotations
 
@@ -22,13 +22,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a member account beside the hub's, joining the covered unit on day 2, swept by the organization run",
     )
+    parser.add_argument(
+        "--providers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="RunPod's and Lyceum's stories beside the AWS cast, against their emulators (default: on)",
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     print(f"time-lapse seed {seed}", flush=True)
-    run = time_lapse(days=args.days, seed=seed, cast=args.cast, quiet=not args.verbose, organization=args.organization)
+    run = time_lapse(
+        days=args.days,
+        seed=seed,
+        cast=args.cast,
+        quiet=not args.verbose,
+        organization=args.organization,
+        providers=args.providers,
+    )
     if args.markdown:
         command = f"python -m bench.timelapse --days {args.days:g} --seed {seed} --cast {args.cast}"
         command += " --organization" if args.organization else ""
+        command += "" if args.providers else " --no-providers"
         print(markdown_section(run.record, run.judgement, command=command))
     else:
         print(text_report(run.record, run.judgement, wall_seconds=run.wall_seconds))

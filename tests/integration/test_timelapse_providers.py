@@ -43,3 +43,14 @@ def test_every_provider_story_is_acted_on_within_its_bound_and_nothing_in_use_is
     # The volume an endpoint mounts is kept by name (`endpoint-mounted`), not merely never reached.
     said = {p for i in sweeps if i.result for d in i.result["decisions"] for p in d["protections"]}
     assert "endpoint-mounted" in said
+
+
+def test_the_default_time_lapse_tells_the_provider_stories_beside_the_aws_cast() -> None:
+    from bench.timelapse.run import time_lapse
+
+    run = time_lapse(days=1.5, seed=3, cast="small", providers=True)
+    assert run.judgement.failures() == [], "\n".join(str(f) for f in run.judgement.failures())
+    functions = {i.function for i in run.record.invocations}
+    assert {"cleanup_sweep", "provider_sweep"} <= functions
+    stories = set(run.judgement.stories)
+    assert "busy RunPod pod" in stories and any("notebook" in s or "Notebook" in s for s in stories), stories
