@@ -3,7 +3,8 @@
 Where the deployment covers an organization, an event a member account forwarded is stamped in that account through
 its spoke role once the account is covered (trainctl.organization.forwarded), and refused and counted otherwise.
 Stamping goes ahead in a covered account still in its dry-run: it only writes who made a resource and when, where
-unset, and only while the CloudTrail event is at hand. An event of the hub's own account is handled as in one account.
+unset, and only while the CloudTrail event is at hand. A use there is recorded in the hub's ledger; no mark tag is
+taken away in the account. An event of the hub's own account is handled as in one account.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         (client_factory(), deployed_settings()) if member is None else member_clients(member, parsed.region)
     )
     if isinstance(parsed, CloudTrailApiCall) and parsed.detail.event_name in USE_EVENTS:
-        result = void_marks_on_use(factory, parsed, settings)
+        # A member only told (not enforced) has the use recorded in the hub's ledger, and nothing written in it.
+        result = void_marks_on_use(factory, parsed, settings, told_only=member.why_dry_run if member else None)
     elif isinstance(parsed, CloudTrailApiCall):
         result = stamp_api_call(factory, parsed, settings)
     else:

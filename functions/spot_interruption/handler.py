@@ -48,8 +48,9 @@ PERMISSIONS = needs("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem
 clock: Clock = system_clock  # tests step this
 sleep: Callable[[float], None] = time.sleep  # tests make waiting instant
 
-# One set of actions per instance and kind of event: EventBridge delivers at least once.
-IDEMPOTENCY_KEY = '[detail."instance-id", "detail-type", detail.state]'
+# One set of actions per account, instance and kind of event: EventBridge delivers at least once. The account is
+# part of it so that an event claiming another account for an instance id never answers that account's own event.
+IDEMPOTENCY_KEY = '[account, detail."instance-id", "detail-type", detail.state]'
 IDEMPOTENCY_WINDOW_SECONDS = 3600
 
 

@@ -27,7 +27,6 @@ MAX_AGE = timedelta(minutes=45)
 # -- RunPod: an endpoints answer that cannot be read keeps every volume -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="round 5: an endpoint's `networkVolumes: null` is read as mounting nothing")
 def test_an_endpoint_whose_network_volumes_is_null_leaves_every_volumes_mounts_unknown() -> None:
     """Promise: an endpoints answer that cannot be read (a null among them) keeps every volume. RunPod documents
     `networkVolumes` as a list of ids; a null is not that list, and an endpoint whose mounts are not known might
@@ -70,7 +69,6 @@ def runpod_http(answers: list[Any]) -> ProviderHttp:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="round 5: a key echoed with JSON escapes passes the byte-level redaction")
 def test_a_key_echoed_with_json_escapes_never_reaches_the_read() -> None:
     """Promise: a provider's API key never appears in a log, error, notice or the ledger, even when the provider
     echoes it. The answer is redacted as bytes before it is parsed, so a key written with JSON escapes
@@ -125,7 +123,6 @@ def recorded(blob: bytes, at: datetime) -> Any:
     return costs
 
 
-@pytest.mark.xfail(strict=True, reason="round 5: a burn record dated in the future is fresh forever")
 def test_a_burn_record_dated_in_the_future_is_not_taken_as_fresh() -> None:
     """Promise: a record older than the bound makes that provider's burn unknown, named, never a stale figure. A
     record dated a day ahead (a forged record, or a function whose clock ran ahead) is younger than any bound at
@@ -134,7 +131,6 @@ def test_a_burn_record_dated_in_the_future_is_not_taken_as_fresh() -> None:
     assert costs.error is not None and "unknown" in costs.error
 
 
-@pytest.mark.xfail(strict=True, reason="round 5: a burn record's negative or non-finite price is added as given")
 @pytest.mark.parametrize("hourly", [-500.0, float("nan"), float("inf")])
 def test_a_burn_record_with_a_price_no_provider_charges_is_refused(hourly: float) -> None:
     """Promise: a forged or broken record never lowers the burn cost_alerts checks. A negative hourly price

@@ -174,8 +174,13 @@ def stamp_first_start(factory: ClientFactory, event: InstanceStateChange, settin
     return _stamp(stamper, owners, ids, principal, details["launch_time"], rules_from(settings))
 
 
-def void_marks_on_use(factory: ClientFactory, event: CloudTrailApiCall, settings: AgeGuardSettings) -> StampResult:
-    """AttachVolume, StartInstances or a scope tag written between two sweeps: the marks on what it touched go."""
+def void_marks_on_use(
+    factory: ClientFactory, event: CloudTrailApiCall, settings: AgeGuardSettings, *, told_only: str | None = None
+) -> StampResult:
+    """AttachVolume, StartInstances or a scope tag written between two sweeps: the marks on what it touched go.
+
+    `told_only`: why the account is only told (a member not enforced): nothing is written in it, and the use is
+    recorded in the hub's ledger all the same, which voids any mark there for every later sweep."""
     detail = event.detail
     skipped = _not_for_us(event, settings, "used")
     if skipped:
@@ -184,7 +189,8 @@ def void_marks_on_use(factory: ClientFactory, event: CloudTrailApiCall, settings
     if not ids:
         return StampResult("ignored", f"{detail.event_name}: no resource trainctl watches")
     voider = MarkVoider(factory.ec2(detail.aws_region), factory.dynamodb(), settings.ledger_table)
-    marked = voider.marked(ids)
+    # Where trainctl only tells it writes nothing, as a dry-run: the ledger line below voids any mark there.
+    marked = voider.marked(ids) if told_only is None else []
     at = ensure_utc(detail.event_time)
     who = one_line(principal_of(detail.user_identity).created_by, 128)
     if detail.event_name in ("CreateTags", "DeleteTags"):
@@ -198,6 +204,8 @@ def void_marks_on_use(factory: ClientFactory, event: CloudTrailApiCall, settings
     for resource_id in ids:
         voider.record_use(resource_id, at, why)
     reason = f"the mark tag stayed on {', '.join(kept_tags)}; the ledger voids it" if kept_tags else ""
+    if told_only is not None:
+        reason = f"the use is recorded; nothing is written in an account only told ({told_only})"
     return StampResult(
         "unmarked" if marked else "unchanged", reason, unchanged=tuple(i for i in ids if i not in marked)
     )

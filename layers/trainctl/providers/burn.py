@@ -4,7 +4,8 @@ Each deployed provider's function prices its account on the cost schedule (provi
 item, overwritten each run (`provider-burn` / the provider): when, every resource as priced, its balance breaches
 and notes, or the one-line error that kept the provider from being read. cost_alerts reads those items in one
 Query and never calls a provider: a slow or failing provider API holds up only its own function. A record older
-than the bound, or none at all, makes that provider's burn unknown, named, never $0.
+than the bound, dated ahead of now, holding a negative or non-finite price, or none at all, makes that provider's
+burn unknown, named, never $0.
 
 The record holds what the provider's API answered after trainctl read it, never the key: the clients redact it
 from every error and note before it gets here.
@@ -13,6 +14,7 @@ from every error and note before it gets here.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,9 @@ RECORD_VERSION = 1
 RECORD_RETENTION = timedelta(days=7)
 # DynamoDB's item limit is 400 KB; the compressed record of 2,000 pods and 500 network volumes is about 48 KB.
 MAX_RECORD_BYTES = 380_000
+# A record dated further ahead than this is no fresh one (a clock run ahead, or a forgery): it would stay "young"
+# at every check until that date; clocks synchronised as Lambda's are agree within well under a second.
+FUTURE_SKEW = timedelta(minutes=5)
 
 # One resource as a row, in this order: the record stays small enough for one item at thousands of resources.
 _ROW = (
@@ -87,6 +92,19 @@ def _row(cost: ResourceCost) -> list[Any]:
     ]
 
 
+class UnreadableRecord(TrainctlError):
+    """A recorded burn trainctl will not add: its provider's burn is then unknown, named."""
+
+
+def _price(value: Any) -> float | None:
+    """A recorded dollar figure; a negative or non-finite one would lower or void every total it joins."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise UnreadableRecord("the recorded burn could not be read (a price that is negative or not a finite number)")
+    return float(value)
+
+
 def _cost(row: Sequence[Any], provider: str) -> ResourceCost:
     raw = dict(zip(_ROW, row, strict=True))
     return ResourceCost(
@@ -95,8 +113,8 @@ def _cost(row: Sequence[Any], provider: str) -> ResourceCost:
         str(raw["region"]),
         str(raw["owner"]),
         str(raw["description"]),
-        None if raw["hourly_usd"] is None else float(raw["hourly_usd"]),
-        None if raw["accumulated_usd"] is None else float(raw["accumulated_usd"]),
+        _price(raw["hourly_usd"]),
+        _price(raw["accumulated_usd"]),
         str(raw["price_source"]),
         parse_instant(str(raw["since"])),
         tuple(str(flag) for flag in raw["flags"]),
@@ -164,6 +182,11 @@ def newest_burn(
         elif at - found.at > max_age:
             minutes = int((at - found.at).total_seconds() // 60)
             why = f"last recorded {format_instant(found.at)}, {minutes} minutes ago (over {format_duration(max_age)})"
+            chosen.append(unknown(provider, why))
+        elif found.at - at > FUTURE_SKEW:
+            minutes = int((found.at - at).total_seconds() // 60)
+            ahead = format_duration(FUTURE_SKEW)
+            why = f"recorded as of {format_instant(found.at)}, {minutes} minutes ahead of now (over {ahead})"
             chosen.append(unknown(provider, why))
         elif found.costs.error:
             chosen.append(unknown(provider, found.costs.error))

@@ -88,6 +88,24 @@ class Redactor:
         return text
 
 
+def redacted_strings(parsed: Any, redact: Callable[[str], str]) -> Any:
+    """A parsed JSON value with every string in it redacted, object keys too; walked without recursion, so that
+    an answer nested as deep as the parser allows is walked as well."""
+    if isinstance(parsed, str):
+        return redact(parsed)
+    pending: list[Any] = [parsed] if isinstance(parsed, list | dict) else []
+    while pending:
+        node = pending.pop()
+        pairs = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        if isinstance(node, dict):
+            node.clear()  # refilled in the same order, under the redacted keys
+        for name, value in pairs:
+            if isinstance(value, list | dict):
+                pending.append(value)
+            node[redact(name) if isinstance(name, str) else name] = redact(value) if isinstance(value, str) else value
+    return parsed
+
+
 @dataclass(frozen=True, slots=True)
 class RateWindow:
     """One window of a provider's quota, from the IETF RateLimit and RateLimit-Policy headers."""
@@ -293,7 +311,8 @@ class ProviderHttp:
         readable = True
         if raw.strip():
             try:
-                parsed = json.loads(raw)
+                # Once read too: a key written with JSON escapes (`\u0072pa_...`) is whole only after parsing.
+                parsed = redacted_strings(json.loads(raw), self._redact)
             except (ValueError, UnicodeDecodeError):
                 readable = False
         if 200 <= status < 300:

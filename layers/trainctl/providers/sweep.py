@@ -278,6 +278,8 @@ class ProviderRoom:
     act: Callable[[Decision], tuple[str, str]]
     next_steps: tuple[str, ...] = field(default=())
     observed_ids: tuple[str, ...] = ()  # the ledger ids whose sightings the rules read
+    # Just before its act, a destructive decision read again: the decision that keeps it instead, or None (act on).
+    recheck: Callable[[Decision], Decision | None] = field(default=lambda _decision: None)
 
 
 def failed_sweep(provider: str, settings: SweepSettings, now: datetime, error: TrainctlError) -> ProviderSweepResult:
@@ -363,6 +365,10 @@ def run_provider_sweep(
             acted.append(_withheld(decision, error) if error and decision.destructive else _done_if_marking(decision))
             continue
         try:
+            kept = room.recheck(decision)
+            if kept is not None:
+                acted.append(kept)
+                continue
             outcome, detail = room.act(decision)
         except ProviderKeyRejected as exc:
             error = one_line(str(exc), 300)

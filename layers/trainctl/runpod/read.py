@@ -319,10 +319,8 @@ def read_endpoint_mounts(record: Any) -> tuple[str, tuple[str, ...]]:
     if not isinstance(record, dict):
         raise ShapeProblem("an endpoint is not a JSON object")
     endpoint_id = _id(record)
-    # `networkVolumes` must be there: an endpoint whose mounts are unknown might mount any volume.
+    # `networkVolumes` must be a list (a null too is no list): an endpoint whose mounts are unknown might mount any.
     mounted = _field(record, "networkVolumes")
-    if mounted is None:
-        return endpoint_id, ()
     if not isinstance(mounted, list):
         raise ShapeProblem("`networkVolumes` is not a list")
     volume_ids = []
@@ -333,7 +331,7 @@ def read_endpoint_mounts(record: Any) -> tuple[str, tuple[str, ...]]:
     return endpoint_id, tuple(volume_ids)
 
 
-def _endpoint_mounts(endpoints: Sequence[Any]) -> tuple[dict[str, list[str]], tuple[str, ...]]:
+def endpoint_mounts(endpoints: Sequence[Any]) -> tuple[dict[str, list[str]], tuple[str, ...]]:
     """Volume id -> the endpoints that mount it, and each unreadable endpoint's problem by name."""
     mounted_by: dict[str, list[str]] = {}
     problems: list[str] = []
@@ -389,7 +387,7 @@ def read_inventory(
             unreadable.append(Unreadable("volume", _label(record, f"network volume #{place}"), str(problem)))
     endpoint_problems: tuple[str, ...] = (endpoints_unread,)
     if endpoints is not None:
-        by_endpoints, endpoint_problems = _endpoint_mounts(endpoints)
+        by_endpoints, endpoint_problems = endpoint_mounts(endpoints)
         read_volumes = [replace(v, endpoint_mounts=tuple(by_endpoints.get(v.resource_id, ()))) for v in read_volumes]
     return RunpodInventory(
         read_at=now,

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -39,6 +39,8 @@ from trainctl.sweep.rules import MARK_SLACK, Reason
 LOCKED = "locked"
 MOUNTS_UNKNOWN = "mounts-unknown"
 ENDPOINT_MOUNTED = "endpoint-mounted"
+# A pod mounts it when read again just before the deletion (before then, a mounted volume is no candidate at all).
+MOUNTED = "mounted"
 # The issue's rule: a pod up for less than this is nobody's forgotten pod yet.
 MIN_UPTIME = timedelta(hours=1)
 
@@ -194,6 +196,28 @@ def judge_volume(
         protections=tuple(dict.fromkeys(protections)),
         detail="; ".join(details),
     )
+
+
+def use_before_delete(
+    volume_id: str, again: RunpodInventory, endpoints_mounting: Mapping[str, Sequence[str]]
+) -> tuple[str, str] | None:
+    """Why a network volume must stay after all, from the pods and endpoints read again just before its deletion
+    (`again`, read with no volumes): its protection and what was seen; None when every mount is known and none
+    is of it. As the AWS sweep re-reads a volume's use: a pod or endpoint may start mounting it after the read."""
+    pods = [p.resource_id for p in again.pods if p.status != "TERMINATED" and volume_id in p.network_volume_ids]
+    if pods:
+        return MOUNTED, f"pod {', '.join(pods)} mounts it"
+    endpoints = endpoints_mounting.get(volume_id, ())
+    if endpoints:
+        return ENDPOINT_MOUNTED, f"serverless endpoint {', '.join(endpoints)} mounts it"
+    if not again.mounts_known:
+        return MOUNTS_UNKNOWN, "a pod's answer could not be read, so what it mounts is unknown"
+    if again.endpoint_problems:
+        return (
+            MOUNTS_UNKNOWN,
+            f"whether a serverless endpoint mounts it is unknown: {'; '.join(again.endpoint_problems)}",
+        )
+    return None
 
 
 def judge_unreadable(entry: Unreadable) -> Judged:
