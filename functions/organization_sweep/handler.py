@@ -90,7 +90,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     notifier = SnsNotifier(factory.sns(), sweep.topic_arn) if sweep.topic_arn and not sweep.dry_run else None
     outcome = sweep_target(
         factory,
-        Target(item.account, item.region, item.dry_run),
+        Target(item.account, item.region, item.dry_run, item.why_dry_run),
         org,
         sweep,
         clock,

@@ -180,6 +180,7 @@ def test_an_organization_run_sweeps_covered_accounts_first_as_a_dry_run_then_mar
     assert planned["excluded"] == {org.xavier: "deny-listed"}
     assert all(item["dry_run"] for item in planned["items"])  # every account is newly onboarded
     by_account = {c["account"]: c for c in children}
+    assert {c["why_dry_run"] for c in children if c["outcome"] != "failed"} == {"first-sweep"}
     assert by_account[org.carol]["outcome"] == "failed"
     assert by_account[org.carol]["error"] == (
         f"account {org.carol}: its spoke role could not be assumed (AccessDenied)"

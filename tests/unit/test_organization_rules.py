@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainctl.core.errors import SettingsError
+from trainctl.core.errors import InvalidEvent, SettingsError
 from trainctl.organization.rules import (
     DENY_LISTED,
     DEPLOYMENT_DRY_RUN,
@@ -61,7 +61,20 @@ def test_only_accounts_of_covered_units_are_swept_in_every_region() -> None:
     coverage = plan(settings(org_units=(RESEARCH,)))
     assert coverage.covered == (ALICE, BOB)  # BOB through VISION, below the covered RESEARCH
     assert {(t.account, t.region) for t in coverage.targets} == {(a, r) for a in (ALICE, BOB) for r in REGIONS}
-    assert coverage.items()[0] == {"account": ALICE, "region": "us-east-1", "dry_run": True}
+    first = {"account": ALICE, "region": "us-east-1", "dry_run": True, "why_dry_run": "first-sweep"}
+    assert coverage.items()[0] == first
+
+
+def test_a_child_is_handed_the_plans_reason_for_a_dry_run_and_an_item_cannot_claim_one_while_enforced() -> None:
+    from trainctl.organization.events import parse_item
+    from trainctl.organization.rules import DEPLOYMENT_DRY_RUN, FIRST_SWEEP, NOT_ENFORCED
+
+    for reason in (FIRST_SWEEP, DEPLOYMENT_DRY_RUN, NOT_ENFORCED):
+        item = {"account": ALICE, "region": "us-east-1", "dry_run": True, "why_dry_run": reason}
+        assert getattr(parse_item(item), "why_dry_run", None) == reason
+    for forged in ({"dry_run": False, "why_dry_run": FIRST_SWEEP}, {"dry_run": True, "why_dry_run": "because"}):
+        with pytest.raises(InvalidEvent):
+            parse_item({"account": ALICE, "region": "us-east-1", **forged})
 
 
 def test_no_units_covers_nothing() -> None:

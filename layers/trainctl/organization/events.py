@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainctl.core.errors import InvalidEvent
 
@@ -28,6 +28,14 @@ class OrganizationItem(BaseModel):
     account: str = Field(pattern=ACCOUNT)
     region: str = Field(pattern=_REGION)
     dry_run: bool = True
+    # Only the plan's own reasons: the child names it in its summary and the account's record.
+    why_dry_run: Literal["first-sweep", "deployment-dry-run", "not-enforced"] | None = None
+
+    @model_validator(mode="after")
+    def _a_reason_only_for_a_dry_run(self) -> OrganizationItem:
+        if self.why_dry_run is not None and not self.dry_run:
+            raise ValueError("why_dry_run is given for an item that is not a dry-run")
+        return self
 
 
 class OrganizationCostItem(BaseModel):

@@ -46,7 +46,10 @@ class Target(NamedTuple):
 
     def to_item(self) -> dict[str, object]:
         """What the Distributed Map hands one child."""
-        return {"account": self.account, "region": self.region, "dry_run": self.dry_run}
+        item: dict[str, object] = {"account": self.account, "region": self.region, "dry_run": self.dry_run}
+        if self.why_dry_run is not None:
+            item["why_dry_run"] = self.why_dry_run  # the child reports the plan's reason, not just "planned"
+        return item
 
 
 @dataclass(frozen=True, slots=True)
