@@ -135,6 +135,13 @@ def test_a_body_that_is_not_json_is_unreadable_not_a_crash() -> None:
         http.get("/pods")
 
 
+def test_a_body_nested_past_pythons_limit_is_unreadable_not_a_crash() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    http = client([answer(200, raw=deep)])
+    with pytest.raises(ProviderAnswerUnreadable, match="not JSON"):
+        http.get("/pods")
+
+
 def test_an_error_without_a_json_body_still_says_its_status() -> None:
     http = client([answer(502, raw=b"Bad Gateway", headers={"Content-Type": "text/plain"})])
     with pytest.raises(ProviderError, match="answered 502: no problem details"):

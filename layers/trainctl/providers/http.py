@@ -313,7 +313,7 @@ class ProviderHttp:
             try:
                 # Once read too: a key written with JSON escapes (`\u0072pa_...`) is whole only after parsing.
                 parsed = redacted_strings(json.loads(raw), self._redact)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # nested past Python's limit: not JSON to us
                 readable = False
         if 200 <= status < 300:
             if not readable or (raw.strip() and content_type not in _JSON_TYPES):
