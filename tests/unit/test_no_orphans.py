@@ -40,7 +40,7 @@ def test_the_launchs_own_untagged_root_volume_dies_with_its_instance() -> None:
     assert volumes_dying_with(machine, by_id(untagged("vol-root")), tags.MANAGED) == ()
     assert volumes_left_behind(machine, by_id(untagged("vol-root")), tags.MANAGED) == ()
     # A second or so between the launch and its attachments is still the launch.
-    late_by_a_second = replace(ROOT, attach_time=LAUNCHED + timedelta(seconds=1))
+    late_by_a_second = ROOT._replace(attach_time=LAUNCHED + timedelta(seconds=1))
     assert volumes_dying_with(alices(late_by_a_second), by_id(untagged("vol-root")), tags.MANAGED) == ()
 
 

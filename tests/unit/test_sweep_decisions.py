@@ -234,7 +234,7 @@ def test_metrics_mode_decides_an_unmanaged_instance_on_utilisation_alone() -> No
     # An accelerator type with no accelerator reading is no evidence of idleness, checked or not.
     gpu = decide_one(
         instance(),
-        Observations(utilisation={"i-1": replace(IDLE, gpu_percent=None)}, training=unmanaged),
+        Observations(utilisation={"i-1": IDLE._replace(gpu_percent=None)}, training=unmanaged),
         settings=settings,
     )
     assert gpu is None or gpu.action != "mark"

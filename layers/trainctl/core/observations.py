@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -26,8 +25,7 @@ class TrainingCheck(NamedTuple):
         return self.status in (Training.ACTIVE, Training.IDLE)
 
 
-@dataclass(frozen=True, slots=True)
-class Utilisation:
+class Utilisation(NamedTuple):
     """Peaks over the idle window; None where CloudWatch had no datapoint."""
 
     cpu_percent: float | None = None

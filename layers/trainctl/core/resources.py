@@ -35,8 +35,8 @@ LIVE_SPOT_REQUEST_STATES = ("open", "active", "disabled")
 _TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 
 
-@dataclass(frozen=True, slots=True)
-class BlockDevice:
+# A NamedTuple for the cold start, as Attachment.
+class BlockDevice(NamedTuple):
     """A volume as its instance lists it: the device it is attached at, and whether it dies with the instance."""
 
     volume_id: str

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 from trainctl.core import names, tags
@@ -50,12 +51,12 @@ class Reason(StrEnum):
     PREWARM_LEFTOVER = "prewarm-leftover"
 
 
-@dataclass(frozen=True, slots=True)
-class Observations:
+# NamedTuples for the cold start, as Seen below.
+class Observations(NamedTuple):
     """What a sweep saw of its instances besides EC2's inventory: utilisation and training checks."""
 
-    utilisation: Mapping[str, Utilisation] = field(default_factory=dict)
-    training: Mapping[str, TrainingCheck] = field(default_factory=dict)
+    utilisation: Mapping[str, Utilisation] = MappingProxyType({})
+    training: Mapping[str, TrainingCheck] = MappingProxyType({})
     # When the training check is skipped (dry-run), this says why: no answer, so no mark and no action.
     training_unchecked_reason: str = "no answer from the training check"
 
@@ -159,8 +160,7 @@ class Decision:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class SweepPlan:
+class SweepPlan(NamedTuple):
     """One sweep's decisions about every resource it read, at one instant."""
 
     at: datetime
@@ -757,7 +757,7 @@ def instances_to_check(
         for instance in inventory.instances:
             if instance.state in ("running", "pending"):
                 assumed_idle[instance.resource_id] = TrainingCheck(Training.IDLE)
-    preview = plan_sweep(inventories, replace(observations, training=assumed_idle), settings, now)
+    preview = plan_sweep(inventories, observations._replace(training=assumed_idle), settings, now)
     # Marked ones too, on every sweep of their grace: a training process found there is evidence of use.
     wanted = {
         d.resource_id

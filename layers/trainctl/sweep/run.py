@@ -63,7 +63,7 @@ class SweepResult:
     notes: tuple[str, ...] = field(default=())
 
     def summary(self) -> dict[str, object]:
-        return replace(self.plan, decisions=self.decisions).summary()
+        return self.plan._replace(decisions=self.decisions).summary()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -145,8 +145,8 @@ def observe(
         # A dry-run sends no command, but which instances SSM does not manage is a read it may make.
         training.update(checker.unmanaged(instance_ids) if settings.dry_run else checker.check(instance_ids))
     if settings.dry_run:
-        return replace(observations, training=training, training_unchecked_reason=DRY_RUN_TRAINING_NOTE)
-    return replace(observations, training=training)
+        return observations._replace(training=training, training_unchecked_reason=DRY_RUN_TRAINING_NOTE)
+    return observations._replace(training=training)
 
 
 def run_sweep(
@@ -265,8 +265,7 @@ def priced(plan: SweepPlan, resources: Mapping[str, Resource], now: datetime) ->
     if not acting:
         return plan
     prices = hourly_prices(acting, now)
-    return replace(
-        plan,
+    return plan._replace(
         decisions=tuple(
             replace(d, hourly_usd=prices[d.resource_id].usd, price_source=prices[d.resource_id].source)
             if d.destructive and d.resource_id in prices
@@ -479,7 +478,7 @@ def _pending_marks_confirmed(
     except TrainctlError as exc:
         return plan, f"pending marks could not be checked against the ledger ({exc})"
     confirmed = confirm_pending_marks(plan.decisions, written, resources, observations, settings, now)
-    return replace(plan, decisions=tuple(confirmed)), ""
+    return plan._replace(decisions=tuple(confirmed)), ""
 
 
 def _warn_newly_unreadable(ledger: Ledger | None, decisions: Sequence[Decision]) -> tuple[list[Decision], str]:
