@@ -160,7 +160,7 @@ print(json.dumps(sorted(made)))
 
 # On Python 3.11 each dataclass costs the cold start 0.3 to 1 ms to make (its methods compiled one exec at a time):
 # the sweep's and the cost check's value containers are NamedTuples, made several times faster (bench/RESULTS.md).
-DATACLASS_BUDGET = {"cleanup_sweep": 13, "cost_alerts": 18}
+DATACLASS_BUDGET = {"cleanup_sweep": 10, "cost_alerts": 17}
 
 
 @pytest.mark.parametrize("function", sorted(DATACLASS_BUDGET))

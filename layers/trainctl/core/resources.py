@@ -7,9 +7,10 @@ watches; today that is the account the code runs in, on AWS.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Literal, NamedTuple
 
 from trainctl.core.clock import ensure_utc
@@ -173,8 +174,8 @@ class RegionInventory(NamedTuple):
         return len(self.instances) + len(self.volumes) + len(self.snapshots)
 
 
-@dataclass(frozen=True, slots=True)
-class Guards:
+# A NamedTuple for the cold start, as Attachment.
+class Guards(NamedTuple):
     """Protections read per resource, only for the few about to be acted on.
 
     `unreadable` maps a resource id to why a read failed: the caller counts such a resource as protected.
@@ -184,7 +185,7 @@ class Guards:
     termination_protected: frozenset[str] = frozenset()
     stop_protected: frozenset[str] = frozenset()
     shared_snapshots: frozenset[str] = frozenset()
-    unreadable: dict[str, str] = field(default_factory=dict)
+    unreadable: Mapping[str, str] = MappingProxyType({})
 
 
 def controller_from_tags(tags: dict[str, str]) -> str | None:

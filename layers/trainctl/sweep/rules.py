@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
@@ -420,14 +420,13 @@ def unanswered_training_check(
     return None
 
 
-# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
-@dataclass(frozen=True, slots=True, eq=False)
-class InventoryFacts:
+# A NamedTuple for the cold start, as Seen.
+class InventoryFacts(NamedTuple):
     """What a region's inventory says about other resources: the snapshots images and templates restore."""
 
     ami_snapshots: frozenset[str] = frozenset()
     launch_template_snapshots: frozenset[str] = frozenset()
-    volumes: Mapping[str, Volume] = field(default_factory=dict)
+    volumes: Mapping[str, Volume] = MappingProxyType({})
 
     @classmethod
     def of(cls, inventory: RegionInventory) -> InventoryFacts:

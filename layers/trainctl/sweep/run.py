@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from trainctl.aws.clients import ClientFactory
@@ -222,14 +223,13 @@ def vouch_for_marks(
     return Vouched(distrusted, written, told)
 
 
-# Never compared nor hashed: eq=False spares the cold start making __eq__ and __hash__.
-@dataclass(frozen=True, eq=False)
-class Vouched:
+# A NamedTuple for the cold start, as SweepEffects.
+class Vouched(NamedTuple):
     """What the ledger says of the marks behind destructive decisions."""
 
-    distrusted: Mapping[str, str] = field(default_factory=dict)  # resource id -> why its mark is not trainctl's
-    marked_at: Mapping[str, datetime] = field(default_factory=dict)  # resource id -> when trainctl wrote its mark
-    told: Mapping[str, str] = field(default_factory=dict)  # resource id -> the owner its mark was announced to
+    distrusted: Mapping[str, str] = MappingProxyType({})  # resource id -> why its mark is not trainctl's
+    marked_at: Mapping[str, datetime] = MappingProxyType({})  # resource id -> when trainctl wrote its mark
+    told: Mapping[str, str] = MappingProxyType({})  # resource id -> the owner its mark was announced to
 
 
 def guards_of(factory: ClientFactory, decisions: Sequence[Decision]) -> Guards:
