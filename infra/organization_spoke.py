@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ from infra.age_guard import age_guard_routes, never_restamp, stamped_arns
 from infra.cleanup_sweep import sweep_routes
 from infra.declarations import declared_for
 from infra.node_banner import silence_node_end_of_life
-from infra.permissions import acknowledge, ec2_arns, never_destroy_persistent
-from infra.policy import DeclaredPolicy
+from infra.permissions import acknowledge, document_arns, ec2_arns, never_destroy_persistent
+from infra.policy import DeclaredPolicy, Route
 from infra.spot_interruption import SPOT_DETAIL_TYPES, STATE_CHANGES, spot_routes
 from trainctl.age_guard.rules import STAMPED_EVENTS, USE_EVENTS
 from trainctl.aws import ssm_documents as documents
@@ -68,6 +68,48 @@ def spoke_actions(folder: str = SWEEP_FOLDER) -> frozenset[str]:
 def hub_actions() -> frozenset[str]:
     """What the child does in the hub with its own role."""
     return frozenset(a for a in declared_for(SWEEP_FOLDER).actions if a.split(":", 1)[0] in HUB_SERVICES)
+
+
+# Denied outside the covered regions: every spoke grant whose ARNs would otherwise name each region.
+OUTSIDE_REGIONS = "OnlyInCoveredRegions"
+
+
+def regional_grants(
+    owner: str,
+    declared: frozenset[str],
+    routes_for: Callable[..., list[Route]],
+    *,
+    regions: Sequence[str],
+    account: str,
+    scope_tag: str,
+) -> list[iam.PolicyStatement]:
+    """A capability's grants with the region wildcarded in their ARNs, and one Deny of those actions elsewhere.
+
+    Naming each region's ARNs made the policies grow with the regions until IAM refused them (a managed policy
+    holds 6,144 characters, a role's inline policies 10,240 together; IAM User Guide, "IAM and AWS STS quotas").
+    aws:RequestedRegion is in every request's context, EC2 and SSM calls included (IAM User Guide, "AWS global
+    condition context keys" and "AWS: Denies access to AWS based on the requested Region"), and none of these
+    actions reaches another region's resource: the grants stay exactly as narrow, and the regions are named once.
+    Routes whose resources name no region (reads on "*", stamps already held by aws:RequestedRegion) are unchanged.
+    """
+    listed = routes_for(regions=regions, account=account, scope_tag=scope_tag)
+    anywhere = routes_for(regions=["*"], account=account, scope_tag=scope_tag)
+    if [r.sid for r in listed] != [r.sid for r in anywhere]:
+        raise ValueError(f"{owner}: its routes change with the regions given")
+    wildcarded = {r.sid for r, w in zip(listed, anywhere, strict=True) if r.resources != w.resources}
+    routes = [w if r.sid in wildcarded else r for r, w in zip(listed, anywhere, strict=True)]
+    statements = DeclaredPolicy(owner, declared).statements(routes)
+    bound = sorted({a for s in statements if s.sid in wildcarded for a in s.actions})
+    if not bound:
+        return statements
+    outside = iam.PolicyStatement(
+        sid=OUTSIDE_REGIONS,
+        effect=iam.Effect.DENY,
+        actions=bound,
+        resources=["*"],
+        conditions={"StringNotEquals": {"aws:RequestedRegion": list(regions)}},
+    )
+    return [*statements, outside]
 
 
 class SpokeStack(cdk.Stack):
@@ -129,17 +171,27 @@ class SpokeStack(cdk.Stack):
         declared = spoke_actions()
         statements = [
             never_destroy_persistent(),
-            *DeclaredPolicy(f"{SWEEP_FOLDER} (spoke)", declared).statements(
-                sweep_routes(regions=regions, account=account, scope_tag=scope_tag)
+            *regional_grants(
+                f"{SWEEP_FOLDER} (spoke)", declared, sweep_routes, regions=regions, account=account, scope_tag=scope_tag
             ),
         ]
         # The spot function's and age_guard's grants, built from their code's declarations as in the hub.
-        spot = DeclaredPolicy("spot_interruption (spoke)", spoke_actions("spot_interruption")).statements(
-            spot_routes(regions=regions, account=account, scope_tag=scope_tag)
+        spot = regional_grants(
+            "spot_interruption (spoke)",
+            spoke_actions("spot_interruption"),
+            spot_routes,
+            regions=regions,
+            account=account,
+            scope_tag=scope_tag,
         )
         stamp = [
-            *DeclaredPolicy("age_guard (spoke)", spoke_actions("age_guard")).statements(
-                age_guard_routes(regions=regions, account=account, scope_tag=scope_tag)
+            *regional_grants(
+                "age_guard (spoke)",
+                spoke_actions("age_guard"),
+                age_guard_routes,
+                regions=regions,
+                account=account,
+                scope_tag=scope_tag,
             ),
             *never_restamp(scope_tag),
         ]
@@ -173,7 +225,7 @@ class SpokeStack(cdk.Stack):
         )
         role.cfn_options.condition = holds_iam
         # The spot and age_guard grants as managed policies of their own: IAM caps a role's inline policies at
-        # 10,240 characters together, and the three pass it from four regions on (each managed one may hold 6,144).
+        # 10,240 characters together and each managed one at 6,144, so each capability keeps a budget of its own.
         self.forwarded_grants: dict[str, iam.CfnManagedPolicy] = {}
         for construct_id, (name, part) in {
             "SpotGrants": ("trainctl-spoke-spot", spot),
@@ -189,12 +241,14 @@ class SpokeStack(cdk.Stack):
             )
             grants.cfn_options.condition = holds_iam
             self.forwarded_grants[name] = grants
-        for arn in ec2_arns(regions, account, "instance", "volume", "snapshot"):
+        # The region is the wildcard in every ARN below: aws:RequestedRegion holds each grant to the covered regions.
+        for arn in ec2_arns(["*"], account, "instance", "volume", "snapshot"):
             acknowledge(
                 role,
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
                 "The hub's sweep acts on any resource of this account only under the scope-tag condition, and a "
-                "Deny protects anything tagged trainctl:persistent: the hub sweep role's own grants.",
+                "Deny protects anything tagged trainctl:persistent: the hub sweep role's own grants, held to the "
+                "covered regions by aws:RequestedRegion.",
             )
             for grants in self.forwarded_grants.values():
                 acknowledge(
@@ -202,7 +256,19 @@ class SpokeStack(cdk.Stack):
                     f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
                     "A forwarded spot warning or call may be for any instance, volume or snapshot of this account: "
                     "writes are conditioned on the scope tag or the creating call, as the hub's spot and age_guard "
-                    "roles have them.",
+                    "roles have them, in the covered regions (aws:RequestedRegion).",
+                )
+        documents_run: list[tuple[cdk.CfnResource, str]] = [
+            (role, names.TRAINING_DOCUMENT),
+            (self.forwarded_grants["trainctl-spoke-spot"], names.SPOT_DOCUMENT),
+        ]
+        for holder, document in documents_run:
+            for arn in document_arns(["*"], account, document):
+                acknowledge(
+                    holder,
+                    f"AwsSolutions::AwsSolutions-IAM5[Resource::{arn}]",
+                    "trainctl's own SSM document, by name, in whichever covered region the request is made "
+                    "(aws:RequestedRegion): the stack instance of each region creates it there.",
                 )
         for grantee in (role, *self.forwarded_grants.values()):
             acknowledge(

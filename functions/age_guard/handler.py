@@ -123,6 +123,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.exception("refused event")
         raise
     member = forwarded_from(parsed)
+    if member is not None and member.account is not None:
+        # The member's account on this invocation's metrics as EMF metadata, not a dimension (a metric per account).
+        metrics.add_metadata(key="account", value=member.account)
     if member is not None and member.refused is not None:
         metrics.add_metric(name="ForwardedRefused", unit=MetricUnit.Count, value=1)
         logger.warning(member.refusal_line())

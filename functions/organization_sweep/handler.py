@@ -83,6 +83,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except InvalidEvent:
         logger.exception("refused event")
         raise
+    # The account on this child's metrics as EMF metadata, kept in the log line: as a dimension each account would be
+    # a metric of its own, each billed. The item's account has an account id's shape (parse_item refuses any other).
+    metrics.add_metadata(key="account", value=item.account)
     org, sweep = deployed_settings()
     if isinstance(item, OrganizationCostItem):
         return price_account_item(item, org)
