@@ -13,9 +13,17 @@ Functions interpreter: it runs an execution on a thread of its own, which the ag
 real time at every tick (tests/integration/test_organization_workflow.py runs the synthesised Distributed Map
 under it).
 
-The member's own events (its CloudTrail records, state changes, spot warnings) are not delivered to the hub's
-functions in this mode (the organization bus's forwarding is not played here), so the member's launches carry
-their owner tag themselves. The member's CloudWatch gets its instances' load as the hub's does.
+The member's own events (its users' CloudTrail records, delivered as late as the hub's, its instances' state
+changes and spot warnings) reach the hub's functions as the organization bus delivers them: once the member is
+covered (the spoke's forwarding rules come with the StackSet), through the hub's rules there
+(deliveries.FORWARDED_RULES), to spot_interruption and age_guard, which act in the member through the spoke role.
+Before it joins, its events go nowhere, so its first people tag their launches themselves; those after the join are
+stamped by age_guard. The member's CloudWatch gets its instances' load as the hub's does.
+
+At each tick of the cost schedule the organization's cost run is played as its state machine
+(trainctl-organization-cost) plays it: the plan asked for the cost capability, organization_sweep once per account
+item, then the plan function's total step; each run's burn per account is kept beside the burn EC2's inventory and
+the shipped price file give, apart from trainctl's cost code.
 
 Every decision, notice, ledger row and mark tag about a resource is kept as an AccountLine under the account that
 wrote it; the oracle (judge_accounts) holds each to the account whose EC2 holds the resource.
@@ -32,11 +40,22 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bench.timelapse.cast import DAY, HOUR, MINUTE, NOTEBOOK, TRAINING, Story
+from bench.timelapse.cast import DAY, HOUR, IMAGE, MANAGED, MINUTE, NOTEBOOK, TRAINING, ZONE, Story
 from bench.timelapse.clock import ticks
-from bench.timelapse.deliveries import ACCOUNT_ID
-from bench.timelapse.harness import BUSY, IDLE, METRICS_KEPT, REGION, SAMPLE, TimeLapse, World, _busy_at, _moto_instant
-from bench.timelapse.oracle import AccountLine, Promise, Truth
+from bench.timelapse.deliveries import ACCOUNT_ID, CloudTrail, forwarded_targets, spot_warning, state_change
+from bench.timelapse.harness import (
+    BUSY,
+    IDLE,
+    METRICS_KEPT,
+    REGION,
+    SAMPLE,
+    STATE_STEPS,
+    TimeLapse,
+    World,
+    _busy_at,
+    _moto_instant,
+)
+from bench.timelapse.oracle import AccountLine, Burn, Promise, Stamp, Truth
 from infra.organization_spoke import SPOKE_DOCUMENTS
 from trainctl.aws import ledger as keys
 from trainctl.aws import ssm_documents as documents
@@ -45,6 +64,8 @@ from trainctl.aws.utilisation import GPU_METRIC, GPU_NAMESPACE
 from trainctl.core import names, tags
 from trainctl.core.accelerators import accelerators_for
 from trainctl.core.clock import format_instant
+from trainctl.cost.prices.model import HOURS_PER_MONTH, PriceKey
+from trainctl.cost.prices.price_file import load_price_file
 from trainctl.organization.record import sweep_partition
 from trainctl.organization.run import TargetResult, reach_spoke
 from trainctl.organization.settings import OrganizationSettings
@@ -55,7 +76,12 @@ JOINS_AFTER = DAY + 13 * HOUR
 # The organization run's schedule is its own (EventBridge Scheduler), created with the stack a little after the
 # sweep's: the same rate, two minutes later.
 RUN_PHASE = timedelta(minutes=2)
+# The hub's cost check runs three minutes after the sweep's first tick (harness); the organization's cost run, on
+# its own schedule, RUN_PHASE after that.
+COST_PHASE = timedelta(minutes=3) + RUN_PHASE
 ONBOARDED_STOP = "idle instance stopped once its account is onboarded"
+# A GPU instance large enough that, left running, it alone takes the member over the deployed daily threshold.
+LARGE_GPU = "p4d.24xlarge"
 # What the spoke role trusts is IAM's to enforce; moto enforces no trust policy.
 TRUST = json.dumps(
     {
@@ -80,6 +106,21 @@ class ChildRun:
     candidates: tuple[str, ...]  # what it found a candidate, acted on or not (a dry-run sends no SSM check)
 
 
+@dataclass(frozen=True)
+class CostRunSeen:
+    """One organization cost run: what its total said of each account, beside what the member's EC2 held."""
+
+    at: datetime
+    covered: tuple[str, ...]
+    accounts: dict[str, Any]  # the total's per-account burn, as it returned it
+    breaches: tuple[str, ...]  # the keys of the breaches the total found
+    notified: tuple[str, ...]
+    cleared: tuple[str, ...]
+    # The member's burn per hour from its EC2 inventory and the shipped price file; None while it runs a spot
+    # instance (priced from the spot price history, which the price file does not hold).
+    member_expected_usd: float | None
+
+
 @dataclass
 class AccountsSeen:
     """What the organization mode saw, for the oracle and the report."""
@@ -97,6 +138,11 @@ class AccountsSeen:
     ledger_lines: list[AccountLine] = field(default_factory=list)
     ledger_rows: int = 0
     hub_partition_rows: int = 0  # rows under the hub's own account as if it were a member: none expected
+    # The member's events: those the organization bus delivered, per hub function, and those sent before the
+    # spoke (and its forwarding rules) existed, which went nowhere.
+    forwarded: dict[str, int] = field(default_factory=dict)
+    not_forwarded: int = 0
+    cost_runs: list[CostRunSeen] = field(default_factory=list)
 
     def onboarding(self) -> ChildRun | None:
         """The member's first completed child: the onboarding dry-run report."""
@@ -128,7 +174,11 @@ class SecondAccount:
         organizations.move_account(AccountId=self.account, SourceParentId=root, DestinationParentId=self.arrivals)
         self.seen = AccountsSeen(ACCOUNT_ID, self.account, self.unit)
         self.clients = member_clients(lapse.harness, self.account)
-        self.users = member_clients(lapse.harness, self.account)  # the member's people; nothing hooks their calls
+        # The member's people: each call of theirs reaches the member's CloudTrail, minutes late.
+        self.users = member_clients(lapse.harness, self.account)
+        self.trail = CloudTrail(self._forward_later, lapse.lag, lapse.clock.now, account=self.account)
+        self.users.register("provide-client-params.ec2", self.trail.keep_params)
+        self.users.register("after-call.ec2", self.trail.record)
         self.settings = OrganizationSettings(
             org_units=(self.unit,), org_enforce_units=(self.unit,), org_regions=(REGION,)
         )
@@ -136,12 +186,17 @@ class SecondAccount:
         for function in ORGANIZATION_FUNCTIONS:
             lapse.handlers[function] = lapse._handler(function)
         self._tap_child(lapse.handlers["organization_sweep"])
+        for function in ("spot_interruption", "age_guard"):
+            self._count_spoke_calls(lapse.handlers[function])
         lapse.trainctl.register("before-parameter-build.sts.AssumeRole", self._spoke_as_iam_would)
         self.joins_at = lapse.start + JOINS_AFTER
         lapse.agenda.add(self.joins_at, "the member account joins the covered unit", self._join)
         schedule = lapse.stack.schedule_of("cleanup_sweep")
         for at in ticks(lapse.start, lapse.end, schedule.period, phase=lapse.sweep_phase + RUN_PHASE):
             lapse.agenda.add(at, f"schedule {schedule.expression} -> organization run", self._organization_run)
+        cost = lapse.stack.schedule_of("cost_alerts")
+        for at in ticks(lapse.start, lapse.end, cost.period, phase=lapse.sweep_phase + COST_PHASE):
+            lapse.agenda.add(at, f"schedule {cost.expression} -> organization cost run", self._organization_cost_run)
         for day in ticks(lapse.start, lapse.end, DAY, phase=12 * HOUR):
             lapse.agenda.add(day, "CloudWatch retention in the member", self._prune_metrics)
         # The ledger as it stands at the end: the last instant of the story.
@@ -187,6 +242,21 @@ class SecondAccount:
 
         module.sweep_target = kept
 
+    def _count_spoke_calls(self, module: Any) -> None:
+        """A forwarded event's handler reaches the spoke through its own (reusing) factory: count its calls too."""
+        reach = module.spoke_clients()
+        counted: set[int] = set()
+
+        def counting(hub: ClientFactory, account: str, region: str, role_name: str) -> ClientFactory:
+            spoke = reach(hub, account, region, role_name)
+            if id(spoke) not in counted:  # a reused spoke is hooked once
+                counted.add(id(spoke))
+                self.lapse._count_call()  # its GetCallerIdentity, made before the hook could be
+                spoke.register("before-call", self.lapse._count_call)
+            return spoke
+
+        module.spoke_clients = lambda: counting
+
     def _spoke_as_iam_would(self, params: dict[str, Any], **_: Any) -> None:
         """moto's STS assumes any role; IAM refuses one the account does not hold (before the StackSet reached it)."""
         from moto.iam.models import iam_backends
@@ -208,6 +278,83 @@ class SecondAccount:
             content = json.dumps(documents.load(document))
             ssm.create_document(Name=name, Content=content, DocumentType="Command", DocumentFormat="JSON")
         self.seen.joined_at = self.lapse.clock.now()
+
+    def _forward_later(self, event: dict[str, Any], at: datetime) -> None:
+        """An event on the member's default bus at `at`: the spoke's rules forward it to the hub's organization bus,
+        whose rules invoke the hub's functions; before the spoke exists nothing forwards it."""
+
+        def deliver() -> None:
+            if self.seen.joined_at is None:
+                self.seen.not_forwarded += 1
+                return
+            for function in forwarded_targets(event):
+                self.seen.forwarded[function] = self.seen.forwarded.get(function, 0) + 1
+                self.lapse.invoke(function, event, trigger=f"forwarded {event['detail-type']}")
+
+        self.lapse.agenda.add(at, f"the member's {event['detail-type']}", deliver)
+
+    def spot_reclaim(self, instance_id: str, at: datetime) -> None:
+        """EC2 takes back a spot instance in the member: its warning, then the termination two minutes later."""
+
+        def warn() -> None:
+            now = self.lapse.clock.now()
+            event = spot_warning(instance_id, now, REGION, account=self.account)
+            self._forward_later(event, now + self.lapse.lag.eventbridge())
+            self.lapse.world.at(now + timedelta(minutes=2), f"EC2 reclaims {instance_id} in the member", reclaim)
+
+        def reclaim() -> None:
+            self.clients.ec2(REGION).terminate_instances(InstanceIds=[instance_id])
+
+        self.lapse.world.at(at, f"spot warning for {instance_id} in the member", warn)
+
+    def _organization_cost_run(self) -> None:
+        """The cost run as its state machine plays it: the plan, one child per account, then the total (which the
+        state machine runs even when the Map fails)."""
+        expression = self.lapse.stack.schedule_of("cost_alerts").expression
+        planned = self.lapse.invoke(
+            "organization_plan", {"task": "organization_plan", "capability": "cost"}, trigger=expression
+        ).result
+        if planned is None:  # the plan failed: the harness keeps its error, and the state machine stops there
+            return
+        for item in planned.get("items", []):
+            self.lapse.invoke("organization_sweep", item, trigger="organization cost run item")
+        request = {
+            "task": "organization_cost_total",
+            "run": planned["run"],
+            "covered": planned["covered"],
+            "excluded": planned["excluded"],
+        }
+        total = self.lapse.invoke("organization_plan", request, trigger="organization cost run total")
+        summary = total.result or {}
+        self.seen.cost_runs.append(
+            CostRunSeen(
+                total.at,
+                tuple(planned["covered"]),
+                dict(summary.get("accounts", {})),
+                tuple(b["key"] for b in summary.get("breaches", [])),
+                tuple(summary.get("alerts", {}).get("notified", [])),
+                tuple(summary.get("alerts", {}).get("cleared", [])),
+                self._expected_burn(),
+            )
+        )
+
+    def _expected_burn(self) -> float | None:
+        """The member's burn per hour as its EC2 holds it now, priced from the shipped price file."""
+        prices = load_price_file()
+        backend = self._backend(self.account)
+        hourly = 0.0
+        for instance in backend.all_instances():
+            if instance.state != "running":
+                continue
+            if instance.lifecycle == "spot":
+                return None
+            hourly += prices.price(PriceKey("instance", REGION, instance.instance_type)).cost(1)
+        monthly = 0.0
+        for volume in backend.volumes.values():
+            monthly += prices.price(PriceKey("storage", REGION, volume.volume_type)).cost(volume.size)
+        for snapshot in backend.snapshots.values():
+            monthly += prices.price(PriceKey("snapshot", REGION, "standard")).cost(snapshot.volume.size)
+        return hourly + monthly / HOURS_PER_MONTH
 
     def _organization_run(self) -> None:
         """The run as the stack plays it: the plan, then one child per item (the Distributed Map's items)."""
@@ -265,6 +412,18 @@ class SecondAccount:
             if not history or history[-1][1] != instance.state:
                 history.append((now, instance.state))
                 record.instance_types[instance.id] = instance.instance_type
+                # EC2's state-change events on the member's bus, each step its own event (as the hub's).
+                for step, name in enumerate(STATE_STEPS.get(instance.state, (instance.state,))):
+                    at = now + timedelta(seconds=step)
+                    event = state_change(instance.id, name, at, REGION, account=self.account)
+                    self._forward_later(event, at + self.lapse.lag.eventbridge())
+        for resource_id, found in backend.tags.items():
+            if tags.CREATED_BY in found and resource_id not in record.stamps:
+                record.stamps[resource_id] = (now, found.get(tags.OWNER), found[tags.CREATED_BY])
+        for snapshot_id, snapshot in backend.snapshots.items():
+            if snapshot_id not in record.snapshot_sizes:
+                record.snapshot_sizes[snapshot_id] = int(snapshot.volume.size)
+                record.states.setdefault(snapshot_id, []).append((now, "exists"))
         for volume_id, volume in backend.volumes.items():
             if volume_id not in record.volume_sizes:
                 record.volume_sizes[volume_id] = (int(volume.size), str(volume.volume_type))
@@ -310,6 +469,8 @@ class SecondAccount:
             if kind == "resource" and sweep_id:  # a sweep's decision (age_guard's lines of use carry none)
                 swept_as = sweeps.get(sweep_id, "no recorded sweep")
                 self.seen.ledger_lines.append(AccountLine("ledger row's sweep", resource_id, swept_as))
+            elif kind == "spot":  # the spot function's record of an interruption
+                self.seen.ledger_lines.append(AccountLine("ledger spot row", resource_id, written_for))
             elif kind == "runtime":  # the hub's cost check: its instances' running history
                 instance_id = str(row[keys.SORT_KEY]["S"]).split("#", 1)[0]
                 self.seen.ledger_lines.append(AccountLine("ledger runtime row", instance_id, written_for))
@@ -366,13 +527,14 @@ class SecondAccount:
 
 
 class MemberStory(Story):
-    """A user of the member account: their calls act there, and their launches carry their owner tag."""
+    """A user of the member account: their calls act there and reach its CloudTrail as theirs."""
 
     def __init__(self, world: World, user: str, story: str, member: SecondAccount) -> None:
         super().__init__(world, user, story)
         self.member = member
 
     def ec2(self) -> Any:
+        self.member.trail.actor = self.user
         return self.member.users.ec2(REGION)
 
     def truth(self, resource_id: str, kind: str) -> Truth:
@@ -381,8 +543,15 @@ class MemberStory(Story):
         return found
 
     def owned(self, resource_id: str) -> str:
+        """Before its account joins, nothing stamps a launch: its user tags it."""
         self.ec2().create_tags(Resources=[resource_id], Tags=[{"Key": tags.OWNER, "Value": self.user}])
         return resource_id
+
+    def stamped(self, resource_id: str, kind: str) -> Truth:
+        """A launch after the join: age_guard owes it the creator's stamp, in the member."""
+        found = self.truth(resource_id, kind)
+        found.stamp = Stamp(self.user, self.member.account, self.world.now)
+        return found
 
 
 class ForgottenBeforeOnboarding(MemberStory):
@@ -442,14 +611,67 @@ class KeptDataset(MemberStory):
         self.truth(volume, "volume").begin_use(self.world.now)
 
 
+class SpotAfterOnboarding(MemberStory):
+    """spencer's spot training job in the member, launched the morning after the join (the account enforced on by
+    then) and stamped by age_guard through the spoke; EC2 reclaims it two hours later. The hub's spot function,
+    reached through the organization bus, checkpoints it and snapshots its data volume in the member, and tells
+    spencer under the member's account."""
+
+    def __init__(self, world: World, member: SecondAccount) -> None:
+        super().__init__(world, "spencer", "spot job reclaimed after onboarding", member)
+        self.at(member.joins_at + 20 * HOUR, self.launch_job)
+
+    def launch_job(self) -> None:
+        instance = self.ec2().run_instances(
+            ImageId=IMAGE,
+            InstanceType="g5.xlarge",
+            MinCount=1,
+            MaxCount=1,
+            Placement={"AvailabilityZone": ZONE},
+            InstanceMarketOptions={"MarketType": "spot"},
+            BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 100, "DeleteOnTermination": True}}],
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [*MANAGED, {"Key": "Name", "Value": "spencer-job"}]}
+            ],
+        )["Instances"][0]["InstanceId"]
+        me = self.stamped(str(instance), "instance")
+        me.begin_use(self.world.now)
+        self.world.busy(str(instance), TRAINING, gpu=True)
+        warned = self.world.now + 2 * HOUR
+        if warned < self.world.end - 3 * MINUTE:
+            me.spot_warnings.append(warned)
+            me.ended_by_others = warned + 2 * MINUTE
+            self.member.spot_reclaim(str(instance), warned)
+
+
+class LeftRunning(MemberStory):
+    """stan's large GPU instance in the member, launched after the join and left idle from the start: alone it
+    takes the member over its daily threshold, which the organization's cost run owes a notice under the member's
+    account; the sweep stops it as any idle instance (and the breach then clears)."""
+
+    def __init__(self, world: World, member: SecondAccount) -> None:
+        super().__init__(world, "stan", "large GPU instance left running", member)
+        self.at(member.joins_at + 2 * HOUR, self.set_up)
+
+    def set_up(self) -> None:
+        instance = self.launch(LARGE_GPU, name="stan-p4d")
+        me = self.stamped(instance, "instance")
+        me.burns.append(Burn(self.member.account, self.world.now))
+        me.promises.append(Promise("idle instance stopped", self.world.now, "stop", idle=True))
+        self.world.idle(instance)
+
+
 def member_cast(world: World, member: SecondAccount) -> list[Story]:
-    """The member's people, named as the hub's are: a mark, notice or ledger line that crossed would show. Four
-    resources in scope, so the sweep's share cap (a quarter of the fleet) allows the one stop owed."""
+    """The member's people, named as the hub's are: a mark, notice or ledger line that crossed would show. Five
+    instances and a volume in scope at most, so the sweep's share cap (a quarter of the fleet) allows each stop owed
+    in its sweep (the two are due on different days' afternoons)."""
     return [
         ForgottenBeforeOnboarding(world, member),
         AlwaysAtWork(world, "sami", member, instance_type="t3.medium", name="sami-devbox", work="make -j4", gpu=False),
         AlwaysAtWork(world, "theo", member, instance_type="g5.2xlarge", name="theo-trainer", work=TRAINING, gpu=True),
         KeptDataset(world, "dana", member),
+        SpotAfterOnboarding(world, member),
+        LeftRunning(world, member),
     ]
 
 
@@ -478,6 +700,17 @@ def accounts_report(seen: AccountsSeen, lines: list[AccountLine]) -> list[str]:
         "  lines checked against the account holding their resource: "
         + ", ".join(f"{n} {what}" for what, n in sorted(kinds.items())),
         f"  ledger rows read: {seen.ledger_rows}; under the hub's account as a member's: {seen.hub_partition_rows}",
+        "  the member's events through the organization bus: "
+        + ", ".join(f"{n} to {function}" for function, n in sorted(seen.forwarded.items()))
+        + f"; {seen.not_forwarded} before its spoke existed, forwarded nowhere",
     ]
+    runs = seen.cost_runs
+    priced = [r for r in runs if seen.member in r.covered]
+    told = sorted({key for r in runs for key in r.notified})
+    out.append(
+        f"  organization cost runs: {len(runs)} ({len(priced)} pricing the member); member's burn at most "
+        + (f"${max(float(r.accounts[seen.member]['hourly_usd'] or 0) for r in priced):,.2f}/h" if priced else "-")
+        + f"; breaches told: {', '.join(told) or 'none'}"
+    )
     out += [f"  failed child at {format_instant(c.at)}: {c.error}" for c in failed[:5]]
     return out

@@ -1,5 +1,6 @@
 """What EventBridge hands the functions, and when: the stack's rules, CloudTrail records of the users' own calls
-delivered minutes late, EC2 state changes and spot warnings.
+delivered minutes late, EC2 state changes and spot warnings; and what a spoke forwards to the hub's organization
+bus, routed by the hub's rules there (infra.organization.Organization.handle_forwarded).
 
 The rules are matched on the same values the constructs in infra/ put in their event patterns. CloudTrail
 records are built from each call a user makes (a botocore hook on the users' clients): the request's and the
@@ -54,13 +55,20 @@ class DeliveryLag:
         return low + (high - low) * self._rng.random()
 
 
-def envelope(detail_type: str, at: datetime, region: str, detail: Mapping[str, Any], resources: list[str]) -> dict:
+def envelope(
+    detail_type: str,
+    at: datetime,
+    region: str,
+    detail: Mapping[str, Any],
+    resources: list[str],
+    account: str = ACCOUNT_ID,
+) -> dict:
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": detail_type,
         "source": "aws.ec2",
-        "account": ACCOUNT_ID,
+        "account": account,
         "time": format_instant(at),
         "region": region,
         "resources": resources,
@@ -68,19 +76,18 @@ def envelope(detail_type: str, at: datetime, region: str, detail: Mapping[str, A
     }
 
 
-def instance_arn(region: str, instance_id: str) -> str:
-    return f"arn:aws:ec2:{region}:{ACCOUNT_ID}:instance/{instance_id}"
+def instance_arn(region: str, instance_id: str, account: str = ACCOUNT_ID) -> str:
+    return f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"
 
 
-def state_change(instance_id: str, state: str, at: datetime, region: str) -> dict[str, Any]:
-    return envelope(
-        STATE_CHANGE, at, region, {"instance-id": instance_id, "state": state}, [instance_arn(region, instance_id)]
-    )
+def state_change(instance_id: str, state: str, at: datetime, region: str, account: str = ACCOUNT_ID) -> dict[str, Any]:
+    detail = {"instance-id": instance_id, "state": state}
+    return envelope(STATE_CHANGE, at, region, detail, [instance_arn(region, instance_id, account)], account)
 
 
-def spot_warning(instance_id: str, at: datetime, region: str) -> dict[str, Any]:
+def spot_warning(instance_id: str, at: datetime, region: str, account: str = ACCOUNT_ID) -> dict[str, Any]:
     detail = {"instance-id": instance_id, "instance-action": "terminate"}
-    return envelope(SPOT_WARNING, at, region, detail, [instance_arn(region, instance_id)])
+    return envelope(SPOT_WARNING, at, region, detail, [instance_arn(region, instance_id, account)], account)
 
 
 @dataclass(frozen=True)
@@ -101,17 +108,17 @@ def _state_in(states: list[str] | tuple[str, ...]) -> Callable[[Mapping[str, Any
     return lambda e: e.get("detail-type") == STATE_CHANGE and _detail(e).get("state") in states
 
 
+def _ec2_call(e: Mapping[str, Any]) -> bool:
+    return (
+        e.get("detail-type") == CLOUDTRAIL
+        and _detail(e).get("eventSource") == "ec2.amazonaws.com"
+        and _detail(e).get("eventName") in (*STAMPED_EVENTS, *USE_EVENTS)
+    )
+
+
 # The event patterns of infra.age_guard, infra.cost_alerts and infra.spot_interruption, from their own values.
 RULES: tuple[Rule, ...] = (
-    Rule(
-        "age_guard.api_calls",
-        "age_guard",
-        lambda e: (
-            e.get("detail-type") == CLOUDTRAIL
-            and _detail(e).get("eventSource") == "ec2.amazonaws.com"
-            and _detail(e).get("eventName") in (*STAMPED_EVENTS, *USE_EVENTS)
-        ),
-    ),
+    Rule("age_guard.api_calls", "age_guard", _ec2_call),
     Rule("age_guard.first_starts", "age_guard", _state_in(["running"])),
     Rule("cost_alerts.state_changes", "cost_alerts", _state_in(RECORDED_STATES)),
     Rule("spot_interruption.warnings", "spot_interruption", lambda e: e.get("detail-type") in SPOT_DETAIL_TYPES),
@@ -122,6 +129,22 @@ RULES: tuple[Rule, ...] = (
 def targets(event: Mapping[str, Any]) -> list[str]:
     """The functions EventBridge invokes with `event`, one invocation per matching rule."""
     return [rule.function for rule in RULES if rule.matches(event)]
+
+
+# The hub's rules on the organization bus (infra.organization.Organization.handle_forwarded), from the same values:
+# spot warnings and instances ending to the spot function, EC2 calls and first starts to age_guard. A member's state
+# changes never reach the cost check: its burn is the organization's cost run's.
+FORWARDED_RULES: tuple[Rule, ...] = (
+    Rule("ForwardedSpotWarnings", "spot_interruption", lambda e: e.get("detail-type") in SPOT_DETAIL_TYPES),
+    Rule("ForwardedEndings", "spot_interruption", _state_in(SPOT_STATE_CHANGES)),
+    Rule("ForwardedApiCalls", "age_guard", _ec2_call),
+    Rule("ForwardedFirstStarts", "age_guard", _state_in(["running"])),
+)
+
+
+def forwarded_targets(event: Mapping[str, Any]) -> list[str]:
+    """The hub's functions a spoke's forwarded `event` reaches through the organization bus, one per matching rule."""
+    return [rule.function for rule in FORWARDED_RULES if rule.matches(event)]
 
 
 # ---- CloudTrail records of the users' calls ----------------------------------------------------------------
@@ -154,7 +177,9 @@ def _instances_set(ids: list[str]) -> dict[str, Any]:
     return _items([{"instanceId": i} for i in ids])
 
 
-def request_and_response(operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any]) -> tuple[dict, dict]:
+def request_and_response(
+    operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any], account: str = ACCOUNT_ID
+) -> tuple[dict, dict]:
     """requestParameters and responseElements of a call as CloudTrail writes them for EC2."""
     request_id = str(parsed.get("ResponseMetadata", {}).get("RequestId", uuid.uuid4()))
     if operation == "RunInstances":
@@ -171,7 +196,7 @@ def request_and_response(operation: str, params: Mapping[str, Any], parsed: Mapp
         response: dict[str, Any] = {
             "requestId": request_id,
             "reservationId": parsed.get("ReservationId"),
-            "ownerId": ACCOUNT_ID,
+            "ownerId": account,
             "instancesSet": _items(
                 [
                     {
@@ -266,19 +291,19 @@ def request_and_response(operation: str, params: Mapping[str, Any], parsed: Mapp
     return {k[:1].lower() + k[1:]: v for k, v in params.items()}, {"requestId": request_id}
 
 
-def assumed_role_identity(user: str) -> dict[str, Any]:
+def assumed_role_identity(user: str, account: str = ACCOUNT_ID) -> dict[str, Any]:
     """A person working through the team's role, as IAM Identity Center signs them in: session name = user."""
     return {
         "type": "AssumedRole",
         "principalId": f"AROAEXAMPLEMLTEAM:{user}",
-        "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/MLTeam/{user}",
-        "accountId": ACCOUNT_ID,
+        "arn": f"arn:aws:sts::{account}:assumed-role/MLTeam/{user}",
+        "accountId": account,
         "sessionContext": {
             "sessionIssuer": {
                 "type": "Role",
                 "principalId": "AROAEXAMPLEMLTEAM",
-                "arn": ROLE,
-                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{account}:role/MLTeam",
+                "accountId": account,
                 "userName": "MLTeam",
             },
             "attributes": {"mfaAuthenticated": "false"},
@@ -287,13 +312,19 @@ def assumed_role_identity(user: str) -> dict[str, Any]:
 
 
 def cloudtrail_record(
-    user: str, operation: str, params: Mapping[str, Any], parsed: Mapping[str, Any], at: datetime, region: str
+    user: str,
+    operation: str,
+    params: Mapping[str, Any],
+    parsed: Mapping[str, Any],
+    at: datetime,
+    region: str,
+    account: str = ACCOUNT_ID,
 ) -> dict[str, Any]:
-    """The EventBridge event CloudTrail's management-event delivery makes of one successful EC2 call."""
-    request, response = request_and_response(operation, params, parsed)
+    """The EventBridge event CloudTrail's management-event delivery makes of one successful EC2 call in `account`."""
+    request, response = request_and_response(operation, params, parsed, account)
     detail = {
         "eventVersion": "1.10",
-        "userIdentity": assumed_role_identity(user),
+        "userIdentity": assumed_role_identity(user, account),
         "eventTime": format_instant(at),
         "eventSource": "ec2.amazonaws.com",
         "eventName": operation,
@@ -307,10 +338,10 @@ def cloudtrail_record(
         "readOnly": False,
         "eventType": "AwsApiCall",
         "managementEvent": True,
-        "recipientAccountId": ACCOUNT_ID,
+        "recipientAccountId": account,
         "eventCategory": "Management",
     }
-    return envelope(CLOUDTRAIL, at, region, detail, [])
+    return envelope(CLOUDTRAIL, at, region, detail, [], account)
 
 
 # Read calls are not what age_guard hears (a trail's management events include them; its rule drops them).
@@ -321,15 +352,20 @@ class CloudTrail:
     """Records each successful write call made through the users' clients, for delivery `lag` later.
 
     `actor` names who is calling right now (the cast sets it around each user's step); `deliver(event, at)`
-    puts the record on the agenda.
+    puts the record on the agenda. `account` is the account the calls act in (a member's trail is its own).
     """
 
     def __init__(
-        self, deliver: Callable[[dict[str, Any], datetime], None], lag: DeliveryLag, now: Callable[[], datetime]
+        self,
+        deliver: Callable[[dict[str, Any], datetime], None],
+        lag: DeliveryLag,
+        now: Callable[[], datetime],
+        account: str = ACCOUNT_ID,
     ):
         self._deliver = deliver
         self._lag = lag
         self._now = now
+        self.account = account
         self.actor = "nobody"
         # The next record's lag, when a story wants a particular one (its call's delivery in the tail).
         self.next_lag: timedelta | None = None
@@ -345,7 +381,8 @@ class CloudTrail:
             return
         region = str(context.get("client_region") or "us-east-1")
         at = self._now()
-        event = cloudtrail_record(self.actor, model.name, context.get("timelapse_params", {}), parsed, at, region)
+        params = context.get("timelapse_params", {})
+        event = cloudtrail_record(self.actor, model.name, params, parsed, at, region, self.account)
         lag = self.next_lag if self.next_lag is not None else self._lag.cloudtrail()
         self.next_lag = None
         self.recorded += 1

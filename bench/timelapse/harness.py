@@ -93,6 +93,10 @@ class NoticeSeen:
     resources: tuple[str, ...]
     # The account the notice says it speaks of (an organization run's notices name theirs); else the hub's.
     account: str = ACCOUNT_ID
+    # That account as the notice itself names it (its `account` fact, else the topic message's `account`
+    # attribute, which the hub adds for a member); None where it names none.
+    label: str | None = None
+    breach: str | None = None  # a cost notice's breach key
 
 
 @dataclass
@@ -128,6 +132,8 @@ class Record:
     volume_instance: dict[str, str] = field(default_factory=dict)
     # (instant, who and what, the error) for each call a user made that AWS refused.
     refused: list[tuple[datetime, str, str]] = field(default_factory=list)
+    # age_guard's stamp as EC2 first showed it: (instant, trainctl:owner, trainctl:created-by) per resource.
+    stamps: dict[str, tuple[datetime, str | None, str | None]] = field(default_factory=dict)
 
     def errors(self) -> list[Invocation]:
         return [i for i in self.invocations if i.error]
@@ -471,6 +477,9 @@ class TimeLapse:
             for message in batch:
                 body = json.loads(message["Body"])
                 notice = json.loads(body["Message"])
+                facts = notice.get("facts") or {}
+                attribute = (body.get("MessageAttributes") or {}).get("account") or {}
+                label = facts.get("account") or attribute.get("Value")
                 self.record.notices.append(
                     NoticeSeen(
                         self.clock.now(),
@@ -478,7 +487,9 @@ class TimeLapse:
                         notice.get("owner"),
                         notice.get("title", ""),
                         tuple(notice.get("resources", [])),
-                        str((notice.get("facts") or {}).get("account") or ACCOUNT_ID),
+                        str(label or ACCOUNT_ID),
+                        str(label) if label else None,
+                        facts.get("breach"),
                     )
                 )
             sqs.delete_message_batch(

@@ -23,7 +23,12 @@ story knows holds (a volume the pre-warm workflow waits on), and the sweeps say 
 Each action on a resource whose owner tag someone rewrote is told to the owner of record and to the tag's owner.
 
 With a second account (bench/timelapse/accounts.py), every decision, notice, ledger line and mark tag about a
-resource belongs to the account that holds the resource: never one of another account's.
+resource belongs to the account that holds the resource: never one of another account's. A member's launch that
+reaches the hub through the organization bus is stamped in the member (owner of record: the member's user who made
+it, the creator's ARN in the member's account) within CloudTrail's tail of the call. A member's burn over its
+account's threshold is told by the organization's cost run within one cost period of the burn starting, and every
+cost notice carries the account its breach speaks of (the hub's own cost check's: none but the hub's; the
+organization's total or an owner across it: none).
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bench.timelapse.clock import DeployedStack
-from bench.timelapse.deliveries import ACCOUNT_ID
-from bench.timelapse.harness import Record, SweepDecision
+from bench.timelapse.deliveries import ACCOUNT_ID, CLOUDTRAIL_TAIL
+from bench.timelapse.harness import NoticeSeen, Record, SweepDecision
 from trainctl.core.clock import format_instant
 
 DESTRUCTIVE = ("stop", "terminate", "delete")
@@ -75,6 +80,23 @@ class Told:
     since: datetime
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """The resource was made by `owner` in `account` at `since`: age_guard owes its creator stamp there."""
+
+    owner: str
+    account: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Burn:
+    """From `since` the resource alone puts `account` over its cost threshold: the breach is owed a notice."""
+
+    account: str
+    since: datetime
+
+
 @dataclass
 class Truth:
     """What a user's script knows of one resource: when it is in use, and what trainctl owes it."""
@@ -92,6 +114,8 @@ class Truth:
     quiet: list[Quiet] = field(default_factory=list)
     told: list[Told] = field(default_factory=list)
     account: str = ACCOUNT_ID  # the account that holds it
+    stamp: Stamp | None = None
+    burns: list[Burn] = field(default_factory=list)
 
     def begin_use(self, at: datetime) -> None:
         if not self.uses or self.uses[-1][1] is not None:
@@ -134,6 +158,7 @@ class Bounds:
     delivery_lag: timedelta
     idle_window: timedelta
     sweep_period: timedelta
+    cost_period: timedelta
 
     @classmethod
     def of(cls, stack: DeployedStack) -> Bounds:
@@ -144,6 +169,7 @@ class Bounds:
             delivery_lag=getattr(sweep, "event_delivery_lag", None) or timedelta(0),
             idle_window=sweep.idle_window,
             sweep_period=stack.schedule_of("cleanup_sweep").period,
+            cost_period=stack.schedule_of("cost_alerts").period,
         )
 
     def earliest(self, promise: Promise) -> datetime:
@@ -204,6 +230,9 @@ def judge(record: Record, truths: list[Truth], stack: DeployedStack) -> Judgemen
         findings += _judge_spot(truth, record)
         findings += _judge_quiet(truth, record)
         findings += _judge_told(truth, acted, record, bounds)
+        findings += _judge_stamp(truth, record)
+        findings += _judge_burns(truth, record, bounds)
+    findings += _judge_cost_labels(record, truths)
     for resource_id, lives in marks.items():
         owner = next((t for t in truths if t.resource_id == resource_id), None)
         for life in lives:
@@ -396,6 +425,106 @@ def _judge_told(truth: Truth, acted: list[SweepDecision], record: Record, bounds
                     detail,
                 )
             )
+    return findings
+
+
+STAMPED = "a member's launch is stamped in the member by its creator"
+BURN_TOLD = "an account's cost breach is told within one cost period"
+COST_LABELLED = "each cost notice carries the account it speaks of"
+CLEARED = "trainctl cost: cleared "  # cost.rules.cleared_notice's title
+
+
+def _judge_stamp(truth: Truth, record: Record) -> list[Finding]:
+    """age_guard's stamp as EC2 showed it first: the creator's session and account, within CloudTrail's tail."""
+    owed = truth.stamp
+    if owed is None:
+        return []
+    seen = record.stamps.get(truth.resource_id)
+    due = owed.since + CLOUDTRAIL_TAIL
+    if seen is None:
+        if due > record.end:
+            return []
+        detail = f"never stamped; due by {format_instant(due)}"
+        return [Finding(STAMPED, "too late", truth.user, truth.story, truth.resource_id, due, detail)]
+    at, owner, created_by = seen
+    # age_guard names an assumed role's maker by its role and session (the person signed in)
+    creator = f"arn:aws:iam::{owed.account}:role/MLTeam session {owed.owner}"
+    verdict: Verdict = "correct"
+    if owner != owed.owner or created_by != creator:
+        verdict = "wrong"
+    elif at > due:
+        verdict = "too late"
+    detail = f"owner {owner}, created by {created_by} at {format_instant(at)}; owed {owed.owner}, {creator}"
+    return [Finding(STAMPED, verdict, truth.user, truth.story, truth.resource_id, at, detail)]
+
+
+def _is_breach_of(notice: NoticeSeen, account: str) -> bool:
+    return notice.kind == "cost" and (notice.breach or "").startswith(f"org:account:{account}:")
+
+
+def _judge_burns(truth: Truth, record: Record, bounds: Bounds) -> list[Finding]:
+    """The first notice of the account's breach after the burn began, no later than one cost period after it."""
+    findings = []
+    for burn in truth.burns:
+        due = burn.since + bounds.cost_period
+        told = [
+            n
+            for n in record.notices
+            if _is_breach_of(n, burn.account) and n.at >= burn.since and not n.title.startswith(CLEARED)
+        ]
+        if not told:
+            if due <= record.end:
+                detail = f"never told; due by {format_instant(due)}"
+                findings.append(Finding(BURN_TOLD, "too late", truth.user, truth.story, truth.resource_id, due, detail))
+            continue
+        first = told[0]
+        verdict: Verdict = "correct" if first.at <= due else "too late"
+        detail = (
+            f"{first.breach} told at {format_instant(first.at)} under {first.label or 'no account'}; burning since "
+            f"{format_instant(burn.since)}, due by {format_instant(due)}"
+        )
+        findings.append(Finding(BURN_TOLD, verdict, truth.user, truth.story, truth.resource_id, first.at, detail))
+    return findings
+
+
+def _judge_cost_labels(record: Record, truths: list[Truth]) -> list[Finding]:
+    """Per breach: every notice of it (told, reminded, cleared) under the account it speaks of, and no other."""
+    burners = {burn.account: truth for truth in truths for burn in truth.burns}
+    by_breach: dict[str, list[NoticeSeen]] = defaultdict(list)
+    for notice in record.notices:
+        if notice.kind == "cost" and notice.breach:
+            by_breach[notice.breach].append(notice)
+    findings = []
+    for breach, notices in sorted(by_breach.items()):
+        parts = breach.split(":")
+        if breach.startswith("org:account:"):
+            owed: str | None = parts[2]
+        elif breach.startswith("org:"):
+            owed = None  # the organization's total, or an owner across it: no one account's
+        else:
+            owed = ACCOUNT_ID  # the hub's own cost check
+        wrong = [n for n in notices if (n.label or (None if owed is None else ACCOUNT_ID)) != owed]
+        truth = burners.get(owed or "")
+        if wrong:
+            first = wrong[0]
+            what = "cleared notice" if first.title.startswith(CLEARED) else "notice"
+            detail = (
+                f"{len(wrong)} of {len(notices)} notices not under {owed or 'no account'}, the first a {what} at "
+                f"{format_instant(first.at)} under {first.label or 'no account'}"
+            )
+        else:
+            detail = f"{len(notices)} notices, all under {owed or 'no account'}"
+        findings.append(
+            Finding(
+                COST_LABELLED,
+                "wrong" if wrong else "correct",
+                truth.user if truth else "-",
+                truth.story if truth else "-",
+                breach,
+                wrong[0].at if wrong else None,
+                detail,
+            )
+        )
     return findings
 
 

@@ -2,6 +2,10 @@
 hub and, beside it, a member account that joins the covered unit on the second day and is swept by the
 organization run (organization_plan, then organization_sweep per item). Its people are named as the hub's are, and
 its forgotten notebook is named as nora's in the hub: a mark, notice or ledger line that crossed would show.
+
+The member's own events reach the hub through the organization bus once it is covered (its spot job reclaimed the
+morning after the join, its launches stamped by age_guard through the spoke), and the organization's cost run prices
+it at the cost schedule (its large GPU instance left running is a breach of its account's threshold).
 """
 
 from __future__ import annotations
@@ -12,8 +16,19 @@ from datetime import timedelta
 
 import pytest
 
-from bench.timelapse.accounts import ONBOARDED_STOP, accounts_report
-from bench.timelapse.oracle import ACCOUNTS_APART, Finding, judge_accounts
+from bench.timelapse.accounts import LARGE_GPU, ONBOARDED_STOP, accounts_report
+from bench.timelapse.clock import deployed_stack
+from bench.timelapse.harness import NoticeSeen, Record
+from bench.timelapse.oracle import (
+    ACCOUNTS_APART,
+    BURN_TOLD,
+    COST_LABELLED,
+    STAMPED,
+    Finding,
+    Truth,
+    judge,
+    judge_accounts,
+)
 from bench.timelapse.report import text_report
 from bench.timelapse.run import Run, time_lapse
 from tests.conftest import CALLS
@@ -56,7 +71,7 @@ def test_nothing_of_one_account_lands_in_the_other(two_accounts: tuple[Run, list
     assert not mixed, named(mixed)
     member = run.accounts.member
     members = {t.resource_id for t in run.judgement.truths if t.account == member}
-    assert len(members) == 4
+    assert len(members) == 6
     # The member's resources were spoken of in every way the check reads, so that mixing could have shown.
     kinds = {line.what for line in run.account_lines if line.resource_id in members}
     assert {"sweep decision", "sweep notice", "mark tag", "ledger resource row", "ledger row's sweep"} <= kinds
@@ -72,7 +87,8 @@ def test_nothing_of_one_account_lands_in_the_other(two_accounts: tuple[Run, list
 
 def test_nothing_is_stopped_or_destroyed_wrongly_in_either_account(two_accounts: tuple[Run, list[str]]) -> None:
     run, _ = two_accounts
-    failures = run.judgement.failures()
+    # The cost notices' labels have a test of their own, expected to fail (below).
+    failures = [f for f in run.judgement.failures() if f.promise != COST_LABELLED]
     assert not failures, named(failures)
 
 
@@ -109,3 +125,157 @@ def test_the_oracle_sees_a_line_written_under_the_wrong_account(two_accounts: tu
     wrong = [f for f in judged if f.verdict == "wrong"]
     assert [f.resource_id for f in wrong] == [lines[index].resource_id]
     assert f"a sweep notice under {run.accounts.hub}" in wrong[0].detail
+
+
+# ---- the member's own events, through the organization bus ---------------------------------------------------
+
+
+def member_truths(run: Run, user: str) -> list[Truth]:
+    assert run.accounts is not None
+    return [t for t in run.judgement.truths if t.account == run.accounts.member and t.user == user]
+
+
+def test_the_members_events_reach_the_hub_only_once_it_is_covered_and_never_the_cost_check(
+    two_accounts: tuple[Run, list[str]],
+) -> None:
+    run, _ = two_accounts
+    seen = run.accounts
+    assert seen is not None and seen.joined_at is not None
+    forwarded = [i for i in run.record.invocations if i.trigger.startswith("forwarded ")]
+    # Before the join its calls and state changes happened (its first people launched and tagged) and went nowhere.
+    assert seen.not_forwarded > 0
+    assert forwarded and min(i.at for i in forwarded) >= seen.joined_at
+    assert {i.function for i in forwarded} == {"spot_interruption", "age_guard"}
+    # Every forwarded run was judged the member's, none refused: the spoke's events are a covered account's.
+    assert {(i.result or {}).get("account") for i in forwarded} == {seen.member}
+    assert not [i for i in forwarded if (i.result or {}).get("status") == "refused"]
+    # Launched before the join, nothing stamped them: their owner tag is their users' own.
+    before = [t for t in run.judgement.truths if t.account == seen.member and t.stamp is None]
+    assert before and not [t.resource_id for t in before if t.resource_id in run.record.stamps]
+
+
+def test_the_members_launches_after_the_join_are_stamped_in_the_member_by_their_creator(
+    two_accounts: tuple[Run, list[str]],
+) -> None:
+    run, _ = two_accounts
+    assert run.accounts is not None
+    stamped = [f for f in run.judgement.findings if f.promise == STAMPED]
+    assert sorted((f.user, f.verdict) for f in stamped) == [("spencer", "correct"), ("stan", "correct")], named(stamped)
+    for truth in member_truths(run, "stan") + member_truths(run, "spencer"):
+        _, owner, created_by = run.record.stamps[truth.resource_id]
+        assert owner == truth.user
+        assert created_by == f"arn:aws:iam::{run.accounts.member}:role/MLTeam session {truth.user}"
+    # The hub has its own spencer and stan: none of their resources carries a stamp naming the member.
+    hub_stamps = [r for r, (_, _, by) in run.record.stamps.items() if run.accounts.holders.get(r) == run.accounts.hub]
+    assert not [r for r in hub_stamps if run.accounts.member in (run.record.stamps[r][2] or "")]
+
+
+def test_a_members_spot_job_is_checkpointed_and_snapshotted_in_the_member_within_two_minutes(
+    two_accounts: tuple[Run, list[str]],
+) -> None:
+    run, _ = two_accounts
+    seen = run.accounts
+    assert seen is not None
+    [job] = member_truths(run, "spencer")
+    [warned] = job.spot_warnings
+    told = [f for f in run.judgement.findings if f.promise == "a spot warning is handled and told"]
+    assert [f.verdict for f in told if f.resource_id == job.resource_id] == ["correct"], named(told)
+    [handled] = [
+        i
+        for i in run.record.invocations
+        if i.function == "spot_interruption"
+        and (i.result or {}).get("instance_id") == job.resource_id
+        and (i.result or {}).get("kind") == "warning"
+    ]
+    result = handled.result or {}
+    assert result["status"] == "handled" and result["account"] == seen.member and result["why_dry_run"] is None
+    steps = {s["step"]: s for s in result["steps"]}
+    assert steps["checkpoint-command"]["outcome"] == "done" and steps["snapshot"]["outcome"] == "done"
+    # Within the warning's two minutes, counting EventBridge's delivery.
+    assert handled.at - warned + timedelta(milliseconds=steps["snapshot"]["at_ms"]) < timedelta(minutes=2)
+    [snapshot] = [s["snapshot_id"] for s in result["snapshots"]]
+    assert seen.holders[snapshot] == seen.member  # the snapshot is in the member, none in the hub
+    [notice] = [n for n in run.record.notices if n.kind == "spot" and job.resource_id in n.resources]
+    assert notice.label == seen.member and notice.owner == "spencer"
+    rows = [
+        line for line in run.account_lines if line.what == "ledger spot row" and line.resource_id == job.resource_id
+    ]
+    assert [line.account for line in rows] == [seen.member]
+
+
+# ---- the organization's cost run -------------------------------------------------------------------------------
+
+
+def test_the_cost_run_prices_the_member_per_account_as_its_inventory_says_once_it_is_covered(
+    two_accounts: tuple[Run, list[str]],
+) -> None:
+    run, _ = two_accounts
+    seen = run.accounts
+    assert seen is not None and seen.joined_at is not None
+    period = timedelta(minutes=15)  # cdk.json leaves cost_schedule at its default, rate(15 minutes)
+    assert len(seen.cost_runs) == DAYS * timedelta(days=1) // period
+    assert {r.covered for r in seen.cost_runs if r.at < seen.joined_at} == {()}
+    after = [r for r in seen.cost_runs if r.at > seen.joined_at]
+    assert {r.covered for r in after} == {(seen.member,)}  # the hub's own account is never a child
+    compared = [r for r in after if r.member_expected_usd is not None]
+    assert len(compared) > len(after) * 0.9
+    for r in compared:
+        assert r.accounts[seen.member]["hourly_usd"] == pytest.approx(r.member_expected_usd, abs=1e-3), r.at
+    # The large GPU instance is in it while it runs: the member's burn rose by its price, and fell once it stopped.
+    burns = [float(r.accounts[seen.member]["hourly_usd"]) for r in after]
+    assert max(burns) - min(burns) > 20.0, LARGE_GPU
+
+
+def test_a_breach_in_the_member_is_told_within_one_cost_period_under_the_members_account(
+    two_accounts: tuple[Run, list[str]],
+) -> None:
+    run, _ = two_accounts
+    seen = run.accounts
+    assert seen is not None
+    told = [f for f in run.judgement.findings if f.promise == BURN_TOLD]
+    assert [(f.user, f.verdict) for f in told] == [("stan", "correct")], named(told)
+    breach = f"org:account:{seen.member}:daily"
+    notices = [n for n in run.record.notices if n.breach == breach and "cleared" not in n.title]
+    assert notices and {n.label for n in notices} == {seen.member}
+    # The hub's own cost check speaks of the hub only: no notice of its breaches under the member.
+    assert not [n for n in run.record.notices if n.kind == "cost" and n.label == seen.member and n.breach != breach]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="trainctl.organization.cost_total.alert_organization publishes cost.rules.cleared_notice, whose facts "
+    "are only the breach key, through the hub's own notifier: the clearing of an account's breach reaches the topic "
+    "with no account, neither an `account` fact nor the `account` message attribute",
+)
+def test_every_cost_notice_of_an_accounts_breach_carries_that_account_its_clearing_too(
+    two_accounts: tuple[Run, list[str]],
+) -> None:
+    run, _ = two_accounts
+    assert run.accounts is not None
+    labelled = [f for f in run.judgement.findings if f.promise == COST_LABELLED]
+    # The member's breach was cleared once the sweep stopped the instance: there was a clearing to label.
+    cleared = f"trainctl cost: cleared org:account:{run.accounts.member}:daily"
+    assert [n for n in run.record.notices if n.title == cleared]
+    assert labelled and not [f for f in labelled if f.verdict != "correct"], named(labelled)
+
+
+def test_the_oracle_sees_a_cost_notice_under_the_wrong_account(two_accounts: tuple[Run, list[str]]) -> None:
+    """The same run with the member's first breach notice relabelled as the hub's: the check is not blind."""
+    run, _ = two_accounts
+    assert run.accounts is not None
+    member = run.accounts.member
+    # The unlabelled clearing is the test above's: left out here, every label holds.
+    cleared = f"trainctl cost: cleared org:account:{member}:daily"
+    notices = [n for n in run.record.notices if n.title != cleared]
+
+    def mislabelled(notices: list[NoticeSeen]) -> list[Finding]:
+        record = Record(**{**vars(run.record), "notices": notices})
+        findings = judge(record, run.judgement.truths, deployed_stack()).findings
+        return [f for f in findings if f.promise == COST_LABELLED and f.verdict != "correct"]
+
+    assert mislabelled(notices) == []
+    index = next(n for n, seen in enumerate(notices) if seen.label == member and seen.kind == "cost")
+    notices[index] = replace(notices[index], label=run.accounts.hub, account=run.accounts.hub)
+    wrong = mislabelled(notices)
+    assert [f.resource_id for f in wrong] == [f"org:account:{member}:daily"]
+    assert f"under {run.accounts.hub}" in wrong[0].detail
