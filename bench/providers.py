@@ -424,7 +424,8 @@ def runpod_table(account: Account, latency: float, quota: int) -> Table:
         f"- One call of the largest answer (GET /pods, every pod) took {account.per_call_ms:.0f} ms end to end "
         f"against {latency * 1000:.0f} ms of configured latency. Each list "
         "is one call (the documentation names no paging); a stop, a termination and a deletion are one call each "
-        "and one read-back (a deletion's read-back lists the volumes).",
+        "and one read-back (a deletion's read-back lists the volumes); a read is three lists (pods, network volumes, "
+        "serverless endpoints), and a deletion is preceded by two more (pods and endpoints, read again).",
         "- Marks on an injected clock: grace 2h, delivery lag 15m, idle window 2h (samples from every sweep), "
         "stopped-max-age 2h, the blast-radius cap lifted. The ledger is DynamoDB on a local moto server with no "
         "latency added, its calls and time counted apart ('ledger s'); moto answers a Query by sorting the whole "
