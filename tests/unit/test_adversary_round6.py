@@ -1,7 +1,6 @@
 """Round 6, adversary (pure): RunPod's reading of a pod, the spot handler's idempotency key and the events it
 refuses, and the organization items that now carry the plan's reason for a dry-run. Each test names the promise it
-breaks; the marked ones fail on the code as it stands and are kept (strict xfail) until the fix lands; the others
-are guards for what holds."""
+broke (and failed before its fix) or guards one that held."""
 
 from __future__ import annotations
 
@@ -49,7 +48,6 @@ def pod(pod_id: str, **changes: Any) -> dict[str, Any]:
 # -- RunPod: one pod's answer ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="round 6: a RunPod time whose offset leaves the calendar raises OverflowError")
 @pytest.mark.parametrize("field", ["createdAt", "startedAt"])
 def test_one_pod_dated_off_the_calendar_is_unreadable_and_every_other_pod_is_read(field: str) -> None:
     """Promise: a value that cannot be read protects that one resource and every other resource is decided (safety

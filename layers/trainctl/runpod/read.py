@@ -189,9 +189,12 @@ def _time(value: Any, what: str, now: datetime) -> datetime:
         raise ShapeProblem(f"`{what}` {one_line(value, 40)!r} is not an ISO 8601 time") from None
     if when.tzinfo is None:
         raise ShapeProblem(f"`{what}` {one_line(value, 40)!r} has no time zone")
-    when = when.astimezone(UTC)
+    try:
+        when = when.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: off the calendar once moved to UTC
+        raise ShapeProblem(f"`{what}` {one_line(value, 40)!r} is out of range") from None
     if not _EARLIEST <= when <= now + _SKEW:
-        raise ShapeProblem(f"`{what}` {value} is out of range")
+        raise ShapeProblem(f"`{what}` {one_line(value, 40)!r} is out of range")
     return when
 
 
@@ -219,11 +222,10 @@ def _runtime(pod: Mapping[str, Any]) -> tuple[int | None, tuple[float, ...], tup
 def _network_mounts(pod: Mapping[str, Any]) -> tuple[str, ...]:
     # `mounts` must be there: a pod whose mounts are unknown might mount any volume.
     mounts = _field(pod, "mounts")
-    if mounts is None:
-        return ()
     if not isinstance(mounts, dict):
         raise ShapeProblem("`mounts` is not an object")
-    network = mounts.get("network") or []
+    # A null or absent list says nothing of what the pod mounts: unknown, not "none".
+    network = mounts.get("network")
     if not isinstance(network, list):
         raise ShapeProblem("`mounts.network` is not a list")
     ids = []
