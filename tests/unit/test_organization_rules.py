@@ -201,3 +201,10 @@ def test_the_summary_is_per_account_and_per_owner_and_names_each_failure() -> No
     assert summary["owners"] == {"ana": {"mark": 3}}
     assert summary["failed"] == 1
     assert summary["failures"] == [{"account": BOB, "region": "us-east-1", "error": children[2]["error"]}]
+
+
+def test_an_item_whose_dry_run_is_text_is_refused() -> None:
+    from trainctl.organization.events import parse_item
+
+    with pytest.raises(InvalidEvent):
+        parse_item({"account": ALICE, "region": "us-east-1", "dry_run": "false"})

@@ -83,6 +83,10 @@ class Credentials(NamedTuple):
     secret_access_key: str
     session_token: str
 
+    def __repr__(self) -> str:
+        # A log line or a traceback's locals must never carry the secret or the token.
+        return f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key=..., session_token=...)"
+
 
 class ClientFactory:
     """Builds and caches one client per (service, region); clients are shared by threads, building is not."""

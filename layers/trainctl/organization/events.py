@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from trainctl.core.errors import InvalidEvent
 
@@ -27,7 +27,7 @@ class OrganizationItem(BaseModel):
 
     account: str = Field(pattern=ACCOUNT)
     region: str = Field(pattern=_REGION)
-    dry_run: bool = True
+    dry_run: StrictBool = True  # "false" as text is not the plan's word
     # Only the plan's own reasons: the child names it in its summary and the account's record.
     why_dry_run: Literal["first-sweep", "deployment-dry-run", "not-enforced"] | None = None
 
