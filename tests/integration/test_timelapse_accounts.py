@@ -241,12 +241,6 @@ def test_a_breach_in_the_member_is_told_within_one_cost_period_under_the_members
     assert not [n for n in run.record.notices if n.kind == "cost" and n.label == seen.member and n.breach != breach]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trainctl.organization.cost_total.alert_organization publishes cost.rules.cleared_notice, whose facts "
-    "are only the breach key, through the hub's own notifier: the clearing of an account's breach reaches the topic "
-    "with no account, neither an `account` fact nor the `account` message attribute",
-)
 def test_every_cost_notice_of_an_accounts_breach_carries_that_account_its_clearing_too(
     two_accounts: tuple[Run, list[str]],
 ) -> None:

@@ -170,7 +170,11 @@ class OrganizationCost:
 
 
 def _account_of(breach: Breach) -> str | None:
-    return breach.key.split(":")[2] if breach.key.startswith("org:account:") else None
+    return _account_of_key(breach.key)
+
+
+def _account_of_key(key: str) -> str | None:
+    return key.split(":")[2] if key.startswith("org:account:") else None
 
 
 def summarise(
@@ -307,6 +311,9 @@ def alert_organization(
         alerts.save(AlertState(breach.key, breach.value, at, shown.headline()))
         notified.append(breach.key)
     for state in plan.cleared:
-        notifier.publish(cleared_notice(replace(state, key=one_line(state.key), headline=one_line(state.headline)), at))
+        cleared = cleared_notice(replace(state, key=one_line(state.key), headline=one_line(state.headline)), at)
+        # The clearing names its account as the breach did: subscribers filter an account's notices by it.
+        account = _account_of_key(state.key)
+        notifier.publish(replace(cleared, facts={**cleared.facts, "account": account}) if account else cleared)
         alerts.clear(state.key)
     return replace(cost, notified=tuple(notified), cleared=tuple(s.key for s in plan.cleared))
