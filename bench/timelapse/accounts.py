@@ -647,18 +647,27 @@ class SpotAfterOnboarding(MemberStory):
 class LeftRunning(MemberStory):
     """stan's large GPU instance in the member, launched after the join and left idle from the start: alone it
     takes the member over its daily threshold, which the organization's cost run owes a notice under the member's
-    account; the sweep stops it as any idle instance (and the breach then clears)."""
+    account; the sweep stops it as any idle instance (and the breach then clears). stan terminates it himself the
+    morning after it is stopped, as nora does her notebook."""
 
     def __init__(self, world: World, member: SecondAccount) -> None:
         super().__init__(world, "stan", "large GPU instance left running", member)
         self.at(member.joins_at + 2 * HOUR, self.set_up)
 
     def set_up(self) -> None:
-        instance = self.launch(LARGE_GPU, name="stan-p4d")
-        me = self.stamped(instance, "instance")
-        me.burns.append(Burn(self.member.account, self.world.now))
-        me.promises.append(Promise("idle instance stopped", self.world.now, "stop", idle=True))
-        self.world.idle(instance)
+        self.instance = self.launch(LARGE_GPU, name="stan-p4d")
+        self.me = self.stamped(self.instance, "instance")
+        self.me.burns.append(Burn(self.member.account, self.world.now))
+        self.me.promises.append(Promise("idle instance stopped", self.world.now, "stop", idle=True))
+        self.world.idle(self.instance)
+        days = int((self.world.end - self.world.now) / DAY) + 1
+        for day in range(1, days + 1):
+            self.at(self.world.now.replace(hour=9, minute=0, second=0, microsecond=0) + day * DAY, self.look)
+
+    def look(self) -> None:
+        if self.member.state_of(self.instance) == "stopped":
+            self.ec2().terminate_instances(InstanceIds=[self.instance])
+            self.me.ended_by_others = self.world.now
 
 
 def member_cast(world: World, member: SecondAccount) -> list[Story]:
