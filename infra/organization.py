@@ -288,6 +288,17 @@ class Organization(Construct):
 
         Instance state changes are not sent to the cost check: a member's burn is the organization's cost run's.
         """
+        self.forwarded_rules = self._forwarded_rules(spot=spot, age_guard=age_guard, failures=failures)
+        for function in (spot, age_guard):
+            self._tell_of_the_organization(function, organization_environment)
+        for role in (spot_role, age_guard_role):
+            self._assume_spoke_roles(role)
+        self._trusted_by_the_spokes(spot_role, age_guard_role)
+
+    def _forwarded_rules(
+        self, *, spot: lambda_.Function, age_guard: lambda_.Function, failures: sqs.IQueue
+    ) -> dict[str, events.Rule]:
+        """One rule on the organization bus per kind of forwarded event, each to the function that handles it."""
         ec2 = ["aws.ec2"]
         state_change = ["EC2 Instance State-change Notification"]
         routes = {
@@ -324,7 +335,7 @@ class Organization(Construct):
                 ),
             ),
         }
-        self.forwarded_rules = {
+        return {
             rule_id: events.Rule(
                 self,
                 rule_id,
@@ -335,26 +346,35 @@ class Organization(Construct):
             )
             for rule_id, (what, pattern, target) in routes.items()
         }
-        for function in (spot, age_guard):
-            for name, value in organization_environment.items():
-                function.add_environment(name, value)
-            # The hub's own account is never a spoke: its events are the hub's (the deny-list as the run has it).
-            function.add_environment("TRAINCTL_ORG_EXCLUDE_ACCOUNTS", cdk.Fn.join(",", self.not_spokes))
-        for role in (spot_role, age_guard_role):
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="AssumeSpokeRolesInTheOrganizationOnly",
-                    actions=["sts:AssumeRole"],
-                    resources=[self.spoke_role_arns],
-                    conditions={"StringEquals": {"aws:ResourceOrgID": self.organization_id}},
-                )
+
+    def _tell_of_the_organization(
+        self, function: lambda_.Function, organization_environment: Mapping[str, str]
+    ) -> None:
+        """The function reads which accounts it may act in for a forwarded event as the organization run does."""
+        for name, value in organization_environment.items():
+            function.add_environment(name, value)
+        # The hub's own account is never a spoke: its events are the hub's (the deny-list as the run has it).
+        function.add_environment("TRAINCTL_ORG_EXCLUDE_ACCOUNTS", cdk.Fn.join(",", self.not_spokes))
+
+    def _assume_spoke_roles(self, role: iam.Role) -> None:
+        """The function's role may assume the spoke role, by its name, in this organization's accounts only."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="AssumeSpokeRolesInTheOrganizationOnly",
+                actions=["sts:AssumeRole"],
+                resources=[self.spoke_role_arns],
+                conditions={"StringEquals": {"aws:ResourceOrgID": self.organization_id}},
             )
-            acknowledge(
-                role,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::{self.spoke_role_arns}]",
-                "The spoke role, by its one name, in any account of this organization only (aws:ResourceOrgID), "
-                "for an event that account forwarded.",
-            )
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::{self.spoke_role_arns}]",
+            "The spoke role, by its one name, in any account of this organization only (aws:ResourceOrgID), "
+            "for an event that account forwarded.",
+        )
+
+    def _trusted_by_the_spokes(self, spot_role: iam.Role, age_guard_role: iam.Role) -> None:
+        """The StackSet's parameters: the roles the spoke role trusts and the bus the spokes forward to."""
         # The spoke role trusts these functions' roles beside the organization run's child.
         hub_roles = cdk.Fn.join(",", [self.sweep.role.role_arn, spot_role.role_arn, age_guard_role.role_arn])
         parameter = cloudformation.CfnStackSet.ParameterProperty

@@ -167,15 +167,42 @@ class SpokeStack(cdk.Stack):
         organization_id: str,
         hub_roles: list[str],
     ) -> iam.CfnRole:
+        """The role the hub assumes here: the hub sweep's grants inline, the spot and stamp grants beside it."""
         account = self.account
-        declared = spoke_actions()
-        statements = [
+        sweep = self._sweep_grants(regions=regions, account=account, scope_tag=scope_tag)
+        forwarded = self._forwarded_handling_grants(regions=regions, account=account, scope_tag=scope_tag)
+        role = self._role_trusting_the_hub(
+            role_name=role_name, organization_id=organization_id, hub_roles=hub_roles, statements=sweep
+        )
+        # IAM is global: one stack instance (the first covered region's) holds the role.
+        holds_iam = cdk.CfnCondition(
+            self, "RoleRegion", expression=cdk.Fn.condition_equals(cdk.Aws.REGION, role_region)
+        )
+        role.cfn_options.condition = holds_iam
+        self.forwarded_grants = self._forwarded_policies(role, holds_iam, forwarded)
+        self._acknowledge_wildcards(role, account)
+        return role
+
+    @staticmethod
+    def _sweep_grants(*, regions: Sequence[str], account: str, scope_tag: str) -> list[iam.PolicyStatement]:
+        """The hub sweep's own tag-conditioned grants, and the Deny on persistent resources."""
+        return [
             never_destroy_persistent(),
             *regional_grants(
-                f"{SWEEP_FOLDER} (spoke)", declared, sweep_routes, regions=regions, account=account, scope_tag=scope_tag
+                f"{SWEEP_FOLDER} (spoke)",
+                spoke_actions(),
+                sweep_routes,
+                regions=regions,
+                account=account,
+                scope_tag=scope_tag,
             ),
         ]
-        # The spot function's and age_guard's grants, built from their code's declarations as in the hub.
+
+    @staticmethod
+    def _forwarded_handling_grants(
+        *, regions: Sequence[str], account: str, scope_tag: str
+    ) -> dict[str, list[iam.PolicyStatement]]:
+        """The spot function's and age_guard's grants, built from their code's declarations as in the hub."""
         spot = regional_grants(
             "spot_interruption (spoke)",
             spoke_actions("spot_interruption"),
@@ -195,6 +222,12 @@ class SpokeStack(cdk.Stack):
             ),
             *never_restamp(scope_tag),
         ]
+        return {"trainctl-spoke-spot": spot, "trainctl-spoke-stamp": stamp}
+
+    def _role_trusting_the_hub(
+        self, *, role_name: str, organization_id: str, hub_roles: list[str], statements: list[iam.PolicyStatement]
+    ) -> iam.CfnRole:
+        """Only the hub's named roles may assume it, and only from inside the organization."""
         trust = {
             "Version": "2012-10-17",
             "Statement": [
@@ -206,7 +239,7 @@ class SpokeStack(cdk.Stack):
                 }
             ],
         }
-        role = iam.CfnRole(
+        return iam.CfnRole(
             self,
             "SpokeRole",
             role_name=role_name,
@@ -219,28 +252,28 @@ class SpokeStack(cdk.Stack):
                 )
             ],
         )
-        # IAM is global: one stack instance (the first covered region's) holds the role.
-        holds_iam = cdk.CfnCondition(
-            self, "RoleRegion", expression=cdk.Fn.condition_equals(cdk.Aws.REGION, role_region)
-        )
-        role.cfn_options.condition = holds_iam
-        # The spot and age_guard grants as managed policies of their own: IAM caps a role's inline policies at
-        # 10,240 characters together and each managed one at 6,144, so each capability keeps a budget of its own.
-        self.forwarded_grants: dict[str, iam.CfnManagedPolicy] = {}
-        for construct_id, (name, part) in {
-            "SpotGrants": ("trainctl-spoke-spot", spot),
-            "StampGrants": ("trainctl-spoke-stamp", stamp),
-        }.items():
+
+    def _forwarded_policies(
+        self, role: iam.CfnRole, holds_iam: cdk.CfnCondition, forwarded: dict[str, list[iam.PolicyStatement]]
+    ) -> dict[str, iam.CfnManagedPolicy]:
+        """The spot and age_guard grants as managed policies of their own: IAM caps a role's inline policies at
+        10,240 characters together and each managed one at 6,144, so each capability keeps a budget of its own."""
+        policies: dict[str, iam.CfnManagedPolicy] = {}
+        for construct_id, name in {"SpotGrants": "trainctl-spoke-spot", "StampGrants": "trainctl-spoke-stamp"}.items():
             grants = iam.CfnManagedPolicy(
                 self,
                 construct_id,
                 managed_policy_name=name,
                 description=f"trainctl spoke: what the hub's {name.rsplit('-', 1)[1]} handling may do here",
-                policy_document=iam.PolicyDocument(statements=part).to_json(),
+                policy_document=iam.PolicyDocument(statements=forwarded[name]).to_json(),
                 roles=[role.ref],
             )
             grants.cfn_options.condition = holds_iam
-            self.forwarded_grants[name] = grants
+            policies[name] = grants
+        return policies
+
+    def _acknowledge_wildcards(self, role: iam.CfnRole, account: str) -> None:
+        """cdk-nag's IAM5 findings on the role and its managed policies, each with the reason the wildcard holds."""
         # The region is the wildcard in every ARN below: aws:RequestedRegion holds each grant to the covered regions.
         for arn in ec2_arns(["*"], account, "instance", "volume", "snapshot"):
             acknowledge(
@@ -283,7 +316,6 @@ class SpokeStack(cdk.Stack):
                 "age_guard stamps any new resource of this account, in the covered regions (aws:RequestedRegion); "
                 "only the trainctl:created-at, created-by, owner and scope keys, each only where unset.",
             )
-        return role
 
     def _forwarding(self, hub_bus_arn: str) -> None:
         """Rules on this region's default bus that send what the hub reacts to on to the hub's bus."""

@@ -23,13 +23,18 @@ from trainctl.core import names
 pytestmark = pytest.mark.infra
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-# Declared but not granted in a deployment without prewarm_buckets: there is no bucket to list; nor, in one without
-# an organization, a spoke role to assume for a member's forwarded event (infra/spoke_access.py).
+# Declared but not granted in a deployment without an organization: no spoke role to assume for a member's
+# forwarded event (infra/spoke_access.py), whatever else is configured.
+WITHHELD_WITHOUT_AN_ORGANIZATION = {
+    "spot_interruption": set(SPOKE_ACCESS_WITHHELD),
+    "age_guard": set(SPOKE_ACCESS_WITHHELD),
+}
+# Declared but not granted in a deployment without prewarm_buckets: there is no bucket to list; and, as it has no
+# organization either, the spoke access above.
 WITHHELD_WITHOUT_BUCKETS = {
     "prewarm_plan": {"s3:ListBucket"},
     "prewarm_report": {"s3:ListBucket"},
-    "spot_interruption": set(SPOKE_ACCESS_WITHHELD),
-    "age_guard": set(SPOKE_ACCESS_WITHHELD),
+    **WITHHELD_WITHOUT_AN_ORGANIZATION,
 }
 # Deployed only with a provider or an organization configured: tests/infra/test_providers_stack.py and
 # test_organization_stack.py hold their policies to their declarations.

@@ -67,6 +67,15 @@ OPTIONAL: dict[str, dict[str, Any]] = {
         "org_enforce_units": ["ou-ab12-cd34ef56"],
         "org_enforce_accounts": ["111122223333"],
     },
+    # The organization's cost run judged by thresholds of its own, each account's and the whole organization's.
+    "organization_cost_thresholds": {
+        "org_id": "o-a1b2c3d4e5",
+        "org_units": ["ou-ab12-cd34ef56"],
+        "org_account_hourly_usd": 40,
+        "org_account_daily_usd": 600,
+        "org_hourly_usd": 900,
+        "org_daily_usd": 15000,
+    },
 }
 EVERY_ONE = {key: value for settings in OPTIONAL.values() for key, value in settings.items()}
 # CloudFormation namespaces whose IAM service prefix is not their name in lower case.
