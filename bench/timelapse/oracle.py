@@ -41,6 +41,7 @@ from typing import Literal
 from bench.timelapse.clock import DeployedStack
 from bench.timelapse.deliveries import ACCOUNT_ID, CLOUDTRAIL_TAIL
 from bench.timelapse.harness import NoticeSeen, Record, SweepDecision
+from infra.config import PROVIDERS
 from trainctl.core.clock import format_instant
 
 DESTRUCTIVE = ("stop", "terminate", "delete")
@@ -585,14 +586,16 @@ class AccountLine:
 
 
 def judge_accounts(truths: list[Truth], holders: dict[str, str], lines: list[AccountLine]) -> list[Finding]:
-    """Per resource trainctl spoke of: every line under the account that holds it (`holders`, as EC2 showed)."""
+    """Per resource trainctl spoke of: every line under the account that holds it (`holders`, as EC2 showed). A
+    provider's resource (`runpod:...`, `lyceum:...`) is in no EC2: it is the hub's, whose deployment sweeps it."""
     owners = {truth.resource_id: truth for truth in truths}
     about: dict[str, list[AccountLine]] = defaultdict(list)
     for line in lines:
         about[line.resource_id].append(line)
     findings = []
     for resource_id, found in sorted(about.items()):
-        holder = holders.get(resource_id, "no account")
+        outside_aws = resource_id.split(":", 1)[0] in PROVIDERS
+        holder = holders.get(resource_id, ACCOUNT_ID if outside_aws else "no account")
         mixed = [line for line in found if line.account != holder]
         truth = owners.get(resource_id)
         kinds = ", ".join(f"{n} {what}" for what, n in sorted(_counts(found).items()))
