@@ -401,6 +401,14 @@ class SweepUnderAdversary(RuleBasedStateMachine):
                         answers[instance_id] = TrainingCheck(Training.IDLE, "no training process found")
                 return answers
 
+            def unmanaged(self, instance_ids: Any) -> dict[str, TrainingCheck]:
+                # What a dry-run asks: a read of which instances SSM does not manage, no command sent.
+                return {
+                    i: TrainingCheck(Training.NOT_MANAGED, "not managed by SSM")
+                    for i in instance_ids
+                    if not machine.ssm_managed.get(i, False)
+                }
+
         return ModelCheck
 
     def refuse(self, model: Any, **_: Any) -> tuple[Any, dict[str, Any]] | None:

@@ -194,7 +194,7 @@ def _time(value: Any, what: str, now: datetime) -> datetime:
     except OverflowError:  # year 1 or 9999 with an offset: off the calendar once moved to UTC
         raise ShapeProblem(f"`{what}` {one_line(value, 40)!r} is out of range") from None
     if not _EARLIEST <= when <= now + _SKEW:
-        raise ShapeProblem(f"`{what}` {one_line(value, 40)!r} is out of range")
+        raise ShapeProblem(f"`{what}` {one_line(value, 40)} is out of range")
     return when
 
 
