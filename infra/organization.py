@@ -492,37 +492,7 @@ class Organization(Construct):
                 )
             ],
         )
-        role.add_to_policy(
-            platform_statement(
-                "WriteRunResults", RESULT_WRITER_ACTIONS, [self.results.arn_for_objects(f"{RESULTS_PREFIX}/*")]
-            )
-        )
-        acknowledge(
-            role,
-            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            "Log delivery and X-Ray take no resource ARNs; nothing else is granted on *.",
-        )
-        acknowledge(
-            role,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(self.results)}.Arn>/{RESULTS_PREFIX}/*]",
-            "The Distributed Map writes each run's results under its one prefix of the bucket the stack owns.",
-        )
-        # CDK's own policy for the Distributed Map: start, watch and redrive this state machine's children only.
-        map_policy = machine.node.find_child("DistributedMapPolicy")
-        assert isinstance(map_policy, iam.Policy), "CDK attaches the Distributed Map's grants as this policy"
-        stack = cdk.Stack.of(self)
-        # The execution ARNs as CDK writes them: the state machine's name cut from its ARN.
-        executions = (
-            f"arn:{cdk.Aws.PARTITION}:states:{stack.region}:{stack.account}:execution:"
-            f"{cdk.Fn.select(6, cdk.Fn.split(':', machine.state_machine_arn))}"
-        )
-        for suffix in (":*", f"/{MAP_LABEL}:*"):
-            acknowledge(
-                map_policy,
-                f"AwsSolutions::AwsSolutions-IAM5[Resource::{executions}{suffix}]",
-                "The Distributed Map starts, describes, stops and redrives the child executions of this one state "
-                "machine (Step Functions Developer Guide, IAM policies for using Distributed Map states).",
-            )
+        self._run_grants(machine, role, prefix=RESULTS_PREFIX, label=MAP_LABEL, results="each run's results")
         return machine, role
 
     # -- the organization's cost run ---------------------------------------------------------------------------
@@ -605,15 +575,15 @@ class Organization(Construct):
                 )
             ],
         )
-        self._cost_run_grants(machine, role)
+        self._run_grants(
+            machine, role, prefix=COST_RESULTS_PREFIX, label=COST_MAP_LABEL, results="each cost run's results"
+        )
         return machine
 
-    def _cost_run_grants(self, machine: sfn.StateMachine, role: iam.Role) -> None:
-        """The cost run writes its results under its own prefix, and starts only its own children."""
+    def _run_grants(self, machine: sfn.StateMachine, role: iam.Role, *, prefix: str, label: str, results: str) -> None:
+        """A run writes its results under its own prefix of the bucket, and starts only its own children."""
         role.add_to_policy(
-            platform_statement(
-                "WriteRunResults", RESULT_WRITER_ACTIONS, [self.results.arn_for_objects(f"{COST_RESULTS_PREFIX}/*")]
-            )
+            platform_statement("WriteRunResults", RESULT_WRITER_ACTIONS, [self.results.arn_for_objects(f"{prefix}/*")])
         )
         acknowledge(
             role,
@@ -622,17 +592,19 @@ class Organization(Construct):
         )
         acknowledge(
             role,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(self.results)}.Arn>/{COST_RESULTS_PREFIX}/*]",
-            "The Distributed Map writes each cost run's results under its one prefix of the bucket the stack owns.",
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id(self.results)}.Arn>/{prefix}/*]",
+            f"The Distributed Map writes {results} under its one prefix of the bucket the stack owns.",
         )
+        # CDK's own policy for the Distributed Map: start, watch and redrive this state machine's children only.
         map_policy = machine.node.find_child("DistributedMapPolicy")
         assert isinstance(map_policy, iam.Policy), "CDK attaches the Distributed Map's grants as this policy"
         stack = cdk.Stack.of(self)
+        # The execution ARNs as CDK writes them: the state machine's name cut from its ARN.
         executions = (
             f"arn:{cdk.Aws.PARTITION}:states:{stack.region}:{stack.account}:execution:"
             f"{cdk.Fn.select(6, cdk.Fn.split(':', machine.state_machine_arn))}"
         )
-        for suffix in (":*", f"/{COST_MAP_LABEL}:*"):
+        for suffix in (":*", f"/{label}:*"):
             acknowledge(
                 map_policy,
                 f"AwsSolutions::AwsSolutions-IAM5[Resource::{executions}{suffix}]",
