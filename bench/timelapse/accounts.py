@@ -69,7 +69,10 @@ from trainctl.cost.prices.price_file import load_price_file
 from trainctl.organization.record import sweep_partition
 from trainctl.organization.run import TargetResult, reach_spoke
 from trainctl.organization.settings import OrganizationSettings
+from trainctl.providers.sweep import sweep_partition as provider_sweep_partition
 
+# The provider sweeps record themselves in partitions of their own, under the hub: the hub's deployment runs them.
+PROVIDER_SWEEP_PARTITIONS = frozenset(provider_sweep_partition(p) for p in ("runpod", "lyceum"))
 ORGANIZATION_FUNCTIONS = ("organization_plan", "organization_sweep")
 # The member joins the covered unit on the second day, in the afternoon: its notebook was forgotten long before.
 JOINS_AFTER = DAY + 13 * HOUR
@@ -454,6 +457,8 @@ class SecondAccount:
                 sweeps[sort.rsplit("#", 1)[-1]] = ACCOUNT_ID
             elif partition.startswith(f"{keys.SWEEP_PARTITION}#account#"):
                 sweeps[sort.rsplit("#", 1)[-1]] = partition.rsplit("#", 1)[-1]
+            elif partition in PROVIDER_SWEEP_PARTITIONS:  # RunPod's and Lyceum's sweeps: the hub's deployment runs them
+                sweeps[sort.rsplit("#", 1)[-1]] = ACCOUNT_ID
         self.seen.hub_partition_rows = sum(
             1
             for row in rows

@@ -42,7 +42,8 @@ DAYS = 3
 def two_accounts() -> Iterator[tuple[Run, list[str]]]:
     print(f"time-lapse seed {SEED}")
     before = len(CALLS.undeclared)
-    run = time_lapse(days=DAYS, seed=SEED, cast="small", organization=True)
+    # With the providers, as `python -m bench.timelapse` runs by default: their sweeps' ledger rows are the hub's.
+    run = time_lapse(days=DAYS, seed=SEED, cast="small", organization=True, providers=True)
     assert run.accounts is not None
     print(text_report(run.record, run.judgement, wall_seconds=run.wall_seconds))
     print("\n".join(accounts_report(run.accounts, run.account_lines)))
