@@ -77,12 +77,11 @@ def forwarded_from(parsed: CloudTrailApiCall | InstanceStateChange) -> Verdict |
     if org is None or parsed.account == hub_account():
         return None
     # Cold start: the organization's rooms load only for an event a member account forwarded.
-    from trainctl.organization.forwarded import judge
-    from trainctl.organization.record import AccountRecords
+    from trainctl.organization.forwarded import judge_forwarded
 
     settings = deployed_settings()
-    records = AccountRecords(client_factory().dynamodb(), settings.ledger_table)
-    return judge(records, parsed.account, parsed.region, org, org.regions_or(settings.regions))
+    regions = org.regions_or(settings.regions)
+    return judge_forwarded(client_factory(), settings.ledger_table, parsed.account, parsed.region, org, regions)
 
 
 @cache

@@ -107,6 +107,18 @@ def judge(
     return verdict_for(account, region, org, runs=runs, onboarded=onboarded)
 
 
+def judge_forwarded(
+    hub: ClientFactory,
+    ledger_table: str,
+    account: object,
+    region: str,
+    org: OrganizationSettings,
+    regions: Collection[str],
+) -> Verdict:
+    """The verdict on a member's event, read from the hub's ledger: what the spot and age_guard handlers ask."""
+    return judge(AccountRecords(hub.dynamodb(), ledger_table), account, region, org, regions)
+
+
 def hub_account(hub: ClientFactory) -> str:
     """The hub's own account: the one its own credentials act in."""
     try:
